@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot"
+	"github.com/amber-forensics/amber/view"
+)
+
+// Exit codes. Never reuse a number for a different meaning: scripts and
+// examiners' notes depend on them.
+const (
+	exitOK          = 0
+	exitError       = 1   // the operation failed (capture error, I/O error)
+	exitUsage       = 2   // bad command line
+	exitTampered    = 3   // integrity check failed: the evidence is altered or damaged
+	exitUnreadable  = 4   // not an amber archive, unsupported version, cannot be opened
+	exitNotFound    = 5   // a view path, artifact or source that does not exist
+	exitSource      = 6   // the source is not a valid image (bad digest, bad manifest)
+	exitInterrupted = 130 // stopped by SIGINT/SIGTERM; nothing partial left behind
+)
+
+// usageError marks command-line mistakes.
+type usageError struct{ error }
+
+// exitCode maps an error to its exit code.
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.Is(err, context.Canceled):
+		return exitInterrupted
+	case errors.Is(err, errTampered), errors.Is(err, manifest.ErrCorrupt), errors.Is(err, manifest.ErrChainBroken), errors.Is(err, manifest.ErrBadIndex):
+		return exitTampered
+	case errors.Is(err, manifest.ErrNotArchive), errors.Is(err, manifest.ErrUnsupportedVersion):
+		return exitUnreadable
+	case errors.Is(err, view.ErrNotFound), errors.Is(err, manifest.ErrNotFound), errors.Is(err, os.ErrNotExist):
+		return exitNotFound
+	case errors.Is(err, snapshot.ErrSource), errors.Is(err, snapshot.ErrDigestMismatch), errors.Is(err, snapshot.ErrBomb):
+		return exitSource
+	}
+	return exitError
+}
+
+var errTampered = errors.New("verification failed")
+
+func report(stderr io.Writer, err error) int {
+	code := exitCode(err)
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "amber: %v\nRun 'amber --help' for usage.\n", err)
+		} else if code == exitInterrupted {
+			fmt.Fprintln(stderr, "amber: interrupted; nothing was left at the output name")
+		} else {
+			fmt.Fprintf(stderr, "amber: %v\n", err)
+		}
+	}
+	return code
+}

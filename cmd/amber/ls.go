@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/view"
+)
+
+type lsOptions struct {
+	json      bool
+	recursive bool
+	sha256sum bool
+}
+
+func (e *env) newLsCmd() *cobra.Command {
+	o := &lsOptions{}
+	c := &cobra.Command{
+		Use:   "ls ARCHIVE [VIEWPATH]",
+		Short: "List artifacts, layers and files without mounting",
+		Long: `ls shows what an archive holds. Without VIEWPATH: the case, the acquisition
+and every artifact with its layers. With VIEWPATH (the mount layout of
+DESIGN.md: images/NAME/rootfs, images/NAME/layers/N, images/NAME/stages/N,
+images/NAME/config.json, manifest.json): its entries, one per line:
+
+  MODE UID/GID SIZE MTIME SHA256 NAME [-> LINK]
+
+Only the trailer, the manifest and the needed file indexes are read; no file
+content is decompressed. --sha256sum prints every regular file below
+VIEWPATH in sha256sum format, relative to VIEWPATH, so that in a tree
+extracted from that view 'sha256sum -c --strict' checks it.`,
+		Example: `  amber ls case.tar.zst
+  amber ls case.tar.zst images/app_v1/rootfs/etc
+  amber ls -r --json case.tar.zst images/app_v1/layers/2
+  amber ls --sha256sum case.tar.zst images/app_v1/rootfs > rootfs.sha256`,
+		Args: argsRange(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p := ""
+			if len(args) == 2 {
+				p = args[1]
+			}
+			return e.runLs(o, args[0], p)
+		},
+	}
+	c.Flags().BoolVar(&o.json, "json", false, "JSON lines, one object per entry")
+	c.Flags().BoolVarP(&o.recursive, "recursive", "r", false, "list everything below VIEWPATH")
+	c.Flags().BoolVar(&o.sha256sum, "sha256sum", false, "print regular files below VIEWPATH in sha256sum format")
+	return c
+}
+
+// lsEntry is the JSON form of one listed path (documented in README.md).
+type lsEntry struct {
+	Path     string            `json:"path"`
+	Type     string            `json:"type"`
+	Mode     string            `json:"mode"`
+	Perm     string            `json:"perm"`
+	UID      uint32            `json:"uid"`
+	GID      uint32            `json:"gid"`
+	Uname    string            `json:"uname,omitempty"`
+	Gname    string            `json:"gname,omitempty"`
+	Size     int64             `json:"size"`
+	Mtime    time.Time         `json:"mtime"`
+	SHA256   string            `json:"sha256,omitempty"`
+	Link     string            `json:"link,omitempty"`
+	Hardlink string            `json:"hardlink,omitempty"`
+	Nlink    uint32            `json:"nlink,omitempty"`
+	Layer    *int              `json:"layer,omitempty"`
+	Xattrs   map[string]string `json:"xattrs,omitempty"`
+	Flags    []string          `json:"flags,omitempty"`
+	Device   string            `json:"device,omitempty"`
+}
+
+func typeName(t byte) string {
+	switch t {
+	case manifest.TypeDir:
+		return "dir"
+	case manifest.TypeSymlink:
+		return "symlink"
+	case manifest.TypeChar:
+		return "char"
+	case manifest.TypeBlock:
+		return "block"
+	case manifest.TypeFifo:
+		return "fifo"
+	case manifest.TypeLink:
+		return "hardlink"
+	}
+	return "file"
+}
+
+func flagNames(f uint8) []string {
+	var out []string
+	for _, x := range []struct {
+		b uint8
+		n string
+	}{{manifest.FlagImplicit, "implicit"}, {manifest.FlagHardlink, "hardlink"}, {manifest.FlagSparse, "sparse"}, {manifest.FlagUnsafe, "unsafe-name"},
+		{manifest.FlagWhiteout, "whiteout"}, {manifest.FlagOpaque, "opaque"}, {manifest.FlagShadowed, "shadowed"}, {manifest.FlagDangling, "dangling"}} {
+		if f&x.b != 0 {
+			out = append(out, x.n)
+		}
+	}
+	return out
+}
+
+func toLsEntry(en *view.Entry, rel string) lsEntry {
+	le := lsEntry{Path: rel, Type: typeName(en.Type), Mode: view.ModeString(en.Type, en.Mode), Perm: fmt.Sprintf("%04o", en.Mode), Size: en.Size, Mtime: en.ModTime}
+	if d := en.SHA256(); !d.IsZero() {
+		le.SHA256 = d.Hex()
+	}
+	if n := en.Node; n != nil {
+		r := &n.Rec
+		layer := n.Layer
+		le.Layer = &layer
+		le.UID, le.GID, le.Uname, le.Gname = r.UID, r.GID, r.Uname, r.Gname
+		le.Nlink = r.Nlink
+		le.Xattrs = r.Xattrs
+		le.Flags = flagNames(r.Flags)
+		switch {
+		case r.Type == manifest.TypeSymlink:
+			le.Link = r.Linkname
+		case r.Has(manifest.FlagHardlink) || r.Type == manifest.TypeLink:
+			le.Hardlink = r.Linkname
+		}
+		if r.Type == manifest.TypeChar || r.Type == manifest.TypeBlock {
+			le.Device = fmt.Sprintf("%d,%d", r.DevMajor, r.DevMinor)
+		}
+	}
+	return le
+}
+
+// escapeName keeps one entry per line: control bytes, backslashes and
+// invalid UTF-8 are escaped Go-style. --json has the exact bytes.
+func escapeName(s string) string {
+	q := strconv.Quote(s)
+	q = q[1 : len(q)-1]
+	return strings.ReplaceAll(q, `\"`, `"`)
+}
+
+func (e *env) runLs(o *lsOptions, archive, p string) error {
+	a, err := manifest.Open(archive)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	out := bufio.NewWriterSize(e.stdout, 256<<10)
+	defer out.Flush()
+	if p == "" && !o.recursive && !o.sha256sum {
+		return lsSummary(out, a, o.json)
+	}
+	v := &view.View{A: a}
+	root, err := v.Stat(p)
+	if err != nil {
+		return err
+	}
+	if o.sha256sum {
+		return v.Walk(root, func(en *view.Entry) error {
+			if en.Type != manifest.TypeReg {
+				return nil
+			}
+			rel := strings.TrimPrefix(strings.TrimPrefix(en.Path, root.Path), "/")
+			if rel == "" {
+				rel = en.Name
+			}
+			writeSumLine(out, en.SHA256().Hex(), rel)
+			return nil
+		})
+	}
+	enc := json.NewEncoder(out)
+	enc.SetEscapeHTML(false)
+	emit := func(en *view.Entry, rel string) error {
+		le := toLsEntry(en, rel)
+		if o.json {
+			return enc.Encode(le)
+		}
+		sum := le.SHA256
+		if sum == "" {
+			sum = strings.Repeat("-", 64)
+		}
+		owner := fmt.Sprintf("%d/%d", le.UID, le.GID)
+		size := strconv.FormatInt(le.Size, 10)
+		if le.Device != "" {
+			size = le.Device
+		}
+		line := fmt.Sprintf("%s %-9s %10s %s %s %s", le.Mode, owner, size, le.Mtime.UTC().Format("2006-01-02T15:04:05Z"), sum, escapeName(rel))
+		if le.Link != "" {
+			line += " -> " + escapeName(le.Link)
+		}
+		if le.Hardlink != "" {
+			line += " link to " + escapeName(le.Hardlink)
+		}
+		_, err := fmt.Fprintln(out, line)
+		return err
+	}
+	if !root.IsDir() {
+		return emit(root, root.Name)
+	}
+	if o.recursive {
+		return v.Walk(root, func(en *view.Entry) error {
+			rel := strings.TrimPrefix(strings.TrimPrefix(en.Path, root.Path), "/")
+			if rel == "" {
+				rel = "."
+			}
+			return emit(en, rel)
+		})
+	}
+	kids, err := v.ReadDir(p)
+	if err != nil {
+		return err
+	}
+	for _, k := range kids {
+		if err := emit(k, k.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeSumLine writes one line as GNU sha256sum does, escaping names that
+// hold a backslash, newline or carriage return.
+func writeSumLine(w io.Writer, hexsum, name string) {
+	if strings.ContainsAny(name, "\\\n\r") {
+		r := strings.NewReplacer(`\`, `\\`, "\n", `\n`, "\r", `\r`)
+		fmt.Fprintf(w, "\\%s  %s\n", hexsum, r.Replace(name))
+		return
+	}
+	fmt.Fprintf(w, "%s  %s\n", hexsum, name)
+}
+
+func lsSummary(w io.Writer, a *manifest.Archive, asJSON bool) error {
+	m := a.Manifest
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(map[string]any{"case": m.Case, "acquisition": m.Acquisition, "tool": m.Tool, "artifacts": m.Artifacts, "anomalies": m.Anomalies, "custody": m.Custody, "format_version": m.FormatVersion})
+	}
+	fmt.Fprintf(w, "archive   %s (format v%d, written by %s %s)\n", a.Path, m.FormatVersion, m.Tool.Name, m.Tool.Version)
+	fmt.Fprintf(w, "case      %s  exhibit %s  examiner %s\n", dash(m.Case.Case), dash(m.Case.Exhibit), dash(m.Case.Examiner))
+	if m.Case.Notes != "" {
+		fmt.Fprintf(w, "notes     %s\n", m.Case.Notes)
+	}
+	acq := m.Acquisition
+	fmt.Fprintf(w, "acquired  %s to %s on %s by %s\n", acq.Started.Format(time.RFC3339), acq.Finished.Format(time.RFC3339), acq.Host, acq.User)
+	for _, s := range acq.Sources {
+		fmt.Fprintf(w, "source    %s %s", s.Kind, s.Path)
+		if !s.SHA256.IsZero() {
+			fmt.Fprintf(w, " sha256 %s", s.SHA256.Hex())
+		}
+		fmt.Fprintln(w)
+	}
+	for _, art := range m.Artifacts {
+		fmt.Fprintf(w, "\n%ss/%s  image %s  refs %s  %d files  merkle %s\n", art.Kind, art.Name, art.ImageID.Hex(), dash(strings.Join(art.Refs, ",")), art.Files, art.MerkleRoot.Hex())
+		for i, l := range art.Layers {
+			fmt.Fprintf(w, "  layers/%-3d %s %12d bytes %7d files\n", i, l.Digest, l.Size, l.Files)
+		}
+	}
+	if len(m.Anomalies) > 0 {
+		fmt.Fprintf(w, "\n%d anomalies:\n", len(m.Anomalies))
+		for _, an := range m.Anomalies {
+			fmt.Fprintf(w, "  images/%s layer %d %s: %s\n", an.Artifact, an.Layer, an.Kind, escapeName(an.Detail))
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

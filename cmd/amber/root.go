@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+type env struct {
+	ctx    context.Context
+	stdout io.Writer
+	stderr io.Writer
+	args   []string // the whole command line, for the custody record
+}
+
+func run(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e := &env{ctx: ctx, stdout: os.Stdout, stderr: os.Stderr, args: append([]string{os.Args[0]}, args...)}
+	return e.exec(args)
+}
+
+func (e *env) exec(args []string) int {
+	root := e.newRoot()
+	root.SetArgs(args)
+	err := root.ExecuteContext(e.ctx)
+	return report(e.stderr, err)
+}
+
+func (e *env) newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "amber",
+		Short: "Capture container evidence into sealed archives and examine it",
+		Long: `amber preserves container evidence "in amber": it captures images (and,
+later, containers and process memory) into sealed, hashed, chain-of-custody
+archives (NAME.tar.zst), verifies them, and shows their contents in the
+mount layout without mounting.
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 tampered or damaged evidence,
+4 not an amber archive or unsupported version, 5 not found, 6 bad source,
+130 interrupted.`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(e.newCaptureCmd(), e.newVerifyCmd(), e.newLsCmd(), e.newCatCmd(), e.newLogCmd())
+	return root
+}
+
+// exactArgs is cobra.ExactArgs returning a usage error.
+func argsRange(min, max int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < min || (max >= 0 && len(args) > max) {
+			if min == max {
+				return usageError{fmt.Errorf("%s takes %d argument(s), got %d", cmd.CommandPath(), min, len(args))}
+			}
+			return usageError{fmt.Errorf("%s: wrong number of arguments (%d)", cmd.CommandPath(), len(args))}
+		}
+		return nil
+	}
+}
+
+// isTerminal reports whether f is a terminal, for progress output.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

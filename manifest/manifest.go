@@ -1,0 +1,260 @@
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/amber-forensics/amber/hashing"
+)
+
+// FormatName and FormatVersion identify the archive format. A reader refuses
+// any version it does not know rather than guessing.
+const (
+	FormatName    = "amber-evidence"
+	FormatVersion = 1
+)
+
+// Limits on metadata read from an archive, which is untrusted input.
+const (
+	MaxManifestSize = 256 << 20
+	MaxCustodySize  = 64 << 20
+)
+
+// Sentinel errors. Callers test them with errors.Is.
+var (
+	ErrNotArchive         = errors.New("manifest: not an amber archive")
+	ErrUnsupportedVersion = errors.New("manifest: unsupported archive format version")
+	ErrCorrupt            = errors.New("manifest: archive is damaged")
+	ErrNotFound           = errors.New("manifest: not found")
+)
+
+// Manifest is amber/manifest.json: what was captured, from where, by whom,
+// and where each piece lies in the archive.
+type Manifest struct {
+	Format        string      `json:"format"`
+	FormatVersion int         `json:"format_version"`
+	Tool          Tool        `json:"tool"`
+	Case          Case        `json:"case"`
+	Acquisition   Acquisition `json:"acquisition"`
+	Artifacts     []Artifact  `json:"artifacts"`
+	// Entries lists every tar member before the manifest, in order, with
+	// where its content lies in the tar stream and its SHA-256.
+	Entries []Entry `json:"entries"`
+	Custody Custody `json:"custody"`
+	// Anomalies are facts about the evidence worth an examiner's attention
+	// (unsafe names, duplicate entries, dangling hard links): recorded, not
+	// "fixed".
+	Anomalies []Anomaly `json:"anomalies,omitempty"`
+}
+
+// Tool names the program that wrote the archive.
+type Tool struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// Case is the examiner's case metadata.
+type Case struct {
+	Case     string `json:"case,omitempty"`
+	Exhibit  string `json:"exhibit,omitempty"`
+	Examiner string `json:"examiner,omitempty"`
+	Notes    string `json:"notes,omitempty"`
+}
+
+// Acquisition records how the evidence was taken.
+type Acquisition struct {
+	Host        string    `json:"host"`
+	OS          string    `json:"os"`
+	Kernel      string    `json:"kernel,omitempty"`
+	User        string    `json:"user"`
+	UID         int       `json:"uid"`
+	CommandLine []string  `json:"command_line"`
+	Started     time.Time `json:"started"`
+	Finished    time.Time `json:"finished"`
+	Sources     []Source  `json:"sources"`
+	Engine      string    `json:"engine,omitempty"`
+}
+
+// Source is one input the capture read.
+type Source struct {
+	Kind string `json:"kind"` // docker-save, docker-save-oci, oci-layout, engine
+	Path string `json:"path"`
+	// SHA256 of the source file when it is a single file (a tarball).
+	SHA256 hashing.Digest `json:"sha256,omitzero"`
+	Size   int64          `json:"size,omitempty"`
+}
+
+// Artifact kinds.
+const (
+	KindImage = "image"
+)
+
+// Artifact is one captured thing: an image (later: a container, a memory dump).
+type Artifact struct {
+	Kind string `json:"kind"`
+	// Name is path-safe and unique in the archive: the <name> of the mount layout.
+	Name string `json:"name"`
+	// Refs are the references it had at the source (tags).
+	Refs     []string       `json:"refs,omitempty"`
+	ImageID  hashing.Digest `json:"image_id,omitzero"`
+	Manifest Descriptor     `json:"manifest"`
+	Config   Descriptor     `json:"config"`
+	Layers   []Layer        `json:"layers"`
+	// SourceManifest is the digest of the manifest as the source had it
+	// (with compressed layers, perhaps); amber's own manifest references
+	// the uncompressed layers.
+	SourceManifest hashing.Digest `json:"source_manifest,omitzero"`
+	// MerkleRoot binds the per-file hashes of all layers: RFC 6962 over the
+	// layers' roots, base first.
+	MerkleRoot hashing.Digest `json:"merkle_root"`
+	Files      int            `json:"files"`
+}
+
+// Descriptor is an OCI content descriptor.
+type Descriptor struct {
+	MediaType string         `json:"mediaType"`
+	Digest    hashing.Digest `json:"digest"`
+	Size      int64          `json:"size"`
+}
+
+// Layer is one layer of an artifact.
+type Layer struct {
+	Descriptor
+	// Source describes the layer as read (compressed digest and media type),
+	// when it differs from what is stored.
+	SourceDigest    hashing.Digest `json:"source_digest,omitzero"`
+	SourceMediaType string         `json:"source_media_type,omitempty"`
+	Index           Descriptor     `json:"index"`
+	Files           int            `json:"files"`
+	MerkleRoot      hashing.Digest `json:"merkle_root"`
+}
+
+// Entry is a tar member of the archive.
+type Entry struct {
+	Name string `json:"name"`
+	// Offset of the first header block (PAX headers included) in the tar stream.
+	HeaderOffset int64 `json:"header_offset"`
+	// Offset of the content.
+	Offset int64          `json:"offset"`
+	Size   int64          `json:"size"`
+	SHA256 hashing.Digest `json:"sha256"`
+}
+
+// Custody points at the sealed custody log.
+type Custody struct {
+	Entry  string         `json:"entry"`
+	Events int            `json:"events"`
+	Head   hashing.Digest `json:"head"`
+}
+
+// Anomaly is something odd found in the evidence.
+type Anomaly struct {
+	Artifact string `json:"artifact,omitempty"`
+	Layer    int    `json:"layer"`
+	Path     string `json:"path,omitempty"`
+	Kind     string `json:"kind"`
+	Detail   string `json:"detail"`
+}
+
+// Marshal encodes m as amber stores it: indented, stable field order, no
+// HTML escaping, trailing newline.
+func (m *Manifest) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(m); err != nil {
+		return nil, fmt.Errorf("encoding manifest: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// ParseManifest decodes and checks a manifest read from an archive.
+func ParseManifest(b []byte) (*Manifest, error) {
+	if len(b) > MaxManifestSize {
+		return nil, fmt.Errorf("%w: manifest of %d bytes exceeds %d", ErrCorrupt, len(b), MaxManifestSize)
+	}
+	// Look at the version before anything else, so a future format with
+	// different fields gets "unsupported version", not a parse error.
+	var head struct {
+		Format        string `json:"format"`
+		FormatVersion int    `json:"format_version"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return nil, fmt.Errorf("%w: manifest is not valid JSON: %v", ErrCorrupt, err)
+	}
+	if head.Format != FormatName {
+		return nil, fmt.Errorf("%w: manifest format is %q, want %q", ErrNotArchive, head.Format, FormatName)
+	}
+	if head.FormatVersion != FormatVersion {
+		return nil, fmt.Errorf("%w: archive is format version %d; this amber reads version %d", ErrUnsupportedVersion, head.FormatVersion, FormatVersion)
+	}
+	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
+	}
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// check enforces invariants the reader relies on, so a crafted manifest
+// cannot steer reads to nonsense offsets.
+func (m *Manifest) check() error {
+	var prevEnd int64
+	names := make(map[string]bool, len(m.Entries))
+	for i, e := range m.Entries {
+		if e.HeaderOffset < prevEnd || e.Offset < e.HeaderOffset || e.Size < 0 || e.Offset+e.Size < e.Offset {
+			return fmt.Errorf("%w: manifest entry %d (%q) has impossible offsets", ErrCorrupt, i, e.Name)
+		}
+		if names[e.Name] {
+			return fmt.Errorf("%w: manifest lists %q twice", ErrCorrupt, e.Name)
+		}
+		names[e.Name] = true
+		prevEnd = e.Offset + e.Size
+	}
+	seen := make(map[string]bool)
+	for _, a := range m.Artifacts {
+		if a.Name == "" || !SafeName(a.Name) {
+			return fmt.Errorf("%w: artifact name %q is not path-safe", ErrCorrupt, a.Name)
+		}
+		key := a.Kind + "/" + a.Name
+		if seen[key] {
+			return fmt.Errorf("%w: artifact %s listed twice", ErrCorrupt, key)
+		}
+		seen[key] = true
+	}
+	return nil
+}
+
+// Entry returns the tar member called name.
+func (m *Manifest) Entry(name string) (Entry, bool) {
+	for _, e := range m.Entries {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
+
+// BlobName is the tar member name of a blob in the OCI layout.
+func BlobName(d hashing.Digest) string { return "blobs/sha256/" + d.Hex() }
+
+// IndexName is the tar member name of a layer's file index.
+func IndexName(layer hashing.Digest) string { return "amber/index/" + layer.Hex() }
+
+// Artifact returns the artifact of kind and name.
+func (m *Manifest) Artifact(kind, name string) (*Artifact, bool) {
+	for i := range m.Artifacts {
+		if m.Artifacts[i].Kind == kind && m.Artifacts[i].Name == name {
+			return &m.Artifacts[i], true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,253 @@
+package manifest
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/amber-forensics/amber/hashing"
+)
+
+// Archive is an opened evidence archive. Opening reads the seek table, the
+// trailer and the manifest; indexes and content are read on demand, one
+// frame at a time, through a shared cache. Safe for concurrent use.
+type Archive struct {
+	Path     string
+	Size     int64
+	Table    *SeekTable
+	TarSize  int64
+	Trailer  *Trailer
+	Manifest *Manifest
+	// ManifestBytes are the manifest exactly as stored.
+	ManifestBytes []byte
+
+	f      *os.File
+	cache  *frameCache
+	mu     sync.Mutex
+	blobs  map[string]Entry
+	idx    map[hashing.Digest]*Index
+	layers map[hashing.Digest]*Layer
+}
+
+// Open opens an archive for reading.
+func Open(path string) (*Archive, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening archive: %w", err)
+	}
+	a, err := open(f, path)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func open(f *os.File, path string) (*Archive, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("opening archive: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrNotArchive, path)
+	}
+	a := &Archive{Path: path, Size: st.Size(), f: f, cache: newFrameCache(32), idx: map[hashing.Digest]*Index{}}
+	a.Table, err = ReadSeekTable(f, a.Size)
+	if err != nil {
+		return nil, err
+	}
+	a.TarSize = int64(a.Table.SeekTable.Size())
+	if a.TarSize < trailerTail {
+		return nil, fmt.Errorf("%w: tar stream of %d bytes is too short to hold a trailer", ErrCorrupt, a.TarSize)
+	}
+	a.Trailer, err = a.readTrailer()
+	if err != nil {
+		return nil, err
+	}
+	t := a.Trailer
+	mb := make([]byte, t.ManifestSize)
+	if _, err := a.ReadAt(mb, t.ManifestOffset); err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	if got := hashing.Sum(mb); got != t.ManifestSHA256 {
+		// Say "unsupported version" rather than "damaged" when that is what
+		// it is: a newer amber's archive is not tampered with.
+		if _, perr := ParseManifest(mb); errors.Is(perr, ErrUnsupportedVersion) {
+			return nil, perr
+		}
+		return nil, fmt.Errorf("%w: manifest (tar bytes %d-%d) has SHA-256 %s, the trailer says %s", ErrCorrupt, t.ManifestOffset, t.ManifestOffset+t.ManifestSize-1, got.Hex(), t.ManifestSHA256.Hex())
+	}
+	a.ManifestBytes = mb
+	a.Manifest, err = ParseManifest(mb)
+	if err != nil {
+		return nil, err
+	}
+	a.blobs = make(map[string]Entry, len(a.Manifest.Entries))
+	for _, e := range a.Manifest.Entries {
+		if e.Offset+e.Size > t.ManifestOffset {
+			return nil, fmt.Errorf("%w: manifest places %s past the manifest", ErrCorrupt, e.Name)
+		}
+		a.blobs[e.Name] = e
+	}
+	a.layers = map[hashing.Digest]*Layer{}
+	for i := range a.Manifest.Artifacts {
+		for j := range a.Manifest.Artifacts[i].Layers {
+			l := &a.Manifest.Artifacts[i].Layers[j]
+			a.layers[l.Digest] = l
+		}
+	}
+	return a, nil
+}
+
+func (a *Archive) readTrailer() (*Trailer, error) {
+	at := a.TarSize - trailerTail
+	buf := make([]byte, trailerTail)
+	if _, err := a.ReadAt(buf, at); err != nil {
+		return nil, fmt.Errorf("reading trailer: %w", err)
+	}
+	tr := tar.NewReader(bytes.NewReader(buf))
+	h, err := tr.Next()
+	if err != nil || h.Name != TrailerName || h.Size != TrailerSize {
+		return nil, fmt.Errorf("%w: no amber trailer at tar offset %d (is this an amber archive?)", ErrNotArchive, at)
+	}
+	tb := buf[512 : 512+TrailerSize]
+	t, err := ParseTrailer(tb)
+	if err != nil {
+		return nil, err
+	}
+	if t.TarOffset != at {
+		return nil, fmt.Errorf("%w: trailer says it is at tar offset %d, it is at %d", ErrCorrupt, t.TarOffset, at)
+	}
+	return t, nil
+}
+
+// Close releases the file.
+func (a *Archive) Close() error { return a.f.Close() }
+
+// File is the underlying file, for verification.
+func (a *Archive) File() io.ReaderAt { return a.f }
+
+// ReadAt reads the decompressed tar stream.
+func (a *Archive) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		if off >= a.TarSize {
+			return n, io.EOF
+		}
+		fr, ok := a.Table.EntryByDecompressedOffset(uint64(off))
+		if !ok {
+			return n, fmt.Errorf("%w: no frame holds tar offset %d", ErrCorrupt, off)
+		}
+		b, err := a.cache.get(fr.ID, func() ([]byte, error) { return DecodeFrame(a.f, fr, nil) })
+		if err != nil {
+			return n, err
+		}
+		k := copy(p[n:], b[off-int64(fr.DecompressedOffset):])
+		n += k
+		off += int64(k)
+	}
+	return n, nil
+}
+
+// Section returns a reader of length n at tar offset off.
+func (a *Archive) Section(off, n int64) *io.SectionReader { return io.NewSectionReader(a, off, n) }
+
+// Blob returns the manifest entry of a tar member by name.
+func (a *Archive) Blob(name string) (Entry, bool) {
+	e, ok := a.blobs[name]
+	return e, ok
+}
+
+// ReadEntry reads a whole (small) member and checks its SHA-256.
+func (a *Archive) ReadEntry(name string, limit int64) ([]byte, error) {
+	e, ok := a.blobs[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is not in the archive", ErrNotFound, name)
+	}
+	if e.Size > limit {
+		return nil, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrCorrupt, name, e.Size, limit)
+	}
+	b := make([]byte, e.Size)
+	if _, err := a.ReadAt(b, e.Offset); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if got := hashing.Sum(b); got != e.SHA256 {
+		return nil, fmt.Errorf("%w: %s has SHA-256 %s, the manifest says %s", ErrCorrupt, name, got.Hex(), e.SHA256.Hex())
+	}
+	return b, nil
+}
+
+// Layer returns the manifest's record of a layer.
+func (a *Archive) Layer(d hashing.Digest) (*Layer, bool) {
+	l, ok := a.layers[d]
+	return l, ok
+}
+
+// Index returns the file index of a layer, read once and checked against
+// the manifest's digest.
+func (a *Archive) Index(layer hashing.Digest) (*Index, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ix, ok := a.idx[layer]; ok {
+		return ix, nil
+	}
+	l, ok := a.layers[layer]
+	if !ok {
+		return nil, fmt.Errorf("%w: layer %s", ErrNotFound, layer)
+	}
+	b, err := a.ReadEntry(IndexName(layer), MaxIndexSize)
+	if err != nil {
+		return nil, err
+	}
+	if hashing.Sum(b) != l.Index.Digest {
+		return nil, fmt.Errorf("%w: index of layer %s does not match the manifest", ErrCorrupt, layer)
+	}
+	ix, err := ParseIndex(b)
+	if err != nil {
+		return nil, fmt.Errorf("index of layer %s: %w", layer, err)
+	}
+	if ix.LayerSize != l.Size {
+		return nil, fmt.Errorf("%w: index of layer %s is for %d bytes, layer is %d", ErrCorrupt, layer, ix.LayerSize, l.Size)
+	}
+	a.idx[layer] = ix
+	return ix, nil
+}
+
+// Content returns a reader of a file's content within its layer. Sparse
+// entries are read by parsing their tar header again.
+func (a *Archive) Content(layer hashing.Digest, rec *Record) (io.Reader, error) {
+	e, ok := a.blobs[BlobName(layer)]
+	if !ok {
+		return nil, fmt.Errorf("%w: layer %s", ErrNotFound, layer)
+	}
+	if rec.Type != TypeReg {
+		return bytes.NewReader(nil), nil
+	}
+	if rec.Has(FlagSparse) {
+		hdr := rec
+		if rec.Ino != rec.Index {
+			ix, err := a.Index(layer)
+			if err != nil {
+				return nil, err
+			}
+			t, err := ix.Record(rec.Ino)
+			if err != nil {
+				return nil, err
+			}
+			hdr = &t
+		}
+		tr := tar.NewReader(a.Section(e.Offset+hdr.HdrOffset, e.Size-hdr.HdrOffset))
+		if _, err := tr.Next(); err != nil {
+			return nil, fmt.Errorf("%w: re-reading sparse entry %s: %v", ErrCorrupt, rec.Path, err)
+		}
+		return io.LimitReader(tr, rec.Size), nil
+	}
+	if rec.DataOffset < 0 || rec.DataOffset+rec.Size > e.Size {
+		return nil, fmt.Errorf("%w: %s lies outside its layer", ErrCorrupt, rec.Path)
+	}
+	return a.Section(e.Offset+rec.DataOffset, rec.Size), nil
+}

@@ -1,0 +1,649 @@
+package manifest
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/amber-forensics/amber/hashing"
+)
+
+// Problem is one verification failure: where, and what is wrong.
+type Problem struct {
+	Where  string `json:"where"`
+	Detail string `json:"detail"`
+}
+
+func (p Problem) String() string { return p.Where + ": " + p.Detail }
+
+// Report is the outcome of Verify.
+type Report struct {
+	Path      string         `json:"path"`
+	Size      int64          `json:"size"`
+	SHA256    hashing.Digest `json:"sha256"`
+	Frames    int64          `json:"frames"`
+	TarSize   int64          `json:"tar_size"`
+	Members   int            `json:"members"`
+	Layers    int            `json:"layers"`
+	Files     int            `json:"files"`
+	Artifacts int            `json:"artifacts"`
+	// Sealed custody events inside the archive, and events in the sidecar.
+	SealedEvents  int       `json:"sealed_events"`
+	SidecarEvents int       `json:"sidecar_events"`
+	Sidecars      []string  `json:"sidecars_checked"`
+	Problems      []Problem `json:"problems"`
+	// Manifest is the archive's manifest when it could be read.
+	Manifest *Manifest `json:"-"`
+}
+
+// OK reports whether nothing failed.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+// VerifyOptions tune Verify.
+type VerifyOptions struct {
+	// Progress is called with compressed bytes checked so far.
+	Progress func(done, total int64)
+}
+
+type verifier struct {
+	r   *Report
+	f   *os.File
+	a   *Archive // nil when the manifest could not be read
+	tab *SeekTable
+}
+
+func (v *verifier) add(where, format string, args ...any) {
+	if len(v.r.Problems) >= 1000 {
+		return
+	}
+	v.r.Problems = append(v.r.Problems, Problem{Where: where, Detail: fmt.Sprintf(format, args...)})
+}
+
+// Verify recomputes every digest in the archive at path: each frame's zstd
+// and seek-table checksums, the seek table's tiling of the file, every tar
+// header and padding, every member's SHA-256, every layer's per-file hashes
+// against its index, every Merkle root, the manifest's and the trailer's
+// hashes, the sealed custody chain, and the sidecars (.sha256, .md5, .sha1,
+// .custody.jsonl) when present. Damage goes into the report; the error is
+// for an archive that cannot be read at all.
+func Verify(path string, opts VerifyOptions) (*Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening archive: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("opening archive: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrNotArchive, path)
+	}
+	v := &verifier{r: &Report{Path: path, Size: st.Size()}, f: f}
+	v.tab, err = ReadSeekTable(f, st.Size())
+	if err != nil {
+		if errors.Is(err, ErrNotArchive) {
+			return nil, err
+		}
+		v.add("seek table", "%v", err)
+		sum, err := hashWhole(f)
+		if err != nil {
+			return nil, err
+		}
+		v.r.SHA256 = sum
+		v.checkSidecars(path)
+		return v.r, nil
+	}
+	v.r.Frames = v.tab.NumFrames()
+	v.r.TarSize = int64(v.tab.SeekTable.Size())
+	if a, err := open(f, path); err != nil {
+		if errors.Is(err, ErrUnsupportedVersion) {
+			return nil, err
+		}
+		v.add("trailer and manifest", "%v", err)
+	} else {
+		v.a = a
+		v.r.Manifest = a.Manifest
+		v.r.Artifacts = len(a.Manifest.Artifacts)
+	}
+	v.stream(opts)
+	if v.a != nil {
+		v.checkModel()
+	}
+	v.checkSidecars(path)
+	return v.r, nil
+}
+
+func hashWhole(f *os.File) (hashing.Digest, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, 1<<62)); err != nil {
+		return hashing.Digest{}, fmt.Errorf("reading archive: %w", err)
+	}
+	return hashing.FromHash(h), nil
+}
+
+type frameResult struct {
+	fr  Frame
+	b   []byte
+	err error
+}
+
+// stream reads the file once, front to back: it hashes it whole, decodes
+// frames on all cores, and feeds the tar stream, in order, to the member
+// checker.
+func (v *verifier) stream(opts VerifyOptions) {
+	whole := sha256.New()
+	n := v.tab.NumFrames()
+	jobs := make(chan func(), runtime.GOMAXPROCS(0))
+	order := make(chan chan frameResult, 2*runtime.GOMAXPROCS(0)+2)
+	for range runtime.GOMAXPROCS(0) {
+		go func() {
+			for j := range jobs {
+				j()
+			}
+		}()
+	}
+	go func() {
+		defer close(order)
+		defer close(jobs)
+		var done int64
+		for i := int64(0); i < n; i++ {
+			fr, _ := v.tab.EntryByID(i)
+			src := make([]byte, fr.CompressedSize)
+			_, err := v.f.ReadAt(src, int64(fr.CompressedOffset))
+			whole.Write(src)
+			ch := make(chan frameResult, 1)
+			order <- ch
+			if err != nil {
+				ch <- frameResult{fr: fr, err: &FrameError{fr, fmt.Errorf("reading: %w", err)}}
+				continue
+			}
+			jobs <- func() {
+				b, err := decodeFrameBytes(src, fr, nil)
+				ch <- frameResult{fr, b, err}
+			}
+			done += int64(fr.CompressedSize)
+			if opts.Progress != nil {
+				opts.Progress(done, v.r.Size)
+			}
+		}
+		tab := make([]byte, v.tab.Size)
+		if _, err := v.f.ReadAt(tab, v.tab.Offset); err == nil {
+			whole.Write(tab)
+		}
+	}()
+	pr, pw := io.Pipe()
+	checked := make(chan struct{})
+	go func() {
+		v.checkTar(pr)
+		io.Copy(io.Discard, pr)
+		close(checked)
+	}()
+	for ch := range order {
+		res := <-ch
+		b := res.b
+		if res.err != nil {
+			v.add(fmt.Sprintf("frame %d", res.fr.ID), "%v%s", res.err, v.describe(int64(res.fr.DecompressedOffset), int64(res.fr.DecompressedOffset)+int64(res.fr.DecompressedSize)))
+			// Keep offsets aligned so later members are still checked.
+			b = make([]byte, res.fr.DecompressedSize)
+		}
+		pw.Write(b)
+	}
+	pw.Close()
+	<-checked
+	v.r.SHA256 = hashing.FromHash(whole)
+}
+
+// describe names what a tar byte range holds, as far as the manifest tells.
+func (v *verifier) describe(from, to int64) string {
+	if v.a == nil {
+		return " (the manifest is unreadable, so what this range holds cannot be named)"
+	}
+	var parts []string
+	m := v.a.Manifest
+	if from < v.a.Trailer.ManifestOffset+v.a.Trailer.ManifestSize && to > v.a.Trailer.ManifestOffset {
+		parts = append(parts, "amber/manifest.json")
+	}
+	if to > v.a.Trailer.TarOffset {
+		parts = append(parts, TrailerName)
+	}
+	for _, e := range m.Entries {
+		if e.HeaderOffset >= to || e.Offset+e.Size+511 < from {
+			continue
+		}
+		desc := e.Name + v.what(e.Name)
+		if d, err := hashing.Parse(strings.TrimPrefix(e.Name, "blobs/sha256/")); err == nil {
+			if _, ok := v.a.Layer(d); ok {
+				desc += v.filesIn(d, from-e.Offset, to-e.Offset)
+			}
+		}
+		parts = append(parts, desc)
+		if len(parts) > 4 {
+			parts = append(parts, "...")
+			break
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; it holds " + strings.Join(parts, ", ")
+}
+
+// what says which artifact a blob belongs to.
+func (v *verifier) what(name string) string {
+	var uses []string
+	for _, a := range v.a.Manifest.Artifacts {
+		if name == BlobName(a.Config.Digest) {
+			uses = append(uses, "config of "+a.Kind+"s/"+a.Name)
+		}
+		if name == BlobName(a.Manifest.Digest) {
+			uses = append(uses, "image manifest of "+a.Kind+"s/"+a.Name)
+		}
+		for i, l := range a.Layers {
+			if name == BlobName(l.Digest) {
+				uses = append(uses, fmt.Sprintf("layer %d of %ss/%s", i, a.Kind, a.Name))
+			}
+			if name == IndexName(l.Digest) {
+				uses = append(uses, fmt.Sprintf("file index of layer %d of %ss/%s", i, a.Kind, a.Name))
+			}
+		}
+	}
+	if len(uses) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(uses, ", ") + ")"
+}
+
+// filesIn names files of a layer whose tar entries overlap [from, to) of
+// the layer blob.
+func (v *verifier) filesIn(layer hashing.Digest, from, to int64) string {
+	ix, err := v.a.Index(layer)
+	if err != nil {
+		return ""
+	}
+	var names []string
+	more := 0
+	for i := uint32(0); i < ix.Len(); i++ {
+		r, err := ix.Record(i)
+		if err != nil || r.Has(FlagImplicit) || r.Has(FlagHardlink) {
+			continue
+		}
+		end := r.HdrOffset + 512
+		if r.DataOffset >= 0 {
+			end = r.DataOffset + r.Size
+		}
+		if r.HdrOffset < to && end > from {
+			if len(names) < 5 {
+				names = append(names, "/"+r.Path)
+			} else {
+				more++
+			}
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	s := " files " + strings.Join(names, ", ")
+	if more > 0 {
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
+}
+
+type posReader struct {
+	r   io.Reader
+	pos int64
+}
+
+func (p *posReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.pos += int64(n)
+	return n, err
+}
+
+// checkTar walks the tar stream against the manifest's member list.
+func (v *verifier) checkTar(r io.Reader) {
+	if v.a == nil {
+		return
+	}
+	pr := &posReader{r: r}
+	structure := sha256.New()
+	members := append([]Entry(nil), v.a.Manifest.Entries...)
+	t := v.a.Trailer
+	members = append(members, Entry{Name: "amber/manifest.json", Offset: t.ManifestOffset, Size: t.ManifestSize, SHA256: t.ManifestSHA256, HeaderOffset: -1})
+	var modTime int64
+	for i, e := range members {
+		where := "tar member " + e.Name
+		hdrOff := pr.pos
+		if e.HeaderOffset >= 0 && e.HeaderOffset != hdrOff {
+			v.add(where, "manifest places its header at tar offset %d, the stream has it at %d", e.HeaderOffset, hdrOff)
+			return
+		}
+		if e.Offset < hdrOff+512 || e.Offset-hdrOff > 64<<10 {
+			v.add(where, "manifest places its content at an impossible offset %d", e.Offset)
+			return
+		}
+		hb := make([]byte, e.Offset-hdrOff)
+		if _, err := io.ReadFull(pr, hb); err != nil {
+			v.add(where, "tar stream ends inside its header: %v", err)
+			return
+		}
+		structure.Write(hb)
+		h, err := tar.NewReader(bytes.NewReader(hb)).Next()
+		if err != nil {
+			v.add(where, "tar header at tar bytes %d-%d is damaged: %v", hdrOff, e.Offset-1, err)
+		} else {
+			if i == 0 {
+				modTime = h.ModTime.Unix()
+			}
+			want, err := canonicalHeader(e.Name, e.Size, h.ModTime.Unix())
+			if err != nil || !bytes.Equal(want, hb) || h.ModTime.Unix() != modTime {
+				v.add(where, "tar header at tar bytes %d-%d differs from what amber wrote (name %q, size %d)", hdrOff, e.Offset-1, h.Name, h.Size)
+			}
+		}
+		v.checkContent(pr, e)
+		pad := (512 - e.Size%512) % 512
+		pb := make([]byte, pad)
+		if _, err := io.ReadFull(pr, pb); err != nil {
+			v.add(where, "tar stream ends inside its padding: %v", err)
+			return
+		}
+		structure.Write(pb)
+		if !allZero(pb) {
+			v.add(where, "padding after its content (tar bytes %d-%d) is not zero", e.Offset+e.Size, e.Offset+e.Size+pad-1)
+		}
+		v.r.Members++
+	}
+	if got := hashing.FromHash(structure); got != t.StructureSHA256 {
+		v.add("tar structure", "headers and padding hash to %s, the trailer says %s", got.Hex(), t.StructureSHA256.Hex())
+	}
+	if pr.pos != t.TarOffset {
+		v.add(TrailerName, "trailer is at tar offset %d, expected %d", t.TarOffset, pr.pos)
+		return
+	}
+	rest, err := io.ReadAll(io.LimitReader(pr, trailerTail+1))
+	if err != nil || int64(len(rest)) != trailerTail {
+		v.add(TrailerName, "the tar stream does not end with exactly the trailer and two zero blocks (%d bytes follow the manifest)", len(rest))
+		return
+	}
+	wantHdr, err1 := encodeHeader(TrailerHeader(t.Sealed))
+	wantTr, err2 := t.Marshal()
+	if err1 != nil || err2 != nil || !bytes.Equal(rest[:512], wantHdr) {
+		v.add(TrailerName, "tar header of the trailer (tar bytes %d-%d) is not canonical", t.TarOffset, t.TarOffset+511)
+	}
+	if !bytes.Equal(rest[512:512+TrailerSize], wantTr) {
+		v.add(TrailerName, "trailer text (tar bytes %d-%d) is not canonical", t.TarOffset+512, t.TarOffset+512+TrailerSize-1)
+	}
+	if !allZero(rest[512+TrailerSize:]) {
+		v.add("end of tar stream", "the two end-of-archive blocks (tar bytes %d-%d) are not zero", t.TarOffset+512+TrailerSize, v.r.TarSize-1)
+	}
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func encodeHeader(h *tar.Header) ([]byte, error) {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(h); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func canonicalHeader(name string, size, mtime int64) ([]byte, error) {
+	return encodeHeader(&tar.Header{Name: name, Mode: 0o444, Size: size, ModTime: unixTime(mtime, 0), Typeflag: tar.TypeReg})
+}
+
+// checkContent hashes one member's content; a layer is also re-indexed and
+// compared with its stored index, file by file.
+func (v *verifier) checkContent(pr *posReader, e Entry) {
+	where := "tar member " + e.Name + v.what(e.Name)
+	h := sha256.New()
+	lr := io.LimitReader(pr, e.Size)
+	var layer *Layer
+	if d, err := hashing.Parse(strings.TrimPrefix(e.Name, "blobs/sha256/")); err == nil && strings.HasPrefix(e.Name, "blobs/sha256/") {
+		if got, ok := v.a.Layer(d); ok {
+			layer = got
+		}
+	}
+	var n int64
+	var err error
+	if layer != nil {
+		b := &IndexBuilder{}
+		n, err = ScanLayer(SourceReader(io.TeeReader(lr, h)), b, nil)
+		if err == nil && n == e.Size {
+			v.compareIndex(layer, b, where)
+		}
+	} else {
+		n, err = io.Copy(h, lr)
+	}
+	if err != nil || n != e.Size {
+		v.add(where, "tar stream ends inside its content (%d of %d bytes): %v", n, e.Size, err)
+		return
+	}
+	if got := hashing.FromHash(h); got != e.SHA256 {
+		v.add(where, "content (tar bytes %d-%d) has SHA-256 %s, the manifest says %s", e.Offset, e.Offset+e.Size-1, got.Hex(), e.SHA256.Hex())
+	}
+	if strings.HasPrefix(e.Name, "blobs/sha256/") && e.SHA256.Hex() != strings.TrimPrefix(e.Name, "blobs/sha256/") {
+		v.add(where, "blob's name does not match its recorded digest %s", e.SHA256)
+	}
+}
+
+func (v *verifier) compareIndex(l *Layer, b *IndexBuilder, where string) {
+	v.r.Layers++
+	rebuilt, err := b.Build(l.Size)
+	if err != nil {
+		v.add(where, "re-indexing failed: %v", err)
+		return
+	}
+	stored, err := v.a.Index(l.Digest)
+	if err != nil {
+		v.add("file index of layer "+l.Digest.String(), "%v", err)
+		return
+	}
+	v.r.Files += l.Files
+	if bytes.Equal(rebuilt, stored.Bytes()) {
+		return
+	}
+	ri, err := ParseIndex(rebuilt)
+	if err != nil {
+		v.add(where, "re-indexing failed: %v", err)
+		return
+	}
+	if ri.Len() != stored.Len() {
+		v.add(where, "layer holds %d index records, its stored index %d", ri.Len(), stored.Len())
+		return
+	}
+	reported := 0
+	for i := uint32(0); i < ri.Len() && reported < 20; i++ {
+		a, errA := ri.Record(i)
+		s, errS := stored.Record(i)
+		if errA != nil || errS != nil {
+			v.add(where, "index record %d unreadable", i)
+			reported++
+			continue
+		}
+		var what []string
+		if a.Path != s.Path {
+			what = append(what, fmt.Sprintf("path %q vs %q", a.Path, s.Path))
+		}
+		if a.SHA256 != s.SHA256 {
+			what = append(what, fmt.Sprintf("content SHA-256 %s, index says %s", a.SHA256.Hex(), s.SHA256.Hex()))
+		}
+		if string(a.LeafData()) != string(s.LeafData()) && a.SHA256 == s.SHA256 && a.Path == s.Path {
+			what = append(what, "metadata differs from the index")
+		}
+		if len(what) == 0 && !bytes.Equal(stored.rec(i), ri.rec(i)) {
+			what = append(what, "index record differs")
+		}
+		if len(what) > 0 {
+			v.add(fmt.Sprintf("file /%s in %s", s.Path, strings.TrimPrefix(where, "tar member ")), "%s", strings.Join(what, "; "))
+			reported++
+		}
+	}
+	if reported == 0 {
+		v.add(where, "its re-built file index differs from the stored one")
+	}
+}
+
+// checkModel checks what ties the members together: Merkle roots, image
+// manifests, index.json, the custody chain.
+func (v *verifier) checkModel() {
+	m := v.a.Manifest
+	for _, a := range m.Artifacts {
+		where := a.Kind + "s/" + a.Name
+		var roots []hashing.Digest
+		files := 0
+		for i, l := range a.Layers {
+			ix, err := v.a.Index(l.Digest)
+			if err != nil {
+				v.add(fmt.Sprintf("%s layer %d", where, i), "file index: %v", err)
+				continue
+			}
+			if err := ix.Check(); err != nil {
+				v.add(fmt.Sprintf("%s layer %d", where, i), "file index: %v", err)
+				continue
+			}
+			root, n, err := ix.MerkleRoot()
+			if err != nil || root != l.MerkleRoot || n != l.Files {
+				v.add(fmt.Sprintf("%s layer %d", where, i), "Merkle root over %d files is %s, the manifest says %s over %d", n, root.Hex(), l.MerkleRoot.Hex(), l.Files)
+			}
+			if _, ok := v.a.Blob(BlobName(l.Digest)); !ok {
+				v.add(fmt.Sprintf("%s layer %d", where, i), "layer blob %s is missing", l.Digest)
+			}
+			roots = append(roots, hashing.LeafHash([]byte(l.MerkleRoot.String())))
+			files += l.Files
+		}
+		if got := hashing.MerkleRoot(roots); got != a.MerkleRoot || files != a.Files {
+			v.add(where, "Merkle root over its layers is %s, the manifest says %s", got.Hex(), a.MerkleRoot.Hex())
+		}
+		mb, err := v.a.ReadEntry(BlobName(a.Manifest.Digest), 16<<20)
+		if err != nil {
+			v.add(where, "image manifest: %v", err)
+			continue
+		}
+		var om struct {
+			Config struct{ Digest string }
+			Layers []struct {
+				Digest string
+				Size   int64
+			}
+		}
+		if err := json.Unmarshal(mb, &om); err != nil {
+			v.add(where, "image manifest is not valid JSON: %v", err)
+			continue
+		}
+		ok := om.Config.Digest == a.Config.Digest.String() && len(om.Layers) == len(a.Layers)
+		for i := 0; ok && i < len(om.Layers); i++ {
+			ok = om.Layers[i].Digest == a.Layers[i].Digest.String() && om.Layers[i].Size == a.Layers[i].Size
+		}
+		if !ok {
+			v.add(where, "image manifest %s does not list the config and layers the amber manifest records", a.Manifest.Digest)
+		}
+	}
+	ib, err := v.a.ReadEntry("index.json", 16<<20)
+	if err != nil {
+		v.add("index.json", "%v", err)
+	} else {
+		var idx struct {
+			Manifests []struct {
+				Digest      string
+				Annotations map[string]string
+			}
+		}
+		if err := json.Unmarshal(ib, &idx); err != nil {
+			v.add("index.json", "not valid JSON: %v", err)
+		}
+		listed := map[string]bool{}
+		for _, d := range idx.Manifests {
+			listed[d.Digest+" "+d.Annotations["org.opencontainers.image.ref.name"]] = true
+		}
+		for _, a := range m.Artifacts {
+			if a.Kind == KindImage && !listed[a.Manifest.Digest.String()+" "+a.Name] {
+				v.add("index.json", "does not name %s/%s", a.Kind, a.Name)
+			}
+		}
+	}
+	cb, err := v.a.ReadEntry(m.Custody.Entry, MaxCustodySize)
+	if err != nil {
+		v.add("sealed custody log", "%v", err)
+		return
+	}
+	evs, head, err := ParseCustody(bytes.NewReader(cb), hashing.Digest{}, 0)
+	v.r.SealedEvents = len(evs)
+	if err != nil {
+		v.add("sealed custody log", "%v", err)
+	} else if head != m.Custody.Head || len(evs) != m.Custody.Events {
+		v.add("sealed custody log", "ends at %s after %d events; the manifest says %s after %d", head.Hex(), len(evs), m.Custody.Head.Hex(), m.Custody.Events)
+	}
+}
+
+// checkSidecars compares the whole-file digests with NAME.sha256 (.md5,
+// .sha1) and checks NAME.custody.jsonl's chain from the sealed head.
+func (v *verifier) checkSidecars(path string) {
+	base := filepath.Base(path)
+	for _, s := range []struct {
+		ext string
+		h   func() hash.Hash
+	}{{".sha256", nil}, {".md5", md5.New}, {".sha1", sha1.New}} {
+		b, err := os.ReadFile(path + s.ext)
+		if err != nil {
+			continue
+		}
+		v.r.Sidecars = append(v.r.Sidecars, filepath.Base(path+s.ext))
+		want, name, ok := strings.Cut(strings.TrimRight(string(b), "\n"), "  ")
+		if !ok || strings.TrimPrefix(name, "*") != base {
+			v.add(base+s.ext, "is not a sum line for %s", base)
+			continue
+		}
+		var got string
+		if s.h == nil {
+			got = v.r.SHA256.Hex()
+		} else {
+			h := s.h()
+			if _, err := io.Copy(h, io.NewSectionReader(v.f, 0, v.r.Size)); err != nil {
+				v.add(base+s.ext, "reading archive: %v", err)
+				continue
+			}
+			got = hex.EncodeToString(h.Sum(nil))
+		}
+		if got != want {
+			v.add("whole file", "digest is %s, %s says %s", got, base+s.ext, want)
+		}
+	}
+	cp := path + ".custody.jsonl"
+	if _, err := os.Stat(cp); err != nil || v.a == nil {
+		return
+	}
+	v.r.Sidecars = append(v.r.Sidecars, filepath.Base(cp))
+	evs, _, err := ParseCustodyFile(cp, v.a.Manifest.Custody.Head, v.a.Manifest.Custody.Events)
+	v.r.SidecarEvents = len(evs)
+	if err != nil {
+		v.add(filepath.Base(cp), "%v", err)
+	}
+	for _, e := range evs {
+		if e.Action == "sealed" && e.Details["sha256"] != "" && e.Details["sha256"] != v.r.SHA256.Hex() {
+			v.add("whole file", "SHA-256 is %s, the custody log recorded %s when it was sealed", v.r.SHA256.Hex(), e.Details["sha256"])
+		}
+	}
+}
+

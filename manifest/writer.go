@@ -1,0 +1,452 @@
+package manifest
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	seekable "github.com/SaveTheRbtz/zstd-seekable-format-go/pkg"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/amber-forensics/amber/hashing"
+)
+
+// Frame sizes: a frame is cut at the first entry boundary after
+// FrameTarget bytes, and never grows past FrameMax.
+const (
+	FrameTarget = 512 << 10
+	FrameMax    = 1 << 20
+)
+
+// WriterOptions configure a Writer.
+type WriterOptions struct {
+	// MD5 and SHA1 also compute those digests of the whole archive.
+	MD5, SHA1 bool
+	// Progress, when set, is called now and then with the tar bytes written.
+	Progress func(written int64)
+	// Concurrency is the number of compressing goroutines (default: all CPUs).
+	Concurrency int
+	// Level is the zstd level (default: klauspost's SpeedDefault, ~zstd -3).
+	Level zstd.EncoderLevel
+}
+
+// Writer writes a sealed archive: to NAME.partial, renamed to NAME only once
+// the seek table is written and the file synced.
+type Writer struct {
+	final, partial string
+	f              *os.File
+	sum            *hashing.Multi
+	sink           *sink
+	tw             *tar.Writer
+	entries        []Entry
+	cur            *Entry
+	curHash        hash.Hash
+	curLeft        int64
+	modTime        time.Time
+	cancel         context.CancelFunc
+	wmErr          chan error
+	closed         bool
+	compressedOut  int64
+	mu             sync.Mutex
+}
+
+// sink receives the tar stream, hashes its structure bytes (everything
+// that is not member content) and hands it to the framer.
+type sink struct {
+	fr        *framer
+	pos       int64
+	content   bool
+	structure hash.Hash
+	progress  func(int64)
+	lastProg  int64
+}
+
+func (s *sink) Write(p []byte) (int, error) {
+	if !s.content {
+		s.structure.Write(p)
+	}
+	if err := s.fr.write(p); err != nil {
+		return 0, err
+	}
+	s.pos += int64(len(p))
+	if s.progress != nil && s.pos-s.lastProg > 8<<20 {
+		s.lastProg = s.pos
+		s.progress(s.pos)
+	}
+	return len(p), nil
+}
+
+// framer cuts the tar stream into frames at hinted entry boundaries.
+type framer struct {
+	buf     []byte
+	start   int64
+	pending int64
+	out     chan<- []byte
+	done    <-chan struct{}
+	err     func() error
+}
+
+func (f *framer) end() int64 { return f.start + int64(len(f.buf)) }
+
+func (f *framer) write(p []byte) error {
+	for len(p) > 0 {
+		room := FrameMax - len(f.buf)
+		k := min(room, len(p))
+		if f.buf == nil {
+			f.buf = make([]byte, 0, FrameMax)
+		}
+		f.buf = append(f.buf, p[:k]...)
+		p = p[k:]
+		if f.pending >= 0 && f.pending <= f.end() {
+			at := f.pending
+			f.pending = -1
+			if err := f.cutAt(at); err != nil {
+				return err
+			}
+		}
+		if len(f.buf) >= FrameMax {
+			if err := f.emit(FrameMax); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// hint says a frame may end at absolute tar offset at.
+func (f *framer) hint(at int64) error {
+	if at > f.end() {
+		f.pending = at
+		return nil
+	}
+	return f.cutAt(at)
+}
+
+func (f *framer) cutAt(at int64) error {
+	k := at - f.start
+	if k >= FrameTarget && k <= int64(len(f.buf)) {
+		return f.emit(int(k))
+	}
+	return nil
+}
+
+func (f *framer) emit(k int) error {
+	if k == 0 {
+		return nil
+	}
+	frame := f.buf[:k:k]
+	rest := f.buf[k:]
+	f.buf = make([]byte, len(rest), FrameMax)
+	copy(f.buf, rest)
+	f.start += int64(k)
+	select {
+	case f.out <- frame:
+		return nil
+	case <-f.done:
+		if err := f.err(); err != nil {
+			return err
+		}
+		return errors.New("archive writer stopped")
+	}
+}
+
+type countWriter struct {
+	w io.Writer
+	h io.Writer
+	n *int64
+}
+
+func (c countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.h.Write(p[:n])
+	*c.n += int64(n)
+	return n, err
+}
+
+// Create starts an archive at path. Nothing appears at path until Seal.
+func Create(path string, opts WriterOptions) (*Writer, error) {
+	partial := path + ".partial"
+	f, err := os.OpenFile(partial, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		if os.IsExist(err) {
+			return nil, fmt.Errorf("%s exists: another capture may be writing it; remove it if not: %w", partial, err)
+		}
+		return nil, fmt.Errorf("creating archive: %w", err)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		f.Close()
+		os.Remove(partial)
+		return nil, fmt.Errorf("%s already exists; amber never overwrites evidence", path)
+	}
+	w := &Writer{final: path, partial: partial, f: f, sum: hashing.NewMulti(opts.MD5, opts.SHA1), modTime: time.Now().UTC().Truncate(time.Second)}
+	level := opts.Level
+	if level == 0 {
+		level = zstd.SpeedDefault
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderCRC(true), zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true))
+	if err != nil {
+		w.abort()
+		return nil, fmt.Errorf("zstd encoder: %w", err)
+	}
+	sw, err := seekable.NewWriter(countWriter{w: f, h: w.sum, n: &w.compressedOut}, enc)
+	if err != nil {
+		w.abort()
+		return nil, fmt.Errorf("seekable writer: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	frames := make(chan []byte, 4)
+	done := make(chan struct{})
+	w.wmErr = make(chan error, 1)
+	var wmErr error
+	conc := opts.Concurrency
+	if conc <= 0 {
+		conc = 0
+	}
+	go func() {
+		src := func() ([]byte, error) {
+			b, ok := <-frames
+			if !ok {
+				return nil, nil
+			}
+			return b, nil
+		}
+		var mopts []seekable.WriteManyOption
+		if conc > 0 {
+			mopts = append(mopts, seekable.WithConcurrency(conc))
+		}
+		err := sw.WriteMany(ctx, src, mopts...)
+		if err == nil {
+			err = sw.Close()
+		}
+		wmErr = err
+		close(done)
+		// Drain so a producer blocked on a full channel is released.
+		for range frames {
+		}
+		w.wmErr <- err
+	}()
+	w.sink = &sink{
+		fr:        &framer{out: frames, done: done, pending: -1, err: func() error { return wmErr }},
+		structure: sha256.New(),
+		progress:  opts.Progress,
+	}
+	w.tw = tar.NewWriter(w.sink)
+	return w, nil
+}
+
+// Pos is the current offset in the tar stream.
+func (w *Writer) Pos() int64 { return w.sink.pos }
+
+// Hint says a frame may end at offset off of the current entry's content.
+func (w *Writer) Hint(off int64) error {
+	if w.cur == nil {
+		return nil
+	}
+	return w.sink.fr.hint(w.cur.Offset + off)
+}
+
+// Begin starts a member of exactly size bytes.
+func (w *Writer) Begin(name string, size int64) error {
+	if w.cur != nil {
+		return fmt.Errorf("archive writer: %s still open", w.cur.Name)
+	}
+	if err := w.sink.fr.hint(w.sink.pos); err != nil {
+		return err
+	}
+	hdrOff := w.sink.pos
+	w.sink.content = false
+	err := w.tw.WriteHeader(&tar.Header{Name: name, Mode: 0o444, Size: size, ModTime: w.modTime, Typeflag: tar.TypeReg})
+	if err != nil {
+		return fmt.Errorf("writing header of %s: %w", name, err)
+	}
+	w.cur = &Entry{Name: name, HeaderOffset: hdrOff, Offset: w.sink.pos, Size: size}
+	w.curHash = sha256.New()
+	w.curLeft = size
+	return nil
+}
+
+// Write writes content of the current member.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.cur == nil {
+		return 0, errors.New("archive writer: no member open")
+	}
+	if int64(len(p)) > w.curLeft {
+		return 0, fmt.Errorf("archive writer: %s: more than its %d bytes", w.cur.Name, w.cur.Size)
+	}
+	w.sink.content = true
+	n, err := w.tw.Write(p)
+	w.sink.content = false
+	w.curHash.Write(p[:n])
+	w.curLeft -= int64(n)
+	return n, err
+}
+
+// End closes the current member and returns its record.
+func (w *Writer) End() (Entry, error) {
+	if w.cur == nil {
+		return Entry{}, errors.New("archive writer: no member open")
+	}
+	if w.curLeft != 0 {
+		return Entry{}, fmt.Errorf("archive writer: %s is %d bytes short", w.cur.Name, w.curLeft)
+	}
+	if err := w.tw.Flush(); err != nil {
+		return Entry{}, fmt.Errorf("padding %s: %w", w.cur.Name, err)
+	}
+	e := *w.cur
+	e.SHA256 = hashing.FromHash(w.curHash)
+	w.entries = append(w.entries, e)
+	w.cur = nil
+	return e, nil
+}
+
+// Add writes a whole member from memory.
+func (w *Writer) Add(name string, data []byte) (Entry, error) {
+	if err := w.Begin(name, int64(len(data))); err != nil {
+		return Entry{}, err
+	}
+	if _, err := w.Write(data); err != nil {
+		return Entry{}, err
+	}
+	return w.End()
+}
+
+// Entries are the members written so far.
+func (w *Writer) Entries() []Entry { return append([]Entry(nil), w.entries...) }
+
+// Has reports whether a member of that name was written.
+func (w *Writer) Has(name string) bool {
+	for _, e := range w.entries {
+		if e.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Sealed is what Seal reports about the finished archive.
+type Sealed struct {
+	Path           string
+	Size           int64
+	SHA256         hashing.Digest
+	MD5, SHA1      string
+	ManifestSHA256 hashing.Digest
+	Trailer        Trailer
+}
+
+// TrailerHeader is the canonical tar header of the trailer; verify checks
+// the archive's bytes against it.
+func TrailerHeader(sealed time.Time) *tar.Header {
+	return &tar.Header{Name: TrailerName, Mode: 0o444, Size: TrailerSize, ModTime: sealed.UTC().Truncate(time.Second), Typeflag: tar.TypeReg, Format: tar.FormatUSTAR}
+}
+
+// Seal writes the custody log, the manifest and the trailer, finishes the
+// zstd stream, syncs, and renames NAME.partial to NAME.
+func (w *Writer) Seal(m *Manifest, custody *Chain) (*Sealed, error) {
+	if w.closed {
+		return nil, errors.New("archive writer: already closed")
+	}
+	ce, err := w.Add("amber/custody.jsonl", custody.Bytes())
+	if err != nil {
+		return nil, w.fail(err)
+	}
+	m.Custody = Custody{Entry: ce.Name, Events: custody.Len(), Head: custody.Head()}
+	m.Format, m.FormatVersion = FormatName, FormatVersion
+	m.Entries = w.Entries()
+	mb, err := m.Marshal()
+	if err != nil {
+		return nil, w.fail(err)
+	}
+	me, err := w.Add("amber/manifest.json", mb)
+	if err != nil {
+		return nil, w.fail(err)
+	}
+	t := Trailer{Version: FormatVersion, Sealed: m.Acquisition.Finished, ManifestOffset: me.Offset, ManifestSize: me.Size,
+		ManifestSHA256: me.SHA256, StructureSHA256: hashing.FromHash(w.sink.structure), TarOffset: w.sink.pos}
+	tb, err := t.Marshal()
+	if err != nil {
+		return nil, w.fail(err)
+	}
+	if err := w.sink.fr.hint(w.sink.pos); err != nil {
+		return nil, w.fail(err)
+	}
+	if err := w.tw.WriteHeader(TrailerHeader(t.Sealed)); err != nil {
+		return nil, w.fail(fmt.Errorf("writing trailer: %w", err))
+	}
+	if _, err := w.tw.Write(tb); err != nil {
+		return nil, w.fail(fmt.Errorf("writing trailer: %w", err))
+	}
+	if err := w.tw.Close(); err != nil {
+		return nil, w.fail(fmt.Errorf("closing tar stream: %w", err))
+	}
+	fr := w.sink.fr
+	if err := fr.emit(len(fr.buf)); err != nil {
+		return nil, w.fail(err)
+	}
+	close(fr.out)
+	w.closed = true
+	if err := <-w.wmErr; err != nil {
+		w.abort()
+		return nil, fmt.Errorf("compressing archive: %w", err)
+	}
+	if err := w.f.Sync(); err != nil {
+		w.abort()
+		return nil, fmt.Errorf("syncing archive: %w", err)
+	}
+	if err := w.f.Close(); err != nil {
+		w.abort()
+		return nil, fmt.Errorf("closing archive: %w", err)
+	}
+	if _, err := os.Lstat(w.final); err == nil {
+		os.Remove(w.partial)
+		return nil, fmt.Errorf("%s appeared during capture; amber never overwrites evidence", w.final)
+	}
+	if err := os.Rename(w.partial, w.final); err != nil {
+		os.Remove(w.partial)
+		return nil, fmt.Errorf("sealing archive: %w", err)
+	}
+	w.f = nil
+	if d, err := os.Open(filepath.Dir(w.final)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return &Sealed{Path: w.final, Size: w.compressedOut, SHA256: w.sum.SHA256(), MD5: w.sum.MD5Hex(), SHA1: w.sum.SHA1Hex(), ManifestSHA256: me.SHA256, Trailer: t}, nil
+}
+
+func (w *Writer) fail(err error) error {
+	w.abort()
+	return err
+}
+
+// Abort stops writing and removes the partial file. It is safe to call
+// after Seal (then it does nothing).
+func (w *Writer) Abort() { w.abort() }
+
+func (w *Writer) abort() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return
+	}
+	if w.cancel != nil {
+		w.cancel()
+	}
+	if !w.closed && w.sink != nil {
+		w.closed = true
+		close(w.sink.fr.out)
+		<-w.wmErr
+	}
+	w.f.Close()
+	if _, err := os.Lstat(w.partial); err == nil {
+		os.Remove(w.partial)
+	}
+	w.f = nil
+}

@@ -1,0 +1,361 @@
+package snapshot
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/manifest"
+)
+
+// Options tune a capture.
+type Options struct {
+	// MaxExpansion refuses a compressed layer that expands more than this
+	// many times its compressed size (and past 64 MiB): a decompression
+	// bomb. 0 means no limit.
+	MaxExpansion int64
+	// Progress, when set, receives progress lines.
+	Progress func(msg string)
+}
+
+// DefaultMaxExpansion is generous for real layers (text compresses ~5-10x)
+// and stops bombs early.
+const DefaultMaxExpansion = 1000
+
+// ErrDigestMismatch reports a layer whose content is not what its config says.
+var ErrDigestMismatch = errors.New("snapshot: layer digest mismatch")
+
+// ErrBomb reports a layer that expands past the allowed ratio.
+var ErrBomb = errors.New("snapshot: layer expands too much (decompression bomb?)")
+
+// Captured is what a capture added to the archive.
+type Captured struct {
+	Artifacts []manifest.Artifact
+	Anomalies []manifest.Anomaly
+	// Events are custody events to record (one per artifact).
+	Events []manifest.Event
+}
+
+type layerDone struct {
+	layer     manifest.Layer
+	anomalies []manifest.Anomaly
+}
+
+// CaptureImages writes every image of src into w: layers uncompressed and
+// checked against their diff_ids, each with its file index, then configs,
+// image manifests and index.json. The caller seals w.
+func CaptureImages(ctx context.Context, src *Source, w *manifest.Writer, opts Options) (*Captured, error) {
+	if !w.Has("oci-layout") {
+		if _, err := w.Add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`+"\n")); err != nil {
+			return nil, err
+		}
+	}
+	out := &Captured{}
+	done := map[hashing.Digest]*layerDone{}
+	names := map[string]bool{}
+	var index ociIndex
+	index.SchemaVersion = 2
+	index.MediaType = MediaTypeIndex
+	for _, img := range src.Images {
+		art := manifest.Artifact{Kind: manifest.KindImage, Refs: img.Refs, ImageID: img.ConfigDigest, SourceManifest: img.SourceManifest}
+		art.Name = img.Name()
+		if names[art.Name] {
+			art.Name = art.Name + "_" + img.ConfigDigest.Short()
+		}
+		names[art.Name] = true
+		var roots []hashing.Digest
+		for i, ls := range img.Layers {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			diffID := img.DiffIDs[i]
+			ld, ok := done[diffID]
+			if !ok {
+				if opts.Progress != nil {
+					opts.Progress(fmt.Sprintf("image %s: layer %d/%d %s", art.Name, i+1, len(img.Layers), diffID.Short()))
+				}
+				var err error
+				ld, err = captureLayer(ctx, src, w, ls, diffID, opts)
+				if err != nil {
+					return nil, fmt.Errorf("image %s, layer %d (%s): %w", art.Name, i, ls.Name, err)
+				}
+				done[diffID] = ld
+				for _, a := range ld.anomalies {
+					a.Artifact = art.Name
+					a.Layer = i
+					out.Anomalies = append(out.Anomalies, a)
+				}
+			}
+			art.Layers = append(art.Layers, ld.layer)
+			art.Files += ld.layer.Files
+			roots = append(roots, hashing.LeafHash([]byte(ld.layer.MerkleRoot.String())))
+		}
+		art.MerkleRoot = hashing.MerkleRoot(roots)
+		if !w.Has(manifest.BlobName(img.ConfigDigest)) {
+			if _, err := w.Add(manifest.BlobName(img.ConfigDigest), img.Config); err != nil {
+				return nil, err
+			}
+		}
+		art.Config = manifest.Descriptor{MediaType: MediaTypeConfig, Digest: img.ConfigDigest, Size: int64(len(img.Config))}
+		m := ociManifest{SchemaVersion: 2, MediaType: MediaTypeManifest,
+			Config: descriptor{MediaType: MediaTypeConfig, Digest: img.ConfigDigest.String(), Size: int64(len(img.Config))}}
+		for _, l := range art.Layers {
+			m.Layers = append(m.Layers, descriptor{MediaType: MediaTypeLayer, Digest: l.Digest.String(), Size: l.Size})
+		}
+		mb, err := json.Marshal(m)
+		if err != nil {
+			return nil, fmt.Errorf("encoding image manifest: %w", err)
+		}
+		md := hashing.Sum(mb)
+		if !w.Has(manifest.BlobName(md)) {
+			if _, err := w.Add(manifest.BlobName(md), mb); err != nil {
+				return nil, err
+			}
+		}
+		art.Manifest = manifest.Descriptor{MediaType: MediaTypeManifest, Digest: md, Size: int64(len(mb))}
+		ann := map[string]string{AnnotationRefName: art.Name}
+		if len(img.Refs) > 0 {
+			ann[annotationContainerdN] = img.Refs[0]
+		}
+		index.Manifests = append(index.Manifests, descriptor{MediaType: MediaTypeManifest, Digest: md.String(), Size: int64(len(mb)), Annotations: ann})
+		out.Artifacts = append(out.Artifacts, art)
+		out.Events = append(out.Events, manifest.Event{Action: "captured", Details: map[string]string{
+			"artifact": "images/" + art.Name, "image_id": art.ImageID.String(), "manifest": md.String(),
+			"merkle_root": art.MerkleRoot.String(), "layers": fmt.Sprint(len(art.Layers)), "files": fmt.Sprint(art.Files)}})
+	}
+	ib, err := json.MarshalIndent(index, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding index.json: %w", err)
+	}
+	if _, err := w.Add("index.json", append(ib, '\n')); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(out.Anomalies, func(i, j int) bool { return out.Anomalies[i].Artifact < out.Anomalies[j].Artifact })
+	return out, nil
+}
+
+// compression sniffs the first bytes of a layer.
+func compression(b []byte) string {
+	switch {
+	case len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b:
+		return "gzip"
+	case len(b) >= 4 && bytes.Equal(b[:4], []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return "zstd"
+	}
+	return ""
+}
+
+// ctxReader stops a long copy when the capture is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// openLayer returns the layer's uncompressed stream.
+func openLayer(ctx context.Context, src *Source, ls LayerSource, kind string) (io.Reader, func(), error) {
+	rc, _, err := src.store.open(ls.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	br := bufio.NewReaderSize(ctxReader{ctx, rc}, 1<<20)
+	switch kind {
+	case "gzip":
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			rc.Close()
+			return nil, nil, fmt.Errorf("gzip: %w", err)
+		}
+		zr.Multistream(true)
+		return zr, func() { rc.Close() }, nil
+	case "zstd":
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<30))
+		if err != nil {
+			rc.Close()
+			return nil, nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zr, func() { zr.Close(); rc.Close() }, nil
+	}
+	return br, func() { rc.Close() }, nil
+}
+
+// limitExpansion fails a read once more than max bytes have come out.
+type limitExpansion struct {
+	r   io.Reader
+	n   int64
+	max int64
+}
+
+func (l *limitExpansion) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	if l.max > 0 && l.n > l.max {
+		return n, ErrBomb
+	}
+	return n, err
+}
+
+func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls LayerSource, diffID hashing.Digest, opts Options) (*layerDone, error) {
+	rc, _, err := src.store.open(ls.Name)
+	if err != nil {
+		return nil, err
+	}
+	var head [4]byte
+	n, _ := io.ReadFull(rc, head[:])
+	rc.Close()
+	kind := compression(head[:n])
+	size := ls.Size
+	var maxOut int64
+	if kind != "" && opts.MaxExpansion > 0 {
+		maxOut = max(ls.Size*opts.MaxExpansion, 64<<20)
+	}
+	if kind != "" || !ls.Digest.IsZero() && ls.Digest != diffID {
+		// A compressed layer's size is only known once it is decompressed,
+		// and a tar header needs it first: one pass to measure and check,
+		// one to store. The source's own digest is checked on the way.
+		r, closeFn, err := openLayer(ctx, src, ls, kind)
+		if err != nil {
+			return nil, err
+		}
+		lim := &limitExpansion{r: r, max: maxOut}
+		h := hashing.NewMulti(false, false)
+		var raw *hashing.Multi
+		if kind != "" && !ls.Digest.IsZero() {
+			// Re-read the compressed bytes for their digest.
+			rc2, _, err := src.store.open(ls.Name)
+			if err == nil {
+				raw = hashing.NewMulti(false, false)
+				_, err = io.Copy(raw, ctxReader{ctx, rc2})
+				rc2.Close()
+			}
+			if err != nil {
+				closeFn()
+				return nil, err
+			}
+		}
+		_, err = io.Copy(h, lim)
+		closeFn()
+		if errors.Is(err, ErrBomb) {
+			return nil, fmt.Errorf("%w: %s expands past %d bytes from %d (limit %dx; --max-expansion 0 lifts it)", ErrBomb, kind, maxOut, ls.Size, opts.MaxExpansion)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("decompressing (%s): %w", kind, err)
+		}
+		if raw != nil && raw.SHA256() != ls.Digest {
+			return nil, fmt.Errorf("%w: stored bytes have digest %s, the manifest says %s", ErrDigestMismatch, raw.SHA256(), ls.Digest)
+		}
+		if kind == "" && h.SHA256() != ls.Digest {
+			return nil, fmt.Errorf("%w: bytes have digest %s, the manifest says %s", ErrDigestMismatch, h.SHA256(), ls.Digest)
+		}
+		if h.SHA256() != diffID {
+			return nil, fmt.Errorf("%w: uncompressed content has digest %s, the config's diff_id is %s", ErrDigestMismatch, h.SHA256(), diffID)
+		}
+		size = h.Size()
+	}
+	name := manifest.BlobName(diffID)
+	if w.Has(name) {
+		return nil, fmt.Errorf("layer %s stored twice", diffID)
+	}
+	r, closeFn, err := openLayer(ctx, src, ls, kind)
+	if err != nil {
+		return nil, err
+	}
+	defer closeFn()
+	if err := w.Begin(name, size); err != nil {
+		return nil, err
+	}
+	// One read of the source feeds the archive (which hashes the blob) and
+	// the tar scanner (which hashes each file and marks entry boundaries).
+	cw := &capWriter{w: w, left: size}
+	tee := io.TeeReader(io.LimitReader(manifest.SourceReader(r), size+1), cw)
+	b := &manifest.IndexBuilder{}
+	got, err := manifest.ScanLayer(tee, b, func(off int64) {
+		if cw.err == nil {
+			cw.err = w.Hint(off)
+		}
+	})
+	if err == nil {
+		err = cw.err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading layer: %w", err)
+	}
+	if got != size {
+		return nil, fmt.Errorf("%w: layer changed while being read: %d bytes, expected %d", ErrDigestMismatch, got, size)
+	}
+	e, err := w.End()
+	if err != nil {
+		return nil, err
+	}
+	if e.SHA256 != diffID {
+		return nil, fmt.Errorf("%w: content has digest %s, the config's diff_id is %s", ErrDigestMismatch, e.SHA256, diffID)
+	}
+	ib, err := b.Build(size)
+	if err != nil {
+		return nil, fmt.Errorf("indexing: %w", err)
+	}
+	ie, err := w.Add(manifest.IndexName(diffID), ib)
+	if err != nil {
+		return nil, err
+	}
+	ix, err := manifest.ParseIndex(ib)
+	if err != nil {
+		return nil, fmt.Errorf("indexing: %w", err)
+	}
+	root, files, err := ix.MerkleRoot()
+	if err != nil {
+		return nil, fmt.Errorf("indexing: %w", err)
+	}
+	l := manifest.Layer{
+		Descriptor: manifest.Descriptor{MediaType: MediaTypeLayer, Digest: diffID, Size: size},
+		Index:      manifest.Descriptor{MediaType: "application/vnd.amber.file-index.v1", Digest: ie.SHA256, Size: ie.Size},
+		Files:      files,
+		MerkleRoot: root,
+	}
+	if kind != "" || ls.MediaType != "" && ls.MediaType != MediaTypeLayer {
+		l.SourceDigest = ls.Digest
+		l.SourceMediaType = ls.MediaType
+		if l.SourceMediaType == "" {
+			l.SourceMediaType = "tar+" + kind
+		}
+	}
+	return &layerDone{layer: l, anomalies: b.Anomalies}, nil
+}
+
+// capWriter feeds the archive member and refuses bytes past its size.
+type capWriter struct {
+	w    *manifest.Writer
+	left int64
+	err  error
+}
+
+func (c *capWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	if int64(len(p)) > c.left {
+		c.err = fmt.Errorf("%w: layer is longer than measured", ErrDigestMismatch)
+		return 0, c.err
+	}
+	c.left -= int64(len(p))
+	_, err := c.w.Write(p)
+	if err != nil {
+		c.err = err
+	}
+	return len(p), err
+}

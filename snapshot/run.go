@@ -1,0 +1,226 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/manifest"
+)
+
+// Request is one capture of image sources into one archive.
+type Request struct {
+	Sources     []string
+	Output      string
+	Case        manifest.Case
+	CommandLine []string
+	Tool        manifest.Tool
+	MD5, SHA1   bool
+	Options
+	// WriteProgress receives the tar bytes written so far.
+	WriteProgress func(int64)
+}
+
+// Result describes a sealed capture.
+type Result struct {
+	Sealed   *manifest.Sealed
+	Manifest *manifest.Manifest
+	Sidecars []string
+}
+
+// HostInfo fills the acquisition record's host fields.
+func HostInfo(a *manifest.Acquisition) {
+	a.Host, _ = os.Hostname()
+	a.OS = runtime.GOOS + "/" + runtime.GOARCH
+	var u syscall.Utsname
+	if syscall.Uname(&u) == nil {
+		a.Kernel = cstr(u.Sysname[:]) + " " + cstr(u.Release[:]) + " " + cstr(u.Version[:])
+	}
+	a.UID = os.Getuid()
+	if cu, err := user.Current(); err == nil {
+		a.User = cu.Username
+	} else {
+		a.User = fmt.Sprint(a.UID)
+	}
+}
+
+func cstr(b []int8) string {
+	var s strings.Builder
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		s.WriteByte(byte(c))
+	}
+	return s.String()
+}
+
+// Actor names who acts: the examiner if given, else the OS user.
+func Actor(c manifest.Case, a manifest.Acquisition) string {
+	if c.Examiner != "" {
+		return c.Examiner
+	}
+	return a.User
+}
+
+// CaptureImageFiles captures docker-save tarballs and OCI layouts into a
+// sealed archive with its sidecars. On any error, and on cancellation,
+// nothing is left at the output name.
+func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
+	m := &manifest.Manifest{Tool: req.Tool, Case: req.Case}
+	acq := &m.Acquisition
+	acq.Started = time.Now().UTC()
+	HostInfo(acq)
+	acq.CommandLine = req.CommandLine
+	actor := Actor(req.Case, *acq)
+	chain := manifest.NewChain(hashing.Digest{}, 0)
+	ev := func(e manifest.Event) error {
+		e.Time = time.Now()
+		e.Actor = actor
+		e.Host = acq.Host
+		_, err := chain.Append(e)
+		return err
+	}
+	var srcs []*Source
+	defer func() {
+		for _, s := range srcs {
+			s.Close()
+		}
+	}()
+	for _, p := range req.Sources {
+		s, err := OpenSource(p)
+		if err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, s)
+		rec := manifest.Source{Kind: s.Kind, Path: absPath(p)}
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			d, n, err := hashFile(ctx, p)
+			if err != nil {
+				return nil, fmt.Errorf("hashing source %s: %w", p, err)
+			}
+			rec.SHA256, rec.Size = d, n
+		}
+		acq.Sources = append(acq.Sources, rec)
+	}
+	details := map[string]string{"command_line": strings.Join(req.CommandLine, " "), "output": filepath.Base(req.Output)}
+	for i, s := range acq.Sources {
+		details[fmt.Sprintf("source_%d", i)] = s.Kind + " " + s.Path
+		if !s.SHA256.IsZero() {
+			details[fmt.Sprintf("source_%d_sha256", i)] = s.SHA256.String()
+		}
+	}
+	if err := ev(manifest.Event{Action: "acquisition-started", Details: details}); err != nil {
+		return nil, err
+	}
+	w, err := manifest.Create(req.Output, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress})
+	if err != nil {
+		return nil, err
+	}
+	defer w.Abort()
+	for _, s := range srcs {
+		c, err := CaptureImages(ctx, s, w, req.Options)
+		if err != nil {
+			return nil, fmt.Errorf("capturing %s: %w", s.Path, err)
+		}
+		for _, a := range c.Artifacts {
+			if _, dup := m.Artifact(a.Kind, a.Name); dup {
+				return nil, fmt.Errorf("two sources hold an image named %s; capture them into separate archives", a.Name)
+			}
+			m.Artifacts = append(m.Artifacts, a)
+		}
+		m.Anomalies = append(m.Anomalies, c.Anomalies...)
+		for _, e := range c.Events {
+			if err := ev(e); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	acq.Finished = time.Now().UTC()
+	if err := ev(manifest.Event{Action: "sealing", Details: map[string]string{"artifacts": fmt.Sprint(len(m.Artifacts)), "anomalies": fmt.Sprint(len(m.Anomalies))}}); err != nil {
+		return nil, err
+	}
+	sealed, err := w.Seal(m, chain)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Sealed: sealed, Manifest: m}
+	side, err := WriteSidecars(sealed, actor, acq.Host, m.Custody)
+	res.Sidecars = side
+	if err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// WriteSidecars writes NAME.sha256 (and .md5, .sha1 when computed) in
+// sha256sum format, and starts NAME.custody.jsonl with the "sealed" event.
+func WriteSidecars(s *manifest.Sealed, actor, host string, c manifest.Custody) ([]string, error) {
+	base := filepath.Base(s.Path)
+	var out []string
+	for _, f := range []struct{ ext, sum string }{{".sha256", s.SHA256.Hex()}, {".md5", s.MD5}, {".sha1", s.SHA1}} {
+		if f.sum == "" {
+			continue
+		}
+		p := s.Path + f.ext
+		if err := writeFileAtomic(p, []byte(f.sum+"  "+base+"\n")); err != nil {
+			return out, err
+		}
+		out = append(out, p)
+	}
+	cp := s.Path + ".custody.jsonl"
+	details := map[string]string{"archive": base, "sha256": s.SHA256.Hex(), "size": fmt.Sprint(s.Size), "manifest_sha256": s.ManifestSHA256.Hex()}
+	if s.MD5 != "" {
+		details["md5"] = s.MD5
+	}
+	if s.SHA1 != "" {
+		details["sha1"] = s.SHA1
+	}
+	if err := manifest.AppendCustody(cp, c.Head, c.Events, manifest.Event{Time: time.Now(), Actor: actor, Host: host, Action: "sealed", Details: details}); err != nil {
+		return out, err
+	}
+	return append(out, cp), nil
+}
+
+func writeFileAtomic(p string, b []byte) error {
+	tmp := p + ".partial"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", p, err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", p, err)
+	}
+	return nil
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+func hashFile(ctx context.Context, p string) (hashing.Digest, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return hashing.Digest{}, 0, err
+	}
+	defer f.Close()
+	h := hashing.NewMulti(false, false)
+	if _, err := io.CopyBuffer(h, ctxReader{ctx, f}, make([]byte, 1<<20)); err != nil {
+		return hashing.Digest{}, 0, err
+	}
+	return h.SHA256(), h.Size(), nil
+}

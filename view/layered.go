@@ -1,0 +1,232 @@
+package view
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/amber-forensics/amber/manifest"
+)
+
+// Layered is a stack of layer indexes, base first, merged as an OCI runtime
+// would.
+type Layered struct {
+	Indexes []*manifest.Index
+	// Raw shows a single layer as stored: no merging, markers visible.
+	Raw bool
+}
+
+// Node is a visible entry: the record that shows it and the layer it is in.
+type Node struct {
+	Layer int
+	Rec   manifest.Record
+}
+
+type walkState int
+
+const (
+	absent  walkState = iota // not in this layer: look lower
+	found                    // this layer has it
+	stopped                  // deleted or hidden here: lower layers do not count
+)
+
+const (
+	whPrefix = ".wh."
+	whOpaque = ".wh..wh..opq"
+)
+
+func split(p string) []string {
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return nil
+	}
+	return strings.Split(p, "/")
+}
+
+// walk resolves comps in one layer. opaque reports an opaque marker in a
+// directory on the way (the target included): then lower layers add
+// nothing under it.
+func walk(ix *manifest.Index, comps []string) (rec uint32, st walkState, opaque bool, err error) {
+	cur := uint32(0)
+	for j, c := range comps {
+		if _, ok := ix.Child(cur, whOpaque); ok {
+			opaque = true
+		}
+		if child, ok := ix.Child(cur, c); ok {
+			if j == len(comps)-1 {
+				if _, ok := ix.Child(child, whOpaque); ok {
+					opaque = true
+				}
+				return child, found, opaque, nil
+			}
+			r, err := ix.Record(child)
+			if err != nil {
+				return 0, stopped, opaque, err
+			}
+			if r.Type != manifest.TypeDir {
+				// A file here hides anything a lower layer had below it.
+				return 0, stopped, opaque, nil
+			}
+			cur = child
+			continue
+		}
+		// Whiteouts and opaque markers hide lower layers only: an entry in
+		// this layer (checked above) wins over its own layer's markers.
+		if _, ok := ix.Child(cur, whPrefix+c); ok || opaque {
+			return 0, stopped, opaque, nil
+		}
+		return 0, absent, opaque, nil
+	}
+	if _, ok := ix.Child(0, whOpaque); ok {
+		opaque = true
+	}
+	return 0, found, opaque, nil // the root
+}
+
+// Lookup finds the visible entry at path p ("" is the root).
+func (l *Layered) Lookup(p string) (Node, bool, error) {
+	if l.Raw {
+		ix := l.Indexes[0]
+		i, ok := ix.Lookup(strings.Trim(p, "/"))
+		if !ok {
+			return Node{}, false, nil
+		}
+		rec, err := ix.Record(i)
+		return Node{Rec: rec}, err == nil, err
+	}
+	comps := split(p)
+	for _, c := range comps {
+		if strings.HasPrefix(c, whPrefix) {
+			return Node{}, false, nil // markers are not part of a merged view
+		}
+	}
+	var got *Node
+	for i := len(l.Indexes) - 1; i >= 0; i-- {
+		ix := l.Indexes[i]
+		r, st, opaque, err := walk(ix, comps)
+		if err != nil {
+			return Node{}, false, err
+		}
+		switch st {
+		case stopped:
+			if got != nil {
+				return *got, true, nil
+			}
+			return Node{}, false, nil
+		case absent:
+			continue
+		}
+		rec, err := ix.Record(r)
+		if err != nil {
+			return Node{}, false, err
+		}
+		if got == nil {
+			got = &Node{Layer: i, Rec: rec}
+			if !(rec.Type == manifest.TypeDir && rec.Has(manifest.FlagImplicit)) {
+				return *got, true, nil
+			}
+			// An implied directory: its metadata is the nearest real
+			// directory entry below, if the path goes on existing there.
+			if opaque {
+				return *got, true, nil
+			}
+			continue
+		}
+		if rec.Type != manifest.TypeDir {
+			return *got, true, nil
+		}
+		if !rec.Has(manifest.FlagImplicit) {
+			return Node{Layer: i, Rec: rec}, true, nil
+		}
+		if opaque {
+			return *got, true, nil
+		}
+	}
+	if got != nil {
+		return *got, true, nil
+	}
+	return Node{}, false, nil
+}
+
+// ReadDir lists the visible children of the directory at p, sorted by name.
+func (l *Layered) ReadDir(p string) ([]Node, error) {
+	if l.Raw {
+		ix := l.Indexes[0]
+		d, ok := ix.Lookup(strings.Trim(p, "/"))
+		if !ok {
+			return nil, nil
+		}
+		first, n := ix.Children(d)
+		out := make([]Node, 0, n)
+		for k := first; k < first+n; k++ {
+			rec, err := ix.Record(k)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, Node{Rec: rec})
+		}
+		return out, nil
+	}
+	comps := split(p)
+	seen := map[string]bool{}
+	deleted := map[string]bool{}
+	var out []Node
+	for i := len(l.Indexes) - 1; i >= 0; i-- {
+		ix := l.Indexes[i]
+		d, st, pathOpaque, err := walk(ix, comps)
+		if err != nil {
+			return nil, err
+		}
+		if st == stopped {
+			break
+		}
+		if st == absent {
+			continue
+		}
+		drec, err := ix.Record(d)
+		if err != nil {
+			return nil, err
+		}
+		if drec.Type != manifest.TypeDir {
+			break
+		}
+		first, n := ix.Children(d)
+		var wh []string
+		opaque := false
+		for k := first; k < first+n; k++ {
+			rec, err := ix.Record(k)
+			if err != nil {
+				return nil, err
+			}
+			name := rec.Name()
+			switch {
+			case name == whOpaque:
+				opaque = true
+				continue
+			case strings.HasPrefix(name, whPrefix):
+				wh = append(wh, strings.TrimPrefix(name, whPrefix))
+				continue
+			}
+			if seen[name] || deleted[name] {
+				continue
+			}
+			seen[name] = true
+			out = append(out, Node{Layer: i, Rec: rec})
+		}
+		for _, w := range wh {
+			deleted[w] = true
+		}
+		if opaque || pathOpaque {
+			break
+		}
+	}
+	// Implied directories take their metadata from below, as Lookup does.
+	for k := range out {
+		if out[k].Rec.Type == manifest.TypeDir && out[k].Rec.Has(manifest.FlagImplicit) {
+			if n, ok, err := l.Lookup(out[k].Rec.Path); err == nil && ok {
+				out[k] = n
+			}
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Rec.Name() < out[b].Rec.Name() })
+	return out, nil
+}

@@ -1,0 +1,356 @@
+package view
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/manifest"
+)
+
+// ErrNotFound reports a view path that does not exist.
+var ErrNotFound = errors.New("view: no such path")
+
+// ErrNotDir reports a directory operation on something else.
+var ErrNotDir = errors.New("view: not a directory")
+
+// View resolves mount-layout paths over an archive.
+type View struct {
+	A *manifest.Archive
+}
+
+// Entry is one path of the view: a virtual directory or file of the
+// layout, or a node of a layer tree.
+type Entry struct {
+	// Path is the full view path, without leading slash.
+	Path string
+	Name string
+	Type byte // manifest.Type*
+	Mode uint32
+	Size int64
+	// Virtual entries are made by amber (manifest.json, images/...).
+	Virtual bool
+	data    []byte
+	ModTime time.Time
+	// Node is set for entries inside a layer tree.
+	Node   *Node
+	tree   *Layered
+	layers []hashing.Digest
+	rel    string // path inside the tree
+}
+
+// SHA256 is the content digest of a regular file ("" otherwise).
+func (e *Entry) SHA256() hashing.Digest {
+	switch {
+	case e.Node != nil && e.Node.Rec.Type == manifest.TypeReg:
+		return e.Node.Rec.SHA256
+	case e.Virtual && e.Type == manifest.TypeReg:
+		return hashing.Sum(e.data)
+	}
+	return hashing.Digest{}
+}
+
+// IsDir reports whether e is a directory.
+func (e *Entry) IsDir() bool { return e.Type == manifest.TypeDir }
+
+// LayerDigest is the digest of the layer the entry's record is in.
+func (e *Entry) LayerDigest() hashing.Digest {
+	if e.Node == nil {
+		return hashing.Digest{}
+	}
+	return e.layers[e.Node.Layer]
+}
+
+func clean(p string) []string {
+	var out []string
+	for _, c := range strings.Split(p, "/") {
+		switch c {
+		case "", ".":
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (v *View) dir(path, name string) *Entry {
+	return &Entry{Path: path, Name: name, Type: manifest.TypeDir, Mode: 0o555, Virtual: true, ModTime: v.A.Manifest.Acquisition.Finished}
+}
+
+func (v *View) file(path, name string, data []byte) *Entry {
+	return &Entry{Path: path, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, data: data, Size: int64(len(data)), ModTime: v.A.Manifest.Acquisition.Finished}
+}
+
+func (v *View) image(name string) (*manifest.Artifact, error) {
+	a, ok := v.A.Manifest.Artifact(manifest.KindImage, name)
+	if !ok {
+		return nil, fmt.Errorf("%w: images/%s (images here: %s)", ErrNotFound, name, strings.Join(v.names(manifest.KindImage), ", "))
+	}
+	return a, nil
+}
+
+func (v *View) names(kind string) []string {
+	var n []string
+	for _, a := range v.A.Manifest.Artifacts {
+		if a.Kind == kind {
+			n = append(n, a.Name)
+		}
+	}
+	sort.Strings(n)
+	return n
+}
+
+func (v *View) layered(a *manifest.Artifact, upto int, raw bool) (*Layered, []hashing.Digest, error) {
+	l := &Layered{Raw: raw}
+	var ds []hashing.Digest
+	from := 0
+	if raw {
+		from = upto
+	}
+	for i := from; i <= upto; i++ {
+		ix, err := v.A.Index(a.Layers[i].Digest)
+		if err != nil {
+			return nil, nil, err
+		}
+		l.Indexes = append(l.Indexes, ix)
+		ds = append(ds, a.Layers[i].Digest)
+	}
+	return l, ds, nil
+}
+
+// Stat resolves a view path.
+func (v *View) Stat(p string) (*Entry, error) {
+	c := clean(p)
+	full := strings.Join(c, "/")
+	switch {
+	case len(c) == 0:
+		return v.dir("", ""), nil
+	case len(c) == 1 && c[0] == "manifest.json":
+		return v.file(full, c[0], v.A.ManifestBytes), nil
+	case c[0] == "images":
+		if len(c) == 1 {
+			return v.dir(full, "images"), nil
+		}
+		a, err := v.image(c[1])
+		if err != nil {
+			return nil, err
+		}
+		if len(c) == 2 {
+			return v.dir(full, c[1]), nil
+		}
+		switch c[2] {
+		case "config.json":
+			if len(c) != 3 {
+				break
+			}
+			b, err := v.A.ReadEntry(manifest.BlobName(a.Config.Digest), 64<<20)
+			if err != nil {
+				return nil, err
+			}
+			return v.file(full, c[2], b), nil
+		case "layers", "stages":
+			if len(c) == 3 {
+				return v.dir(full, c[2]), nil
+			}
+			n, err := strconv.Atoi(c[3])
+			if err != nil || n < 0 || n >= len(a.Layers) || strconv.Itoa(n) != c[3] {
+				return nil, fmt.Errorf("%w: %s (image %s has layers 0 to %d)", ErrNotFound, full, a.Name, len(a.Layers)-1)
+			}
+			t, ds, err := v.layered(a, n, c[2] == "layers")
+			if err != nil {
+				return nil, err
+			}
+			return v.treeEntry(t, ds, strings.Join(c[:4], "/"), c[4:])
+		case "rootfs":
+			t, ds, err := v.layered(a, len(a.Layers)-1, false)
+			if err != nil {
+				return nil, err
+			}
+			return v.treeEntry(t, ds, strings.Join(c[:3], "/"), c[3:])
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
+}
+
+func (v *View) treeEntry(t *Layered, ds []hashing.Digest, prefix string, rest []string) (*Entry, error) {
+	rel := strings.Join(rest, "/")
+	n, ok, err := t.Lookup(rel)
+	if err != nil {
+		return nil, err
+	}
+	full := prefix
+	if rel != "" {
+		full += "/" + rel
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
+	}
+	return v.nodeEntry(t, ds, full, rel, n), nil
+}
+
+func (v *View) nodeEntry(t *Layered, ds []hashing.Digest, full, rel string, n Node) *Entry {
+	name := full[strings.LastIndexByte(full, '/')+1:]
+	return &Entry{Path: full, Name: name, Type: n.Rec.Type, Mode: n.Rec.Mode, Size: n.Rec.Size, ModTime: n.Rec.ModTime, Node: &n, tree: t, layers: ds, rel: rel}
+}
+
+// ReadDir lists a directory of the view.
+func (v *View) ReadDir(p string) ([]*Entry, error) {
+	e, err := v.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !e.IsDir() {
+		return nil, fmt.Errorf("%w: %s", ErrNotDir, e.Path)
+	}
+	join := func(n string) string {
+		if e.Path == "" {
+			return n
+		}
+		return e.Path + "/" + n
+	}
+	if e.Node != nil {
+		nodes, err := e.tree.ReadDir(e.rel)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]*Entry, 0, len(nodes))
+		for _, n := range nodes {
+			rel := n.Rec.Path
+			out = append(out, v.nodeEntry(e.tree, e.layers, join(n.Rec.Name()), rel, n))
+		}
+		return out, nil
+	}
+	var names []string
+	c := clean(e.Path)
+	switch len(c) {
+	case 0:
+		names = []string{"images", "manifest.json"}
+	case 1:
+		names = v.names(manifest.KindImage)
+	case 2:
+		names = []string{"config.json", "layers", "rootfs", "stages"}
+	case 3:
+		a, err := v.image(c[1])
+		if err != nil {
+			return nil, err
+		}
+		for i := range a.Layers {
+			names = append(names, strconv.Itoa(i))
+		}
+	}
+	out := make([]*Entry, 0, len(names))
+	for _, n := range names {
+		ce, err := v.Stat(join(n))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ce)
+	}
+	return out, nil
+}
+
+// Open returns the content of a regular file.
+func (v *View) Open(e *Entry) (io.Reader, error) {
+	if e.Type != manifest.TypeReg {
+		return nil, fmt.Errorf("%s is not a regular file", e.Path)
+	}
+	if e.Virtual {
+		return bytes.NewReader(e.data), nil
+	}
+	return v.A.Content(e.LayerDigest(), &e.Node.Rec)
+}
+
+// Walk calls fn for e and, if it is a directory, everything below it,
+// depth first in name order.
+func (v *View) Walk(e *Entry, fn func(e *Entry) error) error {
+	if err := fn(e); err != nil {
+		return err
+	}
+	if !e.IsDir() {
+		return nil
+	}
+	kids, err := v.ReadDir(e.Path)
+	if err != nil {
+		return err
+	}
+	for _, k := range kids {
+		if err := v.Walk(k, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ModeString renders type and permissions as ls -l does.
+func ModeString(typ byte, mode uint32) string {
+	fm := os.FileMode(mode & 0o777)
+	if mode&0o4000 != 0 {
+		fm |= os.ModeSetuid
+	}
+	if mode&0o2000 != 0 {
+		fm |= os.ModeSetgid
+	}
+	if mode&0o1000 != 0 {
+		fm |= os.ModeSticky
+	}
+	switch typ {
+	case manifest.TypeDir:
+		fm |= os.ModeDir
+	case manifest.TypeSymlink:
+		fm |= os.ModeSymlink
+	case manifest.TypeChar:
+		fm |= os.ModeDevice | os.ModeCharDevice
+	case manifest.TypeBlock:
+		fm |= os.ModeDevice
+	case manifest.TypeFifo:
+		fm |= os.ModeNamedPipe
+	}
+	s := []byte(fm.String())
+	// Go writes "dtrwxrwxrwx"-style prefixes for some bits; ls uses one
+	// type letter and folds s/t into the permission columns.
+	perm := []byte(os.FileMode(mode & 0o777).String())[1:]
+	if mode&0o4000 != 0 {
+		perm[2] = sOr(perm[2], 's', 'S')
+	}
+	if mode&0o2000 != 0 {
+		perm[5] = sOr(perm[5], 's', 'S')
+	}
+	if mode&0o1000 != 0 {
+		perm[8] = sOr(perm[8], 't', 'T')
+	}
+	letter := byte('-')
+	switch typ {
+	case manifest.TypeDir:
+		letter = 'd'
+	case manifest.TypeSymlink:
+		letter = 'l'
+	case manifest.TypeChar:
+		letter = 'c'
+	case manifest.TypeBlock:
+		letter = 'b'
+	case manifest.TypeFifo:
+		letter = 'p'
+	case manifest.TypeLink:
+		letter = 'h'
+	}
+	_ = s
+	return string(letter) + string(perm)
+}
+
+func sOr(x byte, set, unset byte) byte {
+	if x == 'x' {
+		return set
+	}
+	return unset
+}
