@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -92,6 +93,7 @@ type framer struct {
 	out     chan<- []byte
 	done    <-chan struct{}
 	err     func() error
+	sink    *frameSink
 }
 
 func (f *framer) end() int64 { return f.start + int64(len(f.buf)) }
@@ -101,7 +103,7 @@ func (f *framer) write(p []byte) error {
 		room := FrameMax - len(f.buf)
 		k := min(room, len(p))
 		if f.buf == nil {
-			f.buf = make([]byte, 0, FrameMax)
+			f.buf = (*framePool.Get().(*[]byte))[:0]
 		}
 		f.buf = append(f.buf, p[:k]...)
 		p = p[k:]
@@ -142,11 +144,11 @@ func (f *framer) emit(k int) error {
 	if k == 0 {
 		return nil
 	}
-	frame := f.buf[:k:k]
+	frame := f.buf[:k]
 	rest := f.buf[k:]
-	f.buf = make([]byte, len(rest), FrameMax)
-	copy(f.buf, rest)
+	f.buf = append((*framePool.Get().(*[]byte))[:0], rest...)
 	f.start += int64(k)
+	f.sink.push(frame)
 	select {
 	case f.out <- frame:
 		return nil
@@ -158,16 +160,61 @@ func (f *framer) emit(k int) error {
 	}
 }
 
-type countWriter struct {
-	w io.Writer
-	h io.Writer
-	n *int64
+// Frame buffers and compressed buffers are recycled: allocating (and
+// zeroing) a fresh MiB per frame cost more than hashing it.
+var (
+	framePool = sync.Pool{New: func() any { b := make([]byte, 0, FrameMax); return &b }}
+	dstPool   = sync.Pool{New: func() any { b := make([]byte, 0, FrameMax+FrameMax/8); return &b }}
+)
+
+type pooledEncoder struct{ e *zstd.Encoder }
+
+func (p pooledEncoder) EncodeAll(src, dst []byte) []byte {
+	if dst == nil {
+		dst = (*dstPool.Get().(*[]byte))[:0]
+	}
+	return p.e.EncodeAll(src, dst)
 }
 
-func (c countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.h.Write(p[:n])
-	*c.n += int64(n)
+// frameSink writes compressed frames to the file, hashing them, and
+// recycles each frame's buffers once it is written (frames are written in
+// the order they were cut, so the oldest source buffer is the one done).
+type frameSink struct {
+	w   io.Writer
+	h   io.Writer
+	n   *int64
+	mu  sync.Mutex
+	src [][]byte
+}
+
+func (f *frameSink) push(b []byte) {
+	f.mu.Lock()
+	f.src = append(f.src, b)
+	f.mu.Unlock()
+}
+
+func (f *frameSink) WriteFrame(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	f.h.Write(p[:n])
+	*f.n += int64(n)
+	if err == nil {
+		d := p[:0]
+		dstPool.Put(&d)
+		f.mu.Lock()
+		if len(f.src) > 0 {
+			b := f.src[0][:0]
+			f.src = f.src[1:]
+			framePool.Put(&b)
+		}
+		f.mu.Unlock()
+	}
+	return n, err
+}
+
+func (f *frameSink) WriteSeekTable(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	f.h.Write(p[:n])
+	*f.n += int64(n)
 	return n, err
 }
 
@@ -191,12 +238,13 @@ func Create(path string, opts WriterOptions) (*Writer, error) {
 	if level == 0 {
 		level = zstd.SpeedDefault
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderCRC(true), zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderCRC(true), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true))
 	if err != nil {
 		w.abort()
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
-	sw, err := seekable.NewWriter(countWriter{w: f, h: w.sum, n: &w.compressedOut}, enc)
+	fs := &frameSink{w: f, h: w.sum, n: &w.compressedOut}
+	sw, err := seekable.NewWriter(nil, pooledEncoder{enc}, seekable.WithWriterEnvironment(fs))
 	if err != nil {
 		w.abort()
 		return nil, fmt.Errorf("seekable writer: %w", err)
@@ -235,7 +283,7 @@ func Create(path string, opts WriterOptions) (*Writer, error) {
 		w.wmErr <- err
 	}()
 	w.sink = &sink{
-		fr:        &framer{out: frames, done: done, pending: -1, err: func() error { return wmErr }},
+		fr:        &framer{out: frames, done: done, pending: -1, err: func() error { return wmErr }, sink: fs},
 		structure: sha256.New(),
 		progress:  opts.Progress,
 	}

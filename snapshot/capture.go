@@ -173,6 +173,9 @@ func openLayer(ctx context.Context, src *Source, ls LayerSource, kind string) (i
 	if err != nil {
 		return nil, nil, err
 	}
+	if kind == "" {
+		return ctxReader{ctx, rc}, func() { rc.Close() }, nil
+	}
 	br := bufio.NewReaderSize(ctxReader{ctx, rc}, 1<<20)
 	switch kind {
 	case "gzip":
@@ -279,19 +282,8 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 	if err := w.Begin(name, size); err != nil {
 		return nil, err
 	}
-	// One read of the source feeds the archive (which hashes the blob) and
-	// the tar scanner (which hashes each file and marks entry boundaries).
-	cw := &capWriter{w: w, left: size}
-	tee := io.TeeReader(io.LimitReader(manifest.SourceReader(r), size+1), cw)
 	b := &manifest.IndexBuilder{}
-	got, err := manifest.ScanLayer(tee, b, func(off int64) {
-		if cw.err == nil {
-			cw.err = w.Hint(off)
-		}
-	})
-	if err == nil {
-		err = cw.err
-	}
+	got, err := pipeLayer(ctx, r, size, w, b)
 	if err != nil {
 		return nil, fmt.Errorf("reading layer: %w", err)
 	}
@@ -337,25 +329,3 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 	return &layerDone{layer: l, anomalies: b.Anomalies}, nil
 }
 
-// capWriter feeds the archive member and refuses bytes past its size.
-type capWriter struct {
-	w    *manifest.Writer
-	left int64
-	err  error
-}
-
-func (c *capWriter) Write(p []byte) (int, error) {
-	if c.err != nil {
-		return 0, c.err
-	}
-	if int64(len(p)) > c.left {
-		c.err = fmt.Errorf("%w: layer is longer than measured", ErrDigestMismatch)
-		return 0, c.err
-	}
-	c.left -= int64(len(p))
-	_, err := c.w.Write(p)
-	if err != nil {
-		c.err = err
-	}
-	return len(p), err
-}

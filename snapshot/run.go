@@ -24,6 +24,9 @@ type Request struct {
 	CommandLine []string
 	Tool        manifest.Tool
 	MD5, SHA1   bool
+	// HashSources also records the SHA-256 of each source tarball as a
+	// whole (one more read of it, alongside the capture).
+	HashSources bool
 	Options
 	// WriteProgress receives the tar bytes written so far.
 	WriteProgress func(int64)
@@ -103,20 +106,40 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 		srcs = append(srcs, s)
 		rec := manifest.Source{Kind: s.Kind, Path: absPath(p)}
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			d, n, err := hashFile(ctx, p)
-			if err != nil {
-				return nil, fmt.Errorf("hashing source %s: %w", p, err)
-			}
-			rec.SHA256, rec.Size = d, n
+			rec.Size = st.Size()
 		}
 		acq.Sources = append(acq.Sources, rec)
+	}
+	type srcSum struct {
+		d   hashing.Digest
+		err error
+	}
+	sums := make([]chan srcSum, len(req.Sources))
+	for i, p := range req.Sources {
+		sums[i] = make(chan srcSum, 1)
+		if !req.HashSources || acq.Sources[i].Size == 0 && acq.Sources[i].Kind == KindOCILayout {
+			sums[i] <- srcSum{}
+			continue
+		}
+		go func() {
+			d, _, err := hashFile(ctx, p)
+			sums[i] <- srcSum{d, err}
+		}()
+	}
+	waitSums := func() error {
+		for i := range sums {
+			s := <-sums[i]
+			sums[i] <- s
+			if s.err != nil {
+				return fmt.Errorf("hashing source %s: %w", req.Sources[i], s.err)
+			}
+			acq.Sources[i].SHA256 = s.d
+		}
+		return nil
 	}
 	details := map[string]string{"command_line": strings.Join(req.CommandLine, " "), "output": filepath.Base(req.Output)}
 	for i, s := range acq.Sources {
 		details[fmt.Sprintf("source_%d", i)] = s.Kind + " " + s.Path
-		if !s.SHA256.IsZero() {
-			details[fmt.Sprintf("source_%d_sha256", i)] = s.SHA256.String()
-		}
 	}
 	if err := ev(manifest.Event{Action: "acquisition-started", Details: details}); err != nil {
 		return nil, err
@@ -146,6 +169,16 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if err := waitSums(); err != nil {
+		return nil, err
+	}
+	for i, s := range acq.Sources {
+		if !s.SHA256.IsZero() {
+			if err := ev(manifest.Event{Action: "source-hashed", Details: map[string]string{"source": s.Path, "index": fmt.Sprint(i), "sha256": s.SHA256.String(), "size": fmt.Sprint(s.Size)}}); err != nil {
+				return nil, err
+			}
+		}
 	}
 	acq.Finished = time.Now().UTC()
 	if err := ev(manifest.Event{Action: "sealing", Details: map[string]string{"artifacts": fmt.Sprint(len(m.Artifacts)), "anomalies": fmt.Sprint(len(m.Anomalies))}}); err != nil {

@@ -16,6 +16,7 @@ type captureOptions struct {
 	c            manifest.Case
 	md5, sha1    bool
 	json         bool
+	hashSource   bool
 	maxExpansion int64
 }
 
@@ -29,6 +30,7 @@ func (o *captureOptions) addFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.md5, "md5", false, "also write NAME.md5 for legacy tooling")
 	f.BoolVar(&o.sha1, "sha1", false, "also write NAME.sha1 for legacy tooling")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
+	f.BoolVar(&o.hashSource, "hash-source", false, "also record each source tarball's SHA-256 (one more read of it)")
 	f.Int64Var(&o.maxExpansion, "max-expansion", snapshot.DefaultMaxExpansion, "refuse a compressed layer that expands more than this many times (0: no limit)")
 }
 
@@ -68,7 +70,7 @@ func (e *env) runCaptureImage(o *captureOptions, sources []string) error {
 	}
 	req := snapshot.Request{
 		Sources: sources, Output: o.output, Case: o.c, CommandLine: e.args,
-		Tool: manifest.Tool{Name: "amber", Version: version}, MD5: o.md5, SHA1: o.sha1,
+		Tool: manifest.Tool{Name: "amber", Version: version}, MD5: o.md5, SHA1: o.sha1, HashSources: o.hashSource,
 		Options: snapshot.Options{MaxExpansion: o.maxExpansion},
 	}
 	prog := isTerminal(e.stderr)

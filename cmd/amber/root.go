@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -22,6 +23,15 @@ type env struct {
 }
 
 func run(args []string) int {
+	// AMBER_CPUPROFILE=file writes a CPU profile: how the benchmarks'
+	// figures are explained.
+	if p := os.Getenv("AMBER_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	e := &env{ctx: ctx, stdout: os.Stdout, stderr: os.Stderr, args: append([]string{os.Args[0]}, args...)}
