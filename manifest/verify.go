@@ -646,4 +646,3 @@ func (v *verifier) checkSidecars(path string) {
 		}
 	}
 }
-

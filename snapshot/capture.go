@@ -328,4 +328,3 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 	}
 	return &layerDone{layer: l, anomalies: b.Anomalies}, nil
 }
-

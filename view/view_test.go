@@ -1,0 +1,162 @@
+package view_test
+
+import (
+	"errors"
+	"io"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/amber-forensics/amber/internal/fixture"
+	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/view"
+)
+
+// whiteoutImage exercises OCI whiteout semantics: delete then re-add, an
+// opaque directory re-populated, file->dir and dir->file, and a hard link
+// whose target is replaced in a later layer.
+func whiteoutImage() fixture.Image {
+	l0 := fixture.Layer(
+		fixture.Entry{Name: "etc/", Type: '5', Mode: 0o700},
+		fixture.File("etc/passwd", "root:x:0:0\n"),
+		fixture.File("etc/shadow", "old-shadow\n"),
+		fixture.Dir("a/"), fixture.Dir("a/b/"), fixture.File("a/b/c", "c\n"),
+		fixture.Dir("d/"), fixture.File("d/x", "x\n"), fixture.File("d/y", "y\n"),
+		fixture.File("f", "f-was-a-file\n"),
+		fixture.Dir("g/"), fixture.File("g/h", "h\n"),
+		fixture.File("t", "old-t\n"), fixture.Hardlink("tl", "t"),
+	)
+	l1 := fixture.Layer(
+		fixture.Whiteout("etc", "shadow"),
+		fixture.Dir("d/"), fixture.Opaque("d"), fixture.File("d/z", "z\n"),
+		fixture.Whiteout("", "f"), fixture.Dir("f/"), fixture.File("f/inner", "inner\n"),
+		fixture.Whiteout("", "g"), fixture.File("g", "g-is-a-file\n"),
+		fixture.File("t", "new-t\n"),
+	)
+	l2 := fixture.Layer(
+		fixture.File("etc/shadow", "new-shadow\n"),
+		fixture.Whiteout("", "a"),
+	)
+	return fixture.Image{Tags: []string{"wh:1"}, Layers: [][]byte{l0, l1, l2}}
+}
+
+func newView(t *testing.T) *view.View {
+	t.Helper()
+	p := fixture.Capture(t, t.TempDir(), "wh", whiteoutImage())
+	return &view.View{A: fixture.Open(t, p)}
+}
+
+func names(t *testing.T, v *view.View, p string) string {
+	t.Helper()
+	es, err := v.ReadDir(p)
+	if err != nil {
+		t.Fatalf("ReadDir(%s): %v", p, err)
+	}
+	var n []string
+	for _, e := range es {
+		n = append(n, e.Name)
+	}
+	return strings.Join(n, " ")
+}
+
+func content(t *testing.T, v *view.View, p string) string {
+	t.Helper()
+	e, err := v.Stat(p)
+	if err != nil {
+		t.Fatalf("Stat(%s): %v", p, err)
+	}
+	r, err := v.Open(e)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", p, err)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestMergedViews(t *testing.T) {
+	v := newView(t)
+	tests := []struct{ dir, want string }{
+		{"images/wh_1/rootfs", "d etc f g t tl"},
+		{"images/wh_1/rootfs/etc", "passwd shadow"},
+		{"images/wh_1/rootfs/d", "z"},
+		{"images/wh_1/rootfs/f", "inner"},
+		{"images/wh_1/stages/0", "a d etc f g t tl"},
+		{"images/wh_1/stages/0/d", "x y"},
+		{"images/wh_1/stages/1/etc", "passwd"},
+		{"images/wh_1/stages/1", "a d etc f g t tl"},
+		{"images/wh_1/layers/1", ".wh.f .wh.g d etc f g t"},
+		{"images/wh_1/layers/1/etc", ".wh.shadow"},
+		{"images/wh_1/layers/1/d", ".wh..wh..opq z"},
+		{"images/wh_1/layers/2", ".wh.a etc"},
+		{"images/wh_1", "config.json layers rootfs stages"},
+		{"images/wh_1/layers", "0 1 2"},
+		{"", "images manifest.json"},
+	}
+	for _, tt := range tests {
+		if got := names(t, v, tt.dir); got != tt.want {
+			t.Errorf("ls %s = %q, want %q", tt.dir, got, tt.want)
+		}
+	}
+	files := map[string]string{
+		"images/wh_1/rootfs/etc/shadow":   "new-shadow\n",
+		"images/wh_1/rootfs/g":            "g-is-a-file\n",
+		"images/wh_1/rootfs/t":            "new-t\n",
+		"images/wh_1/rootfs/tl":           "old-t\n", // the link kept the inode it was made on
+		"images/wh_1/stages/0/f":          "f-was-a-file\n",
+		"images/wh_1/stages/0/etc/shadow": "old-shadow\n",
+		"images/wh_1/layers/0/tl":         "old-t\n",
+	}
+	for p, want := range files {
+		if got := content(t, v, p); got != want {
+			t.Errorf("cat %s = %q, want %q", p, got, want)
+		}
+	}
+	for _, gone := range []string{"images/wh_1/rootfs/a", "images/wh_1/rootfs/a/b/c", "images/wh_1/rootfs/d/x",
+		"images/wh_1/rootfs/f/../f/x", "images/wh_1/stages/1/etc/shadow", "images/wh_1/rootfs/g/h", "images/wh_1/rootfs/.wh.a",
+		"images/wh_1/layers/3", "images/nope", "images/wh_1/stages/01"} {
+		if _, err := v.Stat(gone); !errors.Is(err, view.ErrNotFound) {
+			t.Errorf("Stat(%s) = %v, want ErrNotFound", gone, err)
+		}
+	}
+	// etc is implied in layer 2; its metadata comes from layer 0's entry.
+	e, err := v.Stat("images/wh_1/rootfs/etc")
+	if err != nil || e.Mode != 0o700 || e.Node.Layer != 0 {
+		t.Errorf("rootfs/etc: mode %o from layer %d (err %v), want 0700 from layer 0", e.Mode, e.Node.Layer, err)
+	}
+	// Hard links share one record (inode) and count their names.
+	tl, _ := v.Stat("images/wh_1/layers/0/tl")
+	tf, _ := v.Stat("images/wh_1/layers/0/t")
+	if tl.Node.Rec.Ino != tf.Node.Rec.Ino || tl.Node.Rec.Nlink != 2 || !tl.Node.Rec.Has(manifest.FlagHardlink) {
+		t.Errorf("hard link: ino %d vs %d, nlink %d", tl.Node.Rec.Ino, tf.Node.Rec.Ino, tl.Node.Rec.Nlink)
+	}
+}
+
+func TestWalkSorted(t *testing.T) {
+	v := newView(t)
+	root, err := v.Stat("images/wh_1/rootfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	if err := v.Walk(root, func(e *view.Entry) error { paths = append(paths, e.Path); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !sort.StringsAreSorted(paths) || len(paths) != 11 {
+		t.Errorf("walk gave %d paths, sorted=%v: %v", len(paths), sort.StringsAreSorted(paths), paths)
+	}
+}
+
+func TestModeString(t *testing.T) {
+	for _, tt := range []struct {
+		typ  byte
+		mode uint32
+		want string
+	}{{manifest.TypeReg, 0o4755, "-rwsr-xr-x"}, {manifest.TypeDir, 0o1777, "drwxrwxrwt"}, {manifest.TypeSymlink, 0o777, "lrwxrwxrwx"}, {manifest.TypeReg, 0o2644, "-rw-r-Sr--"}} {
+		if got := view.ModeString(tt.typ, tt.mode); got != tt.want {
+			t.Errorf("ModeString(%c, %o) = %s, want %s", tt.typ, tt.mode, got, tt.want)
+		}
+	}
+}
