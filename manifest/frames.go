@@ -99,10 +99,13 @@ type FrameError struct {
 	Err   error
 }
 
-func (e *FrameError) Error() string {
-	return fmt.Sprintf("frame %d (file bytes %d-%d, tar bytes %d-%d): %v", e.Frame.ID,
+func (e *FrameError) Error() string { return e.Where() + ": " + e.Err.Error() }
+
+// Where names the frame and the bytes it covers in the file and the tar.
+func (e *FrameError) Where() string {
+	return fmt.Sprintf("frame %d (file bytes %d-%d, tar bytes %d-%d)", e.Frame.ID,
 		e.Frame.CompressedOffset, e.Frame.CompressedOffset+uint64(e.Frame.CompressedSize)-1,
-		e.Frame.DecompressedOffset, e.Frame.DecompressedOffset+uint64(e.Frame.DecompressedSize)-1, e.Err)
+		e.Frame.DecompressedOffset, e.Frame.DecompressedOffset+uint64(e.Frame.DecompressedSize)-1)
 }
 
 func (e *FrameError) Unwrap() error { return ErrCorrupt }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/amber-forensics/amber/hashing"
 )
@@ -25,8 +26,11 @@ type Archive struct {
 	// ManifestBytes are the manifest exactly as stored.
 	ManifestBytes []byte
 
-	f      *os.File
-	cache  *frameCache
+	f       *os.File
+	cache   *frameCache
+	decoded atomic.Int64
+	// decodedIDs records which frames were decoded, when tracing is on.
+	trace  sync.Map
 	mu     sync.Mutex
 	blobs  map[string]Entry
 	idx    map[hashing.Digest]*Index
@@ -125,6 +129,13 @@ func (a *Archive) readTrailer() (*Trailer, error) {
 	return t, nil
 }
 
+// FramesDecoded returns how many frames have been decompressed and which.
+func (a *Archive) FramesDecoded() (int64, []int64) {
+	var ids []int64
+	a.trace.Range(func(k, _ any) bool { ids = append(ids, k.(int64)); return true })
+	return a.decoded.Load(), ids
+}
+
 // Close releases the file.
 func (a *Archive) Close() error { return a.f.Close() }
 
@@ -142,7 +153,11 @@ func (a *Archive) ReadAt(p []byte, off int64) (int, error) {
 		if !ok {
 			return n, fmt.Errorf("%w: no frame holds tar offset %d", ErrCorrupt, off)
 		}
-		b, err := a.cache.get(fr.ID, func() ([]byte, error) { return DecodeFrame(a.f, fr, nil) })
+		b, err := a.cache.get(fr.ID, func() ([]byte, error) {
+			a.decoded.Add(1)
+			a.trace.Store(fr.ID, true)
+			return DecodeFrame(a.f, fr, nil)
+		})
 		if err != nil {
 			return n, err
 		}

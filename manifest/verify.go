@@ -195,7 +195,12 @@ func (v *verifier) stream(opts VerifyOptions) {
 		res := <-ch
 		b := res.b
 		if res.err != nil {
-			v.add(fmt.Sprintf("frame %d", res.fr.ID), "%v%s", res.err, v.describe(int64(res.fr.DecompressedOffset), int64(res.fr.DecompressedOffset)+int64(res.fr.DecompressedSize)))
+			where, detail := fmt.Sprintf("frame %d", res.fr.ID), res.err.Error()
+			var fe *FrameError
+			if errors.As(res.err, &fe) {
+				where, detail = fe.Where(), fe.Err.Error()
+			}
+			v.add(where, "%s%s", detail, v.describe(int64(res.fr.DecompressedOffset), int64(res.fr.DecompressedOffset)+int64(res.fr.DecompressedSize)))
 			// Keep offsets aligned so later members are still checked.
 			b = make([]byte, res.fr.DecompressedSize)
 		}

@@ -27,6 +27,10 @@ const (
 	FrameMax    = 1 << 20
 )
 
+// writeVersion is the format version written; tests change it to prove
+// that other versions are refused.
+var writeVersion = FormatVersion
+
 // WriterOptions configure a Writer.
 type WriterOptions struct {
 	// MD5 and SHA1 also compute those digests of the whole archive.
@@ -407,7 +411,7 @@ func (w *Writer) Seal(m *Manifest, custody *Chain) (*Sealed, error) {
 		return nil, w.fail(err)
 	}
 	m.Custody = Custody{Entry: ce.Name, Events: custody.Len(), Head: custody.Head()}
-	m.Format, m.FormatVersion = FormatName, FormatVersion
+	m.Format, m.FormatVersion = FormatName, writeVersion
 	m.Entries = w.Entries()
 	mb, err := m.Marshal()
 	if err != nil {
@@ -417,7 +421,7 @@ func (w *Writer) Seal(m *Manifest, custody *Chain) (*Sealed, error) {
 	if err != nil {
 		return nil, w.fail(err)
 	}
-	t := Trailer{Version: FormatVersion, Sealed: m.Acquisition.Finished, ManifestOffset: me.Offset, ManifestSize: me.Size,
+	t := Trailer{Version: writeVersion, Sealed: m.Acquisition.Finished, ManifestOffset: me.Offset, ManifestSize: me.Size,
 		ManifestSHA256: me.SHA256, StructureSHA256: hashing.FromHash(w.sink.structure), TarOffset: w.sink.pos}
 	tb, err := t.Marshal()
 	if err != nil {

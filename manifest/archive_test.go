@@ -1,0 +1,196 @@
+package manifest_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/internal/fixture"
+	"github.com/amber-forensics/amber/manifest"
+)
+
+// bigImage has enough data for many frames: text files, incompressible
+// files and one large file, in two layers.
+func bigImage() fixture.Image {
+	rng := rand.New(rand.NewSource(1))
+	var e0, e1 []fixture.Entry
+	for i := 0; i < 300; i++ {
+		var body string
+		switch i % 3 {
+		case 0:
+			body = strings.Repeat(fmt.Sprintf("line %d of text file %d\n", i, i), 50+i)
+		case 1:
+			b := make([]byte, 20000+rng.Intn(60000))
+			rng.Read(b)
+			body = string(b)
+		default:
+			body = fmt.Sprintf("small %d\n", i)
+		}
+		e0 = append(e0, fixture.File(fmt.Sprintf("data/d%02d/f%03d", i%17, i), body))
+	}
+	big := make([]byte, 3<<20)
+	rng.Read(big)
+	e1 = append(e1, fixture.File("big.bin", string(big)), fixture.File("data/d01/f001", "replaced\n"), fixture.Whiteout("data/d02", "f002"))
+	return fixture.Image{Tags: []string{"big:1"}, Layers: [][]byte{fixture.Layer(e0...), fixture.Layer(e1...)}}
+}
+
+func captureBig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	return fixture.Capture(t, dir, "big", bigImage())
+}
+
+func TestRoundTripAndFrames(t *testing.T) {
+	p := captureBig(t)
+	a := fixture.Open(t, p)
+	r, err := manifest.Verify(p, manifest.VerifyOptions{})
+	if err != nil || !r.OK() {
+		t.Fatalf("fresh archive does not verify: %v %v", err, r.Problems)
+	}
+	if r.Files != a.Manifest.Artifacts[0].Files || r.Layers != 2 || r.SHA256 == (hashing.Digest{}) {
+		t.Errorf("report: %+v", r)
+	}
+	// Frames: 256 KiB to 1 MiB, except the last ones, which end the stream.
+	n := a.Table.NumFrames()
+	if n < 8 {
+		t.Fatalf("only %d frames", n)
+	}
+	for i := int64(0); i < n-3; i++ {
+		fr, _ := a.Table.EntryByID(i)
+		if fr.DecompressedSize < 256<<10 || fr.DecompressedSize > 1<<20 {
+			t.Errorf("frame %d holds %d bytes", i, fr.DecompressedSize)
+		}
+	}
+	// Sidecar: sha256sum format naming the archive's base name.
+	side, err := os.ReadFile(p + ".sha256")
+	if err != nil || string(side) != r.SHA256.Hex()+"  "+filepath.Base(p)+"\n" {
+		t.Errorf("sidecar %q (%v)", side, err)
+	}
+}
+
+func TestReadsOnlyWhatItNeeds(t *testing.T) {
+	p := captureBig(t)
+	a := fixture.Open(t, p)
+	art := a.Manifest.Artifacts[0]
+	layer := art.Layers[0]
+	ix, err := a.Index(layer.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, _ := a.Blob(manifest.BlobName(layer.Digest))
+	_, ids := a.FramesDecoded()
+	for _, id := range ids {
+		fr, _ := a.Table.EntryByID(id)
+		start, end := int64(fr.DecompressedOffset), int64(fr.DecompressedOffset)+int64(fr.DecompressedSize)
+		if start >= blob.Offset+int64(256<<10) && end <= blob.Offset+blob.Size-int64(256<<10) {
+			t.Errorf("opening and reading the index decoded frame %d, inside layer data", id)
+		}
+	}
+	i, ok := ix.Lookup("data/d04/f004")
+	if !ok {
+		t.Fatal("file missing")
+	}
+	rec, _ := ix.Record(i)
+	before, _ := a.FramesDecoded()
+	rd, err := a.Content(layer.Digest, &rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rd)
+	after, _ := a.FramesDecoded()
+	if hashing.Sum(b) != rec.SHA256 {
+		t.Fatal("content does not match its index hash")
+	}
+	if after-before > 2 {
+		t.Errorf("reading a %d-byte file decoded %d frames", len(b), after-before)
+	}
+}
+
+// TestTamperAnywhere flips one byte at a time at offsets spread over the
+// whole file and in each kind of region, and expects Verify to fail and
+// name the place. The sidecars are left out, so the archive's own hashes
+// must catch it.
+func TestTamperAnywhere(t *testing.T) {
+	src := captureBig(t)
+	orig, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := fixture.Open(t, src)
+	dir := t.TempDir()
+	type target struct {
+		off  int64
+		want string // a word the report must contain
+	}
+	var targets []target
+	for i := 0; i < 60; i++ {
+		targets = append(targets, target{off: int64(i) * int64(len(orig)-1) / 59})
+	}
+	frameOf := func(tarOff int64) (int64, int64) {
+		fr, _ := a.Table.EntryByDecompressedOffset(uint64(tarOff))
+		return int64(fr.CompressedOffset), int64(fr.CompressedSize)
+	}
+	ixe, _ := a.Blob(manifest.IndexName(a.Manifest.Artifacts[0].Layers[0].Digest))
+	off, size := frameOf(ixe.Offset + ixe.Size/2)
+	targets = append(targets, target{off + size/2, "amber/index/"})
+	off, size = frameOf(a.Trailer.ManifestOffset)
+	targets = append(targets, target{off + size/2, "frame"})
+	targets = append(targets, target{a.Table.Offset + 10, "seek table"}, target{a.Size - 3, "seek table"}, target{a.Table.Offset + 1, "seek table"})
+	lb, _ := a.Blob(manifest.BlobName(a.Manifest.Artifacts[0].Layers[0].Digest))
+	off, size = frameOf(lb.Offset + lb.Size/2)
+	targets = append(targets, target{off + size - 5, "files /data/"})
+	for i, tg := range targets {
+		b := bytes.Clone(orig)
+		b[tg.off] ^= 0x01
+		p := filepath.Join(dir, fmt.Sprintf("t%d.tar.zst", i))
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, err := manifest.Verify(p, manifest.VerifyOptions{})
+		if err != nil {
+			// Only damage that makes the file unrecognisable may be an error.
+			if !errors.Is(err, manifest.ErrNotArchive) && !errors.Is(err, manifest.ErrCorrupt) {
+				t.Errorf("byte %d: %v", tg.off, err)
+			}
+			continue
+		}
+		if r.OK() {
+			t.Errorf("byte %d of %d flipped: verify passed", tg.off, len(orig))
+			continue
+		}
+		var all []string
+		for _, pr := range r.Problems {
+			all = append(all, pr.String())
+		}
+		if tg.want != "" && !strings.Contains(strings.Join(all, "\n"), tg.want) {
+			t.Errorf("byte %d: report does not mention %q:\n%s", tg.off, tg.want, strings.Join(all, "\n"))
+		}
+		os.Remove(p)
+	}
+}
+
+func TestTruncated(t *testing.T) {
+	src := captureBig(t)
+	orig, _ := os.ReadFile(src)
+	for _, n := range []int{0, 3, 100, len(orig) / 2, len(orig) - 1} {
+		p := filepath.Join(t.TempDir(), "trunc.tar.zst")
+		os.WriteFile(p, orig[:n], 0o644)
+		r, err := manifest.Verify(p, manifest.VerifyOptions{})
+		if err == nil && r.OK() {
+			t.Errorf("truncated to %d bytes: verified", n)
+		}
+		if err == nil && !strings.Contains(r.Problems[0].String(), "truncated") {
+			t.Errorf("truncated to %d bytes: %v", n, r.Problems[0])
+		}
+		if _, err := manifest.Open(p); err == nil {
+			t.Errorf("truncated to %d bytes: opened", n)
+		}
+	}
+}

@@ -1,0 +1,217 @@
+package manifest
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amber-forensics/amber/hashing"
+)
+
+func writeMinimal(t *testing.T, path string) {
+	t.Helper()
+	w, err := Create(path, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
+		t.Fatal(err)
+	}
+	c := NewChain(hashing.Digest{}, 0)
+	c.Append(Event{Action: "acquisition-started", Time: time.Now()})
+	m := &Manifest{Tool: Tool{Name: "amber", Version: "test"}}
+	m.Acquisition.Finished = time.Now().UTC()
+	if _, err := w.Seal(m, c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnknownVersionRefused(t *testing.T) {
+	dir := t.TempDir()
+	writeVersion = 2
+	writeMinimal(t, filepath.Join(dir, "v2.tar.zst"))
+	writeVersion = FormatVersion
+	_, err := Open(filepath.Join(dir, "v2.tar.zst"))
+	if !errors.Is(err, ErrUnsupportedVersion) || !strings.Contains(err.Error(), "format version 2") {
+		t.Fatalf("opening a v2 archive: %v", err)
+	}
+	if _, err := Verify(filepath.Join(dir, "v2.tar.zst"), VerifyOptions{}); !errors.Is(err, ErrUnsupportedVersion) {
+		t.Fatalf("verifying a v2 archive: %v", err)
+	}
+	writeMinimal(t, filepath.Join(dir, "v1.tar.zst"))
+	if a, err := Open(filepath.Join(dir, "v1.tar.zst")); err != nil {
+		t.Fatal(err)
+	} else {
+		a.Close()
+	}
+}
+
+func TestTrailerRoundTrip(t *testing.T) {
+	tr := Trailer{Version: 1, Sealed: time.Unix(1700000000, 0).UTC(), ManifestOffset: 1024, ManifestSize: 77, ManifestSHA256: hashing.Sum([]byte("m")), StructureSHA256: hashing.Sum([]byte("s")), TarOffset: 2048}
+	b, err := tr.Marshal()
+	if err != nil || len(b) != TrailerSize {
+		t.Fatalf("marshal: %v, %d bytes", err, len(b))
+	}
+	back, err := ParseTrailer(b)
+	if err != nil || *back != tr {
+		t.Fatalf("round trip: %v %+v", err, back)
+	}
+	bad := bytes.Replace(b, []byte("manifest-size 77"), []byte("manifest-size -7"), 1)
+	if _, err := ParseTrailer(bad); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("negative size accepted: %v", err)
+	}
+	bad = bytes.Replace(b, []byte("trailer-offset 2048"), []byte("trailer-offset 1000"), 1)
+	if _, err := ParseTrailer(bad); err == nil {
+		t.Errorf("manifest past the trailer accepted")
+	}
+}
+
+func TestCustodyChain(t *testing.T) {
+	c := NewChain(hashing.Digest{}, 0)
+	for _, a := range []string{"acquisition-started", "captured", "sealing"} {
+		if _, err := c.Append(Event{Action: a, Actor: "x", Host: "h", Time: time.Unix(1, 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := c.Bytes()
+	evs, head, err := ParseCustody(bytes.NewReader(log), hashing.Digest{}, 0)
+	if err != nil || len(evs) != 3 || head != c.Head() {
+		t.Fatalf("parse: %v, %d events", err, len(evs))
+	}
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	edited := strings.Replace(lines[1], `"actor":"x"`, `"actor":"y"`, 1)
+	for name, bad := range map[string]string{
+		"edited":    lines[0] + "\n" + edited + "\n" + lines[2] + "\n",
+		"dropped":   lines[0] + "\n" + lines[2] + "\n",
+		"reordered": lines[1] + "\n" + lines[0] + "\n" + lines[2] + "\n",
+	} {
+		_, _, err := ParseCustody(strings.NewReader(bad), hashing.Digest{}, 0)
+		if !errors.Is(err, ErrChainBroken) {
+			t.Errorf("%s log accepted: %v", name, err)
+		}
+	}
+	// The last line edited: only the head reveals it.
+	editedLast := lines[0] + "\n" + lines[1] + "\n" + strings.Replace(lines[2], "sealing", "sealinG", 1) + "\n"
+	_, h, err := ParseCustody(strings.NewReader(editedLast), hashing.Digest{}, 0)
+	if err != nil || h == c.Head() {
+		t.Errorf("editing the last line kept the head")
+	}
+}
+
+func TestCustodySidecarAppend(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.custody.jsonl")
+	head := hashing.Sum([]byte("sealed head"))
+	for i := 0; i < 3; i++ {
+		if err := AppendCustody(p, head, 5, Event{Action: "verified", Time: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, _, err := ParseCustodyFile(p, head, 5)
+	if err != nil || len(evs) != 3 || evs[2].Seq != 7 {
+		t.Fatalf("sidecar: %v, %d events", err, len(evs))
+	}
+	if _, _, err := ParseCustodyFile(p, hashing.Sum([]byte("other")), 5); !errors.Is(err, ErrChainBroken) {
+		t.Fatalf("sidecar chained from the wrong head accepted: %v", err)
+	}
+}
+
+func buildIndex(t testing.TB, entries []tar.Header, bodies map[string]string) *Index {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range entries {
+		h := h
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(bodies[h.Name]))
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(bodies[h.Name]))
+	}
+	tw.Close()
+	b := &IndexBuilder{}
+	n, err := ScanLayer(bytes.NewReader(buf.Bytes()), b, nil)
+	if err != nil || n != int64(buf.Len()) {
+		t.Fatalf("scan: %v (%d of %d)", err, n, buf.Len())
+	}
+	ib, err := b.Build(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := ParseIndex(ib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Check(); err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
+func TestIndexRecords(t *testing.T) {
+	mt := time.Date(2020, 1, 2, 3, 4, 5, 6000, time.UTC)
+	ix := buildIndex(t, []tar.Header{
+		{Name: "usr/bin/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mt},
+		{Name: "usr/bin/su", Typeflag: tar.TypeReg, Mode: 0o4755, Uid: 0, Gid: 0, ModTime: mt, Format: tar.FormatPAX, PAXRecords: map[string]string{"SCHILY.xattr.security.capability": "\x01\x02"}},
+		{Name: "dev/null", Typeflag: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 3, ModTime: mt},
+		{Name: "/abs", Typeflag: tar.TypeReg, Mode: 0o600, Uid: 1000, Gid: 1000, Uname: "bob", ModTime: mt},
+		{Name: "../../escape", Typeflag: tar.TypeReg, Mode: 0o600, ModTime: mt},
+		{Name: "dup", Typeflag: tar.TypeReg, Mode: 0o600, ModTime: mt},
+		{Name: "dup", Typeflag: tar.TypeReg, Mode: 0o640, ModTime: mt},
+		{Name: "link", Typeflag: tar.TypeLink, Linkname: "nowhere", ModTime: mt},
+		{Name: "name with\nnewline \xff", Typeflag: tar.TypeReg, Mode: 0o644, ModTime: mt},
+	}, map[string]string{"usr/bin/su": "su-binary", "/abs": "a", "../../escape": "e", "dup": "second"})
+	i, ok := ix.Lookup("usr/bin/su")
+	if !ok {
+		t.Fatal("usr/bin/su not found")
+	}
+	r, err := ix.Record(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Mode != 0o4755 || r.Size != 9 || r.SHA256 != hashing.Sum([]byte("su-binary")) || !r.ModTime.Equal(mt) || r.Xattrs["security.capability"] != "\x01\x02" {
+		t.Errorf("usr/bin/su record wrong: %+v", r)
+	}
+	for p, flag := range map[string]uint8{"abs": FlagUnsafe, "escape": FlagUnsafe, "link": FlagDangling, "usr": FlagImplicit} {
+		i, ok := ix.Lookup(p)
+		if !ok {
+			t.Errorf("%s not found", p)
+			continue
+		}
+		r, _ := ix.Record(i)
+		if !r.Has(flag) {
+			t.Errorf("%s lacks flag %d: %v", p, flag, r.Flags)
+		}
+	}
+	if i, ok := ix.Lookup("dev/null"); !ok {
+		t.Error("dev/null missing")
+	} else if r, _ := ix.Record(i); r.Type != TypeChar || r.DevMajor != 1 || r.DevMinor != 3 {
+		t.Errorf("dev/null: %+v", r)
+	}
+	if i, ok := ix.Lookup("name with\nnewline \xff"); !ok {
+		t.Error("odd name missing")
+	} else if r, _ := ix.Record(i); r.Path != "name with\nnewline \xff" {
+		t.Errorf("odd name: %q", r.Path)
+	}
+	// The later "dup" wins; the earlier one is kept, shadowed.
+	i, _ = ix.Lookup("dup")
+	r, _ = ix.Record(i)
+	if r.Mode != 0o640 || ix.TreeLen() != ix.Len()-1 {
+		t.Errorf("dup: mode %o, tree %d of %d", r.Mode, ix.TreeLen(), ix.Len())
+	}
+	sh, _ := ix.Record(ix.Len() - 1)
+	if !sh.Has(FlagShadowed) || sh.Mode != 0o600 {
+		t.Errorf("shadowed record: %+v", sh)
+	}
+	if _, ok := ix.Lookup("../escape"); ok {
+		t.Error("lookup with .. succeeded")
+	}
+}
+
+func readFile(p string) ([]byte, error) { return os.ReadFile(p) }
