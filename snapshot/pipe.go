@@ -72,8 +72,8 @@ func (c *chunkReader) forward() {
 
 // pipeLayer streams exactly size bytes of r into the open archive member of
 // w, while scanning them into b.
-func pipeLayer(ctx context.Context, r io.Reader, size int64, w *manifest.Writer, b *manifest.IndexBuilder) (scanned int64, err error) {
-	ctx, cancel := context.WithCancel(ctx)
+func pipeLayer(parent context.Context, r io.Reader, size int64, w *manifest.Writer, b *manifest.IndexBuilder) (scanned int64, err error) {
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	toScan := make(chan *chunk, 4)
 	toArchive := make(chan *chunk, 4)
@@ -90,6 +90,7 @@ func pipeLayer(ctx context.Context, r io.Reader, size int64, w *manifest.Writer,
 				select {
 				case toScan <- &chunk{b: (*bp)[:n]}:
 				case <-ctx.Done():
+					readErr = context.Cause(ctx)
 					return
 				}
 			}
@@ -133,6 +134,9 @@ func pipeLayer(ctx context.Context, r io.Reader, size int64, w *manifest.Writer,
 	}
 	close(toArchive)
 	aerr := <-archDone
+	if cerr := parent.Err(); cerr != nil {
+		return scanned, cerr
+	}
 	if aerr != nil {
 		return scanned, aerr
 	}
