@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -58,24 +60,28 @@ extracted from that view 'sha256sum -c --strict' checks it.`,
 
 // lsEntry is the JSON form of one listed path (documented in README.md).
 type lsEntry struct {
-	Path     string            `json:"path"`
-	Type     string            `json:"type"`
-	Mode     string            `json:"mode"`
-	Perm     string            `json:"perm"`
-	UID      uint32            `json:"uid"`
-	GID      uint32            `json:"gid"`
-	Uname    string            `json:"uname,omitempty"`
-	Gname    string            `json:"gname,omitempty"`
-	Size     int64             `json:"size"`
-	Mtime    time.Time         `json:"mtime"`
-	SHA256   string            `json:"sha256,omitempty"`
-	Link     string            `json:"link,omitempty"`
-	Hardlink string            `json:"hardlink,omitempty"`
-	Nlink    uint32            `json:"nlink,omitempty"`
-	Layer    *int              `json:"layer,omitempty"`
-	Xattrs   map[string]string `json:"xattrs,omitempty"`
-	Flags    []string          `json:"flags,omitempty"`
-	Device   string            `json:"device,omitempty"`
+	Path string `json:"path"`
+	// PathBase64 carries the exact bytes of a name that is not valid UTF-8
+	// (JSON strings cannot hold it: Path then has U+FFFD in its place).
+	PathBase64 string            `json:"path_base64,omitempty"`
+	Type       string            `json:"type"`
+	Mode       string            `json:"mode"`
+	Perm       string            `json:"perm"`
+	UID        uint32            `json:"uid"`
+	GID        uint32            `json:"gid"`
+	Uname      string            `json:"uname,omitempty"`
+	Gname      string            `json:"gname,omitempty"`
+	Size       int64             `json:"size"`
+	Mtime      time.Time         `json:"mtime"`
+	SHA256     string            `json:"sha256,omitempty"`
+	Link       string            `json:"link,omitempty"`
+	LinkBase64 string            `json:"link_base64,omitempty"`
+	Hardlink   string            `json:"hardlink,omitempty"`
+	Nlink      uint32            `json:"nlink,omitempty"`
+	Layer      *int              `json:"layer,omitempty"`
+	Xattrs     map[string]string `json:"xattrs,omitempty"`
+	Flags      []string          `json:"flags,omitempty"`
+	Device     string            `json:"device,omitempty"`
 }
 
 func typeName(t byte) string {
@@ -112,6 +118,9 @@ func flagNames(f uint8) []string {
 
 func toLsEntry(en *view.Entry, rel string) lsEntry {
 	le := lsEntry{Path: rel, Type: typeName(en.Type), Mode: view.ModeString(en.Type, en.Mode), Perm: fmt.Sprintf("%04o", en.Mode), Size: en.Size, Mtime: en.ModTime}
+	if !utf8.ValidString(rel) {
+		le.PathBase64 = base64.StdEncoding.EncodeToString([]byte(rel))
+	}
 	if d := en.SHA256(); !d.IsZero() {
 		le.SHA256 = d.Hex()
 	}
@@ -126,6 +135,9 @@ func toLsEntry(en *view.Entry, rel string) lsEntry {
 		switch {
 		case r.Type == manifest.TypeSymlink:
 			le.Link = r.Linkname
+			if !utf8.ValidString(r.Linkname) {
+				le.LinkBase64 = base64.StdEncoding.EncodeToString([]byte(r.Linkname))
+			}
 		case r.Has(manifest.FlagHardlink) || r.Type == manifest.TypeLink:
 			le.Hardlink = r.Linkname
 		}
