@@ -1,0 +1,58 @@
+# amber — see README.md.
+GO       ?= go
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+FUZZTIME ?= 5s
+PKG_FUZZ := ./manifest ./snapshot
+
+.PHONY: all build deps test lint unit race fuzz fuzz-long bench demo clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/amber ./cmd/amber
+
+# Installs (as root) and starts what the tests need: docker.io, fuse3,
+# busybox-static, zstd, umoci, skopeo, squashfs tools; a running dockerd.
+deps:
+	./scripts/ensure-deps.sh
+
+# make test: everything CI runs. Needs Docker and the tools above; with CI
+# set, a test that cannot reach them fails instead of skipping.
+test: deps lint unit race fuzz
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 ./...
+
+# The concurrent packages again under the race detector.
+race:
+	$(GO) test -race -count=1 -short ./manifest ./snapshot ./view
+
+# Each fuzz target for FUZZTIME (a few seconds in make test; make
+# fuzz-long runs them for 10 minutes each).
+fuzz:
+	@for pkg in $(PKG_FUZZ); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test $$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) >/tmp/amber-fuzz.log 2>&1 || { cat /tmp/amber-fuzz.log; exit 1; }; \
+	  done; \
+	done
+
+fuzz-long:
+	$(MAKE) fuzz FUZZTIME=10m
+
+# Benchmarks against baselines measured in the same run (bench/README.md).
+bench: deps build
+	./bench/run.sh
+
+# The main job on the shipped default (testdata/images): capture, verify,
+# list, grep, diff.
+demo: build
+	./scripts/demo.sh
+
+clean:
+	rm -rf bin demo bench/out

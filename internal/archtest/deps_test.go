@@ -1,0 +1,81 @@
+package archtest
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const mod = "github.com/amber-forensics/amber/"
+
+// allowed lists, per package, the amber packages it may import.
+var allowed = map[string][]string{
+	"hashing":   {},
+	"manifest":  {"hashing"},
+	"view":      {"manifest", "hashing"},
+	"snapshot":  {"manifest", "hashing"},
+	"cmd/amber": {"manifest", "hashing", "snapshot", "view"},
+	// Test support may use what it tests; nothing but tests and the
+	// generator may use it.
+	"internal/fixture":     {"manifest", "hashing", "snapshot"},
+	"internal/fixture/gen": {"internal/fixture", "manifest", "hashing", "snapshot"},
+	"internal/testenv":     {},
+	"internal/archtest":    {},
+}
+
+// Only snapshot talks to Docker or go-containerregistry.
+var external = map[string][]string{
+	"github.com/docker/":                     {"snapshot"},
+	"github.com/google/go-containerregistry": {"snapshot"},
+}
+
+func TestImportDirection(t *testing.T) {
+	out, err := exec.Command("go", "list", "-json", mod+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	seen := 0
+	for dec.More() {
+		var p struct {
+			ImportPath string
+			Imports    []string
+		}
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimPrefix(p.ImportPath, mod)
+		ok, known := allowed[name]
+		if !known {
+			t.Errorf("package %s has no rule in archtest: add one", name)
+			continue
+		}
+		seen++
+		for _, imp := range p.Imports {
+			if strings.HasPrefix(imp, mod) {
+				dep := strings.TrimPrefix(imp, mod)
+				if !contains(ok, dep) {
+					t.Errorf("%s imports %s: not allowed", name, dep)
+				}
+			}
+			for prefix, who := range external {
+				if strings.HasPrefix(imp, prefix) && !contains(who, name) {
+					t.Errorf("%s imports %s: only %v may", name, imp, who)
+				}
+			}
+		}
+	}
+	if seen < 5 {
+		t.Fatalf("only %d packages checked", seen)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

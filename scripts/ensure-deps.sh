@@ -1,0 +1,50 @@
+#!/bin/sh
+# Brings up what amber's tests and benchmarks need on Debian: the packages
+# below and a running Docker engine. Idempotent; as root it installs and
+# starts what is missing, otherwise it says what is missing.
+set -eu
+
+PKGS="file docker.io fuse3 busybox-static zstd umoci skopeo squashfs-tools squashfuse sleuthkit attr hyperfine"
+need=""
+for pair in docker:docker.io dockerd:docker.io fusermount3:fuse3 busybox:busybox-static zstd:zstd umoci:umoci \
+            skopeo:skopeo mksquashfs:squashfs-tools squashfuse_ll:squashfuse mactime:sleuthkit getfattr:attr hyperfine:hyperfine; do
+	cmd=${pair%%:*}; pkg=${pair#*:}
+	command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
+done
+# busybox-static specifically: a dynamic busybox cannot run in an empty image.
+if command -v busybox >/dev/null 2>&1 && ! file -L "$(command -v busybox)" 2>/dev/null | grep -q static; then
+	[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || need="$need busybox-static"
+fi
+
+if [ -n "$need" ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "ensure-deps: missing packages:$need (run as root, or apt-get install them)" >&2
+	else
+		echo "ensure-deps: installing$need" >&2
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq >/dev/null
+		# shellcheck disable=SC2086
+		apt-get install -y -qq $PKGS >/dev/null
+	fi
+fi
+
+docker_up() { docker version --format '{{.Server.APIVersion}}' >/dev/null 2>&1; }
+if command -v dockerd >/dev/null 2>&1 && ! docker_up; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "ensure-deps: the Docker engine is not running and only root can start it here" >&2
+		exit 0
+	fi
+	echo "ensure-deps: starting dockerd" >&2
+	mkdir -p /var/log
+	nohup dockerd >/var/log/amber-dockerd.log 2>&1 &
+	i=0
+	until docker_up; do
+		i=$((i + 1))
+		if [ $i -gt 120 ]; then
+			echo "ensure-deps: dockerd did not come up; see /var/log/amber-dockerd.log" >&2
+			tail -20 /var/log/amber-dockerd.log >&2 || true
+			exit 1
+		fi
+		sleep 0.5
+	done
+fi
