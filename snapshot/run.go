@@ -137,7 +137,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 		}
 		return nil
 	}
-	details := map[string]string{"command_line": strings.Join(req.CommandLine, " "), "output": filepath.Base(req.Output)}
+	details := map[string]string{"command_line": ShellJoin(req.CommandLine), "output": filepath.Base(req.Output)}
 	for i, s := range acq.Sources {
 		details[fmt.Sprintf("source_%d", i)] = s.Kind + " " + s.Path
 	}
@@ -256,4 +256,22 @@ func hashFile(ctx context.Context, p string) (hashing.Digest, int64, error) {
 		return hashing.Digest{}, 0, err
 	}
 	return h.SHA256(), h.Size(), nil
+}
+
+// ShellJoin renders argv so that a shell would split it back the same way.
+func ShellJoin(argv []string) string {
+	var b strings.Builder
+	for i, a := range argv {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r))
+		}) < 0 {
+			b.WriteString(a)
+			continue
+		}
+		b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
+	}
+	return b.String()
 }
