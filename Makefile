@@ -27,6 +27,7 @@ lint:
 
 unit:
 	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -tags amber_purego ./manifest ./snapshot
 
 # The concurrent packages again under the race detector.
 race:

@@ -32,16 +32,16 @@ func MerkleRoot(leaves []Digest) Digest {
 	// Iterative form of the RFC 6962 recursion: pair neighbours level by
 	// level, carrying an odd last node up unchanged. For RFC 6962's split
 	// rule this yields the same root as the recursive definition.
+	// Each level is written over the one below (node i/2 from nodes i and
+	// i+1), in a copy so the caller's leaves stay as they were.
 	level := append([]Digest(nil), leaves...)
-	for len(level) > 1 {
-		next := level[:0:0]
-		for i := 0; i+1 < len(level); i += 2 {
-			next = append(next, nodeHash(level[i], level[i+1]))
+	for n := len(level); n > 1; n = (n + 1) / 2 {
+		for i := 0; i+1 < n; i += 2 {
+			level[i/2] = nodeHash(level[i], level[i+1])
 		}
-		if len(level)%2 == 1 {
-			next = append(next, level[len(level)-1])
+		if n%2 == 1 {
+			level[n/2] = level[n-1]
 		}
-		level = next
 	}
 	return level[0]
 }

@@ -103,13 +103,16 @@ func FuzzScanLayer(f *testing.F) {
 		if n != int64(len(layer)) {
 			t.Fatalf("scanned %d of %d bytes", n, len(layer))
 		}
-		ib, err := b.Build(n)
+		ib, root, files, err := b.BuildWithRoot(n)
 		if err != nil {
 			return
 		}
 		ix, err := ParseIndex(ib)
 		if err != nil {
 			t.Fatalf("built index does not parse: %v", err)
+		}
+		if r2, f2, err := ix.MerkleRoot(); err != nil || r2 != root || f2 != files {
+			t.Fatalf("Merkle root of the built records %s (%d) differs from the encoded index's %s (%d): %v", root, files, r2, f2, err)
 		}
 		if err := ix.Check(); err != nil {
 			t.Fatalf("built index fails its check: %v", err)

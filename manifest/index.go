@@ -2,8 +2,8 @@ package manifest
 
 import (
 	"archive/tar"
-	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path"
@@ -277,8 +277,12 @@ func (ix *Index) Record(i uint32) (Record, error) {
 	return rec, nil
 }
 
+// noTime in a nanoseconds field marks a time the tar header did not have
+// (atime, ctime); the Unix epoch itself is a real, common mtime.
+const noTime = ^uint32(0)
+
 func unixTime(sec int64, nsec uint32) time.Time {
-	if sec == 0 && nsec == 0 {
+	if nsec == noTime {
 		return time.Time{}
 	}
 	return time.Unix(sec, int64(nsec%1e9)).UTC()
@@ -347,18 +351,30 @@ func (ix *Index) Children(dir uint32) (first, n uint32) {
 // LeafData is what a record contributes to its layer's Merkle tree: every
 // fact an examiner relies on, in a fixed text form.
 func (r *Record) LeafData() []byte {
-	var b bytes.Buffer
-	b.WriteString(r.Path)
-	b.WriteByte(0)
-	b.WriteByte(r.Type)
-	b.WriteByte(0)
-	b.WriteString(strconv.FormatUint(uint64(r.Mode), 8))
-	b.WriteByte(0)
-	fmt.Fprintf(&b, "%d\x00%d\x00%d\x00%d.%09d\x00", r.UID, r.GID, r.Size, r.ModTime.Unix(), r.ModTime.Nanosecond())
-	b.WriteString(r.Linkname)
-	b.WriteByte(0)
-	b.WriteString(r.SHA256.Hex())
-	return b.Bytes()
+	b := make([]byte, 0, len(r.Path)+len(r.Linkname)+160)
+	b = append(b, r.Path...)
+	b = append(b, 0, r.Type, 0)
+	b = strconv.AppendUint(b, uint64(r.Mode), 8)
+	b = append(b, 0)
+	b = strconv.AppendUint(b, uint64(r.UID), 10)
+	b = append(b, 0)
+	b = strconv.AppendUint(b, uint64(r.GID), 10)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, r.Size, 10)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, r.ModTime.Unix(), 10)
+	b = append(b, '.')
+	ns := strconv.AppendInt(nil, int64(r.ModTime.Nanosecond()), 10)
+	for i := len(ns); i < 9; i++ {
+		b = append(b, '0')
+	}
+	b = append(b, ns...)
+	b = append(b, 0)
+	b = append(b, r.Linkname...)
+	b = append(b, 0)
+	var hx [64]byte
+	hex.Encode(hx[:], r.SHA256[:])
+	return append(b, hx[:]...)
 }
 
 // MerkleRoot computes the layer's Merkle root over all records with a tar

@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"path"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/amber-forensics/amber/hashing"
@@ -14,7 +14,7 @@ import (
 // IndexBuilder collects a layer's tar entries as they are read and encodes
 // the file index.
 type IndexBuilder struct {
-	recs      []bRec
+	recs      []*bRec
 	Anomalies []Anomaly
 	entries   uint32
 }
@@ -24,6 +24,9 @@ type bRec struct {
 	parentPath string
 	base       string
 	target     string // cleaned hard-link target
+	// leaf is the record's Merkle leaf hash, computed as it is added (off
+	// the end of the capture) unless hard-link resolution changes it.
+	leaf hashing.Digest
 }
 
 // CleanName turns a tar entry name into the slash-separated path amber
@@ -104,33 +107,53 @@ func (b *IndexBuilder) Add(h *tar.Header, hdrOff, dataOff int64, sum hashing.Dig
 	} else if strings.HasPrefix(base, ".wh.") {
 		r.Flags |= FlagWhiteout
 	}
-	b.recs = append(b.recs, r)
+	if r.Flags&FlagHardlink == 0 {
+		r.leaf = hashing.LeafHash(r.LeafData())
+	}
+	b.recs = append(b.recs, &r)
 }
 
-// Build resolves the tree and encodes the index.
+// Build resolves the tree and encodes the index. It also returns the
+// layer's Merkle root over its entries and their count, as
+// (*Index).MerkleRoot computes them from the encoded index.
 func (b *IndexBuilder) Build(layerSize int64) ([]byte, error) {
+	ib, _, _, err := b.BuildWithRoot(layerSize)
+	return ib, err
+}
+
+// BuildWithRoot is Build returning the Merkle root and file count too.
+func (b *IndexBuilder) BuildWithRoot(layerSize int64) ([]byte, hashing.Digest, int, error) {
 	// The last entry for a path wins, as when a tar is extracted; earlier
 	// ones are kept after the tree as shadowed records.
 	last := make(map[string]int, len(b.recs))
-	for i := range b.recs {
-		last[b.recs[i].Path] = i
+	for i, r := range b.recs {
+		last[r.Path] = i
 	}
-	tree := make([]bRec, 0, len(b.recs)+1)
-	var shadowed []bRec
-	for i := range b.recs {
-		if last[b.recs[i].Path] != i {
-			r := b.recs[i]
+	tree := make([]*bRec, 0, len(b.recs)+16)
+	var shadowed []*bRec
+	for i, r := range b.recs {
+		if last[r.Path] != i {
 			r.Flags |= FlagShadowed
 			shadowed = append(shadowed, r)
 			b.Anomalies = append(b.Anomalies, Anomaly{Path: r.Path, Kind: "duplicate-entry", Detail: fmt.Sprintf("tar entry %d is overwritten by a later entry of the same path", r.EntryNo)})
 			continue
 		}
-		tree = append(tree, b.recs[i])
+		tree = append(tree, r)
 	}
 	// Implied parent directories.
 	have := make(map[string]bool, len(tree))
-	for i := range tree {
-		have[tree[i].Path] = true
+	for _, r := range tree {
+		have[r.Path] = true
+	}
+	implied := func(p string) *bRec {
+		r := &bRec{}
+		r.Path = p
+		r.Type = TypeDir
+		r.Mode = 0o755
+		r.Flags = FlagImplicit
+		r.EntryNo = NoEntry
+		r.DataOffset = -1
+		return r
 	}
 	for i := 0; i < len(tree); i++ {
 		p := tree[i].Path
@@ -140,116 +163,121 @@ func (b *IndexBuilder) Build(layerSize int64) ([]byte, error) {
 				break
 			}
 			have[p] = true
-			r := bRec{}
-			r.Path = p
-			r.Type = TypeDir
-			r.Mode = 0o755
-			r.Flags = FlagImplicit
-			r.EntryNo = NoEntry
-			r.DataOffset = -1
-			tree = append(tree, r)
+			tree = append(tree, implied(p))
 		}
 	}
 	if !have[""] {
-		r := bRec{}
-		r.Type = TypeDir
-		r.Mode = 0o755
-		r.Flags = FlagImplicit
-		r.EntryNo = NoEntry
-		r.DataOffset = -1
-		tree = append(tree, r)
+		tree = append(tree, implied(""))
 	}
-	for i := range tree {
-		if tree[i].Path == "" {
-			tree[i].parentPath, tree[i].base = "", ""
+	for _, r := range tree {
+		if r.Path == "" {
+			r.parentPath, r.base = "", ""
 		} else {
-			tree[i].parentPath, tree[i].base = parentOf(tree[i].Path), path.Base("/"+tree[i].Path)
+			r.parentPath = parentOf(r.Path)
+			r.base = r.Path[len(r.parentPath):]
+			if r.parentPath != "" {
+				r.base = r.base[1:]
+			}
 		}
 	}
-	sort.Slice(tree, func(i, j int) bool {
-		a, c := &tree[i], &tree[j]
+	slices.SortFunc(tree, func(a, c *bRec) int {
 		if (a.Path == "") != (c.Path == "") {
-			return a.Path == ""
+			if a.Path == "" {
+				return -1
+			}
+			return 1
 		}
-		if a.parentPath != c.parentPath {
-			return a.parentPath < c.parentPath
+		if x := strings.Compare(a.parentPath, c.parentPath); x != 0 {
+			return x
 		}
-		return a.base < c.base
+		return strings.Compare(a.base, c.base)
 	})
 	pos := make(map[string]uint32, len(tree))
-	for i := range tree {
-		pos[tree[i].Path] = uint32(i)
+	for i, r := range tree {
+		pos[r.Path] = uint32(i)
 	}
-	for i := range tree {
-		tree[i].Index = uint32(i)
-		tree[i].Ino = uint32(i)
-		tree[i].FirstChild = uint32(len(tree)) // empty range at the end
+	for i, r := range tree {
+		r.Index = uint32(i)
+		r.Ino = uint32(i)
+		r.FirstChild = uint32(len(tree)) // empty range at the end
 		if i > 0 {
-			tree[i].Parent = pos[tree[i].parentPath]
+			r.Parent = pos[r.parentPath]
 		}
 	}
 	for i := 1; i < len(tree); i++ {
-		p := &tree[tree[i].Parent]
+		p := tree[tree[i].Parent]
 		if p.NumChild == 0 {
 			p.FirstChild = uint32(i)
 		}
 		p.NumChild++
 	}
 	// Hard links share their target's record: inode, size, content.
+	for _, r := range tree {
+		if r.Flags&FlagHardlink == 0 {
+			continue
+		}
+		t, ok := pos[r.target]
+		for hops := 0; ok && tree[t].Flags&FlagHardlink != 0 && hops < 64; hops++ {
+			t, ok = pos[tree[t].target]
+		}
+		if !ok || tree[t].Type != TypeReg || tree[t].Flags&FlagHardlink != 0 {
+			r.Flags |= FlagDangling
+			b.Anomalies = append(b.Anomalies, Anomaly{Path: r.Path, Kind: "dangling-hardlink", Detail: fmt.Sprintf("hard link to %q, which is not a regular file of this layer", r.Linkname)})
+			continue
+		}
+		r.Ino = t
+		r.Type = TypeReg
+		r.Size = tree[t].Size
+		r.leaf = hashing.Digest{}
+		r.SHA256 = tree[t].SHA256
+		r.DataOffset = tree[t].DataOffset
+		if tree[t].Flags&FlagSparse != 0 {
+			r.Flags |= FlagSparse
+		}
+	}
 	nlink := make(map[uint32]uint32)
-	for i := range tree {
-		r := &tree[i]
-		if r.Flags&FlagHardlink != 0 {
-			t, ok := pos[r.target]
-			for hops := 0; ok && tree[t].Flags&FlagHardlink != 0 && hops < 64; hops++ {
-				t, ok = pos[tree[t].target]
-			}
-			if !ok || tree[t].Type != TypeReg {
-				r.Flags |= FlagDangling
-				b.Anomalies = append(b.Anomalies, Anomaly{Path: r.Path, Kind: "dangling-hardlink", Detail: fmt.Sprintf("hard link to %q, which is not a regular file of this layer", r.Linkname)})
-				continue
-			}
-			r.Ino = t
-			r.Type = TypeReg
-			r.Size = tree[t].Size
-			r.SHA256 = tree[t].SHA256
-			r.DataOffset = tree[t].DataOffset
-			if tree[t].Flags&FlagSparse != 0 {
-				r.Flags |= FlagSparse
-			}
+	for _, r := range tree {
+		if r.Type != TypeDir {
+			nlink[r.Ino]++
 		}
 	}
-	for i := range tree {
-		if tree[i].Type != TypeDir {
-			nlink[tree[i].Ino]++
-		}
-	}
-	for i := range tree {
-		r := &tree[i]
+	for _, r := range tree {
 		if r.Type == TypeDir {
 			r.Nlink = 2
 		} else {
 			r.Nlink = nlink[r.Ino]
 		}
 	}
-	for i := range tree {
-		if tree[i].Type == TypeDir && i > 0 {
-			tree[tree[i].Parent].Nlink++
+	for i, r := range tree {
+		if r.Type == TypeDir && i > 0 {
+			tree[r.Parent].Nlink++
 		}
 	}
 	treeLen := len(tree)
-	for i := range shadowed {
-		shadowed[i].Index = uint32(treeLen + i)
-		shadowed[i].Ino = shadowed[i].Index
-		shadowed[i].Parent = 0
-		shadowed[i].FirstChild = uint32(treeLen)
-		shadowed[i].Nlink = 1
-		if shadowed[i].Flags&FlagHardlink != 0 {
-			shadowed[i].Flags |= FlagDangling
+	for i, r := range shadowed {
+		r.Index = uint32(treeLen + i)
+		r.Ino = r.Index
+		r.Parent = 0
+		r.FirstChild = uint32(treeLen)
+		r.NumChild = 0
+		r.Nlink = 1
+		if r.Flags&FlagHardlink != 0 {
+			r.Flags |= FlagDangling
 		}
 	}
 	all := append(tree, shadowed...)
-	return encodeIndex(all, treeLen, layerSize, b.entries)
+	leaves := make([]hashing.Digest, 0, len(all))
+	for _, r := range all {
+		if r.Flags&FlagImplicit != 0 {
+			continue
+		}
+		if r.leaf.IsZero() {
+			r.leaf = hashing.LeafHash(r.LeafData())
+		}
+		leaves = append(leaves, r.leaf)
+	}
+	ib, err := encodeIndex(all, treeLen, layerSize, b.entries)
+	return ib, hashing.MerkleRoot(leaves), len(leaves), err
 }
 
 func parentOf(p string) string {
@@ -260,54 +288,63 @@ func parentOf(p string) string {
 	return p[:i]
 }
 
-func encodeIndex(recs []bRec, treeLen int, layerSize int64, entries uint32) ([]byte, error) {
+func encodeIndex(recs []*bRec, treeLen int, layerSize int64, entries uint32) ([]byte, error) {
 	if uint64(len(recs)) >= uint64(NoEntry) {
 		return nil, fmt.Errorf("layer has too many entries for an index: %d", len(recs))
 	}
-	var str []byte
-	strs := map[string]uint32{}
-	intern := func(s string) (uint32, uint32, error) {
+	// Pass 1: the string table. Owner names repeat on every record and are
+	// stored once; paths and link targets are unique enough to append.
+	type ref struct{ off, n uint32 }
+	refs := make([]ref, 5*len(recs))
+	total := 0
+	for _, r := range recs {
+		total += len(r.Path) + len(r.Linkname)
+	}
+	str := make([]byte, 0, total+4096)
+	owners := map[string]uint32{}
+	var tooBig bool
+	add := func(s string, intern bool) ref {
 		if s == "" {
-			return 0, 0, nil
+			return ref{}
 		}
-		if o, ok := strs[s]; ok {
-			return o, uint32(len(s)), nil
+		if intern {
+			if o, ok := owners[s]; ok {
+				return ref{o, uint32(len(s))}
+			}
 		}
 		if uint64(len(str))+uint64(len(s)) > uint64(^uint32(0)) {
-			return 0, 0, fmt.Errorf("index string table exceeds 4 GiB")
+			tooBig = true
+			return ref{}
 		}
 		o := uint32(len(str))
 		str = append(str, s...)
-		if len(s) <= 256 {
-			strs[s] = o
+		if intern {
+			owners[s] = o
 		}
-		return o, uint32(len(s)), nil
+		return ref{o, uint32(len(s))}
 	}
-	out := make([]byte, indexHeaderSize+len(recs)*RecordSize)
+	for i, r := range recs {
+		refs[5*i] = add(r.Path, false)
+		refs[5*i+1] = add(r.Linkname, false)
+		refs[5*i+2] = add(r.Uname, len(r.Uname) <= 64)
+		refs[5*i+3] = add(r.Gname, len(r.Gname) <= 64)
+		if len(r.Xattrs) > 0 {
+			refs[5*i+4] = add(string(encodeXattrs(r.Xattrs)), false)
+		}
+	}
+	if tooBig {
+		return nil, fmt.Errorf("index string table exceeds 4 GiB")
+	}
+	// Pass 2: the records, in one buffer with the strings after them.
+	recEnd := indexHeaderSize + len(recs)*RecordSize
+	out := make([]byte, recEnd+len(str))
+	copy(out[recEnd:], str)
 	le := binary.LittleEndian
-	for i := range recs {
-		r := &recs[i]
+	for i, r := range recs {
 		w := out[indexHeaderSize+i*RecordSize:][:RecordSize]
-		put := func(offAt, lenAt int, s string) error {
-			o, n, err := intern(s)
-			le.PutUint32(w[offAt:], o)
-			le.PutUint32(w[lenAt:], n)
-			return err
-		}
-		if err := put(rNameOff, rNameLen, r.Path); err != nil {
-			return nil, err
-		}
-		if err := put(rLinkOff, rLinkLen, r.Linkname); err != nil {
-			return nil, err
-		}
-		if err := put(rUnameOff, rUnameLen, r.Uname); err != nil {
-			return nil, err
-		}
-		if err := put(rGnameOff, rGnameLen, r.Gname); err != nil {
-			return nil, err
-		}
-		if err := put(rXattrOff, rXattrLen, string(encodeXattrs(r.Xattrs))); err != nil {
-			return nil, err
+		for k, at := range [5][2]int{{rNameOff, rNameLen}, {rLinkOff, rLinkLen}, {rUnameOff, rUnameLen}, {rGnameOff, rGnameLen}, {rXattrOff, rXattrLen}} {
+			le.PutUint32(w[at[0]:], refs[5*i+k].off)
+			le.PutUint32(w[at[1]:], refs[5*i+k].n)
 		}
 		le.PutUint32(w[rParent:], r.Parent)
 		le.PutUint32(w[rFirst:], r.FirstChild)
@@ -323,6 +360,7 @@ func encodeIndex(recs []bRec, treeLen int, layerSize int64, entries uint32) ([]b
 		le.PutUint64(w[rSize:], uint64(r.Size))
 		putTime := func(secAt, nsAt int, t timeLike) {
 			if t.IsZero() {
+				le.PutUint32(w[nsAt:], noTime)
 				return
 			}
 			le.PutUint64(w[secAt:], uint64(t.Unix()))
@@ -343,11 +381,11 @@ func encodeIndex(recs []bRec, treeLen int, layerSize int64, entries uint32) ([]b
 	le.PutUint32(h[12:], RecordSize)
 	le.PutUint32(h[16:], uint32(len(recs)))
 	le.PutUint32(h[20:], uint32(treeLen))
-	le.PutUint64(h[24:], uint64(len(out)))
+	le.PutUint64(h[24:], uint64(recEnd))
 	le.PutUint64(h[32:], uint64(len(str)))
 	le.PutUint64(h[40:], uint64(layerSize))
 	le.PutUint32(h[48:], entries)
-	return append(out, str...), nil
+	return out, nil
 }
 
 type timeLike interface {

@@ -54,6 +54,8 @@ type Manifest struct {
 type Tool struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	// Compression names the zstd encoder and level of the frames.
+	Compression string `json:"compression,omitempty"`
 }
 
 // Case is the examiner's case metadata.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"strings"
 	"sync"
@@ -12,18 +13,71 @@ import (
 	"github.com/amber-forensics/amber/hashing"
 )
 
+// Skipper is a reader that can pass over n bytes without copying them,
+// showing each piece to fn. ScanLayer uses it to hash file content in
+// place, where the source's buffers are, instead of copying it out first.
+type Skipper interface {
+	io.Reader
+	Skip(n int64, fn func(p []byte)) (int64, error)
+}
+
+// countingReader tracks the offset in the layer and feeds bytes that fall
+// in [hashFrom, hashTo) to h, whether they are read or skipped.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r                io.Reader
+	sk               Skipper
+	n                int64
+	h                hash.Hash
+	hashFrom, hashTo int64
+}
+
+func (c *countingReader) feed(p []byte, at int64) {
+	if c.h == nil || at >= c.hashTo || at+int64(len(p)) <= c.hashFrom {
+		return
+	}
+	lo := max(c.hashFrom-at, 0)
+	hi := min(c.hashTo-at, int64(len(p)))
+	c.h.Write(p[lo:hi])
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
+	c.feed(p[:n], c.n)
 	c.n += int64(n)
 	return n, err
 }
 
+// seekingReader lets archive/tar skip content by "seeking" forward, which
+// the Skipper turns into hashing in place.
+type seekingReader struct{ *countingReader }
+
+func (s seekingReader) Seek(off int64, whence int) (int64, error) {
+	if whence != io.SeekCurrent || off < 0 {
+		return s.n, errors.New("layer scanner: only forward seeks")
+	}
+	k, err := s.sk.Skip(off, func(p []byte) {
+		s.feed(p, s.n)
+		s.n += int64(len(p))
+	})
+	if k < off && (err == nil || err == io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		err = readError{err}
+	}
+	return s.n, err
+}
+
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// headerOnly types have no content in a tar stream, whatever their size says.
+func headerOnly(t byte) bool {
+	switch t {
+	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
+		return true
+	}
+	return false
+}
 
 // ScanLayer reads a layer tar from r to its very end, adding every entry to
 // b. hint, when set, is called with the offset of each entry's first header
@@ -31,21 +85,52 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b
 //
 // A layer whose tar structure breaks off is not an error here: what was read
 // is indexed and the break is returned as an anomaly, because the layer's
-// bytes are evidence whether or not they parse. Read errors of r are errors.
+// bytes are evidence whether or not they parse. Errors of the source (see
+// SourceReader and Skipper) are errors.
 func ScanLayer(r io.Reader, b *IndexBuilder, hint func(off int64)) (size int64, err error) {
 	cr := &countingReader{r: r}
-	tr := tar.NewReader(cr)
+	var tr *tar.Reader
+	if sk, ok := r.(Skipper); ok {
+		cr.sk = sk
+		tr = tar.NewReader(seekingReader{cr})
+	} else {
+		tr = tar.NewReader(cr)
+	}
 	bufp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bufp)
 	buf := *bufp
 	h := sha256.New()
+	// A regular file's content is hashed while archive/tar skips it on the
+	// way to the next header, so its record is completed one step later.
+	type pendingEntry struct {
+		hdr             *tar.Header
+		hdrOff, dataOff int64
+	}
+	var pending *pendingEntry
+	finish := func() {
+		if pending == nil {
+			return
+		}
+		got := min(cr.n, pending.dataOff+pending.hdr.Size) - pending.dataOff
+		sum := hashing.FromHash(h)
+		dataOff := pending.dataOff
+		if got != pending.hdr.Size {
+			sum, dataOff = hashing.Digest{}, -1
+			b.Anomalies = append(b.Anomalies, Anomaly{Path: pending.hdr.Name, Kind: "content-truncated", Detail: fmt.Sprintf("the layer ends %d bytes into its %d bytes of content", got, pending.hdr.Size)})
+		}
+		b.Add(pending.hdr, pending.hdrOff, dataOff, sum, false)
+		pending = nil
+		cr.h = nil
+	}
 	var srcErr error
+	var end int64
 	for {
-		hdrOff := (cr.n + 511) &^ 511
+		hdrOff := (end + 511) &^ 511
 		if hint != nil {
 			hint(hdrOff)
 		}
 		hdr, err := tr.Next()
+		finish()
 		if err == io.EOF {
 			break
 		}
@@ -60,19 +145,33 @@ func ScanLayer(r io.Reader, b *IndexBuilder, hint func(off int64)) (size int64, 
 				sparse = true
 			}
 		}
+		if cr.sk != nil && !sparse && !headerOnly(hdr.Typeflag) {
+			h.Reset()
+			cr.h, cr.hashFrom, cr.hashTo = h, dataOff, dataOff+hdr.Size
+			pending = &pendingEntry{hdr, hdrOff, dataOff}
+			end = dataOff + hdr.Size
+			continue
+		}
 		h.Reset()
-		if _, err := io.CopyBuffer(h, tr, buf); err != nil {
+		if n, err := io.CopyBuffer(h, tr, buf); err != nil {
 			srcErr = fmt.Errorf("reading content of %q: %w", hdr.Name, err)
+			var re readError
+			if !errors.As(err, &re) && !sparse {
+				// Indexed as the lazy path does: the header is evidence.
+				b.Anomalies = append(b.Anomalies, Anomaly{Path: hdr.Name, Kind: "content-truncated", Detail: fmt.Sprintf("the layer ends %d bytes into its %d bytes of content", n, hdr.Size)})
+				b.Add(hdr, hdrOff, -1, hashing.Digest{}, false)
+			}
 			break
 		}
 		if sparse {
 			dataOff = -1
 		}
 		b.Add(hdr, hdrOff, dataOff, hashing.FromHash(h), sparse)
+		end = cr.n
 	}
 	// The blob is everything the source holds, trailing blocks included.
 	if _, err := io.CopyBuffer(io.Discard, cr, buf); err != nil {
-		return cr.n, fmt.Errorf("reading layer: %w", err)
+		return cr.n, fmt.Errorf("reading layer: %w", sourceErr(err))
 	}
 	if srcErr != nil {
 		var re readError
@@ -84,12 +183,29 @@ func ScanLayer(r io.Reader, b *IndexBuilder, hint func(off int64)) (size int64, 
 	return cr.n, nil
 }
 
+func sourceErr(err error) error {
+	var re readError
+	if errors.As(err, &re) {
+		return re.err
+	}
+	return err
+}
+
 // readError marks an error of the underlying reader (as opposed to a tar
 // format error) so ScanLayer reports it instead of indexing around it.
 type readError struct{ err error }
 
 func (e readError) Error() string { return e.err.Error() }
 func (e readError) Unwrap() error { return e.err }
+
+// SourceError marks err as the source's, not the layer's: ScanLayer then
+// fails with it instead of recording a broken layer.
+func SourceError(err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	return readError{err}
+}
 
 // SourceReader wraps r so that its errors are told apart from tar format
 // errors by ScanLayer.

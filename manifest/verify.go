@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/amber-forensics/amber/hashing"
 )
@@ -415,7 +416,7 @@ func encodeHeader(h *tar.Header) ([]byte, error) {
 }
 
 func canonicalHeader(name string, size, mtime int64) ([]byte, error) {
-	return encodeHeader(&tar.Header{Name: name, Mode: 0o444, Size: size, ModTime: unixTime(mtime, 0), Typeflag: tar.TypeReg})
+	return encodeHeader(&tar.Header{Name: name, Mode: 0o444, Size: size, ModTime: time.Unix(mtime, 0), Typeflag: tar.TypeReg})
 }
 
 // checkContent hashes one member's content; a layer is also re-indexed and

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 
@@ -39,8 +38,8 @@ type WriterOptions struct {
 	Progress func(written int64)
 	// Concurrency is the number of compressing goroutines (default: all CPUs).
 	Concurrency int
-	// Level is the zstd level (default: klauspost's SpeedDefault, ~zstd -3).
-	Level zstd.EncoderLevel
+	// Level is the zstd compression level, 1 to 19 (0: DefaultLevel).
+	Level int
 }
 
 // Writer writes a sealed archive: to NAME.partial, renamed to NAME only once
@@ -59,6 +58,7 @@ type Writer struct {
 	cancel         context.CancelFunc
 	wmErr          chan error
 	closed         bool
+	level          int
 	compressedOut  int64
 	mu             sync.Mutex
 }
@@ -171,24 +171,37 @@ var (
 	dstPool   = sync.Pool{New: func() any { b := make([]byte, 0, FrameMax+FrameMax/8); return &b }}
 )
 
+// frameEncoder compresses one frame (EncodeAll of klauspost's Encoder).
+type frameEncoder interface {
+	EncodeAll(src, dst []byte) []byte
+}
+
 type pooledEncoder struct{ e *zstd.Encoder }
 
-func (p pooledEncoder) EncodeAll(src, dst []byte) []byte {
+func (p pooledEncoder) EncodeAll(src, dst []byte) []byte { return p.e.EncodeAll(src, dst) }
+
+// dstEncoder gives the encoder a recycled output buffer.
+type dstEncoder struct{ e frameEncoder }
+
+func (d *dstEncoder) EncodeAll(src, dst []byte) []byte {
 	if dst == nil {
 		dst = (*dstPool.Get().(*[]byte))[:0]
 	}
-	return p.e.EncodeAll(src, dst)
+	return d.e.EncodeAll(src, dst)
 }
 
 // frameSink writes compressed frames to the file, hashing them, and
 // recycles each frame's buffers once it is written (frames are written in
 // the order they were cut, so the oldest source buffer is the one done).
 type frameSink struct {
-	w   io.Writer
-	h   io.Writer
-	n   *int64
-	mu  sync.Mutex
-	src [][]byte
+	w io.Writer
+	f *os.File
+	// synced is how far writeback has been started.
+	synced int64
+	h      io.Writer
+	n      *int64
+	mu     sync.Mutex
+	src    [][]byte
 }
 
 func (f *frameSink) push(b []byte) {
@@ -201,6 +214,10 @@ func (f *frameSink) WriteFrame(p []byte) (int, error) {
 	n, err := f.w.Write(p)
 	f.h.Write(p[:n])
 	*f.n += int64(n)
+	if f.f != nil && *f.n-f.synced >= 8<<20 {
+		startWriteback(f.f, f.synced, *f.n-f.synced)
+		f.synced = *f.n
+	}
 	if err == nil {
 		d := p[:0]
 		dstPool.Put(&d)
@@ -240,15 +257,19 @@ func Create(path string, opts WriterOptions) (*Writer, error) {
 	w := &Writer{final: path, partial: partial, f: f, sum: hashing.NewMulti(opts.MD5, opts.SHA1), modTime: time.Now().UTC().Truncate(time.Second)}
 	level := opts.Level
 	if level == 0 {
-		level = zstd.SpeedDefault
+		level = DefaultLevel
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderCRC(true), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true))
+	if level < 1 || level > 19 {
+		return nil, fmt.Errorf("zstd level %d: use 1 to 19", level)
+	}
+	w.level = level
+	enc, err := newFrameEncoder(level)
 	if err != nil {
 		w.abort()
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
-	fs := &frameSink{w: f, h: w.sum, n: &w.compressedOut}
-	sw, err := seekable.NewWriter(nil, pooledEncoder{enc}, seekable.WithWriterEnvironment(fs))
+	fs := &frameSink{w: f, f: f, h: w.sum, n: &w.compressedOut}
+	sw, err := seekable.NewWriter(nil, &dstEncoder{enc}, seekable.WithWriterEnvironment(fs))
 	if err != nil {
 		w.abort()
 		return nil, fmt.Errorf("seekable writer: %w", err)
@@ -412,6 +433,7 @@ func (w *Writer) Seal(m *Manifest, custody *Chain) (*Sealed, error) {
 	}
 	m.Custody = Custody{Entry: ce.Name, Events: custody.Len(), Head: custody.Head()}
 	m.Format, m.FormatVersion = FormatName, writeVersion
+	m.Tool.Compression = fmt.Sprintf("%s level %d", EncoderName, w.level)
 	m.Entries = w.Entries()
 	mb, err := m.Marshal()
 	if err != nil {
@@ -502,3 +524,9 @@ func (w *Writer) abort() {
 	}
 	w.f = nil
 }
+
+// DefaultLevel is the zstd level of capture when none is asked for: with
+// libzstd, level 2 keeps capture within 1.5x of `zstd -3 -T0` on this
+// project's corpus while the archive stays within 10% of its size; the pure
+// Go encoder has no level 2 and uses 3 (klauspost's SpeedDefault).
+var DefaultLevel = defaultLevel

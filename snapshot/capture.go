@@ -283,7 +283,13 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 		return nil, err
 	}
 	b := &manifest.IndexBuilder{}
-	got, err := pipeLayer(ctx, r, size, w, b)
+	var (
+		ib    []byte
+		root  hashing.Digest
+		files int
+		berr  error
+	)
+	got, err := pipeLayer(ctx, r, size, w, b, func() { ib, root, files, berr = b.BuildWithRoot(size) })
 	if err != nil {
 		return nil, fmt.Errorf("reading layer: %w", err)
 	}
@@ -297,21 +303,12 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 	if e.SHA256 != diffID {
 		return nil, fmt.Errorf("%w: content has digest %s, the config's diff_id is %s", ErrDigestMismatch, e.SHA256, diffID)
 	}
-	ib, err := b.Build(size)
-	if err != nil {
-		return nil, fmt.Errorf("indexing: %w", err)
+	if berr != nil {
+		return nil, fmt.Errorf("indexing: %w", berr)
 	}
 	ie, err := w.Add(manifest.IndexName(diffID), ib)
 	if err != nil {
 		return nil, err
-	}
-	ix, err := manifest.ParseIndex(ib)
-	if err != nil {
-		return nil, fmt.Errorf("indexing: %w", err)
-	}
-	root, files, err := ix.MerkleRoot()
-	if err != nil {
-		return nil, fmt.Errorf("indexing: %w", err)
 	}
 	l := manifest.Layer{
 		Descriptor: manifest.Descriptor{MediaType: MediaTypeLayer, Digest: diffID, Size: size},

@@ -28,16 +28,17 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return
 // chunkReader hands the scanner the reader's chunks and passes each one on
 // to the archiver once the scanner has consumed it.
 type chunkReader struct {
-	in    <-chan *chunk
-	out   chan<- *chunk
-	cur   *chunk
-	off   int
-	hints []int64
-	ctx   context.Context
-	err   error
+	in     <-chan *chunk
+	out    chan<- *chunk
+	cur    *chunk
+	off    int
+	hints  []int64
+	ctx    context.Context
+	srcErr *error
 }
 
-func (c *chunkReader) Read(p []byte) (int, error) {
+// next makes sure a chunk with unread bytes is current.
+func (c *chunkReader) next() error {
 	for c.cur == nil || c.off == len(c.cur.b) {
 		if c.cur != nil {
 			c.forward()
@@ -45,19 +46,41 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 		select {
 		case ch, ok := <-c.in:
 			if !ok {
-				if c.err != nil {
-					return 0, c.err
+				if *c.srcErr != nil {
+					return manifest.SourceError(*c.srcErr)
 				}
-				return 0, io.EOF
+				return io.EOF
 			}
 			c.cur, c.off = ch, 0
 		case <-c.ctx.Done():
-			return 0, c.ctx.Err()
+			return manifest.SourceError(c.ctx.Err())
 		}
+	}
+	return nil
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if err := c.next(); err != nil {
+		return 0, err
 	}
 	n := copy(p, c.cur.b[c.off:])
 	c.off += n
 	return n, nil
+}
+
+// Skip passes n bytes to fn where they lie, without copying them.
+func (c *chunkReader) Skip(n int64, fn func([]byte)) (int64, error) {
+	var done int64
+	for done < n {
+		if err := c.next(); err != nil {
+			return done, err
+		}
+		k := min(int64(len(c.cur.b)-c.off), n-done)
+		fn(c.cur.b[c.off : c.off+int(k)])
+		c.off += int(k)
+		done += k
+	}
+	return done, nil
 }
 
 func (c *chunkReader) forward() {
@@ -72,7 +95,9 @@ func (c *chunkReader) forward() {
 
 // pipeLayer streams exactly size bytes of r into the open archive member of
 // w, while scanning them into b.
-func pipeLayer(parent context.Context, r io.Reader, size int64, w *manifest.Writer, b *manifest.IndexBuilder) (scanned int64, err error) {
+// onScanned runs once the scan is complete, while the archive still writes
+// the layer's last bytes: the index is built in that time.
+func pipeLayer(parent context.Context, r io.Reader, size int64, w *manifest.Writer, b *manifest.IndexBuilder, onScanned func()) (scanned int64, err error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	toScan := make(chan *chunk, 4)
@@ -125,14 +150,17 @@ func pipeLayer(parent context.Context, r io.Reader, size int64, w *manifest.Writ
 		}
 		archDone <- err
 	}()
-	cr := &chunkReader{in: toScan, out: toArchive, ctx: ctx}
-	scanned, err = manifest.ScanLayer(manifest.SourceReader(errReader{cr, &readErr}), b, func(off int64) {
+	cr := &chunkReader{in: toScan, out: toArchive, ctx: ctx, srcErr: &readErr}
+	scanned, err = manifest.ScanLayer(cr, b, func(off int64) {
 		cr.hints = append(cr.hints, off)
 	})
 	if cr.cur != nil {
 		cr.forward()
 	}
 	close(toArchive)
+	if err == nil && onScanned != nil {
+		onScanned()
+	}
 	aerr := <-archDone
 	if cerr := parent.Err(); cerr != nil {
 		return scanned, cerr
@@ -144,20 +172,6 @@ func pipeLayer(parent context.Context, r io.Reader, size int64, w *manifest.Writ
 		return scanned, readErr
 	}
 	return scanned, err
-}
-
-// errReader reports the source's error instead of a bare EOF.
-type errReader struct {
-	r   io.Reader
-	err *error
-}
-
-func (e errReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err == io.EOF && *e.err != nil {
-		return n, *e.err
-	}
-	return n, err
 }
 
 // writeChunk writes a chunk that starts at layer offset off, telling the

@@ -27,6 +27,8 @@ type Request struct {
 	// HashSources also records the SHA-256 of each source tarball as a
 	// whole (one more read of it, alongside the capture).
 	HashSources bool
+	// Level is the zstd level of the archive's frames (0: the default).
+	Level int
 	Options
 	// WriteProgress receives the tar bytes written so far.
 	WriteProgress func(int64)
@@ -144,7 +146,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 	if err := ev(manifest.Event{Action: "acquisition-started", Details: details}); err != nil {
 		return nil, err
 	}
-	w, err := manifest.Create(req.Output, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress})
+	w, err := manifest.Create(req.Output, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level})
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ type captureOptions struct {
 	md5, sha1    bool
 	json         bool
 	hashSource   bool
+	level        int
 	maxExpansion int64
 }
 
@@ -30,6 +31,7 @@ func (o *captureOptions) addFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.md5, "md5", false, "also write NAME.md5 for legacy tooling")
 	f.BoolVar(&o.sha1, "sha1", false, "also write NAME.sha1 for legacy tooling")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
+	f.IntVar(&o.level, "level", 0, "zstd level of the archive, 1 (fastest) to 19 (smallest); 0: the default (2 with libzstd, 3 with the pure-Go encoder)")
 	f.BoolVar(&o.hashSource, "hash-source", false, "also record each source tarball's SHA-256 (one more read of it)")
 	f.Int64Var(&o.maxExpansion, "max-expansion", snapshot.DefaultMaxExpansion, "refuse a compressed layer that expands more than this many times (0: no limit)")
 }
@@ -68,9 +70,12 @@ func (e *env) runCaptureImage(o *captureOptions, sources []string) error {
 	if o.output == "" {
 		return usageError{fmt.Errorf("capture image needs -o ARCHIVE.tar.zst")}
 	}
+	if o.level < 0 || o.level > 19 {
+		return usageError{fmt.Errorf("--level %d: use 1 to 19", o.level)}
+	}
 	req := snapshot.Request{
 		Sources: sources, Output: o.output, Case: o.c, CommandLine: e.args,
-		Tool: manifest.Tool{Name: "amber", Version: version}, MD5: o.md5, SHA1: o.sha1, HashSources: o.hashSource,
+		Tool: manifest.Tool{Name: "amber", Version: version}, MD5: o.md5, SHA1: o.sha1, HashSources: o.hashSource, Level: o.level,
 		Options: snapshot.Options{MaxExpansion: o.maxExpansion},
 	}
 	prog := isTerminal(e.stderr)
