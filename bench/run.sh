@@ -52,7 +52,7 @@ size_amber=$(stat -c %s c.tar.zst)
 size_zstd=$(stat -c %s base.tar.zst)
 
 status() { awk -v r="$1" -v lim="$2" 'BEGIN { print (r <= lim) ? "ok" : "OVER" }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
 printf '\n%-44s %10s %10s %7s %8s %s\n' "figure (median of $RUNS runs)" amber baseline ratio target ""
 line() { printf '%-44s %10s %10s %7s %8s %s\n' "$@"; }
