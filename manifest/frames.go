@@ -167,6 +167,14 @@ func newFrameCache(max int) *frameCache {
 	return &frameCache{max: max, ll: list.New(), m: map[int64]*list.Element{}, inflight: map[int64]*flight{}}
 }
 
+func (c *frameCache) has(id int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[id]
+	_, busy := c.inflight[id]
+	return ok || busy
+}
+
 func (c *frameCache) get(id int64, load func() ([]byte, error)) ([]byte, error) {
 	c.mu.Lock()
 	if e, ok := c.m[id]; ok {

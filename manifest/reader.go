@@ -26,9 +26,11 @@ type Archive struct {
 	// ManifestBytes are the manifest exactly as stored.
 	ManifestBytes []byte
 
-	f       *os.File
-	cache   *frameCache
-	decoded atomic.Int64
+	f     *os.File
+	cache *frameCache
+	// prefetch, when set, bounds how many next frames are decoded ahead.
+	prefetch chan struct{}
+	decoded  atomic.Int64
 	// decodedIDs records which frames were decoded, when tracing is on.
 	trace  sync.Map
 	mu     sync.Mutex
@@ -129,6 +131,42 @@ func (a *Archive) readTrailer() (*Trailer, error) {
 	return t, nil
 }
 
+func (a *Archive) frame(fr Frame) ([]byte, error) {
+	return a.cache.get(fr.ID, func() ([]byte, error) {
+		a.decoded.Add(1)
+		a.trace.Store(fr.ID, true)
+		return DecodeFrame(a.f, fr, nil)
+	})
+}
+
+// prefetchAfter decodes the frame after id in the background, unless it is
+// cached, being decoded, or enough prefetches are already running.
+func (a *Archive) prefetchAfter(id int64) {
+	next, ok := a.Table.EntryByID(id + 1)
+	if !ok || a.cache.has(next.ID) {
+		return
+	}
+	select {
+	case a.prefetch <- struct{}{}:
+		go func() {
+			defer func() { <-a.prefetch }()
+			a.frame(next)
+		}()
+	default:
+	}
+}
+
+// SetCache sizes the shared cache of decoded frames and turns on prefetch
+// of the next frame with up to parallel background decoders (0: off).
+// Call it before reading.
+func (a *Archive) SetCache(frames, parallel int) {
+	a.cache = newFrameCache(frames)
+	a.prefetch = nil
+	if parallel > 0 {
+		a.prefetch = make(chan struct{}, parallel)
+	}
+}
+
 // FramesDecoded returns how many frames have been decompressed and which.
 func (a *Archive) FramesDecoded() (int64, []int64) {
 	var ids []int64
@@ -153,11 +191,10 @@ func (a *Archive) ReadAt(p []byte, off int64) (int, error) {
 		if !ok {
 			return n, fmt.Errorf("%w: no frame holds tar offset %d", ErrCorrupt, off)
 		}
-		b, err := a.cache.get(fr.ID, func() ([]byte, error) {
-			a.decoded.Add(1)
-			a.trace.Store(fr.ID, true)
-			return DecodeFrame(a.f, fr, nil)
-		})
+		b, err := a.frame(fr)
+		if err == nil && a.prefetch != nil {
+			a.prefetchAfter(fr.ID)
+		}
 		if err != nil {
 			return n, err
 		}

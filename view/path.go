@@ -40,10 +40,39 @@ type Entry struct {
 	data    []byte
 	ModTime time.Time
 	// Node is set for entries inside a layer tree.
-	Node   *Node
+	Node *Node
+	// ViewID numbers the tree (an image's rootfs, one layer, one stage),
+	// stably for an archive: inode numbers are built from it.
+	ViewID int
 	tree   *Layered
 	layers []hashing.Digest
 	rel    string // path inside the tree
+}
+
+// viewID numbers the trees of artifact ai: rootfs, then layers/N, then
+// stages/N, artifacts one after the other.
+func (v *View) viewID(ai int, kind string, n int) int {
+	base := 0
+	for i := 0; i < ai; i++ {
+		base += 1 + 2*len(v.A.Manifest.Artifacts[i].Layers)
+	}
+	nl := len(v.A.Manifest.Artifacts[ai].Layers)
+	switch kind {
+	case "layers":
+		return base + 1 + n
+	case "stages":
+		return base + 1 + nl + n
+	}
+	return base
+}
+
+func (v *View) artifactIndex(a *manifest.Artifact) int {
+	for i := range v.A.Manifest.Artifacts {
+		if &v.A.Manifest.Artifacts[i] == a {
+			return i
+		}
+	}
+	return 0
 }
 
 // SHA256 is the content digest of a regular file ("" otherwise).
@@ -171,19 +200,19 @@ func (v *View) Stat(p string) (*Entry, error) {
 			if err != nil {
 				return nil, err
 			}
-			return v.treeEntry(t, ds, strings.Join(c[:4], "/"), c[4:])
+			return v.treeEntry(t, ds, v.viewID(v.artifactIndex(a), c[2], n), strings.Join(c[:4], "/"), c[4:])
 		case "rootfs":
 			t, ds, err := v.layered(a, len(a.Layers)-1, false)
 			if err != nil {
 				return nil, err
 			}
-			return v.treeEntry(t, ds, strings.Join(c[:3], "/"), c[3:])
+			return v.treeEntry(t, ds, v.viewID(v.artifactIndex(a), "rootfs", 0), strings.Join(c[:3], "/"), c[3:])
 		}
 	}
 	return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
 }
 
-func (v *View) treeEntry(t *Layered, ds []hashing.Digest, prefix string, rest []string) (*Entry, error) {
+func (v *View) treeEntry(t *Layered, ds []hashing.Digest, id int, prefix string, rest []string) (*Entry, error) {
 	rel := strings.Join(rest, "/")
 	n, ok, err := t.Lookup(rel)
 	if err != nil {
@@ -196,12 +225,42 @@ func (v *View) treeEntry(t *Layered, ds []hashing.Digest, prefix string, rest []
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
 	}
-	return v.nodeEntry(t, ds, full, rel, n), nil
+	return v.nodeEntry(t, ds, id, full, rel, n), nil
 }
 
-func (v *View) nodeEntry(t *Layered, ds []hashing.Digest, full, rel string, n Node) *Entry {
+func (v *View) nodeEntry(t *Layered, ds []hashing.Digest, id int, full, rel string, n Node) *Entry {
 	name := full[strings.LastIndexByte(full, '/')+1:]
-	return &Entry{Path: full, Name: name, Type: n.Rec.Type, Mode: n.Rec.Mode, Size: n.Rec.Size, ModTime: n.Rec.ModTime, Node: &n, tree: t, layers: ds, rel: rel}
+	return &Entry{Path: full, Name: name, Type: n.Rec.Type, Mode: n.Rec.Mode, Size: n.Rec.Size, ModTime: n.Rec.ModTime, Node: &n, ViewID: id, tree: t, layers: ds, rel: rel}
+}
+
+// Child resolves name in directory e, reusing e's tree (no walk from the
+// top): what a file system lookup needs.
+func (v *View) Child(e *Entry, name string) (*Entry, error) {
+	if !e.IsDir() {
+		return nil, fmt.Errorf("%w: %s", ErrNotDir, e.Path)
+	}
+	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, e.Path, name)
+	}
+	if e.Node == nil {
+		p := name
+		if e.Path != "" {
+			p = e.Path + "/" + name
+		}
+		return v.Stat(p)
+	}
+	rel := name
+	if e.rel != "" {
+		rel = e.rel + "/" + name
+	}
+	n, ok, err := e.tree.Lookup(rel)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, e.Path, name)
+	}
+	return v.nodeEntry(e.tree, e.layers, e.ViewID, e.Path+"/"+name, rel, n), nil
 }
 
 // ReadDir lists a directory of the view.
@@ -227,7 +286,7 @@ func (v *View) ReadDir(p string) ([]*Entry, error) {
 		out := make([]*Entry, 0, len(nodes))
 		for _, n := range nodes {
 			rel := n.Rec.Path
-			out = append(out, v.nodeEntry(e.tree, e.layers, join(n.Rec.Name()), rel, n))
+			out = append(out, v.nodeEntry(e.tree, e.layers, e.ViewID, join(n.Rec.Name()), rel, n))
 		}
 		return out, nil
 	}

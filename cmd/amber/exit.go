@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/amber-forensics/amber/fusefs"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
 	"github.com/amber-forensics/amber/view"
@@ -22,6 +23,7 @@ const (
 	exitUnreadable  = 4   // not an amber archive, unsupported version, cannot be opened
 	exitNotFound    = 5   // a view path, artifact or source that does not exist
 	exitSource      = 6   // the source is not a valid image (bad digest, bad manifest)
+	exitBusy        = 7   // the mount point is in use, or a stale mount (amber umount clears it)
 	exitInterrupted = 130 // stopped by SIGINT/SIGTERM; nothing partial left behind
 )
 
@@ -31,9 +33,14 @@ type usageError struct{ error }
 // exitCode maps an error to its exit code.
 func exitCode(err error) int {
 	var ue usageError
+	var ce *childError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &ce):
+		var n int
+		fmt.Sscan(ce.code, &n)
+		return n
 	case errors.As(err, &ue):
 		return exitUsage
 	case errors.Is(err, context.Canceled):
@@ -42,6 +49,8 @@ func exitCode(err error) int {
 		return exitTampered
 	case errors.Is(err, manifest.ErrNotArchive), errors.Is(err, manifest.ErrUnsupportedVersion):
 		return exitUnreadable
+	case errors.Is(err, fusefs.ErrBusy), errors.Is(err, fusefs.ErrStale):
+		return exitBusy
 	case errors.Is(err, view.ErrNotFound), errors.Is(err, manifest.ErrNotFound), errors.Is(err, os.ErrNotExist):
 		return exitNotFound
 	case errors.Is(err, snapshot.ErrSource), errors.Is(err, snapshot.ErrDigestMismatch), errors.Is(err, snapshot.ErrBomb):

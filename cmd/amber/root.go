@@ -72,7 +72,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 tampered or damaged evidence,
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(e.newCaptureCmd(), e.newVerifyCmd(), e.newLsCmd(), e.newCatCmd(), e.newLogCmd())
+	root.AddCommand(e.newCaptureCmd(), e.newVerifyCmd(), e.newLsCmd(), e.newCatCmd(), e.newLogCmd(), e.newMountCmd(), e.newUmountCmd())
 	return root
 }
 

@@ -15,7 +15,8 @@ var allowed = map[string][]string{
 	"manifest":  {"hashing"},
 	"view":      {"manifest", "hashing"},
 	"snapshot":  {"manifest", "hashing"},
-	"cmd/amber": {"manifest", "hashing", "snapshot", "view"},
+	"fusefs":    {"manifest", "hashing", "view"},
+	"cmd/amber": {"manifest", "hashing", "snapshot", "view", "fusefs"},
 	// Test support may use what it tests; nothing but tests and the
 	// generator may use it.
 	"internal/fixture":     {"manifest", "hashing", "snapshot"},

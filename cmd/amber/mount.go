@@ -1,0 +1,213 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/amber-forensics/amber/fusefs"
+	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot"
+)
+
+type mountOptions struct {
+	background bool
+	allowOther bool
+	debug      bool
+	noLog      bool
+}
+
+// readyFDEnv names the file descriptor on which a background mount tells
+// its parent that it is ready (or why it failed).
+const readyFDEnv = "AMBER_MOUNT_READY_FD"
+
+func (e *env) newMountCmd() *cobra.Command {
+	o := &mountOptions{}
+	c := &cobra.Command{
+		Use:   "mount ARCHIVE DIR",
+		Short: "Mount an archive read-only (FUSE) in the mount layout",
+		Long: `mount shows ARCHIVE at DIR, read-only (ro,nosuid,nodev; every write gets
+EROFS), in the layout of DESIGN.md:
+
+  DIR/manifest.json
+  DIR/images/<name>/rootfs/       all layers merged (OCI whiteouts applied)
+  DIR/images/<name>/layers/<N>/   layer N as stored, .wh. markers visible
+  DIR/images/<name>/stages/<N>/   layers 0..N merged
+  DIR/images/<name>/config.json
+
+Files are served only after their SHA-256 matches the index (else EIO, and
+the file is named on stderr); each file's SHA-256 is the xattr
+user.amber.sha256. It runs in the foreground until Ctrl-C, SIGTERM or
+'amber umount DIR'; --background returns once the mount is ready. The
+mount and unmount are recorded in ARCHIVE.custody.jsonl.`,
+		Example: `  amber mount case.tar.zst /mnt/case
+  amber mount --background case.tar.zst /mnt/case && grep -r AKIA /mnt/case/images/app_v1/layers/3
+  diff -r /mnt/case/images/app_v1/stages/0 /mnt/case/images/app_v1/rootfs
+  getfattr -n user.amber.sha256 /mnt/case/images/app_v1/rootfs/etc/passwd
+  amber umount /mnt/case`,
+		Args: argsRange(2, 2),
+		RunE: func(cmd *cobra.Command, args []string) error { return e.runMount(o, args[0], args[1]) },
+	}
+	c.Flags().BoolVar(&o.background, "background", false, "return once mounted; the mount keeps running")
+	c.Flags().BoolVar(&o.allowOther, "allow-other", false, "let other users read the mount (needs user_allow_other in /etc/fuse.conf when not root)")
+	c.Flags().BoolVar(&o.debug, "debug", false, "log every FUSE request to stderr")
+	c.Flags().BoolVar(&o.noLog, "no-log", false, "do not record the mount in the custody log")
+	return c
+}
+
+func (e *env) newUmountCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "umount DIR",
+		Short:   "Unmount an amber mount, also a stale one left by a killed process",
+		Example: `  amber umount /mnt/case`,
+		Args:    argsRange(1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := args[0]
+			if !fusefs.IsMountpoint(dir) {
+				return fmt.Errorf("%w: %s is not a mount point", os.ErrNotExist, dir)
+			}
+			if err := fusefs.Unmount(dir); err != nil {
+				return err
+			}
+			if !fusefs.WaitUnmounted(dir, 5*time.Second) {
+				return fmt.Errorf("%s is still mounted", dir)
+			}
+			fmt.Fprintf(e.stdout, "unmounted %s\n", dir)
+			return nil
+		},
+	}
+}
+
+func (e *env) custodyEvent(archive string, a *manifest.Archive, action string, details map[string]string) {
+	var acq manifest.Acquisition
+	snapshot.HostInfo(&acq)
+	ev := manifest.Event{Time: time.Now(), Actor: acq.User, Host: acq.Host, Action: action, Details: details}
+	if err := manifest.AppendCustody(archive+".custody.jsonl", a.Manifest.Custody.Head, a.Manifest.Custody.Events, ev); err != nil {
+		fmt.Fprintf(e.stderr, "amber: warning: could not record %q in the custody log: %v\n", action, err)
+	}
+}
+
+func (e *env) runMount(o *mountOptions, archive, dir string) error {
+	if o.background && os.Getenv(readyFDEnv) == "" {
+		return e.mountBackground(archive, dir)
+	}
+	ready := func(err error) {}
+	if fd := os.Getenv(readyFDEnv); fd != "" {
+		var n int
+		fmt.Sscan(fd, &n)
+		pipe := os.NewFile(uintptr(n), "ready")
+		ready = func(err error) {
+			if err != nil {
+				fmt.Fprintf(pipe, "%d %v\n", exitCode(err), err)
+			} else {
+				fmt.Fprintln(pipe, "0 ok")
+			}
+			pipe.Close()
+		}
+	}
+	a, err := manifest.Open(archive)
+	if err != nil {
+		ready(err)
+		return err
+	}
+	defer a.Close()
+	absDir, _ := filepath.Abs(dir)
+	server, err := fusefs.Mount(a, dir, fusefs.Options{AllowOther: o.allowOther, Debug: o.debug,
+		Log: func(s string) { fmt.Fprintf(e.stderr, "amber: %s\n", s) }})
+	if err != nil {
+		ready(err)
+		return err
+	}
+	if !o.noLog {
+		e.custodyEvent(archive, a, "mounted", map[string]string{"mountpoint": absDir, "pid": fmt.Sprint(os.Getpid()), "tool": "amber " + version})
+	}
+	ready(nil)
+	if os.Getenv(readyFDEnv) == "" {
+		fmt.Fprintf(e.stderr, "mounted %s at %s (read-only); Ctrl-C or 'amber umount %s' to unmount\n", archive, dir, dir)
+	}
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	done := make(chan struct{})
+	go func() { server.Wait(); close(done) }()
+	select {
+	case <-done: // unmounted from outside (amber umount, fusermount -u)
+	case <-sig:
+		// A shell sitting in the mount makes it busy: retry, then detach
+		// lazily so the process can still exit cleanly.
+		var uerr error
+		for i := 0; i < 20; i++ {
+			if uerr = server.Unmount(); uerr == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if uerr != nil {
+			fusefs.Unmount(dir)
+		}
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	if !o.noLog {
+		e.custodyEvent(archive, a, "unmounted", map[string]string{"mountpoint": absDir, "pid": fmt.Sprint(os.Getpid())})
+	}
+	return nil
+}
+
+// mountBackground starts "amber mount" again as a detached child and
+// returns once the child reports the mount ready, or its error.
+func (e *env) mountBackground(archive, dir string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	var args []string
+	for _, a := range os.Args[1:] {
+		if a != "--background" {
+			args = append(args, a)
+		}
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the mount: %w", err)
+	}
+	w.Close()
+	b := make([]byte, 4096)
+	n, _ := r.Read(b)
+	msg := strings.TrimSpace(string(b[:n]))
+	if msg == "" {
+		cmd.Wait()
+		return errors.New("the background mount exited without a word")
+	}
+	code, text, _ := strings.Cut(msg, " ")
+	if code != "0" {
+		cmd.Wait()
+		return &childError{code: code, msg: text}
+	}
+	cmd.Process.Release()
+	fmt.Fprintf(e.stdout, "mounted %s at %s (pid %d); 'amber umount %s' to unmount\n", archive, dir, cmd.Process.Pid, dir)
+	return nil
+}
+
+// childError carries the background child's exit code through.
+type childError struct{ code, msg string }
+
+func (c *childError) Error() string { return c.msg }

@@ -1,0 +1,26 @@
+// Package fusefs serves an opened archive read-only through FUSE, in the
+// mount layout of DESIGN.md, so that diff, grep, find and sha256sum work on
+// evidence as on any directory.
+//
+// # Tree
+//
+// Every path is resolved by package view, the same code behind "amber ls"
+// and "amber cat": images/<name>/{rootfs,layers/<N>,stages/<N>,config.json}
+// and manifest.json. Inodes are created lazily on lookup and forgotten when
+// the kernel forgets them, so memory does not grow with what was listed.
+// Inode numbers are stable across mounts: a tree entry's number is built
+// from its view, its layer and its index record.
+//
+// # Trust
+//
+// Content is served only after the file's SHA-256 matches its index record;
+// a mismatch answers EIO and is logged with the file's path. Every mutating
+// operation answers EROFS, and the mount itself is ro,nosuid,nodev.
+//
+// # Speed
+//
+// Content never changes, so entries, attributes and negative lookups are
+// cached by the kernel for hours, page cache is kept across opens, and OPEN
+// and FLUSH answer ENOSYS so the kernel stops sending them. Reads share one
+// bounded cache of decoded frames, with the next frame decoded ahead.
+package fusefs

@@ -1,0 +1,483 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/view"
+)
+
+// XattrSHA256 is the extended attribute holding a file's indexed SHA-256.
+const XattrSHA256 = "user.amber.sha256"
+
+// FS is the file system over one archive.
+type FS struct {
+	v      *view.View
+	a      *manifest.Archive
+	layers map[hashing.Digest]uint64 // global layer number, for inode numbers
+	virt   map[string]uint64         // inode numbers of amber's own entries
+	// Log receives one line per notable event (a file failing its hash).
+	Log func(string)
+
+	mu       sync.Mutex
+	verified map[fileKey]*verification
+}
+
+type fileKey struct {
+	layer hashing.Digest
+	ino   uint32
+}
+
+type verification struct {
+	once sync.Once
+	err  error
+}
+
+// New prepares a file system over a. The archive must stay open while it
+// is mounted.
+func New(a *manifest.Archive) *FS {
+	f := &FS{v: &view.View{A: a}, a: a, layers: map[hashing.Digest]uint64{}, virt: map[string]uint64{}, verified: map[fileKey]*verification{}, Log: func(string) {}}
+	for _, art := range a.Manifest.Artifacts {
+		for _, l := range art.Layers {
+			if _, ok := f.layers[l.Digest]; !ok {
+				f.layers[l.Digest] = uint64(len(f.layers))
+			}
+		}
+	}
+	return f
+}
+
+// Root returns the root node, for fs.Mount.
+func (f *FS) Root() (fs.InodeEmbedder, error) {
+	e, err := f.v.Stat("")
+	if err != nil {
+		return nil, err
+	}
+	return &node{fsys: f, e: e}, nil
+}
+
+// ino numbers an entry: amber's own entries get small numbers in the order
+// they are first seen (deterministic: the layout is fixed by the manifest);
+// a tree entry gets (view+1)<<44 | layer<<32 | (record+2), so hard links
+// share a number and every view has its own.
+func (f *FS) ino(e *view.Entry) uint64 {
+	if e.Node == nil {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if n, ok := f.virt[e.Path]; ok {
+			return n
+		}
+		n := virtualIno(e.Path, f.a.Manifest)
+		f.virt[e.Path] = n
+		return n
+	}
+	return uint64(e.ViewID+1)<<44 | (f.layers[e.LayerDigest()]&0xfff)<<32 | uint64(e.Node.Rec.Ino) + 2
+}
+
+// virtualIno numbers amber's own entries by their place in the layout.
+func virtualIno(p string, m *manifest.Manifest) uint64 {
+	if p == "" {
+		return 1
+	}
+	if p == "manifest.json" {
+		return 2
+	}
+	if p == "images" {
+		return 3
+	}
+	c := strings.Split(p, "/")
+	ai := uint64(0)
+	for i, a := range m.Artifacts {
+		if a.Name == c[1] {
+			ai = uint64(i)
+		}
+	}
+	base := 16 + ai*4096
+	if len(c) == 2 {
+		return base
+	}
+	switch c[2] {
+	case "config.json":
+		return base + 1
+	case "layers":
+		if len(c) == 3 {
+			return base + 2
+		}
+	case "stages":
+		if len(c) == 3 {
+			return base + 3
+		}
+	}
+	return base + 4 // not reached: deeper entries are tree entries
+}
+
+func (f *FS) attr(e *view.Entry, out *fuse.Attr) {
+	out.Ino = f.ino(e)
+	out.Size = uint64(max(e.Size, 0))
+	out.Blocks = (out.Size + 511) / 512
+	out.Blksize = 4096
+	mode := e.Mode & 0o7777
+	switch e.Type {
+	case manifest.TypeDir:
+		mode |= syscall.S_IFDIR
+	case manifest.TypeSymlink:
+		mode |= syscall.S_IFLNK
+	case manifest.TypeChar:
+		mode |= syscall.S_IFCHR
+	case manifest.TypeBlock:
+		mode |= syscall.S_IFBLK
+	case manifest.TypeFifo:
+		mode |= syscall.S_IFIFO
+	default:
+		mode |= syscall.S_IFREG
+	}
+	out.Mode = mode
+	out.Nlink = 1
+	mt := e.ModTime
+	at, ct := mt, mt
+	if n := e.Node; n != nil {
+		r := &n.Rec
+		out.Uid, out.Gid = r.UID, r.GID
+		if r.Nlink > 0 {
+			out.Nlink = r.Nlink
+		}
+		if !r.AccessTime.IsZero() {
+			at = r.AccessTime
+		}
+		if !r.ChangeTime.IsZero() {
+			ct = r.ChangeTime
+		}
+		if e.Type == manifest.TypeSymlink {
+			out.Size = uint64(len(r.Linkname))
+		}
+		if e.Type == manifest.TypeChar || e.Type == manifest.TypeBlock {
+			out.Rdev = uint32(unixMkdev(r.DevMajor, r.DevMinor))
+		}
+	} else if e.Type == manifest.TypeDir {
+		out.Nlink = 2
+	}
+	out.SetTimes(&at, &mt, &ct)
+}
+
+func unixMkdev(major, minor uint32) uint64 {
+	return uint64(minor&0xff) | uint64(major&0xfff)<<8 | uint64(minor&^0xff)<<12 | uint64(major&^0xfff)<<32
+}
+
+// verify checks a file's content against its index SHA-256 once; the
+// result stands for every later read.
+func (f *FS) verify(e *view.Entry) error {
+	if e.Virtual {
+		return nil
+	}
+	key := fileKey{e.LayerDigest(), e.Node.Rec.Ino}
+	f.mu.Lock()
+	vf, ok := f.verified[key]
+	if !ok {
+		vf = &verification{}
+		f.verified[key] = vf
+	}
+	f.mu.Unlock()
+	vf.once.Do(func() {
+		r, err := f.v.Open(e)
+		if err != nil {
+			vf.err = err
+			return
+		}
+		h := hashing.NewMulti(false, false)
+		n, err := io.Copy(h, r)
+		switch {
+		case err != nil:
+			vf.err = err
+		case n != e.Size || h.SHA256() != e.Node.Rec.SHA256:
+			vf.err = fmt.Errorf("%w: %s has SHA-256 %s, its index says %s", manifest.ErrCorrupt, e.Path, h.SHA256().Hex(), e.Node.Rec.SHA256.Hex())
+		}
+		if vf.err != nil {
+			f.Log(fmt.Sprintf("refusing to serve %s: %v", e.Path, vf.err))
+		}
+	})
+	return vf.err
+}
+
+// node is any entry of the mount.
+type node struct {
+	fs.Inode
+	fsys *FS
+	e    *view.Entry
+	// data holds amber's own small files (manifest.json, config.json).
+	dataOnce sync.Once
+	data     []byte
+	dataErr  error
+}
+
+var (
+	_ fs.NodeGetattrer      = (*node)(nil)
+	_ fs.NodeLookuper       = (*node)(nil)
+	_ fs.NodeOpendirHandler = (*node)(nil)
+	_ fs.NodeReadlinker     = (*node)(nil)
+	_ fs.NodeOpener         = (*node)(nil)
+	_ fs.NodeReader         = (*node)(nil)
+	_ fs.NodeFlusher        = (*node)(nil)
+	_ fs.NodeGetxattrer     = (*node)(nil)
+	_ fs.NodeListxattrer    = (*node)(nil)
+	_ fs.NodeStatfser       = (*node)(nil)
+	_ fs.NodeSetattrer      = (*node)(nil)
+	_ fs.NodeSetxattrer     = (*node)(nil)
+	_ fs.NodeRemovexattrer  = (*node)(nil)
+	_ fs.NodeCreater        = (*node)(nil)
+	_ fs.NodeMkdirer        = (*node)(nil)
+	_ fs.NodeMknoder        = (*node)(nil)
+	_ fs.NodeLinker         = (*node)(nil)
+	_ fs.NodeSymlinker      = (*node)(nil)
+	_ fs.NodeUnlinker       = (*node)(nil)
+	_ fs.NodeRmdirer        = (*node)(nil)
+	_ fs.NodeRenamer        = (*node)(nil)
+	_ fs.NodeWriter         = (*node)(nil)
+	_ fs.NodeCopyFileRanger = (*node)(nil)
+	_ fs.NodeAllocater      = (*node)(nil)
+)
+
+func toErrno(err error) syscall.Errno {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, view.ErrNotFound), errors.Is(err, manifest.ErrNotFound):
+		return syscall.ENOENT
+	case errors.Is(err, view.ErrNotDir):
+		return syscall.ENOTDIR
+	}
+	return syscall.EIO
+}
+
+func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fsys.attr(n.e, &out.Attr)
+	return 0
+}
+
+func (n *node) child(ctx context.Context, e *view.Entry, out *fuse.EntryOut) *fs.Inode {
+	n.fsys.attr(e, &out.Attr)
+	ch := &node{fsys: n.fsys, e: e}
+	return n.NewInode(ctx, ch, fs.StableAttr{Mode: out.Attr.Mode & syscall.S_IFMT, Ino: out.Attr.Ino})
+}
+
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	e, err := n.fsys.v.Child(n.e, name)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return n.child(ctx, e, out), 0
+}
+
+// dirHandle is an open directory: its entries, read once, and a Lookup that
+// serves READDIRPLUS from them instead of resolving each name again.
+type dirHandle struct {
+	fs.DirStream
+	n    *node
+	kids map[string]*view.Entry
+}
+
+func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	e, ok := d.kids[name]
+	if !ok {
+		return d.n.Lookup(ctx, name, out)
+	}
+	return d.n.child(ctx, e, out), 0
+}
+
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	kids, err := n.fsys.v.ReadDir(n.e.Path)
+	if err != nil {
+		return nil, 0, toErrno(err)
+	}
+	list := make([]fuse.DirEntry, 0, len(kids))
+	byName := make(map[string]*view.Entry, len(kids))
+	for _, k := range kids {
+		var a fuse.Attr
+		n.fsys.attr(k, &a)
+		list = append(list, fuse.DirEntry{Name: k.Name, Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
+		byName[k.Name] = k
+	}
+	ds := fs.NewListDirStream(list)
+	return &dirHandle{DirStream: ds, n: n, kids: byName}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+}
+
+func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if !d.HasNext() {
+		return nil, 0
+	}
+	e, errno := d.Next()
+	return &e, errno
+}
+
+func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	return d.DirStream.(fs.FileSeekdirer).Seekdir(ctx, off)
+}
+
+func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {}
+
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	if n.e.Type != manifest.TypeSymlink {
+		return nil, syscall.EINVAL
+	}
+	return []byte(n.e.Node.Rec.Linkname), 0
+}
+
+// Open answers ENOSYS for files: the kernel then stops sending OPEN (and
+// FLUSH) and keeps its page cache, which is all an immutable file needs.
+// Opening for writing never gets here: the mount is read-only.
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	return nil, 0, syscall.ENOSYS
+}
+
+func (n *node) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
+
+func (n *node) content() ([]byte, error) {
+	n.dataOnce.Do(func() {
+		r, err := n.fsys.v.Open(n.e)
+		if err != nil {
+			n.dataErr = err
+			return
+		}
+		n.data, n.dataErr = io.ReadAll(r)
+	})
+	return n.data, n.dataErr
+}
+
+func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	e := n.e
+	if e.Type != manifest.TypeReg {
+		return nil, syscall.EISDIR
+	}
+	if off >= e.Size {
+		return fuse.ReadResultData(nil), 0
+	}
+	if e.Virtual {
+		b, err := n.content()
+		if err != nil {
+			return nil, syscall.EIO
+		}
+		return fuse.ReadResultData(b[off:min(off+int64(len(dest)), int64(len(b)))]), 0
+	}
+	if err := n.fsys.verify(e); err != nil {
+		return nil, syscall.EIO
+	}
+	r, err := n.fsys.a.Content(e.LayerDigest(), &e.Node.Rec)
+	if err != nil {
+		return nil, syscall.EIO
+	}
+	ra, ok := r.(io.ReaderAt)
+	if !ok {
+		// Sparse entries are re-read through their tar header.
+		if _, err := io.CopyN(io.Discard, r, off); err != nil {
+			return nil, syscall.EIO
+		}
+		k, err := io.ReadFull(r, dest[:min(int64(len(dest)), e.Size-off)])
+		if err != nil {
+			return nil, syscall.EIO
+		}
+		return fuse.ReadResultData(dest[:k]), 0
+	}
+	k, err := ra.ReadAt(dest[:min(int64(len(dest)), e.Size-off)], off)
+	if err != nil && err != io.EOF {
+		return nil, syscall.EIO
+	}
+	return fuse.ReadResultData(dest[:k]), 0
+}
+
+func (n *node) xattrs() map[string]string {
+	m := map[string]string{}
+	if n.e.Node != nil {
+		for k, v := range n.e.Node.Rec.Xattrs {
+			m[k] = v
+		}
+	}
+	if d := n.e.SHA256(); !d.IsZero() {
+		m[XattrSHA256] = d.Hex()
+	}
+	return m
+}
+
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	v, ok := n.xattrs()[attr]
+	if !ok {
+		return 0, syscall.ENODATA
+	}
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	var b []byte
+	for k := range n.xattrs() {
+		b = append(append(b, k...), 0)
+	}
+	if len(dest) < len(b) {
+		return uint32(len(b)), syscall.ERANGE
+	}
+	return uint32(copy(dest, b)), 0
+}
+
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	out.Bsize = 4096
+	out.Frsize = 4096
+	out.Blocks = uint64(n.fsys.a.TarSize+4095) / 4096
+	out.NameLen = 255
+	return 0
+}
+
+// Every mutation is refused: evidence does not change.
+func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return syscall.EROFS
+}
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return syscall.EROFS
+}
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno { return syscall.EROFS }
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EROFS
+}
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno  { return syscall.EROFS }
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	return syscall.EROFS
+}
+func (n *node) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	return 0, syscall.EROFS
+}
+func (n *node) CopyFileRange(ctx context.Context, fhIn fs.FileHandle, offIn uint64, out *fs.Inode, fhOut fs.FileHandle, offOut uint64, len uint64, flags uint64) (uint32, syscall.Errno) {
+	return 0, syscall.EROFS
+}
+func (n *node) Allocate(ctx context.Context, fh fs.FileHandle, off uint64, size uint64, mode uint32) syscall.Errno {
+	return syscall.EROFS
+}
+
+// Timeout is how long the kernel may cache entries and attributes: the
+// content of an archive never changes.
+const Timeout = 24 * time.Hour

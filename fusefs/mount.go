@@ -1,0 +1,167 @@
+package fusefs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/amber-forensics/amber/manifest"
+)
+
+// Options tune a mount.
+type Options struct {
+	// AllowOther lets users other than the mounting one read the mount.
+	AllowOther bool
+	// CacheFrames is the number of decoded frames kept (about 1 MiB each).
+	CacheFrames int
+	// Debug logs every FUSE request.
+	Debug bool
+	// Log receives notable events (files refused for a bad hash).
+	Log func(string)
+}
+
+// Sentinel errors of mounting.
+var (
+	ErrStale = errors.New("fusefs: stale mount")
+	ErrBusy  = errors.New("fusefs: mount point in use")
+)
+
+// CheckMountpoint says whether dir can be mounted on: an existing, empty
+// directory that is not already a mount (a stale FUSE mount, left by a
+// killed process, answers ENOTCONN).
+func CheckMountpoint(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		var errno syscall.Errno
+		if errors.As(err, &errno) && errno == syscall.ENOTCONN {
+			return fmt.Errorf("%w: %s is a dead FUSE mount (its amber was killed); clear it with: amber umount %s", ErrStale, dir, dir)
+		}
+		return fmt.Errorf("mount point: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("mount point %s is not a directory", dir)
+	}
+	if IsMountpoint(dir) {
+		return fmt.Errorf("%w: %s is already a mount point; unmount it first (amber umount %s)", ErrBusy, dir, dir)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("mount point: %w", err)
+	}
+	if len(ents) > 0 {
+		return fmt.Errorf("%w: %s is not empty; mount on an empty directory", ErrBusy, dir)
+	}
+	return nil
+}
+
+// IsMountpoint reports whether dir is the root of a mount, from
+// /proc/self/mountinfo.
+func IsMountpoint(dir string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range splitLines(string(b)) {
+		f := fields(line)
+		if len(f) > 4 && unescapeMount(f[4]) == abs {
+			return true
+		}
+	}
+	return false
+}
+
+// Mount serves a on dir and returns once the mount is ready. The caller
+// waits on the server and unmounts it.
+func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
+	if err := CheckMountpoint(dir); err != nil {
+		return nil, err
+	}
+	frames := o.CacheFrames
+	if frames <= 0 {
+		frames = 128
+	}
+	a.SetCache(frames, 2)
+	f := New(a)
+	if o.Log != nil {
+		f.Log = o.Log
+	}
+	root, err := f.Root()
+	if err != nil {
+		return nil, err
+	}
+	t := Timeout
+	name := filepath.Base(a.Path)
+	mo := fuse.MountOptions{
+		AllowOther:       o.AllowOther,
+		FsName:           "amber:" + name,
+		Name:             "amber",
+		DirectMount:      os.Geteuid() == 0,
+		DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV,
+		MaxWrite:         1 << 20,
+		MaxReadAhead:     1 << 20,
+		Options:          []string{"ro", "nosuid", "nodev", "default_permissions"},
+		Debug:            o.Debug,
+		MaxBackground:    64,
+	}
+	server, err := fs.Mount(dir, root, &fs.Options{
+		MountOptions:    mo,
+		EntryTimeout:    &t,
+		AttrTimeout:     &t,
+		NegativeTimeout: &t,
+		RootStableAttr:  &fs.StableAttr{Ino: 1},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mounting %s on %s: %w", name, dir, err)
+	}
+	return server, nil
+}
+
+// Unmount detaches the mount at dir, also when the process serving it is
+// gone: as root with umount2(MNT_DETACH), otherwise with fusermount3 -uz.
+func Unmount(dir string) error {
+	if os.Geteuid() == 0 {
+		err := syscall.Unmount(dir, 0)
+		if err == nil {
+			return nil
+		}
+		if err2 := syscall.Unmount(dir, syscall.MNT_DETACH); err2 == nil {
+			return nil
+		}
+		if errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("%s is not a mount point", dir)
+		}
+		return fmt.Errorf("unmounting %s: %w", dir, err)
+	}
+	for _, bin := range []string{"fusermount3", "fusermount"} {
+		if p, err := execLookPath(bin); err == nil {
+			out, err := execCommand(p, "-u", "-z", dir)
+			if err == nil {
+				return nil
+			}
+			return fmt.Errorf("unmounting %s: %s: %v", dir, out, err)
+		}
+	}
+	return fmt.Errorf("unmounting %s: fusermount3 not found", dir)
+}
+
+// WaitUnmounted polls until dir is no longer a mount point.
+func WaitUnmounted(dir string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if !IsMountpoint(dir) {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return !IsMountpoint(dir)
+}
