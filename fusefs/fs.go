@@ -152,6 +152,11 @@ func (f *FS) attr(e *view.Entry, out *fuse.Attr) {
 		if r.Nlink > 0 {
 			out.Nlink = r.Nlink
 		}
+		if e.Type == manifest.TypeDir && e.Merged {
+			// A merged directory's subdirectories come from several
+			// layers; 1 tells find not to count on the link count.
+			out.Nlink = 1
+		}
 		if !r.AccessTime.IsZero() {
 			at = r.AccessTime
 		}

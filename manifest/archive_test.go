@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,35 +15,10 @@ import (
 	"github.com/amber-forensics/amber/manifest"
 )
 
-// bigImage has enough data for many frames: text files, incompressible
-// files and one large file, in two layers.
-func bigImage() fixture.Image {
-	rng := rand.New(rand.NewSource(1))
-	var e0, e1 []fixture.Entry
-	for i := 0; i < 300; i++ {
-		var body string
-		switch i % 3 {
-		case 0:
-			body = strings.Repeat(fmt.Sprintf("line %d of text file %d\n", i, i), 50+i)
-		case 1:
-			b := make([]byte, 20000+rng.Intn(60000))
-			rng.Read(b)
-			body = string(b)
-		default:
-			body = fmt.Sprintf("small %d\n", i)
-		}
-		e0 = append(e0, fixture.File(fmt.Sprintf("data/d%02d/f%03d", i%17, i), body))
-	}
-	big := make([]byte, 3<<20)
-	rng.Read(big)
-	e1 = append(e1, fixture.File("big.bin", string(big)), fixture.File("data/d01/f001", "replaced\n"), fixture.Whiteout("data/d02", "f002"))
-	return fixture.Image{Tags: []string{"big:1"}, Layers: [][]byte{fixture.Layer(e0...), fixture.Layer(e1...)}}
-}
-
 func captureBig(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	return fixture.Capture(t, dir, "big", bigImage())
+	return fixture.Capture(t, dir, "big", fixture.BigImage())
 }
 
 func TestRoundTripAndFrames(t *testing.T) {

@@ -37,6 +37,8 @@ type Entry struct {
 	Size int64
 	// Virtual entries are made by amber (manifest.json, images/...).
 	Virtual bool
+	// Merged entries are in a view of several layers (rootfs, stages).
+	Merged bool
 	data    []byte
 	ModTime time.Time
 	// Node is set for entries inside a layer tree.
@@ -230,7 +232,7 @@ func (v *View) treeEntry(t *Layered, ds []hashing.Digest, id int, prefix string,
 
 func (v *View) nodeEntry(t *Layered, ds []hashing.Digest, id int, full, rel string, n Node) *Entry {
 	name := full[strings.LastIndexByte(full, '/')+1:]
-	return &Entry{Path: full, Name: name, Type: n.Rec.Type, Mode: n.Rec.Mode, Size: n.Rec.Size, ModTime: n.Rec.ModTime, Node: &n, ViewID: id, tree: t, layers: ds, rel: rel}
+	return &Entry{Path: full, Name: name, Type: n.Rec.Type, Mode: n.Rec.Mode, Size: n.Rec.Size, ModTime: n.Rec.ModTime, Node: &n, ViewID: id, Merged: !t.Raw, tree: t, layers: ds, rel: rel}
 }
 
 // Child resolves name in directory e, reusing e's tree (no walk from the

@@ -12,37 +12,9 @@ import (
 	"github.com/amber-forensics/amber/view"
 )
 
-// whiteoutImage exercises OCI whiteout semantics: delete then re-add, an
-// opaque directory re-populated, file->dir and dir->file, and a hard link
-// whose target is replaced in a later layer.
-func whiteoutImage() fixture.Image {
-	l0 := fixture.Layer(
-		fixture.Entry{Name: "etc/", Type: '5', Mode: 0o700},
-		fixture.File("etc/passwd", "root:x:0:0\n"),
-		fixture.File("etc/shadow", "old-shadow\n"),
-		fixture.Dir("a/"), fixture.Dir("a/b/"), fixture.File("a/b/c", "c\n"),
-		fixture.Dir("d/"), fixture.File("d/x", "x\n"), fixture.File("d/y", "y\n"),
-		fixture.File("f", "f-was-a-file\n"),
-		fixture.Dir("g/"), fixture.File("g/h", "h\n"),
-		fixture.File("t", "old-t\n"), fixture.Hardlink("tl", "t"),
-	)
-	l1 := fixture.Layer(
-		fixture.Whiteout("etc", "shadow"),
-		fixture.Dir("d/"), fixture.Opaque("d"), fixture.File("d/z", "z\n"),
-		fixture.Whiteout("", "f"), fixture.Dir("f/"), fixture.File("f/inner", "inner\n"),
-		fixture.Whiteout("", "g"), fixture.File("g", "g-is-a-file\n"),
-		fixture.File("t", "new-t\n"),
-	)
-	l2 := fixture.Layer(
-		fixture.File("etc/shadow", "new-shadow\n"),
-		fixture.Whiteout("", "a"),
-	)
-	return fixture.Image{Tags: []string{"wh:1"}, Layers: [][]byte{l0, l1, l2}}
-}
-
 func newView(t *testing.T) *view.View {
 	t.Helper()
-	p := fixture.Capture(t, t.TempDir(), "wh", whiteoutImage())
+	p := fixture.Capture(t, t.TempDir(), "wh", fixture.WhiteoutImage())
 	return &view.View{A: fixture.Open(t, p)}
 }
 

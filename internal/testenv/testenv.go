@@ -62,3 +62,15 @@ func Shell(t testing.TB, script string) string {
 	t.Helper()
 	return Run(t, "sh", "-c", "set -e; "+script)
 }
+
+// FUSE checks that this process can mount FUSE file systems: /dev/fuse,
+// and root (direct mount) or fusermount3.
+func FUSE(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		missing(t, "no /dev/fuse: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		Tool(t, "fusermount3")
+	}
+}
