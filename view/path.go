@@ -38,7 +38,7 @@ type Entry struct {
 	// Virtual entries are made by amber (manifest.json, images/...).
 	Virtual bool
 	// Merged entries are in a view of several layers (rootfs, stages).
-	Merged bool
+	Merged  bool
 	data    []byte
 	ModTime time.Time
 	// Node is set for entries inside a layer tree.
