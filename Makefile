@@ -31,7 +31,7 @@ unit:
 
 # The concurrent packages again under the race detector.
 race:
-	$(GO) test -race -count=1 -short ./manifest ./snapshot ./view
+	$(GO) test -race -count=1 -short ./manifest ./snapshot ./view ./fusefs
 
 # Each fuzz target for FUZZTIME (a few seconds in make test; make
 # fuzz-long runs them for 10 minutes each).

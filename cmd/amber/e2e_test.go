@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -391,4 +392,193 @@ func TestQuietWithoutTerminal(t *testing.T) {
 	if r.code != 0 || r.stderr != "" || json.Unmarshal([]byte(r.stdout), &res) != nil || res["sha256"] == nil {
 		t.Fatalf("exit %d, stderr %q, stdout %q", r.code, r.stderr, r.stdout)
 	}
+}
+
+// findListing lists a tree as find -printf does, for comparing the mount
+// with docker export: type, mode, owner, size (not for directories), link
+// target, mtime, path. skip names paths that the container runtime adds.
+func findListing(t *testing.T, dir string, skip func(string) bool) string {
+	t.Helper()
+	out := testenv.Run(t, "find", dir, "-mindepth", "1", "-printf", `%y|%m|%U|%G|%s|%l|%T@|%P\n`)
+	var keep []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.SplitN(l, "|", 8)
+		if len(f) < 8 || skip(f[7]) {
+			continue
+		}
+		if f[0] == "d" {
+			f[4] = "-" // directory sizes are the file system's, not the image's
+		}
+		keep = append(keep, strings.Join(f, "|"))
+	}
+	sort.Strings(keep)
+	return strings.Join(keep, "\n")
+}
+
+// runtimePaths are created in every container by the engine (the init
+// layer and mount points): not part of the image.
+func runtimePaths(p string) bool {
+	for _, s := range []string{".dockerenv", "dev", "proc", "sys", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab"} {
+		if p == s || strings.HasPrefix(p, s+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// dockerExport extracts `docker export` of a new container of image into a
+// directory, as root so that owners are kept.
+func dockerExport(t *testing.T, image string) string {
+	t.Helper()
+	id := strings.TrimSpace(testenv.Run(t, "docker", "create", image, "/bin/true"))
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
+	dir := t.TempDir()
+	testenv.Shell(t, fmt.Sprintf("docker export %s | tar -x -C %q --numeric-owner", id, dir))
+	return dir
+}
+
+// TestMountMatchesDockerExport compares the mounted views with independent
+// reconstructions by the engine: a fresh container of the image for
+// images/<name>/rootfs, and of each intermediate build image (the legacy
+// builder's parent chain) for stages/<N>.
+func TestMountMatchesDockerExport(t *testing.T) {
+	src := dockerImage(t)
+	testenv.FUSE(t)
+	if os.Geteuid() != 0 {
+		t.Skip("comparing owners needs root to extract docker export")
+	}
+	dir := t.TempDir()
+	arch := filepath.Join(dir, "case.tar.zst")
+	mustAmber(t, "capture", "image", src, "-o", arch)
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	mustAmber(t, "mount", "--background", arch, mnt)
+	t.Cleanup(func() { amber(t, "umount", mnt) })
+	// The parent chain: amber-test:1, its parent, ... with their layer counts.
+	image := "amber-test:1"
+	for image != "" {
+		n := len(strings.Fields(testenv.Run(t, "docker", "inspect", "--format", "{{range .RootFS.Layers}}{{.}} {{end}}", image)))
+		view := filepath.Join(mnt, "images/amber-test_1/stages", fmt.Sprint(n-1))
+		exported := dockerExport(t, image)
+		got, want := findListing(t, view, func(string) bool { return false }), findListing(t, exported, runtimePaths)
+		// The runtime's init layer also touches the mtimes of / and /etc.
+		got, want = dropDirMtimes(got, "etc"), dropDirMtimes(want, "etc")
+		if got != want {
+			t.Errorf("stages/%d differs from docker export of %s:\n%s", n-1, image, lineDiff(want, got))
+		}
+		cmd := exec.Command("diff", "-r", "--no-dereference", "-x", ".dockerenv", "-x", "dev", "-x", "proc", "-x", "sys", "-x", "hostname", "-x", "hosts", "-x", "resolv.conf", "-x", "mtab", exported, view)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("diff -r --no-dereference export/%s stages/%d: %v\n%s", image, n-1, err, out)
+		}
+		if n == 3 {
+			rootfs := findListing(t, filepath.Join(mnt, "images/amber-test_1/rootfs"), func(string) bool { return false })
+			if dropDirMtimes(rootfs, "etc") != got {
+				t.Error("rootfs differs from the last stage")
+			}
+		}
+		image = strings.TrimSpace(testenv.Run(t, "docker", "inspect", "--format", "{{.Parent}}", image))
+	}
+}
+
+func dropDirMtimes(listing string, dirs ...string) string {
+	lines := strings.Split(listing, "\n")
+	for i, l := range lines {
+		f := strings.SplitN(l, "|", 8)
+		if len(f) == 8 && f[0] == "d" {
+			for _, d := range dirs {
+				if f[7] == d {
+					f[6] = "-"
+					lines[i] = strings.Join(f, "|")
+				}
+			}
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func lineDiff(want, got string) string {
+	w, g := map[string]bool{}, map[string]bool{}
+	for _, l := range strings.Split(want, "\n") {
+		w[l] = true
+	}
+	for _, l := range strings.Split(got, "\n") {
+		g[l] = true
+	}
+	var b strings.Builder
+	for l := range w {
+		if !g[l] {
+			fmt.Fprintf(&b, "- %s\n", l)
+		}
+	}
+	for l := range g {
+		if !w[l] {
+			fmt.Fprintf(&b, "+ %s\n", l)
+		}
+	}
+	return b.String()
+}
+
+// TestMountLifecycle: --background returns once ready, umount ends it and
+// both are in the custody log; SIGTERM unmounts and exits 0; after kill -9
+// the stale mount point is refused with a clear message and amber umount
+// clears it.
+func TestMountLifecycle(t *testing.T) {
+	testenv.FUSE(t)
+	dir := t.TempDir()
+	arch := fixture.Capture(t, dir, "wh", fixture.WhiteoutImage())
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	mustAmber(t, "mount", "--background", arch, mnt)
+	if b, err := os.ReadFile(filepath.Join(mnt, "images/wh_1/rootfs/etc/shadow")); err != nil || string(b) != "new-shadow\n" {
+		t.Fatalf("read through the background mount: %q %v", b, err)
+	}
+	if r := amber(t, "mount", arch, mnt); r.code != exitBusy || !strings.Contains(r.stderr, "already a mount point") {
+		t.Errorf("second mount on the same point: exit %d %s", r.code, r.stderr)
+	}
+	mustAmber(t, "umount", mnt)
+	time.Sleep(200 * time.Millisecond)
+	log := mustAmber(t, "log", arch)
+	if !strings.Contains(log, "mounted") || !strings.Contains(log, "unmounted") {
+		t.Errorf("custody log lacks the mount:\n%s", log)
+	}
+	// Foreground, stopped by SIGTERM: exit 0, unmounted.
+	cmd := exec.Command(amberBin, "mount", "--no-log", arch, mnt)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitMounted(t, mnt)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("SIGTERM: %v", err)
+	}
+	if _, err := os.ReadDir(mnt); err != nil {
+		t.Errorf("after SIGTERM: %v", err)
+	}
+	// kill -9 leaves a dead mount; it is named as such, and cleared.
+	cmd = exec.Command(amberBin, "mount", "--no-log", arch, mnt)
+	cmd.Start()
+	waitMounted(t, mnt)
+	cmd.Process.Kill()
+	cmd.Wait()
+	if r := amber(t, "mount", arch, mnt); r.code != exitBusy || !strings.Contains(r.stderr, "amber umount") {
+		t.Errorf("mount on a stale mount point: exit %d %s", r.code, r.stderr)
+	}
+	mustAmber(t, "umount", mnt)
+	mustAmber(t, "mount", "--background", "--no-log", arch, mnt)
+	if _, err := os.Stat(filepath.Join(mnt, "manifest.json")); err != nil {
+		t.Errorf("remount after a stale mount: %v", err)
+	}
+	mustAmber(t, "umount", mnt)
+}
+
+func waitMounted(t *testing.T, dir string) {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s did not get mounted", dir)
 }

@@ -23,6 +23,7 @@ type mountOptions struct {
 	allowOther bool
 	debug      bool
 	noLog      bool
+	logFile    string
 }
 
 // readyFDEnv names the file descriptor on which a background mount tells
@@ -60,6 +61,7 @@ mount and unmount are recorded in ARCHIVE.custody.jsonl.`,
 	c.Flags().BoolVar(&o.allowOther, "allow-other", false, "let other users read the mount (needs user_allow_other in /etc/fuse.conf when not root)")
 	c.Flags().BoolVar(&o.debug, "debug", false, "log every FUSE request to stderr")
 	c.Flags().BoolVar(&o.noLog, "no-log", false, "do not record the mount in the custody log")
+	c.Flags().StringVar(&o.logFile, "log", "", "append the mount's messages (files refused for a bad hash) to this file; a background mount otherwise writes them to the terminal, if any")
 	return c
 }
 
@@ -113,6 +115,16 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 			pipe.Close()
 		}
 	}
+	logw := e.stderr
+	if o.logFile != "" {
+		lf, err := os.OpenFile(o.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			ready(err)
+			return fmt.Errorf("mount log: %w", err)
+		}
+		defer lf.Close()
+		logw = lf
+	}
 	a, err := manifest.Open(archive)
 	if err != nil {
 		ready(err)
@@ -121,7 +133,7 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 	defer a.Close()
 	absDir, _ := filepath.Abs(dir)
 	server, err := fusefs.Mount(a, dir, fusefs.Options{AllowOther: o.allowOther, Debug: o.debug,
-		Log: func(s string) { fmt.Fprintf(e.stderr, "amber: %s\n", s) }})
+		Log: func(s string) { fmt.Fprintf(logw, "%s amber: %s\n", time.Now().UTC().Format(time.RFC3339), s) }})
 	if err != nil {
 		ready(err)
 		return err
@@ -184,7 +196,11 @@ func (e *env) mountBackground(archive, dir string) error {
 	cmd := exec.Command(self, args...)
 	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
 	cmd.ExtraFiles = []*os.File{w}
-	cmd.Stderr = os.Stderr
+	// The child outlives this process: it must not hold on to a pipe that
+	// someone waits on. A terminal it may keep.
+	if isTerminal(e.stderr) {
+		cmd.Stderr = os.Stderr
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the mount: %w", err)
