@@ -14,6 +14,9 @@ OUT=${BENCH_OUT:-$PWD/bench/out}
 RUNS=${RUNS:-5}
 CORPUS_DIR=${CORPUS_DIR:-/usr/local/go}
 mkdir -p "$OUT"
+# A module of its own, so that go vet ./... and go test ./... of amber
+# never walk the extracted corpus.
+[ -f "$OUT/go.mod" ] || printf 'module amber.bench/out\n' > "$OUT/go.mod"
 cd "$OUT"
 
 if [ ! -s corpus.tar ]; then

@@ -127,21 +127,7 @@ func (f *FS) attr(e *view.Entry, out *fuse.Attr) {
 	out.Size = uint64(max(e.Size, 0))
 	out.Blocks = (out.Size + 511) / 512
 	out.Blksize = 4096
-	mode := e.Mode & 0o7777
-	switch e.Type {
-	case manifest.TypeDir:
-		mode |= syscall.S_IFDIR
-	case manifest.TypeSymlink:
-		mode |= syscall.S_IFLNK
-	case manifest.TypeChar:
-		mode |= syscall.S_IFCHR
-	case manifest.TypeBlock:
-		mode |= syscall.S_IFBLK
-	case manifest.TypeFifo:
-		mode |= syscall.S_IFIFO
-	default:
-		mode |= syscall.S_IFREG
-	}
+	mode := e.Mode&0o7777 | modeType(e.Type)
 	out.Mode = mode
 	out.Nlink = 1
 	mt := e.ModTime
@@ -194,6 +180,13 @@ func (f *FS) verify(e *view.Entry) error {
 	}
 	f.mu.Unlock()
 	vf.once.Do(func() {
+		// A file spanning several frames: have them decoded on both
+		// cores while the first ones are hashed.
+		if e.Size > manifest.FrameTarget && e.Node.Rec.DataOffset >= 0 && !e.Node.Rec.Has(manifest.FlagSparse) {
+			if b, ok := f.a.Blob(manifest.BlobName(e.LayerDigest())); ok {
+				f.a.Warm(b.Offset+e.Node.Rec.DataOffset, e.Size, 4)
+			}
+		}
 		r, err := f.v.Open(e)
 		if err != nil {
 			vf.err = err
@@ -283,52 +276,84 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	return n.child(ctx, e, out), 0
 }
 
-// dirHandle is an open directory: its entries, read once, and a Lookup that
-// serves READDIRPLUS from them instead of resolving each name again.
+// dirHandle is an open directory: its entries, read on the first READDIR
+// (with FOPEN_CACHE_DIR the kernel keeps them, so an OPENDIR of a cached
+// directory costs nothing here), and a Lookup that serves READDIRPLUS from
+// them instead of resolving each name again.
 type dirHandle struct {
-	fs.DirStream
 	n    *node
+	once sync.Once
+	err  syscall.Errno
+	ds   fs.DirStream
 	kids map[string]*view.Entry
 }
 
+func (d *dirHandle) load() syscall.Errno {
+	d.once.Do(func() {
+		kids, err := d.n.fsys.v.ReadDir(d.n.e.Path)
+		if err != nil {
+			d.err = toErrno(err)
+			return
+		}
+		list := make([]fuse.DirEntry, 0, len(kids))
+		d.kids = make(map[string]*view.Entry, len(kids))
+		for _, k := range kids {
+			list = append(list, fuse.DirEntry{Name: k.Name, Mode: modeType(k.Type), Ino: d.n.fsys.ino(k)})
+			d.kids[k.Name] = k
+		}
+		d.ds = fs.NewListDirStream(list)
+	})
+	return d.err
+}
+
 func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	e, ok := d.kids[name]
-	if !ok {
-		return d.n.Lookup(ctx, name, out)
+	if d.load() == 0 {
+		if e, ok := d.kids[name]; ok {
+			return d.n.child(ctx, e, out), 0
+		}
 	}
-	return d.n.child(ctx, e, out), 0
+	return d.n.Lookup(ctx, name, out)
 }
 
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	kids, err := n.fsys.v.ReadDir(n.e.Path)
-	if err != nil {
-		return nil, 0, toErrno(err)
-	}
-	list := make([]fuse.DirEntry, 0, len(kids))
-	byName := make(map[string]*view.Entry, len(kids))
-	for _, k := range kids {
-		var a fuse.Attr
-		n.fsys.attr(k, &a)
-		list = append(list, fuse.DirEntry{Name: k.Name, Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
-		byName[k.Name] = k
-	}
-	ds := fs.NewListDirStream(list)
-	return &dirHandle{DirStream: ds, n: n, kids: byName}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+	return &dirHandle{n: n}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
-	if !d.HasNext() {
+	if errno := d.load(); errno != 0 {
+		return nil, errno
+	}
+	if !d.ds.HasNext() {
 		return nil, 0
 	}
-	e, errno := d.Next()
+	e, errno := d.ds.Next()
 	return &e, errno
 }
 
 func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	return d.DirStream.(fs.FileSeekdirer).Seekdir(ctx, off)
+	if errno := d.load(); errno != 0 {
+		return errno
+	}
+	return d.ds.(fs.FileSeekdirer).Seekdir(ctx, off)
 }
 
 func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {}
+
+func modeType(t byte) uint32 {
+	switch t {
+	case manifest.TypeDir:
+		return syscall.S_IFDIR
+	case manifest.TypeSymlink:
+		return syscall.S_IFLNK
+	case manifest.TypeChar:
+		return syscall.S_IFCHR
+	case manifest.TypeBlock:
+		return syscall.S_IFBLK
+	case manifest.TypeFifo:
+		return syscall.S_IFIFO
+	}
+	return syscall.S_IFREG
+}
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	if n.e.Type != manifest.TypeSymlink {
@@ -416,7 +441,17 @@ func (n *node) xattrs() map[string]string {
 }
 
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	v, ok := n.xattrs()[attr]
+	// ls -l asks every file for security.selinux: answer without building
+	// anything.
+	var v string
+	var ok bool
+	if attr == XattrSHA256 {
+		if d := n.e.SHA256(); !d.IsZero() {
+			v, ok = d.Hex(), true
+		}
+	} else if n.e.Node != nil && n.e.Node.Rec.Xattrs != nil {
+		v, ok = n.e.Node.Rec.Xattrs[attr]
+	}
 	if !ok {
 		return 0, syscall.ENODATA
 	}

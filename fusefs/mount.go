@@ -88,7 +88,7 @@ func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
 	}
 	frames := o.CacheFrames
 	if frames <= 0 {
-		frames = 128
+		frames = 48
 	}
 	a.SetCache(frames, 2)
 	f := New(a)
@@ -112,6 +112,12 @@ func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
 		Options:          []string{"ro", "nosuid", "nodev", "default_permissions"},
 		Debug:            o.Debug,
 		MaxBackground:    64,
+		// The kernel caches ACLs (none) and symlink targets per inode,
+		// instead of asking for them on every ls -l.
+		EnableAcl:            true,
+		EnableSymlinkCaching: true,
+		// Content never changes: no automatic invalidation either.
+		ExplicitDataCacheControl: true,
 	}
 	server, err := fs.Mount(dir, root, &fs.Options{
 		MountOptions:    mo,

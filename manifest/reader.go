@@ -156,6 +156,26 @@ func (a *Archive) prefetchAfter(id int64) {
 	}
 }
 
+// Warm decodes, in the background, up to ahead frames holding tar bytes
+// [off, off+n) that are not cached yet, so that a reader going through them
+// in order finds them ready. It returns at once.
+func (a *Archive) Warm(off, n int64, ahead int) {
+	first, ok := a.Table.EntryByDecompressedOffset(uint64(off))
+	if !ok || n <= 0 {
+		return
+	}
+	for id, k := first.ID, 0; k < ahead; id, k = id+1, k+1 {
+		fr, ok := a.Table.EntryByID(id)
+		if !ok || int64(fr.DecompressedOffset) >= off+n {
+			return
+		}
+		if a.cache.has(id) {
+			continue
+		}
+		go a.frame(fr)
+	}
+}
+
 // SetCache sizes the shared cache of decoded frames and turns on prefetch
 // of the next frame with up to parallel background decoders (0: off).
 // Call it before reading.

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -125,6 +126,9 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 		defer lf.Close()
 		logw = lf
 	}
+	// A mount may run for days over any archive: keep the heap near what
+	// the frame cache and the kernel's live inodes need.
+	debug.SetMemoryLimit(64 << 20)
 	a, err := manifest.Open(archive)
 	if err != nil {
 		ready(err)
