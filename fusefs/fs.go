@@ -131,6 +131,11 @@ func (f *FS) attr(e *view.Entry, out *fuse.Attr) {
 	out.Mode = mode
 	out.Nlink = 1
 	mt := e.ModTime
+	if mt.IsZero() {
+		// An implied directory has no time of its own: show the epoch,
+		// not year 1.
+		mt = time.Unix(0, 0)
+	}
 	at, ct := mt, mt
 	if n := e.Node; n != nil {
 		r := &n.Rec

@@ -222,8 +222,9 @@ func (e *env) mountBackground(archive, dir string) error {
 		cmd.Wait()
 		return &childError{code: code, msg: text}
 	}
+	pid := cmd.Process.Pid
 	cmd.Process.Release()
-	fmt.Fprintf(e.stdout, "mounted %s at %s (pid %d); 'amber umount %s' to unmount\n", archive, dir, cmd.Process.Pid, dir)
+	fmt.Fprintf(e.stdout, "mounted %s at %s (pid %d); 'amber umount %s' to unmount\n", archive, dir, pid, dir)
 	return nil
 }
 
