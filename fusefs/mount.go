@@ -88,7 +88,7 @@ func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
 	}
 	frames := o.CacheFrames
 	if frames <= 0 {
-		frames = 48
+		frames = 32
 	}
 	a.SetCache(frames, 2)
 	f := New(a)

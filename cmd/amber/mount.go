@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -126,9 +127,10 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 		defer lf.Close()
 		logw = lf
 	}
-	// A mount may run for days over any archive: keep the heap near what
-	// the frame cache and the kernel's live inodes need.
-	debug.SetMemoryLimit(64 << 20)
+	// A mount may run for days over any archive: collect garbage sooner
+	// than Go's default (which lets the heap reach twice what is live), so
+	// resident memory stays near the frame cache and the live inodes.
+	debug.SetGCPercent(40)
 	a, err := manifest.Open(archive)
 	if err != nil {
 		ready(err)
@@ -172,6 +174,12 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
+		}
+	}
+	if p := os.Getenv("AMBER_HEAPPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			pprof.WriteHeapProfile(f)
+			f.Close()
 		}
 	}
 	if !o.noLog {
