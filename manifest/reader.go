@@ -172,7 +172,19 @@ func (a *Archive) Warm(off, n int64, ahead int) {
 		if a.cache.has(id) {
 			continue
 		}
-		go a.frame(fr)
+		if a.prefetch == nil {
+			return
+		}
+		// Bounded by the prefetch slots: memory stays the frame cache's.
+		select {
+		case a.prefetch <- struct{}{}:
+			go func() {
+				defer func() { <-a.prefetch }()
+				a.frame(fr)
+			}()
+		default:
+			return
+		}
 	}
 }
 
