@@ -146,13 +146,25 @@ func (a *Archive) prefetchAfter(id int64) {
 	if !ok || a.cache.has(next.ID) {
 		return
 	}
+	a.decodeAhead(next)
+}
+
+// decodeAhead decodes fr in the background if a prefetch slot is free, and
+// reports whether one was: the slots bound the memory and cores spent
+// decoding what nobody has asked for yet.
+func (a *Archive) decodeAhead(fr Frame) bool {
+	if a.prefetch == nil {
+		return false
+	}
 	select {
 	case a.prefetch <- struct{}{}:
 		go func() {
 			defer func() { <-a.prefetch }()
-			a.frame(next)
+			a.frame(fr)
 		}()
+		return true
 	default:
+		return false
 	}
 }
 
@@ -172,17 +184,7 @@ func (a *Archive) Warm(off, n int64, ahead int) {
 		if a.cache.has(id) {
 			continue
 		}
-		if a.prefetch == nil {
-			return
-		}
-		// Bounded by the prefetch slots: memory stays the frame cache's.
-		select {
-		case a.prefetch <- struct{}{}:
-			go func() {
-				defer func() { <-a.prefetch }()
-				a.frame(fr)
-			}()
-		default:
+		if !a.decodeAhead(fr) {
 			return
 		}
 	}
