@@ -173,28 +173,36 @@ func openLayer(ctx context.Context, src *Source, ls LayerSource, kind string) (i
 	if err != nil {
 		return nil, nil, err
 	}
-	if kind == "" {
-		return ctxReader{ctx, rc}, func() { rc.Close() }, nil
+	r, closeFn, err := decompressor(ctxReader{ctx, rc}, kind)
+	if err != nil {
+		rc.Close()
+		return nil, nil, err
 	}
-	br := bufio.NewReaderSize(ctxReader{ctx, rc}, 1<<20)
+	return r, func() { closeFn(); rc.Close() }, nil
+}
+
+// decompressor reads kind ("", "gzip" or "zstd") from r.
+func decompressor(r io.Reader, kind string) (io.Reader, func(), error) {
+	if kind == "" {
+		return r, func() {}, nil
+	}
+	br := bufio.NewReaderSize(r, 1<<20)
 	switch kind {
 	case "gzip":
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			rc.Close()
 			return nil, nil, fmt.Errorf("gzip: %w", err)
 		}
 		zr.Multistream(true)
-		return zr, func() { rc.Close() }, nil
+		return zr, func() {}, nil
 	case "zstd":
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<30))
 		if err != nil {
-			rc.Close()
 			return nil, nil, fmt.Errorf("zstd: %w", err)
 		}
-		return zr, func() { zr.Close(); rc.Close() }, nil
+		return zr, zr.Close, nil
 	}
-	return br, func() { rc.Close() }, nil
+	return nil, nil, fmt.Errorf("unknown compression %q", kind)
 }
 
 // limitExpansion fails a read once more than max bytes have come out.
@@ -230,36 +238,34 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 	if kind != "" || !ls.Digest.IsZero() && ls.Digest != diffID {
 		// A compressed layer's size is only known once it is decompressed,
 		// and a tar header needs it first: one pass to measure and check,
-		// one to store. The source's own digest is checked on the way.
-		r, closeFn, err := openLayer(ctx, src, ls, kind)
+		// one to store. The compressed bytes are hashed as they are
+		// decompressed, so the first pass checks the source's digest too.
+		rc, _, err := src.store.open(ls.Name)
 		if err != nil {
+			return nil, err
+		}
+		raw := hashing.NewMulti(false, false)
+		tee := io.TeeReader(ctxReader{ctx, rc}, raw)
+		r, closeFn, err := decompressor(tee, kind)
+		if err != nil {
+			rc.Close()
 			return nil, err
 		}
 		lim := &limitExpansion{r: r, max: maxOut}
 		h := hashing.NewMulti(false, false)
-		var raw *hashing.Multi
-		if kind != "" && !ls.Digest.IsZero() {
-			// Re-read the compressed bytes for their digest.
-			rc2, _, err := src.store.open(ls.Name)
-			if err == nil {
-				raw = hashing.NewMulti(false, false)
-				_, err = io.Copy(raw, ctxReader{ctx, rc2})
-				rc2.Close()
-			}
-			if err != nil {
-				closeFn()
-				return nil, err
-			}
-		}
 		_, err = io.Copy(h, lim)
+		if err == nil {
+			_, err = io.Copy(io.Discard, tee) // whatever follows the stream
+		}
 		closeFn()
+		rc.Close()
 		if errors.Is(err, ErrBomb) {
 			return nil, fmt.Errorf("%w: %s expands past %d bytes from %d (limit %dx; --max-expansion 0 lifts it)", ErrBomb, kind, maxOut, ls.Size, opts.MaxExpansion)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("decompressing (%s): %w", kind, err)
 		}
-		if raw != nil && raw.SHA256() != ls.Digest {
+		if kind != "" && !ls.Digest.IsZero() && raw.SHA256() != ls.Digest {
 			return nil, fmt.Errorf("%w: stored bytes have digest %s, the manifest says %s", ErrDigestMismatch, raw.SHA256(), ls.Digest)
 		}
 		if kind == "" && h.SHA256() != ls.Digest {

@@ -355,31 +355,7 @@ func (v *View) Walk(e *Entry, fn func(e *Entry) error) error {
 
 // ModeString renders type and permissions as ls -l does.
 func ModeString(typ byte, mode uint32) string {
-	fm := os.FileMode(mode & 0o777)
-	if mode&0o4000 != 0 {
-		fm |= os.ModeSetuid
-	}
-	if mode&0o2000 != 0 {
-		fm |= os.ModeSetgid
-	}
-	if mode&0o1000 != 0 {
-		fm |= os.ModeSticky
-	}
-	switch typ {
-	case manifest.TypeDir:
-		fm |= os.ModeDir
-	case manifest.TypeSymlink:
-		fm |= os.ModeSymlink
-	case manifest.TypeChar:
-		fm |= os.ModeDevice | os.ModeCharDevice
-	case manifest.TypeBlock:
-		fm |= os.ModeDevice
-	case manifest.TypeFifo:
-		fm |= os.ModeNamedPipe
-	}
-	s := []byte(fm.String())
-	// Go writes "dtrwxrwxrwx"-style prefixes for some bits; ls uses one
-	// type letter and folds s/t into the permission columns.
+	// ls folds setuid/setgid/sticky into the execute columns.
 	perm := []byte(os.FileMode(mode & 0o777).String())[1:]
 	if mode&0o4000 != 0 {
 		perm[2] = sOr(perm[2], 's', 'S')
@@ -405,7 +381,6 @@ func ModeString(typ byte, mode uint32) string {
 	case manifest.TypeLink:
 		letter = 'h'
 	}
-	_ = s
 	return string(letter) + string(perm)
 }
 

@@ -17,7 +17,7 @@ func missing(t testing.TB, format string, args ...any) {
 	if InCI() {
 		t.Fatalf("CI: "+format, args...)
 	}
-	t.Skipf(format, args...)
+	t.Skipf(format, args...) // outside CI only: missing() fails the test in CI
 }
 
 // Tool returns the path of an external program, failing in CI and skipping
@@ -72,5 +72,13 @@ func FUSE(t testing.TB) {
 	}
 	if os.Geteuid() != 0 {
 		Tool(t, "fusermount3")
+	}
+}
+
+// Root checks that the test runs as root (to keep owners when extracting).
+func Root(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		missing(t, "needs root")
 	}
 }
