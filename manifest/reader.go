@@ -176,6 +176,13 @@ func (a *Archive) Warm(off, n int64, ahead int) {
 	if !ok || n <= 0 {
 		return
 	}
+	// Ask the kernel for all the compressed bytes at once: one large read
+	// instead of a frame at a time when the archive is not in the page
+	// cache.
+	if last, ok := a.Table.EntryByDecompressedOffset(uint64(off + n - 1)); ok {
+		end := int64(last.CompressedOffset) + int64(last.CompressedSize)
+		willNeed(a.f, int64(first.CompressedOffset), end-int64(first.CompressedOffset))
+	}
 	for id, k := first.ID, 0; k < ahead; id, k = id+1, k+1 {
 		fr, ok := a.Table.EntryByID(id)
 		if !ok || int64(fr.DecompressedOffset) >= off+n {
