@@ -580,3 +580,36 @@ func waitMounted(t *testing.T, dir string) {
 	}
 	t.Fatalf("%s did not get mounted", dir)
 }
+
+// TestMountPlainSources: a docker-save tarball (Docker 25+ layout) and an
+// OCI layout directory mount directly, indexed at mount; the temporary
+// index goes away with the mount.
+func TestMountPlainSources(t *testing.T) {
+	testenv.FUSE(t)
+	for _, src := range []string{"webapp-docker25.tar", "webapp-oci-gzip", "webapp-docker-save.tar"} {
+		tmp := t.TempDir()
+		mnt := t.TempDir()
+		cmd := exec.Command(amberBin, "mount", "--background", filepath.Join("..", "..", "testdata", "images", src), mnt)
+		cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", src, err, out)
+		}
+		b, err := os.ReadFile(filepath.Join(mnt, "images/webapp_v1/layers/1/srv/.aws/credentials"))
+		if err != nil || !strings.Contains(string(b), "AKIAIOSFODNN7EXAMPLE") {
+			t.Errorf("%s: layers/1 credential: %q %v", src, b, err)
+		}
+		if _, err := os.Stat(filepath.Join(mnt, "images/webapp_v1/rootfs/srv/.aws")); !os.IsNotExist(err) {
+			t.Errorf("%s: deleted directory visible in rootfs: %v", src, err)
+		}
+		mustAmber(t, "umount", mnt)
+		for i := 0; i < 100; i++ {
+			if ents, _ := os.ReadDir(tmp); len(ents) == 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+			t.Errorf("%s: temporary index left behind: %v", src, ents)
+		}
+	}
+}

@@ -52,6 +52,7 @@ user.amber.sha256. It runs in the foreground until Ctrl-C, SIGTERM or
 'amber umount DIR'; --background returns once the mount is ready. The
 mount and unmount are recorded in ARCHIVE.custody.jsonl.`,
 		Example: `  amber mount case.tar.zst /mnt/case
+  amber mount image.tar /mnt/img           # a plain docker save tarball or OCI layout: indexed at mount
   amber mount --background case.tar.zst /mnt/case && grep -r AKIA /mnt/case/images/app_v1/layers/3
   diff -r /mnt/case/images/app_v1/stages/0 /mnt/case/images/app_v1/rootfs
   getfattr -n user.amber.sha256 /mnt/case/images/app_v1/rootfs/etc/passwd
@@ -132,6 +133,17 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 	// resident memory stays near the frame cache and the live inodes.
 	debug.SetGCPercent(40)
 	a, err := manifest.Open(archive)
+	if errors.Is(err, manifest.ErrNotArchive) || isDir(archive) {
+		// A plain docker-save tarball or OCI layout: index it into a
+		// temporary archive, removed at unmount. It is a view, not
+		// evidence: nothing goes into a custody log.
+		var cleanup func()
+		a, cleanup, err = e.indexSource(archive)
+		if cleanup != nil {
+			defer cleanup()
+		}
+		o.noLog = true
+	}
 	if err != nil {
 		ready(err)
 		return err
@@ -240,3 +252,34 @@ func (e *env) mountBackground(archive, dir string) error {
 type childError struct{ code, msg string }
 
 func (c *childError) Error() string { return c.msg }
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// indexSource captures an image source into a temporary archive (fast
+// zstd level 1) and opens it; cleanup removes it.
+func (e *env) indexSource(src string) (*manifest.Archive, func(), error) {
+	tmp, err := os.MkdirTemp("", "amber-mount-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() { os.RemoveAll(tmp) }
+	out := filepath.Join(tmp, "index.tar.zst")
+	_, err = snapshot.CaptureImageFiles(e.ctx, snapshot.Request{
+		Sources: []string{src}, Output: out, Level: 1, CommandLine: e.args,
+		Tool: manifest.Tool{Name: "amber", Version: version}, Options: snapshot.Options{MaxExpansion: snapshot.DefaultMaxExpansion},
+	})
+	if err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("%s is neither an amber archive nor a readable image source: %w", src, err)
+	}
+	a, err := manifest.Open(out)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	fmt.Fprintf(e.stderr, "amber: %s is not an amber archive: indexed into a temporary archive for this mount (removed at unmount); 'amber capture image' keeps evidence\n", src)
+	return a, cleanup, nil
+}
