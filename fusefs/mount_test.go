@@ -341,3 +341,48 @@ func TestBusyAndStaleMountpoints(t *testing.T) {
 		t.Errorf("mounting on a non-empty directory: %v", err)
 	}
 }
+
+// capNetRaw is a vfs_cap_data v2 value (the kernel checks the format):
+// cap_net_raw permitted.
+const capNetRaw = "\x00\x00\x00\x02" + "\x00\x20\x00\x00" + "\x00\x00\x00\x00" + "\x00\x00\x00\x00" + "\x00\x00\x00\x00"
+
+// TestXattrs: captured xattrs (capabilities included) and the SHA-256 are
+// readable; a missing security.* attribute answers ENOTSUP, so that ls -l
+// stops asking for SELinux labels file by file.
+func TestXattrs(t *testing.T) {
+	img := fixture.Image{Tags: []string{"x:1"}, Layers: [][]byte{fixture.Layer(
+		fixture.Entry{Name: "bin/ping", Body: "ping", Mode: 0o755, Xattrs: map[string]string{"security.capability": capNetRaw, "user.origin": "pkg"}},
+		fixture.File("etc/plain", "plain"),
+	)}}
+	p := fixture.Capture(t, t.TempDir(), "x", img)
+	dir, _ := mount(t, p)
+	ping := filepath.Join(dir, "images/x_1/rootfs/bin/ping")
+	plain := filepath.Join(dir, "images/x_1/rootfs/etc/plain")
+	buf := make([]byte, 128)
+	get := func(p, name string) (string, error) {
+		n, err := syscall.Getxattr(p, name, buf)
+		if err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+	if v, err := get(ping, "security.capability"); err != nil || v != capNetRaw {
+		t.Errorf("security.capability: %q %v", v, err)
+	}
+	if v, err := get(ping, "user.origin"); err != nil || v != "pkg" {
+		t.Errorf("user.origin: %q %v", v, err)
+	}
+	if _, err := syscall.Getxattr(plain, "security.selinux", buf); !errors.Is(err, syscall.EOPNOTSUPP) {
+		t.Errorf("missing security.selinux: %v, want ENOTSUP", err)
+	}
+	if _, err := syscall.Getxattr(plain, "user.nothing", buf); !errors.Is(err, syscall.ENODATA) {
+		t.Errorf("missing user.nothing: %v, want ENODATA", err)
+	}
+	n, err := syscall.Listxattr(ping, buf)
+	if err != nil {
+		t.Fatalf("listxattr: %v", err)
+	}
+	if !strings.Contains(string(buf[:n]), "user.amber.sha256") || !strings.Contains(string(buf[:n]), "security.capability") {
+		t.Errorf("listxattr: %q %v", buf[:n], err)
+	}
+}
