@@ -88,7 +88,7 @@ func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
 	}
 	frames := o.CacheFrames
 	if frames <= 0 {
-		frames = 32
+		frames = 16
 	}
 	a.SetCache(frames, 2)
 	f := New(a)
@@ -111,7 +111,7 @@ func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
 		MaxReadAhead:     1 << 20,
 		Options:          []string{"ro", "nosuid", "nodev", "default_permissions"},
 		Debug:            o.Debug,
-		MaxBackground:    64,
+		MaxBackground:    12,
 		// The kernel caches ACLs (none) and symlink targets per inode,
 		// instead of asking for them on every ls -l.
 		EnableAcl:            true,

@@ -132,6 +132,8 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 	// than Go's default (which lets the heap reach twice what is live), so
 	// resident memory stays near the frame cache and the live inodes.
 	debug.SetGCPercent(40)
+	// and a soft ceiling, so freed memory goes back to the system.
+	debug.SetMemoryLimit(96 << 20)
 	a, err := manifest.Open(archive)
 	if errors.Is(err, manifest.ErrNotArchive) || isDir(archive) {
 		// A plain docker-save tarball or OCI layout: index it into a
