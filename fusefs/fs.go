@@ -458,11 +458,12 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 		v, ok = n.e.Node.Rec.Xattrs[attr]
 	}
 	if !ok {
-		if strings.HasPrefix(attr, "security.") {
-			// ls -l asks each file for security.selinux; ENOTSUP (unlike
-			// ENODATA) lets it remember that for the whole file system
-			// instead of asking again for every file. Captured security.*
-			// attributes (capabilities) are still returned above.
+		if strings.HasPrefix(attr, "security.") || strings.HasPrefix(attr, "system.") {
+			// ls -l asks every file for security.selinux and
+			// system.posix_acl_access; ENOTSUP (unlike ENODATA) lets it
+			// remember that for the whole file system instead of asking
+			// again for every file. Captured attributes of these names
+			// (capabilities, ACLs) are still returned above.
 			return 0, syscall.EOPNOTSUPP
 		}
 		return 0, syscall.ENODATA

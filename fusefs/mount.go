@@ -112,9 +112,8 @@ func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
 		Options:          []string{"ro", "nosuid", "nodev", "default_permissions"},
 		Debug:            o.Debug,
 		MaxBackground:    12,
-		// The kernel caches ACLs (none) and symlink targets per inode,
-		// instead of asking for them on every ls -l.
-		EnableAcl:            true,
+		// The kernel caches symlink targets per inode. (Not ACLs: the
+		// kernel would ask for each inode's; see Getxattr.)
 		EnableSymlinkCaching: true,
 		// Content never changes: no automatic invalidation either.
 		ExplicitDataCacheControl: true,

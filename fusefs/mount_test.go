@@ -375,6 +375,9 @@ func TestXattrs(t *testing.T) {
 	if _, err := syscall.Getxattr(plain, "security.selinux", buf); !errors.Is(err, syscall.EOPNOTSUPP) {
 		t.Errorf("missing security.selinux: %v, want ENOTSUP", err)
 	}
+	if _, err := syscall.Getxattr(plain, "system.posix_acl_access", buf); !errors.Is(err, syscall.EOPNOTSUPP) {
+		t.Errorf("missing ACL: %v, want ENOTSUP", err)
+	}
 	if _, err := syscall.Getxattr(plain, "user.nothing", buf); !errors.Is(err, syscall.ENODATA) {
 		t.Errorf("missing user.nothing: %v, want ENODATA", err)
 	}
