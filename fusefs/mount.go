@@ -118,16 +118,24 @@ func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
 		// Content never changes: no automatic invalidation either.
 		ExplicitDataCacheControl: true,
 	}
-	server, err := fs.Mount(dir, root, &fs.Options{
+	opts := &fs.Options{
 		MountOptions:    mo,
 		EntryTimeout:    &t,
 		AttrTimeout:     &t,
 		NegativeTimeout: &t,
 		RootStableAttr:  &fs.StableAttr{Ino: 1},
-	})
+	}
+	// Not fs.Mount: its WaitMount opens a file on the new mount from this
+	// very process (go-fuse's poll hack). A SIGKILL landing then leaves a
+	// thread waiting on a FUSE request that only this dying process could
+	// answer: an unkillable process and a mount nobody can serve. NewServer
+	// has mounted and answered INIT when it returns, which is all "ready"
+	// means; this process never touches its own mount.
+	server, err := fuse.NewServer(fs.NewNodeFS(root, opts), dir, &opts.MountOptions)
 	if err != nil {
 		return nil, fmt.Errorf("mounting %s on %s: %w", name, dir, err)
 	}
+	go server.Serve()
 	return server, nil
 }
 

@@ -558,7 +558,15 @@ func TestMountLifecycle(t *testing.T) {
 	cmd.Start()
 	waitMounted(t, mnt)
 	cmd.Process.Kill()
-	cmd.Wait()
+	killed := make(chan struct{})
+	go func() { cmd.Wait(); close(killed) }()
+	select {
+	case <-killed:
+	case <-time.After(10 * time.Second):
+		// A mount process that touches its own mount can hang in the
+		// kernel forever once killed: this must never happen.
+		t.Fatal("the mount process did not die within 10 s of SIGKILL")
+	}
 	if r := amber(t, "mount", arch, mnt); r.code != exitBusy || !strings.Contains(r.stderr, "amber umount") {
 		t.Errorf("mount on a stale mount point: exit %d %s", r.code, r.stderr)
 	}
