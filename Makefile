@@ -49,6 +49,7 @@ fuzz-long:
 # Benchmarks against baselines measured in the same run (bench/README.md).
 bench: deps build
 	./bench/run.sh
+	./bench/mount.sh
 
 # The main job on the shipped default (testdata/images): capture, verify,
 # list, grep, diff.
