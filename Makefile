@@ -3,6 +3,9 @@ GO       ?= go
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 5s
+# Minimizing a new input can outlast a short -fuzztime, and go test then
+# fails with "context deadline exceeded": short runs do not minimize.
+FUZZMINIMIZE ?= 0s
 PKG_FUZZ := ./manifest ./snapshot
 
 .PHONY: all build deps test lint unit race fuzz fuzz-long bench demo clean
@@ -39,12 +42,12 @@ fuzz:
 	@for pkg in $(PKG_FUZZ); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
-	    $(GO) test $$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) >/tmp/amber-fuzz.log 2>&1 || { cat /tmp/amber-fuzz.log; exit 1; }; \
+	    $(GO) test $$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) >/tmp/amber-fuzz.log 2>&1 || { cat /tmp/amber-fuzz.log; exit 1; }; \
 	  done; \
 	done
 
 fuzz-long:
-	$(MAKE) fuzz FUZZTIME=10m
+	$(MAKE) fuzz FUZZTIME=10m FUZZMINIMIZE=60s
 
 # Benchmarks against baselines measured in the same run (bench/README.md).
 bench: deps build
