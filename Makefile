@@ -29,12 +29,12 @@ lint:
 	$(GO) vet ./...
 
 unit:
-	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -tags amber_purego ./manifest ./snapshot
+	$(GO) test -count=1 -timeout 5m ./...
+	$(GO) test -count=1 -timeout 5m -tags amber_purego ./manifest ./snapshot
 
 # The concurrent packages again under the race detector.
 race:
-	$(GO) test -race -count=1 -short ./manifest ./snapshot ./view ./fusefs
+	$(GO) test -race -count=1 -timeout 5m -short ./manifest ./snapshot ./view ./fusefs
 
 # Each fuzz target for FUZZTIME (a few seconds in make test; make
 # fuzz-long runs them for 10 minutes each).
@@ -42,7 +42,12 @@ fuzz:
 	@for pkg in $(PKG_FUZZ); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
-	    $(GO) test $$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) >/tmp/amber-fuzz.log 2>&1 || { cat /tmp/amber-fuzz.log; exit 1; }; \
+	    ok=0; for try in 1 2 3; do \
+	      if $(GO) test $$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) >/tmp/amber-fuzz.log 2>&1; then ok=1; break; fi; \
+	      grep -q 'context deadline exceeded' /tmp/amber-fuzz.log && ! grep -q 'Failing input' /tmp/amber-fuzz.log || break; \
+	      echo "  (go's fuzz engine missed its own deadline, not a finding: again)"; \
+	    done; \
+	    [ $$ok = 1 ] || { cat /tmp/amber-fuzz.log; exit 1; }; \
 	  done; \
 	done
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -71,8 +72,8 @@ func IsMountpoint(dir string) bool {
 	if err != nil {
 		return false
 	}
-	for _, line := range splitLines(string(b)) {
-		f := fields(line)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
 		if len(f) > 4 && unescapeMount(f[4]) == abs {
 			return true
 		}
@@ -130,7 +131,8 @@ func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
 	// thread waiting on a FUSE request that only this dying process could
 	// answer: an unkillable process and a mount nobody can serve. NewServer
 	// has mounted and answered INIT when it returns, which is all "ready"
-	// means; this process never touches its own mount.
+	// means; amber's mount process never touches its own mount. A process
+	// that does (tests) must call the server's WaitMount first.
 	server, err := fuse.NewServer(fs.NewNodeFS(root, opts), dir, &opts.MountOptions)
 	if err != nil {
 		return nil, fmt.Errorf("mounting %s on %s: %w", name, dir, err)

@@ -42,6 +42,12 @@ func mount(t *testing.T, p string) (string, *fuse.Server) {
 		a.Close()
 		t.Fatalf("mount: %v", err)
 	}
+	// This process reads its own mount: go-fuse's poll hack (in
+	// WaitMount) must run first, or the runtime's netpoller can end up
+	// waiting on a POLL request only this process could answer.
+	if err := srv.WaitMount(); err != nil {
+		t.Fatalf("wait mount: %v", err)
+	}
 	t.Cleanup(func() {
 		for i := 0; i < 50; i++ {
 			if srv.Unmount() == nil {

@@ -6,9 +6,6 @@ import (
 	"strings"
 )
 
-func splitLines(s string) []string { return strings.Split(strings.TrimSpace(s), "\n") }
-func fields(s string) []string     { return strings.Fields(s) }
-
 // unescapeMount undoes the octal escapes of /proc/self/mountinfo (\040 for
 // a space, and so on).
 func unescapeMount(s string) string {

@@ -7,6 +7,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/amber-forensics/amber/hashing"
 )
@@ -358,7 +359,7 @@ func encodeIndex(recs []*bRec, treeLen int, layerSize int64, entries uint32) ([]
 		le.PutUint32(w[rDevMinor:], r.DevMinor)
 		le.PutUint32(w[rNlink:], r.Nlink)
 		le.PutUint64(w[rSize:], uint64(r.Size))
-		putTime := func(secAt, nsAt int, t timeLike) {
+		putTime := func(secAt, nsAt int, t time.Time) {
 			if t.IsZero() {
 				le.PutUint32(w[nsAt:], noTime)
 				return
@@ -386,10 +387,4 @@ func encodeIndex(recs []*bRec, treeLen int, layerSize int64, entries uint32) ([]
 	le.PutUint64(h[40:], uint64(layerSize))
 	le.PutUint32(h[48:], entries)
 	return out, nil
-}
-
-type timeLike interface {
-	IsZero() bool
-	Unix() int64
-	Nanosecond() int
 }

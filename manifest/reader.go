@@ -292,11 +292,13 @@ func (a *Archive) Index(layer hashing.Digest) (*Index, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: layer %s", ErrNotFound, layer)
 	}
+	// ReadEntry has hashed the bytes against the entry's digest: the layer
+	// record must name that same digest.
 	b, err := a.ReadEntry(IndexName(layer), MaxIndexSize)
 	if err != nil {
 		return nil, err
 	}
-	if hashing.Sum(b) != l.Index.Digest {
+	if e, _ := a.Blob(IndexName(layer)); e.SHA256 != l.Index.Digest {
 		return nil, fmt.Errorf("%w: index of layer %s does not match the manifest", ErrCorrupt, layer)
 	}
 	ix, err := ParseIndex(b)

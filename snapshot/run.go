@@ -131,7 +131,6 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 	waitSums := func() error {
 		for i := range sums {
 			s := <-sums[i]
-			sums[i] <- s
 			if s.err != nil {
 				return fmt.Errorf("hashing source %s: %w", req.Sources[i], s.err)
 			}
