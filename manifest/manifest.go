@@ -78,6 +78,21 @@ type Acquisition struct {
 	Finished    time.Time `json:"finished"`
 	Sources     []Source  `json:"sources"`
 	Engine      string    `json:"engine,omitempty"`
+	// Docker identifies the engine evidence was taken from.
+	Docker *Engine `json:"docker,omitempty"`
+}
+
+// Engine identifies a Docker engine.
+type Engine struct {
+	Host          string `json:"host"` // DOCKER_HOST, or the default socket
+	ID            string `json:"id"`
+	Name          string `json:"name"` // the engine host's hostname
+	Version       string `json:"version"`
+	APIVersion    string `json:"api_version"`
+	OS            string `json:"os,omitempty"`
+	Kernel        string `json:"kernel,omitempty"`
+	StorageDriver string `json:"storage_driver,omitempty"`
+	Local         bool   `json:"local"`
 }
 
 // Source is one input the capture read.
@@ -91,10 +106,12 @@ type Source struct {
 
 // Artifact kinds.
 const (
-	KindImage = "image"
+	KindImage     = "image"
+	KindContainer = "container"
 )
 
-// Artifact is one captured thing: an image (later: a container, a memory dump).
+// Artifact is one captured thing: an image, or a container (its image's
+// layers plus one layer of its changes, and its metadata and memory).
 type Artifact struct {
 	Kind string `json:"kind"`
 	// Name is path-safe and unique in the archive: the <name> of the mount layout.
@@ -113,6 +130,85 @@ type Artifact struct {
 	// layers' roots, base first.
 	MerkleRoot hashing.Digest `json:"merkle_root"`
 	Files      int            `json:"files"`
+	// Container is set for a container artifact.
+	Container *Container `json:"container,omitempty"`
+}
+
+// Container describes a captured container. Its artifact's layers are its
+// image's layers followed by one layer of the container's changes (OCI
+// whiteouts for deletions).
+type Container struct {
+	ID string `json:"id"`
+	// Image is the name of the image artifact in the same archive.
+	Image string `json:"image"`
+	// ImageRef is the image as the container was created from it.
+	ImageRef string `json:"image_ref,omitempty"`
+	State    string `json:"state"`
+	Paused   bool   `json:"paused_by_amber,omitempty"`
+	// Route is how the filesystem was read: "upperdir" (the overlay2
+	// upper directory, read directly) or "export" (the engine's export
+	// stream compared with the image by content).
+	Route  string `json:"route"`
+	Driver string `json:"storage_driver,omitempty"`
+	// Members are the container's other files in the archive, by their
+	// path under containers/<name>/ (inspect.json, changes.txt, logs/...,
+	// memory/<pid>-<comm>/...).
+	Members []Member `json:"members"`
+	// Changes counts the content-aware change list (changes.txt).
+	Changes ChangeCounts `json:"changes"`
+	// Processes are the container's processes whose memory was taken.
+	Processes []Process `json:"processes,omitempty"`
+	// MemorySkipped says why memory was not taken, when it was not.
+	MemorySkipped string  `json:"memory_skipped,omitempty"`
+	Mounts        []Mount `json:"mounts,omitempty"`
+}
+
+// Member is a file of an artifact stored as its own tar member.
+type Member struct {
+	Path   string         `json:"path"`
+	Entry  string         `json:"entry"`
+	Size   int64          `json:"size"`
+	SHA256 hashing.Digest `json:"sha256"`
+}
+
+// ChangeCounts summarises a change list.
+type ChangeCounts struct {
+	Added    int `json:"added"`
+	Changed  int `json:"changed"`
+	Deleted  int `json:"deleted"`
+	Disagree int `json:"engine_disagrees"`
+}
+
+// Process is one process whose memory was dumped.
+type Process struct {
+	PID  int    `json:"pid"`
+	Comm string `json:"comm"`
+	// Dir is the member directory: memory/<pid>-<comm>.
+	Dir        string   `json:"dir"`
+	Mappings   int      `json:"mappings"`
+	Bytes      int64    `json:"bytes"`
+	Unreadable []Region `json:"unreadable,omitempty"`
+	// Lost says what could not be taken (the process exited mid-dump).
+	Lost string `json:"lost,omitempty"`
+}
+
+// Region is a range of a process's address space.
+type Region struct {
+	Start  uint64 `json:"start"`
+	End    uint64 `json:"end"`
+	Reason string `json:"reason"`
+}
+
+// Mount is a volume or bind mount of a container, as recorded.
+type Mount struct {
+	Type        string `json:"type"`
+	Name        string `json:"name,omitempty"`
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	RW          bool   `json:"rw"`
+	// Captured names the volume artifact holding its contents, if any.
+	Captured string `json:"captured,omitempty"`
+	Skipped  string `json:"skipped,omitempty"`
 }
 
 // Descriptor is an OCI content descriptor.

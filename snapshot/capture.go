@@ -43,28 +43,54 @@ type Captured struct {
 	Anomalies []manifest.Anomaly
 	// Events are custody events to record (one per artifact).
 	Events []manifest.Event
+	// Index lists the image manifests for index.json (see WriteIndex).
+	Index []descriptor
+	// Indexes are the parsed file indexes of the layers captured, by
+	// digest: what a container's changes are compared with.
+	Indexes map[hashing.Digest]*manifest.Index
 }
 
 type layerDone struct {
 	layer     manifest.Layer
 	anomalies []manifest.Anomaly
+	index     *manifest.Index
+}
+
+// WriteIndex writes index.json listing the image (and container) manifests.
+func WriteIndex(w *manifest.Writer, manifests []descriptor) error {
+	index := ociIndex{SchemaVersion: 2, MediaType: MediaTypeIndex, Manifests: manifests}
+	ib, err := json.MarshalIndent(index, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding index.json: %w", err)
+	}
+	_, err = w.Add("index.json", append(ib, '\n'))
+	return err
 }
 
 // CaptureImages writes every image of src into w: layers uncompressed and
 // checked against their diff_ids, each with its file index, then configs,
-// image manifests and index.json. The caller seals w.
+// image manifests. The caller writes index.json (WriteIndex) and seals w.
 func CaptureImages(ctx context.Context, src *Source, w *manifest.Writer, opts Options) (*Captured, error) {
+	return newLayerSet().capture(ctx, src, w, opts)
+}
+
+// layerSet remembers the layers already in an archive, so that images from
+// several sources share them.
+type layerSet struct {
+	done map[hashing.Digest]*layerDone
+}
+
+func newLayerSet() *layerSet { return &layerSet{done: map[hashing.Digest]*layerDone{}} }
+
+func (ls *layerSet) capture(ctx context.Context, src *Source, w *manifest.Writer, opts Options) (*Captured, error) {
 	if !w.Has("oci-layout") {
 		if _, err := w.Add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`+"\n")); err != nil {
 			return nil, err
 		}
 	}
-	out := &Captured{}
-	done := map[hashing.Digest]*layerDone{}
+	out := &Captured{Indexes: map[hashing.Digest]*manifest.Index{}}
+	done := ls.done
 	names := map[string]bool{}
-	var index ociIndex
-	index.SchemaVersion = 2
-	index.MediaType = MediaTypeIndex
 	for _, img := range src.Images {
 		art := manifest.Artifact{Kind: manifest.KindImage, Refs: img.Refs, ImageID: img.ConfigDigest, SourceManifest: img.SourceManifest}
 		art.Name = img.Name()
@@ -79,7 +105,9 @@ func CaptureImages(ctx context.Context, src *Source, w *manifest.Writer, opts Op
 			}
 			diffID := img.DiffIDs[i]
 			ld, ok := done[diffID]
-			if !ok {
+			if ok {
+				out.Indexes[diffID] = ld.index
+			} else {
 				if opts.Progress != nil {
 					opts.Progress(fmt.Sprintf("image %s: layer %d/%d %s", art.Name, i+1, len(img.Layers), diffID.Short()))
 				}
@@ -89,6 +117,7 @@ func CaptureImages(ctx context.Context, src *Source, w *manifest.Writer, opts Op
 					return nil, fmt.Errorf("image %s, layer %d (%s): %w", art.Name, i, ls.Name, err)
 				}
 				done[diffID] = ld
+				out.Indexes[diffID] = ld.index
 				for _, a := range ld.anomalies {
 					a.Artifact = art.Name
 					a.Layer = i
@@ -126,18 +155,11 @@ func CaptureImages(ctx context.Context, src *Source, w *manifest.Writer, opts Op
 		if len(img.Refs) > 0 {
 			ann[annotationContainerdN] = img.Refs[0]
 		}
-		index.Manifests = append(index.Manifests, descriptor{MediaType: MediaTypeManifest, Digest: md.String(), Size: int64(len(mb)), Annotations: ann})
+		out.Index = append(out.Index, descriptor{MediaType: MediaTypeManifest, Digest: md.String(), Size: int64(len(mb)), Annotations: ann})
 		out.Artifacts = append(out.Artifacts, art)
 		out.Events = append(out.Events, manifest.Event{Action: "captured", Details: map[string]string{
 			"artifact": "images/" + art.Name, "image_id": art.ImageID.String(), "manifest": md.String(),
 			"merkle_root": art.MerkleRoot.String(), "layers": fmt.Sprint(len(art.Layers)), "files": fmt.Sprint(art.Files)}})
-	}
-	ib, err := json.MarshalIndent(index, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("encoding index.json: %w", err)
-	}
-	if _, err := w.Add("index.json", append(ib, '\n')); err != nil {
-		return nil, err
 	}
 	sort.SliceStable(out.Anomalies, func(i, j int) bool { return out.Anomalies[i].Artifact < out.Anomalies[j].Artifact })
 	return out, nil
@@ -329,5 +351,9 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 			l.SourceMediaType = "tar+" + kind
 		}
 	}
-	return &layerDone{layer: l, anomalies: b.Anomalies}, nil
+	ix, err := manifest.ParseIndex(ib)
+	if err != nil {
+		return nil, fmt.Errorf("indexing: %w", err)
+	}
+	return &layerDone{layer: l, anomalies: b.Anomalies, index: ix}, nil
 }

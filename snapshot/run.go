@@ -150,8 +150,10 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	defer w.Abort()
+	var index []descriptor
+	layers := newLayerSet()
 	for _, s := range srcs {
-		c, err := CaptureImages(ctx, s, w, req.Options)
+		c, err := layers.capture(ctx, s, w, req.Options)
 		if err != nil {
 			return nil, fmt.Errorf("capturing %s: %w", s.Path, err)
 		}
@@ -162,11 +164,15 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 			m.Artifacts = append(m.Artifacts, a)
 		}
 		m.Anomalies = append(m.Anomalies, c.Anomalies...)
+		index = append(index, c.Index...)
 		for _, e := range c.Events {
 			if err := ev(e); err != nil {
 				return nil, err
 			}
 		}
+	}
+	if err := WriteIndex(w, index); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

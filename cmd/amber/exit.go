@@ -24,6 +24,10 @@ const (
 	exitNotFound    = 5   // a view path, artifact or source that does not exist
 	exitSource      = 6   // the source is not a valid image (bad digest, bad manifest)
 	exitBusy        = 7   // the mount point is in use, or a stale mount (amber umount clears it)
+	exitEngine      = 8   // the Docker engine cannot be reached, or failed
+	exitProcAccess  = 9   // the container's processes cannot be read in /proc (run as root on the engine's host)
+	exitGone        = 10  // the container stopped existing during the capture
+	exitNotLocal    = 11  // asked for something only the engine's own host can do (--route upperdir on a remote engine)
 	exitInterrupted = 130 // stopped by SIGINT/SIGTERM; nothing partial left behind
 )
 
@@ -51,6 +55,16 @@ func exitCode(err error) int {
 		return exitUnreadable
 	case errors.Is(err, fusefs.ErrBusy), errors.Is(err, fusefs.ErrStale):
 		return exitBusy
+	case errors.Is(err, snapshot.ErrContainerGone):
+		return exitGone
+	case errors.Is(err, snapshot.ErrProcAccess):
+		return exitProcAccess
+	case errors.Is(err, snapshot.ErrNotLocal):
+		return exitNotLocal
+	case errors.Is(err, snapshot.ErrNoSuchObject):
+		return exitNotFound
+	case errors.Is(err, snapshot.ErrEngine):
+		return exitEngine
 	case errors.Is(err, view.ErrNotFound), errors.Is(err, manifest.ErrNotFound), errors.Is(err, os.ErrNotExist):
 		return exitNotFound
 	case errors.Is(err, snapshot.ErrSource), errors.Is(err, snapshot.ErrDigestMismatch), errors.Is(err, snapshot.ErrBomb):

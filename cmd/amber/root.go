@@ -63,7 +63,10 @@ archives (NAME.tar.zst), verifies them, and shows their contents in the
 mount layout without mounting.
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 tampered or damaged evidence,
-4 not an amber archive or unsupported version, 5 not found, 6 bad source,
+4 not an amber archive or unsupported version, 5 not found (archive path,
+container, image), 6 bad source, 7 mount point busy or stale, 8 Docker
+engine unreachable or failing, 9 /proc of the container unreadable,
+10 container gone during the capture, 11 needs the engine's own host,
 130 interrupted.`,
 		Version:       version,
 		SilenceUsage:  true,

@@ -14,7 +14,7 @@ var allowed = map[string][]string{
 	"hashing":   {},
 	"manifest":  {"hashing"},
 	"view":      {"manifest", "hashing"},
-	"snapshot":  {"manifest", "hashing"},
+	"snapshot":  {"manifest", "hashing", "view"},
 	"fusefs":    {"manifest", "hashing", "view"},
 	"cmd/amber": {"manifest", "hashing", "snapshot", "view", "fusefs"},
 	// Test support may use what it tests; nothing but tests and the

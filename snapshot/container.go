@@ -1,0 +1,750 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/view"
+)
+
+// Routes for a container's filesystem.
+const (
+	RouteAuto     = "auto"
+	RouteUpperdir = "upperdir"
+	RouteExport   = "export"
+)
+
+// EngineRequest is one capture from a Docker engine into one archive.
+type EngineRequest struct {
+	Images      []string
+	Containers  []string
+	Output      string
+	Case        manifest.Case
+	CommandLine []string
+	Tool        manifest.Tool
+	MD5, SHA1   bool
+	Level       int
+	// Pause freezes each running container for the capture; it is always
+	// unpaused again.
+	Pause bool
+	// NoMemory skips the process memory.
+	NoMemory bool
+	// Route is RouteAuto (upperdir when the engine is local and uses
+	// overlay2, else export), RouteUpperdir or RouteExport.
+	Route string
+	Options
+	WriteProgress func(int64)
+}
+
+// session is the bookkeeping common to every capture: the manifest being
+// built and the custody chain.
+type session struct {
+	m     *manifest.Manifest
+	chain *manifest.Chain
+	actor string
+}
+
+func newSession(tool manifest.Tool, c manifest.Case, cmdline []string) *session {
+	m := &manifest.Manifest{Tool: tool, Case: c}
+	m.Acquisition.Started = time.Now().UTC()
+	HostInfo(&m.Acquisition)
+	m.Acquisition.CommandLine = cmdline
+	return &session{m: m, chain: manifest.NewChain(hashing.Digest{}, 0), actor: Actor(c, m.Acquisition)}
+}
+
+func (s *session) ev(action string, details map[string]string) error {
+	_, err := s.chain.Append(manifest.Event{Time: time.Now(), Actor: s.actor, Host: s.m.Acquisition.Host, Action: action, Details: details})
+	return err
+}
+
+type ctrCapture struct {
+	ref      string
+	name     string
+	ci       container.InspectResponse
+	raw      []byte
+	imageRef string // what to save: the name it was created from, or its ID
+	art      manifest.Artifact
+	paused   bool
+	cfg      []byte // its image's config, as saved
+}
+
+// CaptureEngine captures containers and images from the Docker engine:
+// for each container its processes' memory first (order of volatility),
+// then its image, its filesystem changes, inspect record, change lists and
+// logs. On any error, and on cancellation, nothing is left at the output
+// name, and every container paused by amber is unpaused.
+func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err error) {
+	if req.Route == "" {
+		req.Route = RouteAuto
+	}
+	if len(req.Images)+len(req.Containers) == 0 {
+		return nil, fmt.Errorf("nothing to capture")
+	}
+	e, err := Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	s := newSession(req.Tool, req.Case, req.CommandLine)
+	acq := &s.m.Acquisition
+	info := e.Info
+	acq.Docker = &info
+	progress := req.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	// Resolve everything before touching anything.
+	var ctrs []*ctrCapture
+	names := map[string]bool{}
+	for _, ref := range req.Containers {
+		ci, raw, err := e.inspect(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		c := &ctrCapture{ref: ref, ci: ci, raw: raw}
+		c.name = manifest.PathSafe(strings.TrimPrefix(ci.Name, "/"))
+		if c.name == "" {
+			c.name = ci.ID[:12]
+		}
+		if names[c.name] {
+			return nil, fmt.Errorf("container %s named twice", ref)
+		}
+		names[c.name] = true
+		if ci.GraphDriver.Name == "" && req.Route == RouteUpperdir {
+			return nil, fmt.Errorf("container %s: the engine reports no storage driver", ref)
+		}
+		c.imageRef = ci.Image
+		if ci.Config != nil && ci.Config.Image != "" {
+			if ii, err := e.c.ImageInspect(ctx, ci.Config.Image); err == nil && ii.ID == ci.Image {
+				c.imageRef = ci.Config.Image
+			}
+		}
+		ctrs = append(ctrs, c)
+		acq.Sources = append(acq.Sources, manifest.Source{Kind: "docker-container", Path: info.Host + " " + c.name + " " + ci.ID})
+	}
+	var saveRefs []string
+	imageIDs := map[string]string{} // ref -> ID
+	addRef := func(ref, id string) {
+		if _, ok := imageIDs[ref]; !ok {
+			saveRefs = append(saveRefs, ref)
+			imageIDs[ref] = id
+		}
+	}
+	for _, ref := range req.Images {
+		ii, err := e.c.ImageInspect(ctx, ref)
+		if err != nil {
+			return nil, e.wrap(err, "image "+ref)
+		}
+		addRef(ref, ii.ID)
+		acq.Sources = append(acq.Sources, manifest.Source{Kind: "docker-image", Path: info.Host + " " + ref + " " + ii.ID})
+	}
+	for _, c := range ctrs {
+		addRef(c.imageRef, c.ci.Image)
+	}
+	details := map[string]string{"command_line": ShellJoin(req.CommandLine), "output": filepath.Base(req.Output),
+		"engine": info.Host, "engine_id": info.ID, "engine_name": info.Name, "engine_version": info.Version, "api_version": info.APIVersion}
+	for i, src := range acq.Sources {
+		details[fmt.Sprintf("source_%d", i)] = src.Kind + " " + src.Path
+	}
+	if err := s.ev("acquisition-started", details); err != nil {
+		return nil, err
+	}
+	w, err := manifest.Create(req.Output, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level})
+	if err != nil {
+		return nil, err
+	}
+	defer w.Abort()
+	// Pause, and always unpause: also on errors and cancellation.
+	unpause := func() error {
+		var first error
+		for _, c := range ctrs {
+			if !c.paused {
+				continue
+			}
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+			err := e.c.ContainerUnpause(uctx, c.ci.ID)
+			cancel()
+			if err != nil {
+				if first == nil {
+					first = e.wrap(err, "unpausing container "+c.name+" (run: docker unpause "+c.ci.ID[:12]+")")
+				}
+				continue
+			}
+			c.paused = false
+			if err := s.ev("unpaused", map[string]string{"container": c.name, "id": c.ci.ID}); err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
+	defer func() {
+		if uerr := unpause(); uerr != nil {
+			err = errors.Join(err, uerr)
+		}
+	}()
+	if req.Pause {
+		for _, c := range ctrs {
+			if c.ci.State == nil || !c.ci.State.Running || c.ci.State.Paused {
+				continue
+			}
+			if err := e.c.ContainerPause(ctx, c.ci.ID); err != nil {
+				return nil, e.wrap(err, "pausing container "+c.name)
+			}
+			c.paused = true
+			if err := s.ev("paused", map[string]string{"container": c.name, "id": c.ci.ID}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	mw := &archiveMembers{w: w}
+	// Memory first: it is the most volatile.
+	for _, c := range ctrs {
+		cc := &manifest.Container{ID: c.ci.ID, ImageRef: c.imageRef, Driver: c.ci.GraphDriver.Name}
+		if c.ci.State != nil {
+			cc.State = c.ci.State.Status
+		}
+		cc.Paused = c.paused
+		c.art.Container = cc
+		switch {
+		case req.NoMemory:
+			cc.MemorySkipped = "not asked for (--no-memory)"
+		case c.ci.State == nil || !c.ci.State.Running || c.ci.State.Pid <= 0:
+			cc.MemorySkipped = "the container is not running"
+		case !info.Local:
+			cc.MemorySkipped = "the engine is not on this host (" + info.Host + "); memory can only be taken locally"
+		default:
+			if err := captureMemory(ctx, c, mw, s, progress); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// Images, all in one save so that shared layers are stored once.
+	progress(fmt.Sprintf("saving %d image(s) from the engine", len(saveRefs)))
+	layers := newLayerSet()
+	src, cleanup, err := saveImages(ctx, e, saveRefs, filepath.Dir(req.Output))
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	capd, err := layers.capture(ctx, src, w, req.Options)
+	if err != nil {
+		return nil, fmt.Errorf("capturing images from the engine: %w", err)
+	}
+	index := capd.Index
+	byID := map[string]*manifest.Artifact{}
+	for i := range capd.Artifacts {
+		a := capd.Artifacts[i]
+		s.m.Artifacts = append(s.m.Artifacts, a)
+		byID[a.ImageID.String()] = &s.m.Artifacts[len(s.m.Artifacts)-1]
+	}
+	for ref, id := range imageIDs {
+		if byID[id] == nil {
+			return nil, fmt.Errorf("%w: the engine's save of %s does not hold image %s", ErrEngine, ref, id)
+		}
+	}
+	s.m.Anomalies = append(s.m.Anomalies, capd.Anomalies...)
+	for _, ev := range capd.Events {
+		if err := s.ev(ev.Action, ev.Details); err != nil {
+			return nil, err
+		}
+	}
+	// Each container's filesystem, metadata and logs.
+	for _, c := range ctrs {
+		for _, im := range src.Images {
+			if im.ConfigDigest.String() == c.ci.Image {
+				c.cfg = im.Config
+			}
+		}
+		img := *byID[c.ci.Image]
+		desc, err := captureContainerFS(ctx, e, c, img, capd.Indexes, w, mw, req, s, progress)
+		if err != nil {
+			return nil, fmt.Errorf("container %s: %w", c.name, err)
+		}
+		index = append(index, desc)
+	}
+	// byID pointed into s.m.Artifacts; containers are appended after.
+	for _, c := range ctrs {
+		s.m.Artifacts = append(s.m.Artifacts, c.art)
+	}
+	if err := unpause(); err != nil {
+		return nil, err
+	}
+	if err := WriteIndex(w, index); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	acq.Finished = time.Now().UTC()
+	if err := s.ev("sealing", map[string]string{"artifacts": fmt.Sprint(len(s.m.Artifacts)), "anomalies": fmt.Sprint(len(s.m.Anomalies))}); err != nil {
+		return nil, err
+	}
+	sealed, err := w.Seal(s.m, s.chain)
+	if err != nil {
+		return nil, err
+	}
+	res = &Result{Sealed: sealed, Manifest: s.m}
+	side, err := WriteSidecars(sealed, s.actor, acq.Host, s.m.Custody)
+	res.Sidecars = side
+	return res, err
+}
+
+// archiveMembers adds members to the archive and remembers them.
+type archiveMembers struct {
+	w    *manifest.Writer
+	last manifest.Entry
+	list []manifest.Entry
+}
+
+func (a *archiveMembers) add(name string, data []byte) error {
+	e, err := a.w.Add(name, data)
+	a.list = append(a.list, e)
+	return err
+}
+func (a *archiveMembers) begin(name string, size int64) error { return a.w.Begin(name, size) }
+func (a *archiveMembers) write(p []byte) error {
+	_, err := a.w.Write(p)
+	return err
+}
+func (a *archiveMembers) end() error {
+	e, err := a.w.End()
+	a.list = append(a.list, e)
+	return err
+}
+
+// prefixed stores members under amber/containers/<name>/.
+type prefixed struct {
+	*archiveMembers
+	prefix string
+	c      *manifest.Container
+}
+
+func (p *prefixed) record() {
+	e := p.list[len(p.list)-1]
+	p.c.Members = append(p.c.Members, manifest.Member{Path: strings.TrimPrefix(e.Name, p.prefix), Entry: e.Name, Size: e.Size, SHA256: e.SHA256})
+}
+
+func (p *prefixed) add(name string, data []byte) error {
+	if err := p.archiveMembers.add(p.prefix+name, data); err != nil {
+		return err
+	}
+	p.record()
+	return nil
+}
+func (p *prefixed) begin(name string, size int64) error {
+	return p.archiveMembers.begin(p.prefix+name, size)
+}
+func (p *prefixed) end() error {
+	if err := p.archiveMembers.end(); err != nil {
+		return err
+	}
+	p.record()
+	return nil
+}
+
+// ContainerPrefix is where a container's own files lie in the archive.
+func ContainerPrefix(name string) string { return "amber/containers/" + name + "/" }
+
+func captureMemory(ctx context.Context, c *ctrCapture, mw *archiveMembers, s *session, progress func(string)) error {
+	cc := c.art.Container
+	pids, err := containerPIDs(c.ci.State.Pid)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", c.name, err)
+	}
+	pm := &prefixed{archiveMembers: mw, prefix: ContainerPrefix(c.name), c: cc}
+	for _, pid := range pids {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p, err := dumpProcess(pid, pm, progress)
+		if err != nil {
+			return fmt.Errorf("container %s, process %d: %w", c.name, pid, err)
+		}
+		cc.Processes = append(cc.Processes, p)
+		d := map[string]string{"container": c.name, "pid": fmt.Sprint(pid), "comm": p.Comm, "dir": p.Dir,
+			"bytes": fmt.Sprint(p.Bytes), "unreadable_regions": fmt.Sprint(len(p.Unreadable))}
+		for _, m := range cc.Members {
+			if m.Path == p.Dir+"/core" {
+				d["core_sha256"] = m.SHA256.String()
+			}
+		}
+		if p.Lost != "" {
+			d["lost"] = p.Lost
+		}
+		if err := s.ev("memory-captured", d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// saveImages saves images from the engine into a temporary docker-save
+// tarball beside the output (removed by cleanup) and opens it.
+func saveImages(ctx context.Context, e *Engine, refs []string, dir string) (*Source, func(), error) {
+	f, err := os.CreateTemp(dir, ".amber-save-*.tar")
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating a temporary file for the engine's image save: %w", err)
+	}
+	cleanup := func() { f.Close(); os.Remove(f.Name()) }
+	rc, err := e.c.ImageSave(ctx, refs)
+	if err != nil {
+		cleanup()
+		return nil, nil, e.wrap(err, "saving images "+strings.Join(refs, " "))
+	}
+	_, err = io.CopyBuffer(f, ctxReader{ctx, rc}, make([]byte, 1<<20))
+	rc.Close()
+	if err != nil {
+		cleanup()
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, fmt.Errorf("%w: saving images: %v", ErrEngine, err)
+	}
+	src, err := OpenSource(f.Name())
+	if err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("%w: the engine's save stream: %w", ErrEngine, err)
+	}
+	src.Kind = "docker-engine"
+	return src, func() { src.Close(); cleanup() }, nil
+}
+
+// captureContainerFS stores the container's changes layer, its config and
+// manifest (the image's plus that layer), and its metadata.
+func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manifest.Artifact, idx map[hashing.Digest]*manifest.Index,
+	w *manifest.Writer, mw *archiveMembers, req EngineRequest, s *session, progress func(string)) (descriptor, error) {
+	cc := c.art.Container
+	cc.Image = img.Name
+	pristine := &view.Layered{}
+	for _, l := range img.Layers {
+		pristine.Indexes = append(pristine.Indexes, idx[l.Digest])
+	}
+	route := req.Route
+	upper := ""
+	if c.ci.GraphDriver.Data != nil {
+		upper = c.ci.GraphDriver.Data["UpperDir"]
+	}
+	var anomalies []manifest.Anomaly
+	if route == RouteAuto || route == RouteUpperdir {
+		why := ""
+		switch {
+		case !e.Info.Local:
+			why = "the engine is not on this host"
+		case c.ci.GraphDriver.Name != "overlay2":
+			why = "the storage driver is " + c.ci.GraphDriver.Name + ", not overlay2"
+		case upper == "":
+			why = "the engine does not report an upper directory"
+		}
+		if why == "" {
+			if _, err := os.Stat(upper); err != nil {
+				why = "the upper directory cannot be read: " + err.Error()
+			}
+		}
+		if why != "" {
+			if route == RouteUpperdir {
+				return descriptor{}, fmt.Errorf("%w: --route upperdir: %s", ErrNotLocal, why)
+			}
+			route = RouteExport
+			anomalies = append(anomalies, manifest.Anomaly{Kind: "route", Detail: "filesystem read through the engine's export: " + why})
+		} else {
+			route = RouteUpperdir
+		}
+	}
+	progress(fmt.Sprintf("container %s: filesystem (%s)", c.name, route))
+	lf, err := newLayerFile(filepath.Dir(req.Output))
+	if err != nil {
+		return descriptor{}, err
+	}
+	defer lf.remove()
+	if route == RouteUpperdir {
+		dirs := []string{upper}
+		// The engine's init layer (hosts, resolv.conf, /dev, ...) lies
+		// just below: part of the container's filesystem as docker export
+		// shows it, and not of its image.
+		if lower := strings.Split(c.ci.GraphDriver.Data["LowerDir"], ":"); len(lower) > 0 && strings.HasSuffix(lower[0], "-init/diff") {
+			dirs = append(dirs, lower[0])
+		}
+		err = upperRoute(dirs, lf, &anomalies)
+		if errors.Is(err, errRouteUnsupported) && req.Route == RouteAuto {
+			anomalies = append(anomalies, manifest.Anomaly{Kind: "route", Detail: "filesystem read through the engine's export: " + err.Error()})
+			lf.remove()
+			if lf, err = newLayerFile(filepath.Dir(req.Output)); err != nil {
+				return descriptor{}, err
+			}
+			route = RouteExport
+		}
+	}
+	if route == RouteExport {
+		err = exportRoute(ctx, e, c.ci.ID, pristine, lf, &anomalies)
+	}
+	if err != nil {
+		return descriptor{}, err
+	}
+	cc.Route = route
+	size, sum, err := lf.finish()
+	if err != nil {
+		return descriptor{}, err
+	}
+	ld, err := captureLayer(ctx, &Source{store: fileStore{lf.f.Name()}}, w, LayerSource{Name: "changes", Size: size, Digest: sum}, sum, req.Options)
+	if err != nil {
+		return descriptor{}, fmt.Errorf("storing the changes layer: %w", err)
+	}
+	for _, a := range append(anomalies, ld.anomalies...) {
+		a.Artifact = c.name
+		a.Layer = len(img.Layers)
+		s.m.Anomalies = append(s.m.Anomalies, a)
+	}
+	// The content-aware change list, and the engine's.
+	changes, err := changeList(pristine, ld.index)
+	if err != nil {
+		return descriptor{}, fmt.Errorf("comparing with the image: %w", err)
+	}
+	pm := &prefixed{archiveMembers: mw, prefix: ContainerPrefix(c.name), c: cc}
+	engineChanges, cerr := e.c.ContainerDiff(ctx, c.ci.ID)
+	if cerr != nil {
+		return descriptor{}, e.wrap(cerr, "asking the engine for the change list")
+	}
+	ours := map[string]Change{}
+	for _, ch := range changes {
+		ours[ch.Path] = ch
+		switch ch.Kind {
+		case 'A':
+			cc.Changes.Added++
+		case 'C':
+			cc.Changes.Changed++
+		case 'D':
+			cc.Changes.Deleted++
+		}
+	}
+	var eng []Change
+	theirs := map[string]byte{}
+	for _, ch := range engineChanges {
+		k := "CAD"[ch.Kind]
+		theirs[ch.Path] = k
+		eng = append(eng, Change{Kind: k, Path: ch.Path})
+	}
+	sort.Slice(eng, func(i, j int) bool { return eng[i].Path < eng[j].Path })
+	for _, p := range unionKeys(ours, theirs) {
+		o, ok := ours[p]
+		t, tok := theirs[p]
+		switch {
+		case ok && tok && o.Kind == t:
+			continue
+		case ok && !tok && engineMade[p]:
+			continue // the engine's change list leaves out its own init layer
+		case ok && !tok:
+			s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Layer: len(img.Layers), Path: p, Kind: "engine-change-list",
+				Detail: fmt.Sprintf("content comparison: %c (%s); the engine's change list does not list it", o.Kind, strings.Join(o.What, ", "))})
+		case !ok && tok:
+			s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Layer: len(img.Layers), Path: p, Kind: "engine-change-list",
+				Detail: fmt.Sprintf("the engine lists %c; content comparison finds no change", t)})
+		default:
+			s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Layer: len(img.Layers), Path: p, Kind: "engine-change-list",
+				Detail: fmt.Sprintf("the engine lists %c; content comparison: %c (%s)", t, o.Kind, strings.Join(o.What, ", "))})
+		}
+		cc.Changes.Disagree++
+	}
+	if err := pm.add("changes.txt", formatChanges(changes)); err != nil {
+		return descriptor{}, err
+	}
+	if err := pm.add("engine-changes.txt", formatChanges(eng)); err != nil {
+		return descriptor{}, err
+	}
+	if err := pm.add("inspect.json", c.raw); err != nil {
+		return descriptor{}, err
+	}
+	for _, m := range c.ci.Mounts {
+		mt := manifest.Mount{Type: string(m.Type), Name: m.Name, Source: m.Source, Destination: m.Destination, RW: m.RW}
+		if m.Type == "bind" {
+			mt.Skipped = "a bind mount of a host path: recorded, never walked"
+		} else {
+			mt.Skipped = "volume contents not captured"
+		}
+		cc.Mounts = append(cc.Mounts, mt)
+	}
+	if err := captureLogs(ctx, e, c, pm, filepath.Dir(req.Output)); err != nil {
+		return descriptor{}, err
+	}
+	// An OCI config and manifest: the image's, plus the changes layer.
+	cfgBytes, err := containerConfig(ld.layer.Digest, c)
+	if err != nil {
+		return descriptor{}, err
+	}
+	cfgDigest := hashing.Sum(cfgBytes)
+	if !w.Has(manifest.BlobName(cfgDigest)) {
+		if _, err := w.Add(manifest.BlobName(cfgDigest), cfgBytes); err != nil {
+			return descriptor{}, err
+		}
+	}
+	a := &c.art
+	a.Kind = manifest.KindContainer
+	a.Name = c.name
+	a.Refs = []string{strings.TrimPrefix(c.ci.Name, "/")}
+	a.ImageID = img.ImageID
+	a.Layers = append(append([]manifest.Layer(nil), img.Layers...), ld.layer)
+	a.Files = img.Files + ld.layer.Files
+	var roots []hashing.Digest
+	for _, l := range a.Layers {
+		roots = append(roots, hashing.LeafHash([]byte(l.MerkleRoot.String())))
+	}
+	a.MerkleRoot = hashing.MerkleRoot(roots)
+	a.Config = manifest.Descriptor{MediaType: MediaTypeConfig, Digest: cfgDigest, Size: int64(len(cfgBytes))}
+	om := ociManifest{SchemaVersion: 2, MediaType: MediaTypeManifest, Config: descriptor{MediaType: MediaTypeConfig, Digest: cfgDigest.String(), Size: int64(len(cfgBytes))}}
+	for _, l := range a.Layers {
+		om.Layers = append(om.Layers, descriptor{MediaType: MediaTypeLayer, Digest: l.Digest.String(), Size: l.Size})
+	}
+	mb, err := json.Marshal(om)
+	if err != nil {
+		return descriptor{}, fmt.Errorf("encoding the container's manifest: %w", err)
+	}
+	md := hashing.Sum(mb)
+	if !w.Has(manifest.BlobName(md)) {
+		if _, err := w.Add(manifest.BlobName(md), mb); err != nil {
+			return descriptor{}, err
+		}
+	}
+	a.Manifest = manifest.Descriptor{MediaType: MediaTypeManifest, Digest: md, Size: int64(len(mb))}
+	d := map[string]string{"artifact": "containers/" + c.name, "id": c.ci.ID, "route": route, "image": "images/" + img.Name,
+		"changes_layer": ld.layer.Digest.String(), "manifest": md.String(), "merkle_root": a.MerkleRoot.String(),
+		"added": fmt.Sprint(cc.Changes.Added), "changed": fmt.Sprint(cc.Changes.Changed), "deleted": fmt.Sprint(cc.Changes.Deleted),
+		"engine_disagrees": fmt.Sprint(cc.Changes.Disagree)}
+	if err := s.ev("captured", d); err != nil {
+		return descriptor{}, err
+	}
+	return descriptor{MediaType: MediaTypeManifest, Digest: md.String(), Size: int64(len(mb)), Annotations: map[string]string{AnnotationRefName: c.name}}, nil
+}
+
+// engineMade are the paths of the engine's init layer, made for every
+// container: in its filesystem (and docker export), never in docker diff.
+var engineMade = map[string]bool{"/.dockerenv": true, "/dev": true, "/dev/console": true, "/dev/pts": true, "/dev/shm": true,
+	"/etc": true, "/etc/hostname": true, "/etc/hosts": true, "/etc/mtab": true, "/etc/resolv.conf": true, "/proc": true, "/sys": true}
+
+func unionKeys(a map[string]Change, b map[string]byte) []string {
+	var out []string
+	for k := range a {
+		out = append(out, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// containerConfig is the image's config with the changes layer added, as
+// docker commit would make it, so that an OCI tool unpacking the
+// container's manifest reproduces its filesystem.
+func containerConfig(changes hashing.Digest, c *ctrCapture) ([]byte, error) {
+	var cfg map[string]json.RawMessage
+	if err := json.Unmarshal(c.cfg, &cfg); err != nil {
+		return nil, fmt.Errorf("%w: image config: %v", ErrSource, err)
+	}
+	var rootfs struct {
+		Type    string   `json:"type"`
+		DiffIDs []string `json:"diff_ids"`
+	}
+	if err := json.Unmarshal(cfg["rootfs"], &rootfs); err != nil {
+		return nil, fmt.Errorf("%w: image config rootfs: %v", ErrSource, err)
+	}
+	rootfs.DiffIDs = append(rootfs.DiffIDs, changes.String())
+	var hist []json.RawMessage
+	if h, ok := cfg["history"]; ok {
+		if err := json.Unmarshal(h, &hist); err != nil {
+			return nil, fmt.Errorf("%w: image config history: %v", ErrSource, err)
+		}
+	}
+	entry, _ := json.Marshal(map[string]any{"created": time.Now().UTC().Format(time.RFC3339Nano),
+		"created_by": "amber capture container " + c.ci.ID, "comment": "the changes of container " + c.name + " at capture time"})
+	hist = append(hist, entry)
+	cfg["rootfs"], _ = json.Marshal(rootfs)
+	cfg["history"], _ = json.Marshal(hist)
+	if c.ci.Config != nil {
+		if b, err := json.Marshal(c.ci.Config); err == nil {
+			cfg["container_config"] = b
+		}
+	}
+	cfg["container"], _ = json.Marshal(c.ci.ID)
+	return json.Marshal(cfg)
+}
+
+// captureLogs stores the container's stdout and stderr as the engine has
+// them, each line prefixed with the engine's timestamp.
+func captureLogs(ctx context.Context, e *Engine, c *ctrCapture, pm *prefixed, dir string) error {
+	rc, err := e.c.ContainerLogs(ctx, c.ci.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true})
+	if err != nil {
+		return pm.add("logs/unavailable", []byte(fmt.Sprintf("the engine gives no logs: %v\n", err)))
+	}
+	defer rc.Close()
+	out, err := os.CreateTemp(dir, ".amber-stdout-*")
+	if err != nil {
+		return fmt.Errorf("storing logs: %w", err)
+	}
+	defer func() { out.Close(); os.Remove(out.Name()) }()
+	errf, err := os.CreateTemp(dir, ".amber-stderr-*")
+	if err != nil {
+		return fmt.Errorf("storing logs: %w", err)
+	}
+	defer func() { errf.Close(); os.Remove(errf.Name()) }()
+	tty := c.ci.Config != nil && c.ci.Config.Tty
+	if tty {
+		_, err = io.Copy(out, ctxReader{ctx, rc})
+	} else {
+		_, err = stdcopy.StdCopy(out, errf, ctxReader{ctx, rc})
+	}
+	if err != nil {
+		return fmt.Errorf("%w: reading the container's logs: %v", ErrEngine, err)
+	}
+	for _, f := range []struct {
+		name string
+		f    *os.File
+	}{{"logs/stdout", out}, {"logs/stderr", errf}} {
+		if tty && f.name == "logs/stderr" {
+			continue
+		}
+		if err := pm.addFile(f.name, f.f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *prefixed) addFile(name string, f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := p.begin(name, st.Size()); err != nil {
+		return err
+	}
+	if _, err := io.Copy(writerFunc(p.write), io.LimitReader(f, st.Size())); err != nil {
+		return err
+	}
+	return p.end()
+}
+
+type writerFunc func([]byte) error
+
+func (f writerFunc) Write(p []byte) (int, error) {
+	if err := f(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
