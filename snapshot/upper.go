@@ -184,12 +184,17 @@ func upperRoute(dirs []string, lf *layerFile, anomalies *[]manifest.Anomaly) err
 	return walk(dirs, "")
 }
 
-// readDirNames lists a directory sorted by name, without following links.
+// readDirNames lists a directory sorted by name, without following links
+// or changing its access time.
 func readDirNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EPERM) {
+		fd, err = unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), dir)
 	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	sort.Strings(names)

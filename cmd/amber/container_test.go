@@ -1,0 +1,431 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/amber-forensics/amber/internal/testenv"
+	"github.com/amber-forensics/amber/manifest"
+)
+
+// The secret lives only in the memory of the container's shell: it is put
+// together at run time from two halves, never written to a file, the
+// environment or the command line.
+const (
+	memSecret  = "amber-mem-secret-7f3a"
+	ctrCommand = `a=amber-mem; b=7f3a; S="${a}-secret-${b}"; echo started; echo oops >&2; while :; do sleep 3600; done`
+	ctrChanges = `set -e
+echo added > /srv/added.txt; mkdir -p /newdir/sub; echo x > /newdir/sub/f
+cp -p /srv/data/creds /tmp/ref; printf 'AKIAEXAMPLEKEZ\n' > /srv/data/creds; touch -r /tmp/ref /srv/data/creds; rm /tmp/ref
+rm "/srv/name with space"; rm -rf /opt/replaced; mkdir /opt/replaced; echo again > /opt/replaced/again
+ln /srv/added.txt /srv/added-link; ln -s /etc/passwd /srv/abs-link; chmod 700 /srv/suid
+printf 'n2' > "/srv/$(printf 'new\nline2')"`
+	contentOnly = "/srv/data/creds" // same size, mtime put back
+)
+
+// testContainer starts a container of the test image and changes its
+// filesystem: adds, changes (one content-only), deletes, replaces a
+// directory, links.
+func testContainer(t *testing.T, name string) string {
+	t.Helper()
+	dockerImage(t)
+	exec.Command("docker", "rm", "-f", name).Run()
+	id := strings.TrimSpace(testenv.Run(t, "docker", "run", "-d", "--name", name, "amber-test:1", "sh", "-c", ctrCommand))
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
+	testenv.Run(t, "docker", "exec", id, "sh", "-c", ctrChanges)
+	return id
+}
+
+// unpack extracts an archive and unpacks one of its manifests (by
+// ref.name) with umoci, an independent OCI tool.
+func unpack(t *testing.T, arch, ref string) string {
+	t.Helper()
+	umoci := testenv.Tool(t, "umoci")
+	dir := t.TempDir()
+	testenv.Shell(t, fmt.Sprintf("mkdir %q && zstd -dc %q | tar -x -C %q", dir+"/x", arch, dir+"/x"))
+	if out, err := exec.Command(umoci, "unpack", "--image", dir+"/x:"+ref, dir+"/bundle").CombinedOutput(); err != nil {
+		t.Fatalf("umoci unpack %s: %v\n%s", ref, err, out)
+	}
+	return dir
+}
+
+// secondsListing is findListing with mtimes cut to whole seconds: the
+// engine's export stream has no more.
+func secondsListing(t *testing.T, dir string, skip func(string) bool) string {
+	l := findListing(t, dir, skip)
+	re := regexp.MustCompile(`\|(\d+)\.\d+\|`)
+	return sortedLines(re.ReplaceAllString(l, "|$1|"))
+}
+
+func sortedLines(s string) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	sort.Strings(l)
+	return strings.Join(l, "\n")
+}
+
+func readManifest(t *testing.T, arch string) *manifest.Manifest {
+	t.Helper()
+	a, err := manifest.Open(arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	return a.Manifest
+}
+
+// recordedAtime is the access time the changes layer records for p.
+func recordedAtime(t *testing.T, arch string, a *manifest.Artifact, p string) string {
+	t.Helper()
+	ar, err := manifest.Open(arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ar.Close()
+	ix, err := ar.Index(a.Layers[len(a.Layers)-1].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i, ok := ix.Lookup(p)
+	if !ok {
+		t.Fatalf("%s not in the changes layer", p)
+	}
+	r, err := ix.Record(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%d.%09d", r.AccessTime.Unix(), r.AccessTime.Nanosecond())
+}
+
+func engineState(t *testing.T) string {
+	t.Helper()
+	return testenv.Run(t, "docker", "ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Image}} {{.State}}") +
+		testenv.Run(t, "docker", "images", "-a", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}") +
+		testenv.Run(t, "docker", "volume", "ls", "-q")
+}
+
+// TestCaptureContainer is the incident responder's capture of a running,
+// changed container, checked with independent tools.
+func TestCaptureContainer(t *testing.T) {
+	testenv.Root(t)
+	id := testContainer(t, "amber-ctr-a")
+	diffBefore := testenv.Run(t, "docker", "diff", id)
+	upper := strings.TrimSpace(testenv.Run(t, "docker", "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", id))
+	// Access times of directories and symlinks are left out: the engine
+	// reads the directories when asked for its change list (docker diff),
+	// and the kernel updates a symlink's when it is read (relatime); no
+	// flag prevents either. amber reads files O_NOATIME, and records all
+	// times before anything else reads them: checked below.
+	upperTimes := `find "$0" -type f -printf '%p|%A@|%T@|%C@|%s\n' -o -printf '%p|-|%T@|%C@|%s\n'`
+	upperBefore := testenv.Run(t, "sh", "-c", upperTimes, upper)
+	dirAtime := strings.TrimSpace(testenv.Run(t, "stat", "-c", "%.9X", filepath.Join(upper, "srv/data")))
+	before := engineState(t)
+	dir := t.TempDir()
+	arch := filepath.Join(dir, "case.tar.zst")
+	r := amber(t, "capture", "container", "amber-ctr-a", "-o", arch, "--case", "T-3", "--examiner", "E. Xaminer")
+	if r.code != 0 {
+		t.Fatalf("capture: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "memory: process") || !strings.Contains(r.stderr, "filesystem") {
+		t.Errorf("no progress on stderr:\n%s", r.stderr)
+	}
+	// No footprint: the engine's lists, the container's change list and
+	// its upper directory (access times included) are as they were.
+	if after := engineState(t); sortedLines(after) != sortedLines(before) {
+		t.Errorf("the engine's containers/images/volumes changed:\n%s", lineDiff(before, after))
+	}
+	if d := testenv.Run(t, "docker", "diff", id); sortedLines(d) != sortedLines(diffBefore) {
+		t.Errorf("docker diff changed:\n%s\nvs\n%s", diffBefore, d)
+	}
+	if u := testenv.Run(t, "sh", "-c", upperTimes, upper); u != upperBefore {
+		t.Errorf("the container's upper directory changed (times or sizes):\n%s", lineDiff(upperBefore, u))
+	}
+	mustAmber(t, "verify", arch)
+	m := readManifest(t, arch)
+	ca, ok := m.Artifact(manifest.KindContainer, "amber-ctr-a")
+	if !ok {
+		t.Fatalf("no container artifact: %+v", m.Artifacts)
+	}
+	if got := recordedAtime(t, arch, ca, "srv/data"); got != dirAtime {
+		t.Errorf("/srv/data recorded with atime %s, it was %s before the capture", got, dirAtime)
+	}
+	img, ok := m.Artifact(manifest.KindImage, "amber-test_1")
+	if !ok || img.ImageID.String() != ca.ImageID.String() {
+		t.Fatalf("image artifact missing or wrong: %+v", m.Artifacts)
+	}
+	c := ca.Container
+	if c.ID != id || c.Route != "upperdir" || c.Image != "amber-test_1" || len(ca.Layers) != len(img.Layers)+1 {
+		t.Errorf("container record: %+v, %d layers", c, len(ca.Layers))
+	}
+	if m.Acquisition.Docker == nil || m.Acquisition.Docker.ID == "" || m.Acquisition.Docker.Version == "" || !m.Acquisition.Docker.Local {
+		t.Errorf("engine identity not recorded: %+v", m.Acquisition.Docker)
+	}
+
+	// The filesystem, unpacked by umoci from the archive's OCI layout,
+	// equals docker export of the same container.
+	u := unpack(t, arch, "amber-ctr-a")
+	rootfs := filepath.Join(u, "bundle/rootfs")
+	exported := t.TempDir()
+	testenv.Shell(t, fmt.Sprintf("docker export %s | tar -x -C %q --numeric-owner", id, exported))
+	none := func(string) bool { return false }
+	got, want := secondsListing(t, rootfs, none), secondsListing(t, exported, none)
+	if got != want {
+		t.Errorf("umoci unpack of the captured container differs from docker export:\n%s", lineDiff(want, got))
+	}
+	if out, err := exec.Command("diff", "-r", "--no-dereference", exported, rootfs).CombinedOutput(); err != nil {
+		t.Errorf("diff -r --no-dereference export captured: %v\n%s", err, out)
+	}
+
+	// The content-only change is found, though the engine's list may miss it.
+	x := filepath.Join(u, "x")
+	changes, err := os.ReadFile(filepath.Join(x, "amber/containers/amber-ctr-a/changes.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"C " + contentOnly, "A /srv/added.txt", "D /srv/name with space", "D /opt/replaced/new", "A /opt/replaced/again", "A /newdir/sub/f", `A "/srv/new\nline2"`} {
+		if !strings.Contains(string(changes), want+"\n") {
+			t.Errorf("changes.txt lacks %q:\n%s", want, changes)
+		}
+	}
+	if strings.Contains(diffBefore, contentOnly) {
+		t.Logf("this engine's docker diff lists %s too", contentOnly)
+	} else {
+		found := false
+		for _, an := range m.Anomalies {
+			if an.Path == contentOnly && an.Kind == "engine-change-list" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the engine's list misses %s and no anomaly says so: %+v", contentOnly, m.Anomalies)
+		}
+	}
+	// It is in the changes layer itself, with the new content.
+	changed, err := os.ReadFile(filepath.Join(rootfs, contentOnly))
+	if err != nil || string(changed) != "AKIAEXAMPLEKEZ\n" {
+		t.Errorf("%s in the unpacked container: %q, %v", contentOnly, changed, err)
+	}
+	engineList, _ := os.ReadFile(filepath.Join(x, "amber/containers/amber-ctr-a/engine-changes.txt"))
+	for _, l := range strings.Split(strings.TrimSpace(diffBefore), "\n") {
+		if strings.Contains(l, "/srv/new") || l == "line2" {
+			continue // docker diff prints the newline raw; amber quotes it
+		}
+		if !strings.Contains(string(engineList), l+"\n") {
+			t.Errorf("engine-changes.txt lacks docker diff's %q:\n%s", l, engineList)
+		}
+	}
+	if !strings.Contains(string(engineList), `A "/srv/new\nline2"`) {
+		t.Errorf("engine-changes.txt lacks the quoted newline name:\n%s", engineList)
+	}
+	// Metadata and logs.
+	var inspect struct{ ID string }
+	ib, _ := os.ReadFile(filepath.Join(x, "amber/containers/amber-ctr-a/inspect.json"))
+	if json.Unmarshal(ib, &inspect) != nil || inspect.ID != id {
+		t.Errorf("inspect.json: %.200s", ib)
+	}
+	stdout, _ := os.ReadFile(filepath.Join(x, "amber/containers/amber-ctr-a/logs/stdout"))
+	stderr, _ := os.ReadFile(filepath.Join(x, "amber/containers/amber-ctr-a/logs/stderr"))
+	if !regexp.MustCompile(`^\d{4}-\d\d-\d\dT[0-9:.]+Z started\n$`).Match(stdout) || !strings.HasSuffix(string(stderr), " oops\n") {
+		t.Errorf("logs: stdout %q stderr %q", stdout, stderr)
+	}
+
+	// Memory: every process, the secret in a core, readable by readelf.
+	pids := strings.Fields(testenv.Run(t, "docker", "top", id, "-o", "pid"))[1:]
+	if len(c.Processes) != len(pids) {
+		t.Errorf("%d processes dumped, docker top lists %v", len(c.Processes), pids)
+	}
+	var shCore string
+	for _, p := range c.Processes {
+		if !strings.Contains(strings.Join(pids, " "), fmt.Sprint(p.PID)) {
+			t.Errorf("process %d is not in docker top %v", p.PID, pids)
+		}
+		if p.Comm == "sh" {
+			shCore = filepath.Join(x, "amber/containers/amber-ctr-a", p.Dir, "core")
+		}
+	}
+	if shCore == "" {
+		t.Fatalf("no core of the shell: %+v", c.Processes)
+	}
+	if out, err := exec.Command("grep", "-c", "-a", memSecret, shCore).Output(); err != nil || strings.TrimSpace(string(out)) == "0" {
+		t.Errorf("the secret is not in %s: %v %s", shCore, err, out)
+	}
+	for _, f := range []string{"environ", "cmdline", "maps", "status"} {
+		b, _ := os.ReadFile(filepath.Join(filepath.Dir(shCore), f))
+		if len(b) == 0 {
+			t.Errorf("%s is empty", f)
+		}
+		if strings.Contains(string(b), memSecret) {
+			t.Errorf("the secret is in %s: the test's premise is broken", f)
+		}
+	}
+	rl := testenv.Run(t, "readelf", "-l", shCore)
+	if !strings.Contains(rl, "CORE (Core file)") || strings.Count(rl, "LOAD") < 5 {
+		t.Errorf("readelf -l of the core:\n%s", rl)
+	}
+	if gdb, err := exec.LookPath("gdb"); err == nil {
+		out, _ := exec.Command(gdb, "-batch", "-ex", "info threads", "-c", shCore).CombinedOutput()
+		if !strings.Contains(string(out), "Core was generated by `sh -c") {
+			t.Errorf("gdb does not read the core:\n%s", out)
+		}
+	}
+
+	// Custody: started, memory, captured, sealed, with the engine's identity.
+	log := mustAmber(t, "log", arch, "--json")
+	for _, want := range []string{"acquisition-started", "memory-captured", `"captured"`, "sealed", m.Acquisition.Docker.ID, "E. Xaminer"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("custody log lacks %s", want)
+		}
+	}
+}
+
+// TestCaptureRoutesAgree: the upper directory and the engine's export
+// stream give the same tree and the same change list; two containers of
+// one image share its layers.
+func TestCaptureRoutesAgree(t *testing.T) {
+	testenv.Root(t)
+	testContainer(t, "amber-ctr-b")
+	id2 := testContainer(t, "amber-ctr-c")
+	dir := t.TempDir()
+	up, ex := filepath.Join(dir, "up.tar.zst"), filepath.Join(dir, "ex.tar.zst")
+	mustAmber(t, "capture", "container", "amber-ctr-b", "amber-ctr-c", "--no-memory", "--route", "upperdir", "-o", up)
+	mustAmber(t, "capture", "container", "amber-ctr-b", "--no-memory", "--route", "export", "-o", ex)
+	mu, me := readManifest(t, up), readManifest(t, ex)
+	if a, _ := me.Artifact(manifest.KindContainer, "amber-ctr-b"); a == nil || a.Container.Route != "export" {
+		t.Fatalf("export route not taken: %+v", a)
+	}
+	none := func(string) bool { return false }
+	ru, re := unpack(t, up, "amber-ctr-b"), unpack(t, ex, "amber-ctr-b")
+	lu, le := secondsListing(t, filepath.Join(ru, "bundle/rootfs"), none), secondsListing(t, filepath.Join(re, "bundle/rootfs"), none)
+	if lu != le {
+		t.Errorf("routes differ:\n%s", lineDiff(lu, le))
+	}
+	if out, err := exec.Command("diff", "-r", "--no-dereference", filepath.Join(ru, "bundle/rootfs"), filepath.Join(re, "bundle/rootfs")).CombinedOutput(); err != nil {
+		t.Errorf("routes differ in content: %v\n%s", err, out)
+	}
+	cu, _ := os.ReadFile(filepath.Join(ru, "x/amber/containers/amber-ctr-b/changes.txt"))
+	ce, _ := os.ReadFile(filepath.Join(re, "x/amber/containers/amber-ctr-b/changes.txt"))
+	if string(cu) != string(ce) || !strings.Contains(string(cu), "C "+contentOnly+"\n") {
+		t.Errorf("change lists differ or miss the content-only change:\nupperdir:\n%s\nexport:\n%s", cu, ce)
+	}
+	// Two containers, one image: its layers are stored once.
+	blobs := map[string]int{}
+	for _, e := range mu.Entries {
+		blobs[e.Name]++
+	}
+	img, _ := mu.Artifact(manifest.KindImage, "amber-test_1")
+	for _, l := range img.Layers {
+		if blobs[manifest.BlobName(l.Digest)] != 1 {
+			t.Errorf("layer %s stored %d times", l.Digest, blobs[manifest.BlobName(l.Digest)])
+		}
+	}
+	b, _ := mu.Artifact(manifest.KindContainer, "amber-ctr-b")
+	c, _ := mu.Artifact(manifest.KindContainer, "amber-ctr-c")
+	if b == nil || c == nil || c.Container.ID != id2 || len(mu.Artifacts) != 3 {
+		t.Fatalf("artifacts: %+v", mu.Artifacts)
+	}
+}
+
+// TestCaptureContainerPause: --pause freezes the container and always
+// unpauses it, on success and when the capture is stopped by a signal.
+func TestCaptureContainerPause(t *testing.T) {
+	testenv.Root(t)
+	dockerImage(t)
+	id := testContainer(t, "amber-ctr-p")
+	dir := t.TempDir()
+	arch := filepath.Join(dir, "p.tar.zst")
+	mustAmber(t, "capture", "container", id, "--pause", "-o", arch)
+	if st := strings.TrimSpace(testenv.Run(t, "docker", "inspect", "--format", "{{.State.Status}}", id)); st != "running" {
+		t.Fatalf("after --pause the container is %s", st)
+	}
+	log := mustAmber(t, "log", arch)
+	if !strings.Contains(log, "paused") || !strings.Contains(log, "unpaused") {
+		t.Errorf("custody log lacks paused/unpaused:\n%s", log)
+	}
+	m := readManifest(t, arch)
+	if a, _ := m.Artifact(manifest.KindContainer, "amber-ctr-p"); a == nil || !a.Container.Paused {
+		t.Errorf("paused_by_amber not recorded")
+	}
+	// Stopped mid-capture: a big memory makes the capture last.
+	big := "amber-ctr-big"
+	exec.Command("docker", "rm", "-f", big).Run()
+	bid := strings.TrimSpace(testenv.Run(t, "docker", "run", "-d", "--name", big, "amber-test:1", "sh", "-c",
+		`x=$(head -c 300000000 /dev/zero | tr '\0' a); while :; do sleep 1; done`))
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", bid).Run() })
+	time.Sleep(3 * time.Second) // the shell fills its memory
+	for i, delay := range []time.Duration{300 * time.Millisecond, 800 * time.Millisecond} {
+		out := filepath.Join(dir, fmt.Sprintf("sig%d.tar.zst", i))
+		cmd := exec.Command(amberBin, "capture", "container", big, "--pause", "-o", out)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		cmd.Process.Signal(syscall.SIGTERM)
+		err := cmd.Wait()
+		st := strings.TrimSpace(testenv.Run(t, "docker", "inspect", "--format", "{{.State.Status}}", bid))
+		if st != "running" {
+			t.Fatalf("after SIGTERM at %v the container is %s (exit: %v)", delay, st, err)
+		}
+		if _, serr := os.Stat(out); serr == nil {
+			mustAmber(t, "verify", out)
+		} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitInterrupted {
+			t.Errorf("SIGTERM at %v: %v", delay, err)
+		}
+		if left, _ := filepath.Glob(filepath.Join(dir, "*partial*")); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
+		if left, _ := filepath.Glob(filepath.Join(dir, ".amber-*")); len(left) > 0 {
+			t.Errorf("temporary files left behind: %v", left)
+		}
+	}
+}
+
+// TestCaptureEngineErrors: clear messages and distinct exit codes, and
+// nothing at the output name.
+func TestCaptureEngineErrors(t *testing.T) {
+	testenv.Docker(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "x.tar.zst")
+	r := amber(t, "capture", "container", "no-such-container-amber", "-o", out)
+	if r.code != exitNotFound || !strings.Contains(r.stderr, "no-such-container-amber") {
+		t.Errorf("unknown container: exit %d, %s", r.code, r.stderr)
+	}
+	r = amber(t, "capture", "image", "--engine", "no-such-image-amber:9", "-o", out)
+	if r.code != exitNotFound {
+		t.Errorf("unknown image: exit %d, %s", r.code, r.stderr)
+	}
+	cmd := exec.Command(amberBin, "capture", "container", "whatever", "-o", out)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(dir, "no.sock"))
+	b, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitEngine || !strings.Contains(string(b), "cannot connect") {
+		t.Errorf("engine unreachable: %v\n%s", err, b)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left in the output directory: %v", ents)
+	}
+}
+
+// TestCaptureImageFromEngine: an image by reference, with its tags.
+func TestCaptureImageFromEngine(t *testing.T) {
+	dockerImage(t)
+	dir := t.TempDir()
+	arch := filepath.Join(dir, "img.tar.zst")
+	mustAmber(t, "capture", "image", "amber-test:1", "-o", arch)
+	m := readManifest(t, arch)
+	a, ok := m.Artifact(manifest.KindImage, "amber-test_1")
+	want := strings.TrimSpace(testenv.Run(t, "docker", "inspect", "--format", "{{.Id}}", "amber-test:1"))
+	if !ok || a.ImageID.String() != want || len(a.Refs) == 0 || a.Refs[0] != "amber-test:1" {
+		t.Fatalf("image artifact: %+v", a)
+	}
+	if m.Acquisition.Docker == nil || len(m.Acquisition.Sources) != 1 || m.Acquisition.Sources[0].Kind != "docker-image" {
+		t.Errorf("source: %+v", m.Acquisition.Sources)
+	}
+	mustAmber(t, "verify", arch)
+}
