@@ -108,6 +108,7 @@ type Source struct {
 const (
 	KindImage     = "image"
 	KindContainer = "container"
+	KindVolume    = "volume" // a named volume's contents: one layer
 )
 
 // Artifact is one captured thing: an image, or a container (its image's

@@ -542,6 +542,19 @@ func (v *verifier) checkModel() {
 		if got := hashing.MerkleRoot(roots); got != a.MerkleRoot || files != a.Files {
 			v.add(where, "Merkle root over its layers is %s, the manifest says %s", got.Hex(), a.MerkleRoot.Hex())
 		}
+		if a.Container != nil {
+			for _, mem := range a.Container.Members {
+				e, ok := m.Entry(mem.Entry)
+				if !ok || !strings.HasPrefix(mem.Entry, "amber/containers/"+a.Name+"/") {
+					v.add(where+"/"+mem.Path, "member %s is missing", mem.Entry)
+				} else if e.SHA256 != mem.SHA256 || e.Size != mem.Size {
+					v.add(where+"/"+mem.Path, "member %s is recorded with a different digest or size", mem.Entry)
+				}
+			}
+		}
+		if a.Kind == KindVolume {
+			continue // a volume's contents: one layer, no image manifest
+		}
 		mb, err := v.a.ReadEntry(BlobName(a.Manifest.Digest), 16<<20)
 		if err != nil {
 			v.add(where, "image manifest: %v", err)
@@ -584,7 +597,7 @@ func (v *verifier) checkModel() {
 			listed[d.Digest+" "+d.Annotations["org.opencontainers.image.ref.name"]] = true
 		}
 		for _, a := range m.Artifacts {
-			if a.Kind == KindImage && !listed[a.Manifest.Digest.String()+" "+a.Name] {
+			if a.Kind != KindVolume && !listed[a.Manifest.Digest.String()+" "+a.Name] {
 				v.add("index.json", "does not name %s/%s", a.Kind, a.Name)
 			}
 		}

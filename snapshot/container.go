@@ -1,12 +1,14 @@
 package snapshot
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -42,6 +44,9 @@ type EngineRequest struct {
 	Pause bool
 	// NoMemory skips the process memory.
 	NoMemory bool
+	// Volumes also captures the contents of the containers' volumes
+	// (never of bind mounts), each as an artifact of its own.
+	Volumes bool
 	// Route is RouteAuto (upperdir when the engine is local and uses
 	// overlay2, else export), RouteUpperdir or RouteExport.
 	Route string
@@ -55,6 +60,8 @@ type session struct {
 	m     *manifest.Manifest
 	chain *manifest.Chain
 	actor string
+	// volumes captured so far: volume name -> artifact
+	volumes map[string]*manifest.Artifact
 }
 
 func newSession(tool manifest.Tool, c manifest.Case, cmdline []string) *session {
@@ -62,7 +69,7 @@ func newSession(tool manifest.Tool, c manifest.Case, cmdline []string) *session 
 	m.Acquisition.Started = time.Now().UTC()
 	HostInfo(&m.Acquisition)
 	m.Acquisition.CommandLine = cmdline
-	return &session{m: m, chain: manifest.NewChain(hashing.Digest{}, 0), actor: Actor(c, m.Acquisition)}
+	return &session{m: m, chain: manifest.NewChain(hashing.Digest{}, 0), actor: Actor(c, m.Acquisition), volumes: map[string]*manifest.Artifact{}}
 }
 
 func (s *session) ev(action string, details map[string]string) error {
@@ -79,6 +86,7 @@ type ctrCapture struct {
 	art      manifest.Artifact
 	paused   bool
 	cfg      []byte // its image's config, as saved
+	volumes  []*manifest.Artifact
 }
 
 // CaptureEngine captures containers and images from the Docker engine:
@@ -278,6 +286,9 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	// byID pointed into s.m.Artifacts; containers are appended after.
 	for _, c := range ctrs {
 		s.m.Artifacts = append(s.m.Artifacts, c.art)
+		for _, v := range c.volumes {
+			s.m.Artifacts = append(s.m.Artifacts, *v)
+		}
 	}
 	if err := unpause(); err != nil {
 		return nil, err
@@ -477,7 +488,7 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 		if lower := strings.Split(c.ci.GraphDriver.Data["LowerDir"], ":"); len(lower) > 0 && strings.HasSuffix(lower[0], "-init/diff") {
 			dirs = append(dirs, lower[0])
 		}
-		err = upperRoute(dirs, lf, &anomalies)
+		err = upperRoute(dirs, true, lf, &anomalies)
 		if errors.Is(err, errRouteUnsupported) && req.Route == RouteAuto {
 			anomalies = append(anomalies, manifest.Anomaly{Kind: "route", Detail: "filesystem read through the engine's export: " + err.Error()})
 			lf.remove()
@@ -568,10 +579,17 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 	}
 	for _, m := range c.ci.Mounts {
 		mt := manifest.Mount{Type: string(m.Type), Name: m.Name, Source: m.Source, Destination: m.Destination, RW: m.RW}
-		if m.Type == "bind" {
-			mt.Skipped = "a bind mount of a host path: recorded, never walked"
-		} else {
-			mt.Skipped = "volume contents not captured"
+		switch {
+		case m.Type != "volume":
+			mt.Skipped = "a " + string(m.Type) + " mount of a host path: recorded, never walked"
+		case !req.Volumes:
+			mt.Skipped = "volume contents not asked for (--volumes)"
+		default:
+			va, err := captureVolume(ctx, e, c, m.Name, m.Source, m.Destination, w, req, s, progress)
+			if err != nil {
+				return descriptor{}, fmt.Errorf("volume %s: %w", m.Name, err)
+			}
+			mt.Captured = "volumes/" + va.Name
 		}
 		cc.Mounts = append(cc.Mounts, mt)
 	}
@@ -631,6 +649,104 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 // container: in its filesystem (and docker export), never in docker diff.
 var engineMade = map[string]bool{"/.dockerenv": true, "/dev": true, "/dev/console": true, "/dev/pts": true, "/dev/shm": true,
 	"/etc": true, "/etc/hostname": true, "/etc/hosts": true, "/etc/mtab": true, "/etc/resolv.conf": true, "/proc": true, "/sys": true}
+
+// captureVolume stores a named volume's contents as an artifact of one
+// layer: read directly (O_NOATIME) when the engine is local, else through
+// the engine from the container's mount point.
+func captureVolume(ctx context.Context, e *Engine, c *ctrCapture, name, source, dest string, w *manifest.Writer, req EngineRequest, s *session, progress func(string)) (*manifest.Artifact, error) {
+	if a, ok := s.volumes[name]; ok {
+		return a, nil
+	}
+	progress(fmt.Sprintf("volume %s", name))
+	lf, err := newLayerFile(filepath.Dir(req.Output))
+	if err != nil {
+		return nil, err
+	}
+	defer lf.remove()
+	var anomalies []manifest.Anomaly
+	how := "direct"
+	if _, serr := os.Stat(source); e.Info.Local && source != "" && serr == nil {
+		err = upperRoute([]string{source}, false, lf, &anomalies)
+	} else {
+		how = "engine"
+		err = copyFromContainer(ctx, e, c.ci.ID, dest, lf)
+	}
+	if err != nil {
+		return nil, err
+	}
+	size, sum, err := lf.finish()
+	if err != nil {
+		return nil, err
+	}
+	ld, err := captureLayer(ctx, &Source{store: fileStore{lf.f.Name()}}, w, LayerSource{Name: "volume", Size: size, Digest: sum}, sum, req.Options)
+	if err != nil {
+		return nil, fmt.Errorf("storing the volume: %w", err)
+	}
+	vname := manifest.PathSafe(name)
+	if vname == "" {
+		vname = sum.Short()
+	}
+	a := &manifest.Artifact{Kind: manifest.KindVolume, Name: vname, Refs: []string{name}, Layers: []manifest.Layer{ld.layer}, Files: ld.layer.Files,
+		MerkleRoot: hashing.MerkleRoot([]hashing.Digest{hashing.LeafHash([]byte(ld.layer.MerkleRoot.String()))})}
+	for _, an := range append(anomalies, ld.anomalies...) {
+		an.Artifact = vname
+		s.m.Anomalies = append(s.m.Anomalies, an)
+	}
+	s.volumes[name] = a
+	c.volumes = append(c.volumes, a)
+	if err := s.ev("captured", map[string]string{"artifact": "volumes/" + vname, "volume": name, "read": how, "source": source,
+		"layer": ld.layer.Digest.String(), "merkle_root": a.MerkleRoot.String(), "files": fmt.Sprint(a.Files)}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// copyFromContainer writes the tree at path in the container, as the
+// engine gives it (docker cp), as a layer rooted at that path.
+func copyFromContainer(ctx context.Context, e *Engine, id, p string, lf *layerFile) error {
+	rc, _, err := e.c.CopyFromContainer(ctx, id, p)
+	if err != nil {
+		return e.wrap(err, "reading "+p+" of container "+id)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(ctxReader{ctx, rc})
+	base := path.Base(path.Clean("/" + p))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: reading %s of container %s: %v", ErrEngine, p, id, err)
+		}
+		name, unsafe := manifest.CleanName(h.Name)
+		if unsafe {
+			continue
+		}
+		rel, ok := strings.CutPrefix(name, base)
+		if !ok || rel != "" && rel[0] != '/' {
+			continue
+		}
+		rel = strings.TrimPrefix(rel, "/")
+		if rel == "" {
+			continue
+		}
+		h.Name = rel
+		if h.Typeflag == tar.TypeDir {
+			h.Name += "/"
+		}
+		if h.Typeflag == tar.TypeLink {
+			t, _ := manifest.CleanName(h.Linkname)
+			h.Linkname = strings.TrimPrefix(strings.TrimPrefix(t, base), "/")
+		}
+		if err := lf.header(h); err != nil {
+			return err
+		}
+		if _, err := io.Copy(lf.tw, tr); err != nil {
+			return fmt.Errorf("%w: reading %s of container %s: %v", ErrEngine, p, id, err)
+		}
+	}
+}
 
 func unionKeys(a map[string]Change, b map[string]byte) []string {
 	var out []string

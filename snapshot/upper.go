@@ -29,7 +29,10 @@ var errRouteUnsupported = errors.New("overlay upper directory uses redirects or 
 // are kept. dirs are the overlay layers, top first. Files are opened
 // O_NOATIME and never written. A file whose size changes while it is read
 // is stored at the size first seen (padded with zeros or cut) and reported.
-func upperRoute(dirs []string, lf *layerFile, anomalies *[]manifest.Anomaly) error {
+//
+// With overlay false the directories are plain (a volume): character
+// devices stay devices and no xattr has a special meaning.
+func upperRoute(dirs []string, overlay bool, lf *layerFile, anomalies *[]manifest.Anomaly) error {
 	for _, d := range dirs {
 		if _, err := os.Stat(d); err != nil {
 			return fmt.Errorf("opening the container's layer directory: %w", err)
@@ -87,13 +90,13 @@ func upperRoute(dirs []string, lf *layerFile, anomalies *[]manifest.Anomaly) err
 			}
 			full, st := top[0].full, top[0].st
 			mode := st.Mode & unix.S_IFMT
-			if mode == unix.S_IFCHR && st.Rdev == 0 {
+			if overlay && mode == unix.S_IFCHR && st.Rdev == 0 {
 				if err := lf.whiteout(rel, name); err != nil {
 					return err
 				}
 				continue
 			}
-			xattrs, opaque, err := readXattrs(full)
+			xattrs, opaque, err := readXattrs(full, overlay)
 			if err != nil {
 				return err
 			}
@@ -114,7 +117,7 @@ func upperRoute(dirs []string, lf *layerFile, anomalies *[]manifest.Anomaly) err
 					}
 					sub = append(sub, f.full)
 					if i > 0 {
-						if _, op, err := readXattrs(f.full); err != nil {
+						if _, op, err := readXattrs(f.full, overlay); err != nil {
 							return err
 						} else if op {
 							opaque = true
@@ -203,7 +206,7 @@ func readDirNames(dir string) ([]string, error) {
 
 // readXattrs returns a path's xattrs except overlay's own, whether it is an
 // opaque directory, and errRouteUnsupported for redirects and metacopy.
-func readXattrs(p string) (map[string]string, bool, error) {
+func readXattrs(p string, overlay bool) (map[string]string, bool, error) {
 	sz, err := unix.Llistxattr(p, nil)
 	if err != nil || sz == 0 {
 		if errors.Is(err, unix.ENOTSUP) || err == nil {
@@ -226,7 +229,7 @@ func readXattrs(p string) (map[string]string, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		if ov, ok := strings.CutPrefix(k, "trusted.overlay."); ok || strings.HasPrefix(k, "user.overlay.") {
+		if ov, ok := strings.CutPrefix(k, "trusted.overlay."); overlay && (ok || strings.HasPrefix(k, "user.overlay.")) {
 			if !ok {
 				ov = strings.TrimPrefix(k, "user.overlay.")
 			}

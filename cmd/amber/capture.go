@@ -26,6 +26,7 @@ type captureOptions struct {
 	noMemory bool
 	route    string
 	engine   bool
+	volumes  bool
 }
 
 func (o *captureOptions) addFlags(cmd *cobra.Command) {
@@ -97,6 +98,8 @@ else the default socket) into one sealed archive, in order of volatility:
      is kept too and every disagreement is reported.
   4. inspect.json, changes.txt (A/C/D, content-aware), engine-changes.txt,
      logs/stdout and logs/stderr (with the engine's timestamps).
+  5. with --volumes, each named volume's contents as an artifact of its own
+     (volumes/<name>). Bind mounts are recorded, never walked.
 
 Nothing is written to the container, its image or the engine: no image,
 container or volume is created. --pause freezes the containers for a
@@ -105,6 +108,7 @@ error; both are in the custody log.`,
 		Example: `  amber capture container wordpress -o case.tar.zst --case 2026-041 --examiner "J. Doe"
   amber capture container wordpress db cache -o case.tar.zst
   amber capture container wordpress --no-memory --pause -o case.tar.zst
+  amber capture container wordpress --volumes -o case.tar.zst    # named volumes' contents too
   DOCKER_HOST=ssh://admin@web-3 amber capture container web -o web.tar.zst   # remote: no memory`,
 		Args: argsRange(1, -1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -114,6 +118,7 @@ error; both are in the custody log.`,
 	co.addFlags(ctr)
 	ctr.Flags().BoolVar(&co.pause, "pause", false, "freeze the containers during the capture (always unpaused afterwards)")
 	ctr.Flags().BoolVar(&co.noMemory, "no-memory", false, "do not take the processes' memory")
+	ctr.Flags().BoolVar(&co.volumes, "volumes", false, "also capture the contents of the containers' volumes (bind mounts are recorded, never walked)")
 	ctr.Flags().StringVar(&co.route, "route", snapshot.RouteAuto, "how to read the filesystem: auto, upperdir (local overlay2 only) or export (through the engine)")
 	c.AddCommand(img, ctr)
 	return c
@@ -188,7 +193,7 @@ func (e *env) runCaptureEngine(o *captureOptions, images, containers []string) e
 	req := snapshot.EngineRequest{
 		Images: images, Containers: containers, Output: o.output, Case: o.c, CommandLine: e.args,
 		Tool: manifest.Tool{Name: "amber", Version: version}, MD5: o.md5, SHA1: o.sha1, Level: o.level,
-		Pause: o.pause, NoMemory: o.noMemory, Route: o.route,
+		Pause: o.pause, NoMemory: o.noMemory, Route: o.route, Volumes: o.volumes,
 		Options: snapshot.Options{MaxExpansion: o.maxExpansion},
 	}
 	// Progress goes to stderr: on a terminal as one updating line, else

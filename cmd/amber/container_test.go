@@ -429,3 +429,66 @@ func TestCaptureImageFromEngine(t *testing.T) {
 	}
 	mustAmber(t, "verify", arch)
 }
+
+// TestCaptureVolumes: --volumes stores a named volume's contents as an
+// artifact of its own; a bind mount of the host's / is recorded and never
+// walked.
+func TestCaptureVolumes(t *testing.T) {
+	testenv.Root(t)
+	dockerImage(t)
+	name, vol := "amber-ctr-v", "amber-test-vol"
+	exec.Command("docker", "rm", "-f", name).Run()
+	exec.Command("docker", "volume", "rm", vol).Run()
+	id := strings.TrimSpace(testenv.Run(t, "docker", "run", "-d", "--name", name, "-v", vol+":/data", "-v", "/:/host:ro", "amber-test:1",
+		"sh", "-c", "echo voldata > /data/f; mkdir /data/d; ln -s f /data/l; ln /data/f /data/h; echo ready; while :; do sleep 3600; done"))
+	t.Cleanup(func() {
+		exec.Command("docker", "rm", "-f", id).Run()
+		exec.Command("docker", "volume", "rm", vol).Run()
+	})
+	for i := 0; i < 50 && !strings.Contains(testenv.Run(t, "docker", "logs", id), "ready"); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	dir := t.TempDir()
+	arch := filepath.Join(dir, "v.tar.zst")
+	before := engineState(t)
+	mustAmber(t, "capture", "container", name, "--volumes", "--no-memory", "-o", arch)
+	if after := engineState(t); sortedLines(after) != sortedLines(before) {
+		t.Errorf("the engine's lists changed:\n%s", lineDiff(before, after))
+	}
+	mustAmber(t, "verify", arch)
+	m := readManifest(t, arch)
+	v, ok := m.Artifact(manifest.KindVolume, vol)
+	if !ok || len(v.Layers) != 1 || v.Files != 4 {
+		t.Fatalf("volume artifact: %+v", v)
+	}
+	c, _ := m.Artifact(manifest.KindContainer, name)
+	var bind, named bool
+	for _, mt := range c.Container.Mounts {
+		switch {
+		case mt.Type == "bind" && mt.Source == "/" && mt.Captured == "" && strings.Contains(mt.Skipped, "never walked"):
+			bind = true
+		case mt.Type == "volume" && mt.Name == vol && mt.Captured == "volumes/"+vol:
+			named = true
+		}
+	}
+	if !bind || !named {
+		t.Errorf("mounts: %+v", c.Container.Mounts)
+	}
+	// The volume's layer, extracted with GNU tar, holds what the container wrote.
+	x := t.TempDir()
+	testenv.Shell(t, fmt.Sprintf("zstd -dc %q | tar -x -C %q && mkdir %q/vol && tar -x -C %q/vol -f %q/blobs/sha256/%s", arch, x, x, x, x, v.Layers[0].Digest.Hex()))
+	if b, err := os.ReadFile(filepath.Join(x, "vol/f")); err != nil || string(b) != "voldata\n" {
+		t.Errorf("volume file: %q %v", b, err)
+	}
+	if l, err := os.Readlink(filepath.Join(x, "vol/l")); err != nil || l != "f" {
+		t.Errorf("volume symlink: %q %v", l, err)
+	}
+	// The host's / is not in the archive: the only layers are the image's,
+	// the changes and the volume.
+	if n := len(m.Artifacts); n != 3 {
+		t.Errorf("%d artifacts", n)
+	}
+	if c.Files > 400 {
+		t.Errorf("the container's layers hold %d files: was the bind mount walked?", c.Files)
+	}
+}
