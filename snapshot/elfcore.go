@@ -27,11 +27,34 @@ type Mapping struct {
 	Dev        string
 	Inode      uint64
 	Path       string
+	// Skip says why a readable mapping's bytes are left out.
+	Skip string
+}
+
+// MaxProcessMemory bounds the bytes dumped from one process: mappings past
+// it (a sanitizer's terabytes of shadow memory, a huge sparse file mapped
+// readable) are recorded with no bytes.
+var MaxProcessMemory uint64 = 64 << 30
+
+// limitMappings marks the mappings past MaxProcessMemory.
+func limitMappings(maps []Mapping) {
+	var total uint64
+	for i := range maps {
+		m := &maps[i]
+		if !m.Dump() {
+			continue
+		}
+		if total+(m.End-m.Start) > MaxProcessMemory {
+			m.Skip = fmt.Sprintf("over the per-process limit of %d GiB", MaxProcessMemory>>30)
+			continue
+		}
+		total += m.End - m.Start
+	}
 }
 
 // Dump reports whether the mapping's bytes go into the core.
 func (m Mapping) Dump() bool {
-	if len(m.Perms) < 1 || m.Perms[0] != 'r' {
+	if len(m.Perms) < 1 || m.Perms[0] != 'r' || m.Skip != "" {
 		return false
 	}
 	switch m.Path {

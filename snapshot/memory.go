@@ -124,6 +124,7 @@ func dumpProcess(pid int, mw memberWriter, progress func(string)) (manifest.Proc
 		return p, fmt.Errorf("process %d: %w", pid, err)
 	}
 	p.Mappings = len(maps)
+	limitMappings(maps)
 	info := procInfo(dir, pid, files, p.Comm)
 	names := make([]string, 0, len(files))
 	for k := range files {
@@ -148,13 +149,16 @@ func dumpProcess(pid int, mw memberWriter, progress func(string)) (manifest.Proc
 	if progress != nil {
 		progress(fmt.Sprintf("memory: process %d (%s), %d MiB", pid, p.Comm, c.size>>20))
 	}
+	mem, merr := os.Open(filepath.Join(dir, "mem"))
+	if errors.Is(merr, os.ErrNotExist) {
+		merr = errors.New("process exited")
+	}
 	if err := mw.begin(p.Dir+"/core", c.size); err != nil {
 		return p, err
 	}
 	if err := mw.write(c.head); err != nil {
 		return p, err
 	}
-	mem, merr := os.Open(filepath.Join(dir, "mem"))
 	written := uint64(len(c.head))
 	buf := make([]byte, 1<<20)
 	zero := make([]byte, pageSize)
@@ -166,7 +170,11 @@ func dumpProcess(pid int, mw memberWriter, progress func(string)) (manifest.Proc
 		written = c.offs[i]
 		if !m.Dump() {
 			if len(m.Perms) > 0 && m.Perms[0] == 'r' {
-				p.Unreadable = append(p.Unreadable, manifest.Region{Start: m.Start, End: m.End, Reason: "not dumped: " + m.Path})
+				why := m.Skip
+				if why == "" {
+					why = "not dumped: " + m.Path
+				}
+				p.Unreadable = append(p.Unreadable, manifest.Region{Start: m.Start, End: m.End, Reason: why})
 			}
 			continue
 		}
