@@ -58,6 +58,7 @@ fuzz-long:
 bench: deps build
 	./bench/run.sh
 	./bench/mount.sh
+	./bench/container.sh
 
 # The main job on the shipped default (testdata/images): capture, verify,
 # list, grep, diff.
