@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,8 +38,9 @@ type FS struct {
 }
 
 type fileKey struct {
-	layer hashing.Digest
-	ino   uint32
+	layer  hashing.Digest
+	ino    uint32
+	member string // a container's own file: its tar member
 }
 
 type verification struct {
@@ -49,15 +52,37 @@ type verification struct {
 // is mounted.
 func New(a *manifest.Archive) *FS {
 	f := &FS{v: &view.View{A: a}, a: a, layers: map[hashing.Digest]uint64{}, virt: map[string]uint64{}, verified: map[fileKey]*verification{}, Log: func(string) {}}
-	for _, art := range a.Manifest.Artifacts {
+	for ai, art := range a.Manifest.Artifacts {
 		for _, l := range art.Layers {
 			if _, ok := f.layers[l.Digest]; !ok {
 				f.layers[l.Digest] = uint64(len(f.layers))
 			}
 		}
+		// A container's own files and their directories, numbered in
+		// path order: stable for the archive.
+		if art.Container != nil {
+			paths := map[string]bool{}
+			for _, m := range art.Container.Members {
+				for p := m.Path; p != "." && p != ""; p = path.Dir(p) {
+					paths[p] = true
+				}
+			}
+			sorted := make([]string, 0, len(paths))
+			for p := range paths {
+				sorted = append(sorted, p)
+			}
+			sort.Strings(sorted)
+			for i, p := range sorted {
+				f.virt["containers/"+art.Name+"/"+p] = artifactIno(ai) + 16 + uint64(i)
+			}
+		}
 	}
 	return f
 }
+
+// artifactIno is the inode number of artifact ai's directory; its own
+// entries follow it.
+func artifactIno(ai int) uint64 { return 16 + uint64(ai)<<20 }
 
 // Root returns the root node, for fs.Mount.
 func (f *FS) Root() (fs.InodeEmbedder, error) {
@@ -88,23 +113,27 @@ func (f *FS) ino(e *view.Entry) uint64 {
 
 // virtualIno numbers amber's own entries by their place in the layout.
 func virtualIno(p string, m *manifest.Manifest) uint64 {
-	if p == "" {
+	switch p {
+	case "":
 		return 1
-	}
-	if p == "manifest.json" {
+	case "manifest.json":
 		return 2
-	}
-	if p == "images" {
+	case "images":
 		return 3
+	case "containers":
+		return 4
+	case "volumes":
+		return 5
 	}
 	c := strings.Split(p, "/")
-	ai := uint64(0)
+	kind := map[string]string{"images": manifest.KindImage, "containers": manifest.KindContainer, "volumes": manifest.KindVolume}[c[0]]
+	ai := 0
 	for i, a := range m.Artifacts {
-		if a.Name == c[1] {
-			ai = uint64(i)
+		if a.Kind == kind && a.Name == c[1] {
+			ai = i
 		}
 	}
-	base := 16 + ai*4096
+	base := artifactIno(ai)
 	if len(c) == 2 {
 		return base
 	}
@@ -112,15 +141,11 @@ func virtualIno(p string, m *manifest.Manifest) uint64 {
 	case "config.json":
 		return base + 1
 	case "layers":
-		if len(c) == 3 {
-			return base + 2
-		}
+		return base + 2
 	case "stages":
-		if len(c) == 3 {
-			return base + 3
-		}
+		return base + 3
 	}
-	return base + 4 // not reached: deeper entries are tree entries
+	return base + 4 // not reached: deeper entries are tree entries or members
 }
 
 func (f *FS) attr(e *view.Entry, out *fuse.Attr) {
@@ -174,10 +199,13 @@ func unixMkdev(major, minor uint32) uint64 {
 // verify checks a file's content against its index SHA-256 once; the
 // result stands for every later read.
 func (f *FS) verify(e *view.Entry) error {
+	if e.Member != nil {
+		return f.verifyMember(e)
+	}
 	if e.Virtual {
 		return nil
 	}
-	key := fileKey{e.LayerDigest(), e.Node.Rec.Ino}
+	key := fileKey{layer: e.LayerDigest(), ino: e.Node.Rec.Ino}
 	f.mu.Lock()
 	vf, ok := f.verified[key]
 	if !ok {
@@ -205,6 +233,38 @@ func (f *FS) verify(e *view.Entry) error {
 			vf.err = err
 		case n != e.Size || h.SHA256() != e.Node.Rec.SHA256:
 			vf.err = fmt.Errorf("%w: %s has SHA-256 %s, its index says %s", manifest.ErrCorrupt, e.Path, h.SHA256().Hex(), e.Node.Rec.SHA256.Hex())
+		}
+		if vf.err != nil {
+			f.Log(fmt.Sprintf("refusing to serve %s: %v", e.Path, vf.err))
+		}
+	})
+	return vf.err
+}
+
+// verifyMember checks a container's own file (a core, inspect.json)
+// against the SHA-256 its tar member has in the manifest, once.
+func (f *FS) verifyMember(e *view.Entry) error {
+	key := fileKey{member: e.Member.Entry}
+	f.mu.Lock()
+	vf, ok := f.verified[key]
+	if !ok {
+		vf = &verification{}
+		f.verified[key] = vf
+	}
+	f.mu.Unlock()
+	vf.once.Do(func() {
+		r, err := f.v.Open(e)
+		if err != nil {
+			vf.err = err
+			return
+		}
+		h := hashing.NewMulti(false, false)
+		n, err := io.Copy(h, r)
+		switch {
+		case err != nil:
+			vf.err = err
+		case n != e.Size || h.SHA256() != e.Member.SHA256:
+			vf.err = fmt.Errorf("%w: %s has SHA-256 %s, the manifest says %s", manifest.ErrCorrupt, e.Path, h.SHA256().Hex(), e.Member.SHA256.Hex())
 		}
 		if vf.err != nil {
 			f.Log(fmt.Sprintf("refusing to serve %s: %v", e.Path, vf.err))
@@ -403,7 +463,7 @@ func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 	if off >= e.Size {
 		return fuse.ReadResultData(nil), 0
 	}
-	if e.Virtual {
+	if e.Virtual && e.Member == nil {
 		b, err := n.content()
 		if err != nil {
 			return nil, syscall.EIO
@@ -416,7 +476,13 @@ func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 		}
 		n.verified.Store(true)
 	}
-	r, err := n.fsys.a.Content(e.LayerDigest(), &e.Node.Rec)
+	var r io.Reader
+	var err error
+	if e.Member != nil {
+		r, err = n.fsys.v.Open(e)
+	} else {
+		r, err = n.fsys.a.Content(e.LayerDigest(), &e.Node.Rec)
+	}
 	if err != nil {
 		return nil, syscall.EIO
 	}

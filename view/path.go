@@ -49,6 +49,10 @@ type Entry struct {
 	tree   *Layered
 	layers []hashing.Digest
 	rel    string // path inside the tree
+	// Member is set for a container's own file (inspect.json, a core):
+	// a tar member of the archive, read in place.
+	Member *manifest.Member
+	offset int64
 }
 
 // viewID numbers the trees of artifact ai: rootfs, then layers/N, then
@@ -82,6 +86,8 @@ func (e *Entry) SHA256() hashing.Digest {
 	switch {
 	case e.Node != nil && e.Node.Rec.Type == manifest.TypeReg:
 		return e.Node.Rec.SHA256
+	case e.Member != nil:
+		return e.Member.SHA256
 	case e.Virtual && e.Type == manifest.TypeReg:
 		return hashing.Sum(e.data)
 	}
@@ -124,11 +130,73 @@ func (v *View) file(path, name string, data []byte) *Entry {
 }
 
 func (v *View) image(name string) (*manifest.Artifact, error) {
-	a, ok := v.A.Manifest.Artifact(manifest.KindImage, name)
+	return v.artifact(manifest.KindImage, name)
+}
+
+func (v *View) artifact(kind, name string) (*manifest.Artifact, error) {
+	a, ok := v.A.Manifest.Artifact(kind, name)
 	if !ok {
-		return nil, fmt.Errorf("%w: images/%s (images here: %s)", ErrNotFound, name, strings.Join(v.names(manifest.KindImage), ", "))
+		return nil, fmt.Errorf("%w: %ss/%s (%ss here: %s)", ErrNotFound, kind, name, kind, strings.Join(v.names(kind), ", "))
 	}
 	return a, nil
+}
+
+// kindDirs maps the top directories of the layout to artifact kinds.
+var kindDirs = map[string]string{"images": manifest.KindImage, "containers": manifest.KindContainer, "volumes": manifest.KindVolume}
+
+// memberEntry resolves rel among a container's own files: a file, or a
+// directory that holds some.
+func (v *View) memberEntry(a *manifest.Artifact, full, rel string) (*Entry, error) {
+	if a.Container == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
+	}
+	for i := range a.Container.Members {
+		m := &a.Container.Members[i]
+		if m.Path == rel {
+			e, ok := v.A.Manifest.Entry(m.Entry)
+			if !ok {
+				return nil, fmt.Errorf("%w: %s: member %s is not in the archive", manifest.ErrCorrupt, full, m.Entry)
+			}
+			name := full[strings.LastIndexByte(full, '/')+1:]
+			return &Entry{Path: full, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, Size: m.Size, Member: m, offset: e.Offset,
+				ModTime: v.A.Manifest.Acquisition.Finished}, nil
+		}
+	}
+	for _, m := range a.Container.Members {
+		if strings.HasPrefix(m.Path, rel+"/") {
+			return v.dir(full, full[strings.LastIndexByte(full, '/')+1:]), nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
+}
+
+// memberNames lists the names directly under rel ("" for the top) among a
+// container's own files.
+func memberNames(a *manifest.Artifact, rel string) []string {
+	if a.Container == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	prefix := ""
+	if rel != "" {
+		prefix = rel + "/"
+	}
+	for _, m := range a.Container.Members {
+		r, ok := strings.CutPrefix(m.Path, prefix)
+		if !ok || r == "" {
+			continue
+		}
+		if i := strings.IndexByte(r, '/'); i >= 0 {
+			r = r[:i]
+		}
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (v *View) names(kind string) []string {
@@ -169,16 +237,51 @@ func (v *View) Stat(p string) (*Entry, error) {
 		return v.dir("", ""), nil
 	case len(c) == 1 && c[0] == "manifest.json":
 		return v.file(full, c[0], v.A.ManifestBytes), nil
-	case c[0] == "images":
+	case kindDirs[c[0]] != "":
+		kind := kindDirs[c[0]]
 		if len(c) == 1 {
-			return v.dir(full, "images"), nil
+			return v.dir(full, c[0]), nil
 		}
-		a, err := v.image(c[1])
+		a, err := v.artifact(kind, c[1])
 		if err != nil {
 			return nil, err
 		}
 		if len(c) == 2 {
 			return v.dir(full, c[1]), nil
+		}
+		ai := v.artifactIndex(a)
+		nl := len(a.Layers)
+		switch kind {
+		case manifest.KindVolume:
+			t, ds, err := v.layered(a, 0, true)
+			if err != nil {
+				return nil, err
+			}
+			return v.treeEntry(t, ds, v.viewID(ai, "layers", 0), strings.Join(c[:2], "/"), c[2:])
+		case manifest.KindContainer:
+			var t *Layered
+			var ds []hashing.Digest
+			var id int
+			switch c[2] {
+			case "rootfs":
+				t, ds, err = v.layered(a, nl-1, false)
+				id = v.viewID(ai, "rootfs", 0)
+			case "pristine":
+				if nl < 2 {
+					return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
+				}
+				t, ds, err = v.layered(a, nl-2, false)
+				id = v.viewID(ai, "stages", nl-2)
+			case "changes":
+				t, ds, err = v.layered(a, nl-1, true)
+				id = v.viewID(ai, "layers", nl-1)
+			default:
+				return v.memberEntry(a, full, strings.Join(c[2:], "/"))
+			}
+			if err != nil {
+				return nil, err
+			}
+			return v.treeEntry(t, ds, id, strings.Join(c[:3], "/"), c[3:])
 		}
 		switch c[2] {
 		case "config.json":
@@ -195,20 +298,20 @@ func (v *View) Stat(p string) (*Entry, error) {
 				return v.dir(full, c[2]), nil
 			}
 			n, err := strconv.Atoi(c[3])
-			if err != nil || n < 0 || n >= len(a.Layers) || strconv.Itoa(n) != c[3] {
-				return nil, fmt.Errorf("%w: %s (image %s has layers 0 to %d)", ErrNotFound, full, a.Name, len(a.Layers)-1)
+			if err != nil || n < 0 || n >= nl || strconv.Itoa(n) != c[3] {
+				return nil, fmt.Errorf("%w: %s (image %s has layers 0 to %d)", ErrNotFound, full, a.Name, nl-1)
 			}
 			t, ds, err := v.layered(a, n, c[2] == "layers")
 			if err != nil {
 				return nil, err
 			}
-			return v.treeEntry(t, ds, v.viewID(v.artifactIndex(a), c[2], n), strings.Join(c[:4], "/"), c[4:])
+			return v.treeEntry(t, ds, v.viewID(ai, c[2], n), strings.Join(c[:4], "/"), c[4:])
 		case "rootfs":
-			t, ds, err := v.layered(a, len(a.Layers)-1, false)
+			t, ds, err := v.layered(a, nl-1, false)
 			if err != nil {
 				return nil, err
 			}
-			return v.treeEntry(t, ds, v.viewID(v.artifactIndex(a), "rootfs", 0), strings.Join(c[:3], "/"), c[3:])
+			return v.treeEntry(t, ds, v.viewID(ai, "rootfs", 0), strings.Join(c[:3], "/"), c[3:])
 		}
 	}
 	return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
@@ -294,14 +397,32 @@ func (v *View) ReadDir(p string) ([]*Entry, error) {
 	}
 	var names []string
 	c := clean(e.Path)
-	switch len(c) {
-	case 0:
-		names = []string{"images", "manifest.json"}
-	case 1:
-		names = v.names(manifest.KindImage)
-	case 2:
+	switch {
+	case len(c) == 0:
+		names = []string{"images"}
+		for _, top := range []string{"containers", "volumes"} {
+			if len(v.names(kindDirs[top])) > 0 {
+				names = append(names, top)
+			}
+		}
+		names = append(names, "manifest.json")
+		sort.Strings(names)
+	case len(c) == 1:
+		names = v.names(kindDirs[c[0]])
+	case c[0] == "containers":
+		a, err := v.artifact(manifest.KindContainer, c[1])
+		if err != nil {
+			return nil, err
+		}
+		if len(c) == 2 {
+			names = append([]string{"changes", "pristine", "rootfs"}, memberNames(a, "")...)
+			sort.Strings(names)
+		} else {
+			names = memberNames(a, strings.Join(c[2:], "/"))
+		}
+	case len(c) == 2:
 		names = []string{"config.json", "layers", "rootfs", "stages"}
-	case 3:
+	case len(c) == 3:
 		a, err := v.image(c[1])
 		if err != nil {
 			return nil, err
@@ -325,6 +446,9 @@ func (v *View) ReadDir(p string) ([]*Entry, error) {
 func (v *View) Open(e *Entry) (io.Reader, error) {
 	if e.Type != manifest.TypeReg {
 		return nil, fmt.Errorf("%s is not a regular file", e.Path)
+	}
+	if e.Member != nil {
+		return v.A.Section(e.offset, e.Size), nil
 	}
 	if e.Virtual {
 		return bytes.NewReader(e.data), nil

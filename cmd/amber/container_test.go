@@ -492,3 +492,86 @@ func TestCaptureVolumes(t *testing.T) {
 		t.Errorf("the container's layers hold %d files: was the bind mount walked?", c.Files)
 	}
 }
+
+// TestMountContainerViews compares the mounted container views with
+// independent reconstructions by the engine: docker export of the
+// container for rootfs, of a fresh container of its image for pristine;
+// the memory files read through the mount match the manifest.
+func TestMountContainerViews(t *testing.T) {
+	testenv.Root(t)
+	testenv.FUSE(t)
+	id := testContainer(t, "amber-ctr-m")
+	dir := t.TempDir()
+	arch := filepath.Join(dir, "m.tar.zst")
+	mustAmber(t, "capture", "container", id, "-o", arch)
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	mustAmber(t, "mount", "--background", arch, mnt)
+	t.Cleanup(func() { amber(t, "umount", mnt) })
+	base := filepath.Join(mnt, "containers/amber-ctr-m")
+
+	exported := t.TempDir()
+	testenv.Shell(t, fmt.Sprintf("docker export %s | tar -x -C %q --numeric-owner", id, exported))
+	none := func(string) bool { return false }
+	if got, want := secondsListing(t, filepath.Join(base, "rootfs"), none), secondsListing(t, exported, none); got != want {
+		t.Errorf("containers/amber-ctr-m/rootfs differs from docker export:\n%s", lineDiff(want, got))
+	}
+	if out, err := exec.Command("diff", "-r", "--no-dereference", exported, filepath.Join(base, "rootfs")).CombinedOutput(); err != nil {
+		t.Errorf("diff -r export rootfs: %v\n%s", err, out)
+	}
+	fresh := dockerExport(t, "amber-test:1")
+	got, want := findListing(t, filepath.Join(base, "pristine"), none), findListing(t, fresh, runtimePaths)
+	if got, want = dropDirMtimes(got, "etc"), dropDirMtimes(want, "etc"); got != want {
+		t.Errorf("pristine differs from a fresh container of the image:\n%s", lineDiff(want, got))
+	}
+	img := findListing(t, filepath.Join(mnt, "images/amber-test_1/rootfs"), none)
+	if dropDirMtimes(img, "etc") != got {
+		t.Error("pristine differs from images/amber-test_1/rootfs")
+	}
+	// changes/ is the layer as stored: markers visible.
+	if _, err := os.Lstat(filepath.Join(base, "changes/srv/.wh.name with space")); err != nil {
+		t.Errorf("whiteout marker not shown in changes/: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(base, "changes/etc/passwd")); err == nil {
+		t.Error("changes/ shows an unchanged file")
+	}
+	// diff -r pristine rootfs names the changes.
+	out, _ := exec.Command("diff", "-r", "--no-dereference", filepath.Join(base, "pristine"), filepath.Join(base, "rootfs")).CombinedOutput()
+	for _, want := range []string{"Only in " + filepath.Join(base, "rootfs/srv") + ": added.txt", "Only in " + filepath.Join(base, "pristine/srv") + ": name with space", "creds"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("diff -r pristine rootfs lacks %q:\n%s", want, out)
+		}
+	}
+	// Metadata and memory, checked against the manifest through the mount.
+	m := readManifest(t, arch)
+	ca, _ := m.Artifact(manifest.KindContainer, "amber-ctr-m")
+	cores := 0
+	for _, mem := range ca.Container.Members {
+		if !strings.HasSuffix(mem.Path, "/core") && mem.Path != "inspect.json" && mem.Path != "changes.txt" {
+			continue
+		}
+		sum := strings.Fields(testenv.Run(t, "sha256sum", filepath.Join(base, mem.Path)))[0]
+		if sum != mem.SHA256.Hex() {
+			t.Errorf("%s through the mount: %s, manifest %s", mem.Path, sum, mem.SHA256.Hex())
+		}
+		if strings.HasSuffix(mem.Path, "/core") {
+			cores++
+		}
+	}
+	if cores != len(ca.Container.Processes) || cores == 0 {
+		t.Errorf("%d cores for %d processes", cores, len(ca.Container.Processes))
+	}
+	if out, err := exec.Command("sh", "-c", fmt.Sprintf("grep -l -a %s %s/memory/*/core", memSecret, base)).Output(); err != nil || !strings.Contains(string(out), "-sh/core") {
+		t.Errorf("grep -a of the secret through the mount: %v %s", err, out)
+	}
+	// amber ls and cat show the same layout without mounting.
+	ls := mustAmber(t, "ls", arch, "containers/amber-ctr-m")
+	for _, want := range []string{"rootfs", "pristine", "changes", "inspect.json", "changes.txt", "memory", "logs"} {
+		if !strings.Contains(ls, want) {
+			t.Errorf("amber ls containers/amber-ctr-m lacks %s:\n%s", want, ls)
+		}
+	}
+	if c := mustAmber(t, "cat", arch, "containers/amber-ctr-m/rootfs/srv/data/creds"); c != "AKIAEXAMPLEKEZ\n" {
+		t.Errorf("amber cat: %q", c)
+	}
+}
