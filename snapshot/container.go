@@ -162,7 +162,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	for _, c := range ctrs {
 		addRef(c.imageRef, c.ci.Image)
 	}
-	details := map[string]string{"command_line": ShellJoin(req.CommandLine), "output": filepath.Base(req.Output),
+	details := map[string]string{"command_line": ShellJoin(req.CommandLine), "output": filepath.Base(req.Output), "tool": req.Tool.Name + " " + req.Tool.Version,
 		"engine": info.Host, "engine_id": info.ID, "engine_name": info.Name, "engine_version": info.Version, "api_version": info.APIVersion}
 	for i, src := range acq.Sources {
 		details[fmt.Sprintf("source_%d", i)] = src.Kind + " " + src.Path
@@ -279,6 +279,10 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 		img := *byID[c.ci.Image]
 		desc, err := captureContainerFS(ctx, e, c, img, capd.Indexes, w, mw, req, s, progress)
 		if err != nil {
+			if errors.Is(err, ErrNoSuchObject) || errors.Is(err, os.ErrNotExist) {
+				// It was there when the capture began.
+				return nil, fmt.Errorf("%w: container %s: %w", ErrContainerGone, c.name, err)
+			}
 			return nil, fmt.Errorf("container %s: %w", c.name, err)
 		}
 		index = append(index, desc)

@@ -103,6 +103,9 @@ func dumpProcess(pid int, mw memberWriter, progress func(string)) (manifest.Proc
 	files := map[string][]byte{}
 	for _, f := range procFiles {
 		b, err := readProc(filepath.Join(dir, f))
+		if errors.Is(err, os.ErrPermission) && (f == "maps" || f == "environ") {
+			return p, fmt.Errorf("%w: %v (run as root on the engine's host, or use --no-memory)", ErrProcAccess, err)
+		}
 		if err != nil {
 			lost = append(lost, f+": "+err.Error())
 			continue
@@ -150,8 +153,13 @@ func dumpProcess(pid int, mw memberWriter, progress func(string)) (manifest.Proc
 		progress(fmt.Sprintf("memory: process %d (%s), %d MiB", pid, p.Comm, c.size>>20))
 	}
 	mem, merr := os.Open(filepath.Join(dir, "mem"))
-	if errors.Is(merr, os.ErrNotExist) {
+	switch {
+	case errors.Is(merr, os.ErrNotExist), errors.Is(merr, unix.ESRCH):
 		merr = errors.New("process exited")
+	case errors.Is(merr, os.ErrPermission):
+		// Not a vanished process: amber may not read it. An archive of
+		// zeros would look like evidence; stop instead.
+		return p, fmt.Errorf("%w: %v (run as root on the engine's host, or use --no-memory)", ErrProcAccess, merr)
 	}
 	if err := mw.begin(p.Dir+"/core", c.size); err != nil {
 		return p, err

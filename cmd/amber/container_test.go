@@ -575,3 +575,92 @@ func TestMountContainerViews(t *testing.T) {
 		t.Errorf("amber cat: %q", c)
 	}
 }
+
+// TestCaptureWithoutProcAccess: a user who may talk to the engine but not
+// read the container's processes gets exit 9 and no archive, not an
+// archive of zeros; --no-memory works for them.
+func TestCaptureWithoutProcAccess(t *testing.T) {
+	testenv.Root(t)
+	setpriv := testenv.Tool(t, "setpriv")
+	id := testContainer(t, "amber-ctr-u")
+	gid := strings.TrimSpace(testenv.Run(t, "stat", "-c", "%g", "/var/run/docker.sock"))
+	dir, err := os.MkdirTemp("", "amber-nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o777)
+	bin := filepath.Join(dir, "amber")
+	testenv.Run(t, "cp", amberBin, bin)
+	os.Chmod(bin, 0o755)
+	out := filepath.Join(dir, "u.tar.zst")
+	run := func(args ...string) (int, string) {
+		cmd := exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--groups=" + gid, "--inh-caps=-all", "--", bin}, args...)...)
+		cmd.Dir = dir
+		b, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(b)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(b)
+	}
+	code, msg := run("capture", "container", id, "-o", out)
+	if code != exitProcAccess || !strings.Contains(msg, "--no-memory") {
+		t.Errorf("non-root capture: exit %d\n%s", code, msg)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("an archive was left")
+	}
+	if code, msg := run("capture", "container", id, "--no-memory", "--route", "export", "-o", out); code != 0 {
+		t.Errorf("non-root capture --no-memory --route export: exit %d\n%s", code, msg)
+	}
+	mustAmber(t, "verify", out)
+}
+
+// TestCaptureContainerExits: the container is killed during the capture;
+// what still exists is captured (the filesystem stays until the container
+// is removed), what was lost is recorded, the archive verifies.
+func TestCaptureContainerExits(t *testing.T) {
+	testenv.Root(t)
+	dockerImage(t)
+	name := "amber-ctr-x"
+	exec.Command("docker", "rm", "-f", name).Run()
+	id := strings.TrimSpace(testenv.Run(t, "docker", "run", "-d", "--name", name, "amber-test:1", "sh", "-c",
+		`x=$(head -c 100000000 /dev/zero | tr '\0' a); echo data > /tmp/f; while :; do sleep 1; done`))
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
+	for i := 0; i < 100; i++ {
+		if exec.Command("docker", "exec", id, "test", "-f", "/tmp/f").Run() == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "x.tar.zst")
+	cmd := exec.Command(amberBin, "capture", "container", name, "-o", out)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	testenv.Run(t, "docker", "kill", id)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("capture of a container killed mid-capture: %v\n%s", err, stderr.String())
+	}
+	mustAmber(t, "verify", out)
+	m := readManifest(t, out)
+	a, _ := m.Artifact(manifest.KindContainer, name)
+	lost := 0
+	for _, p := range a.Container.Processes {
+		if p.Lost != "" {
+			lost++
+		}
+	}
+	t.Logf("%d processes, %d with losses recorded", len(a.Container.Processes), lost)
+	c := mustAmber(t, "cat", out, "containers/"+name+"/rootfs/tmp/f")
+	if c != "data\n" {
+		t.Errorf("the filesystem of the killed container: %q", c)
+	}
+}
