@@ -31,7 +31,8 @@ func (e *env) newLsCmd() *cobra.Command {
 		Long: `ls shows what an archive holds. Without VIEWPATH: the case, the acquisition
 and every artifact with its layers. With VIEWPATH (the mount layout of
 DESIGN.md: images/NAME/rootfs, images/NAME/layers/N, images/NAME/stages/N,
-images/NAME/config.json, manifest.json): its entries, one per line:
+images/NAME/config.json, containers/NAME/{rootfs,pristine,changes,memory,...},
+volumes/NAME, manifest.json): its entries, one per line:
 
   MODE UID/GID SIZE MTIME SHA256 NAME [-> LINK]
 
@@ -41,6 +42,7 @@ VIEWPATH in sha256sum format, relative to VIEWPATH, so that in a tree
 extracted from that view 'sha256sum -c --strict' checks it.`,
 		Example: `  amber ls case.tar.zst
   amber ls case.tar.zst images/app_v1/rootfs/etc
+  amber ls case.tar.zst containers/wordpress/memory
   amber ls -r --json case.tar.zst images/app_v1/layers/2
   amber ls --sha256sum case.tar.zst images/app_v1/rootfs > rootfs.sha256`,
 		Args: argsRange(1, 2),

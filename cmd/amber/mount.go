@@ -45,6 +45,12 @@ EROFS), in the layout of DESIGN.md:
   DIR/images/<name>/layers/<N>/   layer N as stored, .wh. markers visible
   DIR/images/<name>/stages/<N>/   layers 0..N merged
   DIR/images/<name>/config.json
+  DIR/containers/<name>/rootfs/   the container's filesystem at capture time
+  DIR/containers/<name>/pristine/ its image merged, for diff -r
+  DIR/containers/<name>/changes/  only what it added or changed (.wh. markers visible)
+  DIR/containers/<name>/inspect.json, changes.txt, engine-changes.txt, logs/
+  DIR/containers/<name>/memory/<pid>-<comm>/core, maps, environ, cmdline, ...
+  DIR/volumes/<name>/             a named volume's contents
 
 Files are served only after their SHA-256 matches the index (else EIO, and
 the file is named on stderr); each file's SHA-256 is the xattr
@@ -55,6 +61,8 @@ mount and unmount are recorded in ARCHIVE.custody.jsonl.`,
   amber mount image.tar /mnt/img           # a plain docker save tarball or OCI layout: indexed at mount
   amber mount --background case.tar.zst /mnt/case && grep -r AKIA /mnt/case/images/app_v1/layers/3
   diff -r /mnt/case/images/app_v1/stages/0 /mnt/case/images/app_v1/rootfs
+  diff -r /mnt/case/containers/wordpress/pristine /mnt/case/containers/wordpress/rootfs
+  sha256sum /mnt/case/containers/wordpress/memory/*/core
   getfattr -n user.amber.sha256 /mnt/case/images/app_v1/rootfs/etc/passwd
   amber umount /mnt/case`,
 		Args: argsRange(2, 2),

@@ -57,10 +57,10 @@ func (e *env) newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "amber",
 		Short: "Capture container evidence into sealed archives and examine it",
-		Long: `amber preserves container evidence "in amber": it captures images (and,
-later, containers and process memory) into sealed, hashed, chain-of-custody
-archives (NAME.tar.zst), verifies them, and shows their contents in the
-mount layout without mounting.
+		Long: `amber preserves container evidence "in amber": it captures containers
+(filesystem, metadata, logs, process memory) and images into sealed, hashed,
+chain-of-custody archives (NAME.tar.zst), verifies them, and shows their
+contents in the mount layout, mounted read-only or without mounting.
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 tampered or damaged evidence,
 4 not an amber archive or unsupported version, 5 not found (archive path,
