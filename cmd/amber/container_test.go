@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -662,5 +664,55 @@ func TestCaptureContainerExits(t *testing.T) {
 	c := mustAmber(t, "cat", out, "containers/"+name+"/rootfs/tmp/f")
 	if c != "data\n" {
 		t.Errorf("the filesystem of the killed container: %q", c)
+	}
+}
+
+// TestCaptureRemoteEngine: an engine reached over TCP (here a proxy to the
+// local socket) is not local: the filesystem goes through the export
+// stream, memory is skipped with a clear reason, and the tree equals the
+// upper directory's.
+func TestCaptureRemoteEngine(t *testing.T) {
+	testenv.Root(t)
+	id := testContainer(t, "amber-ctr-r")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("unix", "/var/run/docker.sock")
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go io.Copy(u, c)
+				io.Copy(c, u)
+			}()
+		}
+	}()
+	dir := t.TempDir()
+	remote, local := filepath.Join(dir, "remote.tar.zst"), filepath.Join(dir, "local.tar.zst")
+	cmd := exec.Command(amberBin, "capture", "container", id, "-o", remote)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=tcp://"+ln.Addr().String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("capture through tcp: %v\n%s", err, out)
+	}
+	mustAmber(t, "capture", "container", id, "--no-memory", "-o", local)
+	m := readManifest(t, remote)
+	a, _ := m.Artifact(manifest.KindContainer, "amber-ctr-r")
+	if a == nil || a.Container.Route != "export" || !strings.Contains(a.Container.MemorySkipped, "not on this host") || m.Acquisition.Docker.Local {
+		t.Fatalf("remote capture: %+v %+v", a.Container, m.Acquisition.Docker)
+	}
+	none := func(string) bool { return false }
+	rr, rl := unpack(t, remote, "amber-ctr-r"), unpack(t, local, "amber-ctr-r")
+	if got, want := secondsListing(t, filepath.Join(rr, "bundle/rootfs"), none), secondsListing(t, filepath.Join(rl, "bundle/rootfs"), none); got != want {
+		t.Errorf("remote and local captures differ:\n%s", lineDiff(want, got))
 	}
 }
