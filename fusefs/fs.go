@@ -144,8 +144,12 @@ func virtualIno(p string, m *manifest.Manifest) uint64 {
 		return base + 2
 	case "stages":
 		return base + 3
+	case "history":
+		return base + 4
+	case "Dockerfile":
+		return base + 5
 	}
-	return base + 4 // not reached: deeper entries are tree entries or members
+	return base + 6 // not reached: deeper entries are tree entries or members
 }
 
 func (f *FS) attr(e *view.Entry, out *fuse.Attr) {

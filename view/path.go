@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/imageconfig"
 	"github.com/amber-forensics/amber/manifest"
 )
 
@@ -284,13 +285,28 @@ func (v *View) Stat(p string) (*Entry, error) {
 			return v.treeEntry(t, ds, id, strings.Join(c[:3], "/"), c[3:])
 		}
 		switch c[2] {
-		case "config.json":
+		case "config.json", "history", "Dockerfile":
 			if len(c) != 3 {
 				break
 			}
-			b, err := v.A.ReadEntry(manifest.BlobName(a.Config.Digest), 64<<20)
+			b, err := v.A.ReadEntry(manifest.BlobName(a.Config.Digest), imageconfig.MaxConfigSize)
 			if err != nil {
 				return nil, err
+			}
+			if c[2] != "config.json" {
+				cfg, err := imageconfig.Parse(b)
+				if err != nil {
+					return nil, fmt.Errorf("%w: %s: %v", manifest.ErrCorrupt, full, err)
+				}
+				if c[2] == "history" {
+					var sizes []int64
+					for _, l := range a.Layers {
+						sizes = append(sizes, l.Size)
+					}
+					b = imageconfig.HistoryText(cfg, sizes)
+				} else {
+					b = imageconfig.Dockerfile(cfg)
+				}
 			}
 			return v.file(full, c[2], b), nil
 		case "layers", "stages":
@@ -421,7 +437,7 @@ func (v *View) ReadDir(p string) ([]*Entry, error) {
 			names = memberNames(a, strings.Join(c[2:], "/"))
 		}
 	case len(c) == 2:
-		names = []string{"config.json", "layers", "rootfs", "stages"}
+		names = []string{"Dockerfile", "config.json", "history", "layers", "rootfs", "stages"}
 	case len(c) == 3:
 		a, err := v.image(c[1])
 		if err != nil {

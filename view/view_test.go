@@ -63,7 +63,7 @@ func TestMergedViews(t *testing.T) {
 		{"images/wh_1/layers/1/etc", ".wh.shadow"},
 		{"images/wh_1/layers/1/d", ".wh..wh..opq z"},
 		{"images/wh_1/layers/2", ".wh.a etc"},
-		{"images/wh_1", "config.json layers rootfs stages"},
+		{"images/wh_1", "Dockerfile config.json history layers rootfs stages"},
 		{"images/wh_1/layers", "0 1 2"},
 		{"", "images manifest.json"},
 	}

@@ -566,6 +566,17 @@ func TestMountContainerViews(t *testing.T) {
 	if out, err := exec.Command("sh", "-c", fmt.Sprintf("grep -l -a %s %s/memory/*/core", memSecret, base)).Output(); err != nil || !strings.Contains(string(out), "-sh/core") {
 		t.Errorf("grep -a of the secret through the mount: %v %s", err, out)
 	}
+	// history and Dockerfile, from the config, against docker history.
+	hist, _ := os.ReadFile(filepath.Join(mnt, "images/amber-test_1/history"))
+	df, _ := os.ReadFile(filepath.Join(mnt, "images/amber-test_1/Dockerfile"))
+	for _, by := range strings.Split(strings.TrimSpace(testenv.Run(t, "docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", "amber-test:1")), "\n") {
+		if !strings.Contains(string(hist), by) {
+			t.Errorf("history lacks %q:\n%s", by, hist)
+		}
+		if run, ok := strings.CutPrefix(by, "/bin/sh -c "); ok && !strings.Contains(string(df), "RUN "+run+"\n") {
+			t.Errorf("Dockerfile lacks RUN %q:\n%s", run, df)
+		}
+	}
 	// amber ls and cat show the same layout without mounting.
 	ls := mustAmber(t, "ls", arch, "containers/amber-ctr-m")
 	for _, want := range []string{"rootfs", "pristine", "changes", "inspect.json", "changes.txt", "memory", "logs"} {

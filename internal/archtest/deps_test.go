@@ -11,12 +11,13 @@ const mod = "github.com/amber-forensics/amber/"
 
 // allowed lists, per package, the amber packages it may import.
 var allowed = map[string][]string{
-	"hashing":   {},
-	"manifest":  {"hashing"},
-	"view":      {"manifest", "hashing"},
-	"snapshot":  {"manifest", "hashing", "view"},
-	"fusefs":    {"manifest", "hashing", "view"},
-	"cmd/amber": {"manifest", "hashing", "snapshot", "view", "fusefs"},
+	"hashing":     {},
+	"manifest":    {"hashing"},
+	"imageconfig": {},
+	"view":        {"manifest", "hashing", "imageconfig"},
+	"snapshot":    {"manifest", "hashing", "view"},
+	"fusefs":      {"manifest", "hashing", "view"},
+	"cmd/amber":   {"manifest", "hashing", "snapshot", "view", "fusefs", "imageconfig"},
 	// Test support may use what it tests; nothing but tests and the
 	// generator may use it.
 	"internal/fixture":     {"manifest", "hashing", "snapshot"},
