@@ -77,19 +77,22 @@ func CaptureImages(ctx context.Context, src *Source, w *manifest.Writer, opts Op
 // layerSet remembers the layers already in an archive, so that images from
 // several sources share them.
 type layerSet struct {
-	done map[hashing.Digest]*layerDone
+	done     map[hashing.Digest]*layerDone
+	reported map[hashing.Digest]bool // anomalies already in a Captured
 }
 
-func newLayerSet() *layerSet { return &layerSet{done: map[hashing.Digest]*layerDone{}} }
+func newLayerSet() *layerSet {
+	return &layerSet{done: map[hashing.Digest]*layerDone{}, reported: map[hashing.Digest]bool{}}
+}
 
-func (ls *layerSet) capture(ctx context.Context, src *Source, w *manifest.Writer, opts Options) (*Captured, error) {
+func (layers *layerSet) capture(ctx context.Context, src *Source, w *manifest.Writer, opts Options) (*Captured, error) {
 	if !w.Has("oci-layout") {
 		if _, err := w.Add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`+"\n")); err != nil {
 			return nil, err
 		}
 	}
 	out := &Captured{Indexes: map[hashing.Digest]*manifest.Index{}}
-	done := ls.done
+	done := layers.done
 	names := map[string]bool{}
 	for _, img := range src.Images {
 		art := manifest.Artifact{Kind: manifest.KindImage, Refs: img.Refs, ImageID: img.ConfigDigest, SourceManifest: img.SourceManifest}
@@ -105,9 +108,7 @@ func (ls *layerSet) capture(ctx context.Context, src *Source, w *manifest.Writer
 			}
 			diffID := img.DiffIDs[i]
 			ld, ok := done[diffID]
-			if ok {
-				out.Indexes[diffID] = ld.index
-			} else {
+			if !ok {
 				if opts.Progress != nil {
 					opts.Progress(fmt.Sprintf("image %s: layer %d/%d %s", art.Name, i+1, len(img.Layers), diffID.Short()))
 				}
@@ -117,7 +118,10 @@ func (ls *layerSet) capture(ctx context.Context, src *Source, w *manifest.Writer
 					return nil, fmt.Errorf("image %s, layer %d (%s): %w", art.Name, i, ls.Name, err)
 				}
 				done[diffID] = ld
-				out.Indexes[diffID] = ld.index
+			}
+			out.Indexes[diffID] = ld.index
+			if !layers.reported[diffID] {
+				layers.reported[diffID] = true
 				for _, a := range ld.anomalies {
 					a.Artifact = art.Name
 					a.Layer = i
@@ -298,15 +302,33 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 		}
 		size = h.Size()
 	}
-	name := manifest.BlobName(diffID)
-	if w.Has(name) {
-		return nil, fmt.Errorf("layer %s stored twice", diffID)
-	}
 	r, closeFn, err := openLayer(ctx, src, ls, kind)
 	if err != nil {
 		return nil, err
 	}
 	defer closeFn()
+	done, err := storeLayer(ctx, r, size, diffID, w)
+	if err != nil {
+		return nil, err
+	}
+	l := &done.layer
+	if kind != "" || ls.MediaType != "" && ls.MediaType != MediaTypeLayer {
+		l.SourceDigest = ls.Digest
+		l.SourceMediaType = ls.MediaType
+		if l.SourceMediaType == "" {
+			l.SourceMediaType = "tar+" + kind
+		}
+	}
+	return done, nil
+}
+
+// storeLayer writes exactly size bytes of an uncompressed layer from r as
+// its blob, with its file index, and checks the result against diffID.
+func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Digest, w *manifest.Writer) (*layerDone, error) {
+	name := manifest.BlobName(diffID)
+	if w.Has(name) {
+		return nil, fmt.Errorf("layer %s stored twice", diffID)
+	}
 	if err := w.Begin(name, size); err != nil {
 		return nil, err
 	}
@@ -343,13 +365,6 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 		Index:      manifest.Descriptor{MediaType: "application/vnd.amber.file-index.v1", Digest: ie.SHA256, Size: ie.Size},
 		Files:      files,
 		MerkleRoot: root,
-	}
-	if kind != "" || ls.MediaType != "" && ls.MediaType != MediaTypeLayer {
-		l.SourceDigest = ls.Digest
-		l.SourceMediaType = ls.MediaType
-		if l.SourceMediaType == "" {
-			l.SourceMediaType = "tar+" + kind
-		}
 	}
 	ix, err := manifest.ParseIndex(ib)
 	if err != nil {

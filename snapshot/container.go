@@ -87,6 +87,7 @@ type ctrCapture struct {
 	paused   bool
 	cfg      []byte // its image's config, as saved
 	volumes  []*manifest.Artifact
+	fs       *containerFS
 }
 
 // CaptureEngine captures containers and images from the Docker engine:
@@ -146,10 +147,13 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	var saveRefs []string
 	imageIDs := map[string]string{} // ref -> ID
 	addRef := func(ref, id string) {
-		if _, ok := imageIDs[ref]; !ok {
-			saveRefs = append(saveRefs, ref)
-			imageIDs[ref] = id
+		for _, known := range imageIDs {
+			if known == id {
+				return // the same image under another name: saved once
+			}
 		}
+		saveRefs = append(saveRefs, ref)
+		imageIDs[ref] = id
 	}
 	for _, ref := range req.Images {
 		ii, err := e.c.ImageInspect(ctx, ref)
@@ -239,24 +243,76 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 			}
 		}
 	}
-	// Images, all in one save so that shared layers are stored once.
-	progress(fmt.Sprintf("saving %d image(s) from the engine", len(saveRefs)))
-	layers := newLayerSet()
-	src, cleanup, err := saveImages(ctx, e, saveRefs, filepath.Dir(req.Output))
-	if err != nil {
-		return nil, err
+	// The containers' own filesystems next, where they can be read
+	// directly: more volatile than their images.
+	for _, c := range ctrs {
+		c.fs = &containerFS{}
+		defer c.fs.remove()
+		if err := chooseRoute(e, c, req, c.fs); err != nil {
+			return nil, err
+		}
+		if c.fs.route == RouteUpperdir {
+			if err := readUpper(ctx, e, c, req, c.fs, progress); err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					return nil, fmt.Errorf("%w: container %s: %w", ErrContainerGone, c.name, err)
+				}
+				return nil, fmt.Errorf("container %s: %w", c.name, err)
+			}
+		}
 	}
-	defer cleanup()
-	capd, err := layers.capture(ctx, src, w, req.Options)
-	if err != nil {
-		return nil, fmt.Errorf("capturing images from the engine: %w", err)
+	// Images, each as the engine's save stream arrives; layers shared
+	// between images are stored once.
+	layers := newLayerSet()
+	capd := &Captured{Indexes: map[hashing.Digest]*manifest.Index{}}
+	var srcs []*Source
+	for _, ref := range saveRefs {
+		ii, err := e.c.ImageInspect(ctx, ref)
+		if err != nil {
+			return nil, e.wrap(err, "image "+ref)
+		}
+		if ii.ID != imageIDs[ref] {
+			return nil, fmt.Errorf("%w: %s is now image %s, not %s as when the capture began", ErrEngine, ref, ii.ID, imageIDs[ref])
+		}
+		var diffIDs []hashing.Digest
+		for _, l := range ii.RootFS.Layers {
+			d, err := hashing.Parse(l)
+			if err != nil {
+				return nil, fmt.Errorf("%w: image %s: layer %q", ErrEngine, ref, l)
+			}
+			diffIDs = append(diffIDs, d)
+		}
+		progress(fmt.Sprintf("image %s: saving from the engine", ref))
+		src, err := saveStream(ctx, e, ref, diffIDs, filepath.Dir(req.Output), w, layers, progress)
+		if err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, src)
+		c, err := layers.capture(ctx, src, w, req.Options)
+		if err != nil {
+			return nil, fmt.Errorf("capturing image %s from the engine: %w", ref, err)
+		}
+		for _, a := range c.Artifacts {
+			for {
+				if _, dup := s.m.Artifact(a.Kind, a.Name); !dup {
+					break
+				}
+				a.Name += "_" + a.ImageID.Short()
+			}
+			capd.Artifacts = append(capd.Artifacts, a)
+			s.m.Artifacts = append(s.m.Artifacts, a)
+		}
+		capd.Anomalies = append(capd.Anomalies, c.Anomalies...)
+		capd.Events = append(capd.Events, c.Events...)
+		capd.Index = append(capd.Index, c.Index...)
+		for k, v := range c.Indexes {
+			capd.Indexes[k] = v
+		}
 	}
 	index := capd.Index
 	byID := map[string]*manifest.Artifact{}
-	for i := range capd.Artifacts {
-		a := capd.Artifacts[i]
-		s.m.Artifacts = append(s.m.Artifacts, a)
-		byID[a.ImageID.String()] = &s.m.Artifacts[len(s.m.Artifacts)-1]
+	for i := range s.m.Artifacts {
+		a := &s.m.Artifacts[i]
+		byID[a.ImageID.String()] = a
 	}
 	for ref, id := range imageIDs {
 		if byID[id] == nil {
@@ -271,9 +327,11 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	}
 	// Each container's filesystem, metadata and logs.
 	for _, c := range ctrs {
-		for _, im := range src.Images {
-			if im.ConfigDigest.String() == c.ci.Image {
-				c.cfg = im.Config
+		for _, src := range srcs {
+			for _, im := range src.Images {
+				if im.ConfigDigest.String() == c.ci.Image {
+					c.cfg = im.Config
+				}
 			}
 		}
 		img := *byID[c.ci.Image]
@@ -406,53 +464,27 @@ func captureMemory(ctx context.Context, c *ctrCapture, mw *archiveMembers, s *se
 	return nil
 }
 
-// saveImages saves images from the engine into a temporary docker-save
-// tarball beside the output (removed by cleanup) and opens it.
-func saveImages(ctx context.Context, e *Engine, refs []string, dir string) (*Source, func(), error) {
-	f, err := os.CreateTemp(dir, ".amber-save-*.tar")
-	if err != nil {
-		return nil, nil, fmt.Errorf("creating a temporary file for the engine's image save: %w", err)
-	}
-	cleanup := func() { f.Close(); os.Remove(f.Name()) }
-	rc, err := e.c.ImageSave(ctx, refs)
-	if err != nil {
-		cleanup()
-		return nil, nil, e.wrap(err, "saving images "+strings.Join(refs, " "))
-	}
-	_, err = io.CopyBuffer(f, ctxReader{ctx, rc}, make([]byte, 1<<20))
-	rc.Close()
-	if err != nil {
-		cleanup()
-		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
-		}
-		return nil, nil, fmt.Errorf("%w: saving images: %v", ErrEngine, err)
-	}
-	src, err := OpenSource(f.Name())
-	if err != nil {
-		cleanup()
-		return nil, nil, fmt.Errorf("%w: the engine's save stream: %w", ErrEngine, err)
-	}
-	src.Kind = "docker-engine"
-	return src, func() { src.Close(); cleanup() }, nil
-}
-
 // captureContainerFS stores the container's changes layer, its config and
 // manifest (the image's plus that layer), and its metadata.
-func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manifest.Artifact, idx map[hashing.Digest]*manifest.Index,
-	w *manifest.Writer, mw *archiveMembers, req EngineRequest, s *session, progress func(string)) (descriptor, error) {
-	cc := c.art.Container
-	cc.Image = img.Name
-	pristine := &view.Layered{}
-	for _, l := range img.Layers {
-		pristine.Indexes = append(pristine.Indexes, idx[l.Digest])
-	}
+// containerFS is a container's filesystem as read: its changes layer in
+// a temporary file, and the engine's change list, asked for only once the
+// filesystem has been read (the engine reads the directories to answer).
+type containerFS struct {
+	route     string
+	lf        *layerFile
+	anomalies []manifest.Anomaly
+	diff      chan engineDiff
+}
+
+type engineDiff struct {
+	changes []container.FilesystemChange
+	err     error
+}
+
+// chooseRoute picks the route for a container's filesystem.
+func chooseRoute(e *Engine, c *ctrCapture, req EngineRequest, fs *containerFS) error {
 	route := req.Route
-	upper := ""
-	if c.ci.GraphDriver.Data != nil {
-		upper = c.ci.GraphDriver.Data["UpperDir"]
-	}
-	var anomalies []manifest.Anomaly
+	upper := c.ci.GraphDriver.Data["UpperDir"]
 	if route == RouteAuto || route == RouteUpperdir {
 		why := ""
 		switch {
@@ -470,44 +502,89 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 		}
 		if why != "" {
 			if route == RouteUpperdir {
-				return descriptor{}, fmt.Errorf("%w: --route upperdir: %s", ErrNotLocal, why)
+				return fmt.Errorf("%w: --route upperdir: %s", ErrNotLocal, why)
 			}
 			route = RouteExport
-			anomalies = append(anomalies, manifest.Anomaly{Kind: "route", Detail: "filesystem read through the engine's export: " + why})
+			fs.anomalies = append(fs.anomalies, manifest.Anomaly{Kind: "route", Detail: "filesystem read through the engine's export: " + why})
 		} else {
 			route = RouteUpperdir
 		}
 	}
-	progress(fmt.Sprintf("container %s: filesystem (%s)", c.name, route))
+	fs.route = route
+	return nil
+}
+
+// readUpper reads the upper directory route into fs.lf. It may fall back
+// to the export route (fs.route says which was taken).
+func readUpper(ctx context.Context, e *Engine, c *ctrCapture, req EngineRequest, fs *containerFS, progress func(string)) error {
+	progress(fmt.Sprintf("container %s: filesystem (%s)", c.name, fs.route))
 	lf, err := newLayerFile(filepath.Dir(req.Output))
 	if err != nil {
-		return descriptor{}, err
+		return err
 	}
-	defer lf.remove()
-	if route == RouteUpperdir {
-		dirs := []string{upper}
-		// The engine's init layer (hosts, resolv.conf, /dev, ...) lies
-		// just below: part of the container's filesystem as docker export
-		// shows it, and not of its image.
-		if lower := strings.Split(c.ci.GraphDriver.Data["LowerDir"], ":"); len(lower) > 0 && strings.HasSuffix(lower[0], "-init/diff") {
-			dirs = append(dirs, lower[0])
-		}
-		err = upperRoute(dirs, true, lf, &anomalies)
-		if errors.Is(err, errRouteUnsupported) && req.Route == RouteAuto {
-			anomalies = append(anomalies, manifest.Anomaly{Kind: "route", Detail: "filesystem read through the engine's export: " + err.Error()})
-			lf.remove()
-			if lf, err = newLayerFile(filepath.Dir(req.Output)); err != nil {
-				return descriptor{}, err
-			}
-			route = RouteExport
-		}
+	fs.lf = lf
+	dirs := []string{c.ci.GraphDriver.Data["UpperDir"]}
+	// The engine's init layer (hosts, resolv.conf, /dev, ...) lies just
+	// below: part of the container's filesystem as docker export shows
+	// it, and not of its image.
+	if lower := strings.Split(c.ci.GraphDriver.Data["LowerDir"], ":"); len(lower) > 0 && strings.HasSuffix(lower[0], "-init/diff") {
+		dirs = append(dirs, lower[0])
 	}
-	if route == RouteExport {
-		err = exportRoute(ctx, e, c.ci.ID, pristine, lf, &anomalies)
+	err = upperRoute(dirs, true, lf, &fs.anomalies)
+	if errors.Is(err, errRouteUnsupported) && req.Route == RouteAuto {
+		fs.anomalies = append(fs.anomalies, manifest.Anomaly{Kind: "route", Detail: "filesystem read through the engine's export: " + err.Error()})
+		lf.remove()
+		fs.lf, fs.route = nil, RouteExport
+		return nil
 	}
 	if err != nil {
-		return descriptor{}, err
+		return err
 	}
+	fs.askEngine(ctx, e, c)
+	return nil
+}
+
+// askEngine starts asking the engine for its change list.
+func (fs *containerFS) askEngine(ctx context.Context, e *Engine, c *ctrCapture) {
+	fs.diff = make(chan engineDiff, 1)
+	go func() {
+		ch, err := e.c.ContainerDiff(ctx, c.ci.ID)
+		fs.diff <- engineDiff{ch, err}
+	}()
+}
+
+func (fs *containerFS) remove() {
+	if fs.lf != nil {
+		fs.lf.remove()
+	}
+	if fs.diff != nil {
+		<-fs.diff // the request ends with the capture's context
+		fs.diff = nil
+	}
+}
+
+func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manifest.Artifact, idx map[hashing.Digest]*manifest.Index,
+	w *manifest.Writer, mw *archiveMembers, req EngineRequest, s *session, progress func(string)) (descriptor, error) {
+	cc := c.art.Container
+	cc.Image = img.Name
+	pristine := &view.Layered{}
+	for _, l := range img.Layers {
+		pristine.Indexes = append(pristine.Indexes, idx[l.Digest])
+	}
+	fs := c.fs
+	if fs.route == RouteExport && fs.lf == nil {
+		progress(fmt.Sprintf("container %s: filesystem (%s)", c.name, fs.route))
+		lf, err := newLayerFile(filepath.Dir(req.Output))
+		if err != nil {
+			return descriptor{}, err
+		}
+		fs.lf = lf
+		if err := exportRoute(ctx, e, c.ci.ID, pristine, lf, &fs.anomalies); err != nil {
+			return descriptor{}, err
+		}
+		fs.askEngine(ctx, e, c)
+	}
+	lf, route, anomalies := fs.lf, fs.route, fs.anomalies
 	cc.Route = route
 	size, sum, err := lf.finish()
 	if err != nil {
@@ -528,7 +605,10 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 		return descriptor{}, fmt.Errorf("comparing with the image: %w", err)
 	}
 	pm := &prefixed{archiveMembers: mw, prefix: ContainerPrefix(c.name), c: cc}
-	engineChanges, cerr := e.c.ContainerDiff(ctx, c.ci.ID)
+	progress(fmt.Sprintf("container %s: the engine's change list", c.name))
+	ed := <-fs.diff
+	fs.diff = nil
+	engineChanges, cerr := ed.changes, ed.err
 	if cerr != nil {
 		return descriptor{}, e.wrap(cerr, "asking the engine for the change list")
 	}
@@ -597,6 +677,7 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 		}
 		cc.Mounts = append(cc.Mounts, mt)
 	}
+	progress(fmt.Sprintf("container %s: logs", c.name))
 	if err := captureLogs(ctx, e, c, pm, filepath.Dir(req.Output)); err != nil {
 		return descriptor{}, err
 	}

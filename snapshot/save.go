@@ -1,0 +1,195 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/manifest"
+)
+
+// An image from the engine is captured as the engine's save stream
+// arrives. A layer's tar header must name it (blobs/sha256/<diff_id>)
+// before its bytes go into the archive: in the Docker 25+ (OCI) layout
+// the stream names each layer by its digest, so it goes straight in; the
+// legacy layout names layers by v1 IDs, so each is first spooled to a
+// temporary file beside the output while it is hashed, then stored under
+// its digest. Either way every layer is checked against its diff_id.
+
+// memStore holds a save stream's small members in memory and remembers
+// the layers already stored from it.
+type memStore struct {
+	files  map[string][]byte
+	layers map[string]int64  // streamed layer members: their size
+	links  map[string]string // symlinked members (legacy layout): target
+	desc   string
+}
+
+func (m *memStore) resolve(name string) string {
+	name, _ = manifest.CleanName(name)
+	for i := 0; i < 8; i++ {
+		t, ok := m.links[name]
+		if !ok {
+			break
+		}
+		name = t
+	}
+	return name
+}
+
+func (m *memStore) open(name string) (io.ReadCloser, int64, error) {
+	name = m.resolve(name)
+	if b, ok := m.files[name]; ok {
+		return io.NopCloser(bytes.NewReader(b)), int64(len(b)), nil
+	}
+	if n, ok := m.layers[name]; ok {
+		// Already stored in the archive; the reader only measures it.
+		return io.NopCloser(bytes.NewReader(nil)), n, nil
+	}
+	return nil, 0, fmt.Errorf("%w: the engine's save stream has no member %q", ErrSource, name)
+}
+
+func (m *memStore) exists(name string) bool {
+	name = m.resolve(name)
+	_, a := m.files[name]
+	_, b := m.layers[name]
+	return a || b
+}
+
+func (m *memStore) describe() string { return m.desc }
+
+// saveStream captures one image from the engine's save stream into w.
+// diffIDs are the image's layers as the engine inspects them. It returns a
+// Source over the stream's metadata whose layers are all in layers.
+func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Digest, spoolDir string, w *manifest.Writer, layers *layerSet, progress func(string)) (*Source, error) {
+	rc, err := e.c.ImageSave(ctx, []string{ref})
+	if err != nil {
+		return nil, e.wrap(err, "saving image "+ref)
+	}
+	defer rc.Close()
+	want := map[hashing.Digest]bool{}
+	for _, d := range diffIDs {
+		want[d] = true
+	}
+	st := &memStore{files: map[string][]byte{}, layers: map[string]int64{}, links: map[string]string{}, desc: "engine save of " + ref}
+	tr := tar.NewReader(ctxReader{ctx, rc})
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, ref, err)
+		}
+		name, _ := manifest.CleanName(h.Name)
+		switch h.Typeflag {
+		case tar.TypeSymlink:
+			st.links[name], _ = manifest.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
+			continue
+		case tar.TypeReg, tar.TypeRegA:
+		default:
+			continue
+		}
+		var layer hashing.Digest
+		var body io.Reader = manifest.SourceReader(tr)
+		isLayer := false
+		if hex, ok := strings.CutPrefix(name, "blobs/sha256/"); ok {
+			if d, err := hashing.Parse(hex); err == nil && want[d] {
+				layer, isLayer = d, true
+			}
+		} else if path.Base(name) == "layer.tar" {
+			f, d, err := spool(ctx, tr, spoolDir)
+			if err != nil {
+				return nil, fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, ref, err)
+			}
+			defer func() { f.Close(); os.Remove(f.Name()) }()
+			if !want[d] {
+				return nil, fmt.Errorf("%w: the save stream of %s holds a layer (%s) the image does not list", ErrDigestMismatch, ref, d)
+			}
+			layer, isLayer, body = d, true, f
+		}
+		if !isLayer {
+			if h.Size > maxJSON {
+				return nil, fmt.Errorf("%w: the save stream of %s has an unexpected member %q of %d bytes", ErrEngine, ref, name, h.Size)
+			}
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				return nil, fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, ref, err)
+			}
+			st.files[name] = b
+			continue
+		}
+		st.layers[name] = h.Size
+		if ld, ok := layers.done[layer]; ok {
+			// Stored from an earlier image: check it is the same.
+			hm := hashing.NewMulti(false, false)
+			if _, err := io.Copy(hm, body); err != nil {
+				return nil, fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, ref, err)
+			}
+			if hm.SHA256() != layer || ld.layer.Size != h.Size {
+				return nil, fmt.Errorf("%w: a layer of %s has digest %s, expected %s", ErrDigestMismatch, ref, hm.SHA256(), layer)
+			}
+			continue
+		}
+		if progress != nil {
+			progress(fmt.Sprintf("image %s: layer %s (%d MiB), as the engine saves it", ref, layer.Short(), h.Size>>20))
+		}
+		ld, err := storeLayer(ctx, body, h.Size, layer, w)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("image %s, layer %s: %w", ref, layer.Short(), err)
+		}
+		layers.done[layer] = ld
+	}
+	src := &Source{Kind: "docker-engine", Path: ref, store: st, closer: io.NopCloser(nil)}
+	switch {
+	case st.exists("manifest.json"):
+		err = src.readDockerSave()
+	case st.exists("index.json"):
+		err = src.readOCI()
+	default:
+		err = fmt.Errorf("%w: the save stream of %s has neither manifest.json nor index.json", ErrEngine, ref)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, img := range src.Images {
+		for i, l := range img.Layers {
+			if _, ok := layers.done[img.DiffIDs[i]]; !ok {
+				return nil, fmt.Errorf("%w: layer %d of %s (%s) was not in the save stream as expected", ErrEngine, i, ref, l.Name)
+			}
+		}
+	}
+	return src, nil
+}
+
+// spool copies a stream member to a temporary file in dir while hashing
+// it, and rewinds the file.
+func spool(ctx context.Context, r io.Reader, dir string) (*os.File, hashing.Digest, error) {
+	f, err := os.CreateTemp(dir, ".amber-layer-*.tar")
+	if err != nil {
+		return nil, hashing.Digest{}, err
+	}
+	hm := hashing.NewMulti(false, false)
+	_, err = io.CopyBuffer(io.MultiWriter(f, hm), ctxReader{ctx, r}, make([]byte, 1<<20))
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, hashing.Digest{}, err
+	}
+	return f, hm.SHA256(), nil
+}
