@@ -716,6 +716,20 @@ func TestCaptureRemoteEngine(t *testing.T) {
 		t.Fatalf("capture through tcp: %v\n%s", err, out)
 	}
 	mustAmber(t, "capture", "container", id, "--no-memory", "-o", local)
+	// An error after the pause (the upper directory asked of a remote
+	// engine): exit 11, and the container is running again.
+	cmd = exec.Command(amberBin, "capture", "container", id, "--pause", "--route", "upperdir", "-o", filepath.Join(dir, "err.tar.zst"))
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=tcp://"+ln.Addr().String())
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitNotLocal {
+		t.Errorf("--route upperdir on a remote engine: %v\n%s", err, out)
+	}
+	if st := strings.TrimSpace(testenv.Run(t, "docker", "inspect", "--format", "{{.State.Status}}", id)); st != "running" {
+		t.Errorf("after a failed --pause capture the container is %s", st)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "err.tar.zst")); err == nil {
+		t.Error("a failed capture left an archive")
+	}
 	m := readManifest(t, remote)
 	a, _ := m.Artifact(manifest.KindContainer, "amber-ctr-r")
 	if a == nil || a.Container.Route != "export" || !strings.Contains(a.Container.MemorySkipped, "not on this host") || m.Acquisition.Docker.Local {
