@@ -290,6 +290,6 @@ func (e *env) indexSource(src string) (*manifest.Archive, func(), error) {
 		cleanup()
 		return nil, nil, err
 	}
-	fmt.Fprintf(e.stderr, "amber: %s is not an amber archive: indexed into a temporary archive for this mount (removed at unmount); 'amber capture image' keeps evidence\n", src)
+	fmt.Fprintf(e.stderr, "amber: %s is not an amber archive: indexed into a temporary archive (removed when amber is done with it); 'amber capture image' keeps evidence\n", src)
 	return a, cleanup, nil
 }

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/amber-forensics/amber/imageconfig"
+	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/view"
+)
+
+// openAny opens an amber archive, or indexes a plain docker-save tarball
+// or OCI layout into a temporary one (removed by the returned cleanup).
+func (e *env) openAny(p string) (*manifest.Archive, func(), error) {
+	a, err := manifest.Open(p)
+	if err == nil {
+		return a, func() { a.Close() }, nil
+	}
+	if !errors.Is(err, manifest.ErrNotArchive) && !isDir(p) {
+		return nil, nil, err
+	}
+	a, cleanup, ierr := e.indexSource(p)
+	if ierr != nil {
+		return nil, nil, ierr
+	}
+	return a, func() { a.Close(); cleanup() }, nil
+}
+
+// artifactArg resolves "images/NAME" or "containers/NAME" (or nothing,
+// when the archive holds one image) to an artifact.
+func artifactArg(a *manifest.Archive, arg string) (*manifest.Artifact, error) {
+	if arg == "" {
+		var imgs []*manifest.Artifact
+		for i := range a.Manifest.Artifacts {
+			if a.Manifest.Artifacts[i].Kind == manifest.KindImage {
+				imgs = append(imgs, &a.Manifest.Artifacts[i])
+			}
+		}
+		if len(imgs) == 1 {
+			return imgs[0], nil
+		}
+		var names []string
+		for _, x := range imgs {
+			names = append(names, "images/"+x.Name)
+		}
+		return nil, usageError{fmt.Errorf("the archive holds %d images; name one: %s", len(imgs), strings.Join(names, " "))}
+	}
+	kind, name, ok := strings.Cut(strings.Trim(arg, "/"), "/")
+	k := map[string]string{"images": manifest.KindImage, "containers": manifest.KindContainer}[kind]
+	if !ok || k == "" || strings.Contains(name, "/") {
+		return nil, usageError{fmt.Errorf("%q: give images/NAME or containers/NAME", arg)}
+	}
+	art, found := a.Manifest.Artifact(k, name)
+	if !found {
+		return nil, fmt.Errorf("%w: %s", view.ErrNotFound, arg)
+	}
+	return art, nil
+}
+
+func readConfig(a *manifest.Archive, art *manifest.Artifact) (*imageconfig.Config, error) {
+	b, err := a.ReadEntry(manifest.BlobName(art.Config.Digest), imageconfig.MaxConfigSize)
+	if err != nil {
+		return nil, err
+	}
+	c, err := imageconfig.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", manifest.ErrCorrupt, err)
+	}
+	return c, nil
+}
+
+func (e *env) newConfigCmds() []*cobra.Command {
+	var asJSON bool
+	mk := func(use, short, long, example string, run func(a *manifest.Archive, art *manifest.Artifact, c *imageconfig.Config) error) *cobra.Command {
+		cmd := &cobra.Command{
+			Use: use + " ARCHIVE [images/NAME|containers/NAME]", Short: short, Long: long, Example: example,
+			Args: argsRange(1, 2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				a, done, err := e.openAny(args[0])
+				if err != nil {
+					return err
+				}
+				defer done()
+				arg := ""
+				if len(args) == 2 {
+					arg = args[1]
+				}
+				art, err := artifactArg(a, arg)
+				if err != nil {
+					return err
+				}
+				c, err := readConfig(a, art)
+				if err != nil {
+					return err
+				}
+				return run(a, art, c)
+			},
+		}
+		cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+		return cmd
+	}
+	history := mk("history", "Show an image's build history, like docker history --no-trunc",
+		`history lists the build steps recorded in the image config, newest first:
+the layer each made (- for none), when, its size in the archive (bytes of
+the uncompressed layer tar), and the command. A container shows its image's
+steps and, last, amber's own step that added its changes layer.`,
+		`  amber history case.tar.zst images/lamp-wordpress_v2
+  amber history image.tar --json | jq '.[] | select(.layer >= 0)'`,
+		func(a *manifest.Archive, art *manifest.Artifact, c *imageconfig.Config) error {
+			sizes := make([]int64, len(art.Layers))
+			for i, l := range art.Layers {
+				sizes[i] = l.Size
+			}
+			if !asJSON {
+				_, err := e.stdout.Write(imageconfig.HistoryText(c, sizes))
+				return err
+			}
+			steps, _ := c.Steps()
+			type row struct {
+				Layer      int    `json:"layer"`
+				Digest     string `json:"digest,omitempty"`
+				Size       int64  `json:"size"`
+				Created    string `json:"created,omitempty"`
+				CreatedBy  string `json:"created_by"`
+				Comment    string `json:"comment,omitempty"`
+				EmptyLayer bool   `json:"empty_layer"`
+			}
+			var out []row
+			for _, s := range steps {
+				r := row{Layer: s.Layer, CreatedBy: s.CreatedBy, Comment: s.Comment, EmptyLayer: s.EmptyLayer}
+				if !s.Created.IsZero() {
+					r.Created = s.Created.UTC().Format("2006-01-02T15:04:05Z07:00")
+				}
+				if s.Layer >= 0 && s.Layer < len(art.Layers) {
+					r.Digest, r.Size = art.Layers[s.Layer].Digest.String(), art.Layers[s.Layer].Size
+				}
+				out = append(out, r)
+			}
+			return e.printJSON(out)
+		})
+	dockerfile := mk("dockerfile", "Reconstruct an image's Dockerfile from its history",
+		`dockerfile rebuilds the Dockerfile an image was built from, from the
+history in its config: the legacy builder's "#(nop)" form and BuildKit's,
+RUN with build arguments, ADD/COPY (whose sources are recorded only as
+content digests), docker import. Each instruction is preceded by a comment
+with its layer and time; what cannot be recovered is a comment saying so,
+never a guess. The base image's own steps are included: its name is not
+recorded in the config.`,
+		`  amber dockerfile case.tar.zst images/lamp-wordpress_v2
+  amber dockerfile image.tar`,
+		func(a *manifest.Archive, art *manifest.Artifact, c *imageconfig.Config) error {
+			if !asJSON {
+				_, err := e.stdout.Write(imageconfig.Dockerfile(c))
+				return err
+			}
+			steps, _ := c.Steps()
+			type row struct {
+				Layer       int    `json:"layer"`
+				Instruction string `json:"instruction,omitempty"`
+				Note        string `json:"note,omitempty"`
+				Recovered   bool   `json:"recovered"`
+			}
+			var out []row
+			for _, s := range steps {
+				line, note, ok := imageconfig.Instruction(s.History)
+				out = append(out, row{s.Layer, line, note, ok})
+			}
+			return e.printJSON(out)
+		})
+	inspect := mk("inspect", "Show an image's runtime settings: env, entrypoint, cmd, user, ports, ...",
+		`inspect prints what the image config sets for a container: environment,
+entrypoint, command, user, working directory, labels, exposed ports,
+volumes, healthcheck, stop signal, shell, onbuild triggers, platform and
+creation time.`,
+		`  amber inspect case.tar.zst images/lamp-wordpress_v2
+  amber inspect case.tar.zst containers/wordpress --json | jq .env`,
+		func(a *manifest.Archive, art *manifest.Artifact, c *imageconfig.Config) error {
+			r := c.Config
+			out := map[string]any{
+				"artifact": art.Kind + "s/" + art.Name, "image_id": art.ImageID.String(), "refs": art.Refs,
+				"created": c.Created, "author": c.Author, "platform": c.OS + "/" + c.Architecture,
+				"env": r.Env, "entrypoint": r.Entrypoint, "cmd": r.Cmd, "user": r.User, "workdir": r.WorkingDir,
+				"labels": r.Labels, "ports": keys(r.ExposedPorts), "volumes": keys(r.Volumes), "healthcheck": r.Healthcheck,
+				"stopsignal": r.StopSignal, "shell": r.Shell, "onbuild": r.OnBuild,
+			}
+			if asJSON {
+				return e.printJSON(out)
+			}
+			w := e.stdout
+			fmt.Fprintf(w, "%s (image %s)\n", out["artifact"], art.ImageID.Short())
+			fmt.Fprintf(w, "platform    %s\ncreated     %s\n", out["platform"], c.Created.UTC().Format("2006-01-02T15:04:05Z"))
+			if c.Author != "" {
+				fmt.Fprintf(w, "author      %s\n", c.Author)
+			}
+			fmt.Fprintf(w, "user        %s\nworkdir     %s\n", orDash(r.User), orDash(r.WorkingDir))
+			fmt.Fprintf(w, "entrypoint  %s\ncmd         %s\n", jsonOrDash(r.Entrypoint), jsonOrDash(r.Cmd))
+			fmt.Fprintf(w, "ports       %s\nvolumes     %s\n", orDash(strings.Join(keys(r.ExposedPorts), " ")), orDash(strings.Join(keys(r.Volumes), " ")))
+			fmt.Fprintf(w, "stopsignal  %s\nshell       %s\n", orDash(r.StopSignal), jsonOrDash(r.Shell))
+			if r.Healthcheck != nil {
+				fmt.Fprintf(w, "healthcheck %s every %s, timeout %s, start period %s, %d retries\n", jsonOrDash(r.Healthcheck.Test), r.Healthcheck.Interval, r.Healthcheck.Timeout, r.Healthcheck.StartPeriod, r.Healthcheck.Retries)
+			} else {
+				fmt.Fprintf(w, "healthcheck -\n")
+			}
+			for _, o := range r.OnBuild {
+				fmt.Fprintf(w, "onbuild     %s\n", o)
+			}
+			fmt.Fprintf(w, "env\n")
+			for _, v := range r.Env {
+				fmt.Fprintf(w, "  %s\n", v)
+			}
+			fmt.Fprintf(w, "labels\n")
+			for _, k := range sortedKeys(r.Labels) {
+				fmt.Fprintf(w, "  %s=%s\n", k, r.Labels[k])
+			}
+			return nil
+		})
+	return []*cobra.Command{history, dockerfile, inspect}
+}
+
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+func keys(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func jsonOrDash(v []string) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
