@@ -8,7 +8,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/internal/testenv"
 )
 
@@ -112,5 +114,59 @@ func TestDockerfileReconstruction(t *testing.T) {
 	testenv.Run(t, "docker", "save", "-o", save, "amber-test-rich:1")
 	if df2 := mustAmber(t, "dockerfile", save); df2 != df {
 		t.Errorf("dockerfile of the docker-save tarball differs from the archive's")
+	}
+}
+
+// TestTimelineMactime: the body file of an image with hostile names is
+// read by The Sleuth Kit's mactime, every row shown.
+func TestTimelineMactime(t *testing.T) {
+	mactime := testenv.Tool(t, "mactime")
+	dir := t.TempDir()
+	t0 := fixture.Epoch
+	img := fixture.Image{Tags: []string{"names:1"}, Layers: [][]byte{fixture.Layer(
+		fixture.Entry{Name: "etc/", Type: '5', Mode: 0o755, ModTime: t0},
+		fixture.Entry{Name: "etc/pipe|name", Body: "p", ModTime: t0.Add(time.Hour)},
+		fixture.Entry{Name: "etc/per%cent", Body: "c", ModTime: t0.Add(2 * time.Hour)},
+		fixture.Entry{Name: "etc/new\nline", Body: "n", ModTime: t0.Add(3 * time.Hour)},
+		fixture.Entry{Name: "etc/bad\xffbyte", Body: "b", ModTime: t0.Add(4 * time.Hour)},
+		fixture.Entry{Name: "etc/suid", Body: "s", Mode: 0o4755, ModTime: t0.Add(5 * time.Hour)},
+		fixture.Entry{Name: "etc/link", Type: '2', Link: "../target", ModTime: t0.Add(6 * time.Hour)},
+	)}}
+	arch := fixture.Capture(t, dir, "names", img)
+	body := filepath.Join(dir, "body")
+	out := mustAmber(t, "timeline", arch)
+	os.WriteFile(body, []byte(out), 0o644)
+	if n := strings.Count(out, "\n"); n < 7+1 {
+		t.Fatalf("%d rows:\n%s", n, out)
+	}
+	for _, want := range []string{
+		"0|images/names_1/layers/0/etc/pipe%7Cname|", "|r/rrw-r--r--|", "etc/per%25cent|", `etc/new\nline|`, "etc/bad\xffbyte|",
+		"etc/suid|", "|r/rrwsr-xr-x|", "etc/link -> ../target|", "|l/lrwxrwxrwx|", "|d/drwxr-xr-x|", "custody: acquisition-started",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("body file lacks %q:\n%s", want, out)
+		}
+	}
+	res, err := exec.Command(mactime, "-b", body, "-d", "-z", "UTC").CombinedOutput()
+	if err != nil {
+		t.Fatalf("mactime: %v\n%s", err, res)
+	}
+	m := string(res)
+	// One row per time: the hostile names each at their own hour.
+	// mactime decodes %XX: | and % come back as themselves.
+	for i, name := range []string{"etc/pipe|name", "etc/per%cent", `etc/new\nline`, "etc/bad\xffbyte", "etc/suid", "etc/link -> ../target"} {
+		when := t0.Add(time.Duration(i+1) * time.Hour).Format("Mon Jan 02 2006 15:04:05")
+		found := false
+		for _, l := range strings.Split(m, "\n") {
+			if strings.HasPrefix(l, when) && strings.Contains(l, name) && strings.Contains(l, "m") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("mactime shows no %s row for %q:\n%s", when, name, m)
+		}
+	}
+	if !strings.Contains(m, "custody: sealing") {
+		t.Errorf("mactime lacks the custody rows:\n%s", m)
 	}
 }

@@ -14,10 +14,11 @@ var allowed = map[string][]string{
 	"hashing":     {},
 	"manifest":    {"hashing"},
 	"imageconfig": {},
+	"timeline":    {"manifest", "hashing"},
 	"view":        {"manifest", "hashing", "imageconfig"},
 	"snapshot":    {"manifest", "hashing", "view"},
 	"fusefs":      {"manifest", "hashing", "view"},
-	"cmd/amber":   {"manifest", "hashing", "snapshot", "view", "fusefs", "imageconfig"},
+	"cmd/amber":   {"manifest", "hashing", "snapshot", "view", "fusefs", "imageconfig", "timeline"},
 	// Test support may use what it tests; nothing but tests and the
 	// generator may use it.
 	"internal/fixture":     {"manifest", "hashing", "snapshot"},
