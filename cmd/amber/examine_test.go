@@ -170,3 +170,77 @@ func TestTimelineMactime(t *testing.T) {
 		t.Errorf("mactime lacks the custody rows:\n%s", m)
 	}
 }
+
+// TestDiffAgainstDockerDiff: for a changed container, amber diff lists
+// every path docker diff lists, with the same letter, and the
+// content-only change docker diff misses.
+func TestDiffAgainstDockerDiff(t *testing.T) {
+	testenv.Root(t)
+	id := testContainer(t, "amber-ctr-d")
+	dd := testenv.Run(t, "docker", "diff", id)
+	dir := t.TempDir()
+	arch := filepath.Join(dir, "d.tar.zst")
+	mustAmber(t, "capture", "container", id, "--no-memory", "-o", arch)
+	out := mustAmber(t, "diff", arch, "containers/amber-ctr-d")
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		kind, rest, _ := strings.Cut(l, " ")
+		p, _, _ := strings.Cut(rest, "  [")
+		got[p] = kind
+	}
+	for _, l := range strings.Split(strings.TrimSpace(dd), "\n") {
+		kind, p, _ := strings.Cut(l, " ")
+		if strings.HasPrefix(p, "/srv/new") || l == "line2" {
+			continue // docker prints the newline raw; amber quotes the name
+		}
+		if got[p] != kind {
+			t.Errorf("docker diff says %s %s, amber diff %q", kind, p, got[p])
+		}
+	}
+	if got[`/srv/new\nline2`] != "A" {
+		t.Errorf("the newline name: %q", got)
+	}
+	if !strings.Contains(out, "C "+contentOnly+"  [content]\n") {
+		t.Errorf("amber diff lacks the content-only change:\n%s", out)
+	}
+	if strings.Contains(dd, contentOnly) {
+		t.Logf("this engine's docker diff lists %s too", contentOnly)
+	}
+	if !strings.Contains(out, "C /srv/data  [children]\n") {
+		t.Errorf("a directory changed only below is not marked [children]:\n%s", out)
+	}
+	// Filters and JSON.
+	f := mustAmber(t, "diff", arch, "containers/amber-ctr-d", "--path", "/srv", "--kinds", "D")
+	if strings.TrimSpace(f) != "D /srv/name with space" {
+		t.Errorf("--path /srv --kinds D: %q", f)
+	}
+	if f := mustAmber(t, "diff", arch, "containers/amber-ctr-d", "--ignore", "mtime", "--path", "/tmp"); f != "" {
+		t.Errorf("--ignore mtime still lists /tmp: %q", f)
+	}
+	var ch struct {
+		Kind     string
+		Path     string
+		What     []string
+		Old, New struct{ SHA256 string }
+	}
+	for _, l := range strings.Split(mustAmber(t, "diff", "--json", arch, "containers/amber-ctr-d/pristine", "containers/amber-ctr-d/rootfs"), "\n") {
+		if strings.Contains(l, `"path":"`+contentOnly+`"`) {
+			if err := json.Unmarshal([]byte(l), &ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if ch.Kind != "C" || len(ch.What) != 1 || ch.Old.SHA256 == ch.New.SHA256 || ch.New.SHA256 == "" {
+		t.Errorf("JSON of the content-only change: %+v", ch)
+	}
+	c := mustAmber(t, "diff", "--content", "--path", contentOnly, arch, "containers/amber-ctr-d")
+	if !strings.Contains(c, "-AKIAEXAMPLEKEY") || !strings.Contains(c, "+AKIAEXAMPLEKEZ") {
+		t.Errorf("--content:\n%s", c)
+	}
+	if r := amber(t, "diff", arch, "containers/nope"); r.code != exitNotFound {
+		t.Errorf("unknown container: exit %d %s", r.code, r.stderr)
+	}
+	if r := amber(t, "diff", arch, "bogus:x", "y"); r.code != exitUsage {
+		t.Errorf("malformed reference: exit %d %s", r.code, r.stderr)
+	}
+}

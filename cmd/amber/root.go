@@ -77,7 +77,7 @@ engine unreachable or failing, 9 /proc of the container unreadable,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(e.newCaptureCmd(), e.newVerifyCmd(), e.newLsCmd(), e.newCatCmd(), e.newLogCmd(), e.newMountCmd(), e.newUmountCmd())
 	root.AddCommand(e.newConfigCmds()...)
-	root.AddCommand(e.newTimelineCmd())
+	root.AddCommand(e.newTimelineCmd(), e.newDiffCmd())
 	return root
 }
 

@@ -15,10 +15,11 @@ var allowed = map[string][]string{
 	"manifest":    {"hashing"},
 	"imageconfig": {},
 	"timeline":    {"manifest", "hashing"},
+	"treediff":    {"manifest", "hashing", "view"},
 	"view":        {"manifest", "hashing", "imageconfig"},
 	"snapshot":    {"manifest", "hashing", "view"},
 	"fusefs":      {"manifest", "hashing", "view"},
-	"cmd/amber":   {"manifest", "hashing", "snapshot", "view", "fusefs", "imageconfig", "timeline"},
+	"cmd/amber":   {"manifest", "hashing", "snapshot", "view", "fusefs", "imageconfig", "timeline", "treediff"},
 	// Test support may use what it tests; nothing but tests and the
 	// generator may use it.
 	"internal/fixture":     {"manifest", "hashing", "snapshot"},

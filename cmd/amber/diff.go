@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/treediff"
+	"github.com/amber-forensics/amber/view"
+)
+
+type diffOptions struct {
+	json    bool
+	prefix  string
+	ignore  []string
+	kinds   string
+	content bool
+}
+
+func (e *env) newDiffCmd() *cobra.Command {
+	o := &diffOptions{}
+	c := &cobra.Command{
+		Use:   "diff ARCHIVE containers/NAME | ARCHIVE VIEW1 VIEW2 | ARCHIVE1:VIEW1 ARCHIVE2:VIEW2",
+		Short: "Compare two trees by content and metadata, like docker diff but content-aware",
+		Long: `diff lists what differs between two trees of the mount layout, one path per
+line as docker diff prints it (A added, C changed, D deleted), followed by
+what changed: content (SHA-256), size, type, mode, owner, mtime, target
+(symlinks), xattrs, device. C is printed only when something really
+changed: a file whose content changed while size and mtime were kept is
+found; a directory listed only because something below it changed is
+marked [children]. Added and deleted directories list everything under
+them.
+
+  amber diff case.tar.zst containers/NAME        the container against its image (pristine -> rootfs)
+  amber diff case.tar.zst images/A images/B       two trees of one archive (images/X means its rootfs)
+  amber diff a.tar.zst:images/A b.tar.zst:images/B    trees of two archives (or plain docker-save tarballs)
+
+Views: images/NAME[/rootfs|/stages/N|/layers/N], containers/NAME[/rootfs|/pristine|/changes],
+volumes/NAME, and any directory below them. Only the file indexes are read
+(--content reads the files it shows).`,
+		Example: `  amber diff case.tar.zst containers/wordpress
+  amber diff case.tar.zst containers/wordpress --path /etc --ignore mtime
+  amber diff case.tar.zst images/app_v1/stages/1 images/app_v1/stages/2 --kinds AD
+  amber diff old.tar.zst:images/app_v1 new.tar.zst:images/app_v2 --json | jq -r 'select(.kind=="C") | .path'
+  amber diff case.tar.zst containers/wordpress --content --path /etc`,
+		Args: argsRange(2, 3),
+		RunE: func(cmd *cobra.Command, args []string) error { return e.runDiff(o, args) },
+	}
+	f := c.Flags()
+	f.BoolVar(&o.json, "json", false, "one JSON object per line: {kind, path, path_base64?, what[], children_only, old{}, new{}}")
+	f.StringVar(&o.prefix, "path", "", "only paths under this one (e.g. /etc)")
+	f.StringSliceVar(&o.ignore, "ignore", nil, "changes of these fields do not count: mtime, mode, owner, xattrs, size, content, target, type, device")
+	f.StringVar(&o.kinds, "kinds", "", "only these kinds, e.g. AD or C")
+	f.BoolVar(&o.content, "content", false, "show a unified diff of each changed text file up to 64 KiB (needs diff(1))")
+	return c
+}
+
+// treeRef is one side: an archive and a view path in it.
+type treeRef struct{ archive, path string }
+
+func parseDiffArgs(args []string) (a, b treeRef, err error) {
+	split := func(s string) (treeRef, bool) {
+		i := strings.LastIndex(s, ":")
+		if i <= 0 {
+			return treeRef{}, false
+		}
+		return treeRef{s[:i], s[i+1:]}, true
+	}
+	switch len(args) {
+	case 2:
+		ra, okA := split(args[0])
+		rb, okB := split(args[1])
+		if okA && okB {
+			return ra, rb, nil
+		}
+		if !okA && !okB {
+			p := strings.Trim(args[1], "/")
+			if k, n, ok := strings.Cut(p, "/"); ok && k == "containers" && !strings.Contains(n, "/") {
+				return treeRef{args[0], p + "/pristine"}, treeRef{args[0], p + "/rootfs"}, nil
+			}
+			return a, b, usageError{fmt.Errorf("diff ARCHIVE %s: give containers/NAME, or two views", args[1])}
+		}
+	case 3:
+		if strings.Contains(args[1], ":") || strings.Contains(args[2], ":") {
+			break
+		}
+		return treeRef{args[0], args[1]}, treeRef{args[0], args[2]}, nil
+	}
+	return a, b, usageError{fmt.Errorf("diff: malformed references %q; see amber diff --help", strings.Join(args, " "))}
+}
+
+// treeRoot resolves a view path to a directory; an artifact's own
+// directory means its rootfs.
+func treeRoot(v *view.View, p string) (*view.Entry, error) {
+	c := strings.Split(strings.Trim(p, "/"), "/")
+	if len(c) == 2 && (c[0] == "images" || c[0] == "containers") {
+		p = strings.Trim(p, "/") + "/rootfs"
+	}
+	en, err := v.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !en.IsDir() {
+		return nil, fmt.Errorf("%w: %s is not a directory", view.ErrNotDir, p)
+	}
+	return en, nil
+}
+
+func (e *env) runDiff(o *diffOptions, args []string) error {
+	ra, rb, err := parseDiffArgs(args)
+	if err != nil {
+		return err
+	}
+	aa, doneA, err := e.openAny(ra.archive)
+	if err != nil {
+		return err
+	}
+	defer doneA()
+	ab, doneB := aa, func() {}
+	if rb.archive != ra.archive {
+		if ab, doneB, err = e.openAny(rb.archive); err != nil {
+			return err
+		}
+	}
+	defer doneB()
+	va, vb := &view.View{A: aa}, &view.View{A: ab}
+	rootA, err := treeRoot(va, ra.path)
+	if err != nil {
+		return err
+	}
+	rootB, err := treeRoot(vb, rb.path)
+	if err != nil {
+		return err
+	}
+	opts := treediff.Options{Prefix: o.prefix, Kinds: strings.ToUpper(o.kinds), Ignore: map[string]bool{}}
+	if opts.Prefix != "" && !strings.HasPrefix(opts.Prefix, "/") {
+		opts.Prefix = "/" + opts.Prefix
+	}
+	for _, f := range o.ignore {
+		opts.Ignore[f] = true
+	}
+	changes, err := treediff.Compare(treediff.Side{V: va, Root: rootA}, treediff.Side{V: vb, Root: rootB}, opts)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetEscapeHTML(false)
+	for _, ch := range changes {
+		if o.json {
+			out := struct {
+				Kind       string `json:"kind"`
+				PathBase64 string `json:"path_base64,omitempty"`
+				treediff.Change
+			}{Kind: string(ch.Kind), Change: ch}
+			if !utf8.ValidString(ch.Path) {
+				out.PathBase64 = base64.StdEncoding.EncodeToString([]byte(ch.Path))
+				out.Change.Path = strings.ToValidUTF8(ch.Path, "\uFFFD")
+			}
+			if err := enc.Encode(out); err != nil {
+				return err
+			}
+			continue
+		}
+		line := fmt.Sprintf("%c %s", ch.Kind, escapeName(ch.Path))
+		switch {
+		case ch.ChildrenOnly:
+			line += "  [children]"
+		case len(ch.What) > 0:
+			line += "  [" + strings.Join(ch.What, " ") + "]"
+		}
+		fmt.Fprintln(e.stdout, line)
+		if o.content && ch.Kind == 'C' && contains(ch.What, treediff.FieldContent) {
+			e.showContentDiff(va, vb, ra.path, rb.path, rootA, rootB, ch.Path)
+		}
+	}
+	return nil
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// showContentDiff prints diff -u of a changed small text file.
+func (e *env) showContentDiff(va, vb *view.View, pa, pb string, rootA, rootB *view.Entry, rel string) {
+	read := func(v *view.View, root *view.Entry) ([]byte, bool) {
+		en, err := v.Stat(root.Path + rel)
+		if err != nil || en.Type != manifest.TypeReg || en.Size > 64<<10 {
+			return nil, false
+		}
+		r, err := v.Open(en)
+		if err != nil {
+			return nil, false
+		}
+		b, err := io.ReadAll(r)
+		if err != nil || bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(b) {
+			return nil, false
+		}
+		return b, true
+	}
+	ba, okA := read(va, rootA)
+	bb, okB := read(vb, rootB)
+	if !okA || !okB {
+		fmt.Fprintln(e.stdout, "    (not shown: binary or over 64 KiB)")
+		return
+	}
+	dir, err := os.MkdirTemp("", "amber-diff")
+	if err != nil {
+		return
+	}
+	defer os.RemoveAll(dir)
+	fa, fb := dir+"/a", dir+"/b"
+	os.WriteFile(fa, ba, 0o600)
+	os.WriteFile(fb, bb, 0o600)
+	out, _ := exec.Command("diff", "-u", "--label", pa+rel, "--label", pb+rel, fa, fb).Output()
+	e.stdout.Write(out)
+}
