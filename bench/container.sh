@@ -16,7 +16,7 @@ docker image inspect amber-bench-corpus:1 >/dev/null 2>&1 || docker load -q -i c
 CTR=amber-bench-ctr
 docker rm -f "$CTR" >/dev/null 2>&1 || true
 docker create --name "$CTR" amber-bench-corpus:1 /go/bin/go version >/dev/null
-trap 'docker rm -f "$CTR" >/dev/null 2>&1 || true; rm -rf "$OUT/changed"' EXIT
+trap 'docker rm -f "$CTR" >/dev/null 2>&1 || true; rm -rf "$OUT/changed" "$OUT/ctrtree"' EXIT
 # 100 files of the tree, each replaced by different content.
 rm -rf changed && mkdir changed
 tar -xOf corpus.tar --wildcards '*/layer.tar' 'blobs/sha256/*' 2>/dev/null | tar -t | grep '^go/src/.*\.go$' | head -100 > changed.list || true
@@ -32,6 +32,14 @@ time_of() {
 	/usr/bin/time -o "$OUT/.time" -f '%e %M' "$@" >/dev/null 2>"$OUT/.stderr" || { echo "failed: $*" >&2; cat "$OUT/.stderr" >&2; exit 1; }
 	tail -1 "$OUT/.time"
 }
+# For amber diff: the corpus tree and the container's tree extracted to
+# local disk, for diff -rq between them.
+if [ ! -d native ]; then
+	mkdir -p native
+	tar -xOf corpus.tar --wildcards '*/layer.tar' 'blobs/sha256/*' 2>/dev/null | tar -x -C native || true
+fi
+rm -rf ctrtree && mkdir ctrtree && docker export "$CTR" | tar -x -C ctrtree
+
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 max() { sort -n | tail -1; }
 declare -A T R
@@ -42,6 +50,8 @@ for i in $(seq "$RUNS"); do
 	read -r s m < <(time_of sh -c "docker export $CTR | zstd -3 -T0 -q > /dev/null"); add export "$s" "$m"
 	read -r s m < <(time_of "$AMBER" capture container "$CTR" -o ctr.tar.zst); add capture "$s" "$m"
 	read -r s m < <(time_of "$AMBER" capture container "$CTR" --route export -o ctrx.tar.zst); add capturex "$s" "$m"
+	read -r s m < <(time_of "$AMBER" diff ctr.tar.zst "containers/$CTR"); add diff "$s" "$m"
+	read -r s m < <(time_of sh -c 'diff -rq native/go ctrtree/go >/dev/null; [ $? -le 1 ]'); add diffrq "$s" "$m"
 done
 med() { echo "${T[$1]}" | tr ' ' '\n' | grep . | median; }
 rss() { echo "${R[$1]}" | tr ' ' '\n' | grep . | max; }
@@ -52,6 +62,10 @@ printf '\n%-52s %10s %10s %7s %8s %s\n' "figure (median of $RUNS runs)" amber ba
 line() { printf '%-52s %10s %10s %7s %8s %s\n' "$@"; }
 r=$(ratio "$(med capture)" "$(med export)");  line "capture container, vs docker export | zstd -3 (s)" "$(med capture)" "$(med export)" "$r" "<=1.50" "$(status "$r" 1.5)"
 r=$(ratio "$(med capturex)" "$(med export)"); line "  same, --route export (engine stream) (s)" "$(med capturex)" "$(med export)" "$r" "-" ""
+r=$(ratio "$(med diff)" "$(med diffrq)");      line "amber diff container vs pristine, vs diff -rq (s)" "$(med diff)" "$(med diffrq)" "$r" "<=0.50" "$(status "$r" 0.5)"
+line "  amber diff, absolute (s)" "$(med diff)" "-" "-" "<=0.5s" "$(status "$(med diff)" 0.5)"
+line "  amber diff peak RSS (MB)" "$(( $(rss diff) / 1024 ))" "-" "-" "-" ""
+echo "amber diff lists $("$AMBER" diff ctr.tar.zst "containers/$CTR" | wc -l) paths; diff -rq $(diff -rq native/go ctrtree/go | wc -l)"
 line "capture container peak RSS (MB)" "$(( $(rss capture) / 1024 ))" "-" "-" "-" ""
 line "  --route export peak RSS (MB)" "$(( $(rss capturex) / 1024 ))" "-" "-" "-" ""
 echo "changes found by content: $changes"
