@@ -244,3 +244,71 @@ func TestDiffAgainstDockerDiff(t *testing.T) {
 		t.Errorf("malformed reference: exit %d %s", r.code, r.stderr)
 	}
 }
+
+// TestExtractHostile: a layer whose names climb out of the tree, are
+// absolute, or go through symlinks pointing outside is extracted: every
+// file lands inside DEST, links are created and never followed, and
+// nothing appears anywhere else.
+func TestExtractHostile(t *testing.T) {
+	dir := t.TempDir()
+	outside := filepath.Join(dir, "outside")
+	os.Mkdir(outside, 0o755)
+	img := fixture.Image{Tags: []string{"hostile:1"}, Layers: [][]byte{fixture.Layer(
+		fixture.Entry{Name: "../escape", Body: "up\n", Raw: true},
+		fixture.Entry{Name: "/abs-file", Body: "abs\n", Raw: true},
+		fixture.Entry{Name: "lnk", Type: '2', Link: outside, Raw: true},
+		fixture.Entry{Name: "lnk/evil", Body: "through the link\n", Raw: true},
+		fixture.Entry{Name: "up", Type: '2', Link: "../../../../../../" + outside, Raw: true},
+		fixture.Entry{Name: "up/pwned", Body: "x\n", Raw: true},
+		fixture.Entry{Name: "ok/", Type: '5', Mode: 0o755, Raw: true},
+		fixture.Entry{Name: "ok/file", Body: "fine\n", Mode: 0o4755, Raw: true},
+	)}}
+	arch := fixture.Capture(t, dir, "hostile", img)
+	dest := filepath.Join(dir, "dest")
+	os.Mkdir(dest, 0o755)
+	r := amber(t, "extract", arch, "images/hostile_1/rootfs", dest)
+	t.Logf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Fatalf("extraction wrote outside DEST: %v", ents)
+	}
+	known := map[string]bool{"outside": true, "dest": true, "hostile.src.tar": true, "hostile.tar.zst": true, "hostile.tar.zst.sha256": true, "hostile.tar.zst.custody.jsonl": true}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if !known[e.Name()] {
+			t.Errorf("extraction wrote %s beside DEST", e.Name())
+		}
+	}
+	for _, p := range []string{filepath.Join(dir, "escape"), "/abs-file", "/escape", filepath.Join(filepath.Dir(dir), "escape")} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s was written", p)
+		}
+	}
+	if r.code == 0 {
+		got := testenv.Run(t, "find", filepath.Join(dest, "rootfs"), "-printf", `%y %P %l\n`)
+		if !strings.Contains(got, "f ok/file") || !strings.Contains(got, "l lnk "+outside) {
+			t.Errorf("extracted tree:\n%s", got)
+		}
+		if st, err := os.Stat(filepath.Join(dest, "rootfs/ok/file")); err != nil || st.Mode()&os.ModeSetuid == 0 {
+			t.Errorf("mode not kept: %v %v", st.Mode(), err)
+		}
+	}
+	// The whole rootfs again: refused without --force (exit 12), done with it.
+	if r := amber(t, "extract", arch, "images/hostile_1/rootfs/ok", dest); r.code != 0 {
+		t.Fatalf("extract ok/: %d %s", r.code, r.stderr)
+	}
+	if r := amber(t, "extract", arch, "images/hostile_1/rootfs/ok", dest); r.code != exitExists {
+		t.Errorf("second extract without --force: exit %d %s", r.code, r.stderr)
+	}
+	mustAmber(t, "extract", "--force", arch, "images/hostile_1/rootfs/ok", dest)
+	if b, _ := os.ReadFile(filepath.Join(dest, "ok/file")); string(b) != "fine\n" {
+		t.Errorf("ok/file: %q", b)
+	}
+	// A file to a new name (docker cp's DEST that does not exist).
+	mustAmber(t, "extract", arch, "images/hostile_1/rootfs/ok/file", filepath.Join(dest, "renamed"))
+	if b, _ := os.ReadFile(filepath.Join(dest, "renamed")); string(b) != "fine\n" {
+		t.Errorf("renamed: %q", b)
+	}
+	if log := mustAmber(t, "log", arch); !strings.Contains(log, "extracted") {
+		t.Errorf("custody log lacks the extraction:\n%s", log)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/amber-forensics/amber/extract"
 	"github.com/amber-forensics/amber/fusefs"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
@@ -28,6 +29,7 @@ const (
 	exitProcAccess  = 9   // the container's processes cannot be read in /proc (run as root on the engine's host)
 	exitGone        = 10  // the container stopped existing during the capture
 	exitNotLocal    = 11  // asked for something only the engine's own host can do (--route upperdir on a remote engine)
+	exitExists      = 12  // extract: the destination exists (--force replaces it)
 	exitInterrupted = 130 // stopped by SIGINT/SIGTERM; nothing partial left behind
 )
 
@@ -53,6 +55,8 @@ func exitCode(err error) int {
 		return exitTampered
 	case errors.Is(err, manifest.ErrNotArchive), errors.Is(err, manifest.ErrUnsupportedVersion):
 		return exitUnreadable
+	case errors.Is(err, extract.ErrExists):
+		return exitExists
 	case errors.Is(err, fusefs.ErrBusy), errors.Is(err, fusefs.ErrStale):
 		return exitBusy
 	case errors.Is(err, snapshot.ErrContainerGone):

@@ -17,6 +17,21 @@ import (
 // openAny opens an amber archive, or indexes a plain docker-save tarball
 // or OCI layout into a temporary one (removed by the returned cleanup).
 func (e *env) openAny(p string) (*manifest.Archive, func(), error) {
+	a, done, _, err := e.openAnyPlain(p)
+	return a, done, err
+}
+
+// openAnyPlain is openAny, and says whether p was a plain source.
+func (e *env) openAnyPlain(p string) (*manifest.Archive, func(), bool, error) {
+	a, done, err := e.openArchiveOrSource(p)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	_, plain := e.plain[p]
+	return a, done, plain, nil
+}
+
+func (e *env) openArchiveOrSource(p string) (*manifest.Archive, func(), error) {
 	a, err := manifest.Open(p)
 	if err == nil {
 		return a, func() { a.Close() }, nil
@@ -28,6 +43,10 @@ func (e *env) openAny(p string) (*manifest.Archive, func(), error) {
 	if ierr != nil {
 		return nil, nil, ierr
 	}
+	if e.plain == nil {
+		e.plain = map[string]bool{}
+	}
+	e.plain[p] = true
 	return a, func() { a.Close(); cleanup() }, nil
 }
 

@@ -20,7 +20,8 @@ type env struct {
 	ctx    context.Context
 	stdout io.Writer
 	stderr io.Writer
-	args   []string // the whole command line, for the custody record
+	args   []string        // the whole command line, for the custody record
+	plain  map[string]bool // sources indexed into temporary archives
 }
 
 func run(args []string) int {
@@ -77,7 +78,7 @@ engine unreachable or failing, 9 /proc of the container unreadable,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(e.newCaptureCmd(), e.newVerifyCmd(), e.newLsCmd(), e.newCatCmd(), e.newLogCmd(), e.newMountCmd(), e.newUmountCmd())
 	root.AddCommand(e.newConfigCmds()...)
-	root.AddCommand(e.newTimelineCmd(), e.newDiffCmd())
+	root.AddCommand(e.newTimelineCmd(), e.newDiffCmd(), e.newExtractCmd())
 	return root
 }
 

@@ -16,10 +16,11 @@ var allowed = map[string][]string{
 	"imageconfig": {},
 	"timeline":    {"manifest", "hashing"},
 	"treediff":    {"manifest", "hashing", "view"},
+	"extract":     {"manifest", "hashing", "view"},
 	"view":        {"manifest", "hashing", "imageconfig"},
 	"snapshot":    {"manifest", "hashing", "view"},
 	"fusefs":      {"manifest", "hashing", "view"},
-	"cmd/amber":   {"manifest", "hashing", "snapshot", "view", "fusefs", "imageconfig", "timeline", "treediff"},
+	"cmd/amber":   {"manifest", "hashing", "snapshot", "view", "fusefs", "imageconfig", "timeline", "treediff", "extract"},
 	// Test support may use what it tests; nothing but tests and the
 	// generator may use it.
 	"internal/fixture":     {"manifest", "hashing", "snapshot"},
