@@ -214,4 +214,3 @@ func typeName(t byte) string {
 	}
 	return "special file"
 }
-
