@@ -79,6 +79,7 @@ engine unreachable or failing, 9 /proc of the container unreadable,
 	root.AddCommand(e.newCaptureCmd(), e.newVerifyCmd(), e.newLsCmd(), e.newCatCmd(), e.newLogCmd(), e.newMountCmd(), e.newUmountCmd())
 	root.AddCommand(e.newConfigCmds()...)
 	root.AddCommand(e.newTimelineCmd(), e.newDiffCmd(), e.newExtractCmd())
+	root.AddCommand(e.newLayersCmds()...)
 	return root
 }
 
