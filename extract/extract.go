@@ -7,6 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
@@ -117,6 +120,12 @@ func (x *extractor) entry(e *view.Entry, p string) error {
 		x.res.Symlinks++
 		if x.opts.Owners {
 			x.root.Lchown(p, int(e.Node.Rec.UID), int(e.Node.Rec.GID))
+		}
+		// The link's own times (os.Root has no lutimes): the path's
+		// parents are directories this extraction made or checked.
+		if !e.ModTime.IsZero() {
+			ts := []unix.Timespec{unix.NsecToTimespec(e.ModTime.UnixNano()), unix.NsecToTimespec(e.ModTime.UnixNano())}
+			unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(x.root.Name(), p), ts, unix.AT_SYMLINK_NOFOLLOW)
 		}
 		return nil
 	case manifest.TypeReg:

@@ -11,10 +11,86 @@ import (
 	"github.com/amber-forensics/amber/view"
 )
 
-// Side is one tree: a directory entry of a view.
-type Side struct {
-	V    *view.View
-	Root *view.Entry
+// Node is one entry of a tree, as the comparison sees it.
+type Node struct {
+	Name     string
+	Type     byte // manifest.Type*
+	Mode     uint32
+	UID, GID uint32
+	Size     int64
+	ModTime  time.Time
+	Link     string
+	DevMajor uint32
+	DevMinor uint32
+	Xattrs   map[string]string
+	// HasOwner is false where owners are not known (amber's own entries).
+	HasOwner bool
+	sum      func() (hashing.Digest, error)
+	digest   *hashing.Digest
+	key      any // the tree's handle for ReadDir
+}
+
+// IsDir reports whether n is a directory.
+func (n *Node) IsDir() bool { return n.Type == manifest.TypeDir }
+
+// SHA256 is a regular file's content digest (computed on first use for a
+// local directory).
+func (n *Node) SHA256() (hashing.Digest, error) {
+	if n.digest != nil {
+		return *n.digest, nil
+	}
+	if n.sum == nil || n.Type != manifest.TypeReg {
+		return hashing.Digest{}, nil
+	}
+	d, err := n.sum()
+	if err != nil {
+		return d, err
+	}
+	n.digest = &d
+	return d, nil
+}
+
+// Tree is one side of a comparison.
+type Tree interface {
+	Root() (*Node, error)
+	ReadDir(n *Node) ([]*Node, error)
+}
+
+// ViewTree is a directory of an archive's view.
+type ViewTree struct {
+	V   *view.View
+	Dir *view.Entry
+}
+
+// Root is the tree's top directory.
+func (t ViewTree) Root() (*Node, error) { return viewNode(t.Dir), nil }
+
+func (t ViewTree) ReadDir(n *Node) ([]*Node, error) {
+	kids, err := t.V.ReadDir(n.key.(*view.Entry).Path)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Node, len(kids))
+	for i, k := range kids {
+		out[i] = viewNode(k)
+	}
+	return out, nil
+}
+
+func viewNode(e *view.Entry) *Node {
+	n := &Node{Name: e.Name, Type: e.Type, Mode: e.Mode & 0o7777, Size: e.Size, ModTime: e.ModTime, key: e}
+	if e.Type != manifest.TypeReg {
+		n.Size = 0
+	}
+	if e.Type == manifest.TypeReg {
+		d := e.SHA256()
+		n.digest = &d
+	}
+	if r := e.Node; r != nil {
+		n.UID, n.GID, n.HasOwner = r.Rec.UID, r.Rec.GID, true
+		n.Link, n.DevMajor, n.DevMinor, n.Xattrs = r.Rec.Linkname, r.Rec.DevMajor, r.Rec.DevMinor, r.Rec.Xattrs
+	}
+	return n
 }
 
 // Fields that can change, as named in Change.What and Options.Ignore.
@@ -66,9 +142,17 @@ type Change struct {
 }
 
 // Compare lists what differs from a to b, sorted by path.
-func Compare(a, b Side, opts Options) ([]Change, error) {
+func Compare(a, b Tree, opts Options) ([]Change, error) {
 	c := &cmp{a: a, b: b, opts: opts}
-	if _, err := c.dir(a.Root, b.Root, ""); err != nil {
+	ra, err := a.Root()
+	if err != nil {
+		return nil, err
+	}
+	rb, err := b.Root()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.dir(ra, rb, ""); err != nil {
 		return nil, err
 	}
 	sort.Slice(c.out, func(i, j int) bool { return c.out[i].Path < c.out[j].Path })
@@ -76,7 +160,7 @@ func Compare(a, b Side, opts Options) ([]Change, error) {
 }
 
 type cmp struct {
-	a, b Side
+	a, b Tree
 	opts Options
 	out  []Change
 }
@@ -98,12 +182,12 @@ func (c *cmp) filter() []Change {
 
 // dir compares two directories' children; it reports whether anything
 // below changed.
-func (c *cmp) dir(ea, eb *view.Entry, rel string) (bool, error) {
-	ka, err := c.a.V.ReadDir(ea.Path)
+func (c *cmp) dir(ea, eb *Node, rel string) (bool, error) {
+	ka, err := c.a.ReadDir(ea)
 	if err != nil {
 		return false, err
 	}
-	kb, err := c.b.V.ReadDir(eb.Path)
+	kb, err := c.b.ReadDir(eb)
 	if err != nil {
 		return false, err
 	}
@@ -140,7 +224,7 @@ func (c *cmp) dir(ea, eb *view.Entry, rel string) (bool, error) {
 }
 
 // all lists e and everything below it as added or deleted.
-func (c *cmp) all(s Side, e *view.Entry, p string, kind byte) error {
+func (c *cmp) all(s Tree, e *Node, p string, kind byte) error {
 	ch := Change{Kind: kind, Path: p}
 	if kind == 'A' {
 		ch.New = info(e)
@@ -151,7 +235,7 @@ func (c *cmp) all(s Side, e *view.Entry, p string, kind byte) error {
 	if !e.IsDir() {
 		return nil
 	}
-	kids, err := s.V.ReadDir(e.Path)
+	kids, err := s.ReadDir(e)
 	if err != nil {
 		return err
 	}
@@ -163,9 +247,13 @@ func (c *cmp) all(s Side, e *view.Entry, p string, kind byte) error {
 	return nil
 }
 
-func (c *cmp) pair(ea, eb *view.Entry, p string) (bool, error) {
+func (c *cmp) pair(ea, eb *Node, p string) (bool, error) {
 	var what []string
-	for _, w := range differs(ea, eb) {
+	ws, err := differs(ea, eb)
+	if err != nil {
+		return false, err
+	}
+	for _, w := range ws {
 		if !c.opts.Ignore[w] {
 			what = append(what, w)
 		}
@@ -193,8 +281,8 @@ func (c *cmp) pair(ea, eb *view.Entry, p string) (bool, error) {
 	return true, nil
 }
 
-func (c *cmp) allBelow(s Side, e *view.Entry, p string, kind byte) error {
-	kids, err := s.V.ReadDir(e.Path)
+func (c *cmp) allBelow(s Tree, e *Node, p string, kind byte) error {
+	kids, err := s.ReadDir(e)
 	if err != nil {
 		return err
 	}
@@ -206,16 +294,10 @@ func (c *cmp) allBelow(s Side, e *view.Entry, p string, kind byte) error {
 	return nil
 }
 
-func info(e *view.Entry) *Info {
-	in := &Info{Type: typeName(e.Type), Mode: fmt.Sprintf("%04o", e.Mode&0o7777), Size: e.Size, Mtime: e.ModTime.UTC(), SHA256: e.SHA256()}
-	if e.Type != manifest.TypeReg {
-		in.Size = 0
-	}
-	if n := e.Node; n != nil {
-		in.UID, in.GID = n.Rec.UID, n.Rec.GID
-		if e.Type == manifest.TypeSymlink {
-			in.Link = n.Rec.Linkname
-		}
+func info(e *Node) *Info {
+	in := &Info{Type: typeName(e.Type), Mode: fmt.Sprintf("%04o", e.Mode&0o7777), UID: e.UID, GID: e.GID, Size: e.Size, Mtime: e.ModTime.UTC(), Link: e.Link}
+	if e.digest != nil {
+		in.SHA256 = *e.digest
 	}
 	return in
 }
@@ -237,48 +319,52 @@ func typeName(t byte) string {
 }
 
 // differs names the fields that differ between two entries.
-func differs(a, b *view.Entry) []string {
+func differs(a, b *Node) ([]string, error) {
 	if a.Type != b.Type {
-		return []string{FieldType}
+		return []string{FieldType}, nil
 	}
 	var w []string
 	if a.Type == manifest.TypeReg {
 		if a.Size != b.Size {
 			w = append(w, FieldSize)
+		} else {
+			// Only equal sizes need the content compared (a local file
+			// is hashed then).
+			da, err := a.SHA256()
+			if err != nil {
+				return nil, err
+			}
+			db, err := b.SHA256()
+			if err != nil {
+				return nil, err
+			}
+			if da != db {
+				w = append(w, FieldContent)
+			}
 		}
-		if a.SHA256() != b.SHA256() {
+		if a.Size != b.Size {
 			w = append(w, FieldContent)
 		}
 	}
 	if a.Mode&0o7777 != b.Mode&0o7777 {
 		w = append(w, FieldMode)
 	}
-	ra, rb := rec(a), rec(b)
-	if ra != nil && rb != nil {
-		if ra.UID != rb.UID || ra.GID != rb.GID {
-			w = append(w, FieldOwner)
-		}
-		if a.Type == manifest.TypeSymlink && ra.Linkname != rb.Linkname {
-			w = append(w, FieldTarget)
-		}
-		if (a.Type == manifest.TypeChar || a.Type == manifest.TypeBlock) && (ra.DevMajor != rb.DevMajor || ra.DevMinor != rb.DevMinor) {
-			w = append(w, FieldDevice)
-		}
-		if !sameXattrs(ra.Xattrs, rb.Xattrs) {
-			w = append(w, FieldXattrs)
-		}
+	if a.HasOwner && b.HasOwner && (a.UID != b.UID || a.GID != b.GID) {
+		w = append(w, FieldOwner)
+	}
+	if a.Type == manifest.TypeSymlink && a.Link != b.Link {
+		w = append(w, FieldTarget)
+	}
+	if (a.Type == manifest.TypeChar || a.Type == manifest.TypeBlock) && (a.DevMajor != b.DevMajor || a.DevMinor != b.DevMinor) {
+		w = append(w, FieldDevice)
+	}
+	if a.HasOwner && b.HasOwner && !sameXattrs(a.Xattrs, b.Xattrs) {
+		w = append(w, FieldXattrs)
 	}
 	if !sameTime(a.ModTime, b.ModTime) {
 		w = append(w, FieldMtime)
 	}
-	return w
-}
-
-func rec(e *view.Entry) *manifest.Record {
-	if e.Node == nil {
-		return nil
-	}
-	return &e.Node.Rec
+	return w, nil
 }
 
 // sameTime compares at whole seconds when either side has no more (the

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"unicode/utf8"
 
@@ -64,8 +65,12 @@ volumes/NAME, and any directory below them. Only the file indexes are read
 	return c
 }
 
-// treeRef is one side: an archive and a view path in it.
-type treeRef struct{ archive, path string }
+// treeRef is one side: an archive and a view path in it, or a local
+// directory.
+type treeRef struct {
+	archive, path string
+	local         string
+}
 
 func parseDiffArgs(args []string) (a, b treeRef, err error) {
 	split := func(s string) (treeRef, bool) {
@@ -73,19 +78,34 @@ func parseDiffArgs(args []string) (a, b treeRef, err error) {
 		if i <= 0 {
 			return treeRef{}, false
 		}
-		return treeRef{s[:i], s[i+1:]}, true
+		return treeRef{archive: s[:i], path: s[i+1:]}, true
+	}
+	local := func(s string) (treeRef, bool) {
+		if d, ok := strings.CutPrefix(s, "dir:"); ok {
+			return treeRef{local: d}, true
+		}
+		if !strings.Contains(s, ":") && isDir(s) && !isPath(filepath.Join(s, "oci-layout")) {
+			return treeRef{local: s}, true
+		}
+		return treeRef{}, false
 	}
 	switch len(args) {
 	case 2:
 		ra, okA := split(args[0])
 		rb, okB := split(args[1])
+		if la, ok := local(args[0]); ok && okB {
+			return la, rb, nil
+		}
+		if lb, ok := local(args[1]); ok && okA {
+			return ra, lb, nil
+		}
 		if okA && okB {
 			return ra, rb, nil
 		}
 		if !okA && !okB {
 			p := strings.Trim(args[1], "/")
 			if k, n, ok := strings.Cut(p, "/"); ok && k == "containers" && !strings.Contains(n, "/") {
-				return treeRef{args[0], p + "/pristine"}, treeRef{args[0], p + "/rootfs"}, nil
+				return treeRef{archive: args[0], path: p + "/pristine"}, treeRef{archive: args[0], path: p + "/rootfs"}, nil
 			}
 			return a, b, usageError{fmt.Errorf("diff ARCHIVE %s: give containers/NAME, or two views", args[1])}
 		}
@@ -93,7 +113,7 @@ func parseDiffArgs(args []string) (a, b treeRef, err error) {
 		if strings.Contains(args[1], ":") || strings.Contains(args[2], ":") {
 			break
 		}
-		return treeRef{args[0], args[1]}, treeRef{args[0], args[2]}, nil
+		return treeRef{archive: args[0], path: args[1]}, treeRef{archive: args[0], path: args[2]}, nil
 	}
 	return a, b, usageError{fmt.Errorf("diff: malformed references %q; see amber diff --help", strings.Join(args, " "))}
 }
@@ -115,32 +135,49 @@ func treeRoot(v *view.View, p string) (*view.Entry, error) {
 	return en, nil
 }
 
+// openTree opens one side of a diff; done releases it.
+func (e *env) openTree(r treeRef, opened map[string]*view.View) (treediff.Tree, *view.View, func(), error) {
+	if r.local != "" {
+		t, err := treediff.OpenDir(r.local)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return t, nil, func() { t.Close() }, nil
+	}
+	done := func() {}
+	v, ok := opened[r.archive]
+	if !ok {
+		a, d, err := e.openAny(r.archive)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		v, done = &view.View{A: a}, d
+		opened[r.archive] = v
+	}
+	root, err := treeRoot(v, r.path)
+	if err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return treediff.ViewTree{V: v, Dir: root}, v, done, nil
+}
+
 func (e *env) runDiff(o *diffOptions, args []string) error {
 	ra, rb, err := parseDiffArgs(args)
 	if err != nil {
 		return err
 	}
-	aa, doneA, err := e.openAny(ra.archive)
+	opened := map[string]*view.View{}
+	ta, va, doneA, err := e.openTree(ra, opened)
 	if err != nil {
 		return err
 	}
 	defer doneA()
-	ab, doneB := aa, func() {}
-	if rb.archive != ra.archive {
-		if ab, doneB, err = e.openAny(rb.archive); err != nil {
-			return err
-		}
+	tb, vb, doneB, err := e.openTree(rb, opened)
+	if err != nil {
+		return err
 	}
 	defer doneB()
-	va, vb := &view.View{A: aa}, &view.View{A: ab}
-	rootA, err := treeRoot(va, ra.path)
-	if err != nil {
-		return err
-	}
-	rootB, err := treeRoot(vb, rb.path)
-	if err != nil {
-		return err
-	}
 	opts := treediff.Options{Prefix: o.prefix, Kinds: strings.ToUpper(o.kinds), Ignore: map[string]bool{}}
 	if opts.Prefix != "" && !strings.HasPrefix(opts.Prefix, "/") {
 		opts.Prefix = "/" + opts.Prefix
@@ -148,7 +185,7 @@ func (e *env) runDiff(o *diffOptions, args []string) error {
 	for _, f := range o.ignore {
 		opts.Ignore[f] = true
 	}
-	changes, err := treediff.Compare(treediff.Side{V: va, Root: rootA}, treediff.Side{V: vb, Root: rootB}, opts)
+	changes, err := treediff.Compare(ta, tb, opts)
 	if err != nil {
 		return err
 	}
@@ -179,7 +216,7 @@ func (e *env) runDiff(o *diffOptions, args []string) error {
 		}
 		fmt.Fprintln(e.stdout, line)
 		if o.content && ch.Kind == 'C' && contains(ch.What, treediff.FieldContent) {
-			e.showContentDiff(va, vb, ra.path, rb.path, rootA, rootB, ch.Path)
+			e.showContentDiff(ta, tb, va, vb, ra, rb, ch.Path)
 		}
 	}
 	return nil
@@ -195,24 +232,40 @@ func contains(l []string, s string) bool {
 }
 
 // showContentDiff prints diff -u of a changed small text file.
-func (e *env) showContentDiff(va, vb *view.View, pa, pb string, rootA, rootB *view.Entry, rel string) {
-	read := func(v *view.View, root *view.Entry) ([]byte, bool) {
-		en, err := v.Stat(root.Path + rel)
-		if err != nil || en.Type != manifest.TypeReg || en.Size > 64<<10 {
-			return nil, false
+func (e *env) showContentDiff(ta, tb treediff.Tree, va, vb *view.View, ra, rb treeRef, rel string) {
+	read := func(t treediff.Tree, v *view.View, r treeRef) ([]byte, string, bool) {
+		var b []byte
+		label := r.local + rel
+		if r.local != "" {
+			st, err := os.Lstat(filepath.Join(r.local, rel))
+			if err != nil || !st.Mode().IsRegular() || st.Size() > 64<<10 {
+				return nil, label, false
+			}
+			if b, err = os.ReadFile(filepath.Join(r.local, rel)); err != nil {
+				return nil, label, false
+			}
+		} else {
+			root := t.(treediff.ViewTree).Dir
+			label = root.Path + rel
+			en, err := v.Stat(root.Path + rel)
+			if err != nil || en.Type != manifest.TypeReg || en.Size > 64<<10 {
+				return nil, label, false
+			}
+			rd, err := v.Open(en)
+			if err != nil {
+				return nil, label, false
+			}
+			if b, err = io.ReadAll(rd); err != nil {
+				return nil, label, false
+			}
 		}
-		r, err := v.Open(en)
-		if err != nil {
-			return nil, false
+		if bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(b) {
+			return nil, label, false
 		}
-		b, err := io.ReadAll(r)
-		if err != nil || bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(b) {
-			return nil, false
-		}
-		return b, true
+		return b, label, true
 	}
-	ba, okA := read(va, rootA)
-	bb, okB := read(vb, rootB)
+	ba, la, okA := read(ta, va, ra)
+	bb, lb, okB := read(tb, vb, rb)
 	if !okA || !okB {
 		fmt.Fprintln(e.stdout, "    (not shown: binary or over 64 KiB)")
 		return
@@ -225,6 +278,6 @@ func (e *env) showContentDiff(va, vb *view.View, pa, pb string, rootA, rootB *vi
 	fa, fb := dir+"/a", dir+"/b"
 	os.WriteFile(fa, ba, 0o600)
 	os.WriteFile(fb, bb, 0o600)
-	out, _ := exec.Command("diff", "-u", "--label", pa+rel, "--label", pb+rel, fa, fb).Output()
+	out, _ := exec.Command("diff", "-u", "--label", la, "--label", lb, fa, fb).Output()
 	e.stdout.Write(out)
 }

@@ -237,6 +237,18 @@ func TestDiffAgainstDockerDiff(t *testing.T) {
 	if !strings.Contains(c, "-AKIAEXAMPLEKEY") || !strings.Contains(c, "+AKIAEXAMPLEKEZ") {
 		t.Errorf("--content:\n%s", c)
 	}
+	// extract, then diff the archive's view against the local copy: equal
+	// (modes, owners, times, links, content); one local change is found.
+	local := t.TempDir()
+	mustAmber(t, "extract", arch, "containers/amber-ctr-d/rootfs", local)
+	if d := mustAmber(t, "diff", arch+":containers/amber-ctr-d/rootfs", filepath.Join(local, "rootfs")); d != "" {
+		t.Errorf("extracted tree differs from the archive:\n%s", d)
+	}
+	os.WriteFile(filepath.Join(local, "rootfs/etc/passwd"), []byte("toor:x:0:0:root:/root:/bin/sh\n"), 0o644)
+	os.Chtimes(filepath.Join(local, "rootfs/etc/passwd"), time.Unix(0, 0), time.Unix(0, 0))
+	if d := mustAmber(t, "diff", "--ignore", "mtime", arch+":containers/amber-ctr-d/rootfs", "dir:"+filepath.Join(local, "rootfs")); d != "C /etc  [children]\nC /etc/passwd  [content]\n" {
+		t.Errorf("diff against a changed local tree: %q", d)
+	}
 	if r := amber(t, "diff", arch, "containers/nope"); r.code != exitNotFound {
 		t.Errorf("unknown container: exit %d %s", r.code, r.stderr)
 	}
