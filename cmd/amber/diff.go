@@ -44,6 +44,7 @@ them.
   amber diff case.tar.zst containers/NAME        the container against its image (pristine -> rootfs)
   amber diff case.tar.zst images/A images/B       two trees of one archive (images/X means its rootfs)
   amber diff a.tar.zst:images/A b.tar.zst:images/B    trees of two archives (or plain docker-save tarballs)
+  amber diff a.tar.zst:containers/C/rootfs ./dir       against a local directory (or dir:PATH)
 
 Views: images/NAME[/rootfs|/stages/N|/layers/N], containers/NAME[/rootfs|/pristine|/changes],
 volumes/NAME, and any directory below them. Only the file indexes are read
