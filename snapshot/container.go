@@ -189,6 +189,10 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 			err := e.c.ContainerUnpause(uctx, c.ci.ID)
 			cancel()
+			if err != nil && strings.Contains(err.Error(), "is not paused") {
+				c.paused = false // the pause never happened
+				continue
+			}
 			if err != nil {
 				if first == nil {
 					first = e.wrap(err, "unpausing container "+c.name+" (run: docker unpause "+c.ci.ID[:12]+")")
@@ -212,11 +216,20 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 			if c.ci.State == nil || !c.ci.State.Running || c.ci.State.Paused {
 				continue
 			}
-			if err := e.c.ContainerPause(ctx, c.ci.ID); err != nil {
+			// Marked first and asked without the capture's context: a
+			// signal arriving while the engine pauses it must still
+			// find it unpaused afterwards.
+			c.paused = true
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+			err := e.c.ContainerPause(pctx, c.ci.ID)
+			cancel()
+			if err != nil {
 				return nil, e.wrap(err, "pausing container "+c.name)
 			}
-			c.paused = true
 			if err := s.ev("paused", map[string]string{"container": c.name, "id": c.ci.ID}); err != nil {
+				return nil, err
+			}
+			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
 		}

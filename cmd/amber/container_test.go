@@ -362,7 +362,7 @@ func TestCaptureContainerPause(t *testing.T) {
 		`x=$(head -c 300000000 /dev/zero | tr '\0' a); while :; do sleep 1; done`))
 	t.Cleanup(func() { exec.Command("docker", "rm", "-f", bid).Run() })
 	time.Sleep(3 * time.Second) // the shell fills its memory
-	for i, delay := range []time.Duration{300 * time.Millisecond, 800 * time.Millisecond} {
+	for i, delay := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond, 800 * time.Millisecond} {
 		out := filepath.Join(dir, fmt.Sprintf("sig%d.tar.zst", i))
 		cmd := exec.Command(amberBin, "capture", "container", big, "--pause", "-o", out)
 		if err := cmd.Start(); err != nil {
