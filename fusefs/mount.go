@@ -118,6 +118,8 @@ func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
 		EnableSymlinkCaching: true,
 		// Content never changes: no automatic invalidation either.
 		ExplicitDataCacheControl: true,
+		// Directories need no OPENDIR/RELEASEDIR (see noOpendir).
+		ExtraCapabilities: fuse.CAP_NO_OPENDIR_SUPPORT,
 	}
 	opts := &fs.Options{
 		MountOptions:    mo,
@@ -133,10 +135,12 @@ func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
 	// has mounted and answered INIT when it returns, which is all "ready"
 	// means; amber's mount process never touches its own mount. A process
 	// that does (tests) must call the server's WaitMount first.
-	server, err := fuse.NewServer(fs.NewNodeFS(root, opts), dir, &opts.MountOptions)
+	raw := &noOpendir{RawFileSystem: fs.NewNodeFS(root, opts), open: map[uint64]uint64{}}
+	server, err := fuse.NewServer(raw, dir, &opts.MountOptions)
 	if err != nil {
 		return nil, fmt.Errorf("mounting %s on %s: %w", name, dir, err)
 	}
+	raw.on.Store(server.KernelSettings().Flags64()&fuse.CAP_NO_OPENDIR_SUPPORT != 0)
 	go server.Serve()
 	return server, nil
 }
