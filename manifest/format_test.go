@@ -219,3 +219,53 @@ func TestIndexRecords(t *testing.T) {
 }
 
 func readFile(p string) ([]byte, error) { return os.ReadFile(p) }
+
+// TestSealedFrames: every frame before amber/frames.sha256 is sealed; a
+// frame whose bytes do not match its sealed digest is refused when it is
+// decoded, naming the frame, while the others still read.
+func TestSealedFrames(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f.tar.zst")
+	w, err := Create(p, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3<<16) // 3 MiB: several frames
+	if _, err := w.Add("blobs/sha256/big", big); err != nil {
+		t.Fatal(err)
+	}
+	c := NewChain(hashing.Digest{}, 0)
+	c.Append(Event{Action: "acquisition-started", Time: time.Now()})
+	m := &Manifest{Tool: Tool{Name: "amber", Version: "test"}}
+	m.Acquisition.Finished = time.Now().UTC()
+	if _, err := w.Seal(m, c); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if !a.FramesSealed() || len(a.frameDigests) < 3 {
+		t.Fatalf("frames sealed: %v, %d digests", a.FramesSealed(), len(a.frameDigests))
+	}
+	if b, err := a.ReadEntry("blobs/sha256/big", 4<<20); err != nil || !bytes.Equal(b, big) {
+		t.Fatalf("reading: %v", err)
+	}
+	// A wrong digest for frame 1 (as a replaced frame would have).
+	a.SetCache(1, 0)
+	a.frameDigests[1] = hashing.Sum([]byte("not it"))
+	e, _ := a.Blob("blobs/sha256/big")
+	fr1, _ := a.Table.EntryByID(1)
+	buf := make([]byte, 100)
+	_, err = a.ReadAt(buf, int64(fr1.DecompressedOffset))
+	var fe *FrameError
+	if !errors.As(err, &fe) || fe.Frame.ID != 1 || !strings.Contains(err.Error(), "sealed frame digest") {
+		t.Fatalf("a frame not matching its digest: %v", err)
+	}
+	if _, err := a.ReadAt(buf, e.Offset); err != nil {
+		t.Errorf("frame 0 should still read: %v", err)
+	}
+	if _, err := Verify(p, VerifyOptions{}); err != nil {
+		t.Errorf("the archive itself verifies: %v", err)
+	}
+}

@@ -37,6 +37,9 @@ type Archive struct {
 	blobs  map[string]Entry
 	idx    map[hashing.Digest]*Index
 	layers map[hashing.Digest]*Layer
+	// frameDigests are the sealed SHA-256 of the compressed frames
+	// (FrameDigestsName), when the archive has them.
+	frameDigests []hashing.Digest
 }
 
 // Open opens an archive for reading.
@@ -99,6 +102,15 @@ func open(f *os.File, path string) (*Archive, error) {
 		}
 		a.blobs[e.Name] = e
 	}
+	if _, ok := a.blobs[FrameDigestsName]; ok {
+		b, err := a.ReadEntry(FrameDigestsName, a.Table.NumFrames()*65+65)
+		if err != nil {
+			return nil, err
+		}
+		if a.frameDigests, err = parseFrameDigests(b); err != nil {
+			return nil, err
+		}
+	}
 	a.layers = map[hashing.Digest]*Layer{}
 	for i := range a.Manifest.Artifacts {
 		for j := range a.Manifest.Artifacts[i].Layers {
@@ -135,8 +147,42 @@ func (a *Archive) frame(fr Frame) ([]byte, error) {
 	return a.cache.get(fr.ID, func() ([]byte, error) {
 		a.decoded.Add(1)
 		a.trace.Store(fr.ID, true)
-		return DecodeFrame(a.f, fr, nil)
+		src := make([]byte, fr.CompressedSize)
+		if _, err := a.f.ReadAt(src, int64(fr.CompressedOffset)); err != nil {
+			return nil, &FrameError{fr, fmt.Errorf("reading: %w", err)}
+		}
+		if fr.ID < int64(len(a.frameDigests)) && hashing.Sum(src) != a.frameDigests[fr.ID] {
+			return nil, &FrameError{fr, fmt.Errorf("its bytes do not match the sealed frame digest (%s)", FrameDigestsName)}
+		}
+		return decodeFrameBytes(src, fr, nil)
 	})
+}
+
+// FramesSealed reports whether every frame holding member content is
+// checked against a sealed SHA-256 as it is decoded: then a file's bytes
+// are authentic as soon as their frames decode, without hashing the whole
+// file first.
+func (a *Archive) FramesSealed() bool {
+	if len(a.frameDigests) == 0 {
+		return false
+	}
+	e := a.blobs[FrameDigestsName]
+	// Every frame before the digests member is covered.
+	last, ok := a.Table.EntryByDecompressedOffset(uint64(e.HeaderOffset) - 1)
+	return ok && last.ID < int64(len(a.frameDigests))
+}
+
+// parseFrameDigests reads FrameDigestsName: one hex SHA-256 per line.
+func parseFrameDigests(b []byte) ([]hashing.Digest, error) {
+	var out []hashing.Digest
+	for i, line := range bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n")) {
+		d, err := hashing.Parse(string(line))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s line %d: %v", ErrCorrupt, FrameDigestsName, i+1, err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // prefetchAfter decodes the frame after id in the background, unless it is

@@ -171,8 +171,16 @@ func (v *verifier) stream(opts VerifyOptions) {
 				ch <- frameResult{fr: fr, err: &FrameError{fr, fmt.Errorf("reading: %w", err)}}
 				continue
 			}
+			var sealed *hashing.Digest
+			if v.a != nil && i < int64(len(v.a.frameDigests)) {
+				sealed = &v.a.frameDigests[i]
+			}
 			jobs <- func() {
 				b, err := decodeFrameBytes(src, fr, nil)
+				if err == nil && sealed != nil && hashing.Sum(src) != *sealed {
+					err = &FrameError{fr, fmt.Errorf("its compressed bytes do not match the sealed frame digest (%s)", FrameDigestsName)}
+					b = nil
+				}
 				ch <- frameResult{fr, b, err}
 			}
 			done += int64(fr.CompressedSize)

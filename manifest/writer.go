@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bytes"
 	"archive/tar"
 	"context"
 	"crypto/sha256"
@@ -98,6 +99,7 @@ type framer struct {
 	done    <-chan struct{}
 	err     func() error
 	sink    *frameSink
+	emitted int
 }
 
 func (f *framer) end() int64 { return f.start + int64(len(f.buf)) }
@@ -152,6 +154,7 @@ func (f *framer) emit(k int) error {
 	rest := f.buf[k:]
 	f.buf = append((*framePool.Get().(*[]byte))[:0], rest...)
 	f.start += int64(k)
+	f.emitted++
 	f.sink.push(frame)
 	select {
 	case f.out <- frame:
@@ -202,6 +205,12 @@ type frameSink struct {
 	n      *int64
 	mu     sync.Mutex
 	src    [][]byte
+	// digests are the SHA-256 of each compressed frame written, by frame
+	// number; written counts them; stopped says the writer goroutine is
+	// gone. cond signals both.
+	digests []hashing.Digest
+	stopped bool
+	cond    *sync.Cond
 }
 
 func (f *frameSink) push(b []byte) {
@@ -213,6 +222,13 @@ func (f *frameSink) push(b []byte) {
 func (f *frameSink) WriteFrame(p []byte) (int, error) {
 	n, err := f.w.Write(p)
 	f.h.Write(p[:n])
+	if err == nil {
+		d := hashing.Sum(p)
+		f.mu.Lock()
+		f.digests = append(f.digests, d)
+		f.cond.Broadcast()
+		f.mu.Unlock()
+	}
 	*f.n += int64(n)
 	if f.f != nil && *f.n-f.synced >= 8<<20 {
 		startWriteback(f.f, f.synced, *f.n-f.synced)
@@ -237,6 +253,19 @@ func (f *frameSink) WriteSeekTable(p []byte) (int, error) {
 	f.h.Write(p[:n])
 	*f.n += int64(n)
 	return n, err
+}
+
+// waitFrames waits until n frames are written, or the writer stopped.
+func (f *frameSink) waitFrames(n int) ([]hashing.Digest, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for len(f.digests) < n && !f.stopped {
+		f.cond.Wait()
+	}
+	if len(f.digests) < n {
+		return nil, errors.New("archive writer stopped")
+	}
+	return append([]hashing.Digest(nil), f.digests[:n]...), nil
 }
 
 // Create starts an archive at path. Nothing appears at path until Seal.
@@ -269,6 +298,7 @@ func Create(path string, opts WriterOptions) (*Writer, error) {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
 	fs := &frameSink{w: f, f: f, h: w.sum, n: &w.compressedOut}
+	fs.cond = sync.NewCond(&fs.mu)
 	sw, err := seekable.NewWriter(nil, &dstEncoder{enc}, seekable.WithWriterEnvironment(fs))
 	if err != nil {
 		w.abort()
@@ -301,6 +331,10 @@ func Create(path string, opts WriterOptions) (*Writer, error) {
 			err = sw.Close()
 		}
 		wmErr = err
+		fs.mu.Lock()
+		fs.stopped = true
+		fs.cond.Broadcast()
+		fs.mu.Unlock()
 		close(done)
 		// Drain so a producer blocked on a full channel is released.
 		for range frames {
@@ -415,6 +449,10 @@ type Sealed struct {
 	Trailer        Trailer
 }
 
+// FrameDigestsName is the member listing the SHA-256 of each compressed
+// frame before it, one hex digest per line, frame 0 first.
+const FrameDigestsName = "amber/frames.sha256"
+
 // TrailerHeader is the canonical tar header of the trailer; verify checks
 // the archive's bytes against it.
 func TrailerHeader(sealed time.Time) *tar.Header {
@@ -429,6 +467,24 @@ func (w *Writer) Seal(m *Manifest, custody *Chain) (*Sealed, error) {
 	}
 	ce, err := w.Add("amber/custody.jsonl", custody.Bytes())
 	if err != nil {
+		return nil, w.fail(err)
+	}
+	// Seal every frame so far by the SHA-256 of its compressed bytes: a
+	// reader then checks each frame it decodes, and serves a file's bytes
+	// without hashing the whole file first.
+	fr := w.sink.fr
+	if err := fr.emit(len(fr.buf)); err != nil {
+		return nil, w.fail(err)
+	}
+	digests, err := w.sink.fr.sink.waitFrames(fr.emitted)
+	if err != nil {
+		return nil, w.fail(fmt.Errorf("compressing archive: %w", err))
+	}
+	var fb bytes.Buffer
+	for _, d := range digests {
+		fb.WriteString(d.Hex() + "\n")
+	}
+	if _, err := w.Add(FrameDigestsName, fb.Bytes()); err != nil {
 		return nil, w.fail(err)
 	}
 	m.Custody = Custody{Entry: ce.Name, Events: custody.Len(), Head: custody.Head()}
@@ -461,7 +517,6 @@ func (w *Writer) Seal(m *Manifest, custody *Chain) (*Sealed, error) {
 	if err := w.tw.Close(); err != nil {
 		return nil, w.fail(fmt.Errorf("closing tar stream: %w", err))
 	}
-	fr := w.sink.fr
 	if err := fr.emit(len(fr.buf)); err != nil {
 		return nil, w.fail(err)
 	}
