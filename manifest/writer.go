@@ -1,8 +1,8 @@
 package manifest
 
 import (
-	"bytes"
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
