@@ -206,7 +206,14 @@ func (f *FS) verify(e *view.Entry) error {
 	if f.a.FramesSealed() && (e.Member != nil || !e.Node.Rec.Has(manifest.FlagSparse)) {
 		// Each frame is checked against its sealed SHA-256 as it is
 		// decoded: the bytes served are the sealed ones, read or not
-		// the whole file first.
+		// the whole file first. A file of several frames has them
+		// decoded ahead on both cores (and its compressed bytes read
+		// ahead from disk) while the first are served.
+		if e.Member == nil && e.Size > manifest.FrameTarget && e.Node.Rec.DataOffset >= 0 {
+			if b, ok := f.a.Blob(manifest.BlobName(e.LayerDigest())); ok {
+				f.a.Warm(b.Offset+e.Node.Rec.DataOffset, e.Size, 4)
+			}
+		}
 		return nil
 	}
 	if e.Member != nil {

@@ -125,11 +125,10 @@ func DecodeFrame(r io.ReaderAt, fr Frame, dst []byte) ([]byte, error) {
 }
 
 func decodeFrameBytes(src []byte, fr Frame, dst []byte) ([]byte, error) {
-	dec, err := decoder()
-	if err != nil {
-		return nil, err
+	if fr.DecompressedSize > MaxFrameSize {
+		return nil, &FrameError{fr, fmt.Errorf("claims %d bytes, more than a frame may hold (%d)", fr.DecompressedSize, MaxFrameSize)}
 	}
-	out, err := dec.DecodeAll(src, dst[:0])
+	out, err := decodeAll(src, dst, int(fr.DecompressedSize))
 	if err != nil {
 		return nil, &FrameError{fr, fmt.Errorf("does not decompress: %w", err)}
 	}
