@@ -217,12 +217,17 @@ func (f *FS) verify(e *view.Entry) error {
 		return nil
 	}
 	if e.Member != nil {
-		return f.verifyMember(e)
+		return f.once(fileKey{member: e.Member.Entry}, e, e.Member.SHA256, "the manifest")
 	}
 	if e.Virtual {
 		return nil
 	}
-	key := fileKey{layer: e.LayerDigest(), ino: e.Node.Rec.Ino}
+	return f.once(fileKey{layer: e.LayerDigest(), ino: e.Node.Rec.Ino}, e, e.Node.Rec.SHA256, "its index")
+}
+
+// once checks e's content against want the first time it is asked for
+// key; the result stands for every later read.
+func (f *FS) once(key fileKey, e *view.Entry, want hashing.Digest, says string) error {
 	f.mu.Lock()
 	vf, ok := f.verified[key]
 	if !ok {
@@ -233,9 +238,9 @@ func (f *FS) verify(e *view.Entry) error {
 	vf.once.Do(func() {
 		// A file spanning several frames: have them decoded on both
 		// cores while the first ones are hashed.
-		if e.Size > manifest.FrameTarget && e.Node.Rec.DataOffset >= 0 && !e.Node.Rec.Has(manifest.FlagSparse) {
+		if n := e.Node; n != nil && e.Size > manifest.FrameTarget && n.Rec.DataOffset >= 0 && !n.Rec.Has(manifest.FlagSparse) {
 			if b, ok := f.a.Blob(manifest.BlobName(e.LayerDigest())); ok {
-				f.a.Warm(b.Offset+e.Node.Rec.DataOffset, e.Size, 4)
+				f.a.Warm(b.Offset+n.Rec.DataOffset, e.Size, 4)
 			}
 		}
 		r, err := f.v.Open(e)
@@ -248,40 +253,8 @@ func (f *FS) verify(e *view.Entry) error {
 		switch {
 		case err != nil:
 			vf.err = err
-		case n != e.Size || h.SHA256() != e.Node.Rec.SHA256:
-			vf.err = fmt.Errorf("%w: %s has SHA-256 %s, its index says %s", manifest.ErrCorrupt, e.Path, h.SHA256().Hex(), e.Node.Rec.SHA256.Hex())
-		}
-		if vf.err != nil {
-			f.Log(fmt.Sprintf("refusing to serve %s: %v", e.Path, vf.err))
-		}
-	})
-	return vf.err
-}
-
-// verifyMember checks a container's own file (a core, inspect.json)
-// against the SHA-256 its tar member has in the manifest, once.
-func (f *FS) verifyMember(e *view.Entry) error {
-	key := fileKey{member: e.Member.Entry}
-	f.mu.Lock()
-	vf, ok := f.verified[key]
-	if !ok {
-		vf = &verification{}
-		f.verified[key] = vf
-	}
-	f.mu.Unlock()
-	vf.once.Do(func() {
-		r, err := f.v.Open(e)
-		if err != nil {
-			vf.err = err
-			return
-		}
-		h := hashing.NewMulti(false, false)
-		n, err := io.Copy(h, r)
-		switch {
-		case err != nil:
-			vf.err = err
-		case n != e.Size || h.SHA256() != e.Member.SHA256:
-			vf.err = fmt.Errorf("%w: %s has SHA-256 %s, the manifest says %s", manifest.ErrCorrupt, e.Path, h.SHA256().Hex(), e.Member.SHA256.Hex())
+		case n != e.Size || h.SHA256() != want:
+			vf.err = fmt.Errorf("%w: %s has SHA-256 %s, %s says %s", manifest.ErrCorrupt, e.Path, h.SHA256().Hex(), says, want.Hex())
 		}
 		if vf.err != nil {
 			f.Log(fmt.Sprintf("refusing to serve %s: %v", e.Path, vf.err))

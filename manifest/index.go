@@ -451,3 +451,26 @@ func decodeXattrs(b []byte) (map[string]string, error) {
 	}
 	return m, nil
 }
+
+// SameMtime compares modification times; a side stored at whole seconds
+// (the engine's export stream, docker build layers) is compared at whole
+// seconds.
+func SameMtime(a, b time.Time) bool {
+	if a.Nanosecond() == 0 || b.Nanosecond() == 0 {
+		return a.Unix() == b.Unix()
+	}
+	return a.Equal(b)
+}
+
+// SameXattrs reports whether two xattr sets are equal.
+func SameXattrs(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}

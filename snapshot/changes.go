@@ -254,35 +254,13 @@ func differs(old, cur *manifest.Record) []string {
 	if (old.Type == manifest.TypeChar || old.Type == manifest.TypeBlock) && (old.DevMajor != cur.DevMajor || old.DevMinor != cur.DevMinor) {
 		w = append(w, "device")
 	}
-	if !sameTime(old.ModTime, cur.ModTime) {
+	if !manifest.SameMtime(old.ModTime, cur.ModTime) {
 		w = append(w, "mtime")
 	}
-	if !sameXattrs(old.Xattrs, cur.Xattrs) {
+	if !manifest.SameXattrs(old.Xattrs, cur.Xattrs) {
 		w = append(w, "xattrs")
 	}
 	return w
-}
-
-// sameTime compares modification times; a side stored at whole seconds
-// (the engine's export stream, docker build layers) is compared at whole
-// seconds.
-func sameTime(a, b time.Time) bool {
-	if a.Nanosecond() == 0 || b.Nanosecond() == 0 {
-		return a.Unix() == b.Unix()
-	}
-	return a.Equal(b)
-}
-
-func sameXattrs(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if bv, ok := b[k]; !ok || bv != v {
-			return false
-		}
-	}
-	return true
 }
 
 // formatChanges renders a change list as docker diff prints it, one path

@@ -4,12 +4,12 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/view"
 )
 
 // Escape makes a name safe for one body-file field: '%' as %25 and '|' as
@@ -45,38 +45,20 @@ func Escape(s string) string {
 // ModeString is the body file's mode: a type letter, '/', and ls's mode
 // string with the same letter ("r/rrw-r--r--", "d/drwxr-xr-x").
 func ModeString(typ byte, mode uint32) string {
-	t := byte('r')
+	t := "r"
 	switch typ {
 	case manifest.TypeDir:
-		t = 'd'
+		t = "d"
 	case manifest.TypeSymlink:
-		t = 'l'
+		t = "l"
 	case manifest.TypeChar:
-		t = 'c'
+		t = "c"
 	case manifest.TypeBlock:
-		t = 'b'
+		t = "b"
 	case manifest.TypeFifo:
-		t = 'p'
+		t = "p"
 	}
-	perm := []byte(os.FileMode(mode & 0o777).String())
-	perm[0] = t
-	if mode&0o4000 != 0 {
-		perm[3] = sOr(perm[3], 's', 'S')
-	}
-	if mode&0o2000 != 0 {
-		perm[6] = sOr(perm[6], 's', 'S')
-	}
-	if mode&0o1000 != 0 {
-		perm[9] = sOr(perm[9], 't', 'T')
-	}
-	return string(t) + "/" + string(perm)
-}
-
-func sOr(x byte, set, unset byte) byte {
-	if x == 'x' {
-		return set
-	}
-	return unset
+	return t + "/" + t + view.ModeString(typ, mode)[1:]
 }
 
 func secs(t time.Time) int64 {

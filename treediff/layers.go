@@ -168,7 +168,7 @@ func fileSize(r *manifest.Record) int64 {
 }
 
 func dirDiffers(a, b *manifest.Record) bool {
-	return a.Mode != b.Mode || a.UID != b.UID || a.GID != b.GID || !sameXattrs(a.Xattrs, b.Xattrs)
+	return a.Mode != b.Mode || a.UID != b.UID || a.GID != b.GID || !manifest.SameXattrs(a.Xattrs, b.Xattrs)
 }
 
 // Touch is one layer's action on a path, for blame.

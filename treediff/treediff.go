@@ -358,32 +358,11 @@ func differs(a, b *Node) ([]string, error) {
 	if (a.Type == manifest.TypeChar || a.Type == manifest.TypeBlock) && (a.DevMajor != b.DevMajor || a.DevMinor != b.DevMinor) {
 		w = append(w, FieldDevice)
 	}
-	if a.HasOwner && b.HasOwner && !sameXattrs(a.Xattrs, b.Xattrs) {
+	if a.HasOwner && b.HasOwner && !manifest.SameXattrs(a.Xattrs, b.Xattrs) {
 		w = append(w, FieldXattrs)
 	}
-	if !sameTime(a.ModTime, b.ModTime) {
+	if !manifest.SameMtime(a.ModTime, b.ModTime) {
 		w = append(w, FieldMtime)
 	}
 	return w, nil
-}
-
-// sameTime compares at whole seconds when either side has no more (the
-// engine's export stream, docker build layers).
-func sameTime(a, b time.Time) bool {
-	if a.Nanosecond() == 0 || b.Nanosecond() == 0 {
-		return a.Unix() == b.Unix()
-	}
-	return a.Equal(b)
-}
-
-func sameXattrs(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if bv, ok := b[k]; !ok || bv != v {
-			return false
-		}
-	}
-	return true
 }

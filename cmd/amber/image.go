@@ -81,6 +81,21 @@ func artifactArg(a *manifest.Archive, arg string) (*manifest.Artifact, error) {
 	return art, nil
 }
 
+// openArtifact opens an archive (or plain source) and resolves an
+// artifact argument in it; done releases the archive.
+func (e *env) openArtifact(archive, arg string) (*manifest.Archive, *manifest.Artifact, func(), error) {
+	a, done, err := e.openAny(archive)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	art, err := artifactArg(a, arg)
+	if err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return a, art, done, nil
+}
+
 func readConfig(a *manifest.Archive, art *manifest.Artifact) (*imageconfig.Config, error) {
 	b, err := a.ReadEntry(manifest.BlobName(art.Config.Digest), imageconfig.MaxConfigSize)
 	if err != nil {
@@ -100,19 +115,15 @@ func (e *env) newConfigCmds() []*cobra.Command {
 			Use: use + " ARCHIVE [images/NAME|containers/NAME]", Short: short, Long: long, Example: example,
 			Args: argsRange(1, 2),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				a, done, err := e.openAny(args[0])
-				if err != nil {
-					return err
-				}
-				defer done()
 				arg := ""
 				if len(args) == 2 {
 					arg = args[1]
 				}
-				art, err := artifactArg(a, arg)
+				a, art, done, err := e.openArtifact(args[0], arg)
 				if err != nil {
 					return err
 				}
+				defer done()
 				c, err := readConfig(a, art)
 				if err != nil {
 					return err

@@ -38,19 +38,15 @@ Only the file indexes are read.`,
   amber layers case.tar.zst containers/wordpress --json | jq '.[] | {index, wasted_bytes}'`,
 		Args: argsRange(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, done, err := e.openAny(args[0])
-			if err != nil {
-				return err
-			}
-			defer done()
 			arg := ""
 			if len(args) == 2 {
 				arg = args[1]
 			}
-			art, err := artifactArg(a, arg)
+			a, art, done, err := e.openArtifact(args[0], arg)
 			if err != nil {
 				return err
 			}
+			defer done()
 			ixs, err := layerIndexes(a, art)
 			if err != nil {
 				return err
@@ -117,15 +113,11 @@ says which layer the visible version comes from, or which deleted it.`,
   amber blame case.tar.zst containers/wordpress /var/www/html/wp-config.php`,
 		Args: argsRange(3, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, done, err := e.openAny(args[0])
+			a, art, done, err := e.openArtifact(args[0], args[1])
 			if err != nil {
 				return err
 			}
 			defer done()
-			art, err := artifactArg(a, args[1])
-			if err != nil {
-				return err
-			}
 			ixs, err := layerIndexes(a, art)
 			if err != nil {
 				return err

@@ -14,7 +14,7 @@ var allowed = map[string][]string{
 	"hashing":     {},
 	"manifest":    {"hashing"},
 	"imageconfig": {},
-	"timeline":    {"manifest", "hashing"},
+	"timeline":    {"manifest", "hashing", "view"},
 	"treediff":    {"manifest", "hashing", "view"},
 	"extract":     {"manifest", "hashing", "view"},
 	"view":        {"manifest", "hashing", "imageconfig"},
