@@ -8,7 +8,7 @@ FUZZTIME ?= 5s
 FUZZMINIMIZE ?= 0s
 PKG_FUZZ := ./manifest ./snapshot ./imageconfig
 
-.PHONY: all build deps test lint unit race fuzz fuzz-long bench demo clean
+.PHONY: all build deps test lint unit race fuzz fuzz-long bench soak demo clean
 
 all: build
 
@@ -59,6 +59,12 @@ bench: deps build
 	./bench/run.sh
 	./bench/mount.sh
 	./bench/container.sh
+
+# 16 concurrent readers on the mounted corpus for SOAK_SECONDS (default
+# 120); every byte checked, RSS and open fds must not grow.
+soak: deps build
+	[ -s bench/out/corpus.tar ] || RUNS=1 ./bench/run.sh >/dev/null
+	./scripts/soak.sh
 
 # The main job on the shipped default (testdata/images): capture, verify,
 # list, grep, diff.
