@@ -2,11 +2,14 @@ package timeline
 
 import (
 	"bufio"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
@@ -72,6 +75,38 @@ func secs(t time.Time) int64 {
 type Options struct {
 	// Custody events to add as rows (sealed and sidecar).
 	Custody []manifest.Event
+	// JSON writes one JSON object per row instead of body-file lines.
+	JSON bool
+}
+
+// Row is one body-file row.
+type Row struct {
+	MD5        string `json:"md5"`
+	Name       string `json:"name"`
+	NameBase64 string `json:"name_base64,omitempty"`
+	Inode      uint64 `json:"inode"`
+	Mode       string `json:"mode"`
+	UID        uint32 `json:"uid"`
+	GID        uint32 `json:"gid"`
+	Size       int64  `json:"size"`
+	Atime      int64  `json:"atime"`
+	Mtime      int64  `json:"mtime"`
+	Ctime      int64  `json:"ctime"`
+	Crtime     int64  `json:"crtime"`
+}
+
+// write emits one row in the chosen form.
+func write(w io.Writer, r Row, asJSON bool) {
+	if !asJSON {
+		fmt.Fprintf(w, "%s|%s|%d|%s|%d|%d|%d|%d|%d|%d|%d\n", r.MD5, Escape(r.Name), r.Inode, r.Mode, r.UID, r.GID, r.Size, r.Atime, r.Mtime, r.Ctime, r.Crtime)
+		return
+	}
+	if !utf8.ValidString(r.Name) {
+		r.NameBase64 = base64.StdEncoding.EncodeToString([]byte(r.Name))
+		r.Name = strings.ToValidUTF8(r.Name, "\uFFFD")
+	}
+	b, _ := json.Marshal(r)
+	w.Write(append(b, '\n'))
 }
 
 // Write writes the body file of a to w.
@@ -99,7 +134,7 @@ func Write(w io.Writer, a *manifest.Archive, opts Options) error {
 				continue
 			}
 			done[prefix] = true
-			if err := writeLayer(bw, a, l, prefix); err != nil {
+			if err := writeLayer(bw, a, l, prefix, opts.JSON); err != nil {
 				return fmt.Errorf("%s: %w", prefix, err)
 			}
 		}
@@ -121,12 +156,12 @@ func Write(w io.Writer, a *manifest.Archive, opts Options) error {
 			name += " (" + strings.Join(d, " ") + ")"
 		}
 		t := secs(ev.Time)
-		fmt.Fprintf(bw, "0|%s|0|-/----------|0|0|0|%d|%d|%d|%d\n", Escape(name), t, t, t, t)
+		write(bw, Row{MD5: "0", Name: name, Mode: "-/----------", Atime: t, Mtime: t, Ctime: t, Crtime: t}, opts.JSON)
 	}
 	return bw.Flush()
 }
 
-func writeLayer(w io.Writer, a *manifest.Archive, l manifest.Layer, prefix string) error {
+func writeLayer(w io.Writer, a *manifest.Archive, l manifest.Layer, prefix string, asJSON bool) error {
 	ix, err := a.Index(l.Digest)
 	if err != nil {
 		return err
@@ -147,8 +182,8 @@ func writeLayer(w io.Writer, a *manifest.Archive, l manifest.Layer, prefix strin
 		if r.Type != manifest.TypeReg {
 			size = 0
 		}
-		fmt.Fprintf(w, "0|%s|%d|%s|%d|%d|%d|%d|%d|%d|0\n", Escape(name), r.Ino+2, ModeString(r.Type, r.Mode), r.UID, r.GID, size,
-			secs(r.AccessTime), secs(r.ModTime), secs(r.ChangeTime))
+		write(w, Row{MD5: "0", Name: name, Inode: uint64(r.Ino) + 2, Mode: ModeString(r.Type, r.Mode), UID: r.UID, GID: r.GID, Size: size,
+			Atime: secs(r.AccessTime), Mtime: secs(r.ModTime), Ctime: secs(r.ChangeTime)}, asJSON)
 	}
 	return nil
 }

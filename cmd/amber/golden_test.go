@@ -31,6 +31,7 @@ func TestGolden(t *testing.T) {
 		{"inspect.txt", []string{"inspect", src}},
 		{"inspect.json", []string{"inspect", "--json", src}},
 		{"timeline.body", []string{"timeline", "--no-custody", src}},
+		{"timeline.json", []string{"timeline", "--no-custody", "--json", src}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := mustAmber(t, c.args...)

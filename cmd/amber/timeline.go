@@ -15,7 +15,7 @@ import (
 
 func (e *env) newTimelineCmd() *cobra.Command {
 	var format string
-	var noCustody bool
+	var noCustody, asJSON bool
 	c := &cobra.Command{
 		Use:   "timeline ARCHIVE [--format bodyfile]",
 		Short: "Write the file times of every layer, container and volume as a Sleuth Kit body file",
@@ -51,11 +51,12 @@ file indexes are read.`,
 					return err
 				}
 			}
-			return timeline.Write(e.stdout, a, timeline.Options{Custody: evs})
+			return timeline.Write(e.stdout, a, timeline.Options{Custody: evs, JSON: asJSON})
 		},
 	}
 	c.Flags().StringVar(&format, "format", "bodyfile", "output format: bodyfile (The Sleuth Kit 3.x body file)")
 	c.Flags().BoolVar(&noCustody, "no-custody", false, "leave the custody events out")
+	c.Flags().BoolVar(&asJSON, "json", false, "one JSON object per row instead: {md5, name, name_base64?, inode, mode, uid, gid, size, atime, mtime, ctime, crtime} (names unescaped)")
 	return c
 }
 
