@@ -245,8 +245,8 @@ func TestSealedFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	if !a.FramesSealed() || len(a.frameDigests) < 3 {
-		t.Fatalf("frames sealed: %v, %d digests", a.FramesSealed(), len(a.frameDigests))
+	if !a.FramesSealed() || len(a.frameDigests) < 3 || a.sealErr != nil {
+		t.Fatalf("frames sealed: %v, %d digests, %v", a.FramesSealed(), len(a.frameDigests), a.sealErr)
 	}
 	if b, err := a.ReadEntry("blobs/sha256/big", 4<<20); err != nil || !bytes.Equal(b, big) {
 		t.Fatalf("reading: %v", err)

@@ -38,8 +38,53 @@ type Archive struct {
 	idx    map[hashing.Digest]*Index
 	layers map[hashing.Digest]*Layer
 	// frameDigests are the sealed SHA-256 of the compressed frames
-	// (FrameDigestsName), when the archive has them.
+	// (FrameDigestsName), when the archive has them: read on first use,
+	// so that opening stays O(1).
+	sealOnce     sync.Once
 	frameDigests []hashing.Digest
+	sealErr      error
+}
+
+// sealed returns the sealed frame digests (nil without them).
+func (a *Archive) sealed() ([]hashing.Digest, error) {
+	if a.blobs == nil {
+		return nil, nil // still opening: the trailer and manifest frames are not sealed ones
+	}
+	a.sealOnce.Do(func() {
+		e, ok := a.blobs[FrameDigestsName]
+		if !ok {
+			return
+		}
+		if e.Size > a.Table.NumFrames()*65+65 {
+			a.sealErr = fmt.Errorf("%w: %s is %d bytes for %d frames", ErrCorrupt, FrameDigestsName, e.Size, a.Table.NumFrames())
+			return
+		}
+		// Decoded directly, not through the frame cache (whose loads
+		// check these very digests).
+		b := make([]byte, 0, e.Size)
+		for off := e.Offset; off < e.Offset+e.Size; {
+			fr, ok := a.Table.EntryByDecompressedOffset(uint64(off))
+			if !ok {
+				a.sealErr = fmt.Errorf("%w: no frame holds %s", ErrCorrupt, FrameDigestsName)
+				return
+			}
+			d, err := DecodeFrame(a.f, fr, nil)
+			if err != nil {
+				a.sealErr = err
+				return
+			}
+			from := off - int64(fr.DecompressedOffset)
+			k := min(int64(len(d))-from, e.Offset+e.Size-off)
+			b = append(b, d[from:from+k]...)
+			off += k
+		}
+		if got := hashing.Sum(b); got != e.SHA256 {
+			a.sealErr = fmt.Errorf("%w: %s has SHA-256 %s, the manifest says %s", ErrCorrupt, FrameDigestsName, got.Hex(), e.SHA256.Hex())
+			return
+		}
+		a.frameDigests, a.sealErr = parseFrameDigests(b)
+	})
+	return a.frameDigests, a.sealErr
 }
 
 // Open opens an archive for reading.
@@ -102,15 +147,6 @@ func open(f *os.File, path string) (*Archive, error) {
 		}
 		a.blobs[e.Name] = e
 	}
-	if _, ok := a.blobs[FrameDigestsName]; ok {
-		b, err := a.ReadEntry(FrameDigestsName, a.Table.NumFrames()*65+65)
-		if err != nil {
-			return nil, err
-		}
-		if a.frameDigests, err = parseFrameDigests(b); err != nil {
-			return nil, err
-		}
-	}
 	a.layers = map[hashing.Digest]*Layer{}
 	for i := range a.Manifest.Artifacts {
 		for j := range a.Manifest.Artifacts[i].Layers {
@@ -151,7 +187,11 @@ func (a *Archive) frame(fr Frame) ([]byte, error) {
 		if _, err := a.f.ReadAt(src, int64(fr.CompressedOffset)); err != nil {
 			return nil, &FrameError{fr, fmt.Errorf("reading: %w", err)}
 		}
-		if fr.ID < int64(len(a.frameDigests)) && hashing.Sum(src) != a.frameDigests[fr.ID] {
+		digests, err := a.sealed()
+		if err != nil {
+			return nil, &FrameError{fr, fmt.Errorf("the sealed frame digests cannot be read: %w", err)}
+		}
+		if fr.ID < int64(len(digests)) && hashing.Sum(src) != digests[fr.ID] {
 			return nil, &FrameError{fr, fmt.Errorf("its bytes do not match the sealed frame digest (%s)", FrameDigestsName)}
 		}
 		return decodeFrameBytes(src, fr, nil)
@@ -163,7 +203,7 @@ func (a *Archive) frame(fr Frame) ([]byte, error) {
 // are authentic as soon as their frames decode, without hashing the whole
 // file first.
 func (a *Archive) FramesSealed() bool {
-	if len(a.frameDigests) == 0 {
+	if d, err := a.sealed(); err != nil || len(d) == 0 {
 		return false
 	}
 	e := a.blobs[FrameDigestsName]

@@ -172,8 +172,10 @@ func (v *verifier) stream(opts VerifyOptions) {
 				continue
 			}
 			var sealed *hashing.Digest
-			if v.a != nil && i < int64(len(v.a.frameDigests)) {
-				sealed = &v.a.frameDigests[i]
+			if v.a != nil {
+				if ds, err := v.a.sealed(); err == nil && i < int64(len(ds)) {
+					sealed = &ds[i]
+				}
 			}
 			jobs <- func() {
 				b, err := decodeFrameBytes(src, fr, nil)
