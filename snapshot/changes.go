@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"sort"
 	"strings"
 	"time"
@@ -288,12 +287,3 @@ func printablePath(p string) string {
 }
 
 func utfValid(s string) bool { return strings.ToValidUTF8(s, "\x00") == s }
-
-// parentDirs lists p's ancestors, nearest last ("a/b/c" -> a, a/b).
-func parentDirs(p string) []string {
-	var out []string
-	for d := path.Dir(p); d != "." && d != "/" && d != ""; d = path.Dir(d) {
-		out = append([]string{d}, out...)
-	}
-	return out
-}

@@ -391,7 +391,6 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 // archiveMembers adds members to the archive and remembers them.
 type archiveMembers struct {
 	w    *manifest.Writer
-	last manifest.Entry
 	list []manifest.Entry
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
@@ -94,16 +93,4 @@ func (e *Engine) inspect(ctx context.Context, ref string) (container.InspectResp
 		return ci, nil, e.wrap(err, "container "+ref)
 	}
 	return ci, raw, nil
-}
-
-// readAll reads a bounded engine response.
-func readAll(r io.Reader, limit int64, what string) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: reading %s: %v", ErrEngine, what, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrEngine, what, limit)
-	}
-	return b, nil
 }
