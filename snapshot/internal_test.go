@@ -58,12 +58,12 @@ var marker = []byte("amber-core-marker-" + strings.Repeat("q", 40))
 // the bytes at the marker's address are the marker.
 func TestCoreOfSelf(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
-		t.Skip("core notes are written for amd64")
+		t.Skip("core notes are written for amd64 only (CI runs on amd64)")
 	}
 	if testing.Short() {
 		// make race runs -short: the race detector maps terabytes of
 		// readable shadow memory. make unit runs this test.
-		t.Skip("not under the race detector")
+		t.Skip("under testing.Short (make race): the race detector maps terabytes of shadow memory; make unit runs this test")
 	}
 	sink := &memberSink{files: map[string][]byte{}}
 	p, err := dumpProcess(os.Getpid(), sink, nil)
