@@ -295,27 +295,11 @@ func (c *cmp) allBelow(s Tree, e *Node, p string, kind byte) error {
 }
 
 func info(e *Node) *Info {
-	in := &Info{Type: typeName(e.Type), Mode: fmt.Sprintf("%04o", e.Mode&0o7777), UID: e.UID, GID: e.GID, Size: e.Size, Mtime: e.ModTime.UTC(), Link: e.Link}
+	in := &Info{Type: view.TypeName(e.Type), Mode: fmt.Sprintf("%04o", e.Mode&0o7777), UID: e.UID, GID: e.GID, Size: e.Size, Mtime: e.ModTime.UTC(), Link: e.Link}
 	if e.digest != nil {
 		in.SHA256 = *e.digest
 	}
 	return in
-}
-
-func typeName(t byte) string {
-	switch t {
-	case manifest.TypeDir:
-		return "dir"
-	case manifest.TypeSymlink:
-		return "symlink"
-	case manifest.TypeChar:
-		return "char"
-	case manifest.TypeBlock:
-		return "block"
-	case manifest.TypeFifo:
-		return "fifo"
-	}
-	return "file"
 }
 
 // differs names the fields that differ between two entries.

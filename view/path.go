@@ -493,6 +493,25 @@ func (v *View) Walk(e *Entry, fn func(e *Entry) error) error {
 	return nil
 }
 
+// TypeName names an entry type as amber's JSON outputs do.
+func TypeName(t byte) string {
+	switch t {
+	case manifest.TypeDir:
+		return "dir"
+	case manifest.TypeSymlink:
+		return "symlink"
+	case manifest.TypeChar:
+		return "char"
+	case manifest.TypeBlock:
+		return "block"
+	case manifest.TypeFifo:
+		return "fifo"
+	case manifest.TypeLink:
+		return "hardlink"
+	}
+	return "file"
+}
+
 // ModeString renders type and permissions as ls -l does.
 func ModeString(typ byte, mode uint32) string {
 	// ls folds setuid/setgid/sticky into the execute columns.

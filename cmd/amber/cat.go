@@ -50,7 +50,7 @@ func (e *env) runCat(archive, p string) error {
 	case manifest.TypeDir:
 		return fmt.Errorf("%s is a directory (use amber ls)", en.Path)
 	default:
-		return fmt.Errorf("%s is a %s, it has no content", en.Path, typeName(en.Type))
+		return fmt.Errorf("%s is a %s, it has no content", en.Path, view.TypeName(en.Type))
 	}
 	r, err := v.Open(en)
 	if err != nil {

@@ -81,10 +81,14 @@ func artifactArg(a *manifest.Archive, arg string) (*manifest.Artifact, error) {
 	return art, nil
 }
 
-// openArtifact opens an archive (or plain source) and resolves an
-// artifact argument in it; done releases the archive.
-func (e *env) openArtifact(archive, arg string) (*manifest.Archive, *manifest.Artifact, func(), error) {
-	a, done, err := e.openAny(archive)
+// openArtifact opens an archive (or plain source), args[0], and resolves
+// the artifact named by args[1], if given, in it; done releases the archive.
+func (e *env) openArtifact(args []string) (*manifest.Archive, *manifest.Artifact, func(), error) {
+	arg := ""
+	if len(args) > 1 {
+		arg = args[1]
+	}
+	a, done, err := e.openAny(args[0])
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -115,11 +119,7 @@ func (e *env) newConfigCmds() []*cobra.Command {
 			Use: use + " ARCHIVE [images/NAME|containers/NAME]", Short: short, Long: long, Example: example,
 			Args: argsRange(1, 2),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				arg := ""
-				if len(args) == 2 {
-					arg = args[1]
-				}
-				a, art, done, err := e.openArtifact(args[0], arg)
+				a, art, done, err := e.openArtifact(args)
 				if err != nil {
 					return err
 				}

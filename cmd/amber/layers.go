@@ -38,11 +38,7 @@ Only the file indexes are read.`,
   amber layers case.tar.zst containers/wordpress --json | jq '.[] | {index, wasted_bytes}'`,
 		Args: argsRange(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			arg := ""
-			if len(args) == 2 {
-				arg = args[1]
-			}
-			a, art, done, err := e.openArtifact(args[0], arg)
+			a, art, done, err := e.openArtifact(args)
 			if err != nil {
 				return err
 			}
@@ -113,7 +109,7 @@ says which layer the visible version comes from, or which deleted it.`,
   amber blame case.tar.zst containers/wordpress /var/www/html/wp-config.php`,
 		Args: argsRange(3, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, art, done, err := e.openArtifact(args[0], args[1])
+			a, art, done, err := e.openArtifact(args)
 			if err != nil {
 				return err
 			}

@@ -86,24 +86,6 @@ type lsEntry struct {
 	Device     string            `json:"device,omitempty"`
 }
 
-func typeName(t byte) string {
-	switch t {
-	case manifest.TypeDir:
-		return "dir"
-	case manifest.TypeSymlink:
-		return "symlink"
-	case manifest.TypeChar:
-		return "char"
-	case manifest.TypeBlock:
-		return "block"
-	case manifest.TypeFifo:
-		return "fifo"
-	case manifest.TypeLink:
-		return "hardlink"
-	}
-	return "file"
-}
-
 func flagNames(f uint8) []string {
 	var out []string
 	for _, x := range []struct {
@@ -119,7 +101,7 @@ func flagNames(f uint8) []string {
 }
 
 func toLsEntry(en *view.Entry, rel string) lsEntry {
-	le := lsEntry{Path: rel, Type: typeName(en.Type), Mode: view.ModeString(en.Type, en.Mode), Perm: fmt.Sprintf("%04o", en.Mode), Size: en.Size, Mtime: en.ModTime}
+	le := lsEntry{Path: rel, Type: view.TypeName(en.Type), Mode: view.ModeString(en.Type, en.Mode), Perm: fmt.Sprintf("%04o", en.Mode), Size: en.Size, Mtime: en.ModTime}
 	if !utf8.ValidString(rel) {
 		le.PathBase64 = base64.StdEncoding.EncodeToString([]byte(rel))
 	}
