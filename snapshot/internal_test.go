@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -328,6 +329,54 @@ func FuzzOpenSource(f *testing.F) {
 		}
 		if s, err := OpenSource(p); err == nil {
 			s.Close()
+		}
+	})
+}
+
+// FuzzProcFiles gives hostile /proc files (a compromised container's
+// processes can shape their comm, cmdline and mappings) to the readers and
+// the core writer: the core's headers must always parse as ELF with one
+// PT_NOTE and a PT_LOAD per mapping, and its notes must be the ones written.
+func FuzzProcFiles(f *testing.F) {
+	f.Add([]byte("42 (sh) S 1 42 42 0 -1 4194560 120 0 0 0 0 0 0 0 20 0 1 0 100 2000000 200 18446744073709551615"),
+		[]byte("Name:\tsh\nUid:\t1000\t1000\t1000\t1000\nGid:\t100\t100\t100\t100\n"),
+		[]byte("61 0x0 0x7ffd 0x1 0x0 0x0 0x0 0x7ffc8 0x7f12"), []byte("sh\x00-c\x00sleep 1\x00"),
+		[]byte("00400000-00452000 r-xp 00000000 08:02 173521 /usr/bin/x\n7ffc000-7ffd000 rw-p 00000000 00:00 0 [stack]\n"))
+	f.Add([]byte("1 (a) b) R"), []byte("Uid:"), []byte("running"), []byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, stat, status, syscall, cmdline, maps []byte) {
+		info := &ProcInfo{PID: 1, Comm: "x"}
+		parseStat(info, stat)
+		parseStatus(info, status)
+		info.Args = string(cmdline)
+		info.Threads = []Thread{parseSyscall(1, syscall)}
+		info.Auxv = cmdline
+		mm, err := ParseMaps(bytes.NewReader(maps))
+		if err != nil || len(mm) > 64 {
+			return
+		}
+		limitMappings(mm)
+		c, err := planCore(info, mm)
+		if err != nil {
+			if runtime.GOARCH == "amd64" || runtime.GOARCH == "arm64" {
+				t.Fatal(err)
+			}
+			return
+		}
+		ef, err := elf.NewFile(bytes.NewReader(c.head))
+		if err != nil {
+			t.Fatalf("core header does not parse: %v", err)
+		}
+		if ef.Type != elf.ET_CORE || len(ef.Progs) != 1+len(mm) || ef.Progs[0].Type != elf.PT_NOTE {
+			t.Fatalf("type %v, %d program headers for %d mappings", ef.Type, len(ef.Progs), len(mm))
+		}
+		nb, err := io.ReadAll(ef.Progs[0].Open())
+		if err != nil || !bytes.Equal(nb, notes(info, mm, runtime.GOARCH == "amd64")) {
+			t.Fatalf("notes read back differ: %v", err)
+		}
+		for i, p := range ef.Progs[1:] {
+			if p.Type != elf.PT_LOAD || p.Vaddr != mm[i].Start || p.Memsz != mm[i].End-mm[i].Start || p.Off != c.offs[i] {
+				t.Fatalf("PT_LOAD %d = %+v for %+v", i, p.ProgHeader, mm[i])
+			}
 		}
 	})
 }

@@ -330,21 +330,52 @@ func fdList(dir string) []byte {
 // procInfo gathers what the core's notes need.
 func procInfo(dir string, pid int, files map[string][]byte, comm string) *ProcInfo {
 	info := &ProcInfo{PID: pid, Comm: comm}
-	if st := files["stat"]; len(st) > 0 {
-		// pid (comm) state ppid pgrp session ... ; comm may hold spaces and ')'.
-		if i := bytes.LastIndexByte(st, ')'); i > 0 && i+2 < len(st) {
-			f := strings.Fields(string(st[i+2:]))
-			if len(f) > 16 {
-				info.State = f[0][0]
-				info.PPID, _ = strconv.Atoi(f[1])
-				info.PGRP, _ = strconv.Atoi(f[2])
-				info.SID, _ = strconv.Atoi(f[3])
-				n, _ := strconv.Atoi(f[16])
-				info.Nice = int8(n)
-			}
+	parseStat(info, files["stat"])
+	parseStatus(info, files["status"])
+	info.Args = strings.TrimSpace(strings.ReplaceAll(string(files["cmdline"]), "\x00", " "))
+	info.Auxv, _ = readProc(filepath.Join(dir, "auxv"))
+	tasks, _ := os.ReadDir(filepath.Join(dir, "task"))
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "task", t.Name(), "syscall"))
+		th := parseSyscall(tid, b)
+		info.Threads = append(info.Threads, th)
+	}
+	sort.Slice(info.Threads, func(i, j int) bool { return info.Threads[i].TID < info.Threads[j].TID })
+	// The main thread first, as gdb expects.
+	for i, t := range info.Threads {
+		if t.TID == pid && i > 0 {
+			info.Threads[0], info.Threads[i] = info.Threads[i], info.Threads[0]
 		}
 	}
-	for _, line := range strings.Split(string(files["status"]), "\n") {
+	return info
+}
+
+// parseStat reads /proc/PID/stat: "pid (comm) state ppid pgrp session ...";
+// comm may hold spaces and ')'. What it cannot read stays zero.
+func parseStat(info *ProcInfo, st []byte) {
+	i := bytes.LastIndexByte(st, ')')
+	if i <= 0 || i+2 >= len(st) {
+		return
+	}
+	f := strings.Fields(string(st[i+2:]))
+	if len(f) <= 16 {
+		return
+	}
+	info.State = f[0][0]
+	info.PPID, _ = strconv.Atoi(f[1])
+	info.PGRP, _ = strconv.Atoi(f[2])
+	info.SID, _ = strconv.Atoi(f[3])
+	n, _ := strconv.Atoi(f[16])
+	info.Nice = int8(n)
+}
+
+// parseStatus reads the real UID and GID of /proc/PID/status.
+func parseStatus(info *ProcInfo, status []byte) {
+	for _, line := range strings.Split(string(status), "\n") {
 		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
 			if f := strings.Fields(v); len(f) > 0 {
 				u, _ := strconv.ParseUint(f[0], 10, 32)
@@ -358,32 +389,17 @@ func procInfo(dir string, pid int, files map[string][]byte, comm string) *ProcIn
 			}
 		}
 	}
-	info.Args = strings.TrimSpace(strings.ReplaceAll(string(files["cmdline"]), "\x00", " "))
-	info.Auxv, _ = readProc(filepath.Join(dir, "auxv"))
-	tasks, _ := os.ReadDir(filepath.Join(dir, "task"))
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
-		th := Thread{TID: tid, Syscall: -1}
-		if b, err := os.ReadFile(filepath.Join(dir, "task", t.Name(), "syscall")); err == nil {
-			f := strings.Fields(string(b))
-			// "nr a1 a2 a3 a4 a5 a6 sp pc", or "-1 sp pc", or "running".
-			if len(f) >= 3 {
-				th.Syscall, _ = strconv.ParseInt(f[0], 10, 64)
-				th.SP, _ = strconv.ParseUint(strings.TrimPrefix(f[len(f)-2], "0x"), 16, 64)
-				th.PC, _ = strconv.ParseUint(strings.TrimPrefix(f[len(f)-1], "0x"), 16, 64)
-			}
-		}
-		info.Threads = append(info.Threads, th)
+}
+
+// parseSyscall reads /proc/PID/task/TID/syscall: "nr a1 a2 a3 a4 a5 a6 sp
+// pc", or "-1 sp pc", or "running".
+func parseSyscall(tid int, b []byte) Thread {
+	th := Thread{TID: tid, Syscall: -1}
+	f := strings.Fields(string(b))
+	if len(f) >= 3 {
+		th.Syscall, _ = strconv.ParseInt(f[0], 10, 64)
+		th.SP, _ = strconv.ParseUint(strings.TrimPrefix(f[len(f)-2], "0x"), 16, 64)
+		th.PC, _ = strconv.ParseUint(strings.TrimPrefix(f[len(f)-1], "0x"), 16, 64)
 	}
-	sort.Slice(info.Threads, func(i, j int) bool { return info.Threads[i].TID < info.Threads[j].TID })
-	// The main thread first, as gdb expects.
-	for i, t := range info.Threads {
-		if t.TID == pid && i > 0 {
-			info.Threads[0], info.Threads[i] = info.Threads[i], info.Threads[0]
-		}
-	}
-	return info
+	return th
 }
