@@ -61,10 +61,15 @@ bench: deps build
 	./bench/container.sh
 
 # 16 concurrent readers on the mounted corpus for SOAK_SECONDS (default
-# 120); every byte checked, RSS and open fds must not grow.
+# 120); every byte checked, RSS and open fds must not grow. Then
+# SIGNAL_RUNS (default 100) captures stopped by SIGINT/SIGTERM at random
+# moments (make test runs 8).
+SIGNAL_RUNS ?= 100
 soak: deps build
 	[ -s bench/out/corpus.tar ] || RUNS=1 ./bench/run.sh >/dev/null
 	./scripts/soak.sh
+	AMBER_SIGNAL_RUNS=$(SIGNAL_RUNS) $(GO) test -count=1 -timeout 60m -run '^TestCaptureSignalsRandom$$' -v ./cmd/amber >/tmp/amber-signals.log 2>&1; \
+	  rc=$$?; grep -vE '^=== ' /tmp/amber-signals.log | tail -20; exit $$rc
 
 # The main job on the shipped default (testdata/images): capture, verify,
 # list, grep, diff.

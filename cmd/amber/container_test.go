@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -335,8 +337,8 @@ func TestCaptureRoutesAgree(t *testing.T) {
 	}
 }
 
-// TestCaptureContainerPause: --pause freezes the container and always
-// unpauses it, on success and when the capture is stopped by a signal.
+// TestCaptureContainerPause: --pause freezes the container, unpauses it and
+// records both (TestCaptureSignalsRandom stops such captures by signals).
 func TestCaptureContainerPause(t *testing.T) {
 	testenv.Root(t)
 	dockerImage(t)
@@ -355,39 +357,71 @@ func TestCaptureContainerPause(t *testing.T) {
 	if a, _ := m.Artifact(manifest.KindContainer, "amber-ctr-p"); a == nil || !a.Container.Paused {
 		t.Errorf("paused_by_amber not recorded")
 	}
-	// Stopped mid-capture: a big memory makes the capture last.
+}
+
+// TestCaptureSignalsRandom: SIGINT or SIGTERM at a random moment of a
+// --pause capture, many times (AMBER_SIGNAL_RUNS, default 8; make soak runs
+// more): the container is never left paused, nothing at the output name
+// unless it verifies, no partial or temporary file.
+func TestCaptureSignalsRandom(t *testing.T) {
+	testenv.Root(t)
+	dockerImage(t)
+	dir := t.TempDir()
+	runs := 8
+	if n, err := strconv.Atoi(os.Getenv("AMBER_SIGNAL_RUNS")); err == nil && n > 0 {
+		runs = n
+	}
+	// A big memory makes the capture last.
 	big := "amber-ctr-big"
 	exec.Command("docker", "rm", "-f", big).Run()
 	bid := strings.TrimSpace(testenv.Run(t, "docker", "run", "-d", "--name", big, "amber-test:1", "sh", "-c",
-		`x=$(head -c 300000000 /dev/zero | tr '\0' a); while :; do sleep 1; done`))
+		`x=$(head -c 300000000 /dev/zero | tr '\0' a); touch /tmp/ready; while :; do sleep 1; done`))
 	t.Cleanup(func() { exec.Command("docker", "rm", "-f", bid).Run() })
-	time.Sleep(3 * time.Second) // the shell fills its memory
-	for i, delay := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond, 800 * time.Millisecond} {
+	for i := 0; i < 600 && exec.Command("docker", "exec", bid, "test", "-e", "/tmp/ready").Run() != nil; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	start := time.Now()
+	mustAmber(t, "capture", "container", big, "--pause", "-o", filepath.Join(dir, "whole.tar.zst"))
+	took := time.Since(start)
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("%d runs, a whole capture takes %v, seed %d", runs, took.Round(time.Millisecond), seed)
+	var interrupted, finished int
+	for i := 0; i < runs; i++ {
 		out := filepath.Join(dir, fmt.Sprintf("sig%d.tar.zst", i))
+		sig := []syscall.Signal{syscall.SIGINT, syscall.SIGTERM}[rng.Intn(2)]
+		delay := time.Duration(rng.Int63n(int64(took) * 11 / 10))
 		cmd := exec.Command(amberBin, "capture", "container", big, "--pause", "-o", out)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(delay)
-		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Process.Signal(sig)
 		err := cmd.Wait()
 		st := strings.TrimSpace(testenv.Run(t, "docker", "inspect", "--format", "{{.State.Status}}", bid))
 		if st != "running" {
-			t.Fatalf("after SIGTERM at %v the container is %s (exit: %v)", delay, st, err)
+			t.Fatalf("after %v at %v the container is %s (exit: %v)", sig, delay, st, err)
 		}
 		ee, _ := err.(*exec.ExitError)
 		killedEarly := ee != nil && ee.ExitCode() == -1 // before amber installed its handler: it had done nothing
 		if _, serr := os.Stat(out); serr == nil {
-			mustAmber(t, "verify", out)
+			mustAmber(t, "verify", "--no-log", out)
+			finished++
 		} else if ee == nil || ee.ExitCode() != exitInterrupted && !killedEarly {
-			t.Errorf("SIGTERM at %v: %v", delay, err)
+			t.Errorf("%v at %v: %v", sig, delay, err)
+		} else {
+			interrupted++
 		}
 		if left, _ := filepath.Glob(filepath.Join(dir, "*partial*")); len(left) > 0 {
-			t.Errorf("left behind: %v", left)
+			t.Errorf("%v at %v: left behind: %v", sig, delay, left)
 		}
 		if left, _ := filepath.Glob(filepath.Join(dir, ".amber-*")); len(left) > 0 {
-			t.Errorf("temporary files left behind: %v", left)
+			t.Errorf("%v at %v: temporary files left behind: %v", sig, delay, left)
 		}
+	}
+	t.Logf("interrupted %d, finished first %d", interrupted, finished)
+	if interrupted == 0 {
+		t.Errorf("no run was interrupted: the test proved nothing")
 	}
 }
 
