@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"archive/tar"
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -209,13 +210,28 @@ func (ix *Index) Path(i uint32) (string, error) {
 	return ix.str32(ix.rec(i), rNameOff, rNameLen)
 }
 
-// name returns the last component of record i's path.
-func (ix *Index) name(i uint32) (string, error) {
-	p, err := ix.Path(i)
-	if err != nil {
-		return "", err
+// name returns the last component of record i's path, in place (no copy:
+// a lookup compares many names, and paths may be long).
+func (ix *Index) name(i uint32) ([]byte, bool) {
+	if i >= ix.count {
+		return nil, false
 	}
-	return p[strings.LastIndexByte(p, '/')+1:], nil
+	r := ix.rec(i)
+	le := binary.LittleEndian
+	o, n := uint64(le.Uint32(r[rNameOff:])), uint64(le.Uint32(r[rNameLen:]))
+	if o+n > uint64(len(ix.str)) {
+		return nil, false
+	}
+	p := ix.str[o : o+n]
+	return p[bytes.LastIndexByte(p, '/')+1:], true
+}
+
+// Type returns record i's type (Type*) without decoding the rest.
+func (ix *Index) Type(i uint32) (byte, error) {
+	if i >= ix.count {
+		return 0, fmt.Errorf("%w: record %d of %d", ErrBadIndex, i, ix.count)
+	}
+	return ix.rec(i)[rType], nil
 }
 
 // Record decodes record i.
@@ -318,17 +334,17 @@ func (ix *Index) Child(dir uint32, name string) (uint32, bool) {
 	}
 	var bad bool
 	k := sort.Search(int(n), func(k int) bool {
-		s, err := ix.name(first + uint32(k))
-		if err != nil {
+		s, ok := ix.name(first + uint32(k))
+		if !ok {
 			bad = true
 			return true
 		}
-		return s >= name
+		return string(s) >= name
 	})
 	if bad || k >= int(n) {
 		return 0, false
 	}
-	if s, _ := ix.name(first + uint32(k)); s != name {
+	if s, _ := ix.name(first + uint32(k)); string(s) != name {
 		return 0, false
 	}
 	return first + uint32(k), true

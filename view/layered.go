@@ -58,11 +58,11 @@ func walk(ix *manifest.Index, comps []string) (rec uint32, st walkState, opaque 
 				}
 				return child, found, opaque, nil
 			}
-			r, err := ix.Record(child)
+			typ, err := ix.Type(child)
 			if err != nil {
 				return 0, stopped, opaque, err
 			}
-			if r.Type != manifest.TypeDir {
+			if typ != manifest.TypeDir {
 				// A file here hides anything a lower layer had below it.
 				return 0, stopped, opaque, nil
 			}
