@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -140,8 +141,11 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 	// than Go's default (which lets the heap reach twice what is live), so
 	// resident memory stays near the frame cache and the live inodes.
 	debug.SetGCPercent(40)
-	// and a soft ceiling, so freed memory goes back to the system.
-	debug.SetMemoryLimit(96 << 20)
+	// and a soft ceiling, so freed memory goes back to the system, raised
+	// with what is live (inodes the kernel keeps referenced): a fixed
+	// ceiling under the live heap makes the collector run without pause.
+	stopLimit := adaptMemoryLimit(96<<20, time.Second)
+	defer stopLimit()
 	a, err := manifest.Open(archive)
 	if errors.Is(err, manifest.ErrNotArchive) || isDir(archive) {
 		// A plain docker-save tarball or OCI layout: index it into a
@@ -292,4 +296,34 @@ func (e *env) indexSource(src string) (*manifest.Archive, func(), error) {
 	}
 	fmt.Fprintf(e.stderr, "amber: %s is not an amber archive: indexed into a temporary archive (removed when amber is done with it); 'amber capture image' keeps evidence\n", src)
 	return a, cleanup, nil
+}
+
+// adaptMemoryLimit keeps the runtime's soft memory limit at floor, or at
+// 1.5 times the live heap when that is more, checking every period.
+func adaptMemoryLimit(floor int64, period time.Duration) (stop func()) {
+	debug.SetMemoryLimit(floor)
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		cur := floor
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			metrics.Read(sample)
+			if sample[0].Value.Kind() != metrics.KindUint64 {
+				continue
+			}
+			want := max(floor, int64(sample[0].Value.Uint64())*3/2)
+			if want != cur {
+				debug.SetMemoryLimit(want)
+				cur = want
+			}
+		}
+	}()
+	return func() { close(done) }
 }
