@@ -3,6 +3,7 @@ package manifest
 import (
 	"archive/tar"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -18,7 +19,25 @@ type IndexBuilder struct {
 	recs      []*bRec
 	Anomalies []Anomaly
 	entries   uint32
+	strBytes  int64
+	err       error
 }
+
+// MaxIndexStrings bounds the bytes of names, link targets and xattrs one
+// layer's index may hold (0: no limit). The index stores each entry's full
+// path, so a hostile layer (a directory chain 100,000 deep) would need
+// memory in the square of its depth; past the limit the layer is refused.
+var MaxIndexStrings int64 = DefaultMaxIndexStrings
+
+// DefaultMaxIndexStrings allows a layer of two million files with paths of
+// 128 bytes.
+const DefaultMaxIndexStrings = 256 << 20
+
+// ErrIndexTooBig reports a layer whose index would exceed MaxIndexStrings.
+var ErrIndexTooBig = errors.New("manifest: layer too large to index")
+
+// Err reports why the builder stopped taking entries.
+func (b *IndexBuilder) Err() error { return b.err }
 
 type bRec struct {
 	Record
@@ -49,6 +68,19 @@ func CleanName(name string) (p string, unsafe bool) {
 // Add records one tar entry. hdrOff and dataOff are offsets in the layer
 // blob; sum is the SHA-256 of its content.
 func (b *IndexBuilder) Add(h *tar.Header, hdrOff, dataOff int64, sum hashing.Digest, sparse bool) {
+	if b.err != nil {
+		return
+	}
+	b.strBytes += int64(len(h.Name) + len(h.Linkname))
+	for k, v := range h.PAXRecords {
+		b.strBytes += int64(len(k) + len(v))
+	}
+	if MaxIndexStrings > 0 && b.strBytes > MaxIndexStrings {
+		b.err = fmt.Errorf("%w: its names, link targets and xattrs pass %d MiB at entry %d (%.80q..., %d levels deep); --max-index-mib raises the limit",
+			ErrIndexTooBig, MaxIndexStrings>>20, b.entries, h.Name, strings.Count(strings.Trim(h.Name, "/"), "/")+1)
+		b.recs = nil
+		return
+	}
 	p, unsafe := CleanName(h.Name)
 	r := bRec{}
 	r.Path = p
@@ -124,6 +156,9 @@ func (b *IndexBuilder) Build(layerSize int64) ([]byte, error) {
 
 // BuildWithRoot is Build returning the Merkle root and file count too.
 func (b *IndexBuilder) BuildWithRoot(layerSize int64) ([]byte, hashing.Digest, int, error) {
+	if b.err != nil {
+		return nil, hashing.Digest{}, 0, b.err
+	}
 	// The last entry for a path wins, as when a tar is extracted; earlier
 	// ones are kept after the tree as shadowed records.
 	last := make(map[string]int, len(b.recs))

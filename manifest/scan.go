@@ -131,6 +131,9 @@ func ScanLayer(r io.Reader, b *IndexBuilder, hint func(off int64)) (size int64, 
 		}
 		hdr, err := tr.Next()
 		finish()
+		if b.err != nil {
+			return cr.n, b.err
+		}
 		if err == io.EOF {
 			break
 		}
@@ -167,6 +170,9 @@ func ScanLayer(r io.Reader, b *IndexBuilder, hint func(off int64)) (size int64, 
 			dataOff = -1
 		}
 		b.Add(hdr, hdrOff, dataOff, hashing.FromHash(h), sparse)
+		if b.err != nil {
+			return cr.n, b.err
+		}
 		end = cr.n
 	}
 	// The blob is everything the source holds, trailing blocks included.

@@ -21,6 +21,7 @@ type captureOptions struct {
 	hashSource   bool
 	level        int
 	maxExpansion int64
+	maxIndexMiB  int64
 	// container capture
 	pause    bool
 	noMemory bool
@@ -42,6 +43,7 @@ func (o *captureOptions) addFlags(cmd *cobra.Command) {
 	f.IntVar(&o.level, "level", 0, "zstd level of the archive, 1 (fastest) to 19 (smallest); 0: the default (2 with libzstd, 3 with the pure-Go encoder)")
 	f.BoolVar(&o.hashSource, "hash-source", false, "also record each source tarball's SHA-256 (one more read of it)")
 	f.Int64Var(&o.maxExpansion, "max-expansion", snapshot.DefaultMaxExpansion, "refuse a compressed layer that expands more than this many times (0: no limit)")
+	f.Int64Var(&o.maxIndexMiB, "max-index-mib", manifest.DefaultMaxIndexStrings>>20, "refuse a layer whose paths, link targets and xattrs add up to more than this many MiB (a hostile directory chain; 0: no limit)")
 }
 
 func (e *env) newCaptureCmd() *cobra.Command {
@@ -161,7 +163,7 @@ func (e *env) runCaptureImage(o *captureOptions, sources []string) error {
 	req := snapshot.Request{
 		Sources: sources, Output: o.output, Case: o.c, CommandLine: e.args,
 		Tool: manifest.Tool{Name: "amber", Version: version}, MD5: o.md5, SHA1: o.sha1, HashSources: o.hashSource, Level: o.level,
-		Options: snapshot.Options{MaxExpansion: o.maxExpansion},
+		Options: o.snapshotOptions(),
 	}
 	prog := isTerminal(e.stderr)
 	start := time.Now()
@@ -194,7 +196,7 @@ func (e *env) runCaptureEngine(o *captureOptions, images, containers []string) e
 		Images: images, Containers: containers, Output: o.output, Case: o.c, CommandLine: e.args,
 		Tool: manifest.Tool{Name: "amber", Version: version}, MD5: o.md5, SHA1: o.sha1, Level: o.level,
 		Pause: o.pause, NoMemory: o.noMemory, Route: o.route, Volumes: o.volumes,
-		Options: snapshot.Options{MaxExpansion: o.maxExpansion},
+		Options: o.snapshotOptions(),
 	}
 	// Progress goes to stderr: on a terminal as one updating line, else
 	// (a log file, a pipe) one line per step.
@@ -274,4 +276,10 @@ func (e *env) printCapture(o *captureOptions, res *snapshot.Result) error {
 		fmt.Fprintf(w, "wrote %s\n", s)
 	}
 	return nil
+}
+
+// snapshotOptions applies the limits of the command line.
+func (o *captureOptions) snapshotOptions() snapshot.Options {
+	manifest.MaxIndexStrings = o.maxIndexMiB << 20
+	return snapshot.Options{MaxExpansion: o.maxExpansion}
 }

@@ -71,7 +71,7 @@ func exitCode(err error) int {
 		return exitEngine
 	case errors.Is(err, view.ErrNotFound), errors.Is(err, manifest.ErrNotFound), errors.Is(err, os.ErrNotExist):
 		return exitNotFound
-	case errors.Is(err, snapshot.ErrSource), errors.Is(err, snapshot.ErrDigestMismatch), errors.Is(err, snapshot.ErrBomb):
+	case errors.Is(err, snapshot.ErrSource), errors.Is(err, snapshot.ErrDigestMismatch), errors.Is(err, snapshot.ErrBomb), errors.Is(err, manifest.ErrIndexTooBig):
 		return exitSource
 	}
 	return exitError

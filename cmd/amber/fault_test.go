@@ -311,3 +311,55 @@ func TestCaptureEngineStopped(t *testing.T) {
 		t.Errorf("the engine never stopped before a capture ended (captures take %v): the test proved nothing", took)
 	}
 }
+
+// TestDeepChain: a directory chain 2,000 deep (paths of 4,000 bytes, as
+// far as PATH_MAX lets tools follow) is captured and mounted, and find
+// reaches its bottom through the mount; with a lower --max-index-mib the
+// same layer is refused with exit 6 and nothing is written, instead of
+// holding paths in memory in the square of the depth.
+func TestDeepChain(t *testing.T) {
+	testenv.FUSE(t)
+	const depth = 2000
+	var es []fixture.Entry
+	p := ""
+	for i := 0; i < depth; i++ {
+		p += "d/"
+		es = append(es, fixture.Dir(p))
+	}
+	es = append(es, fixture.File(p+"bottom", "found at the bottom\n"))
+	dir := t.TempDir()
+	src := filepath.Join(dir, "deep.tar")
+	if err := fixture.DockerSave(src, fixture.Image{Tags: []string{"deep:1"}, Layers: [][]byte{fixture.Layer(es...)}}); err != nil {
+		t.Fatal(err)
+	}
+	refused := filepath.Join(dir, "refused.tar.zst")
+	r := amber(t, "capture", "image", src, "-o", refused, "--max-index-mib", "1")
+	if r.code != exitSource || !strings.Contains(r.stderr, "too large to index") || !strings.Contains(r.stderr, "levels deep") {
+		t.Errorf("a chain past --max-index-mib: exit %d\n%s", r.code, r.stderr)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(dir, "refused*")); len(ents) > 0 {
+		t.Errorf("left behind: %v", ents)
+	}
+	arch := filepath.Join(dir, "deep.tar.zst")
+	mustAmber(t, "capture", "image", src, "-o", arch)
+	mustAmber(t, "verify", "--no-log", arch)
+	m := filepath.Join(dir, "m")
+	os.Mkdir(m, 0o755)
+	mustAmber(t, "mount", "--background", "--no-log", arch, m)
+	t.Cleanup(func() { amber(t, "umount", m) })
+	root := filepath.Join(m, "images/deep_1/rootfs")
+	out, err := exec.Command("find", root, "-name", "bottom").CombinedOutput()
+	if err != nil {
+		t.Fatalf("find through the mount: %v\n%.500s", err, out)
+	}
+	got := strings.TrimSpace(string(out))
+	if want := root + "/" + p + "bottom"; got != want {
+		t.Fatalf("find found %.200q, want the bottom %d levels down", got, depth)
+	}
+	if b, err := os.ReadFile(got); err != nil || string(b) != "found at the bottom\n" {
+		t.Errorf("reading the bottom: %q %v", b, err)
+	}
+	if n := strings.Count(testenv.Run(t, "find", root, "-type", "d"), "\n"); n != depth+1 {
+		t.Errorf("find lists %d directories, want %d", n, depth+1)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
 	"syscall"
@@ -33,6 +34,17 @@ func run(args []string) int {
 				defer pprof.StopCPUProfile()
 			}
 		}
+	}
+	// AMBER_MEMPROFILE=file writes a heap profile at exit (alloc_space
+	// shows what allocated most).
+	if p := os.Getenv("AMBER_MEMPROFILE"); p != "" {
+		defer func() {
+			runtime.GC()
+			if f, err := os.Create(p); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	if p := os.Getenv("AMBER_TRACE"); p != "" {
 		if f, err := os.Create(p); err == nil {
