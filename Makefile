@@ -59,6 +59,7 @@ bench: deps build
 	./bench/run.sh
 	./bench/mount.sh
 	./bench/container.sh
+	./bench/bounds.sh
 
 # 16 concurrent readers on the mounted corpus for SOAK_SECONDS (default
 # 120); every byte checked, RSS and open fds must not grow. Then
