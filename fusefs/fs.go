@@ -263,15 +263,21 @@ func (f *FS) once(key fileKey, e *view.Entry, want hashing.Digest, says string) 
 	return vf.err
 }
 
+// smallFile is the content of one of amber's own files.
+type smallFile struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
 // node is any entry of the mount.
 type node struct {
 	fs.Inode
 	fsys *FS
 	e    *view.Entry
-	// data holds amber's own small files (manifest.json, config.json).
-	dataOnce sync.Once
-	data     []byte
-	dataErr  error
+	// small holds amber's own small files (manifest.json, config.json),
+	// read on first use; nil for every other node.
+	small *smallFile
 	// verified spares each READ the lookup in FS.verified once the
 	// content has passed its hash check.
 	verified atomic.Bool
@@ -324,6 +330,9 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 func (n *node) child(ctx context.Context, e *view.Entry, out *fuse.EntryOut) *fs.Inode {
 	n.fsys.attr(e, &out.Attr)
 	ch := &node{fsys: n.fsys, e: e}
+	if e.Virtual && e.Member == nil && e.Type == manifest.TypeReg {
+		ch.small = &smallFile{}
+	}
 	return n.NewInode(ctx, ch, fs.StableAttr{Mode: out.Attr.Mode & syscall.S_IFMT, Ino: out.Attr.Ino})
 }
 
@@ -349,7 +358,7 @@ type dirHandle struct {
 
 func (d *dirHandle) load() syscall.Errno {
 	d.once.Do(func() {
-		kids, err := d.n.fsys.v.ReadDir(d.n.e.Path)
+		kids, err := d.n.fsys.v.ReadDirOf(d.n.e)
 		if err != nil {
 			d.err = toErrno(err)
 			return
@@ -434,15 +443,19 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 func (n *node) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
 
 func (n *node) content() ([]byte, error) {
-	n.dataOnce.Do(func() {
+	c := n.small
+	if c == nil {
+		return nil, fmt.Errorf("%s: not one of amber's own files", n.e.Path)
+	}
+	c.once.Do(func() {
 		r, err := n.fsys.v.Open(n.e)
 		if err != nil {
-			n.dataErr = err
+			c.err = err
 			return
 		}
-		n.data, n.dataErr = io.ReadAll(r)
+		c.data, c.err = io.ReadAll(r)
 	})
-	return n.data, n.dataErr
+	return c.data, c.err
 }
 
 func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

@@ -7,11 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"path"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/amber-forensics/amber/hashing"
 )
@@ -129,7 +129,12 @@ type Record struct {
 }
 
 // Name is the last path component.
-func (r *Record) Name() string { return path.Base("/" + r.Path) }
+func (r *Record) Name() string {
+	if r.Path == "" {
+		return "/"
+	}
+	return r.Path[strings.LastIndexByte(r.Path, '/')+1:]
+}
 
 // IsDir reports whether the record is a directory.
 func (r *Record) IsDir() bool { return r.Type == TypeDir }
@@ -153,7 +158,8 @@ type Index struct {
 
 // ParseIndex checks the header and bounds of an index blob and returns a
 // view over it. Per-record bounds are checked when records are read, and
-// Check walks them all.
+// Check walks them all. b must not change afterwards: decoded records'
+// strings share its bytes.
 func ParseIndex(b []byte) (*Index, error) {
 	if len(b) < indexHeaderSize || string(b[:8]) != indexMagic {
 		return nil, fmt.Errorf("%w: bad magic", ErrBadIndex)
@@ -199,7 +205,13 @@ func (ix *Index) str32(r []byte, offAt, lenAt int) (string, error) {
 	if o+n > uint64(len(ix.str)) {
 		return "", fmt.Errorf("%w: string out of range", ErrBadIndex)
 	}
-	return string(ix.str[o : o+n]), nil
+	if n == 0 {
+		return "", nil
+	}
+	// The index bytes are never written after ParseIndex: strings share
+	// them instead of copying (a record decoded per lookup would otherwise
+	// copy its full path each time).
+	return unsafe.String(&ix.str[o], n), nil
 }
 
 // Path returns the path of record i without decoding the rest.

@@ -190,6 +190,9 @@ func (l *Layered) ReadDir(p string) ([]Node, error) {
 			break
 		}
 		first, n := ix.Children(d)
+		if out == nil {
+			out = make([]Node, 0, n)
+		}
 		var wh []string
 		opaque := false
 		for k := first; k < first+n; k++ {

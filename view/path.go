@@ -346,12 +346,12 @@ func (v *View) treeEntry(t *Layered, ds []hashing.Digest, id int, prefix string,
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
 	}
-	return v.nodeEntry(t, ds, id, full, rel, n), nil
+	return v.nodeEntry(t, ds, id, full, rel, &n), nil
 }
 
-func (v *View) nodeEntry(t *Layered, ds []hashing.Digest, id int, full, rel string, n Node) *Entry {
+func (v *View) nodeEntry(t *Layered, ds []hashing.Digest, id int, full, rel string, n *Node) *Entry {
 	name := full[strings.LastIndexByte(full, '/')+1:]
-	return &Entry{Path: full, Name: name, Type: n.Rec.Type, Mode: n.Rec.Mode, Size: n.Rec.Size, ModTime: n.Rec.ModTime, Node: &n, ViewID: id, Merged: !t.Raw, tree: t, layers: ds, rel: rel}
+	return &Entry{Path: full, Name: name, Type: n.Rec.Type, Mode: n.Rec.Mode, Size: n.Rec.Size, ModTime: n.Rec.ModTime, Node: n, ViewID: id, Merged: !t.Raw, tree: t, layers: ds, rel: rel}
 }
 
 // Child resolves name in directory e, reusing e's tree (no walk from the
@@ -381,7 +381,7 @@ func (v *View) Child(e *Entry, name string) (*Entry, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, e.Path, name)
 	}
-	return v.nodeEntry(e.tree, e.layers, e.ViewID, e.Path+"/"+name, rel, n), nil
+	return v.nodeEntry(e.tree, e.layers, e.ViewID, e.Path+"/"+name, rel, &n), nil
 }
 
 // ReadDir lists a directory of the view.
@@ -390,6 +390,12 @@ func (v *View) ReadDir(p string) ([]*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	return v.ReadDirOf(e)
+}
+
+// ReadDirOf lists directory e, reusing its tree (no walk from the top):
+// what a file system's READDIR needs.
+func (v *View) ReadDirOf(e *Entry) ([]*Entry, error) {
 	if !e.IsDir() {
 		return nil, fmt.Errorf("%w: %s", ErrNotDir, e.Path)
 	}
@@ -405,9 +411,10 @@ func (v *View) ReadDir(p string) ([]*Entry, error) {
 			return nil, err
 		}
 		out := make([]*Entry, 0, len(nodes))
-		for _, n := range nodes {
-			rel := n.Rec.Path
-			out = append(out, v.nodeEntry(e.tree, e.layers, e.ViewID, join(n.Rec.Name()), rel, n))
+		// The entries point into nodes: one allocation for the directory.
+		for i := range nodes {
+			n := &nodes[i]
+			out = append(out, v.nodeEntry(e.tree, e.layers, e.ViewID, join(n.Rec.Name()), n.Rec.Path, n))
 		}
 		return out, nil
 	}
