@@ -35,6 +35,8 @@ type FS struct {
 
 	mu       sync.Mutex
 	verified map[fileKey]*verification
+	// inodes bounds the nodes kept for the kernel.
+	inodes *budget
 }
 
 type fileKey struct {
@@ -51,7 +53,7 @@ type verification struct {
 // New prepares a file system over a. The archive must stay open while it
 // is mounted.
 func New(a *manifest.Archive) *FS {
-	f := &FS{v: &view.View{A: a}, a: a, layers: map[hashing.Digest]uint64{}, virt: map[string]uint64{}, verified: map[fileKey]*verification{}, Log: func(string) {}}
+	f := &FS{v: &view.View{A: a}, a: a, layers: map[hashing.Digest]uint64{}, virt: map[string]uint64{}, verified: map[fileKey]*verification{}, Log: func(string) {}, inodes: newBudget(0)}
 	for ai, art := range a.Manifest.Artifacts {
 		for _, l := range art.Layers {
 			if _, ok := f.layers[l.Digest]; !ok {
@@ -281,6 +283,8 @@ type node struct {
 	// verified spares each READ the lookup in FS.verified once the
 	// content has passed its hash check.
 	verified atomic.Bool
+	// epoch is the budget's round when the node was made.
+	epoch int64
 }
 
 var (
@@ -333,7 +337,11 @@ func (n *node) child(ctx context.Context, e *view.Entry, out *fuse.EntryOut) *fs
 	if e.Virtual && e.Member == nil && e.Type == manifest.TypeReg {
 		ch.small = &smallFile{}
 	}
-	return n.NewInode(ctx, ch, fs.StableAttr{Mode: out.Attr.Mode & syscall.S_IFMT, Ino: out.Attr.Ino})
+	in := n.NewInode(ctx, ch, fs.StableAttr{Mode: out.Attr.Mode & syscall.S_IFMT, Ino: out.Attr.Ino})
+	if e.Node != nil || e.Member != nil {
+		n.fsys.inodes.add(ch)
+	}
+	return in
 }
 
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {

@@ -25,6 +25,9 @@ type Options struct {
 	Debug bool
 	// Log receives notable events (files refused for a bad hash).
 	Log func(string)
+	// MaxInodes is how many inodes the mount keeps before asking the
+	// kernel to forget the oldest (0: DefaultMaxInodes).
+	MaxInodes int
 }
 
 // Sentinel errors of mounting.
@@ -84,8 +87,13 @@ func IsMountpoint(dir string) bool {
 // Mount serves a on dir and returns once the mount is ready. The caller
 // waits on the server and unmounts it.
 func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
+	srv, _, err := mount(a, dir, o)
+	return srv, err
+}
+
+func mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, *FS, error) {
 	if err := CheckMountpoint(dir); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	frames := o.CacheFrames
 	if frames <= 0 {
@@ -93,12 +101,13 @@ func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
 	}
 	a.SetCache(frames, 2)
 	f := New(a)
+	f.inodes = newBudget(o.MaxInodes)
 	if o.Log != nil {
 		f.Log = o.Log
 	}
 	root, err := f.Root()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	t := Timeout
 	name := filepath.Base(a.Path)
@@ -135,15 +144,20 @@ func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
 	// has mounted and answered INIT when it returns, which is all "ready"
 	// means; amber's mount process never touches its own mount. A process
 	// that does (tests) must call the server's WaitMount first.
-	raw := &noOpendir{RawFileSystem: fs.NewNodeFS(root, opts), open: map[uint64]uint64{}}
+	raw := &noOpendir{RawFileSystem: fs.NewNodeFS(root, opts), open: map[uint64]*listing{}}
 	server, err := fuse.NewServer(raw, dir, &opts.MountOptions)
 	if err != nil {
-		return nil, fmt.Errorf("mounting %s on %s: %w", name, dir, err)
+		return nil, nil, fmt.Errorf("mounting %s on %s: %w", name, dir, err)
 	}
 	raw.on.Store(server.KernelSettings().Flags64()&fuse.CAP_NO_OPENDIR_SUPPORT != 0)
 	raiseReadahead(dir)
-	go server.Serve()
-	return server, nil
+	done := make(chan struct{})
+	go func() {
+		server.Serve()
+		close(done)
+	}()
+	go f.inodes.run(done, 2*time.Second)
+	return server, f, nil
 }
 
 // Unmount detaches the mount at dir, also when the process serving it is

@@ -22,7 +22,14 @@ type noOpendir struct {
 	on atomic.Bool
 
 	mu   sync.Mutex
-	open map[uint64]uint64 // node ID -> handle opened for a listing
+	open map[uint64]*listing // node ID -> handle opened for a listing
+}
+
+// listing is a handle opened for READDIR without OPENDIR.
+type listing struct {
+	fh   uint64
+	busy int  // READDIRs using it now
+	drop bool // FORGET came while busy: release when the last one ends
 }
 
 func (n *noOpendir) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
@@ -45,7 +52,7 @@ func (n *noOpendir) list(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirE
 		return read(cancel, in, out)
 	}
 	n.mu.Lock()
-	fh, ok := n.open[in.NodeId]
+	l, ok := n.open[in.NodeId]
 	if !ok {
 		var oo fuse.OpenOut
 		st := n.RawFileSystem.OpenDir(cancel, &fuse.OpenIn{InHeader: in.InHeader}, &oo)
@@ -53,33 +60,49 @@ func (n *noOpendir) list(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirE
 			n.mu.Unlock()
 			return st
 		}
-		fh = oo.Fh
-		n.open[in.NodeId] = fh
+		l = &listing{fh: oo.Fh}
+		n.open[in.NodeId] = l
 	}
+	l.busy++
 	n.mu.Unlock()
 	in2 := *in
-	in2.Fh = fh
+	in2.Fh = l.fh
 	st := read(cancel, &in2, out)
-	if !st.Ok() || len(out.Bytes()) == 0 {
-		// The end of the listing (or an error): the kernel has it all
-		// in its cache now. (Readers sharing the handle that are not
-		// done yet open another one and seek.)
-		n.mu.Lock()
-		if cur, ok := n.open[in.NodeId]; ok && cur == fh {
-			delete(n.open, in.NodeId)
-			n.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: in.InHeader, Fh: fh})
-		}
-		n.mu.Unlock()
+	n.mu.Lock()
+	l.busy--
+	// At the end of the listing (or an error) the kernel has it all in
+	// its cache. (Readers sharing the handle that are not done yet open
+	// another one and seek.)
+	end := !st.Ok() || len(out.Bytes()) == 0
+	if (end || l.drop) && l.busy == 0 {
+		n.release(in.NodeId, l)
+	} else if end {
+		l.drop = true
 	}
+	n.mu.Unlock()
 	return st
 }
 
-// Forget lets a listing's handle go with its directory.
+// release lets l go; n.mu is held.
+func (n *noOpendir) release(id uint64, l *listing) {
+	if n.open[id] == l {
+		delete(n.open, id)
+	}
+	n.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: fuse.InHeader{NodeId: id}, Fh: l.fh})
+}
+
+// Forget lets a listing's handle go with its directory. A FORGET does not
+// always mean the node is gone (the kernel may have looked it up again
+// since, and be listing it): a handle in use is released when its last
+// READDIR ends.
 func (n *noOpendir) Forget(nodeID, nlookup uint64) {
 	n.mu.Lock()
-	if fh, ok := n.open[nodeID]; ok {
-		n.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: fuse.InHeader{NodeId: nodeID}, Fh: fh})
-		delete(n.open, nodeID)
+	if l, ok := n.open[nodeID]; ok {
+		if l.busy > 0 {
+			l.drop = true
+		} else {
+			n.release(nodeID, l)
+		}
 	}
 	n.mu.Unlock()
 	n.RawFileSystem.Forget(nodeID, nlookup)
