@@ -142,7 +142,7 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 	// resident memory stays near the frame cache and the live inodes.
 	debug.SetGCPercent(40)
 	// and a soft ceiling, so freed memory goes back to the system, raised
-	// with what is live (inodes the kernel keeps referenced): a fixed
+	// with what is live (a large index, many inodes): a fixed
 	// ceiling under the live heap makes the collector run without pause.
 	stopLimit := adaptMemoryLimit(96<<20, time.Second)
 	defer stopLimit()
@@ -299,7 +299,8 @@ func (e *env) indexSource(src string) (*manifest.Archive, func(), error) {
 }
 
 // adaptMemoryLimit keeps the runtime's soft memory limit at floor, or at
-// 1.5 times the live heap when that is more, checking every period.
+// the live heap plus a quarter and 16 MiB when that is more, checking
+// every period.
 func adaptMemoryLimit(floor int64, period time.Duration) (stop func()) {
 	debug.SetMemoryLimit(floor)
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
@@ -318,7 +319,8 @@ func adaptMemoryLimit(floor int64, period time.Duration) (stop func()) {
 			if sample[0].Value.Kind() != metrics.KindUint64 {
 				continue
 			}
-			want := max(floor, int64(sample[0].Value.Uint64())*3/2)
+			live := int64(sample[0].Value.Uint64())
+			want := max(floor, live+live/4+16<<20)
 			if want != cur {
 				debug.SetMemoryLimit(want)
 				cur = want
