@@ -23,10 +23,11 @@ var allowed = map[string][]string{
 	"cmd/amber":   {"manifest", "hashing", "snapshot", "view", "fusefs", "imageconfig", "timeline", "treediff", "extract"},
 	// Test support may use what it tests; nothing but tests and the
 	// generator may use it.
-	"internal/fixture":     {"manifest", "hashing", "snapshot"},
-	"internal/fixture/gen": {"internal/fixture", "manifest", "hashing", "snapshot"},
-	"internal/testenv":     {},
-	"internal/archtest":    {},
+	"internal/fixture":        {"manifest", "hashing", "snapshot"},
+	"internal/fixture/gen":    {"internal/fixture", "manifest", "hashing", "snapshot"},
+	"internal/fixture/bounds": {},
+	"internal/testenv":        {},
+	"internal/archtest":       {},
 }
 
 // Only snapshot talks to Docker or go-containerregistry.
