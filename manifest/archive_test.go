@@ -168,3 +168,31 @@ func TestTruncated(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexLimit: a layer past MaxIndexStrings is refused at capture; one
+// captured under a raised limit still verifies under the default (the
+// rebuilt index may be as large as the stored one), and a scan under the
+// low limit stops with ErrIndexTooBig.
+func TestIndexLimit(t *testing.T) {
+	var es []fixture.Entry
+	p := ""
+	for i := 0; i < 1200; i++ { // paths to 2,400 bytes: 2.9 MB of them
+		p += "d/"
+		es = append(es, fixture.Dir(p))
+	}
+	layer := fixture.Layer(es...)
+	img := fixture.Image{Tags: []string{"deep:1"}, Layers: [][]byte{layer}}
+	defer func(old int64) { manifest.MaxIndexStrings = old }(manifest.MaxIndexStrings)
+	manifest.MaxIndexStrings = 1 << 20
+	b := &manifest.IndexBuilder{}
+	if _, err := manifest.ScanLayer(bytes.NewReader(layer), b, nil); !errors.Is(err, manifest.ErrIndexTooBig) {
+		t.Fatalf("scan under a 1 MiB limit: %v", err)
+	}
+	manifest.MaxIndexStrings = 0
+	arch := fixture.Capture(t, t.TempDir(), "deep", img)
+	manifest.MaxIndexStrings = 1 << 20
+	r, err := manifest.Verify(arch, manifest.VerifyOptions{})
+	if err != nil || !r.OK() {
+		t.Fatalf("an archive captured under a raised limit does not verify: %v %v", err, r.Problems)
+	}
+}

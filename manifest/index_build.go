@@ -21,6 +21,9 @@ type IndexBuilder struct {
 	entries   uint32
 	strBytes  int64
 	err       error
+	// MaxStrings overrides MaxIndexStrings for this layer (0: use it;
+	// negative: no limit).
+	MaxStrings int64
 }
 
 // MaxIndexStrings bounds the bytes of names, link targets and xattrs one
@@ -73,11 +76,17 @@ func (b *IndexBuilder) Add(h *tar.Header, hdrOff, dataOff int64, sum hashing.Dig
 	}
 	b.strBytes += int64(len(h.Name) + len(h.Linkname))
 	for k, v := range h.PAXRecords {
-		b.strBytes += int64(len(k) + len(v))
+		if strings.HasPrefix(k, "SCHILY.xattr.") {
+			b.strBytes += int64(len(k) + len(v))
+		}
 	}
-	if MaxIndexStrings > 0 && b.strBytes > MaxIndexStrings {
+	limit := MaxIndexStrings
+	if b.MaxStrings != 0 {
+		limit = b.MaxStrings
+	}
+	if limit > 0 && b.strBytes > limit {
 		b.err = fmt.Errorf("%w: its names, link targets and xattrs pass %d MiB at entry %d (%.80q..., %d levels deep); --max-index-mib raises the limit",
-			ErrIndexTooBig, MaxIndexStrings>>20, b.entries, h.Name, strings.Count(strings.Trim(h.Name, "/"), "/")+1)
+			ErrIndexTooBig, limit>>20, b.entries, h.Name, strings.Count(strings.Trim(h.Name, "/"), "/")+1)
 		b.recs = nil
 		return
 	}
