@@ -123,8 +123,8 @@ func mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, *FS, error
 		Options:          []string{"ro", "nosuid", "nodev", "default_permissions"},
 		Debug:            o.Debug,
 		// Request logs (--debug) with microseconds: what timing needs.
-		Logger: log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds),
-		MaxBackground:    12,
+		Logger:        log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds),
+		MaxBackground: 12,
 		// The kernel caches symlink targets per inode. (Not ACLs: the
 		// kernel would ask for each inode's; see Getxattr.)
 		EnableSymlinkCaching: true,
