@@ -18,8 +18,11 @@ import (
 // kernel is asked to forget the oldest, the nodes kept fall back under the
 // budget, and every file still reads with its indexed SHA-256 afterwards
 // (looked up again, with the same inode numbers). Both ways of asking:
-// NOTIFY_PRUNE (Linux 6.15+) and one NOTIFY_INVAL_ENTRY per name.
+// NOTIFY_PRUNE (Linux 6.15+) and one NOTIFY_INVAL_ENTRY per name. The
+// layer's index is read in pages (as for a layer of a million files).
 func TestInodeBudget(t *testing.T) {
+	defer func(old int64) { manifest.PagedIndexMin = old }(manifest.PagedIndexMin)
+	manifest.PagedIndexMin = 0
 	for _, entryOnly := range []bool{false, true} {
 		t.Run(fmt.Sprintf("entryOnly=%v", entryOnly), func(t *testing.T) { testInodeBudget(t, entryOnly) })
 	}
@@ -46,6 +49,10 @@ func testInodeBudget(t *testing.T, entryOnly bool) {
 		t.Fatal(err)
 	}
 	f.inodes.entryOnly.Store(entryOnly)
+	ix, err := a.Index(a.Manifest.Artifacts[0].Layers[0].Digest)
+	if err != nil || ix.Bytes() != nil {
+		t.Fatalf("the index is not read in pages: %v", err)
+	}
 	if err := srv.WaitMount(); err != nil {
 		t.Fatal(err)
 	}

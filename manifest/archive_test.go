@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -194,5 +195,86 @@ func TestIndexLimit(t *testing.T) {
 	r, err := manifest.Verify(arch, manifest.VerifyOptions{})
 	if err != nil || !r.OK() {
 		t.Fatalf("an archive captured under a raised limit does not verify: %v %v", err, r.Problems)
+	}
+}
+
+// TestPagedIndex: an index read in pages through the sealed frames answers
+// exactly as the same index read whole: every record, path, type, child
+// range, name lookup and the Merkle root.
+func TestPagedIndex(t *testing.T) {
+	// Indexes of several 64 KiB pages: records and strings cross pages.
+	var l1, l2 []fixture.Entry
+	for i := 0; i < 1500; i++ {
+		name := fmt.Sprintf("dir%02d/%s-%04d", i%37, strings.Repeat("n", i%90), i)
+		l1 = append(l1, fixture.File(name, fmt.Sprint(i)))
+		if i%50 == 0 {
+			l1 = append(l1, fixture.Hardlink(name+".link", name), fixture.Symlink(name+".sym", "/"+name))
+			l2 = append(l2, fixture.Whiteout(fmt.Sprintf("dir%02d", i%37), path.Base(name)))
+		}
+	}
+	l2 = append(l2, fixture.Opaque("dir03"), fixture.File("dir03/again", "x"))
+	p := fixture.Capture(t, t.TempDir(), "paged", fixture.Image{Tags: []string{"paged:1"}, Layers: [][]byte{fixture.Layer(l1...), fixture.Layer(l2...)}})
+	defer func(old int64) { manifest.PagedIndexMin = old }(manifest.PagedIndexMin)
+	records := uint32(0)
+	open := func() *manifest.Archive {
+		a, err := manifest.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		return a
+	}
+	whole, paged := open(), open()
+	if !paged.FramesSealed() {
+		t.Fatal("fixture archive has no sealed frames")
+	}
+	for _, l := range whole.Manifest.Artifacts[0].Layers {
+		manifest.PagedIndexMin = 1 << 62
+		wi, err := whole.Index(l.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifest.PagedIndexMin = 0
+		pi, err := paged.Index(l.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wi.Bytes() == nil || pi.Bytes() != nil {
+			t.Fatalf("layer %s: expected one whole and one paged index", l.Digest)
+		}
+		records += wi.Len()
+		if wi.Len() != pi.Len() || wi.TreeLen() != pi.TreeLen() {
+			t.Fatalf("lengths %d/%d vs %d/%d", wi.Len(), wi.TreeLen(), pi.Len(), pi.TreeLen())
+		}
+		for i := uint32(0); i < wi.Len(); i++ {
+			wr, err1 := wi.Record(i)
+			pr, err2 := pi.Record(i)
+			if err1 != nil || err2 != nil || fmt.Sprint(wr) != fmt.Sprint(pr) {
+				t.Fatalf("record %d: %+v %v vs %+v %v", i, wr, err1, pr, err2)
+			}
+			if ty, err := pi.Type(i); err != nil || ty != wr.Type {
+				t.Fatalf("record %d type %c %v", i, ty, err)
+			}
+			if i < wi.TreeLen() {
+				wf, wn := wi.Children(i)
+				pf, pn := pi.Children(i)
+				if wf != pf || wn != pn {
+					t.Fatalf("record %d children %d+%d vs %d+%d", i, wf, wn, pf, pn)
+				}
+				if j, ok := pi.Lookup(wr.Path); !ok || (j != i && wr.Type != manifest.TypeLink) {
+					if got, _ := wi.Lookup(wr.Path); got != j {
+						t.Fatalf("lookup %q: %d %v, whole index says %d", wr.Path, j, ok, got)
+					}
+				}
+			}
+		}
+		wm, wn, err1 := wi.MerkleRoot()
+		pm, pn, err2 := pi.MerkleRoot()
+		if err1 != nil || err2 != nil || wm != pm || wn != pn || pm != l.MerkleRoot {
+			t.Fatalf("merkle roots %s/%d %v, %s/%d %v, manifest %s", wm, wn, err1, pm, pn, err2, l.MerkleRoot)
+		}
+	}
+	if records < 1500 {
+		t.Errorf("only %d records compared", records)
 	}
 }

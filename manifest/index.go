@@ -148,10 +148,13 @@ var ErrBadIndex = errors.New("manifest: malformed file index")
 // Index is a decoded view over an index blob. It keeps the bytes and reads
 // records in place.
 type Index struct {
-	b         []byte
+	b         []byte // the whole index, or nil when pg reads it in pages
+	pg        *pager
 	count     uint32
 	tree      uint32
 	str       []byte
+	strOff    uint64
+	strLen    uint64
 	LayerSize int64
 	Entries   uint32
 }
@@ -161,6 +164,17 @@ type Index struct {
 // Check walks them all. b must not change afterwards: decoded records'
 // strings share its bytes.
 func ParseIndex(b []byte) (*Index, error) {
+	ix, err := parseIndexHeader(b, int64(len(b)))
+	if err != nil {
+		return nil, err
+	}
+	ix.b = b
+	ix.str = b[ix.strOff:]
+	return ix, nil
+}
+
+// parseIndexHeader checks the header of an index of size bytes.
+func parseIndexHeader(b []byte, size int64) (*Index, error) {
 	if len(b) < indexHeaderSize || string(b[:8]) != indexMagic {
 		return nil, fmt.Errorf("%w: bad magic", ErrBadIndex)
 	}
@@ -175,12 +189,11 @@ func ParseIndex(b []byte) (*Index, error) {
 	tree := le.Uint32(b[20:])
 	strOff := le.Uint64(b[24:])
 	strLen := le.Uint64(b[32:])
-	ix := &Index{b: b, count: count, tree: tree, LayerSize: int64(le.Uint64(b[40:])), Entries: le.Uint32(b[48:])}
+	ix := &Index{count: count, tree: tree, strOff: strOff, strLen: strLen, LayerSize: int64(le.Uint64(b[40:])), Entries: le.Uint32(b[48:])}
 	recEnd := uint64(indexHeaderSize) + uint64(count)*RecordSize
-	if count == 0 || tree == 0 || tree > count || strOff != recEnd || strOff+strLen != uint64(len(b)) || ix.LayerSize < 0 {
-		return nil, fmt.Errorf("%w: inconsistent header (count %d, tree %d, strings %d+%d, size %d)", ErrBadIndex, count, tree, strOff, strLen, len(b))
+	if count == 0 || tree == 0 || tree > count || strOff != recEnd || strOff+strLen != uint64(size) || ix.LayerSize < 0 {
+		return nil, fmt.Errorf("%w: inconsistent header (count %d, tree %d, strings %d+%d, size %d)", ErrBadIndex, count, tree, strOff, strLen, size)
 	}
-	ix.str = b[strOff:]
 	return ix, nil
 }
 
@@ -191,27 +204,48 @@ func (ix *Index) Len() uint32 { return ix.count }
 // are shadowed duplicates, kept as evidence.
 func (ix *Index) TreeLen() uint32 { return ix.tree }
 
-// Bytes returns the encoded index.
+// Bytes returns the encoded index (nil for an index read in pages).
 func (ix *Index) Bytes() []byte { return ix.b }
 
-func (ix *Index) rec(i uint32) []byte {
-	o := indexHeaderSize + int(i)*RecordSize
-	return ix.b[o : o+RecordSize]
+// rec returns record i's bytes (i < count: callers check).
+func (ix *Index) rec(i uint32) ([]byte, error) {
+	o := indexHeaderSize + int64(i)*RecordSize
+	if ix.b != nil {
+		return ix.b[o : o+RecordSize], nil
+	}
+	return ix.pg.read(o, RecordSize)
+}
+
+// strBytes returns n bytes at o of the string table. They are never
+// written: strings may share them.
+func (ix *Index) strBytes(o, n uint64) ([]byte, bool) {
+	if o+n > ix.strLen {
+		return nil, false
+	}
+	if ix.b != nil {
+		return ix.str[o : o+n], true
+	}
+	b, err := ix.pg.read(int64(ix.strOff+o), int64(n))
+	return b, err == nil
 }
 
 func (ix *Index) str32(r []byte, offAt, lenAt int) (string, error) {
 	le := binary.LittleEndian
 	o, n := uint64(le.Uint32(r[offAt:])), uint64(le.Uint32(r[lenAt:]))
-	if o+n > uint64(len(ix.str)) {
-		return "", fmt.Errorf("%w: string out of range", ErrBadIndex)
-	}
 	if n == 0 {
+		if o > ix.strLen {
+			return "", fmt.Errorf("%w: string out of range", ErrBadIndex)
+		}
 		return "", nil
 	}
-	// The index bytes are never written after ParseIndex: strings share
-	// them instead of copying (a record decoded per lookup would otherwise
-	// copy its full path each time).
-	return unsafe.String(&ix.str[o], n), nil
+	b, ok := ix.strBytes(o, n)
+	if !ok {
+		return "", fmt.Errorf("%w: string out of range or unreadable", ErrBadIndex)
+	}
+	// The index bytes are never written after ParseIndex (and a page read
+	// is a fresh copy): strings share them instead of copying (a record
+	// decoded per lookup would otherwise copy its full path each time).
+	return unsafe.String(&b[0], n), nil
 }
 
 // Path returns the path of record i without decoding the rest.
@@ -219,7 +253,11 @@ func (ix *Index) Path(i uint32) (string, error) {
 	if i >= ix.count {
 		return "", fmt.Errorf("%w: record %d of %d", ErrBadIndex, i, ix.count)
 	}
-	return ix.str32(ix.rec(i), rNameOff, rNameLen)
+	r, err := ix.rec(i)
+	if err != nil {
+		return "", err
+	}
+	return ix.str32(r, rNameOff, rNameLen)
 }
 
 // name returns the last component of record i's path, in place (no copy:
@@ -228,13 +266,15 @@ func (ix *Index) name(i uint32) ([]byte, bool) {
 	if i >= ix.count {
 		return nil, false
 	}
-	r := ix.rec(i)
-	le := binary.LittleEndian
-	o, n := uint64(le.Uint32(r[rNameOff:])), uint64(le.Uint32(r[rNameLen:]))
-	if o+n > uint64(len(ix.str)) {
+	r, err := ix.rec(i)
+	if err != nil {
 		return nil, false
 	}
-	p := ix.str[o : o+n]
+	le := binary.LittleEndian
+	p, ok := ix.strBytes(uint64(le.Uint32(r[rNameOff:])), uint64(le.Uint32(r[rNameLen:])))
+	if !ok {
+		return nil, false
+	}
 	return p[bytes.LastIndexByte(p, '/')+1:], true
 }
 
@@ -243,7 +283,11 @@ func (ix *Index) Type(i uint32) (byte, error) {
 	if i >= ix.count {
 		return 0, fmt.Errorf("%w: record %d of %d", ErrBadIndex, i, ix.count)
 	}
-	return ix.rec(i)[rType], nil
+	r, err := ix.rec(i)
+	if err != nil {
+		return 0, err
+	}
+	return r[rType], nil
 }
 
 // Record decodes record i.
@@ -251,10 +295,12 @@ func (ix *Index) Record(i uint32) (Record, error) {
 	if i >= ix.count {
 		return Record{}, fmt.Errorf("%w: record %d of %d", ErrBadIndex, i, ix.count)
 	}
-	r := ix.rec(i)
+	r, err := ix.rec(i)
+	if err != nil {
+		return Record{}, err
+	}
 	le := binary.LittleEndian
 	var rec Record
-	var err error
 	rec.Index = i
 	if rec.Path, err = ix.str32(r, rNameOff, rNameLen); err != nil {
 		return rec, err
@@ -338,7 +384,10 @@ func (ix *Index) Child(dir uint32, name string) (uint32, bool) {
 	if dir >= ix.tree {
 		return 0, false
 	}
-	r := ix.rec(dir)
+	r, err := ix.rec(dir)
+	if err != nil {
+		return 0, false
+	}
 	le := binary.LittleEndian
 	first, n := le.Uint32(r[rFirst:]), le.Uint32(r[rNChild:])
 	if uint64(first)+uint64(n) > uint64(ix.tree) {
@@ -367,7 +416,10 @@ func (ix *Index) Children(dir uint32) (first, n uint32) {
 	if dir >= ix.tree {
 		return 0, 0
 	}
-	r := ix.rec(dir)
+	r, err := ix.rec(dir)
+	if err != nil {
+		return 0, 0
+	}
 	le := binary.LittleEndian
 	first, n = le.Uint32(r[rFirst:]), le.Uint32(r[rNChild:])
 	if uint64(first)+uint64(n) > uint64(ix.tree) {

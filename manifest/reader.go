@@ -378,16 +378,29 @@ func (a *Archive) Index(layer hashing.Digest) (*Index, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: layer %s", ErrNotFound, layer)
 	}
-	// ReadEntry has hashed the bytes against the entry's digest: the layer
-	// record must name that same digest.
-	b, err := a.ReadEntry(IndexName(layer), MaxIndexSize)
-	if err != nil {
-		return nil, err
+	e, ok := a.Blob(IndexName(layer))
+	if !ok {
+		return nil, fmt.Errorf("%w: index of layer %s is not in the archive", ErrNotFound, layer)
 	}
-	if e, _ := a.Blob(IndexName(layer)); e.SHA256 != l.Index.Digest {
+	if e.SHA256 != l.Index.Digest {
 		return nil, fmt.Errorf("%w: index of layer %s does not match the manifest", ErrCorrupt, layer)
 	}
-	ix, err := ParseIndex(b)
+	var ix *Index
+	var err error
+	if e.Size >= PagedIndexMin && a.FramesSealed() {
+		// A large index is read in pages as it is used: each frame is
+		// checked against its sealed digest when decoded, so the bytes
+		// are the sealed ones without hashing the whole index first.
+		ix, err = openPagedIndex(a, e)
+	} else {
+		// ReadEntry hashes the bytes against the entry's digest, which
+		// the layer record names (checked above).
+		var b []byte
+		if b, err = a.ReadEntry(IndexName(layer), MaxIndexSize); err != nil {
+			return nil, err
+		}
+		ix, err = ParseIndex(b)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("index of layer %s: %w", layer, err)
 	}

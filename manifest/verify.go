@@ -518,7 +518,9 @@ func (v *verifier) compareIndex(l *Layer, b *IndexBuilder, where string) {
 		if string(a.LeafData()) != string(s.LeafData()) && a.SHA256 == s.SHA256 && a.Path == s.Path {
 			what = append(what, "metadata differs from the index")
 		}
-		if len(what) == 0 && !bytes.Equal(stored.rec(i), ri.rec(i)) {
+		sr, errS := stored.rec(i)
+		rr, errR := ri.rec(i)
+		if len(what) == 0 && (errS != nil || errR != nil || !bytes.Equal(sr, rr)) {
 			what = append(what, "index record differs")
 		}
 		if len(what) > 0 {
