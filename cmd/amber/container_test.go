@@ -392,6 +392,8 @@ func TestCaptureSignalsRandom(t *testing.T) {
 		sig := []syscall.Signal{syscall.SIGINT, syscall.SIGTERM}[rng.Intn(2)]
 		delay := time.Duration(rng.Int63n(int64(took) * 11 / 10))
 		cmd := exec.Command(amberBin, "capture", "container", big, "--pause", "-o", out)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -408,7 +410,7 @@ func TestCaptureSignalsRandom(t *testing.T) {
 			mustAmber(t, "verify", "--no-log", out)
 			finished++
 		} else if ee == nil || ee.ExitCode() != exitInterrupted && !killedEarly {
-			t.Errorf("%v at %v: %v", sig, delay, err)
+			t.Errorf("%v at %v: %v, want exit %d\n%s", sig, delay, err, exitInterrupted, stderr.String())
 		} else {
 			interrupted++
 		}

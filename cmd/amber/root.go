@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -63,6 +64,11 @@ func (e *env) exec(args []string) int {
 	root := e.newRoot()
 	root.SetArgs(args)
 	err := root.ExecuteContext(e.ctx)
+	if err != nil && e.ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+		// A signal came first: what failed after it (an engine stream cut
+		// off mid-read) failed because of it.
+		err = fmt.Errorf("%w: %v", context.Canceled, err)
+	}
 	return report(e.stderr, err)
 }
 
