@@ -277,4 +277,13 @@ func TestPagedIndex(t *testing.T) {
 	if records < 1500 {
 		t.Errorf("only %d records compared", records)
 	}
+	// verify compares the rebuilt indexes with paged stored ones.
+	manifest.PagedIndexMin = 0
+	r, err := manifest.Verify(p, manifest.VerifyOptions{})
+	if err != nil {
+		t.Fatalf("verify with paged indexes: %v", err)
+	}
+	if !r.OK() {
+		t.Errorf("verify with paged indexes: %v", r.Problems)
+	}
 }

@@ -490,6 +490,11 @@ func (v *verifier) compareIndex(l *Layer, b *IndexBuilder, where string) {
 	if bytes.Equal(rebuilt, stored.Bytes()) {
 		return
 	}
+	if stored.Bytes() == nil && hashing.Sum(rebuilt) == l.Index.Digest {
+		// A paged index: its member's bytes are hashed against the same
+		// digest by the stream check.
+		return
+	}
 	ri, err := ParseIndex(rebuilt)
 	if err != nil {
 		v.add(where, "re-indexing failed: %v", err)
