@@ -299,7 +299,7 @@ func (e *env) indexSource(src string) (*manifest.Archive, func(), error) {
 }
 
 // adaptMemoryLimit keeps the runtime's soft memory limit at floor, or at
-// the live heap plus a quarter and 16 MiB when that is more, checking
+// the live heap plus an eighth and 8 MiB when that is more, checking
 // every period.
 func adaptMemoryLimit(floor int64, period time.Duration) (stop func()) {
 	debug.SetMemoryLimit(floor)
@@ -320,7 +320,7 @@ func adaptMemoryLimit(floor int64, period time.Duration) (stop func()) {
 				continue
 			}
 			live := int64(sample[0].Value.Uint64())
-			want := max(floor, live+live/4+16<<20)
+			want := max(floor, live+live/8+8<<20)
 			if want != cur {
 				debug.SetMemoryLimit(want)
 				cur = want
