@@ -26,7 +26,7 @@ type budget struct {
 	added int     // since the last trim
 	epoch atomic.Int64
 	kick  chan struct{}
-	// Pruned counts the inodes the kernel was asked to forget.
+	// pruned counts the inodes the kernel was asked to forget.
 	pruned atomic.Int64
 	// entryOnly uses NOTIFY_INVAL_ENTRY even where NOTIFY_PRUNE works
 	// (tests of the older kernels' way).
@@ -82,8 +82,8 @@ func (b *budget) live() int {
 }
 
 // trim drops forgotten nodes from the queue and, past max, asks the kernel
-// to forget the oldest eighth of the budget's worth (moved to the tail:
-// one in use stays, and comes up again later).
+// to forget the oldest, down to seven eighths of max (they move to the
+// tail: one in use stays, and comes up again later).
 func (b *budget) trim() {
 	e := b.epoch.Add(1)
 	b.mu.Lock()
@@ -99,7 +99,8 @@ func (b *budget) trim() {
 	clear(b.queue[len(kept):])
 	b.queue = kept
 	var victims []*node
-	if over := len(kept) - b.max*7/8; len(kept) > b.max && over > 0 {
+	if len(kept) > b.max {
+		over := len(kept) - b.max*7/8
 		victims = append(victims, kept[:over]...)
 		copy(kept, kept[over:])
 		copy(kept[len(kept)-over:], victims)

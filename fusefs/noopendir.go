@@ -29,7 +29,7 @@ type noOpendir struct {
 type listing struct {
 	fh   uint64
 	busy int  // READDIRs using it now
-	drop bool // FORGET came while busy: release when the last one ends
+	drop bool // the listing ended, or FORGET came: release when no READDIR uses it
 }
 
 func (n *noOpendir) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
@@ -73,11 +73,11 @@ func (n *noOpendir) list(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirE
 	// At the end of the listing (or an error) the kernel has it all in
 	// its cache. (Readers sharing the handle that are not done yet open
 	// another one and seek.)
-	end := !st.Ok() || len(out.Bytes()) == 0
-	if (end || l.drop) && l.busy == 0 {
-		n.release(in.NodeId, l)
-	} else if end {
+	if !st.Ok() || len(out.Bytes()) == 0 {
 		l.drop = true
+	}
+	if l.drop && l.busy == 0 {
+		n.release(in.NodeId, l)
 	}
 	n.mu.Unlock()
 	return st
@@ -98,9 +98,8 @@ func (n *noOpendir) release(id uint64, l *listing) {
 func (n *noOpendir) Forget(nodeID, nlookup uint64) {
 	n.mu.Lock()
 	if l, ok := n.open[nodeID]; ok {
-		if l.busy > 0 {
-			l.drop = true
-		} else {
+		l.drop = true
+		if l.busy == 0 {
 			n.release(nodeID, l)
 		}
 	}

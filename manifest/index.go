@@ -145,8 +145,9 @@ func (r *Record) Has(f uint8) bool { return r.Flags&f != 0 }
 // ErrBadIndex reports a malformed file index.
 var ErrBadIndex = errors.New("manifest: malformed file index")
 
-// Index is a decoded view over an index blob. It keeps the bytes and reads
-// records in place.
+// Index is a decoded view over an index blob. It reads records in place:
+// in the blob's bytes, or (a large index of an archive) in pages read as
+// they are needed.
 type Index struct {
 	b         []byte // the whole index, or nil when pg reads it in pages
 	pg        *pager
@@ -232,15 +233,12 @@ func (ix *Index) strBytes(o, n uint64) ([]byte, bool) {
 func (ix *Index) str32(r []byte, offAt, lenAt int) (string, error) {
 	le := binary.LittleEndian
 	o, n := uint64(le.Uint32(r[offAt:])), uint64(le.Uint32(r[lenAt:]))
-	if n == 0 {
-		if o > ix.strLen {
-			return "", fmt.Errorf("%w: string out of range", ErrBadIndex)
-		}
-		return "", nil
-	}
 	b, ok := ix.strBytes(o, n)
 	if !ok {
 		return "", fmt.Errorf("%w: string out of range or unreadable", ErrBadIndex)
+	}
+	if n == 0 {
+		return "", nil
 	}
 	// The index bytes are never written after ParseIndex (and a page read
 	// is a fresh copy): strings share them instead of copying (a record

@@ -39,9 +39,6 @@ const DefaultMaxIndexStrings = 256 << 20
 // ErrIndexTooBig reports a layer whose index would exceed MaxIndexStrings.
 var ErrIndexTooBig = errors.New("manifest: layer too large to index")
 
-// Err reports why the builder stopped taking entries.
-func (b *IndexBuilder) Err() error { return b.err }
-
 type bRec struct {
 	Record
 	parentPath string

@@ -1,10 +1,8 @@
 package manifest
 
 import (
-	"container/list"
 	"fmt"
 	"io"
-	"sync"
 )
 
 // PagedIndexMin is the index size from which an archive's file index is
@@ -19,24 +17,17 @@ const (
 	indexPages    = 256
 )
 
-// pager reads an index member in pages, keeping the most recently used.
+// pager reads an index member in pages, keeping the most recently used
+// (the same small LRU as decoded frames, keyed by page number).
 type pager struct {
-	r    io.ReaderAt // the archive's tar stream
-	off  int64       // the member's offset in it
-	size int64
-
-	mu    sync.Mutex
-	pages map[int64]*list.Element // page number -> element of lru (*page)
-	lru   *list.List
-}
-
-type page struct {
-	n int64
-	b []byte
+	r     io.ReaderAt // the archive's tar stream
+	off   int64       // the member's offset in it
+	size  int64
+	pages *frameCache
 }
 
 func newPager(r io.ReaderAt, off, size int64) *pager {
-	return &pager{r: r, off: off, size: size, pages: map[int64]*list.Element{}, lru: list.New()}
+	return &pager{r: r, off: off, size: size, pages: newFrameCache(indexPages)}
 }
 
 // read returns a fresh copy of n bytes at off of the member.
@@ -47,7 +38,7 @@ func (p *pager) read(off, n int64) ([]byte, error) {
 	out := make([]byte, n)
 	for k := int64(0); k < n; {
 		pn := (off + k) / indexPageSize
-		pg, err := p.page(pn)
+		pg, err := p.pages.get(pn, func() ([]byte, error) { return p.load(pn) })
 		if err != nil {
 			return nil, err
 		}
@@ -56,30 +47,12 @@ func (p *pager) read(off, n int64) ([]byte, error) {
 	return out, nil
 }
 
-func (p *pager) page(pn int64) ([]byte, error) {
-	p.mu.Lock()
-	if el, ok := p.pages[pn]; ok {
-		p.lru.MoveToFront(el)
-		b := el.Value.(*page).b
-		p.mu.Unlock()
-		return b, nil
-	}
-	p.mu.Unlock()
+// load reads page pn from the archive.
+func (p *pager) load(pn int64) ([]byte, error) {
 	start := pn * indexPageSize
 	b := make([]byte, min(indexPageSize, p.size-start))
 	if _, err := p.r.ReadAt(b, p.off+start); err != nil {
 		return nil, fmt.Errorf("reading index bytes %d-%d: %w", start, start+int64(len(b))-1, err)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if el, ok := p.pages[pn]; ok { // read meanwhile by another reader
-		return el.Value.(*page).b, nil
-	}
-	p.pages[pn] = p.lru.PushFront(&page{pn, b})
-	for p.lru.Len() > indexPages {
-		old := p.lru.Back()
-		p.lru.Remove(old)
-		delete(p.pages, old.Value.(*page).n)
 	}
 	return b, nil
 }

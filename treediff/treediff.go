@@ -235,16 +235,7 @@ func (c *cmp) all(s Tree, e *Node, p string, kind byte) error {
 	if !e.IsDir() {
 		return nil
 	}
-	kids, err := s.ReadDir(e)
-	if err != nil {
-		return err
-	}
-	for _, k := range kids {
-		if err := c.all(s, k, p+"/"+k.Name, kind); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.allBelow(s, e, p, kind)
 }
 
 func (c *cmp) pair(ea, eb *Node, p string) (bool, error) {

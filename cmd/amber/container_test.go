@@ -414,12 +414,7 @@ func TestCaptureSignalsRandom(t *testing.T) {
 		} else {
 			interrupted++
 		}
-		if left, _ := filepath.Glob(filepath.Join(dir, "*partial*")); len(left) > 0 {
-			t.Errorf("%v at %v: left behind: %v", sig, delay, left)
-		}
-		if left, _ := filepath.Glob(filepath.Join(dir, ".amber-*")); len(left) > 0 {
-			t.Errorf("%v at %v: temporary files left behind: %v", sig, delay, left)
-		}
+		noLeftovers(t, dir, fmt.Sprintf("%v at %v", sig, delay))
 	}
 	t.Logf("interrupted %d, finished first %d", interrupted, finished)
 	if interrupted == 0 {

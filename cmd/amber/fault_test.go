@@ -131,10 +131,11 @@ func TestMountsAndVerifyTogether(t *testing.T) {
 // ownEngine is a dockerd of the test's own (data root, exec root with its
 // own containerd, socket), so that the test can stop it.
 type ownEngine struct {
-	t    *testing.T
-	dir  string
-	host string
-	cmd  *exec.Cmd
+	t       *testing.T
+	dockerd string
+	dir     string
+	host    string
+	cmd     *exec.Cmd
 }
 
 const ownBridge = "amber-test0"
@@ -147,7 +148,7 @@ func startOwnEngine(t *testing.T) *ownEngine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &ownEngine{t: t, dir: dir, host: "unix://" + filepath.Join(dir, "sock")}
+	e := &ownEngine{t: t, dockerd: dockerd, dir: dir, host: "unix://" + filepath.Join(dir, "sock")}
 	os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}\n"), 0o644)
 	// A bridge of its own: with --bridge none dockerd deletes the host's
 	// docker0, and sharing docker0 with the host's engine would clash.
@@ -165,14 +166,14 @@ func startOwnEngine(t *testing.T) *ownEngine {
 		exec.Command("sh", "-c", fmt.Sprintf("grep -o ' %s[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l", dir)).Run()
 		os.RemoveAll(dir)
 	})
-	e.start(dockerd)
+	e.start()
 	return e
 }
 
-func (e *ownEngine) start(dockerd string) {
+func (e *ownEngine) start() {
 	e.t.Helper()
 	d := e.dir
-	e.cmd = exec.Command(dockerd, "--config-file", filepath.Join(d, "daemon.json"),
+	e.cmd = exec.Command(e.dockerd, "--config-file", filepath.Join(d, "daemon.json"),
 		"--data-root", filepath.Join(d, "root"), "--exec-root", filepath.Join(d, "exec"),
 		"--pidfile", filepath.Join(d, "pid"), "-H", e.host, "--bridge", ownBridge,
 		"--iptables=false", "--ip-masq=false", "--shutdown-timeout", "2")
@@ -232,7 +233,6 @@ func (e *ownEngine) docker(args ...string) string {
 func TestCaptureEngineStopped(t *testing.T) {
 	img := dockerImage(t)
 	e := startOwnEngine(t)
-	dockerd := testenv.Tool(t, "dockerd")
 	dir := t.TempDir()
 	run := func() {
 		e.docker("load", "-q", "-i", img)
@@ -263,7 +263,7 @@ func TestCaptureEngineStopped(t *testing.T) {
 	failed := 0
 	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL, syscall.SIGTERM, syscall.SIGKILL, syscall.SIGTERM} {
 		if i > 0 {
-			e.start(dockerd)
+			e.start()
 			run()
 		}
 		out := filepath.Join(dir, fmt.Sprintf("stopped%d.tar.zst", i))
@@ -300,12 +300,7 @@ func TestCaptureEngineStopped(t *testing.T) {
 				t.Errorf("%v of the engine at %v: an archive was left at the output name", sig, delay)
 			}
 		}
-		if left, _ := filepath.Glob(filepath.Join(dir, "*partial*")); len(left) > 0 {
-			t.Errorf("left behind: %v", left)
-		}
-		if left, _ := filepath.Glob(filepath.Join(dir, ".amber-*")); len(left) > 0 {
-			t.Errorf("temporary files left behind: %v", left)
-		}
+		noLeftovers(t, dir, fmt.Sprintf("%v of the engine at %v", sig, delay))
 	}
 	if failed == 0 {
 		t.Errorf("the engine never stopped before a capture ended (captures take %v): the test proved nothing", took)
@@ -361,5 +356,16 @@ func TestDeepChain(t *testing.T) {
 	}
 	if n := strings.Count(testenv.Run(t, "find", root, "-type", "d"), "\n"); n != depth+1 {
 		t.Errorf("find lists %d directories, want %d", n, depth+1)
+	}
+}
+
+// noLeftovers fails t if a stopped capture left a partial archive or a
+// temporary file in dir.
+func noLeftovers(t *testing.T, dir, when string) {
+	t.Helper()
+	for _, pattern := range []string{"*partial*", ".amber-*"} {
+		if left, _ := filepath.Glob(filepath.Join(dir, pattern)); len(left) > 0 {
+			t.Errorf("%s: left behind: %v", when, left)
+		}
 	}
 }
