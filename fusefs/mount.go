@@ -125,6 +125,11 @@ func mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, *FS, error
 		// Request logs (--debug) with microseconds: what timing needs.
 		Logger:        log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds),
 		MaxBackground: 12,
+		// Replies carry bytes, never a file descriptor: with splice on,
+		// go-fuse first tries every READ reply through a pipe (growing
+		// it, writing the header in, finding nothing to splice, falling
+		// back to writev), which cost more CPU than the decoding.
+		DisableSplice: true,
 		// The kernel caches symlink targets per inode. (Not ACLs: the
 		// kernel would ask for each inode's; see Getxattr.)
 		EnableSymlinkCaching: true,
@@ -160,8 +165,13 @@ func mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, *FS, error
 		close(done)
 	}()
 	go f.inodes.run(done, 2*time.Second)
+	go a.Preload(PreloadIndexes)
 	return server, f, nil
 }
+
+// PreloadIndexes bounds the bytes of file indexes read in the background
+// once a mount is ready (see manifest.Archive.Preload).
+var PreloadIndexes int64 = 32 << 20
 
 // Unmount detaches the mount at dir, also when the process serving it is
 // gone: as root with umount2(MNT_DETACH), otherwise with fusermount3 -uz.

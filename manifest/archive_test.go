@@ -287,3 +287,29 @@ func TestPagedIndex(t *testing.T) {
 		t.Errorf("verify with paged indexes: %v", r.Problems)
 	}
 }
+
+// Preload reads the layers' indexes within its budget, and nothing past
+// it; an index preloaded is not read again.
+func TestPreload(t *testing.T) {
+	p := captureBig(t)
+	a := fixture.Open(t, p)
+	a.FramesSealed() // reads the frame digests
+	n0, _ := a.FramesDecoded()
+	a.Preload(0)
+	if n, _ := a.FramesDecoded(); n != n0 {
+		t.Fatalf("a budget of 0 decoded %d frames", n-n0)
+	}
+	a.Preload(1 << 30)
+	n, _ := a.FramesDecoded()
+	if n == n0 {
+		t.Fatal("preload decoded nothing")
+	}
+	for _, l := range a.Manifest.Artifacts[0].Layers {
+		if _, err := a.Index(l.Digest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, _ := a.FramesDecoded(); m != n {
+		t.Errorf("the indexes were read again after preload: %d frames, then %d", n, m)
+	}
+}

@@ -143,23 +143,35 @@ func decodeFrameBytes(src []byte, fr Frame, dst []byte) ([]byte, error) {
 
 // frameCache is a small LRU of decoded frames, shared by all readers of an
 // archive; each frame is decoded once even when many readers want it.
+// A reader holds a frame (acquire) while it copies from it; a frame
+// evicted while held is recycled (recycle, when set) once the last holder
+// lets go, so that buffers are reused rather than freshly allocated: on
+// these machines faulting in a fresh page costs more than decoding it.
 type frameCache struct {
 	mu       sync.Mutex
 	max      int
 	ll       *list.List
 	m        map[int64]*list.Element
 	inflight map[int64]*flight
+	recycle  func([]byte)
+	closed   bool
 }
+
+var errClosed = errors.New("archive closed")
 
 type flight struct {
 	done chan struct{}
-	b    []byte
+	c    *cached
 	err  error
+	// waiters joined while the frame was being loaded: each holds it.
+	waiters int
 }
 
 type cached struct {
-	id int64
-	b  []byte
+	id      int64
+	b       []byte
+	refs    int
+	evicted bool
 }
 
 func newFrameCache(max int) *frameCache {
@@ -174,34 +186,92 @@ func (c *frameCache) has(id int64) bool {
 	return ok || busy
 }
 
+// get returns frame id's bytes, loading it if needed. The bytes are never
+// recycled: for caches without recycle.
 func (c *frameCache) get(id int64, load func() ([]byte, error)) ([]byte, error) {
+	e, err := c.acquire(id, load)
+	if err != nil {
+		return nil, err
+	}
+	b := e.b
+	c.release(e)
+	return b, nil
+}
+
+// acquire returns frame id, loading it if needed, held until release.
+func (c *frameCache) acquire(id int64, load func() ([]byte, error)) (*cached, error) {
 	c.mu.Lock()
-	if e, ok := c.m[id]; ok {
-		c.ll.MoveToFront(e)
-		b := e.Value.(*cached).b
+	if c.closed {
 		c.mu.Unlock()
-		return b, nil
+		return nil, errClosed
+	}
+	if el, ok := c.m[id]; ok {
+		c.ll.MoveToFront(el)
+		e := el.Value.(*cached)
+		e.refs++
+		c.mu.Unlock()
+		return e, nil
 	}
 	if f, ok := c.inflight[id]; ok {
+		f.waiters++
 		c.mu.Unlock()
 		<-f.done
-		return f.b, f.err
+		return f.c, f.err
 	}
 	f := &flight{done: make(chan struct{})}
 	c.inflight[id] = f
 	c.mu.Unlock()
-	f.b, f.err = load()
+	b, err := load()
 	c.mu.Lock()
 	delete(c.inflight, id)
-	if f.err == nil {
-		c.m[id] = c.ll.PushFront(&cached{id, f.b})
+	f.err = err
+	if err == nil {
+		f.c = &cached{id: id, b: b, refs: 1 + f.waiters, evicted: c.closed}
+	}
+	if err == nil && !c.closed {
+		c.m[id] = c.ll.PushFront(f.c)
 		for c.ll.Len() > c.max {
 			old := c.ll.Back()
 			c.ll.Remove(old)
-			delete(c.m, old.Value.(*cached).id)
+			oc := old.Value.(*cached)
+			delete(c.m, oc.id)
+			oc.evicted = true
+			c.free(oc)
 		}
 	}
 	c.mu.Unlock()
 	close(f.done)
-	return f.b, f.err
+	return f.c, f.err
+}
+
+// close empties the cache, recycling what nobody holds (the rest when it
+// is let go); it loads nothing afterwards.
+func (c *frameCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for el := c.ll.Front(); el != nil; el = el.Next() {
+		e := el.Value.(*cached)
+		e.evicted = true
+		c.free(e)
+	}
+	c.ll.Init()
+	clear(c.m)
+}
+
+// release lets go of a frame returned by acquire.
+func (c *frameCache) release(e *cached) {
+	c.mu.Lock()
+	e.refs--
+	c.free(e)
+	c.mu.Unlock()
+}
+
+// free recycles e's buffer if it is out of the cache and nobody holds it.
+// Called with c.mu held.
+func (c *frameCache) free(e *cached) {
+	if e.evicted && e.refs == 0 && c.recycle != nil && e.b != nil {
+		c.recycle(e.b)
+		e.b = nil
+	}
 }
