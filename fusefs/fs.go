@@ -37,6 +37,12 @@ type FS struct {
 	verified map[fileKey]*verification
 	// inodes bounds the nodes kept for the kernel.
 	inodes *budget
+	// push queues directories whose files to push into the kernel's
+	// cache (push.go); nil: none.
+	push chan pushJob
+	// reads counts the READs of archived content served, pushes the
+	// files stored into the kernel's cache (for tests and --debug).
+	reads, pushes atomic.Int64
 }
 
 type fileKey struct {
@@ -285,6 +291,9 @@ type node struct {
 	verified atomic.Bool
 	// epoch is the budget's round when the node was made.
 	epoch int64
+	// pushed: its content was stored into the kernel's cache; for a
+	// directory: its files' content was.
+	pushed atomic.Bool
 }
 
 var (
@@ -486,6 +495,16 @@ func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 			return nil, syscall.EIO
 		}
 		n.verified.Store(true)
+	}
+	n.fsys.reads.Add(1)
+	if f := n.fsys; f.push != nil && e.Node != nil && f.a.FramesSealed() {
+		// Have the directory's next files in the kernel's cache before
+		// the reader gets to them (push.go).
+		if name, parent := n.Parent(); parent != nil {
+			if pn, ok := parent.Operations().(*node); ok && !pn.pushed.Swap(true) {
+				f.pushAfter(parent, name)
+			}
+		}
 	}
 	var r io.Reader
 	var err error

@@ -29,6 +29,9 @@ type Options struct {
 	// MaxInodes is how many inodes the mount keeps before asking the
 	// kernel to forget the oldest (0: DefaultMaxInodes).
 	MaxInodes int
+	// NoPush turns off storing a directory's next files into the
+	// kernel's cache while one of them is read (push.go).
+	NoPush bool
 }
 
 // Sentinel errors of mounting.
@@ -103,6 +106,9 @@ func mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, *FS, error
 	a.SetCache(frames, 2)
 	f := New(a)
 	f.inodes = newBudget(o.MaxInodes)
+	if !o.NoPush {
+		f.push = make(chan pushJob, 64)
+	}
 	if o.Log != nil {
 		f.Log = o.Log
 	}
@@ -166,6 +172,7 @@ func mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, *FS, error
 	}()
 	go f.inodes.run(done, 2*time.Second)
 	go a.Preload(PreloadIndexes)
+	go f.pusher(done)
 	return server, f, nil
 }
 

@@ -47,14 +47,6 @@ func run(args []string) int {
 			}
 		}()
 	}
-	// AMBER_CPUPROFILE=file profiles the CPU until exit.
-	if p := os.Getenv("AMBER_CPUPROFILE"); p != "" {
-		if f, err := os.Create(p); err == nil {
-			if pprof.StartCPUProfile(f) == nil {
-				defer pprof.StopCPUProfile()
-			}
-		}
-	}
 	if p := os.Getenv("AMBER_TRACE"); p != "" {
 		if f, err := os.Create(p); err == nil {
 			if trace.Start(f) == nil {
