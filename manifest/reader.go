@@ -87,6 +87,22 @@ func (a *Archive) sealed() ([]hashing.Digest, error) {
 	return a.frameDigests, a.sealErr
 }
 
+// WarmOpen asks the kernel to start reading, in the background, the end
+// of the archive at path, where Open reads (the seek table, the trailer,
+// the manifest): a process about to open it (a background mount's child,
+// still starting) then finds those bytes in the page cache.
+func WarmOpen(path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		const tail = 1 << 20
+		willNeed(f, max(0, st.Size()-tail), min(st.Size(), tail))
+	}
+}
+
 // Open opens an archive for reading.
 func Open(path string) (*Archive, error) {
 	f, err := os.Open(path)

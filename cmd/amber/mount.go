@@ -240,6 +240,8 @@ func (e *env) mountBackground(archive, dir string) error {
 		cmd.Stderr = os.Stderr
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// The archive's tail is read from disk while the child starts.
+	manifest.WarmOpen(archive)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the mount: %w", err)
 	}
