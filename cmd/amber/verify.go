@@ -43,6 +43,7 @@ Exit 4: not an amber archive or an unsupported version.`,
 }
 
 func (e *env) runVerify(o *verifyOptions, path string) error {
+	lessGarbage()
 	var opts manifest.VerifyOptions
 	prog := isTerminal(e.stderr)
 	start := time.Now()

@@ -1,0 +1,396 @@
+package manifest
+
+// The index builder as it was before records were packed (kept to check
+// that the packed one writes the same bytes; see TestBuilderMatchesReference).
+
+import (
+	"archive/tar"
+	"encoding/binary"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/amber-forensics/amber/hashing"
+)
+
+type refBuilder struct {
+	recs      []*refRec
+	Anomalies []Anomaly
+	entries   uint32
+	strBytes  int64
+	err       error
+	// MaxStrings overrides MaxIndexStrings for this layer (0: use it;
+	// negative: no limit).
+	MaxStrings int64
+}
+
+type refRec struct {
+	Record
+	parentPath string
+	base       string
+	target     string // cleaned hard-link target
+	// leaf is the record's Merkle leaf hash, computed as it is added (off
+	// the end of the capture) unless hard-link resolution changes it.
+	leaf hashing.Digest
+}
+
+// Add records one tar entry. hdrOff and dataOff are offsets in the layer
+// blob; sum is the SHA-256 of its content.
+func (b *refBuilder) Add(h *tar.Header, hdrOff, dataOff int64, sum hashing.Digest, sparse bool) {
+	if b.err != nil {
+		return
+	}
+	b.strBytes += int64(len(h.Name) + len(h.Linkname))
+	for k, v := range h.PAXRecords {
+		if strings.HasPrefix(k, "SCHILY.xattr.") {
+			b.strBytes += int64(len(k) + len(v))
+		}
+	}
+	limit := MaxIndexStrings
+	if b.MaxStrings != 0 {
+		limit = b.MaxStrings
+	}
+	if limit > 0 && b.strBytes > limit {
+		b.err = fmt.Errorf("%w: its names, link targets and xattrs pass %d MiB at entry %d (%.80q..., %d levels deep); --max-index-mib raises the limit",
+			ErrIndexTooBig, limit>>20, b.entries, h.Name, strings.Count(strings.Trim(h.Name, "/"), "/")+1)
+		b.recs = nil
+		return
+	}
+	p, unsafe := CleanName(h.Name)
+	r := refRec{}
+	r.Path = p
+	r.EntryNo = b.entries
+	b.entries++
+	r.HdrOffset = hdrOff
+	r.DataOffset = dataOff
+	r.SHA256 = sum
+	r.Type = h.Typeflag
+	switch h.Typeflag {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+		r.Type = TypeReg
+	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
+	default:
+		r.Type = TypeReg
+		b.Anomalies = append(b.Anomalies, Anomaly{Path: p, Kind: "unknown-type", Detail: fmt.Sprintf("tar type %q shown as a regular file", h.Typeflag)})
+	}
+	if p == "" && r.Type != TypeDir {
+		b.Anomalies = append(b.Anomalies, Anomaly{Path: h.Name, Kind: "root-not-dir", Detail: "entry names the layer root but is not a directory; shown as the root's metadata"})
+		r.Type = TypeDir
+	}
+	r.Mode = uint32(h.Mode) & 07777
+	r.UID, r.GID = uint32(h.Uid), uint32(h.Gid)
+	r.DevMajor, r.DevMinor = uint32(h.Devmajor), uint32(h.Devminor)
+	if r.Type == TypeReg {
+		r.Size = h.Size
+	}
+	r.ModTime, r.AccessTime, r.ChangeTime = h.ModTime, h.AccessTime, h.ChangeTime
+	r.Uname, r.Gname = h.Uname, h.Gname
+	r.Linkname = h.Linkname
+	for k, v := range h.PAXRecords {
+		if strings.HasPrefix(k, "SCHILY.xattr.") {
+			if r.Xattrs == nil {
+				r.Xattrs = map[string]string{}
+			}
+			r.Xattrs[strings.TrimPrefix(k, "SCHILY.xattr.")] = v
+		}
+	}
+	if unsafe {
+		r.Flags |= FlagUnsafe
+		b.Anomalies = append(b.Anomalies, Anomaly{Path: p, Kind: "unsafe-name", Detail: fmt.Sprintf("tar name %q is absolute or has '..'; shown inside the layer as %q", h.Name, p)})
+	}
+	if sparse {
+		r.Flags |= FlagSparse
+	}
+	if r.Type == TypeLink {
+		r.Flags |= FlagHardlink
+		r.target, _ = CleanName(h.Linkname)
+		r.DataOffset = -1
+	}
+	base := path.Base("/" + p)
+	if p == "" {
+		base = ""
+	}
+	if base == ".wh..wh..opq" {
+		r.Flags |= FlagOpaque
+	} else if strings.HasPrefix(base, ".wh.") {
+		r.Flags |= FlagWhiteout
+	}
+	if r.Flags&FlagHardlink == 0 {
+		r.leaf = hashing.LeafHash(r.LeafData())
+	}
+	b.recs = append(b.recs, &r)
+}
+
+// Build resolves the tree and encodes the index. It also returns the
+// layer's Merkle root over its entries and their count, as
+// (*Index).MerkleRoot computes them from the encoded index.
+func (b *refBuilder) build(layerSize int64) ([]byte, error) {
+	ib, _, _, err := b.buildWithRoot(layerSize)
+	return ib, err
+}
+
+// BuildWithRoot is Build returning the Merkle root and file count too.
+func (b *refBuilder) buildWithRoot(layerSize int64) ([]byte, hashing.Digest, int, error) {
+	if b.err != nil {
+		return nil, hashing.Digest{}, 0, b.err
+	}
+	// The last entry for a path wins, as when a tar is extracted; earlier
+	// ones are kept after the tree as shadowed records.
+	// One map from path to record serves three rounds: the last entry of
+	// each path, then the paths present (implied parents added), then each
+	// path's place in the sorted tree. (A million-file layer: one map, not
+	// three.)
+	last := make(map[string]int, len(b.recs))
+	for i, r := range b.recs {
+		last[r.Path] = i
+	}
+	tree := make([]*refRec, 0, len(b.recs)+16)
+	var shadowed []*refRec
+	for i, r := range b.recs {
+		if last[r.Path] != i {
+			r.Flags |= FlagShadowed
+			shadowed = append(shadowed, r)
+			b.Anomalies = append(b.Anomalies, Anomaly{Path: r.Path, Kind: "duplicate-entry", Detail: fmt.Sprintf("tar entry %d is overwritten by a later entry of the same path", r.EntryNo)})
+			continue
+		}
+		tree = append(tree, r)
+	}
+	// Implied parent directories.
+	implied := func(p string) *refRec {
+		r := &refRec{}
+		r.Path = p
+		r.Type = TypeDir
+		r.Mode = 0o755
+		r.Flags = FlagImplicit
+		r.EntryNo = NoEntry
+		r.DataOffset = -1
+		return r
+	}
+	for i := 0; i < len(tree); i++ {
+		p := tree[i].Path
+		for p != "" {
+			p = parentOf(p)
+			if _, ok := last[p]; ok {
+				break
+			}
+			last[p] = -1
+			tree = append(tree, implied(p))
+		}
+	}
+	if _, ok := last[""]; !ok {
+		tree = append(tree, implied(""))
+	}
+	for _, r := range tree {
+		if r.Path == "" {
+			r.parentPath, r.base = "", ""
+		} else {
+			r.parentPath = parentOf(r.Path)
+			r.base = r.Path[len(r.parentPath):]
+			if r.parentPath != "" {
+				r.base = r.base[1:]
+			}
+		}
+	}
+	slices.SortFunc(tree, func(a, c *refRec) int {
+		if (a.Path == "") != (c.Path == "") {
+			if a.Path == "" {
+				return -1
+			}
+			return 1
+		}
+		if x := strings.Compare(a.parentPath, c.parentPath); x != 0 {
+			return x
+		}
+		return strings.Compare(a.base, c.base)
+	})
+	pos := last
+	for i, r := range tree {
+		pos[r.Path] = i
+	}
+	for i, r := range tree {
+		r.Index = uint32(i)
+		r.Ino = uint32(i)
+		r.FirstChild = uint32(len(tree)) // empty range at the end
+		if i > 0 {
+			r.Parent = uint32(pos[r.parentPath])
+		}
+	}
+	for i := 1; i < len(tree); i++ {
+		p := tree[tree[i].Parent]
+		if p.NumChild == 0 {
+			p.FirstChild = uint32(i)
+		}
+		p.NumChild++
+	}
+	// Hard links share their target's record: inode, size, content.
+	for _, r := range tree {
+		if r.Flags&FlagHardlink == 0 {
+			continue
+		}
+		ti, ok := pos[r.target]
+		t := uint32(ti)
+		for hops := 0; ok && tree[t].Flags&FlagHardlink != 0 && hops < 64; hops++ {
+			ti, ok = pos[tree[t].target]
+			t = uint32(ti)
+		}
+		if !ok || tree[t].Type != TypeReg || tree[t].Flags&FlagHardlink != 0 {
+			r.Flags |= FlagDangling
+			b.Anomalies = append(b.Anomalies, Anomaly{Path: r.Path, Kind: "dangling-hardlink", Detail: fmt.Sprintf("hard link to %q, which is not a regular file of this layer", r.Linkname)})
+			continue
+		}
+		r.Ino = t
+		r.Type = TypeReg
+		r.Size = tree[t].Size
+		r.leaf = hashing.Digest{}
+		r.SHA256 = tree[t].SHA256
+		r.DataOffset = tree[t].DataOffset
+		if tree[t].Flags&FlagSparse != 0 {
+			r.Flags |= FlagSparse
+		}
+	}
+	nlink := make([]uint32, len(tree))
+	for _, r := range tree {
+		if r.Type != TypeDir {
+			nlink[r.Ino]++
+		}
+	}
+	for _, r := range tree {
+		if r.Type == TypeDir {
+			r.Nlink = 2
+		} else {
+			r.Nlink = nlink[r.Ino]
+		}
+	}
+	for i, r := range tree {
+		if r.Type == TypeDir && i > 0 {
+			tree[r.Parent].Nlink++
+		}
+	}
+	treeLen := len(tree)
+	for i, r := range shadowed {
+		r.Index = uint32(treeLen + i)
+		r.Ino = r.Index
+		r.Parent = 0
+		r.FirstChild = uint32(treeLen)
+		r.NumChild = 0
+		r.Nlink = 1
+		if r.Flags&FlagHardlink != 0 {
+			r.Flags |= FlagDangling
+		}
+	}
+	all := append(tree, shadowed...)
+	leaves := make([]hashing.Digest, 0, len(all))
+	for _, r := range all {
+		if r.Flags&FlagImplicit != 0 {
+			continue
+		}
+		if r.leaf.IsZero() {
+			r.leaf = hashing.LeafHash(r.LeafData())
+		}
+		leaves = append(leaves, r.leaf)
+	}
+	ib, err := refEncodeIndex(all, treeLen, layerSize, b.entries)
+	return ib, hashing.MerkleRoot(leaves), len(leaves), err
+}
+
+func refEncodeIndex(recs []*refRec, treeLen int, layerSize int64, entries uint32) ([]byte, error) {
+	if uint64(len(recs)) >= uint64(NoEntry) {
+		return nil, fmt.Errorf("layer has too many entries for an index: %d", len(recs))
+	}
+	// Pass 1: the string table. Owner names repeat on every record and are
+	// stored once; paths and link targets are unique enough to append.
+	type ref struct{ off, n uint32 }
+	refs := make([]ref, 5*len(recs))
+	total := 0
+	for _, r := range recs {
+		total += len(r.Path) + len(r.Linkname)
+	}
+	str := make([]byte, 0, total+4096)
+	owners := map[string]uint32{}
+	var tooBig bool
+	add := func(s string, intern bool) ref {
+		if s == "" {
+			return ref{}
+		}
+		if intern {
+			if o, ok := owners[s]; ok {
+				return ref{o, uint32(len(s))}
+			}
+		}
+		if uint64(len(str))+uint64(len(s)) > uint64(^uint32(0)) {
+			tooBig = true
+			return ref{}
+		}
+		o := uint32(len(str))
+		str = append(str, s...)
+		if intern {
+			owners[s] = o
+		}
+		return ref{o, uint32(len(s))}
+	}
+	for i, r := range recs {
+		refs[5*i] = add(r.Path, false)
+		refs[5*i+1] = add(r.Linkname, false)
+		refs[5*i+2] = add(r.Uname, len(r.Uname) <= 64)
+		refs[5*i+3] = add(r.Gname, len(r.Gname) <= 64)
+		if len(r.Xattrs) > 0 {
+			refs[5*i+4] = add(string(encodeXattrs(r.Xattrs)), false)
+		}
+	}
+	if tooBig {
+		return nil, fmt.Errorf("index string table exceeds 4 GiB")
+	}
+	// Pass 2: the records, in one buffer with the strings after them.
+	recEnd := indexHeaderSize + len(recs)*RecordSize
+	out := make([]byte, recEnd+len(str))
+	copy(out[recEnd:], str)
+	le := binary.LittleEndian
+	for i, r := range recs {
+		w := out[indexHeaderSize+i*RecordSize:][:RecordSize]
+		for k, at := range [5][2]int{{rNameOff, rNameLen}, {rLinkOff, rLinkLen}, {rUnameOff, rUnameLen}, {rGnameOff, rGnameLen}, {rXattrOff, rXattrLen}} {
+			le.PutUint32(w[at[0]:], refs[5*i+k].off)
+			le.PutUint32(w[at[1]:], refs[5*i+k].n)
+		}
+		le.PutUint32(w[rParent:], r.Parent)
+		le.PutUint32(w[rFirst:], r.FirstChild)
+		le.PutUint32(w[rNChild:], r.NumChild)
+		w[rType] = r.Type
+		w[rFlags] = r.Flags
+		le.PutUint32(w[rMode:], r.Mode)
+		le.PutUint32(w[rUID:], r.UID)
+		le.PutUint32(w[rGID:], r.GID)
+		le.PutUint32(w[rDevMajor:], r.DevMajor)
+		le.PutUint32(w[rDevMinor:], r.DevMinor)
+		le.PutUint32(w[rNlink:], r.Nlink)
+		le.PutUint64(w[rSize:], uint64(r.Size))
+		putTime := func(secAt, nsAt int, t time.Time) {
+			if t.IsZero() {
+				le.PutUint32(w[nsAt:], noTime)
+				return
+			}
+			le.PutUint64(w[secAt:], uint64(t.Unix()))
+			le.PutUint32(w[nsAt:], uint32(t.Nanosecond()))
+		}
+		putTime(rMtime, rMtimeNs, r.ModTime)
+		putTime(rAtime, rAtimeNs, r.AccessTime)
+		putTime(rCtime, rCtimeNs, r.ChangeTime)
+		le.PutUint32(w[rIno:], r.Ino)
+		le.PutUint64(w[rHdrOff:], uint64(r.HdrOffset))
+		le.PutUint64(w[rDataOff:], uint64(r.DataOffset))
+		le.PutUint32(w[rEntryNo:], r.EntryNo)
+		copy(w[rSHA256:], r.SHA256[:])
+	}
+	h := out[:indexHeaderSize]
+	copy(h, indexMagic)
+	le.PutUint32(h[8:], indexVersion)
+	le.PutUint32(h[12:], RecordSize)
+	le.PutUint32(h[16:], uint32(len(recs)))
+	le.PutUint32(h[20:], uint32(treeLen))
+	le.PutUint64(h[24:], uint64(recEnd))
+	le.PutUint64(h[32:], uint64(len(str)))
+	le.PutUint64(h[40:], uint64(layerSize))
+	le.PutUint32(h[48:], entries)
+	return out, nil
+}
