@@ -126,8 +126,8 @@ func TestBuilderMatchesReference(t *testing.T) {
 	}
 }
 
-// TestBuildDigest: the digest of the index streamed into SHA-256 is the
-// digest of the index built whole.
+// TestBuildDigest: the index streamed (into SHA-256, into a writer) is the
+// index built whole.
 func TestBuildDigest(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 5))
 	for range 50 {
@@ -141,7 +141,15 @@ func TestBuildDigest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := b2.BuildDigest(int64(len(hs)) * 1024)
+		x, err := b2.Resolve(int64(len(hs)) * 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := x.Digest()
+		var sb strings.Builder
+		if n, werr := x.WriteTo(&sb); werr != nil || n != int64(len(ib)) || sb.String() != string(ib) || x.Size != int64(len(ib)) {
+			t.Fatalf("WriteTo: %d bytes, %v; want %d", n, werr, len(ib))
+		}
 		if err != nil || d != hashing.Sum(ib) {
 			t.Fatalf("streamed digest %v, whole %v (%v)", d, hashing.Sum(ib), err)
 		}

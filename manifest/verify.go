@@ -478,7 +478,11 @@ func (v *verifier) compareIndex(l *Layer, b *IndexBuilder, where string) {
 	v.r.Layers++
 	// Only the digest at first: a layer of a million files has an index
 	// of ~200 MB, encoded again only if it does not match.
-	digest, err := b.BuildDigest(l.Size)
+	built, err := b.Resolve(l.Size)
+	var digest hashing.Digest
+	if err == nil {
+		digest, err = built.Digest()
+	}
 	if err != nil {
 		v.add(where, "re-indexing failed: %v", err)
 		return
@@ -495,7 +499,7 @@ func (v *verifier) compareIndex(l *Layer, b *IndexBuilder, where string) {
 	if digest == l.Index.Digest {
 		return
 	}
-	rebuilt, err := b.Encoded()
+	rebuilt, err := built.Bytes()
 	if err != nil {
 		v.add(where, "re-indexing failed: %v", err)
 		return

@@ -25,7 +25,14 @@ type Options struct {
 	MaxExpansion int64
 	// Progress, when set, receives progress lines.
 	Progress func(msg string)
+	// keepIndexes: every layer's parsed index is kept for later (a
+	// container's change list needs its image's); otherwise only small
+	// ones are, and large ones are streamed into the archive.
+	keepIndexes bool
 }
+
+// keepIndexMax is the largest index kept in memory when nothing needs it.
+const keepIndexMax = 32 << 20
 
 // DefaultMaxExpansion is generous for real layers (text compresses ~5-10x)
 // and stops bombs early.
@@ -307,7 +314,7 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 		return nil, err
 	}
 	defer closeFn()
-	done, err := storeLayer(ctx, r, size, diffID, w)
+	done, err := storeLayer(ctx, r, size, diffID, w, opts.keepIndexes)
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +331,7 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 
 // storeLayer writes exactly size bytes of an uncompressed layer from r as
 // its blob, with its file index, and checks the result against diffID.
-func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Digest, w *manifest.Writer) (*layerDone, error) {
+func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Digest, w *manifest.Writer, keep bool) (*layerDone, error) {
 	name := manifest.BlobName(diffID)
 	if w.Has(name) {
 		return nil, fmt.Errorf("layer %s stored twice", diffID)
@@ -334,12 +341,10 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 	}
 	b := &manifest.IndexBuilder{}
 	var (
-		ib    []byte
-		root  hashing.Digest
-		files int
+		built *manifest.Built
 		berr  error
 	)
-	got, err := pipeLayer(ctx, r, size, w, b, func() { ib, root, files, berr = b.BuildWithRoot(size) })
+	got, err := pipeLayer(ctx, r, size, w, b, func() { built, berr = b.Resolve(size) })
 	if err != nil {
 		return nil, fmt.Errorf("reading layer: %w", err)
 	}
@@ -356,19 +361,37 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 	if berr != nil {
 		return nil, fmt.Errorf("indexing: %w", berr)
 	}
-	ie, err := w.Add(manifest.IndexName(diffID), ib)
-	if err != nil {
-		return nil, err
+	// The index: whole in memory when it is kept for later (and parsed),
+	// else streamed into the archive from the resolved entries.
+	var ix *manifest.Index
+	var ie manifest.Entry
+	if keep || built.Size <= keepIndexMax {
+		ib, err := built.Bytes()
+		if err != nil {
+			return nil, fmt.Errorf("indexing: %w", err)
+		}
+		if ie, err = w.Add(manifest.IndexName(diffID), ib); err != nil {
+			return nil, err
+		}
+		if ix, err = manifest.ParseIndex(ib); err != nil {
+			return nil, fmt.Errorf("indexing: %w", err)
+		}
+	} else {
+		if err := w.Begin(manifest.IndexName(diffID), built.Size); err != nil {
+			return nil, err
+		}
+		if _, err := built.WriteTo(w); err != nil {
+			return nil, fmt.Errorf("indexing: %w", err)
+		}
+		if ie, err = w.End(); err != nil {
+			return nil, err
+		}
 	}
 	l := manifest.Layer{
 		Descriptor: manifest.Descriptor{MediaType: MediaTypeLayer, Digest: diffID, Size: size},
 		Index:      manifest.Descriptor{MediaType: "application/vnd.amber.file-index.v1", Digest: ie.SHA256, Size: ie.Size},
-		Files:      files,
-		MerkleRoot: root,
-	}
-	ix, err := manifest.ParseIndex(ib)
-	if err != nil {
-		return nil, fmt.Errorf("indexing: %w", err)
+		Files:      built.Files,
+		MerkleRoot: built.Root,
 	}
 	return &layerDone{layer: l, anomalies: b.Anomalies, index: ix}, nil
 }

@@ -96,6 +96,8 @@ type ctrCapture struct {
 // logs. On any error, and on cancellation, nothing is left at the output
 // name, and every container paused by amber is unpaused.
 func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err error) {
+	// A container's change list is computed against its image's indexes.
+	req.Options.keepIndexes = len(req.Containers) > 0
 	if req.Route == "" {
 		req.Route = RouteAuto
 	}
@@ -295,7 +297,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 			diffIDs = append(diffIDs, d)
 		}
 		progress(fmt.Sprintf("image %s: saving from the engine", ref))
-		src, err := saveStream(ctx, e, ref, diffIDs, filepath.Dir(req.Output), w, layers, progress)
+		src, err := saveStream(ctx, e, ref, diffIDs, filepath.Dir(req.Output), w, layers, req.Options.keepIndexes, progress)
 		if err != nil {
 			return nil, err
 		}

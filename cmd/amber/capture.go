@@ -290,5 +290,9 @@ func (o *captureOptions) snapshotOptions() snapshot.Options {
 // what is live, not by all of it: a layer's index is built from packed,
 // pointer-free records that cost the collector little to keep track of,
 // while Go's default lets a layer of a million files take twice the
-// memory it needs.
-func lessGarbage() { debug.SetGCPercent(50) }
+// memory it needs. GOGC, when set, decides instead.
+func lessGarbage() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
+}
