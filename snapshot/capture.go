@@ -32,7 +32,7 @@ type Options struct {
 }
 
 // keepIndexMax is the largest index kept in memory when nothing needs it.
-const keepIndexMax = 32 << 20
+var keepIndexMax int64 = 32 << 20
 
 // DefaultMaxExpansion is generous for real layers (text compresses ~5-10x)
 // and stops bombs early.

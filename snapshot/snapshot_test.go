@@ -342,3 +342,31 @@ func TestNeverOverwrites(t *testing.T) {
 		t.Fatal("existing file changed")
 	}
 }
+
+// TestStreamedIndex: an image captured with its layers' indexes streamed
+// into the archive (as a layer of a million files is) holds the same
+// indexes as one captured with them kept whole, and verifies.
+func TestStreamedIndex(t *testing.T) {
+	dir := t.TempDir()
+	kept := fixture.Capture(t, dir, "kept", fixture.BigImage(), fixture.WhiteoutImage())
+	defer func(old int64) { *snapshot.KeepIndexMax = old }(*snapshot.KeepIndexMax)
+	*snapshot.KeepIndexMax = 0
+	streamed := fixture.Capture(t, dir, "streamed", fixture.BigImage(), fixture.WhiteoutImage())
+	a, b := fixture.Open(t, kept), fixture.Open(t, streamed)
+	n := 0
+	for i, art := range a.Manifest.Artifacts {
+		for j, l := range art.Layers {
+			s := b.Manifest.Artifacts[i].Layers[j]
+			if l.Index != s.Index || l.MerkleRoot != s.MerkleRoot || l.Files != s.Files {
+				t.Errorf("%s layer %d: index %v / %v, root %v / %v", art.Name, j, l.Index, s.Index, l.MerkleRoot, s.MerkleRoot)
+			}
+			n++
+		}
+	}
+	if n < 3 {
+		t.Fatalf("only %d layers compared", n)
+	}
+	if r, err := manifest.Verify(streamed, manifest.VerifyOptions{}); err != nil || !r.OK() {
+		t.Fatalf("the archive with streamed indexes does not verify: %v %v", err, r.Problems)
+	}
+}

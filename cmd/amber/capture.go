@@ -296,3 +296,7 @@ func lessGarbage() {
 		debug.SetGCPercent(50)
 	}
 }
+
+// manyFiles is the layer size (in files) from which verify collects
+// garbage sooner (lessGarbage).
+const manyFiles = 100_000
