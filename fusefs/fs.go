@@ -41,7 +41,7 @@ type FS struct {
 	// cache (push.go); nil: none.
 	push chan pushJob
 	// reads counts the READs of archived content served, pushes the
-	// files stored into the kernel's cache (for tests and --debug).
+	// files stored into the kernel's cache (for tests).
 	reads, pushes atomic.Int64
 }
 
@@ -516,16 +516,13 @@ func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 	if err != nil {
 		return nil, syscall.EIO
 	}
-	if sr, ok := r.(*io.SectionReader); ok {
-		if outer, base, size := sr.Outer(); outer == io.ReaderAt(n.fsys.a) {
-			// Straight from the decoded frames to the kernel: no copy.
-			h, err := n.fsys.a.Hold(base+off, min(int64(len(dest)), size-off))
-			if err != nil {
-				n.fsys.Log(fmt.Sprintf("refusing to serve %s (bytes %d-%d): %v", e.Path, off, off+int64(len(dest))-1, err))
-				return nil, syscall.EIO
-			}
-			return heldResult{h}, 0
+	// Straight from the decoded frames to the kernel: no copy.
+	if h, ok, err := n.fsys.hold(r, off, int64(len(dest))); ok {
+		if err != nil {
+			n.fsys.Log(fmt.Sprintf("refusing to serve %s (bytes %d-%d): %v", e.Path, off, off+int64(len(dest))-1, err))
+			return nil, syscall.EIO
 		}
+		return heldResult{h}, 0
 	}
 	ra, ok := r.(io.ReaderAt)
 	if !ok {
@@ -545,6 +542,22 @@ func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 		return nil, syscall.EIO
 	}
 	return fuse.ReadResultData(dest[:k]), 0
+}
+
+// hold holds up to n bytes at off of the content r reads, when r reads
+// the archive's tar stream in place (ok); not for sparse files, which are
+// re-read through their tar header.
+func (f *FS) hold(r io.Reader, off, n int64) (h *manifest.Held, ok bool, err error) {
+	sr, ok := r.(*io.SectionReader)
+	if !ok {
+		return nil, false, nil
+	}
+	outer, base, size := sr.Outer()
+	if outer != io.ReaderAt(f.a) {
+		return nil, false, nil
+	}
+	h, err = f.a.Hold(base+off, min(n, size-off))
+	return h, true, err
 }
 
 // heldResult replies to a READ from the decoded frames themselves: go-fuse

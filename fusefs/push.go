@@ -1,8 +1,6 @@
 package fusefs
 
 import (
-	"io"
-
 	"github.com/hanwen/go-fuse/v2/fs"
 
 	"github.com/amber-forensics/amber/hashing"
@@ -95,13 +93,8 @@ func (f *FS) pushFile(ch *fs.Inode, layer hashing.Digest, rec *manifest.Record) 
 	if err != nil {
 		return
 	}
-	sr, ok := r.(*io.SectionReader)
-	if !ok {
-		return
-	}
-	_, base, size := sr.Outer()
-	h, err := f.a.Hold(base, size)
-	if err != nil {
+	h, ok, err := f.hold(r, 0, rec.Size)
+	if !ok || err != nil {
 		return // a READ will report it
 	}
 	defer h.Release()

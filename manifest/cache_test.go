@@ -3,13 +3,9 @@ package manifest
 import (
 	"bytes"
 	"math/rand/v2"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/amber-forensics/amber/hashing"
 )
 
 // A frame evicted while a reader holds it is recycled only once let go;
@@ -44,34 +40,16 @@ func TestFrameCacheHolds(t *testing.T) {
 	}
 }
 
-// Many readers of random ranges, copying them out or holding them, through a cache of two frames, buffers
-// recycled all the while, each get exactly the bytes written.
+// Many readers of random ranges, copying them out or holding them, through
+// a cache of two frames, buffers recycled all the while, each get exactly
+// the bytes written.
 func TestRecycledFramesConcurrentReaders(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "a.tar.zst")
-	w, err := Create(p, WriterOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	big := make([]byte, 6<<20)
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range big {
 		big[i] = byte(r.IntN(16)) // compressible, and every offset tells
 	}
-	if _, err := w.Add("blobs/sha256/big", big); err != nil {
-		t.Fatal(err)
-	}
-	m := &Manifest{Tool: Tool{Name: "amber", Version: "test"}}
-	m.Acquisition.Finished = time.Now().UTC()
-	c := NewChain(hashing.Digest{}, 0)
-	c.Append(Event{Action: "acquisition-started", Time: time.Now()})
-	if _, err := w.Seal(m, c); err != nil {
-		t.Fatal(err)
-	}
-	a, err := Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	_, a := sealedBlob(t, big)
 	a.SetCache(2, 2)
 	e, _ := a.Blob("blobs/sha256/big")
 	var wg sync.WaitGroup

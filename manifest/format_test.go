@@ -223,14 +223,16 @@ func readFile(p string) ([]byte, error) { return os.ReadFile(p) }
 // TestSealedFrames: every frame before amber/frames.sha256 is sealed; a
 // frame whose bytes do not match its sealed digest is refused when it is
 // decoded, naming the frame, while the others still read.
-func TestSealedFrames(t *testing.T) {
+// sealedBlob writes an archive holding data as blobs/sha256/big and opens
+// it (closed when the test ends).
+func sealedBlob(t *testing.T, data []byte) (string, *Archive) {
+	t.Helper()
 	p := filepath.Join(t.TempDir(), "f.tar.zst")
 	w, err := Create(p, WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	big := bytes.Repeat([]byte("0123456789abcdef"), 3<<16) // 3 MiB: several frames
-	if _, err := w.Add("blobs/sha256/big", big); err != nil {
+	if _, err := w.Add("blobs/sha256/big", data); err != nil {
 		t.Fatal(err)
 	}
 	c := NewChain(hashing.Digest{}, 0)
@@ -244,7 +246,13 @@ func TestSealedFrames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
+	t.Cleanup(func() { a.Close() })
+	return p, a
+}
+
+func TestSealedFrames(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3<<16) // 3 MiB: several frames
+	p, a := sealedBlob(t, big)
 	if !a.FramesSealed() || len(a.frameDigests) < 3 || a.sealErr != nil {
 		t.Fatalf("frames sealed: %v, %d digests, %v", a.FramesSealed(), len(a.frameDigests), a.sealErr)
 	}
@@ -257,7 +265,7 @@ func TestSealedFrames(t *testing.T) {
 	e, _ := a.Blob("blobs/sha256/big")
 	fr1, _ := a.Table.EntryByID(1)
 	buf := make([]byte, 100)
-	_, err = a.ReadAt(buf, int64(fr1.DecompressedOffset))
+	_, err := a.ReadAt(buf, int64(fr1.DecompressedOffset))
 	var fe *FrameError
 	if !errors.As(err, &fe) || fe.Frame.ID != 1 || !strings.Contains(err.Error(), "sealed frame digest") {
 		t.Fatalf("a frame not matching its digest: %v", err)
