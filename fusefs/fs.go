@@ -37,6 +37,8 @@ type FS struct {
 	verified map[fileKey]*verification
 	// inodes bounds the nodes kept for the kernel.
 	inodes *budget
+	// sealed says whether the archive's frames are sealed (asked once).
+	sealed func() bool
 	// push queues directories whose files to push into the kernel's
 	// cache (push.go); nil: none.
 	push chan pushJob
@@ -60,6 +62,7 @@ type verification struct {
 // is mounted.
 func New(a *manifest.Archive) *FS {
 	f := &FS{v: &view.View{A: a}, a: a, layers: map[hashing.Digest]uint64{}, virt: map[string]uint64{}, verified: map[fileKey]*verification{}, Log: func(string) {}, inodes: newBudget(0)}
+	f.sealed = sync.OnceValue(a.FramesSealed)
 	for ai, art := range a.Manifest.Artifacts {
 		for _, l := range art.Layers {
 			if _, ok := f.layers[l.Digest]; !ok {
@@ -211,7 +214,7 @@ func unixMkdev(major, minor uint32) uint64 {
 // verify checks a file's content against its index SHA-256 once; the
 // result stands for every later read.
 func (f *FS) verify(e *view.Entry) error {
-	if f.a.FramesSealed() && (e.Member != nil || !e.Node.Rec.Has(manifest.FlagSparse)) {
+	if f.sealed() && (e.Member != nil || !e.Node.Rec.Has(manifest.FlagSparse)) {
 		// Each frame is checked against its sealed SHA-256 as it is
 		// decoded: the bytes served are the sealed ones, read or not
 		// the whole file first. A file of several frames has them
@@ -497,7 +500,7 @@ func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 		n.verified.Store(true)
 	}
 	n.fsys.reads.Add(1)
-	if f := n.fsys; f.push != nil && e.Node != nil && f.a.FramesSealed() {
+	if f := n.fsys; f.push != nil && e.Node != nil && f.sealed() {
 		// Have the directory's next files in the kernel's cache before
 		// the reader gets to them (push.go).
 		if name, parent := n.Parent(); parent != nil {
