@@ -578,7 +578,7 @@ type indexEncoder struct {
 	layer   int64
 	entries uint32
 	// owners maps an interned owner name to its offset in the table.
-	owners map[string]uint32
+	owners map[string]uint64
 	total  uint64 // bytes of the string table
 }
 
@@ -586,30 +586,8 @@ func newIndexEncoder(ents *pEnts, order []uint32, meta func(int) recMeta, str fu
 	if uint64(len(order)) >= uint64(NoEntry) {
 		return nil, fmt.Errorf("layer has too many entries for an index: %d", len(order))
 	}
-	x := &indexEncoder{ents: ents, order: order, meta: meta, str: str, treeLen: treeLen, layer: layerSize, entries: entries, owners: map[string]uint32{}}
-	// Owner names repeat on every record and are stored once; paths and
-	// link targets are unique enough to append.
-	size := func(r sref, intern bool) {
-		if r.n == 0 {
-			return
-		}
-		if intern {
-			s := str(r)
-			if _, ok := x.owners[s]; ok {
-				return
-			}
-			x.owners[s] = uint32(x.total)
-		}
-		x.total += uint64(r.n)
-	}
-	for _, i := range order {
-		e := ents.at(i)
-		size(e.path, false)
-		size(e.link, false)
-		size(e.uname, e.uname.n <= 64)
-		size(e.gname, e.gname.n <= 64)
-		size(e.xattr, false)
-	}
+	x := &indexEncoder{ents: ents, order: order, meta: meta, str: str, treeLen: treeLen, layer: layerSize, entries: entries, owners: map[string]uint64{}}
+	x.total, _ = x.place(nil)
 	if x.total > uint64(^uint32(0)) {
 		return nil, fmt.Errorf("index string table exceeds 4 GiB")
 	}
@@ -621,35 +599,40 @@ func (x *indexEncoder) size() int64 {
 	return int64(indexHeaderSize) + int64(len(x.order))*RecordSize + int64(x.total)
 }
 
-// each calls fn with every string of the table in order and its offset,
-// the first time it is stored.
-func (x *indexEncoder) each(fn func(r sref, off uint32, first bool) error) error {
-	at := uint32(0)
-	add := func(r sref, intern bool) error {
-		if r.n == 0 {
-			return nil
-		}
-		if intern {
-			if o := x.owners[x.str(r)]; o < at {
-				return fn(r, o, false)
-			}
-		}
-		o := at
-		at += r.n
-		return fn(r, o, true)
-	}
-	for _, i := range x.order {
+// place walks the string table as it is laid out: each record's five
+// strings (path, link target, owner, group, xattrs) in record order, each
+// appended unless it is an owner name (up to 64 bytes) stored already,
+// which is stored once (the first walk decides where). fn, if set, gets
+// each non-empty string: its record, slot, offset in the table and
+// whether it is stored there. place returns the table's length.
+func (x *indexEncoder) place(fn func(k, slot int, r sref, off uint64, first bool) error) (uint64, error) {
+	var at uint64
+	for k, i := range x.order {
 		e := x.ents.at(i)
-		for _, s := range [5]struct {
-			r      sref
-			intern bool
-		}{{e.path, false}, {e.link, false}, {e.uname, e.uname.n <= 64}, {e.gname, e.gname.n <= 64}, {e.xattr, false}} {
-			if err := add(s.r, s.intern); err != nil {
-				return err
+		for slot, r := range [5]sref{e.path, e.link, e.uname, e.gname, e.xattr} {
+			if r.n == 0 {
+				continue
+			}
+			off, first := at, true
+			if (slot == 2 || slot == 3) && r.n <= 64 {
+				s := x.str(r)
+				if o, ok := x.owners[s]; ok && o < at {
+					off, first = o, false
+				} else if !ok {
+					x.owners[s] = at
+				}
+			}
+			if first {
+				at += uint64(r.n)
+			}
+			if fn != nil {
+				if err := fn(k, slot, r, off, first); err != nil {
+					return at, err
+				}
 			}
 		}
 	}
-	return nil
+	return at, nil
 }
 
 // writeTo writes the index to w.
@@ -668,7 +651,7 @@ func (x *indexEncoder) writeTo(w io.Writer) error {
 	if _, err := w.Write(h[:]); err != nil {
 		return err
 	}
-	// The records: each string's place in the table, as each() finds it.
+	// The records, each with its strings' places in the table.
 	var w0 [RecordSize]byte
 	k := 0
 	flush := func() error {
@@ -706,40 +689,31 @@ func (x *indexEncoder) writeTo(w io.Writer) error {
 		k++
 		return err
 	}
-	// Walk the strings record by record: five per record, empty ones
-	// included, so that the slots line up.
 	at := [5][2]int{{rNameOff, rNameLen}, {rLinkOff, rLinkLen}, {rUnameOff, rUnameLen}, {rGnameOff, rGnameLen}, {rXattrOff, rXattrLen}}
-	tableAt := uint32(0)
-	for _, i := range x.order {
-		e := x.ents.at(i)
-		for slot := 0; slot < 5; slot++ {
-			r := [5]sref{e.path, e.link, e.uname, e.gname, e.xattr}[slot]
-			if r.n == 0 {
-				continue
+	if _, err := x.place(func(rec, slot int, r sref, off uint64, _ bool) error {
+		for k < rec { // the records before it (some have no strings)
+			if err := flush(); err != nil {
+				return err
 			}
-			o := tableAt
-			if intern := (slot == 2 || slot == 3) && r.n <= 64; intern {
-				if first := x.owners[x.str(r)]; first < tableAt {
-					o = first
-				} else {
-					tableAt += r.n
-				}
-			} else {
-				tableAt += r.n
-			}
-			le.PutUint32(w0[at[slot][0]:], o)
-			le.PutUint32(w0[at[slot][1]:], r.n)
 		}
+		le.PutUint32(w0[at[slot][0]:], uint32(off))
+		le.PutUint32(w0[at[slot][1]:], r.n)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for k < len(x.order) {
 		if err := flush(); err != nil {
 			return err
 		}
 	}
 	// The table itself.
-	return x.each(func(r sref, _ uint32, first bool) error {
+	_, err := x.place(func(_, _ int, r sref, _ uint64, first bool) error {
 		if !first {
 			return nil
 		}
 		_, err := io.WriteString(w, x.str(r))
 		return err
 	})
+	return err
 }

@@ -356,23 +356,39 @@ func (a *Archive) ReadAt(p []byte, off int64) (int, error) {
 		if off >= a.TarSize {
 			return n, io.EOF
 		}
-		fr, ok := a.Table.EntryByDecompressedOffset(uint64(off))
-		if !ok {
-			return n, fmt.Errorf("%w: no frame holds tar offset %d", ErrCorrupt, off)
-		}
-		c, err := a.frame(fr)
-		if err == nil && a.prefetch != nil {
-			a.prefetchAfter(fr.ID)
-		}
+		c, b, err := a.frameAt(off)
 		if err != nil {
 			return n, err
 		}
-		k := copy(p[n:], c.b[off-int64(fr.DecompressedOffset):])
+		k := copy(p[n:], b)
 		a.cache.release(c)
 		n += k
 		off += int64(k)
 	}
 	return n, nil
+}
+
+// frameAt returns the frame holding tar offset off, held until
+// a.cache.release, and its bytes from off on; the next frame is decoded
+// ahead when prefetch is on.
+func (a *Archive) frameAt(off int64) (*cached, []byte, error) {
+	fr, ok := a.Table.EntryByDecompressedOffset(uint64(off))
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: no frame holds tar offset %d", ErrCorrupt, off)
+	}
+	c, err := a.frame(fr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if a.prefetch != nil {
+		a.prefetchAfter(fr.ID)
+	}
+	start := off - int64(fr.DecompressedOffset)
+	if start < 0 || start >= int64(len(c.b)) {
+		a.cache.release(c)
+		return nil, nil, fmt.Errorf("%w: frame %d holds nothing at tar offset %d", ErrCorrupt, fr.ID, off)
+	}
+	return c, c.b[start:], nil
 }
 
 // Held is a range of the tar stream lying in decoded frames, handed out
@@ -404,31 +420,17 @@ func (h *Held) Len() int {
 // Hold returns the tar stream's bytes [off, off+n) (fewer at its end) as
 // they lie in the decoded frames, for a reply written straight from them.
 func (a *Archive) Hold(off, n int64) (*Held, error) {
-	c := a.cache
-	h := &Held{c: c}
+	h := &Held{c: a.cache}
 	for end := min(off+n, a.TarSize); off < end; {
-		fr, ok := a.Table.EntryByDecompressedOffset(uint64(off))
-		if !ok {
-			h.Release()
-			return nil, fmt.Errorf("%w: no frame holds tar offset %d", ErrCorrupt, off)
-		}
-		f, err := a.frame(fr)
+		f, b, err := a.frameAt(off)
 		if err != nil {
 			h.Release()
 			return nil, err
 		}
-		if a.prefetch != nil {
-			a.prefetchAfter(fr.ID)
-		}
+		b = b[:min(int64(len(b)), end-off)]
 		h.frames = append(h.frames, f)
-		start := off - int64(fr.DecompressedOffset)
-		b := f.b[start:min(int64(len(f.b)), start+end-off)]
 		h.Bufs = append(h.Bufs, b)
 		off += int64(len(b))
-		if len(b) == 0 {
-			h.Release()
-			return nil, fmt.Errorf("%w: frame %d holds nothing at tar offset %d", ErrCorrupt, fr.ID, off)
-		}
 	}
 	return h, nil
 }
@@ -488,7 +490,7 @@ func (a *Archive) Index(layer hashing.Digest) (*Index, error) {
 	}
 	var ix *Index
 	var err error
-	if e.Size >= PagedIndexMin && a.FramesSealed() {
+	if a.pagedIndex(e) {
 		// A large index is read in pages as it is used: each frame is
 		// checked against its sealed digest when decoded, so the bytes
 		// are the sealed ones without hashing the whole index first.
@@ -523,6 +525,9 @@ func (a *Archive) Index(layer hashing.Digest) (*Index, error) {
 	return ix, nil
 }
 
+// pagedIndex says whether the index member e is read in pages.
+func (a *Archive) pagedIndex(e Entry) bool { return e.Size >= PagedIndexMin && a.FramesSealed() }
+
 // Preload reads the file indexes of the archive's layers, in manifest
 // order, until their sizes would pass budget bytes; paged indexes cost
 // only their header. Run in the background once a mount is ready, it
@@ -537,7 +542,7 @@ func (a *Archive) Preload(budget int64) {
 			if !ok {
 				continue
 			}
-			if e.Size < PagedIndexMin || !a.FramesSealed() {
+			if !a.pagedIndex(e) {
 				if budget -= e.Size; budget < 0 {
 					return
 				}
