@@ -32,6 +32,13 @@ func TestMerkleMatchesRFC6962(t *testing.T) {
 		if got, want := MerkleRoot(leaves), rfc6962(leaves); got != want {
 			t.Fatalf("n=%d: root %s, RFC 6962 gives %s", n, got, want)
 		}
+		var m Merkle
+		for _, l := range leaves {
+			m.Add(l)
+		}
+		if got, want := m.Root(), rfc6962(leaves); got != want || m.Len() != n {
+			t.Fatalf("n=%d: streamed root %s (%d leaves), RFC 6962 gives %s", n, got, m.Len(), want)
+		}
 	}
 }
 

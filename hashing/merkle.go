@@ -45,3 +45,42 @@ func MerkleRoot(leaves []Digest) Digest {
 	}
 	return level[0]
 }
+
+// Merkle computes MerkleRoot over leaves given one at a time, holding one
+// node per level: the root of a million leaves without a slice of them.
+type Merkle struct {
+	// stack holds the roots of complete subtrees, largest first; sizes[i]
+	// is the number of leaves under stack[i] (a power of two, decreasing).
+	stack []Digest
+	sizes []int
+	n     int
+}
+
+// Add appends a leaf hash (already passed through LeafHash).
+func (m *Merkle) Add(leaf Digest) {
+	m.n++
+	m.stack = append(m.stack, leaf)
+	m.sizes = append(m.sizes, 1)
+	for k := len(m.stack) - 1; k > 0 && m.sizes[k-1] == m.sizes[k]; k-- {
+		m.stack[k-1] = nodeHash(m.stack[k-1], m.stack[k])
+		m.sizes[k-1] *= 2
+		m.stack, m.sizes = m.stack[:k], m.sizes[:k]
+	}
+}
+
+// Len is the number of leaves added.
+func (m *Merkle) Len() int { return m.n }
+
+// Root is MerkleRoot of the leaves added: RFC 6962 splits n leaves at the
+// largest power of two below n, so the root folds the complete subtrees
+// from the smallest up.
+func (m *Merkle) Root() Digest {
+	if m.n == 0 {
+		return MerkleRoot(nil)
+	}
+	acc := m.stack[len(m.stack)-1]
+	for k := len(m.stack) - 2; k >= 0; k-- {
+		acc = nodeHash(m.stack[k], acc)
+	}
+	return acc
+}

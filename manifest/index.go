@@ -457,8 +457,9 @@ func (r *Record) LeafData() []byte {
 
 // MerkleRoot computes the layer's Merkle root over all records with a tar
 // entry (shadowed ones included), in record order.
+// The leaves are folded as they are hashed: no slice of them.
 func (ix *Index) MerkleRoot() (hashing.Digest, int, error) {
-	leaves := make([]hashing.Digest, 0, ix.count)
+	var m hashing.Merkle
 	for i := uint32(0); i < ix.count; i++ {
 		rec, err := ix.Record(i)
 		if err != nil {
@@ -467,9 +468,9 @@ func (ix *Index) MerkleRoot() (hashing.Digest, int, error) {
 		if rec.Has(FlagImplicit) {
 			continue
 		}
-		leaves = append(leaves, hashing.LeafHash(rec.LeafData()))
+		m.Add(hashing.LeafHash(rec.LeafData()))
 	}
-	return hashing.MerkleRoot(leaves), len(leaves), nil
+	return m.Root(), m.Len(), nil
 }
 
 // Check decodes every record, so that a damaged index is found before it is
