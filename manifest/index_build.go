@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"slices"
 	"strings"
 	"time"
 	"unsafe"
@@ -19,50 +18,38 @@ import (
 )
 
 // IndexBuilder collects a layer's tar entries as they are read and encodes
-// the file index. Each entry is packed into a fixed-size record without
-// pointers, its strings into one shared arena, and the tree is resolved
-// with sorted arrays and binary search rather than maps of paths: about a
-// quarter of the memory of a Record per entry (a layer of a million files
-// was ~1 KB per entry), and nothing for the garbage collector to scan.
+// the file index, in memory bounded whatever the layer holds: entries go
+// to an external sorter (spilled to temp files in TempDir past a few MiB),
+// and the tree is resolved by sorting and merging streams of them — the
+// last entry of a path, the directories names imply, the tree's order,
+// each record's parent and children, hard links and link counts — never
+// by holding all the entries at once. A layer of a million files needs
+// ~1 GB of temp space and tens of MiB of memory.
 type IndexBuilder struct {
-	ents      pEnts
-	arena     [][]byte // blocks of arenaBlock bytes
 	Anomalies []Anomaly
-	entries   uint32
-	strBytes  int64
-	err       error
 	// MaxStrings overrides MaxIndexStrings for this layer (0: use it;
 	// negative: no limit).
 	MaxStrings int64
-}
+	// TempDir is where the build spills what does not fit in memory
+	// (default os.TempDir()). The files are unlinked as they are made.
+	TempDir string
 
-// arenaBlock is the size of the arena's blocks: strings are appended to the
-// last block and never straddle two (a tar name, link or PAX record is at
-// most 1 MiB), so the arena grows without copying what it holds (a
-// directory chain 16,000 deep fills 256 MiB of names: copied as one slice
-// grew, that took 11 s of memmove).
-const arenaBlock = 4 << 20
-
-// sref is a string in the builder's arena: its block in off's high bits.
-type sref struct{ off, n uint32 }
-
-// pEnt is one entry, packed.
-type pEnt struct {
-	path, link, target, xattr, uname, gname sref
-	mode, uid, gid, devMajor, devMinor      uint32
-	entryNo                                 uint32
-	size, hdrOff, dataOff                   int64
-	sec                                     [3]int64  // mtime, atime, ctime (Unix seconds)
-	nsec                                    [3]uint32 // their nanoseconds
-	zero                                    uint8     // bit k: time k was absent
-	typ, flags                              byte
-	sha, leaf                               hashing.Digest
+	entries  *sorter
+	n        uint32
+	strBytes int64
+	err      error
+	kbuf     []byte
+	vbuf     []byte
+	// anomalies listed, and not listed past maxAnomalies, by kind.
+	kinds   map[string]int
+	unlist  map[string]int
+	kindSeq []string
 }
 
 // MaxIndexStrings bounds the bytes of names, link targets and xattrs one
 // layer's index may hold (0: no limit). The index stores each entry's full
-// path, so a hostile layer (a directory chain 100,000 deep) would need
-// memory in the square of its depth; past the limit the layer is refused.
+// path, so a hostile layer (a directory chain 100,000 deep) would make an
+// index in the square of its depth; past the limit the layer is refused.
 var MaxIndexStrings int64 = DefaultMaxIndexStrings
 
 // DefaultMaxIndexStrings allows a layer of two million files with paths of
@@ -72,15 +59,15 @@ const DefaultMaxIndexStrings = 256 << 20
 // ErrIndexTooBig reports a layer whose index would exceed MaxIndexStrings.
 var ErrIndexTooBig = errors.New("manifest: layer too large to index")
 
-type bRec struct {
-	Record
-	parentPath string
-	base       string
-	target     string // cleaned hard-link target
-	// leaf is the record's Merkle leaf hash, computed as it is added (off
-	// the end of the capture) unless hard-link resolution changes it.
-	leaf hashing.Digest
-}
+// maxAnomalies is how many anomalies of one kind a layer lists; past it
+// they are counted, and one more anomaly says how many were not listed (a
+// layer of a million unsafe names would otherwise make a manifest of
+// hundreds of MB).
+var maxAnomalies = 1000
+
+// ownerIntern is how many distinct owner names an index stores once each;
+// past it a new name is stored where it is used.
+const ownerIntern = 1 << 16
 
 // CleanName turns a tar entry name into the slash-separated path amber
 // shows, rooted at the layer: never above it, whatever the name says.
@@ -96,6 +83,22 @@ func CleanName(name string) (p string, unsafe bool) {
 		}
 	}
 	return strings.TrimPrefix(path.Clean("/"+name), "/"), unsafe
+}
+
+// anomaly lists a, unless maxAnomalies of its kind are listed already.
+func (b *IndexBuilder) anomaly(a Anomaly) {
+	if b.kinds == nil {
+		b.kinds, b.unlist = map[string]int{}, map[string]int{}
+	}
+	if b.kinds[a.Kind] >= maxAnomalies {
+		if b.unlist[a.Kind] == 0 {
+			b.kindSeq = append(b.kindSeq, a.Kind)
+		}
+		b.unlist[a.Kind]++
+		return
+	}
+	b.kinds[a.Kind]++
+	b.Anomalies = append(b.Anomalies, a)
 }
 
 // Add records one tar entry. hdrOff and dataOff are offsets in the layer
@@ -115,118 +118,104 @@ func (b *IndexBuilder) Add(h *tar.Header, hdrOff, dataOff int64, sum hashing.Dig
 		limit = b.MaxStrings
 	}
 	if limit > 0 && b.strBytes > limit {
-		b.err = fmt.Errorf("%w: its names, link targets and xattrs pass %d MiB at entry %d (%.80q..., %d levels deep); --max-index-mib raises the limit",
-			ErrIndexTooBig, limit>>20, b.entries, h.Name, strings.Count(strings.Trim(h.Name, "/"), "/")+1)
-		b.ents, b.arena = pEnts{}, nil
+		b.fail(fmt.Errorf("%w: its names, link targets and xattrs pass %d MiB at entry %d (%.80q..., %d levels deep); --max-index-mib raises the limit",
+			ErrIndexTooBig, limit>>20, b.n, h.Name, strings.Count(strings.Trim(h.Name, "/"), "/")+1))
+		return
+	}
+	if uint64(b.n) >= uint64(NoEntry)/2 {
+		b.fail(fmt.Errorf("layer has too many entries for an index: %d", b.n))
 		return
 	}
 	p, unsafe := CleanName(h.Name)
-	r := Record{}
-	r.Path = p
-	r.EntryNo = b.entries
-	b.entries++
-	r.HdrOffset = hdrOff
-	r.DataOffset = dataOff
-	r.SHA256 = sum
-	r.Type = h.Typeflag
+	e := xEnt{path: p, entryNo: b.n, hdrOff: hdrOff, dataOff: dataOff, sha: sum, typ: h.Typeflag}
+	b.n++
 	switch h.Typeflag {
 	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
-		r.Type = TypeReg
+		e.typ = TypeReg
 	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
 	default:
-		r.Type = TypeReg
-		b.Anomalies = append(b.Anomalies, Anomaly{Path: p, Kind: "unknown-type", Detail: fmt.Sprintf("tar type %q shown as a regular file", h.Typeflag)})
+		e.typ = TypeReg
+		b.anomaly(Anomaly{Path: p, Kind: "unknown-type", Detail: fmt.Sprintf("tar type %q shown as a regular file", h.Typeflag)})
 	}
-	if p == "" && r.Type != TypeDir {
-		b.Anomalies = append(b.Anomalies, Anomaly{Path: h.Name, Kind: "root-not-dir", Detail: "entry names the layer root but is not a directory; shown as the root's metadata"})
-		r.Type = TypeDir
+	if p == "" && e.typ != TypeDir {
+		b.anomaly(Anomaly{Path: h.Name, Kind: "root-not-dir", Detail: "entry names the layer root but is not a directory; shown as the root's metadata"})
+		e.typ = TypeDir
 	}
-	r.Mode = uint32(h.Mode) & 07777
-	r.UID, r.GID = uint32(h.Uid), uint32(h.Gid)
-	r.DevMajor, r.DevMinor = uint32(h.Devmajor), uint32(h.Devminor)
-	if r.Type == TypeReg {
-		r.Size = h.Size
+	e.mode = uint32(h.Mode) & 07777
+	e.uid, e.gid = uint32(h.Uid), uint32(h.Gid)
+	e.devMajor, e.devMinor = uint32(h.Devmajor), uint32(h.Devminor)
+	if e.typ == TypeReg {
+		e.size = h.Size
 	}
-	r.ModTime, r.AccessTime, r.ChangeTime = h.ModTime, h.AccessTime, h.ChangeTime
-	r.Uname, r.Gname = h.Uname, h.Gname
-	r.Linkname = h.Linkname
-	for k, v := range h.PAXRecords {
-		if strings.HasPrefix(k, "SCHILY.xattr.") {
-			if r.Xattrs == nil {
-				r.Xattrs = map[string]string{}
-			}
-			r.Xattrs[strings.TrimPrefix(k, "SCHILY.xattr.")] = v
+	for k, t := range [3]time.Time{h.ModTime, h.AccessTime, h.ChangeTime} {
+		e.sec[k], e.nsec[k] = t.Unix(), uint32(t.Nanosecond())
+		if t.IsZero() {
+			e.zero |= 1 << k
 		}
 	}
+	e.uname, e.gname, e.link = h.Uname, h.Gname, h.Linkname
+	var xattrs map[string]string
+	for k, v := range h.PAXRecords {
+		if strings.HasPrefix(k, "SCHILY.xattr.") {
+			if xattrs == nil {
+				xattrs = map[string]string{}
+			}
+			xattrs[strings.TrimPrefix(k, "SCHILY.xattr.")] = v
+		}
+	}
+	if len(xattrs) > 0 {
+		e.xattr = string(encodeXattrs(xattrs))
+	}
 	if unsafe {
-		r.Flags |= FlagUnsafe
-		b.Anomalies = append(b.Anomalies, Anomaly{Path: p, Kind: "unsafe-name", Detail: fmt.Sprintf("tar name %q is absolute or has '..'; shown inside the layer as %q", h.Name, p)})
+		e.flags |= FlagUnsafe
+		b.anomaly(Anomaly{Path: p, Kind: "unsafe-name", Detail: fmt.Sprintf("tar name %q is absolute or has '..'; shown inside the layer as %q", h.Name, p)})
 	}
 	if sparse {
-		r.Flags |= FlagSparse
+		e.flags |= FlagSparse
 	}
-	var target string
-	if r.Type == TypeLink {
-		r.Flags |= FlagHardlink
-		target, _ = CleanName(h.Linkname)
-		r.DataOffset = -1
+	if e.typ == TypeLink {
+		e.flags |= FlagHardlink
+		e.target, _ = CleanName(h.Linkname)
+		e.dataOff = -1
 	}
 	base := path.Base("/" + p)
 	if p == "" {
 		base = ""
 	}
 	if base == ".wh..wh..opq" {
-		r.Flags |= FlagOpaque
+		e.flags |= FlagOpaque
 	} else if strings.HasPrefix(base, ".wh.") {
-		r.Flags |= FlagWhiteout
+		e.flags |= FlagWhiteout
 	}
-	e := pEnt{
-		mode: r.Mode, uid: r.UID, gid: r.GID, devMajor: r.DevMajor, devMinor: r.DevMinor,
-		entryNo: r.EntryNo, size: r.Size, hdrOff: r.HdrOffset, dataOff: r.DataOffset,
-		typ: r.Type, flags: r.Flags, sha: r.SHA256,
+	if e.flags&FlagHardlink == 0 {
+		// Hashed here, off the end of the capture (a hard link's leaf
+		// waits for its target).
+		e.leaf = hashing.LeafHash(e.leafData())
 	}
-	for k, t := range [3]time.Time{r.ModTime, r.AccessTime, r.ChangeTime} {
-		e.sec[k], e.nsec[k] = t.Unix(), uint32(t.Nanosecond())
-		if t.IsZero() {
-			e.zero |= 1 << k
-		}
+	if b.entries == nil {
+		b.entries = newSorter(b.TempDir)
 	}
-	if r.Flags&FlagHardlink == 0 {
-		e.leaf = hashing.LeafHash(r.LeafData())
-	}
-	e.path = b.str(p)
-	e.link = b.str(r.Linkname)
-	e.target = b.str(target)
-	e.uname = b.str(r.Uname)
-	e.gname = b.str(r.Gname)
-	if len(r.Xattrs) > 0 {
-		e.xattr = b.str(string(encodeXattrs(r.Xattrs)))
-	}
-	if b.err == nil {
-		b.ents.add(e)
+	// Component order ('/' before any other byte), then entry order: a
+	// directory's subtree follows it, and a path's entries are together,
+	// its last one last.
+	b.kbuf = binary.BigEndian.AppendUint32(appendPathKey(b.kbuf[:0], p, true), e.entryNo)
+	b.vbuf = e.append(b.vbuf[:0])
+	if err := b.entries.add(b.kbuf, b.vbuf); err != nil {
+		b.fail(err)
 	}
 }
 
-// str puts s in the arena.
-func (b *IndexBuilder) str(s string) sref {
-	if s == "" {
-		return sref{}
+func (b *IndexBuilder) fail(err error) {
+	b.err = err
+	b.Close()
+}
+
+// Close lets the builder's memory and temp files go; Resolve does it too.
+func (b *IndexBuilder) Close() {
+	if b.entries != nil {
+		b.entries.close()
+		b.entries = nil
 	}
-	last := len(b.arena) - 1
-	if last < 0 || len(b.arena[last])+len(s) > arenaBlock {
-		if len(s) > arenaBlock || len(b.arena) >= 1<<32/arenaBlock {
-			if b.err == nil {
-				b.err = fmt.Errorf("%w: its strings pass 4 GiB, or one passes %d MiB", ErrIndexTooBig, arenaBlock>>20)
-				b.ents, b.arena = pEnts{}, nil
-			}
-			return sref{}
-		}
-		b.arena = append(b.arena, make([]byte, 0, arenaBlock))
-		last++
-	}
-	r := sref{uint32(last)*arenaBlock + uint32(len(b.arena[last])), uint32(len(s))}
-	b.arena[last] = append(b.arena[last], s...)
-	return r
 }
 
 // Build resolves the tree and encodes the index. It also returns the
@@ -243,42 +232,53 @@ func (b *IndexBuilder) BuildWithRoot(layerSize int64) ([]byte, hashing.Digest, i
 	if err != nil {
 		return nil, hashing.Digest{}, 0, err
 	}
+	defer x.Close()
 	ib, err := x.Bytes()
 	if err != nil {
 		return nil, hashing.Digest{}, 0, err
 	}
-	// The entries are in the index now: let them go (the arena stays as
-	// long as an anomaly's path points into it).
-	b.ents = pEnts{}
 	return ib, x.Root, x.Files, nil
 }
 
-// Built is a resolved index, ready to be written.
+// Built is a resolved index, ready to be written (any number of times,
+// until it is closed): its records and string table are held in spools,
+// in memory or in temp files.
 type Built struct {
 	// Size is the index's length in bytes.
 	Size int64
 	// Root and Files are the layer's Merkle root over its entries and
 	// their count, as (*Index).MerkleRoot computes them.
-	Root  hashing.Digest
-	Files int
-	enc   *indexEncoder
+	Root       hashing.Digest
+	Files      int
+	hdr        [indexHeaderSize]byte
+	recs, strs *spool
+	dir        string
 }
 
 // WriteTo writes the index to w, streamed: the index of a layer of a
 // million files is ~200 MB.
 func (x *Built) WriteTo(w io.Writer) (int64, error) {
-	bw := bufio.NewWriterSize(w, 256<<10)
-	if err := x.enc.writeTo(bw); err != nil {
-		return 0, err
+	n, err := w.Write(x.hdr[:])
+	total := int64(n)
+	for _, s := range []*spool{x.recs, x.strs} {
+		if err != nil {
+			break
+		}
+		var m int64
+		m, err = io.Copy(w, s.reader())
+		total += m
 	}
-	return x.Size, bw.Flush()
+	if err == nil && total != x.Size {
+		err = fmt.Errorf("%w: index of %d bytes read back as %d", errSpill, x.Size, total)
+	}
+	return total, err
 }
 
 // Bytes returns the index.
 func (x *Built) Bytes() ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(int(x.Size))
-	err := x.enc.writeTo(&buf)
+	_, err := x.WriteTo(&buf)
 	return buf.Bytes(), err
 }
 
@@ -291,62 +291,147 @@ func (x *Built) Digest() (hashing.Digest, error) {
 	return hashing.FromHash(h), nil
 }
 
-// Resolve resolves the tree; the result writes the index. The builder
-// is not to be built again (its Anomalies stay).
+// Paged writes the index to a temp file and returns it parsed, read in
+// pages from the file: an index to keep and consult without holding it in
+// memory (the file goes when the Index is garbage).
+func (x *Built) Paged() (*Index, error) {
+	f, err := tempFile(x.dir)
+	if err != nil {
+		return nil, err
+	}
+	bw := bufio.NewWriterSize(f, 256<<10)
+	if _, err := x.WriteTo(bw); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %w", ErrTempSpace, err)
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %w", ErrTempSpace, err)
+	}
+	ix, err := pagedIndexAt(f, 0, x.Size)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return ix, nil
+}
+
+// Close lets the index's spools go.
+func (x *Built) Close() {
+	x.recs.close()
+	x.strs.close()
+}
+
+// Resolve resolves the tree; the result writes the index. The builder is
+// not to be built again (its Anomalies stay).
 func (b *IndexBuilder) Resolve(layerSize int64) (*Built, error) {
 	if b.err != nil {
 		return nil, b.err
 	}
-	// Strings point into the arena, which no longer grows.
-	arena := b.arena
-	str := func(r sref) string {
-		if r.n == 0 {
-			return ""
-		}
-		return unsafe.String(&arena[r.off/arenaBlock][r.off%arenaBlock], int(r.n))
+	if b.entries == nil {
+		b.entries = newSorter(b.TempDir)
 	}
-	ents := &b.ents
-	pathOf := func(i uint32) string { return str(ents.at(i).path) }
+	r := &resolver{b: b, dir: b.TempDir, layer: layerSize}
+	defer r.close()
+	x, err := r.run()
+	for _, k := range b.kindSeq {
+		b.Anomalies = append(b.Anomalies, Anomaly{Kind: k, Detail: fmt.Sprintf("%d more anomalies of this kind in this layer are not listed", b.unlist[k])})
+	}
+	b.kindSeq = nil
+	return x, err
+}
 
-	// The last entry for a path wins, as when a tar is extracted; earlier
-	// ones are kept after the tree as shadowed records.
-	n := ents.len()
-	if uint64(n) >= uint64(NoEntry)/2 {
-		return nil, fmt.Errorf("layer has too many entries for an index: %d", n)
+// resolver holds the sorted streams a build goes through:
+//
+//	entries   by path (component order), entry number: the tar's entries
+//	tree      by parent path, name (the root first): the tree's records,
+//	          last entry of each path and the directories paths imply
+//	shadowed  by entry number: the entries a later one overwrote
+//	paths     by path: each tree record's number and what a hard link
+//	          to it takes
+//	groups    by path: each record's children (first, count, directories)
+//	parents   by first child: the record a run of children belongs to
+//	children  by record: its first child, number of children, of dirs
+//	links     by target path: hard links still to resolve
+//	targets   by target record, link: resolved hard links
+//	counts    by record: the link count of a hard-linked file
+//	resolved  by link record: each hard link's outcome
+type resolver struct {
+	b     *IndexBuilder
+	dir   string
+	layer int64
+	all   []*sorter
+
+	treeLen, nShadowed int
+	kbuf, vbuf         []byte
+}
+
+func (r *resolver) sorter() *sorter {
+	s := newSorter(r.dir)
+	r.all = append(r.all, s)
+	return s
+}
+
+func (r *resolver) close() {
+	for _, s := range r.all {
+		s.close()
 	}
-	byPath := make([]uint32, n)
-	for i := range byPath {
-		byPath[i] = uint32(i)
+	r.b.Close()
+}
+
+func be32(b []byte) uint32 { return binary.BigEndian.Uint32(b) }
+
+func key32(dst []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(dst[:0], v) }
+
+func (r *resolver) run() (*Built, error) {
+	tree, shadowed, err := r.dedup()
+	if err != nil {
+		return nil, err
 	}
-	// Component order ('/' before any other byte): a directory's subtree
-	// follows it directly. Stable: equal paths keep their entry order.
-	slices.SortStableFunc(byPath, func(x, y uint32) int { return compareComponents(pathOf(x), pathOf(y)) })
-	for k := 0; k+1 < len(byPath); k++ {
-		if pathOf(byPath[k]) == pathOf(byPath[k+1]) {
-			ents.at(byPath[k]).flags |= FlagShadowed
+	paths, groups, links, err := r.number(tree)
+	if err != nil {
+		return nil, err
+	}
+	parents, children, err := r.joinGroups(groups, paths)
+	if err != nil {
+		return nil, err
+	}
+	resolved, counts, err := r.resolveLinks(links, paths)
+	if err != nil {
+		return nil, err
+	}
+	paths.close()
+	return r.encode(tree, shadowed, parents, children, resolved, counts)
+}
+
+// dedup reads the entries by path: of a path's entries the last is the
+// tree's, the others are shadowed; the directories a path implies (its
+// ancestors that are neither the path before it nor above that one:
+// those were seen already) are added.
+func (r *resolver) dedup() (tree, shadowed *sorter, err error) {
+	tree, shadowed = r.sorter(), r.sorter()
+	it, err := r.b.entries.iter()
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		curK, curV []byte
+		have       bool
+		prev       []byte
+		hasRoot    bool
+		e          xEnt
+	)
+	addTree := func(e *xEnt) error {
+		r.treeLen++
+		r.kbuf = appendTreeKey(r.kbuf[:0], e.path)
+		r.vbuf = e.append(r.vbuf[:0])
+		return tree.add(r.kbuf, r.vbuf)
+	}
+	place := func() error {
+		if err := e.decode(curV); err != nil {
+			return err
 		}
-	}
-	var shadowed []uint32
-	for i := uint32(0); i < uint32(n); i++ {
-		if ents.at(i).flags&FlagShadowed != 0 {
-			shadowed = append(shadowed, i)
-			b.Anomalies = append(b.Anomalies, Anomaly{Path: pathOf(i), Kind: "duplicate-entry", Detail: fmt.Sprintf("tar entry %d is overwritten by a later entry of the same path", ents.at(i).entryNo)})
-		}
-	}
-	// The paths present, in component order, with the directories they
-	// imply added: each path's ancestors that are neither the path
-	// before it nor above it (those were seen already) are missing.
-	implied := func(path sref) uint32 {
-		return ents.add(pEnt{path: path, typ: TypeDir, mode: 0o755, flags: FlagImplicit, entryNo: NoEntry, dataOff: -1, zero: 7})
-	}
-	tree := make([]uint32, 0, n-len(shadowed)+16)
-	prev := ""
-	hasRoot := false
-	for _, i := range byPath {
-		if ents.at(i).flags&FlagShadowed != 0 {
-			continue
-		}
-		p := pathOf(i)
+		p := e.path
 		if p == "" {
 			hasRoot = true
 		}
@@ -355,200 +440,694 @@ func (b *IndexBuilder) Resolve(layerSize int64) (*Built, error) {
 				continue
 			}
 			anc := p[:k]
-			if anc == prev || (len(prev) > k && prev[k] == '/' && prev[:k] == anc) {
+			if anc == string(prev) || (len(prev) > k && prev[k] == '/' && string(prev[:k]) == anc) {
 				continue
 			}
-			tree = append(tree, implied(sref{ents.at(i).path.off, uint32(k)}))
+			if err := addTree(implied(anc)); err != nil {
+				return err
+			}
 		}
-		tree = append(tree, i)
-		prev = p
+		prev = append(prev[:0], p...)
+		return addTree(&e)
+	}
+	for {
+		k, v, ok := it.next()
+		if !ok {
+			break
+		}
+		if have {
+			if bytes.Equal(curK[:len(curK)-4], k[:len(k)-4]) {
+				if err := e.decode(curV); err != nil {
+					return nil, nil, err
+				}
+				e.flags |= FlagShadowed
+				r.nShadowed++
+				r.vbuf = e.append(r.vbuf[:0])
+				if err := shadowed.add(curK[len(curK)-4:], r.vbuf); err != nil {
+					return nil, nil, err
+				}
+			} else if err := place(); err != nil {
+				return nil, nil, err
+			}
+		}
+		curK, curV, have = append(curK[:0], k...), append(curV[:0], v...), true
+	}
+	if err := it.err(); err != nil {
+		return nil, nil, err
+	}
+	if have {
+		if err := place(); err != nil {
+			return nil, nil, err
+		}
 	}
 	if !hasRoot {
-		tree = append(tree, implied(sref{}))
+		if err := addTree(implied("")); err != nil {
+			return nil, nil, err
+		}
 	}
-	if uint64(ents.len()) >= uint64(NoEntry) {
-		return nil, fmt.Errorf("layer has too many entries for an index: %d", ents.len())
+	r.b.entries.close()
+	if uint64(r.treeLen+r.nShadowed) >= uint64(NoEntry) {
+		return nil, nil, fmt.Errorf("layer has too many entries for an index: %d", r.treeLen+r.nShadowed)
 	}
-	// byPath now: the tree in component order, for lookups by path.
-	byPath = append(byPath[:0], tree...)
-	slices.SortFunc(byPath, func(x, y uint32) int { return compareComponents(pathOf(x), pathOf(y)) })
-	lookup := func(p string) (uint32, bool) {
-		k, ok := slices.BinarySearchFunc(byPath, p, func(x uint32, p string) int { return compareComponents(pathOf(x), p) })
+	// The shadowed entries' anomalies, in entry order.
+	sit, err := shadowed.iter()
+	if err != nil {
+		return nil, nil, err
+	}
+	for {
+		_, v, ok := sit.next()
 		if !ok {
-			return 0, false
+			break
 		}
-		return byPath[k], true
+		if err := e.decode(v); err != nil {
+			return nil, nil, err
+		}
+		r.b.anomaly(Anomaly{Path: strings.Clone(e.path), Kind: "duplicate-entry", Detail: fmt.Sprintf("tar entry %d is overwritten by a later entry of the same path", e.entryNo)})
 	}
-	// The tree's order: the root, then by parent path and name.
-	slices.SortFunc(tree, func(x, y uint32) int {
-		a, c := pathOf(x), pathOf(y)
-		if (a == "") != (c == "") {
-			if a == "" {
-				return -1
-			}
-			return 1
-		}
-		ap, cp := parentOf(a), parentOf(c)
-		if v := strings.Compare(ap, cp); v != 0 {
-			return v
-		}
-		return strings.Compare(baseOf(a, ap), baseOf(c, cp))
-	})
-	treeLen := len(tree)
-	pos := make([]uint32, ents.len()) // entry -> its record number
-	for k, i := range tree {
-		pos[i] = uint32(k)
+	return tree, shadowed, sit.err()
+}
+
+func implied(p string) *xEnt {
+	return &xEnt{path: p, typ: TypeDir, mode: 0o755, flags: FlagImplicit, entryNo: NoEntry, dataOff: -1, zero: 7}
+}
+
+// A paths item's payload: what a hard link to the record takes.
+const (
+	pkK       = 0
+	pkTyp     = 4
+	pkFlags   = 5
+	pkSize    = 6
+	pkDataOff = 14
+	pkSHA     = 22
+	pkTarget  = 54 // the record's own hard-link target, to the end
+)
+
+// number gives the tree's records their numbers (their order in the
+// index) and makes the streams the links between them are resolved from.
+func (r *resolver) number(tree *sorter) (paths, groups, links *sorter, err error) {
+	paths, groups, links = r.sorter(), r.sorter(), r.sorter()
+	it, err := tree.iter()
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	parent := make([]uint32, treeLen)
-	first := make([]uint32, treeLen)
-	nchild := make([]uint32, treeLen)
-	ino := make([]uint32, treeLen)
-	for k, i := range tree {
-		ino[k] = uint32(k)
-		first[k] = uint32(treeLen) // empty range at the end
+	var (
+		e                    xEnt
+		k                    uint32
+		curPP                []byte
+		first, nchild, ndirs uint32
+		pkv, gk, gv, lk, lv  []byte
+	)
+	endGroup := func() error {
+		gk = appendPathKey(gk[:0], unsafe.String(unsafe.SliceData(curPP), len(curPP)), true)
+		gv = binary.BigEndian.AppendUint32(key32(gv, first), nchild)
+		gv = binary.BigEndian.AppendUint32(gv, ndirs)
+		return groups.add(gk, gv)
+	}
+	for ; ; k++ {
+		kk, v, ok := it.next()
+		if !ok {
+			break
+		}
+		if err := e.decode(v); err != nil {
+			return nil, nil, nil, err
+		}
+		if (k == 0) != (e.path == "") {
+			return nil, nil, nil, fmt.Errorf("%w: the tree does not start at its root (%q)", errSpill, kk)
+		}
+		pkv = key32(pkv, k)
+		pkv = append(pkv, e.typ, e.flags)
+		pkv = binary.BigEndian.AppendUint64(pkv, uint64(e.size))
+		pkv = binary.BigEndian.AppendUint64(pkv, uint64(e.dataOff))
+		pkv = append(pkv, e.sha[:]...)
+		pkv = append(pkv, e.target...)
+		r.kbuf = appendPathKey(r.kbuf[:0], e.path, true)
+		if err := paths.add(r.kbuf, pkv); err != nil {
+			return nil, nil, nil, err
+		}
 		if k > 0 {
-			pi, _ := lookup(parentOf(pathOf(i)))
-			parent[k] = pos[pi]
+			pp := parentOf(e.path)
+			if k == 1 || pp != string(curPP) {
+				if k > 1 {
+					if err := endGroup(); err != nil {
+						return nil, nil, nil, err
+					}
+				}
+				curPP, first, nchild, ndirs = append(curPP[:0], pp...), k, 0, 0
+			}
+			nchild++
+			if e.typ == TypeDir {
+				ndirs++
+			}
+		}
+		if e.flags&FlagHardlink != 0 {
+			lk = binary.BigEndian.AppendUint32(appendPathKey(lk[:0], e.target, true), k)
+			lv = key32(lv, k)
+			if err := links.add(lk, lv); err != nil {
+				return nil, nil, nil, err
+			}
 		}
 	}
-	for k := 1; k < treeLen; k++ {
-		p := parent[k]
-		if nchild[p] == 0 {
-			first[p] = uint32(k)
-		}
-		nchild[p]++
+	if err := it.err(); err != nil {
+		return nil, nil, nil, err
 	}
-	// Hard links share their target's record: inode, size, content.
-	for k, i := range tree {
-		r := ents.at(i)
-		if r.flags&FlagHardlink == 0 {
-			continue
-		}
-		ti, ok := lookup(str(r.target))
-		for hops := 0; ok && ents.at(ti).flags&FlagHardlink != 0 && hops < 64; hops++ {
-			ti, ok = lookup(str(ents.at(ti).target))
-		}
-		if !ok || ents.at(ti).typ != TypeReg || ents.at(ti).flags&FlagHardlink != 0 {
-			r.flags |= FlagDangling
-			b.Anomalies = append(b.Anomalies, Anomaly{Path: pathOf(i), Kind: "dangling-hardlink", Detail: fmt.Sprintf("hard link to %q, which is not a regular file of this layer", str(r.link))})
-			continue
-		}
-		t := ents.at(ti)
-		ino[k] = pos[ti]
-		r.typ = TypeReg
-		r.size = t.size
-		r.leaf = hashing.Digest{}
-		r.sha = t.sha
-		r.dataOff = t.dataOff
-		if t.flags&FlagSparse != 0 {
-			r.flags |= FlagSparse
+	if int(k) != r.treeLen {
+		return nil, nil, nil, fmt.Errorf("%w: %d tree records read back, %d written", errSpill, k, r.treeLen)
+	}
+	if k > 1 {
+		if err := endGroup(); err != nil {
+			return nil, nil, nil, err
 		}
 	}
-	nlink := make([]uint32, treeLen)
-	for k, i := range tree {
-		if ents.at(i).typ != TypeDir {
-			nlink[ino[k]]++
+	return paths, groups, links, nil
+}
+
+// joinGroups finds each run of children's parent by its path.
+func (r *resolver) joinGroups(groups, paths *sorter) (parents, children *sorter, err error) {
+	parents, children = r.sorter(), r.sorter()
+	git, err := groups.iter()
+	if err != nil {
+		return nil, nil, err
+	}
+	pit, err := paths.iter()
+	if err != nil {
+		return nil, nil, err
+	}
+	pk, pv, pok := pit.next()
+	var kb, vb []byte
+	for {
+		gk, gv, ok := git.next()
+		if !ok {
+			break
+		}
+		for pok && bytes.Compare(pk, gk) < 0 {
+			pk, pv, pok = pit.next()
+		}
+		if !pok || !bytes.Equal(pk, gk) || len(gv) != 12 {
+			return nil, nil, fmt.Errorf("%w: a parent directory is missing from the tree", errSpill)
+		}
+		dir := be32(pv[pkK:])
+		if err := parents.add(key32(kb, be32(gv)), key32(vb, dir)); err != nil {
+			return nil, nil, err
+		}
+		if err := children.add(key32(kb, dir), gv); err != nil {
+			return nil, nil, err
 		}
 	}
-	links := make([]uint32, treeLen)
-	for k, i := range tree {
-		if ents.at(i).typ == TypeDir {
-			links[k] = 2
-		} else {
-			links[k] = nlink[ino[k]]
+	if err := git.err(); err != nil {
+		return nil, nil, err
+	}
+	groups.close()
+	return parents, children, pit.err()
+}
+
+// maxLinkHops is how many hard links to hard links are followed.
+const maxLinkHops = 64
+
+// resolveLinks finds each hard link's regular file, following links to
+// links up to maxLinkHops, one merge with the paths per hop.
+func (r *resolver) resolveLinks(links, paths *sorter) (resolved, counts *sorter, err error) {
+	resolved, counts = r.sorter(), r.sorter()
+	targets := r.sorter()
+	var kb, vb []byte
+	dangling := func(link uint32) error {
+		return resolved.add(key32(kb, link), []byte{0})
+	}
+	for hop := 0; links.n > 0; hop++ {
+		next := r.sorter()
+		lit, err := links.iter()
+		if err != nil {
+			return nil, nil, err
+		}
+		pit, err := paths.iter()
+		if err != nil {
+			return nil, nil, err
+		}
+		pk, pv, pok := pit.next()
+		for {
+			lk, lv, ok := lit.next()
+			if !ok {
+				break
+			}
+			want := lk[:len(lk)-4]
+			for pok && bytes.Compare(pk, want) < 0 {
+				pk, pv, pok = pit.next()
+			}
+			link := be32(lv)
+			if !pok || !bytes.Equal(pk, want) {
+				if err := dangling(link); err != nil {
+					return nil, nil, err
+				}
+				continue
+			}
+			if len(pv) < pkTarget {
+				return nil, nil, fmt.Errorf("%w: a path record of %d bytes", errSpill, len(pv))
+			}
+			switch {
+			case pv[pkFlags]&FlagHardlink != 0 && hop < maxLinkHops:
+				kb = binary.BigEndian.AppendUint32(appendPathKey(kb[:0], unsafe.String(unsafe.SliceData(pv[pkTarget:]), len(pv)-pkTarget), true), link)
+				err = next.add(kb, lv)
+			case pv[pkFlags]&FlagHardlink != 0 || pv[pkTyp] != TypeReg:
+				err = dangling(link)
+			default:
+				kb = binary.BigEndian.AppendUint32(key32(kb, be32(pv[pkK:])), link)
+				err = targets.add(kb, pv[:pkTarget])
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+		if err := lit.err(); err != nil {
+			return nil, nil, err
+		}
+		if err := pit.err(); err != nil {
+			return nil, nil, err
+		}
+		links.close()
+		links = next
+	}
+	// Link counts: a file's links, then each link's count (two reads:
+	// a file may have a million links).
+	tit, err := targets.iter()
+	if err != nil {
+		return nil, nil, err
+	}
+	var cur, n uint32
+	for {
+		tk, _, ok := tit.next()
+		if !ok || be32(tk) != cur && n > 0 {
+			if n > 0 {
+				if err := counts.add(key32(kb, cur), key32(vb, n+1)); err != nil {
+					return nil, nil, err
+				}
+			}
+			n = 0
+		}
+		if !ok {
+			break
+		}
+		cur = be32(tk)
+		n++
+	}
+	if err := tit.err(); err != nil {
+		return nil, nil, err
+	}
+	cit, err := counts.iter()
+	if err != nil {
+		return nil, nil, err
+	}
+	if tit, err = targets.iter(); err != nil {
+		return nil, nil, err
+	}
+	ck, cv, cok := cit.next()
+	for {
+		tk, tv, ok := tit.next()
+		if !ok {
+			break
+		}
+		for cok && bytes.Compare(ck, tk[:4]) < 0 {
+			ck, cv, cok = cit.next()
+		}
+		if !cok || !bytes.Equal(ck, tk[:4]) {
+			return nil, nil, fmt.Errorf("%w: a hard-linked file without its count", errSpill)
+		}
+		// 1, the file's record, its count, what the link takes of it.
+		vb = append(append(append(vb[:0], 1), cv...), tv...)
+		if err := resolved.add(tk[4:8], vb); err != nil {
+			return nil, nil, err
 		}
 	}
-	for k, i := range tree {
-		if ents.at(i).typ == TypeDir && k > 0 {
-			links[parent[k]]++
-		}
+	if err := tit.err(); err != nil {
+		return nil, nil, err
 	}
-	nlink = nil
-	all := append(tree, shadowed...)
-	meta := func(k int) recMeta {
-		if k < treeLen {
-			return recMeta{parent[k], first[k], nchild[k], links[k], ino[k]}
-		}
-		return recMeta{0, uint32(treeLen), 0, 1, uint32(k)}
-	}
-	for _, i := range shadowed {
-		if ents.at(i).flags&FlagHardlink != 0 {
-			ents.at(i).flags |= FlagDangling
-		}
-	}
-	var leaves []hashing.Digest
-	for _, i := range all {
-		e := ents.at(i)
-		if e.flags&FlagImplicit != 0 {
-			continue
-		}
-		if e.leaf.IsZero() {
-			r := e.record(str)
-			e.leaf = hashing.LeafHash(r.LeafData())
-		}
-		leaves = append(leaves, e.leaf)
-	}
-	x, err := newIndexEncoder(ents, all, meta, str, treeLen, layerSize, b.entries)
+	targets.close()
+	return resolved, counts, cit.err()
+}
+
+// cursor reads a stream keyed by record number alongside the tree.
+type cursor struct {
+	it   *sortIter
+	k, v []byte
+	ok   bool
+}
+
+func (r *resolver) cursor(s *sorter) (*cursor, error) {
+	it, err := s.iter()
 	if err != nil {
 		return nil, err
 	}
-	return &Built{Size: x.size(), Root: hashing.MerkleRoot(leaves), Files: len(leaves), enc: x}, nil
+	c := &cursor{it: it}
+	c.k, c.v, c.ok = it.next()
+	return c, nil
 }
 
-// pEnts holds the entries in blocks: no copy of them all as they grow, and
-// no doubled peak while one is made.
-type pEnts struct {
-	blocks [][]pEnt
-	n      int
-}
-
-const pEntBlock = 1 << 14
-
-func (p *pEnts) len() int { return p.n }
-
-func (p *pEnts) at(i uint32) *pEnt { return &p.blocks[i/pEntBlock][i%pEntBlock] }
-
-func (p *pEnts) add(e pEnt) uint32 {
-	if p.n%pEntBlock == 0 {
-		p.blocks = append(p.blocks, make([]pEnt, 0, pEntBlock))
+// at returns the item for record k, if there is one (k rising from call
+// to call).
+func (c *cursor) at(k uint32) ([]byte, bool) {
+	for c.ok && be32(c.k) < k {
+		c.k, c.v, c.ok = c.it.next()
 	}
-	b := &p.blocks[len(p.blocks)-1]
-	*b = append(*b, e)
-	p.n++
-	return uint32(p.n - 1)
+	if c.ok && be32(c.k) == k {
+		return c.v, true
+	}
+	return nil, false
+}
+
+// encode writes the records, each with its links resolved, and the string
+// table, into spools, hashing the Merkle leaves as it goes.
+func (r *resolver) encode(tree, shadowed, parents, children, resolved, counts *sorter) (*Built, error) {
+	x := &Built{recs: &spool{dir: r.dir}, strs: &spool{dir: r.dir}, dir: r.dir}
+	ok := false
+	defer func() {
+		if !ok {
+			x.Close()
+		}
+	}()
+	var cs [4]*cursor
+	for i, s := range []*sorter{parents, children, resolved, counts} {
+		c, err := r.cursor(s)
+		if err != nil {
+			return nil, err
+		}
+		cs[i] = c
+	}
+	pc, cc, rc, nc := cs[0], cs[1], cs[2], cs[3]
+	enc := &recEncoder{recs: bufio.NewWriterSize(x.recs, 64<<10), strs: bufio.NewWriterSize(x.strs, 64<<10), owners: map[string]uint64{}}
+	var m hashing.Merkle
+	var e xEnt
+	leaf := func(e *xEnt) {
+		if e.flags&FlagImplicit != 0 {
+			return
+		}
+		if e.leaf.IsZero() {
+			e.leaf = hashing.LeafHash(e.leafData())
+		}
+		m.Add(e.leaf)
+	}
+	it, err := tree.iter()
+	if err != nil {
+		return nil, err
+	}
+	var parent uint32
+	for k := uint32(0); ; k++ {
+		_, v, more := it.next()
+		if !more {
+			break
+		}
+		if err := e.decode(v); err != nil {
+			return nil, err
+		}
+		meta := recMeta{first: uint32(r.treeLen), ino: k}
+		if p, ok := pc.at(k); ok {
+			parent = be32(p)
+		}
+		if k > 0 {
+			meta.parent = parent
+		}
+		if c, ok := cc.at(k); ok {
+			meta.first, meta.nchild = be32(c), be32(c[4:])
+			meta.nlink = be32(c[8:])
+		}
+		switch {
+		case e.typ == TypeDir:
+			meta.nlink += 2
+		case e.flags&FlagHardlink != 0:
+			res, ok := rc.at(k)
+			if !ok || len(res) < 1 || res[0] == 1 && len(res) != 5+pkTarget {
+				return nil, fmt.Errorf("%w: a hard link's resolution", errSpill)
+			}
+			if res[0] == 0 {
+				e.flags |= FlagDangling
+				r.b.anomaly(Anomaly{Path: strings.Clone(e.path), Kind: "dangling-hardlink", Detail: fmt.Sprintf("hard link to %q, which is not a regular file of this layer", e.link)})
+				meta.nlink++
+				break
+			}
+			t := res[5:]
+			meta.ino = be32(t[pkK:])
+			meta.nlink += be32(res[1:])
+			e.typ = TypeReg
+			e.size = int64(binary.BigEndian.Uint64(t[pkSize:]))
+			e.dataOff = int64(binary.BigEndian.Uint64(t[pkDataOff:]))
+			e.sha = hashing.Digest(t[pkSHA:pkTarget])
+			e.flags |= t[pkFlags] & FlagSparse
+			e.leaf = hashing.Digest{}
+		default:
+			if c, ok := nc.at(k); ok {
+				meta.nlink += be32(c)
+			} else {
+				meta.nlink++
+			}
+		}
+		leaf(&e)
+		if err := enc.add(&e, meta); err != nil {
+			return nil, err
+		}
+	}
+	if err := it.err(); err != nil {
+		return nil, err
+	}
+	for _, c := range cs {
+		if err := c.it.err(); err != nil {
+			return nil, err
+		}
+	}
+	sit, err := shadowed.iter()
+	if err != nil {
+		return nil, err
+	}
+	for k := uint32(r.treeLen); ; k++ {
+		_, v, more := sit.next()
+		if !more {
+			break
+		}
+		if err := e.decode(v); err != nil {
+			return nil, err
+		}
+		if e.flags&FlagHardlink != 0 {
+			e.flags |= FlagDangling
+		}
+		leaf(&e)
+		if err := enc.add(&e, recMeta{0, uint32(r.treeLen), 0, 1, k}); err != nil {
+			return nil, err
+		}
+	}
+	if err := sit.err(); err != nil {
+		return nil, err
+	}
+	if err := enc.flush(); err != nil {
+		return nil, err
+	}
+	if err := x.recs.finish(); err != nil {
+		return nil, err
+	}
+	if err := x.strs.finish(); err != nil {
+		return nil, err
+	}
+	count := r.treeLen + r.nShadowed
+	if enc.n != count {
+		return nil, fmt.Errorf("%w: %d records written of %d", errSpill, enc.n, count)
+	}
+	le := binary.LittleEndian
+	h := x.hdr[:]
+	copy(h, indexMagic)
+	le.PutUint32(h[8:], indexVersion)
+	le.PutUint32(h[12:], RecordSize)
+	le.PutUint32(h[16:], uint32(count))
+	le.PutUint32(h[20:], uint32(r.treeLen))
+	le.PutUint64(h[24:], uint64(indexHeaderSize+count*RecordSize))
+	le.PutUint64(h[32:], enc.at)
+	le.PutUint64(h[40:], uint64(r.layer))
+	le.PutUint32(h[48:], r.b.n)
+	x.Size = int64(indexHeaderSize) + x.recs.n + x.strs.n
+	x.Root, x.Files = m.Root(), m.Len()
+	ok = true
+	return x, nil
 }
 
 // recMeta is what the tree gives a record.
 type recMeta struct{ parent, first, nchild, nlink, ino uint32 }
 
-// record unpacks what LeafData reads.
-func (e *pEnt) record(str func(sref) string) Record {
-	r := Record{Path: str(e.path), Type: e.typ, Mode: e.mode, UID: e.uid, GID: e.gid, Size: e.size, Linkname: str(e.link), SHA256: e.sha}
-	r.ModTime = time.Unix(e.sec[0], int64(e.nsec[0]))
-	return r
+// recEncoder writes records, and their strings into the string table:
+// each record's path, link target, owner, group and xattrs, in record
+// order, each appended, but for an owner name (up to 64 bytes) stored
+// already, which is stored once (the first ownerIntern distinct names).
+type recEncoder struct {
+	recs, strs *bufio.Writer
+	owners     map[string]uint64
+	at         uint64 // bytes of the table
+	n          int
+	rec        [RecordSize]byte
 }
 
-// compareComponents orders paths component by component: '/' sorts
-// before every other byte.
-func compareComponents(a, b string) int {
-	n := min(len(a), len(b))
-	for i := 0; i < n; i++ {
-		x, y := a[i], b[i]
-		if x == y {
+var strSlots = [5][2]int{{rNameOff, rNameLen}, {rLinkOff, rLinkLen}, {rUnameOff, rUnameLen}, {rGnameOff, rGnameLen}, {rXattrOff, rXattrLen}}
+
+func (x *recEncoder) add(e *xEnt, m recMeta) error {
+	le := binary.LittleEndian
+	r := x.rec[:]
+	clear(r)
+	for slot, s := range [5]string{e.path, e.link, e.uname, e.gname, e.xattr} {
+		if s == "" {
 			continue
 		}
-		if x == '/' {
-			return -1
+		off, store := x.at, true
+		if (slot == 2 || slot == 3) && len(s) <= 64 {
+			if o, ok := x.owners[s]; ok {
+				off, store = o, false
+			} else if len(x.owners) < ownerIntern {
+				x.owners[strings.Clone(s)] = x.at // s is in a buffer read again
+			}
 		}
-		if y == '/' {
-			return 1
+		if store {
+			if _, err := x.strs.WriteString(s); err != nil {
+				return err
+			}
+			x.at += uint64(len(s))
+			if x.at > uint64(^uint32(0)) {
+				return fmt.Errorf("index string table exceeds 4 GiB")
+			}
 		}
-		if x < y {
-			return -1
-		}
-		return 1
+		le.PutUint32(r[strSlots[slot][0]:], uint32(off))
+		le.PutUint32(r[strSlots[slot][1]:], uint32(len(s)))
 	}
-	return len(a) - len(b)
+	le.PutUint32(r[rParent:], m.parent)
+	le.PutUint32(r[rFirst:], m.first)
+	le.PutUint32(r[rNChild:], m.nchild)
+	r[rType] = e.typ
+	r[rFlags] = e.flags
+	le.PutUint32(r[rMode:], e.mode)
+	le.PutUint32(r[rUID:], e.uid)
+	le.PutUint32(r[rGID:], e.gid)
+	le.PutUint32(r[rDevMajor:], e.devMajor)
+	le.PutUint32(r[rDevMinor:], e.devMinor)
+	le.PutUint32(r[rNlink:], m.nlink)
+	le.PutUint64(r[rSize:], uint64(e.size))
+	for t, at := range [3][2]int{{rMtime, rMtimeNs}, {rAtime, rAtimeNs}, {rCtime, rCtimeNs}} {
+		if e.zero&(1<<t) != 0 {
+			le.PutUint32(r[at[1]:], noTime)
+			continue
+		}
+		le.PutUint64(r[at[0]:], uint64(e.sec[t]))
+		le.PutUint32(r[at[1]:], e.nsec[t])
+	}
+	le.PutUint32(r[rIno:], m.ino)
+	le.PutUint64(r[rHdrOff:], uint64(e.hdrOff))
+	le.PutUint64(r[rDataOff:], uint64(e.dataOff))
+	le.PutUint32(r[rEntryNo:], e.entryNo)
+	copy(r[rSHA256:], e.sha[:])
+	x.n++
+	_, err := x.recs.Write(r)
+	return err
+}
+
+func (x *recEncoder) flush() error {
+	if err := x.recs.Flush(); err != nil {
+		return err
+	}
+	return x.strs.Flush()
+}
+
+// xEnt is one entry as the build's streams carry it.
+type xEnt struct {
+	path, link, target, xattr, uname, gname string
+	mode, uid, gid, devMajor, devMinor      uint32
+	entryNo                                 uint32
+	size, hdrOff, dataOff                   int64
+	sec                                     [3]int64  // mtime, atime, ctime (Unix seconds)
+	nsec                                    [3]uint32 // their nanoseconds
+	zero                                    uint8     // bit k: time k was absent
+	typ, flags                              byte
+	sha, leaf                               hashing.Digest
+}
+
+const xEntFixed = 6*4 + 3*8 + 3*8 + 3*4 + 3 + 2*32
+
+func (e *xEnt) append(b []byte) []byte {
+	be := binary.BigEndian
+	for _, v := range [6]uint32{e.mode, e.uid, e.gid, e.devMajor, e.devMinor, e.entryNo} {
+		b = be.AppendUint32(b, v)
+	}
+	for _, v := range [6]int64{e.size, e.hdrOff, e.dataOff, e.sec[0], e.sec[1], e.sec[2]} {
+		b = be.AppendUint64(b, uint64(v))
+	}
+	for _, v := range e.nsec {
+		b = be.AppendUint32(b, v)
+	}
+	b = append(b, e.zero, e.typ, e.flags)
+	b = append(b, e.sha[:]...)
+	b = append(b, e.leaf[:]...)
+	for _, s := range [6]string{e.path, e.link, e.target, e.xattr, e.uname, e.gname} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+// decode reads an entry appended to b; its strings point into b.
+func (e *xEnt) decode(b []byte) error {
+	if len(b) < xEntFixed {
+		return fmt.Errorf("%w: an entry of %d bytes", errSpill, len(b))
+	}
+	be := binary.BigEndian
+	var u [6]uint32
+	for i := range u {
+		u[i] = be.Uint32(b[4*i:])
+	}
+	e.mode, e.uid, e.gid, e.devMajor, e.devMinor, e.entryNo = u[0], u[1], u[2], u[3], u[4], u[5]
+	var s [6]int64
+	for i := range s {
+		s[i] = int64(be.Uint64(b[24+8*i:]))
+	}
+	e.size, e.hdrOff, e.dataOff, e.sec = s[0], s[1], s[2], [3]int64{s[3], s[4], s[5]}
+	for i := range e.nsec {
+		e.nsec[i] = be.Uint32(b[72+4*i:])
+	}
+	e.zero, e.typ, e.flags = b[84], b[85], b[86]
+	e.sha = hashing.Digest(b[87:119])
+	e.leaf = hashing.Digest(b[119:151])
+	b = b[xEntFixed:]
+	for _, p := range [6]*string{&e.path, &e.link, &e.target, &e.xattr, &e.uname, &e.gname} {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || n > uint64(len(b)-w) {
+			return fmt.Errorf("%w: an entry's strings", errSpill)
+		}
+		*p = unsafe.String(unsafe.SliceData(b[w:]), int(n))
+		b = b[w+int(n):]
+	}
+	return nil
+}
+
+// leafData is what the entry's Merkle leaf hashes (Record.LeafData).
+func (e *xEnt) leafData() []byte {
+	r := Record{Path: e.path, Type: e.typ, Mode: e.mode, UID: e.uid, GID: e.gid, Size: e.size, Linkname: e.link, SHA256: e.sha}
+	r.ModTime = time.Unix(e.sec[0], int64(e.nsec[0]))
+	return r.LeafData()
+}
+
+// appendPathKey appends p so that keys compare (bytes.Compare) as the
+// strings do, '/' before every other byte if slashLow (component order: a
+// directory's subtree follows it), and a key ends where its string does:
+// 0x00 is escaped as 00 ff, '/' (slashLow) is 00 02, the end is 00 01.
+func appendPathKey(dst []byte, p string, slashLow bool) []byte {
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '/' && slashLow:
+			dst = append(dst, 0, 2)
+		case c == 0:
+			dst = append(dst, 0, 0xff)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, 0, 1)
+}
+
+// appendTreeKey appends the key of the tree's order: the root, then by
+// parent path and name.
+func appendTreeKey(dst []byte, p string) []byte {
+	if p == "" {
+		return append(dst, 0)
+	}
+	pp := parentOf(p)
+	return appendPathKey(appendPathKey(append(dst, 1), pp, false), baseOf(p, pp), false)
 }
 
 func baseOf(p, parent string) string {
@@ -564,156 +1143,4 @@ func parentOf(p string) string {
 		return ""
 	}
 	return p[:i]
-}
-
-// indexEncoder writes an index from resolved entries: the header, the
-// records, then the string table, streamed (a layer of a million files has
-// an index of ~200 MB: verify only hashes it).
-type indexEncoder struct {
-	ents    *pEnts
-	order   []uint32
-	meta    func(int) recMeta
-	str     func(sref) string
-	treeLen int
-	layer   int64
-	entries uint32
-	// owners maps an interned owner name to its offset in the table.
-	owners map[string]uint64
-	total  uint64 // bytes of the string table
-}
-
-func newIndexEncoder(ents *pEnts, order []uint32, meta func(int) recMeta, str func(sref) string, treeLen int, layerSize int64, entries uint32) (*indexEncoder, error) {
-	if uint64(len(order)) >= uint64(NoEntry) {
-		return nil, fmt.Errorf("layer has too many entries for an index: %d", len(order))
-	}
-	x := &indexEncoder{ents: ents, order: order, meta: meta, str: str, treeLen: treeLen, layer: layerSize, entries: entries, owners: map[string]uint64{}}
-	x.total, _ = x.place(nil)
-	if x.total > uint64(^uint32(0)) {
-		return nil, fmt.Errorf("index string table exceeds 4 GiB")
-	}
-	return x, nil
-}
-
-// size is the index's length in bytes.
-func (x *indexEncoder) size() int64 {
-	return int64(indexHeaderSize) + int64(len(x.order))*RecordSize + int64(x.total)
-}
-
-// place walks the string table as it is laid out: each record's five
-// strings (path, link target, owner, group, xattrs) in record order, each
-// appended unless it is an owner name (up to 64 bytes) stored already,
-// which is stored once (the first walk decides where). fn, if set, gets
-// each non-empty string: its record, slot, offset in the table and
-// whether it is stored there. place returns the table's length.
-func (x *indexEncoder) place(fn func(k, slot int, r sref, off uint64, first bool) error) (uint64, error) {
-	var at uint64
-	for k, i := range x.order {
-		e := x.ents.at(i)
-		for slot, r := range [5]sref{e.path, e.link, e.uname, e.gname, e.xattr} {
-			if r.n == 0 {
-				continue
-			}
-			off, first := at, true
-			if (slot == 2 || slot == 3) && r.n <= 64 {
-				s := x.str(r)
-				if o, ok := x.owners[s]; ok && o < at {
-					off, first = o, false
-				} else if !ok {
-					x.owners[s] = at
-				}
-			}
-			if first {
-				at += uint64(r.n)
-			}
-			if fn != nil {
-				if err := fn(k, slot, r, off, first); err != nil {
-					return at, err
-				}
-			}
-		}
-	}
-	return at, nil
-}
-
-// writeTo writes the index to w.
-func (x *indexEncoder) writeTo(w io.Writer) error {
-	le := binary.LittleEndian
-	var h [indexHeaderSize]byte
-	copy(h[:], indexMagic)
-	le.PutUint32(h[8:], indexVersion)
-	le.PutUint32(h[12:], RecordSize)
-	le.PutUint32(h[16:], uint32(len(x.order)))
-	le.PutUint32(h[20:], uint32(x.treeLen))
-	le.PutUint64(h[24:], uint64(indexHeaderSize+len(x.order)*RecordSize))
-	le.PutUint64(h[32:], x.total)
-	le.PutUint64(h[40:], uint64(x.layer))
-	le.PutUint32(h[48:], x.entries)
-	if _, err := w.Write(h[:]); err != nil {
-		return err
-	}
-	// The records, each with its strings' places in the table.
-	var w0 [RecordSize]byte
-	k := 0
-	flush := func() error {
-		e := x.ents.at(x.order[k])
-		m := x.meta(k)
-		r := w0[:]
-		le.PutUint32(r[rParent:], m.parent)
-		le.PutUint32(r[rFirst:], m.first)
-		le.PutUint32(r[rNChild:], m.nchild)
-		r[rType] = e.typ
-		r[rFlags] = e.flags
-		le.PutUint32(r[rMode:], e.mode)
-		le.PutUint32(r[rUID:], e.uid)
-		le.PutUint32(r[rGID:], e.gid)
-		le.PutUint32(r[rDevMajor:], e.devMajor)
-		le.PutUint32(r[rDevMinor:], e.devMinor)
-		le.PutUint32(r[rNlink:], m.nlink)
-		le.PutUint64(r[rSize:], uint64(e.size))
-		for t, at := range [3][2]int{{rMtime, rMtimeNs}, {rAtime, rAtimeNs}, {rCtime, rCtimeNs}} {
-			if e.zero&(1<<t) != 0 {
-				le.PutUint64(r[at[0]:], 0)
-				le.PutUint32(r[at[1]:], noTime)
-				continue
-			}
-			le.PutUint64(r[at[0]:], uint64(e.sec[t]))
-			le.PutUint32(r[at[1]:], e.nsec[t])
-		}
-		le.PutUint32(r[rIno:], m.ino)
-		le.PutUint64(r[rHdrOff:], uint64(e.hdrOff))
-		le.PutUint64(r[rDataOff:], uint64(e.dataOff))
-		le.PutUint32(r[rEntryNo:], e.entryNo)
-		copy(r[rSHA256:], e.sha[:])
-		_, err := w.Write(r)
-		clear(w0[:])
-		k++
-		return err
-	}
-	at := [5][2]int{{rNameOff, rNameLen}, {rLinkOff, rLinkLen}, {rUnameOff, rUnameLen}, {rGnameOff, rGnameLen}, {rXattrOff, rXattrLen}}
-	if _, err := x.place(func(rec, slot int, r sref, off uint64, _ bool) error {
-		for k < rec { // the records before it (some have no strings)
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		le.PutUint32(w0[at[slot][0]:], uint32(off))
-		le.PutUint32(w0[at[slot][1]:], r.n)
-		return nil
-	}); err != nil {
-		return err
-	}
-	for k < len(x.order) {
-		if err := flush(); err != nil {
-			return err
-		}
-	}
-	// The table itself.
-	_, err := x.place(func(_, _ int, r sref, _ uint64, first bool) error {
-		if !first {
-			return nil
-		}
-		_, err := io.WriteString(w, x.str(r))
-		return err
-	})
-	return err
 }

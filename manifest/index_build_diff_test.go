@@ -3,8 +3,11 @@ package manifest
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -91,15 +94,25 @@ func randomHeaders(r *rand.Rand, n int) []*tar.Header {
 // TestBuilderMatchesReference: the packed builder writes exactly the bytes,
 // Merkle root, file count and anomalies of the builder it replaced, on
 // layers full of edge cases (archives indexed before must verify).
+//
+// Every other round spills: sorters of a few hundred bytes, merged a few
+// runs at a time, so each stream of the build goes through temp files and
+// multi-level merges.
 func TestBuilderMatchesReference(t *testing.T) {
+	defer unbounded()()
 	r := rand.New(rand.NewPCG(7, 11))
 	for round := range 400 {
 		n := 1 + r.IntN(60)
-		if round%50 == 0 {
+		if round%50 == 0 || round%50 == 1 {
 			n = 2000
 		}
+		if round%2 == 1 {
+			sortBudget, spoolBudget, sortFanIn = 200+r.IntN(2000), r.IntN(3000), 2+r.IntN(4)
+		} else {
+			sortBudget, spoolBudget, sortFanIn = 8<<20, 4<<20, 64
+		}
 		hs := randomHeaders(r, n)
-		nb, rb := &IndexBuilder{}, &refBuilder{}
+		nb, rb := &IndexBuilder{TempDir: t.TempDir()}, &refBuilder{}
 		off := int64(0)
 		for _, h := range hs {
 			sum := hashing.Sum([]byte(h.Name))
@@ -124,6 +137,14 @@ func TestBuilderMatchesReference(t *testing.T) {
 			t.Fatalf("round %d: %v", round, err)
 		}
 	}
+}
+
+// unbounded lists every anomaly (the reference does) and restores the
+// build's budgets afterwards.
+func unbounded() func() {
+	a, sb, sp, fi := maxAnomalies, sortBudget, spoolBudget, sortFanIn
+	maxAnomalies = 1 << 30
+	return func() { maxAnomalies, sortBudget, spoolBudget, sortFanIn = a, sb, sp, fi }
 }
 
 // TestBuildDigest: the index streamed (into SHA-256, into a writer) is the
@@ -171,9 +192,16 @@ func FuzzBuilderMatchesReference(f *testing.F) {
 		tw.Close()
 		f.Add(buf.Bytes())
 	}
+	defer unbounded()()
 	f.Fuzz(func(t *testing.T, layer []byte) {
 		tr := tar.NewReader(bytes.NewReader(layer))
 		nb, rb := &IndexBuilder{}, &refBuilder{}
+		// Spilling, in one input of two (by its length).
+		if len(layer)%2 == 1 {
+			sortBudget, spoolBudget, sortFanIn = 300, 500, 3
+		} else {
+			sortBudget, spoolBudget, sortFanIn = 8<<20, 4<<20, 64
+		}
 		for k := int64(0); k < 2000; k++ {
 			h, err := tr.Next()
 			if err != nil {
@@ -192,4 +220,96 @@ func FuzzBuilderMatchesReference(f *testing.F) {
 			t.Fatalf("anomalies differ:\n%v\n%v", nb.Anomalies, rb.Anomalies)
 		}
 	})
+}
+
+// TestSpillLeavesNothing: a build that spills writes its temp files in
+// TempDir, unlinked as they are made (nothing there even while it runs),
+// and closes them all when it is done.
+func TestSpillLeavesNothing(t *testing.T) {
+	defer unbounded()()
+	sortBudget, spoolBudget, sortFanIn = 4096, 4096, 3
+	dir := t.TempDir()
+	open := func() int {
+		n := 0
+		fds, _ := os.ReadDir("/proc/self/fd")
+		for _, fd := range fds {
+			if l, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(l, dir+"/") {
+				if !strings.HasSuffix(l, " (deleted)") {
+					t.Errorf("temp file %s is not unlinked", l)
+				}
+				n++
+			}
+		}
+		return n
+	}
+	b := &IndexBuilder{TempDir: dir}
+	hs := randomHeaders(rand.New(rand.NewPCG(5, 5)), 3000)
+	for k, h := range hs {
+		b.Add(h, int64(k)*1024, int64(k)*1024+512, hashing.Digest{}, false)
+	}
+	if open() == 0 {
+		t.Fatal("3,000 entries in 4 KiB: nothing spilled")
+	}
+	x, err := b.Resolve(1 << 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left in the temp dir: %v", ents)
+	}
+	if _, err := x.Digest(); err != nil {
+		t.Fatal(err)
+	}
+	x.Close()
+	if n := open(); n != 0 {
+		t.Errorf("%d temp files still open after Close", n)
+	}
+	// A builder given up on lets its files go too.
+	b = &IndexBuilder{TempDir: dir}
+	for k, h := range hs {
+		b.Add(h, int64(k)*1024, int64(k)*1024+512, hashing.Digest{}, false)
+	}
+	b.Close()
+	if n := open(); n != 0 {
+		t.Errorf("%d temp files still open after the builder's Close", n)
+	}
+}
+
+// TestSpillFails: no temp space is a clear error from Resolve, not a
+// panic or a partial index.
+func TestSpillFails(t *testing.T) {
+	defer unbounded()()
+	sortBudget = 4096
+	b := &IndexBuilder{TempDir: filepath.Join(t.TempDir(), "missing")}
+	for k, h := range randomHeaders(rand.New(rand.NewPCG(5, 6)), 500) {
+		b.Add(h, int64(k)*1024, int64(k)*1024+512, hashing.Digest{}, false)
+	}
+	x, err := b.Resolve(1 << 30)
+	if err == nil || x != nil || !errors.Is(err, ErrTempSpace) {
+		t.Fatalf("Resolve without temp space: %v, %v", x, err)
+	}
+}
+
+// TestAnomaliesBounded: a layer of thousands of unsafe names lists the
+// first maxAnomalies of the kind and says how many more there are.
+func TestAnomaliesBounded(t *testing.T) {
+	b := &IndexBuilder{}
+	for k := range maxAnomalies + 1234 {
+		b.Add(&tar.Header{Name: fmt.Sprintf("../x%d", k), Typeflag: tar.TypeReg}, int64(k)*1024, int64(k)*1024+512, hashing.Digest{}, false)
+	}
+	ib, err := b.Build(1 << 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := ParseIndex(ib)
+	if err != nil || ix.Len() != uint32(maxAnomalies+1234+1) {
+		t.Fatalf("index: %v", err)
+	}
+	if len(b.Anomalies) != maxAnomalies+1 {
+		t.Fatalf("%d anomalies listed, want %d", len(b.Anomalies), maxAnomalies+1)
+	}
+	last := b.Anomalies[maxAnomalies]
+	if last.Kind != "unsafe-name" || !strings.Contains(last.Detail, "1234 more") {
+		t.Errorf("last anomaly: %+v", last)
+	}
 }

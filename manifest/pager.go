@@ -60,12 +60,17 @@ func (p *pager) load(pn int64) ([]byte, error) {
 // openPagedIndex reads the header of the index member e of a and returns
 // an index that reads the rest in pages.
 func openPagedIndex(a *Archive, e Entry) (*Index, error) {
-	pg := newPager(a, e.Offset, e.Size)
-	h, err := pg.read(0, min(indexHeaderSize, e.Size))
+	return pagedIndexAt(a, e.Offset, e.Size)
+}
+
+// pagedIndexAt returns an index of size bytes at off of r, read in pages.
+func pagedIndexAt(r io.ReaderAt, off, size int64) (*Index, error) {
+	pg := newPager(r, off, size)
+	h, err := pg.read(0, min(indexHeaderSize, size))
 	if err != nil {
 		return nil, err
 	}
-	ix, err := parseIndexHeader(h, e.Size)
+	ix, err := parseIndexHeader(h, size)
 	if err != nil {
 		return nil, err
 	}

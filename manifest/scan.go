@@ -184,7 +184,7 @@ func ScanLayer(r io.Reader, b *IndexBuilder, hint func(off int64)) (size int64, 
 		if errors.As(srcErr, &re) {
 			return cr.n, re.err
 		}
-		b.Anomalies = append(b.Anomalies, Anomaly{Kind: "tar-broken", Detail: fmt.Sprintf("layer tar unreadable after %d entries at offset %d: %v", b.entries, cr.n, srcErr)})
+		b.Anomalies = append(b.Anomalies, Anomaly{Kind: "tar-broken", Detail: fmt.Sprintf("layer tar unreadable after %d entries at offset %d: %v", b.n, cr.n, srcErr)})
 	}
 	return cr.n, nil
 }

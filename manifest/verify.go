@@ -63,6 +63,9 @@ type verifier struct {
 	f   *os.File
 	a   *Archive // nil when the manifest could not be read
 	tab *SeekTable
+	// fatal is a fault of this machine (no temp space to rebuild an
+	// index) that stops the verification: not a finding about the archive.
+	fatal error
 }
 
 func (v *verifier) add(where, format string, args ...any) {
@@ -120,6 +123,9 @@ func Verify(path string, opts VerifyOptions) (*Report, error) {
 		v.r.Artifacts = len(a.Manifest.Artifacts)
 	}
 	v.stream(opts)
+	if v.fatal != nil {
+		return nil, v.fatal
+	}
 	if v.a != nil {
 		v.checkModel()
 	}
@@ -448,10 +454,14 @@ func (v *verifier) checkContent(pr *posReader, e Entry) {
 		// holds (an archive captured with a raised --max-index-mib
 		// verifies), not by what a hostile layer would need.
 		b := &IndexBuilder{}
+		defer b.Close()
 		if ie, ok := v.a.Blob(IndexName(layer.Digest)); ok && MaxIndexStrings > 0 {
 			b.MaxStrings = max(MaxIndexStrings, 2*ie.Size+1<<20)
 		}
 		n, err = ScanLayer(SourceReader(io.TeeReader(lr, h)), b, nil)
+		if v.local(where, err) {
+			return
+		}
 		if errors.Is(err, ErrIndexTooBig) {
 			v.add(where, "the layer does not match its index: %v", err)
 			_, err = io.Copy(h, lr)
@@ -474,6 +484,18 @@ func (v *verifier) checkContent(pr *posReader, e Entry) {
 	}
 }
 
+// local reports whether err is this machine's fault (no temp space to
+// rebuild an index), which stops the verification.
+func (v *verifier) local(where string, err error) bool {
+	if !errors.Is(err, ErrTempSpace) && !errors.Is(err, errSpill) {
+		return false
+	}
+	if v.fatal == nil {
+		v.fatal = fmt.Errorf("re-indexing %s: %w (TMPDIR sets where)", where, err)
+	}
+	return true
+}
+
 func (v *verifier) compareIndex(l *Layer, b *IndexBuilder, where string) {
 	v.r.Layers++
 	// Only the digest at first: a layer of a million files has an index
@@ -481,7 +503,11 @@ func (v *verifier) compareIndex(l *Layer, b *IndexBuilder, where string) {
 	built, err := b.Resolve(l.Size)
 	var digest hashing.Digest
 	if err == nil {
+		defer built.Close()
 		digest, err = built.Digest()
+	}
+	if v.local(where, err) {
+		return
 	}
 	if err != nil {
 		v.add(where, "re-indexing failed: %v", err)

@@ -350,6 +350,10 @@ func Create(path string, opts WriterOptions) (*Writer, error) {
 	return w, nil
 }
 
+// TempDir is the directory the archive is written in: where a build of
+// its indexes spills what does not fit in memory.
+func (w *Writer) TempDir() string { return filepath.Dir(w.final) }
+
 // Pos is the current offset in the tar stream.
 func (w *Writer) Pos() int64 { return w.sink.pos }
 

@@ -339,12 +339,18 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 	if err := w.Begin(name, size); err != nil {
 		return nil, err
 	}
-	b := &manifest.IndexBuilder{}
+	b := &manifest.IndexBuilder{TempDir: w.TempDir()}
+	defer b.Close()
 	var (
 		built *manifest.Built
 		berr  error
 	)
 	got, err := pipeLayer(ctx, r, size, w, b, func() { built, berr = b.Resolve(size) })
+	defer func() {
+		if built != nil {
+			built.Close()
+		}
+	}()
 	if err != nil {
 		return nil, fmt.Errorf("reading layer: %w", err)
 	}
@@ -361,11 +367,12 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 	if berr != nil {
 		return nil, fmt.Errorf("indexing: %w", berr)
 	}
-	// The index: whole in memory when it is kept for later (and parsed),
-	// else streamed into the archive from the resolved entries.
+	// The index: whole in memory up to keepIndexMax, else streamed into
+	// the archive from the resolved entries (and, when it is kept for a
+	// container's change list, read in pages from a temp file).
 	var ix *manifest.Index
 	var ie manifest.Entry
-	if keep || built.Size <= keepIndexMax {
+	if built.Size <= keepIndexMax {
 		ib, err := built.Bytes()
 		if err != nil {
 			return nil, fmt.Errorf("indexing: %w", err)
@@ -385,6 +392,11 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 		}
 		if ie, err = w.End(); err != nil {
 			return nil, err
+		}
+		if keep {
+			if ix, err = built.Paged(); err != nil {
+				return nil, fmt.Errorf("indexing: %w", err)
+			}
 		}
 	}
 	l := manifest.Layer{

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -263,20 +264,42 @@ func layerIndex(t *testing.T, ents ...ent) *manifest.Index {
 	if _, err := manifest.ScanLayer(bytes.NewReader(buf.Bytes()), b, nil); err != nil {
 		t.Fatal(err)
 	}
-	ib, err := b.Build(int64(buf.Len()))
+	built, err := b.Resolve(int64(buf.Len()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ix, err := manifest.ParseIndex(ib)
+	defer built.Close()
+	var ix *manifest.Index
+	if pagedIndexes {
+		ix, err = built.Paged()
+	} else {
+		var ib []byte
+		if ib, err = built.Bytes(); err == nil {
+			ix, err = manifest.ParseIndex(ib)
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ix
 }
 
+// pagedIndexes has layerIndex read its indexes in pages from a temp file,
+// as a container capture keeps a large layer's.
+var pagedIndexes bool
+
 // TestChangeList: content-aware A/C/D against hand-built layers, with the
-// whiteout cases an OCI runtime applies.
+// whiteout cases an OCI runtime applies; with the indexes whole in memory
+// and read in pages from temp files.
 func TestChangeList(t *testing.T) {
+	for _, paged := range []bool{false, true} {
+		pagedIndexes = paged
+		t.Run(fmt.Sprint("paged=", paged), testChangeList)
+	}
+	pagedIndexes = false
+}
+
+func testChangeList(t *testing.T) {
 	d := func(n string) ent { return ent{name: n, typ: tar.TypeDir, mode: 0o755} }
 	base := layerIndex(t, d("a/"), ent{name: "a/x", body: "one"}, ent{name: "a/y", body: "y"}, ent{name: "b", body: "file"},
 		d("d/"), ent{name: "d/k", body: "k"}, d("e/"), ent{name: "e/f", body: "f"}, ent{name: "g", body: "same"}, ent{name: "s", typ: tar.TypeSymlink, link: "a/x"})

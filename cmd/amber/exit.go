@@ -51,6 +51,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
+	case errors.Is(err, manifest.ErrTempSpace):
+		return exitError // this machine's temp space, whatever the cause
 	case errors.Is(err, errTampered), errors.Is(err, manifest.ErrCorrupt), errors.Is(err, manifest.ErrChainBroken), errors.Is(err, manifest.ErrBadIndex):
 		return exitTampered
 	case errors.Is(err, manifest.ErrNotArchive), errors.Is(err, manifest.ErrUnsupportedVersion):

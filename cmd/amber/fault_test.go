@@ -369,3 +369,52 @@ func noLeftovers(t *testing.T, dir, when string) {
 		}
 	}
 }
+
+// TestIndexSpill: the index of a layer of 50,000 files does not fit in the
+// build's memory: it spills into the output's directory, where nothing is
+// left afterwards but the archive and its sidecars, which verify; on a
+// disk too small for the spill, a clear error and nothing left at all.
+func TestIndexSpill(t *testing.T) {
+	es := make([]fixture.Entry, 0, 50_050)
+	for i := range 50 {
+		es = append(es, fixture.Dir(fmt.Sprintf("d%02d/", i)))
+		for j := range 1000 {
+			es = append(es, fixture.File(fmt.Sprintf("d%02d/file-with-a-longer-name-%04d", i, j), ""))
+		}
+	}
+	src := filepath.Join(t.TempDir(), "many.tar")
+	if err := fixture.DockerSave(src, fixture.Image{Tags: []string{"many:1"}, Layers: [][]byte{fixture.Layer(es...)}}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "case.tar.zst")
+	mustAmber(t, "capture", "image", src, "-o", out)
+	if v := mustAmber(t, "verify", "--no-log", out); !strings.Contains(v, " 50050 files re-hashed") {
+		t.Errorf("verify:\n%s", v)
+	}
+	var names []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "case.tar.zst case.tar.zst.custody.jsonl case.tar.zst.sha256" {
+		t.Errorf("the output's directory holds %v", names)
+	}
+	// Verify rebuilds the index in TMPDIR: without room there, that is
+	// this machine's fault (exit 1), not a finding about the evidence.
+	cmd := exec.Command(amberBin, "verify", "--no-log", out)
+	cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Join(dir, "missing"))
+	msg, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitError || !strings.Contains(string(msg), "temp space") {
+		t.Errorf("verify with no temp space: %v\n%s", err, msg)
+	}
+	// The archive (under 1 MB) fits on this disk; the spill does not.
+	full := smallFS(t, "4m")
+	r := amber(t, "capture", "image", src, "-o", filepath.Join(full, "case.tar.zst"))
+	if r.code == 0 || !strings.Contains(r.stderr, "no space left on device") || !strings.Contains(r.stderr, "index build") {
+		t.Errorf("capture with no room to spill: exit %d\n%s", r.code, r.stderr)
+	}
+	if ents, _ := os.ReadDir(full); len(ents) != 0 {
+		t.Errorf("left on the full disk: %v", ents)
+	}
+}

@@ -31,7 +31,9 @@ sidecars ARCHIVE.sha256/.md5/.sha1/.custody.jsonl when present.
 
 It appends a "verified" event to ARCHIVE.custody.jsonl (--no-log: don't).
 Exit 0: intact. Exit 3: tampered or damaged (each failure is named).
-Exit 4: not an amber archive or an unsupported version.`,
+Exit 4: not an amber archive or an unsupported version.
+Exit 1: this machine failed, e.g. no room in TMPDIR, where a large layer's
+index is rebuilt (temp files, unlinked as they are made): not a finding.`,
 		Example: `  amber verify case.tar.zst
   amber verify --json case.tar.zst | jq .problems`,
 		Args: argsRange(1, 1),

@@ -1,0 +1,376 @@
+package manifest
+
+import (
+	"bufio"
+	"bytes"
+	"container/heap"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+)
+
+// sortBudget is the memory a sorter gathers items in before it writes them
+// out, sorted, as a run; spoolBudget what a spool holds before it moves to
+// a file. Variables for the tests, which make them tiny.
+var (
+	sortBudget  = 8 << 20
+	spoolBudget = 4 << 20
+	sortFanIn   = 64
+)
+
+// errSpill reports temp data that does not read back as written.
+var errSpill = errors.New("manifest: index build's temp data is corrupt")
+
+// ErrTempSpace reports that an index build could not write its temp files
+// (a full disk, no such directory): a fault of the machine, not of the
+// evidence.
+var ErrTempSpace = errors.New("index build's temp space")
+
+// tempFile makes an unlinked temp file in dir: nothing is left behind
+// whatever ends the process.
+func tempFile(dir string) (*os.File, error) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	f, err := os.CreateTemp(dir, ".amber-index-*")
+	if err != nil {
+		return nil, fmt.Errorf("%w (in %s): %w", ErrTempSpace, dir, err)
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %w", ErrTempSpace, err)
+	}
+	return f, nil
+}
+
+// sorter sorts items, each a key and a payload, by key (bytes.Compare;
+// keys are unique) in bounded memory: items gather in a buffer; a full
+// buffer is sorted and written as a run to a temp file, and the runs are
+// merged as the items are read. Items that fit in one buffer never touch
+// a file. Once read, a sorter can be read again, until it is closed.
+type sorter struct {
+	dir   string
+	buf   []byte
+	spans []span
+	f     *os.File
+	w     *bufio.Writer
+	end   int64 // of what was written to f
+	runs  []run
+	done  bool
+	n     int64
+}
+
+type span struct{ off, klen, plen uint32 }
+
+type run struct{ off, n int64 }
+
+func newSorter(dir string) *sorter { return &sorter{dir: dir} }
+
+// add copies an item in.
+func (s *sorter) add(key, payload []byte) error {
+	if s.done {
+		return errors.New("manifest: sorter: add after read")
+	}
+	if len(s.buf)+len(key)+len(payload) > 1<<31 {
+		return fmt.Errorf("manifest: sorter: item of %d bytes", len(key)+len(payload))
+	}
+	s.spans = append(s.spans, span{uint32(len(s.buf)), uint32(len(key)), uint32(len(payload))})
+	s.buf = append(s.buf, key...)
+	s.buf = append(s.buf, payload...)
+	s.n++
+	if len(s.buf)+len(s.spans)*12 >= sortBudget {
+		return s.spill()
+	}
+	return nil
+}
+
+func (s *sorter) key(sp span) []byte { return s.buf[sp.off : sp.off+sp.klen] }
+
+func (s *sorter) sortBuf() {
+	slices.SortFunc(s.spans, func(a, b span) int { return bytes.Compare(s.key(a), s.key(b)) })
+}
+
+// spill writes the buffer as a sorted run.
+func (s *sorter) spill() error {
+	if len(s.spans) == 0 {
+		return nil
+	}
+	if s.f == nil {
+		f, err := tempFile(s.dir)
+		if err != nil {
+			return err
+		}
+		s.f, s.w = f, bufio.NewWriterSize(f, 256<<10)
+	}
+	s.sortBuf()
+	start := s.end
+	var hdr [2 * binary.MaxVarintLen32]byte
+	for _, sp := range s.spans {
+		h := binary.AppendUvarint(hdr[:0], uint64(sp.klen))
+		h = binary.AppendUvarint(h, uint64(sp.plen))
+		s.w.Write(h)
+		s.w.Write(s.buf[sp.off : sp.off+sp.klen+sp.plen])
+		s.end += int64(len(h)) + int64(sp.klen+sp.plen)
+	}
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("%w: %w", ErrTempSpace, err)
+	}
+	s.runs = append(s.runs, run{start, s.end - start})
+	s.buf, s.spans = s.buf[:0], s.spans[:0]
+	return nil
+}
+
+// finish ends the adding: the last run written, and runs merged until
+// one merge can read them all at once.
+func (s *sorter) finish() error {
+	if s.done {
+		return nil
+	}
+	s.done = true
+	if s.f == nil {
+		s.sortBuf()
+		return nil
+	}
+	if err := s.spill(); err != nil {
+		return err
+	}
+	s.buf, s.spans = nil, nil
+	for len(s.runs) > sortFanIn {
+		m := s.merger(s.runs[:sortFanIn])
+		start := s.end
+		var hdr [2 * binary.MaxVarintLen32]byte
+		for {
+			k, p, ok := m.next()
+			if !ok {
+				break
+			}
+			h := binary.AppendUvarint(hdr[:0], uint64(len(k)))
+			h = binary.AppendUvarint(h, uint64(len(p)))
+			s.w.Write(h)
+			s.w.Write(k)
+			s.w.Write(p)
+			s.end += int64(len(h) + len(k) + len(p))
+		}
+		if m.err != nil {
+			return m.err
+		}
+		if err := s.w.Flush(); err != nil {
+			return fmt.Errorf("%w: %w", ErrTempSpace, err)
+		}
+		s.runs = append(s.runs[sortFanIn:], run{start, s.end - start})
+	}
+	return nil
+}
+
+// iter reads the items in key order.
+func (s *sorter) iter() (*sortIter, error) {
+	if err := s.finish(); err != nil {
+		return nil, err
+	}
+	if s.f == nil {
+		return &sortIter{mem: s, i: -1}, nil
+	}
+	return &sortIter{m: s.merger(s.runs)}, nil
+}
+
+// close lets the sorter's memory and temp file go.
+func (s *sorter) close() {
+	if s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
+	s.buf, s.spans, s.runs = nil, nil, nil
+}
+
+// sortIter reads a sorter's items in order. The slices next returns are
+// valid until it is called again.
+type sortIter struct {
+	mem *sorter
+	i   int
+	m   *merger
+}
+
+func (it *sortIter) next() (key, payload []byte, ok bool) {
+	if it.m != nil {
+		return it.m.next()
+	}
+	it.i++
+	if it.i >= len(it.mem.spans) {
+		return nil, nil, false
+	}
+	sp := it.mem.spans[it.i]
+	return it.mem.buf[sp.off : sp.off+sp.klen], it.mem.buf[sp.off+sp.klen : sp.off+sp.klen+sp.plen], true
+}
+
+// err is what stopped the reading early, if anything did.
+func (it *sortIter) err() error {
+	if it.m != nil {
+		return it.m.err
+	}
+	return nil
+}
+
+// merger merges sorted runs.
+type merger struct {
+	heads []*runReader
+	h     runHeap
+	last  *runReader // advanced on the next call
+	err   error
+}
+
+type runReader struct {
+	r    *bufio.Reader
+	k, p []byte
+	buf  []byte
+}
+
+func (s *sorter) merger(runs []run) *merger {
+	m := &merger{}
+	for _, r := range runs {
+		rr := &runReader{r: bufio.NewReaderSize(io.NewSectionReader(s.f, r.off, r.n), 64<<10)}
+		m.heads = append(m.heads, rr)
+		if m.advance(rr) {
+			m.h = append(m.h, rr)
+		}
+	}
+	heap.Init(&m.h)
+	return m
+}
+
+// advance reads rr's next item; false at its end or on an error.
+func (m *merger) advance(rr *runReader) bool {
+	kl, err := binary.ReadUvarint(rr.r)
+	if err == io.EOF {
+		return false
+	}
+	pl, err2 := binary.ReadUvarint(rr.r)
+	if err != nil || err2 != nil || kl > 1<<31 || pl > 1<<31 {
+		m.fail(fmt.Errorf("%w: a run's item header: %v %v", errSpill, err, err2))
+		return false
+	}
+	n := int(kl + pl)
+	if cap(rr.buf) < n {
+		rr.buf = make([]byte, n, max(n, 2*cap(rr.buf)))
+	}
+	rr.buf = rr.buf[:n]
+	if _, err := io.ReadFull(rr.r, rr.buf); err != nil {
+		m.fail(fmt.Errorf("%w: reading a run: %v", errSpill, err))
+		return false
+	}
+	rr.k, rr.p = rr.buf[:kl], rr.buf[kl:]
+	return true
+}
+
+func (m *merger) fail(err error) {
+	if m.err == nil {
+		m.err = err
+	}
+}
+
+func (m *merger) next() (key, payload []byte, ok bool) {
+	if m.last != nil {
+		if m.advance(m.last) {
+			heap.Fix(&m.h, 0)
+		} else {
+			heap.Pop(&m.h)
+		}
+		m.last = nil
+	}
+	if m.err != nil || len(m.h) == 0 {
+		return nil, nil, false
+	}
+	rr := m.h[0]
+	m.last = rr
+	return rr.k, rr.p, true
+}
+
+type runHeap []*runReader
+
+func (h runHeap) Len() int           { return len(h) }
+func (h runHeap) Less(i, j int) bool { return bytes.Compare(h[i].k, h[j].k) < 0 }
+func (h runHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *runHeap) Push(x any)        { *h = append(*h, x.(*runReader)) }
+func (h *runHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// spool holds bytes written once and read back whole, any number of
+// times: in memory up to spoolBudget, past it in a temp file.
+type spool struct {
+	dir string
+	mem []byte
+	f   *os.File
+	w   *bufio.Writer
+	n   int64
+	err error
+}
+
+func (s *spool) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	s.n += int64(len(p))
+	if s.f == nil && len(s.mem)+len(p) <= spoolBudget {
+		s.mem = append(s.mem, p...)
+		return len(p), nil
+	}
+	if s.f == nil {
+		f, err := tempFile(s.dir)
+		if err != nil {
+			s.err = err
+			return 0, err
+		}
+		s.f, s.w = f, bufio.NewWriterSize(f, 256<<10)
+		if _, err := s.w.Write(s.mem); err != nil {
+			s.err = err
+			return 0, err
+		}
+		s.mem = nil
+	}
+	if _, err := s.w.Write(p); err != nil {
+		s.err = fmt.Errorf("%w: %w", ErrTempSpace, err)
+		return 0, s.err
+	}
+	return len(p), nil
+}
+
+func (s *spool) WriteString(p string) (int, error) {
+	if s.f == nil && len(s.mem)+len(p) <= spoolBudget {
+		s.n += int64(len(p))
+		s.mem = append(s.mem, p...)
+		return len(p), nil
+	}
+	return s.Write([]byte(p))
+}
+
+// finish flushes what was written.
+func (s *spool) finish() error {
+	if s.err == nil && s.w != nil {
+		if err := s.w.Flush(); err != nil {
+			s.err = fmt.Errorf("%w: %w", ErrTempSpace, err)
+		}
+	}
+	return s.err
+}
+
+// reader reads it all from the start.
+func (s *spool) reader() io.Reader {
+	if s.f == nil {
+		return bytes.NewReader(s.mem)
+	}
+	return io.NewSectionReader(s.f, 0, s.n)
+}
+
+func (s *spool) close() {
+	if s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
+	s.mem = nil
+}
