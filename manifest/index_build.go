@@ -24,7 +24,7 @@ import (
 // last entry of a path, the directories names imply, the tree's order,
 // each record's parent and children, hard links and link counts — never
 // by holding all the entries at once. A layer of a million files needs
-// ~1 GB of temp space and tens of MiB of memory.
+// ~400 MB of temp space at the peak and tens of MiB of memory.
 type IndexBuilder struct {
 	Anomalies []Anomaly
 	// MaxStrings overrides MaxIndexStrings for this layer (0: use it;

@@ -69,7 +69,7 @@ go ARCHIVE.sha256 (sha256sum -c --strict accepts it) and
 ARCHIVE.custody.jsonl (the chain-of-custody log). Ctrl-C leaves nothing.
 A layer's file index is built in bounded memory: a large one (a layer of
 a million files) spills into temp files beside the archive, unlinked as
-they are made (a few times the index's size: ~1 GB for a million files).`,
+they are made (about twice the index's size: ~400 MB for a million files).`,
 		Example: `  amber capture image app.tar -o case.tar.zst --case 2026-041 --exhibit E1 \
       --examiner "J. Doe" --notes "seized from host web-3"
   amber capture image ./oci-layout -o image.tar.zst --md5 --sha1
