@@ -601,43 +601,54 @@ func (r *resolver) number(tree *sorter) (paths, groups, links *sorter, err error
 	return paths, groups, links, nil
 }
 
-// joinGroups finds each run of children's parent by its path.
-func (r *resolver) joinGroups(groups, paths *sorter) (parents, children *sorter, err error) {
-	parents, children = r.sorter(), r.sorter()
-	git, err := groups.iter()
+// join reads left in key order beside right: for each left item, the
+// right item whose key is on(left key), if there is one (on(key) must
+// not fall as the left keys rise).
+func join(left, right *sorter, on func(lk []byte) []byte, fn func(lk, lv, rv []byte, found bool) error) error {
+	lit, err := left.iter()
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	pit, err := paths.iter()
+	rit, err := right.iter()
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	pk, pv, pok := pit.next()
-	var kb, vb []byte
+	rk, rv, rok := rit.next()
 	for {
-		gk, gv, ok := git.next()
+		lk, lv, ok := lit.next()
 		if !ok {
 			break
 		}
-		for pok && bytes.Compare(pk, gk) < 0 {
-			pk, pv, pok = pit.next()
+		want := on(lk)
+		for rok && bytes.Compare(rk, want) < 0 {
+			rk, rv, rok = rit.next()
 		}
-		if !pok || !bytes.Equal(pk, gk) || len(gv) != 12 {
-			return nil, nil, fmt.Errorf("%w: a parent directory is missing from the tree", errSpill)
+		if err := fn(lk, lv, rv, rok && bytes.Equal(rk, want)); err != nil {
+			return err
+		}
+	}
+	if err := lit.err(); err != nil {
+		return err
+	}
+	return rit.err()
+}
+
+// joinGroups finds each run of children's parent by its path.
+func (r *resolver) joinGroups(groups, paths *sorter) (parents, children *sorter, err error) {
+	parents, children = r.sorter(), r.sorter()
+	var kb, vb []byte
+	err = join(groups, paths, func(k []byte) []byte { return k }, func(_, gv, pv []byte, found bool) error {
+		if !found || len(gv) != 12 {
+			return fmt.Errorf("%w: a parent directory is missing from the tree", errSpill)
 		}
 		dir := be32(pv[pkK:])
 		if err := parents.add(key32(kb, be32(gv)), key32(vb, dir)); err != nil {
-			return nil, nil, err
+			return err
 		}
-		if err := children.add(key32(kb, dir), gv); err != nil {
-			return nil, nil, err
-		}
-	}
-	if err := git.err(); err != nil {
-		return nil, nil, err
-	}
+		return children.add(key32(kb, dir), gv)
+	})
 	groups.close()
-	return parents, children, pit.err()
+	return parents, children, err
 }
 
 // maxLinkHops is how many hard links to hard links are followed.
@@ -649,57 +660,26 @@ func (r *resolver) resolveLinks(links, paths *sorter) (resolved, counts *sorter,
 	resolved, counts = r.sorter(), r.sorter()
 	targets := r.sorter()
 	var kb, vb []byte
-	dangling := func(link uint32) error {
-		return resolved.add(key32(kb, link), []byte{0})
-	}
 	for hop := 0; links.n > 0; hop++ {
 		next := r.sorter()
-		lit, err := links.iter()
-		if err != nil {
-			return nil, nil, err
-		}
-		pit, err := paths.iter()
-		if err != nil {
-			return nil, nil, err
-		}
-		pk, pv, pok := pit.next()
-		for {
-			lk, lv, ok := lit.next()
-			if !ok {
-				break
-			}
-			want := lk[:len(lk)-4]
-			for pok && bytes.Compare(pk, want) < 0 {
-				pk, pv, pok = pit.next()
-			}
+		err := join(links, paths, func(lk []byte) []byte { return lk[:len(lk)-4] }, func(_, lv, pv []byte, found bool) error {
 			link := be32(lv)
-			if !pok || !bytes.Equal(pk, want) {
-				if err := dangling(link); err != nil {
-					return nil, nil, err
-				}
-				continue
-			}
-			if len(pv) < pkTarget {
-				return nil, nil, fmt.Errorf("%w: a path record of %d bytes", errSpill, len(pv))
-			}
 			switch {
+			case !found:
+				return resolved.add(key32(kb, link), []byte{0}) // dangling
+			case len(pv) < pkTarget:
+				return fmt.Errorf("%w: a path record of %d bytes", errSpill, len(pv))
 			case pv[pkFlags]&FlagHardlink != 0 && hop < maxLinkHops:
 				kb = binary.BigEndian.AppendUint32(appendPathKey(kb[:0], unsafe.String(unsafe.SliceData(pv[pkTarget:]), len(pv)-pkTarget), true), link)
-				err = next.add(kb, lv)
+				return next.add(kb, lv)
 			case pv[pkFlags]&FlagHardlink != 0 || pv[pkTyp] != TypeReg:
-				err = dangling(link)
+				return resolved.add(key32(kb, link), []byte{0})
 			default:
 				kb = binary.BigEndian.AppendUint32(key32(kb, be32(pv[pkK:])), link)
-				err = targets.add(kb, pv[:pkTarget])
+				return targets.add(kb, pv[:pkTarget])
 			}
-			if err != nil {
-				return nil, nil, err
-			}
-		}
-		if err := lit.err(); err != nil {
-			return nil, nil, err
-		}
-		if err := pit.err(); err != nil {
+		})
+		if err != nil {
 			return nil, nil, err
 		}
 		links.close()
@@ -731,36 +711,16 @@ func (r *resolver) resolveLinks(links, paths *sorter) (resolved, counts *sorter,
 	if err := tit.err(); err != nil {
 		return nil, nil, err
 	}
-	cit, err := counts.iter()
-	if err != nil {
-		return nil, nil, err
-	}
-	if tit, err = targets.iter(); err != nil {
-		return nil, nil, err
-	}
-	ck, cv, cok := cit.next()
-	for {
-		tk, tv, ok := tit.next()
-		if !ok {
-			break
-		}
-		for cok && bytes.Compare(ck, tk[:4]) < 0 {
-			ck, cv, cok = cit.next()
-		}
-		if !cok || !bytes.Equal(ck, tk[:4]) {
-			return nil, nil, fmt.Errorf("%w: a hard-linked file without its count", errSpill)
+	err = join(targets, counts, func(tk []byte) []byte { return tk[:4] }, func(tk, tv, cv []byte, found bool) error {
+		if !found {
+			return fmt.Errorf("%w: a hard-linked file without its count", errSpill)
 		}
 		// 1, the file's record, its count, what the link takes of it.
 		vb = append(append(append(vb[:0], 1), cv...), tv...)
-		if err := resolved.add(tk[4:8], vb); err != nil {
-			return nil, nil, err
-		}
-	}
-	if err := tit.err(); err != nil {
-		return nil, nil, err
-	}
+		return resolved.add(tk[4:8], vb)
+	})
 	targets.close()
-	return resolved, counts, cit.err()
+	return resolved, counts, err
 }
 
 // cursor reads a stream keyed by record number alongside the tree.

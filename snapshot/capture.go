@@ -26,12 +26,13 @@ type Options struct {
 	// Progress, when set, receives progress lines.
 	Progress func(msg string)
 	// keepIndexes: every layer's parsed index is kept for later (a
-	// container's change list needs its image's); otherwise only small
-	// ones are, and large ones are streamed into the archive.
+	// container's change list needs its image's): a large one is read in
+	// pages from a temp file.
 	keepIndexes bool
 }
 
-// keepIndexMax is the largest index kept in memory when nothing needs it.
+// keepIndexMax is the largest index held whole in memory; a larger one is
+// streamed into the archive.
 var keepIndexMax int64 = 32 << 20
 
 // DefaultMaxExpansion is generous for real layers (text compresses ~5-10x)
