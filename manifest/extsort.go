@@ -215,10 +215,9 @@ func (it *sortIter) err() error {
 
 // merger merges sorted runs.
 type merger struct {
-	heads []*runReader
-	h     runHeap
-	last  *runReader // advanced on the next call
-	err   error
+	h    runHeap
+	last *runReader // advanced on the next call
+	err  error
 }
 
 type runReader struct {
@@ -231,7 +230,6 @@ func (s *sorter) merger(runs []run) *merger {
 	m := &merger{}
 	for _, r := range runs {
 		rr := &runReader{r: bufio.NewReaderSize(io.NewSectionReader(s.f, r.off, r.n), 64<<10)}
-		m.heads = append(m.heads, rr)
 		if m.advance(rr) {
 			m.h = append(m.h, rr)
 		}
@@ -328,8 +326,8 @@ func (s *spool) Write(p []byte) (int, error) {
 		}
 		s.f, s.w = f, bufio.NewWriterSize(f, 256<<10)
 		if _, err := s.w.Write(s.mem); err != nil {
-			s.err = err
-			return 0, err
+			s.err = fmt.Errorf("%w: %w", ErrTempSpace, err)
+			return 0, s.err
 		}
 		s.mem = nil
 	}

@@ -91,7 +91,7 @@ func randomHeaders(r *rand.Rand, n int) []*tar.Header {
 	return hs
 }
 
-// TestBuilderMatchesReference: the packed builder writes exactly the bytes,
+// TestBuilderMatchesReference: the builder writes exactly the bytes,
 // Merkle root, file count and anomalies of the builder it replaced, on
 // layers full of edge cases (archives indexed before must verify).
 //
@@ -127,7 +127,7 @@ func TestBuilderMatchesReference(t *testing.T) {
 			for _, h := range hs {
 				t.Logf("%q %c %q", h.Name, h.Typeflag, h.Linkname)
 			}
-			t.Fatalf("round %d (%d entries): the packed builder differs: %d vs %d bytes, root %v vs %v, files %d vs %d, %v vs %v",
+			t.Fatalf("round %d (%d entries): the builder differs: %d vs %d bytes, root %v vs %v, files %d vs %d, %v vs %v",
 				round, n, len(nix), len(rix), nroot == rroot, true, nfiles, rfiles, nerr, rerr)
 		}
 		if !reflect.DeepEqual(nb.Anomalies, rb.Anomalies) {
@@ -178,7 +178,7 @@ func TestBuildDigest(t *testing.T) {
 }
 
 // FuzzBuilderMatchesReference: the headers of any tar the fuzzer makes,
-// given to the packed builder and to the reference, give the same index,
+// given to the builder and to the reference, give the same index,
 // Merkle root, file count and anomalies.
 func FuzzBuilderMatchesReference(f *testing.F) {
 	r := rand.New(rand.NewPCG(1, 1))
@@ -214,7 +214,7 @@ func FuzzBuilderMatchesReference(f *testing.F) {
 		nix, nroot, nfiles, nerr := nb.BuildWithRoot(1 << 40)
 		rix, rroot, rfiles, rerr := rb.buildWithRoot(1 << 40)
 		if (nerr != nil) != (rerr != nil) || !bytes.Equal(nix, rix) || nroot != rroot || nfiles != rfiles {
-			t.Fatalf("the packed builder differs: %d vs %d bytes, same root %v, files %d vs %d, %v vs %v", len(nix), len(rix), nroot == rroot, nfiles, rfiles, nerr, rerr)
+			t.Fatalf("the builder differs: %d vs %d bytes, same root %v, files %d vs %d, %v vs %v", len(nix), len(rix), nroot == rroot, nfiles, rfiles, nerr, rerr)
 		}
 		if !reflect.DeepEqual(nb.Anomalies, rb.Anomalies) {
 			t.Fatalf("anomalies differ:\n%v\n%v", nb.Anomalies, rb.Anomalies)

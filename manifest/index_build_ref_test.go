@@ -1,7 +1,8 @@
 package manifest
 
-// The index builder as it was before records were packed (kept to check
-// that the packed one writes the same bytes; see TestBuilderMatchesReference).
+// The index builder as it was before it sorted externally (records in
+// memory, maps of paths), kept to check that the builder writes the same
+// bytes; see TestBuilderMatchesReference.
 
 import (
 	"archive/tar"
