@@ -107,13 +107,8 @@ func (s *sorter) spill() error {
 	}
 	s.sortBuf()
 	start := s.end
-	var hdr [2 * binary.MaxVarintLen32]byte
 	for _, sp := range s.spans {
-		h := binary.AppendUvarint(hdr[:0], uint64(sp.klen))
-		h = binary.AppendUvarint(h, uint64(sp.plen))
-		s.w.Write(h)
-		s.w.Write(s.buf[sp.off : sp.off+sp.klen+sp.plen])
-		s.end += int64(len(h)) + int64(sp.klen+sp.plen)
+		s.write(s.key(sp), s.buf[sp.off+sp.klen:sp.off+sp.klen+sp.plen])
 	}
 	if err := s.w.Flush(); err != nil {
 		return fmt.Errorf("%w: %w", ErrTempSpace, err)
@@ -121,6 +116,17 @@ func (s *sorter) spill() error {
 	s.runs = append(s.runs, run{start, s.end - start})
 	s.buf, s.spans = s.buf[:0], s.spans[:0]
 	return nil
+}
+
+// write appends an item to the run being written (errors show at Flush).
+func (s *sorter) write(key, payload []byte) {
+	var hdr [2 * binary.MaxVarintLen32]byte
+	h := binary.AppendUvarint(hdr[:0], uint64(len(key)))
+	h = binary.AppendUvarint(h, uint64(len(payload)))
+	s.w.Write(h)
+	s.w.Write(key)
+	s.w.Write(payload)
+	s.end += int64(len(h) + len(key) + len(payload))
 }
 
 // finish ends the adding: the last run written, and runs merged until
@@ -141,18 +147,12 @@ func (s *sorter) finish() error {
 	for len(s.runs) > sortFanIn {
 		m := s.merger(s.runs[:sortFanIn])
 		start := s.end
-		var hdr [2 * binary.MaxVarintLen32]byte
 		for {
 			k, p, ok := m.next()
 			if !ok {
 				break
 			}
-			h := binary.AppendUvarint(hdr[:0], uint64(len(k)))
-			h = binary.AppendUvarint(h, uint64(len(p)))
-			s.w.Write(h)
-			s.w.Write(k)
-			s.w.Write(p)
-			s.end += int64(len(h) + len(k) + len(p))
+			s.write(k, p)
 		}
 		if m.err != nil {
 			return m.err
@@ -174,6 +174,24 @@ func (s *sorter) iter() (*sortIter, error) {
 		return &sortIter{mem: s, i: -1}, nil
 	}
 	return &sortIter{m: s.merger(s.runs)}, nil
+}
+
+// each calls fn with the items in key order (the slices valid during the
+// call), stopping at fn's first error.
+func (s *sorter) each(fn func(key, payload []byte) error) error {
+	it, err := s.iter()
+	if err != nil {
+		return err
+	}
+	for {
+		k, p, ok := it.next()
+		if !ok {
+			return it.err()
+		}
+		if err := fn(k, p); err != nil {
+			return err
+		}
+	}
 }
 
 // close lets the sorter's memory and temp file go.

@@ -410,10 +410,6 @@ func (r *resolver) run() (*Built, error) {
 // those were seen already) are added.
 func (r *resolver) dedup() (tree, shadowed *sorter, err error) {
 	tree, shadowed = r.sorter(), r.sorter()
-	it, err := r.b.entries.iter()
-	if err != nil {
-		return nil, nil, err
-	}
 	var (
 		curK, curV []byte
 		have       bool
@@ -450,29 +446,26 @@ func (r *resolver) dedup() (tree, shadowed *sorter, err error) {
 		prev = append(prev[:0], p...)
 		return addTree(&e)
 	}
-	for {
-		k, v, ok := it.next()
-		if !ok {
-			break
-		}
-		if have {
-			if bytes.Equal(curK[:len(curK)-4], k[:len(k)-4]) {
-				if err := e.decode(curV); err != nil {
-					return nil, nil, err
-				}
-				e.flags |= FlagShadowed
-				r.nShadowed++
-				r.vbuf = e.append(r.vbuf[:0])
-				if err := shadowed.add(curK[len(curK)-4:], r.vbuf); err != nil {
-					return nil, nil, err
-				}
-			} else if err := place(); err != nil {
-				return nil, nil, err
+	// Each entry is placed once the next shows whether it is shadowed.
+	if err := r.b.entries.each(func(k, v []byte) error {
+		if have && bytes.Equal(curK[:len(curK)-4], k[:len(k)-4]) {
+			if err := e.decode(curV); err != nil {
+				return err
+			}
+			e.flags |= FlagShadowed
+			r.nShadowed++
+			r.vbuf = e.append(r.vbuf[:0])
+			if err := shadowed.add(curK[len(curK)-4:], r.vbuf); err != nil {
+				return err
+			}
+		} else if have {
+			if err := place(); err != nil {
+				return err
 			}
 		}
 		curK, curV, have = append(curK[:0], k...), append(curV[:0], v...), true
-	}
-	if err := it.err(); err != nil {
+		return nil
+	}); err != nil {
 		return nil, nil, err
 	}
 	if have {
@@ -490,21 +483,13 @@ func (r *resolver) dedup() (tree, shadowed *sorter, err error) {
 		return nil, nil, fmt.Errorf("layer has too many entries for an index: %d", r.treeLen+r.nShadowed)
 	}
 	// The shadowed entries' anomalies, in entry order.
-	sit, err := shadowed.iter()
-	if err != nil {
-		return nil, nil, err
-	}
-	for {
-		_, v, ok := sit.next()
-		if !ok {
-			break
-		}
+	return tree, shadowed, shadowed.each(func(_, v []byte) error {
 		if err := e.decode(v); err != nil {
-			return nil, nil, err
+			return err
 		}
 		r.b.anomaly(Anomaly{Path: strings.Clone(e.path), Kind: "duplicate-entry", Detail: fmt.Sprintf("tar entry %d is overwritten by a later entry of the same path", e.entryNo)})
-	}
-	return tree, shadowed, sit.err()
+		return nil
+	})
 }
 
 func implied(p string) *xEnt {
@@ -526,10 +511,6 @@ const (
 // index) and makes the streams the links between them are resolved from.
 func (r *resolver) number(tree *sorter) (paths, groups, links *sorter, err error) {
 	paths, groups, links = r.sorter(), r.sorter(), r.sorter()
-	it, err := tree.iter()
-	if err != nil {
-		return nil, nil, nil, err
-	}
 	var (
 		e                    xEnt
 		k                    uint32
@@ -543,16 +524,13 @@ func (r *resolver) number(tree *sorter) (paths, groups, links *sorter, err error
 		gv = binary.BigEndian.AppendUint32(gv, ndirs)
 		return groups.add(gk, gv)
 	}
-	for ; ; k++ {
-		kk, v, ok := it.next()
-		if !ok {
-			break
-		}
+	err = tree.each(func(kk, v []byte) error {
+		defer func() { k++ }()
 		if err := e.decode(v); err != nil {
-			return nil, nil, nil, err
+			return err
 		}
 		if (k == 0) != (e.path == "") {
-			return nil, nil, nil, fmt.Errorf("%w: the tree does not start at its root (%q)", errSpill, kk)
+			return fmt.Errorf("%w: the tree does not start at its root (%q)", errSpill, kk)
 		}
 		pkv = key32(pkv, k)
 		pkv = append(pkv, e.typ, e.flags)
@@ -562,14 +540,14 @@ func (r *resolver) number(tree *sorter) (paths, groups, links *sorter, err error
 		pkv = append(pkv, e.target...)
 		r.kbuf = appendPathKey(r.kbuf[:0], e.path, true)
 		if err := paths.add(r.kbuf, pkv); err != nil {
-			return nil, nil, nil, err
+			return err
 		}
 		if k > 0 {
 			pp := parentOf(e.path)
 			if k == 1 || pp != string(curPP) {
 				if k > 1 {
 					if err := endGroup(); err != nil {
-						return nil, nil, nil, err
+						return err
 					}
 				}
 				curPP, first, nchild, ndirs = append(curPP[:0], pp...), k, 0, 0
@@ -582,12 +560,11 @@ func (r *resolver) number(tree *sorter) (paths, groups, links *sorter, err error
 		if e.flags&FlagHardlink != 0 {
 			lk = binary.BigEndian.AppendUint32(appendPathKey(lk[:0], e.target, true), k)
 			lv = key32(lv, k)
-			if err := links.add(lk, lv); err != nil {
-				return nil, nil, nil, err
-			}
+			return links.add(lk, lv)
 		}
-	}
-	if err := it.err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, nil, nil, err
 	}
 	if int(k) != r.treeLen {
@@ -605,32 +582,17 @@ func (r *resolver) number(tree *sorter) (paths, groups, links *sorter, err error
 // right item whose key is on(left key), if there is one (on(key) must
 // not fall as the left keys rise).
 func join(left, right *sorter, on func(lk []byte) []byte, fn func(lk, lv, rv []byte, found bool) error) error {
-	lit, err := left.iter()
+	c, err := newCursor(right)
 	if err != nil {
 		return err
 	}
-	rit, err := right.iter()
-	if err != nil {
+	if err := left.each(func(lk, lv []byte) error {
+		rv, found := c.seek(on(lk))
+		return fn(lk, lv, rv, found)
+	}); err != nil {
 		return err
 	}
-	rk, rv, rok := rit.next()
-	for {
-		lk, lv, ok := lit.next()
-		if !ok {
-			break
-		}
-		want := on(lk)
-		for rok && bytes.Compare(rk, want) < 0 {
-			rk, rv, rok = rit.next()
-		}
-		if err := fn(lk, lv, rv, rok && bytes.Equal(rk, want)); err != nil {
-			return err
-		}
-	}
-	if err := lit.err(); err != nil {
-		return err
-	}
-	return rit.err()
+	return c.it.err()
 }
 
 // joinGroups finds each run of children's parent by its path.
@@ -687,28 +649,26 @@ func (r *resolver) resolveLinks(links, paths *sorter) (resolved, counts *sorter,
 	}
 	// Link counts: a file's links, then each link's count (two reads:
 	// a file may have a million links).
-	tit, err := targets.iter()
-	if err != nil {
+	var cur, n uint32
+	count := func() error {
+		if n == 0 {
+			return nil
+		}
+		return counts.add(key32(kb, cur), key32(vb, n+1))
+	}
+	if err := targets.each(func(tk, _ []byte) error {
+		if be32(tk) != cur {
+			if err := count(); err != nil {
+				return err
+			}
+			cur, n = be32(tk), 0
+		}
+		n++
+		return nil
+	}); err != nil {
 		return nil, nil, err
 	}
-	var cur, n uint32
-	for {
-		tk, _, ok := tit.next()
-		if !ok || be32(tk) != cur && n > 0 {
-			if n > 0 {
-				if err := counts.add(key32(kb, cur), key32(vb, n+1)); err != nil {
-					return nil, nil, err
-				}
-			}
-			n = 0
-		}
-		if !ok {
-			break
-		}
-		cur = be32(tk)
-		n++
-	}
-	if err := tit.err(); err != nil {
+	if err := count(); err != nil {
 		return nil, nil, err
 	}
 	err = join(targets, counts, func(tk []byte) []byte { return tk[:4] }, func(tk, tv, cv []byte, found bool) error {
@@ -723,14 +683,14 @@ func (r *resolver) resolveLinks(links, paths *sorter) (resolved, counts *sorter,
 	return resolved, counts, err
 }
 
-// cursor reads a stream keyed by record number alongside the tree.
+// cursor reads a sorter's items in step with keys rising elsewhere.
 type cursor struct {
-	it   *sortIter
-	k, v []byte
-	ok   bool
+	it       *sortIter
+	k, v, kb []byte
+	ok       bool
 }
 
-func (r *resolver) cursor(s *sorter) (*cursor, error) {
+func newCursor(s *sorter) (*cursor, error) {
 	it, err := s.iter()
 	if err != nil {
 		return nil, err
@@ -740,16 +700,22 @@ func (r *resolver) cursor(s *sorter) (*cursor, error) {
 	return c, nil
 }
 
-// at returns the item for record k, if there is one (k rising from call
-// to call).
-func (c *cursor) at(k uint32) ([]byte, bool) {
-	for c.ok && be32(c.k) < k {
+// seek returns the item whose key is key, if there is one (keys rising
+// from call to call).
+func (c *cursor) seek(key []byte) ([]byte, bool) {
+	for c.ok && bytes.Compare(c.k, key) < 0 {
 		c.k, c.v, c.ok = c.it.next()
 	}
-	if c.ok && be32(c.k) == k {
+	if c.ok && bytes.Equal(c.k, key) {
 		return c.v, true
 	}
 	return nil, false
+}
+
+// at is seek in a stream keyed by record number.
+func (c *cursor) at(k uint32) ([]byte, bool) {
+	c.kb = key32(c.kb, k)
+	return c.seek(c.kb)
 }
 
 // encode writes the records, each with its links resolved, and the string
@@ -764,7 +730,7 @@ func (r *resolver) encode(tree, shadowed, parents, children, resolved, counts *s
 	}()
 	var cs [4]*cursor
 	for i, s := range []*sorter{parents, children, resolved, counts} {
-		c, err := r.cursor(s)
+		c, err := newCursor(s)
 		if err != nil {
 			return nil, err
 		}
@@ -783,18 +749,11 @@ func (r *resolver) encode(tree, shadowed, parents, children, resolved, counts *s
 		}
 		m.Add(e.leaf)
 	}
-	it, err := tree.iter()
-	if err != nil {
-		return nil, err
-	}
-	var parent uint32
-	for k := uint32(0); ; k++ {
-		_, v, more := it.next()
-		if !more {
-			break
-		}
+	var parent, k uint32
+	err := tree.each(func(_, v []byte) error {
+		defer func() { k++ }()
 		if err := e.decode(v); err != nil {
-			return nil, err
+			return err
 		}
 		meta := recMeta{first: uint32(r.treeLen), ino: k}
 		if p, ok := pc.at(k); ok {
@@ -813,7 +772,7 @@ func (r *resolver) encode(tree, shadowed, parents, children, resolved, counts *s
 		case e.flags&FlagHardlink != 0:
 			res, ok := rc.at(k)
 			if !ok || len(res) < 1 || res[0] == 1 && len(res) != 5+pkTarget {
-				return nil, fmt.Errorf("%w: a hard link's resolution", errSpill)
+				return fmt.Errorf("%w: a hard link's resolution", errSpill)
 			}
 			if res[0] == 0 {
 				e.flags |= FlagDangling
@@ -838,11 +797,9 @@ func (r *resolver) encode(tree, shadowed, parents, children, resolved, counts *s
 			}
 		}
 		leaf(&e)
-		if err := enc.add(&e, meta); err != nil {
-			return nil, err
-		}
-	}
-	if err := it.err(); err != nil {
+		return enc.add(&e, meta)
+	})
+	if err != nil {
 		return nil, err
 	}
 	for _, c := range cs {
@@ -850,27 +807,18 @@ func (r *resolver) encode(tree, shadowed, parents, children, resolved, counts *s
 			return nil, err
 		}
 	}
-	sit, err := shadowed.iter()
-	if err != nil {
-		return nil, err
-	}
-	for k := uint32(r.treeLen); ; k++ {
-		_, v, more := sit.next()
-		if !more {
-			break
-		}
+	k = uint32(r.treeLen) // the shadowed records follow the tree's
+	if err := shadowed.each(func(_, v []byte) error {
+		defer func() { k++ }()
 		if err := e.decode(v); err != nil {
-			return nil, err
+			return err
 		}
 		if e.flags&FlagHardlink != 0 {
 			e.flags |= FlagDangling
 		}
 		leaf(&e)
-		if err := enc.add(&e, recMeta{0, uint32(r.treeLen), 0, 1, k}); err != nil {
-			return nil, err
-		}
-	}
-	if err := sit.err(); err != nil {
+		return enc.add(&e, recMeta{0, uint32(r.treeLen), 0, 1, k})
+	}); err != nil {
 		return nil, err
 	}
 	if err := enc.flush(); err != nil {
