@@ -7,6 +7,7 @@ import (
 	"io"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -135,9 +136,11 @@ func virtualIno(p string, m *manifest.Manifest) uint64 {
 		return 4
 	case "volumes":
 		return 5
+	case "artifacts":
+		return 6
 	}
 	c := strings.Split(p, "/")
-	kind := map[string]string{"images": manifest.KindImage, "containers": manifest.KindContainer, "volumes": manifest.KindVolume}[c[0]]
+	kind := map[string]string{"images": manifest.KindImage, "containers": manifest.KindContainer, "volumes": manifest.KindVolume, "artifacts": manifest.KindArtifact}[c[0]]
 	ai := 0
 	for i, a := range m.Artifacts {
 		if a.Kind == kind && a.Name == c[1] {
@@ -159,6 +162,16 @@ func virtualIno(p string, m *manifest.Manifest) uint64 {
 		return base + 4
 	case "Dockerfile":
 		return base + 5
+	case "manifest.json": // an OCI artifact's
+		return base + 7
+	case "config":
+		return base + 8
+	case "blobs":
+		if len(c) == 4 {
+			n, _ := strconv.Atoi(c[3])
+			return base + 16 + uint64(n)
+		}
+		return base + 9
 	}
 	return base + 6 // not reached: deeper entries are tree entries or members
 }

@@ -263,6 +263,8 @@ func countLayers(steps []Step) int {
 
 // HistoryText renders the history as `docker history --no-trunc` does,
 // newest first, with the layer each step made and that layer's size.
+//
+// A negative size marks a layer whose bytes the source did not hold.
 func HistoryText(c *Config, layerSizes []int64) []byte {
 	var b bytes.Buffer
 	steps, _ := c.Steps()
@@ -274,6 +276,9 @@ func HistoryText(c *Config, layerSizes []int64) []byte {
 			layer = fmt.Sprint(s.Layer)
 			if s.Layer < len(layerSizes) {
 				size = fmt.Sprint(layerSizes[s.Layer])
+				if layerSizes[s.Layer] < 0 {
+					size = "not-present" // a foreign layer the source left out
+				}
 			}
 		}
 		created := "-"

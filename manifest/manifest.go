@@ -109,6 +109,10 @@ const (
 	KindImage     = "image"
 	KindContainer = "container"
 	KindVolume    = "volume" // a named volume's contents: one layer
+	// KindArtifact is an OCI artifact (an SBOM, a signature, an
+	// attestation, a Helm chart): its manifest, config and blobs kept
+	// byte for byte, with no file index (its blobs are not filesystems).
+	KindArtifact = "artifact"
 )
 
 // Artifact is one captured thing: an image, or a container (its image's
@@ -133,6 +137,26 @@ type Artifact struct {
 	Files      int            `json:"files"`
 	// Container is set for a container artifact.
 	Container *Container `json:"container,omitempty"`
+	// Platform is an image's os/architecture[/variant], as the index that
+	// listed it (else its config) says.
+	Platform string `json:"platform,omitempty"`
+	// ArtifactType, Blobs and Describes are set for an OCI artifact:
+	// its artifactType (else its config's media type), its manifest's
+	// layers as stored, and the image it is about (images/NAME), when the
+	// archive holds it.
+	ArtifactType string         `json:"artifact_type,omitempty"`
+	Blobs        []Blob         `json:"blobs,omitempty"`
+	Subject      hashing.Digest `json:"subject,omitzero"`
+	Describes    string         `json:"describes,omitempty"`
+}
+
+// Blob is one blob of an OCI artifact, stored as the source had it.
+type Blob struct {
+	Descriptor
+	// Title is its org.opencontainers.image.title annotation.
+	Title string `json:"title,omitempty"`
+	// Missing: the source did not hold it (recorded, not stored).
+	Missing bool `json:"not_present,omitempty"`
 }
 
 // Container describes a captured container. Its artifact's layers are its
@@ -226,9 +250,17 @@ type Layer struct {
 	// when it differs from what is stored.
 	SourceDigest    hashing.Digest `json:"source_digest,omitzero"`
 	SourceMediaType string         `json:"source_media_type,omitempty"`
-	Index           Descriptor     `json:"index"`
-	Files           int            `json:"files"`
-	MerkleRoot      hashing.Digest `json:"merkle_root"`
+	// SourceURLs are a foreign (non-distributable) layer's URLs.
+	SourceURLs []string `json:"source_urls,omitempty"`
+	// SourceSize is the size of the layer as the source had it.
+	SourceSize int64 `json:"source_size,omitempty"`
+	// Missing: the source did not hold the layer's bytes (a foreign layer,
+	// which docker save leaves out). Nothing is stored for it; its views
+	// are empty, and an anomaly says so.
+	Missing    bool           `json:"not_present,omitempty"`
+	Index      Descriptor     `json:"index"`
+	Files      int            `json:"files"`
+	MerkleRoot hashing.Digest `json:"merkle_root"`
 }
 
 // Entry is a tar member of the archive.

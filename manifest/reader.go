@@ -481,6 +481,14 @@ func (a *Archive) Index(layer hashing.Digest) (*Index, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: layer %s", ErrNotFound, layer)
 	}
+	if l.Missing {
+		// Not in the archive (an anomaly says so): its views are empty.
+		ix, err := EmptyIndex()
+		if err == nil {
+			a.idx[layer] = ix
+		}
+		return ix, err
+	}
 	e, ok := a.Blob(IndexName(layer))
 	if !ok {
 		return nil, fmt.Errorf("%w: index of layer %s is not in the archive", ErrNotFound, layer)
@@ -586,3 +594,14 @@ func (a *Archive) Content(layer hashing.Digest, rec *Record) (io.Reader, error) 
 	}
 	return a.Section(e.Offset+rec.DataOffset, rec.Size), nil
 }
+
+// EmptyIndex is the index of a layer with no entries: a root directory.
+var EmptyIndex = sync.OnceValues(func() (*Index, error) {
+	var b IndexBuilder
+	defer b.Close()
+	ib, err := b.Build(0)
+	if err != nil {
+		return nil, fmt.Errorf("empty index: %w", err)
+	}
+	return ParseIndex(ib)
+})

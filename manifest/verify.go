@@ -573,15 +573,80 @@ func (v *verifier) compareIndex(l *Layer, b *IndexBuilder, where string) {
 	}
 }
 
+// checkArtifact checks an OCI artifact: its manifest lists the config and
+// blobs recorded, each stored one is there (its bytes are checked against
+// its name with every blob), and the Merkle root binds their digests.
+func (v *verifier) checkArtifact(a Artifact) {
+	where := "artifacts/" + a.Name
+	mb, err := v.a.ReadEntry(BlobName(a.Manifest.Digest), 16<<20)
+	if err != nil {
+		v.add(where, "manifest: %v", err)
+		return
+	}
+	var om struct {
+		Config struct{ Digest string }
+		Layers []struct {
+			Digest string
+			Size   int64
+		}
+	}
+	if err := json.Unmarshal(mb, &om); err != nil {
+		v.add(where, "manifest is not valid JSON: %v", err)
+		return
+	}
+	ok := om.Config.Digest == a.Config.Digest.String() && len(om.Layers) == len(a.Blobs)
+	for i := 0; ok && i < len(om.Layers); i++ {
+		ok = om.Layers[i].Digest == a.Blobs[i].Digest.String() && om.Layers[i].Size == a.Blobs[i].Size
+	}
+	if !ok {
+		v.add(where, "manifest %s does not list the config and blobs the amber manifest records", a.Manifest.Digest)
+	}
+	for i, b := range a.Blobs {
+		if _, stored := v.a.Blob(BlobName(b.Digest)); stored == b.Missing {
+			v.add(fmt.Sprintf("%s blob %d", where, i), "blob %s is recorded as %s, and is %s", b.Digest, presence(!b.Missing), presence(stored))
+		}
+	}
+	if got := ArtifactRoot(a); got != a.MerkleRoot {
+		v.add(where, "Merkle root over its blobs is %s, the manifest says %s", got.Hex(), a.MerkleRoot.Hex())
+	}
+}
+
+func presence(stored bool) string {
+	if stored {
+		return "stored"
+	}
+	return "not present"
+}
+
+// ArtifactRoot is an OCI artifact's Merkle root: RFC 6962 over the
+// digests of its config and blobs, in manifest order.
+func ArtifactRoot(a Artifact) hashing.Digest {
+	leaves := []hashing.Digest{hashing.LeafHash([]byte(a.Config.Digest.String()))}
+	for _, b := range a.Blobs {
+		leaves = append(leaves, hashing.LeafHash([]byte(b.Digest.String())))
+	}
+	return hashing.MerkleRoot(leaves)
+}
+
 // checkModel checks what ties the members together: Merkle roots, image
 // manifests, index.json, the custody chain.
 func (v *verifier) checkModel() {
 	m := v.a.Manifest
 	for _, a := range m.Artifacts {
 		where := a.Kind + "s/" + a.Name
+		if a.Kind == KindArtifact {
+			v.checkArtifact(a)
+			continue
+		}
 		var roots []hashing.Digest
 		files := 0
 		for i, l := range a.Layers {
+			if l.Missing {
+				// Recorded, never stored: nothing to check but the
+				// image manifest's descriptor, below.
+				roots = append(roots, hashing.LeafHash([]byte(l.MerkleRoot.String())))
+				continue
+			}
 			ix, err := v.a.Index(l.Digest)
 			if err != nil {
 				v.add(fmt.Sprintf("%s layer %d", where, i), "file index: %v", err)
@@ -635,7 +700,12 @@ func (v *verifier) checkModel() {
 		}
 		ok := om.Config.Digest == a.Config.Digest.String() && len(om.Layers) == len(a.Layers)
 		for i := 0; ok && i < len(om.Layers); i++ {
-			ok = om.Layers[i].Digest == a.Layers[i].Digest.String() && om.Layers[i].Size == a.Layers[i].Size
+			l := a.Layers[i]
+			if l.Missing {
+				ok = om.Layers[i].Digest == l.SourceDigest.String() && om.Layers[i].Size == l.SourceSize
+				continue
+			}
+			ok = om.Layers[i].Digest == l.Digest.String() && om.Layers[i].Size == l.Size
 		}
 		if !ok {
 			v.add(where, "image manifest %s does not list the config and layers the amber manifest records", a.Manifest.Digest)

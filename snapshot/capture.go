@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -100,10 +101,11 @@ func (layers *layerSet) capture(ctx context.Context, src *Source, w *manifest.Wr
 		}
 	}
 	out := &Captured{Indexes: map[hashing.Digest]*manifest.Index{}}
+	out.Anomalies = append(out.Anomalies, src.Anomalies...)
 	done := layers.done
 	names := map[string]bool{}
 	for _, img := range src.Images {
-		art := manifest.Artifact{Kind: manifest.KindImage, Refs: img.Refs, ImageID: img.ConfigDigest, SourceManifest: img.SourceManifest}
+		art := manifest.Artifact{Kind: manifest.KindImage, Refs: img.Refs, ImageID: img.ConfigDigest, SourceManifest: img.SourceManifest, Platform: img.Platform}
 		art.Name = img.Name()
 		if names[art.Name] {
 			art.Name = art.Name + "_" + img.ConfigDigest.Short()
@@ -116,6 +118,10 @@ func (layers *layerSet) capture(ctx context.Context, src *Source, w *manifest.Wr
 			}
 			diffID := img.DiffIDs[i]
 			ld, ok := done[diffID]
+			if !ok && ls.Missing {
+				ld, ok = missingLayer(ls, diffID), true
+				done[diffID] = ld
+			}
 			if !ok {
 				if opts.Progress != nil {
 					opts.Progress(fmt.Sprintf("image %s: layer %d/%d %s", art.Name, i+1, len(img.Layers), diffID.Short()))
@@ -150,6 +156,12 @@ func (layers *layerSet) capture(ctx context.Context, src *Source, w *manifest.Wr
 		m := ociManifest{SchemaVersion: 2, MediaType: MediaTypeManifest,
 			Config: descriptor{MediaType: MediaTypeConfig, Digest: img.ConfigDigest.String(), Size: int64(len(img.Config))}}
 		for _, l := range art.Layers {
+			if l.Missing {
+				// Not in the archive: the source's own descriptor, as
+				// OCI describes a non-distributable layer.
+				m.Layers = append(m.Layers, descriptor{MediaType: l.SourceMediaType, Digest: l.SourceDigest.String(), Size: l.SourceSize, URLs: l.SourceURLs})
+				continue
+			}
 			m.Layers = append(m.Layers, descriptor{MediaType: MediaTypeLayer, Digest: l.Digest.String(), Size: l.Size})
 		}
 		mb, err := json.Marshal(m)
@@ -173,8 +185,113 @@ func (layers *layerSet) capture(ctx context.Context, src *Source, w *manifest.Wr
 			"artifact": "images/" + art.Name, "image_id": art.ImageID.String(), "manifest": md.String(),
 			"merkle_root": art.MerkleRoot.String(), "layers": fmt.Sprint(len(art.Layers)), "files": fmt.Sprint(art.Files)}})
 	}
+	for _, a := range src.Artifacts {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		art, anomalies, err := captureArtifact(ctx, src, w, a)
+		if err != nil {
+			return nil, fmt.Errorf("artifact %s (%s): %w", a.Name(), a.ManifestDesc.Digest, err)
+		}
+		out.Artifacts = append(out.Artifacts, art)
+		out.Anomalies = append(out.Anomalies, anomalies...)
+		out.Index = append(out.Index, descriptor{MediaType: a.ManifestDesc.MediaType, Digest: a.ManifestDesc.Digest, Size: a.ManifestDesc.Size,
+			Annotations: map[string]string{AnnotationRefName: art.Name}})
+		details := map[string]string{"artifact": "artifacts/" + art.Name, "manifest": a.ManifestDesc.Digest, "type": art.ArtifactType, "blobs": fmt.Sprint(len(art.Blobs))}
+		if art.Describes != "" {
+			details["describes"] = art.Describes
+		}
+		out.Events = append(out.Events, manifest.Event{Action: "captured", Details: details})
+	}
 	sort.SliceStable(out.Anomalies, func(i, j int) bool { return out.Anomalies[i].Artifact < out.Anomalies[j].Artifact })
 	return out, nil
+}
+
+// missingLayer records a layer whose bytes the source does not hold.
+func missingLayer(ls LayerSource, diffID hashing.Digest) *layerDone {
+	l := manifest.Layer{Descriptor: manifest.Descriptor{MediaType: MediaTypeLayer, Digest: diffID},
+		SourceDigest: ls.Digest, SourceMediaType: ls.MediaType, SourceURLs: ls.URLs, SourceSize: ls.SourceSize, Missing: true}
+	detail := fmt.Sprintf("layer %s (%s, %d bytes", diffID, ls.MediaType, ls.SourceSize)
+	if len(ls.URLs) > 0 {
+		detail += ", at " + strings.Join(ls.URLs, " ")
+	}
+	detail += ") is not in the source: its files are not in this archive, and the merged views lack them"
+	return &layerDone{layer: l, anomalies: []manifest.Anomaly{{Kind: "layer-not-present", Detail: detail}}}
+}
+
+// captureArtifact stores an OCI artifact's manifest, config and blobs byte
+// for byte, each checked against its digest; a blob the source lacks is
+// recorded as not present.
+func captureArtifact(ctx context.Context, src *Source, w *manifest.Writer, a *Artifact) (manifest.Artifact, []manifest.Anomaly, error) {
+	md, _ := hashing.Parse(a.ManifestDesc.Digest)
+	art := manifest.Artifact{Kind: manifest.KindArtifact, Name: a.Name(), Refs: a.Refs, ArtifactType: a.Kind, Subject: a.Subject,
+		Manifest: manifest.Descriptor{MediaType: a.ManifestDesc.MediaType, Digest: md, Size: a.ManifestDesc.Size}, SourceManifest: md}
+	if a.Describes != "" {
+		art.Describes = "images/" + a.Describes
+	}
+	var anomalies []manifest.Anomaly
+	if !w.Has(manifest.BlobName(md)) {
+		if _, err := w.Add(manifest.BlobName(md), a.Manifest); err != nil {
+			return art, nil, err
+		}
+	}
+	for i, d := range append([]descriptor{a.Config}, a.Blobs...) {
+		dg, _ := hashing.Parse(d.Digest)
+		b := manifest.Blob{Descriptor: manifest.Descriptor{MediaType: d.MediaType, Digest: dg, Size: d.Size}, Title: d.Annotations[annotationTitle]}
+		err := storeBlob(ctx, src, w, d)
+		if isNotPresent(err) {
+			b.Missing = true
+			what := "config"
+			if i > 0 {
+				what = fmt.Sprintf("blob %d", i-1)
+			}
+			anomalies = append(anomalies, manifest.Anomaly{Artifact: art.Name, Layer: -1, Kind: "blob-not-present",
+				Detail: fmt.Sprintf("%s %s (%s, %d bytes) of artifact %s is not in the source", what, d.Digest, d.MediaType, d.Size, art.Name)})
+		} else if err != nil {
+			return art, nil, err
+		}
+		if i == 0 {
+			art.Config = b.Descriptor
+			continue
+		}
+		art.Blobs = append(art.Blobs, b)
+	}
+	art.MerkleRoot = manifest.ArtifactRoot(art)
+	return art, anomalies, nil
+}
+
+// storeBlob copies a blob from the source into the archive under its
+// digest, checking digest and size as it streams.
+func storeBlob(ctx context.Context, src *Source, w *manifest.Writer, d descriptor) error {
+	name, want, err := blobPath(d.Digest)
+	if err != nil {
+		return err
+	}
+	if w.Has(name) {
+		return nil
+	}
+	rc, size, err := src.store.open(name)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if size != d.Size {
+		return fmt.Errorf("%w: %s is %d bytes, its descriptor says %d", ErrSource, name, size, d.Size)
+	}
+	if err := w.Begin(name, size); err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, ctxReader{ctx, io.LimitReader(rc, size)}); err != nil {
+		return fmt.Errorf("copying %s: %w", name, err)
+	}
+	e, err := w.End()
+	if err != nil {
+		return err
+	}
+	if e.SHA256 != want {
+		return fmt.Errorf("%w: %s has SHA-256 %s, not its name's", ErrDigestMismatch, name, e.SHA256.Hex())
+	}
+	return nil
 }
 
 // compression sniffs the first bytes of a layer.
@@ -265,6 +382,7 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 	rc.Close()
 	kind := compression(head[:n])
 	size := ls.Size
+	rawDigest := ls.Digest
 	var maxOut int64
 	if kind != "" && opts.MaxExpansion > 0 {
 		maxOut = max(ls.Size*opts.MaxExpansion, 64<<20)
@@ -299,6 +417,7 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 		if err != nil {
 			return nil, fmt.Errorf("decompressing (%s): %w", kind, err)
 		}
+		rawDigest = raw.SHA256()
 		if kind != "" && !ls.Digest.IsZero() && raw.SHA256() != ls.Digest {
 			return nil, fmt.Errorf("%w: stored bytes have digest %s, the manifest says %s", ErrDigestMismatch, raw.SHA256(), ls.Digest)
 		}
@@ -319,13 +438,15 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 	if err != nil {
 		return nil, err
 	}
+	// Where the layer came from: its digest and media type as the source
+	// had them (a legacy tarball's uncompressed layer.tar: its diff_id).
 	l := &done.layer
-	if kind != "" || ls.MediaType != "" && ls.MediaType != MediaTypeLayer {
-		l.SourceDigest = ls.Digest
-		l.SourceMediaType = ls.MediaType
-		if l.SourceMediaType == "" {
-			l.SourceMediaType = "tar+" + kind
-		}
+	l.SourceDigest, l.SourceMediaType, l.SourceURLs, l.SourceSize = rawDigest, ls.MediaType, ls.URLs, ls.Size
+	if l.SourceDigest.IsZero() && kind == "" {
+		l.SourceDigest = diffID
+	}
+	if l.SourceMediaType == "" && kind != "" {
+		l.SourceMediaType = "tar+" + kind
 	}
 	return done, nil
 }

@@ -3,10 +3,12 @@ package snapshot
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/amber-forensics/amber/hashing"
@@ -41,8 +43,13 @@ type Source struct {
 	Kind   string
 	Path   string
 	Images []*Image
-	store  store
-	closer io.Closer
+	// Artifacts are the OCI artifacts found (not images).
+	Artifacts []*Artifact
+	// Anomalies are odd things about the source: descriptors not captured,
+	// a config whose name is not its digest.
+	Anomalies []manifest.Anomaly
+	store     store
+	closer    io.Closer
 }
 
 // Image is one image found in a source, not yet read.
@@ -53,6 +60,10 @@ type Image struct {
 	DiffIDs        []hashing.Digest
 	SourceManifest hashing.Digest
 	Layers         []LayerSource
+	// Platform is os/architecture[/variant], from the index that listed
+	// the image, else its config.
+	Platform string
+	name     string
 }
 
 // LayerSource locates one layer in the source.
@@ -61,6 +72,12 @@ type LayerSource struct {
 	Size      int64
 	Digest    hashing.Digest // of the bytes as stored, when the source says
 	MediaType string
+	// URLs and SourceSize describe a foreign layer, as its descriptor says.
+	URLs       []string
+	SourceSize int64
+	// Missing: the source does not hold the layer's bytes (a foreign
+	// layer that docker save leaves out).
+	Missing bool
 }
 
 // Close releases the source.
@@ -103,7 +120,10 @@ func OpenSource(p string) (*Source, error) {
 	} else {
 		err = src.readOCI()
 	}
-	if err == nil && len(src.Images) == 0 {
+	if err == nil && src.Kind != KindOCILayout && src.Kind != KindOCIArchive {
+		src.nameImages()
+	}
+	if err == nil && len(src.Images) == 0 && len(src.Artifacts) == 0 {
 		err = fmt.Errorf("%w: %s holds no image", ErrSource, p)
 	}
 	if err != nil {
@@ -138,6 +158,9 @@ type dockerSaveEntry struct {
 	Config   string
 	RepoTags []string
 	Layers   []string
+	// LayerSources describes layers by diff_id as their registry had them
+	// (foreign layers: media type, compressed digest and size, URLs).
+	LayerSources map[string]descriptor
 }
 
 func (s *Source) readDockerSave() error {
@@ -145,35 +168,62 @@ func (s *Source) readDockerSave() error {
 	if _, err := s.readJSON("manifest.json", &entries); err != nil {
 		return err
 	}
+	configs := map[string][]byte{} // one read per config, however often listed
 	for i, e := range entries {
 		img := &Image{Refs: e.RepoTags}
-		cfg, err := s.readJSON(e.Config, nil)
-		if err != nil {
-			return fmt.Errorf("image %d of manifest.json: config: %w", i, err)
+		cfg, ok := configs[e.Config]
+		if !ok {
+			var err error
+			if cfg, err = s.readJSON(e.Config, nil); err != nil {
+				return fmt.Errorf("image %d of manifest.json: config: %w", i, err)
+			}
+			configs[e.Config] = cfg
 		}
 		img.Config = cfg
 		img.ConfigDigest = hashing.Sum(cfg)
 		if want, ok := digestFromName(e.Config); ok && want != img.ConfigDigest {
-			return fmt.Errorf("%w: config %s has SHA-256 %s, not the one its name says", ErrSource, e.Config, img.ConfigDigest.Hex())
+			// Docker and skopeo load such a tarball: the config is what
+			// the image is, whatever its name says.
+			s.anomaly(manifest.Anomaly{Path: e.Config, Kind: "config-name-mismatch",
+				Detail: fmt.Sprintf("config %s has SHA-256 %s, not the digest its name says", e.Config, img.ConfigDigest.Hex())})
 		}
-		for _, l := range e.Layers {
-			rc, size, err := s.store.open(l)
-			if err != nil {
-				return fmt.Errorf("image %d of manifest.json: layer %s: %w", i, l, err)
-			}
-			rc.Close()
-			ls := LayerSource{Name: l, Size: size}
+		if err := img.parseConfig(len(e.Layers)); err != nil {
+			return fmt.Errorf("image %d of manifest.json (%s): %w", i, strings.Join(e.RepoTags, ", "), err)
+		}
+		for j, l := range e.Layers {
+			ls := LayerSource{Name: l}
 			if d, ok := digestFromName(l); ok && strings.HasPrefix(l, "blobs/") {
 				ls.Digest = d
 			}
+			if src, ok := e.LayerSources[img.DiffIDs[j].String()]; ok {
+				ls.MediaType, ls.URLs, ls.SourceSize = src.MediaType, src.URLs, src.Size
+				if d, err := hashing.Parse(src.Digest); err == nil {
+					ls.Digest = d
+				}
+			}
+			rc, size, err := s.store.open(l)
+			if err != nil {
+				if !isForeign(ls.MediaType) || s.store.exists(l) {
+					return fmt.Errorf("image %d of manifest.json: layer %s: %w", i, l, err)
+				}
+				// docker save leaves a foreign layer's bytes out: they
+				// are the registry's to serve, at its URLs.
+				ls.Missing = true
+			} else {
+				rc.Close()
+				ls.Size = size
+			}
 			img.Layers = append(img.Layers, ls)
-		}
-		if err := img.parseConfig(); err != nil {
-			return fmt.Errorf("image %d of manifest.json (%s): %w", i, strings.Join(e.RepoTags, ", "), err)
 		}
 		s.Images = append(s.Images, img)
 	}
 	return nil
+}
+
+// isForeign reports a foreign (non-distributable) layer media type, whose
+// bytes a tarball may leave out.
+func isForeign(mt string) bool {
+	return strings.Contains(mt, ".foreign.") || strings.Contains(mt, ".nondistributable.")
 }
 
 // digestFromName takes a digest from "blobs/sha256/<hex>" or "<hex>.json".
@@ -184,11 +234,31 @@ func digestFromName(name string) (hashing.Digest, bool) {
 	return d, err == nil
 }
 
+type platform struct {
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+	Variant      string `json:"variant,omitempty"`
+}
+
+func (p *platform) String() string {
+	if p == nil || p.OS == "" && p.Architecture == "" {
+		return ""
+	}
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
 type descriptor struct {
-	MediaType   string            `json:"mediaType"`
-	Digest      string            `json:"digest"`
-	Size        int64             `json:"size"`
-	Annotations map[string]string `json:"annotations,omitempty"`
+	MediaType    string            `json:"mediaType"`
+	Digest       string            `json:"digest"`
+	Size         int64             `json:"size"`
+	URLs         []string          `json:"urls,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	Platform     *platform         `json:"platform,omitempty"`
+	ArtifactType string            `json:"artifactType,omitempty"`
 }
 
 type ociIndex struct {
@@ -198,10 +268,13 @@ type ociIndex struct {
 }
 
 type ociManifest struct {
-	SchemaVersion int          `json:"schemaVersion"`
-	MediaType     string       `json:"mediaType,omitempty"`
-	Config        descriptor   `json:"config"`
-	Layers        []descriptor `json:"layers"`
+	SchemaVersion int               `json:"schemaVersion"`
+	MediaType     string            `json:"mediaType,omitempty"`
+	ArtifactType  string            `json:"artifactType,omitempty"`
+	Config        descriptor        `json:"config"`
+	Layers        []descriptor      `json:"layers"`
+	Subject       *descriptor       `json:"subject,omitempty"`
+	Annotations   map[string]string `json:"annotations,omitempty"`
 }
 
 func blobPath(d string) (string, hashing.Digest, error) {
@@ -234,61 +307,138 @@ func (s *Source) readBlob(d descriptor) ([]byte, hashing.Digest, error) {
 	return b, want, nil
 }
 
+// anomaly records something odd about the source itself.
+func (s *Source) anomaly(a manifest.Anomaly) {
+	a.Layer = -1
+	s.Anomalies = append(s.Anomalies, a)
+}
+
+// BuildKit marks the attestation manifests it adds to an image index.
+const (
+	annotationRefType   = "vnd.docker.reference.type"
+	annotationRefDigest = "vnd.docker.reference.digest"
+	annotationTitle     = "org.opencontainers.image.title"
+)
+
+// ociWalk walks an OCI layout's indexes once: each index and manifest is
+// read once by digest, however many indexes list it, and gathers every
+// reference that reaches it.
+type ociWalk struct {
+	s       *Source
+	reached map[string][]refHolder // index digest -> what it led to
+	images  map[string]*Image      // manifest digest -> image
+	arts    map[string]*Artifact   // manifest digest -> artifact
+}
+
+// refHolder is an image or an artifact: something refs are added to.
+type refHolder interface{ addRefs(refs []string) }
+
+func (img *Image) addRefs(refs []string)  { img.Refs = appendNew(img.Refs, refs...) }
+func (a *Artifact) addRefs(refs []string) { a.Refs = appendNew(a.Refs, refs...) }
+
+func appendNew(to []string, add ...string) []string {
+	for _, r := range add {
+		if !slices.Contains(to, r) {
+			to = append(to, r)
+		}
+	}
+	return to
+}
+
 func (s *Source) readOCI() error {
 	var idx ociIndex
 	if _, err := s.readJSON("index.json", &idx); err != nil {
 		return err
 	}
-	return s.walkIndex(idx, nil, 0)
+	w := &ociWalk{s: s, reached: map[string][]refHolder{}, images: map[string]*Image{}, arts: map[string]*Artifact{}}
+	if _, err := w.index(idx, "index.json", nil, 0); err != nil {
+		return err
+	}
+	s.nameImages()
+	s.linkArtifacts()
+	return nil
 }
 
-func (s *Source) walkIndex(idx ociIndex, inherited []string, depth int) error {
+// index walks one index; where names the index for messages.
+func (w *ociWalk) index(idx ociIndex, where string, inherited []string, depth int) ([]refHolder, error) {
 	if depth > 4 {
-		return fmt.Errorf("%w: image indexes nested too deep", ErrSource)
+		return nil, fmt.Errorf("%w: image indexes nested too deep", ErrSource)
 	}
-	// One manifest may be listed under several names: one image, several refs.
-	byDigest := map[string]*Image{}
+	s := w.s
+	var out []refHolder
 	for _, d := range idx.Manifests {
-		refs := append([]string(nil), inherited...)
+		refs := slices.Clone(inherited)
 		if n := d.Annotations[annotationContainerdN]; n != "" {
-			refs = append(refs, n)
+			refs = appendNew(refs, n)
 		} else if n := d.Annotations[AnnotationRefName]; n != "" {
-			refs = append(refs, n)
+			refs = appendNew(refs, n)
 		}
-		if img, ok := byDigest[d.Digest]; ok {
-			img.Refs = append(img.Refs, refs...)
+		if h, ok := w.images[d.Digest]; ok {
+			h.addRefs(refs)
+			out = append(out, h)
 			continue
+		}
+		if h, ok := w.arts[d.Digest]; ok {
+			h.addRefs(refs)
+			out = append(out, h)
+			continue
+		}
+		if hs, ok := w.reached[d.Digest]; ok {
+			for _, h := range hs {
+				h.addRefs(refs)
+			}
+			out = append(out, hs...)
+			continue
+		}
+		notCaptured := func(why string) {
+			s.anomaly(manifest.Anomaly{Kind: "not-captured", Path: where,
+				Detail: fmt.Sprintf("%s lists %s (%s, %d bytes): %s", where, d.Digest, d.MediaType, d.Size, why)})
 		}
 		switch d.MediaType {
 		case MediaTypeIndex, mediaTypeDockerList:
 			b, _, err := s.readBlob(d)
 			if err != nil {
-				return err
+				if !isNotPresent(err) {
+					return nil, err
+				}
+				notCaptured("the index is not in the source")
+				continue
 			}
 			var sub ociIndex
 			if err := json.Unmarshal(b, &sub); err != nil {
-				return fmt.Errorf("%w: index %s: %v", ErrSource, d.Digest, err)
+				return nil, fmt.Errorf("%w: index %s: %v", ErrSource, d.Digest, err)
 			}
-			if err := s.walkIndex(sub, refs, depth+1); err != nil {
-				return err
-			}
-		case MediaTypeManifest, mediaTypeDockerManif:
-			img, err := s.readManifest(d)
+			hs, err := w.index(sub, "index "+d.Digest, refs, depth+1)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			img.Refs = refs
-			byDigest[d.Digest] = img
-			s.Images = append(s.Images, img)
+			w.reached[d.Digest] = hs
+			out = append(out, hs...)
+		case MediaTypeManifest, mediaTypeDockerManif:
+			h, err := w.manifest(d, refs)
+			if err != nil {
+				if !isNotPresent(err) {
+					return nil, err
+				}
+				// An index often lists every platform while a pull or
+				// an export keeps only some.
+				notCaptured("the manifest is not in the source")
+				continue
+			}
+			out = append(out, h)
 		default:
-			// Attestations, signatures and other artifacts are not images.
-			continue
+			notCaptured("amber does not know this media type")
 		}
 	}
-	return nil
+	return out, nil
 }
 
-func (s *Source) readManifest(d descriptor) (*Image, error) {
+// isNotPresent tells a member the source does not hold from a damaged one.
+func isNotPresent(err error) bool { return errors.Is(err, errNoMember) }
+
+// manifest reads one image manifest: an image, or an artifact.
+func (w *ociWalk) manifest(d descriptor, refs []string) (refHolder, error) {
+	s := w.s
 	b, md, err := s.readBlob(d)
 	if err != nil {
 		return nil, err
@@ -297,48 +447,229 @@ func (s *Source) readManifest(d descriptor) (*Image, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: manifest %s: %v", ErrSource, d.Digest, err)
 	}
-	img := &Image{SourceManifest: md}
+	if kind := artifactKind(d, &m); kind != "" {
+		a, err := s.readArtifact(d, b, md, &m, kind)
+		if err != nil {
+			return nil, err
+		}
+		a.Refs = refs
+		w.arts[d.Digest] = a
+		s.Artifacts = append(s.Artifacts, a)
+		return a, nil
+	}
+	img := &Image{SourceManifest: md, Refs: refs, Platform: d.Platform.String()}
 	cfg, cd, err := s.readBlob(m.Config)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: config: %w", d.Digest, err)
 	}
 	img.Config, img.ConfigDigest = cfg, cd
+	if err := img.parseConfig(len(m.Layers)); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", d.Digest, err)
+	}
 	for _, l := range m.Layers {
 		name, ld, err := blobPath(l.Digest)
 		if err != nil {
 			return nil, fmt.Errorf("manifest %s: %w", d.Digest, err)
 		}
+		ls := LayerSource{Name: name, Digest: ld, MediaType: l.MediaType, URLs: l.URLs, SourceSize: l.Size}
 		rc, size, err := s.store.open(name)
-		if err != nil {
+		switch {
+		case err != nil && isForeign(l.MediaType) && isNotPresent(err):
+			ls.Missing = true
+		case err != nil:
 			return nil, fmt.Errorf("manifest %s: layer %s: %w", d.Digest, l.Digest, err)
+		default:
+			rc.Close()
+			if size != l.Size {
+				return nil, fmt.Errorf("%w: layer %s is %d bytes, its descriptor says %d", ErrSource, l.Digest, size, l.Size)
+			}
+			ls.Size = size
 		}
-		rc.Close()
-		if size != l.Size {
-			return nil, fmt.Errorf("%w: layer %s is %d bytes, its descriptor says %d", ErrSource, l.Digest, size, l.Size)
-		}
-		img.Layers = append(img.Layers, LayerSource{Name: name, Size: size, Digest: ld, MediaType: l.MediaType})
+		img.Layers = append(img.Layers, ls)
 	}
-	if err := img.parseConfig(); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", d.Digest, err)
-	}
+	w.images[d.Digest] = img
+	s.Images = append(s.Images, img)
 	return img, nil
 }
 
+// Image config media types; any other config makes a manifest an artifact.
+var imageConfigTypes = map[string]bool{MediaTypeConfig: true, "application/vnd.docker.container.image.v1+json": true}
+
+// artifactKind says what a manifest is when it is not an image (""):
+// BuildKit's attestation manifests, and OCI artifacts (an artifactType, a
+// config that is not an image config, or layers that are not layer tars).
+func artifactKind(d descriptor, m *ociManifest) string {
+	if d.Annotations[annotationRefType] == "attestation-manifest" {
+		return "attestation"
+	}
+	if m.ArtifactType != "" {
+		return m.ArtifactType
+	}
+	if !imageConfigTypes[m.Config.MediaType] {
+		return m.Config.MediaType
+	}
+	for _, l := range m.Layers {
+		if !isLayerType(l.MediaType) {
+			return "layers of " + l.MediaType
+		}
+	}
+	return ""
+}
+
+func isLayerType(mt string) bool {
+	switch strings.TrimSuffix(strings.TrimSuffix(mt, "+gzip"), "+zstd") {
+	case MediaTypeLayer, "application/vnd.oci.image.layer.nondistributable.v1.tar",
+		"application/vnd.docker.image.rootfs.diff.tar", "application/vnd.docker.image.rootfs.diff.tar.gzip",
+		"application/vnd.docker.image.rootfs.foreign.diff.tar", "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
+		return true
+	}
+	return false
+}
+
+// Artifact is an OCI artifact found in a source: not an image, kept byte
+// for byte (manifest, config, blobs) with no file index.
+type Artifact struct {
+	Refs         []string
+	Kind         string // "attestation", or its artifact type
+	Manifest     []byte
+	ManifestDesc descriptor
+	Config       descriptor
+	Blobs        []descriptor
+	// Subject is the manifest it is about: its subject field, or the
+	// digest BuildKit's annotation names.
+	Subject hashing.Digest
+	// Describes is the name of the image in the same source whose
+	// manifest is Subject (set once images are named).
+	Describes string
+	name      string
+}
+
+func (s *Source) readArtifact(d descriptor, b []byte, md hashing.Digest, m *ociManifest, kind string) (*Artifact, error) {
+	a := &Artifact{Kind: kind, Manifest: b, ManifestDesc: descriptor{MediaType: d.MediaType, Digest: md.String(), Size: int64(len(b))},
+		Config: m.Config, Blobs: m.Layers}
+	if a.ManifestDesc.MediaType == "" {
+		a.ManifestDesc.MediaType = MediaTypeManifest
+	}
+	subj := d.Annotations[annotationRefDigest]
+	if m.Subject != nil {
+		subj = m.Subject.Digest
+	}
+	if subj != "" {
+		if sd, err := hashing.Parse(subj); err == nil && strings.HasPrefix(subj, "sha256:") {
+			a.Subject = sd
+		}
+	}
+	for _, bd := range append([]descriptor{m.Config}, m.Layers...) {
+		if _, _, err := blobPath(bd.Digest); err != nil {
+			return nil, fmt.Errorf("artifact %s: %w", d.Digest, err)
+		}
+	}
+	return a, nil
+}
+
+// nameImages gives each image its mount-layout name: its first reference
+// made path-safe, else its short ID. Images that would share a name (the
+// platforms of one index) are told apart by platform, else by short ID.
+func (s *Source) nameImages() {
+	groups := map[string][]*Image{}
+	for _, img := range s.Images {
+		base := img.ConfigDigest.Short()
+		for _, r := range img.Refs {
+			if n := manifest.PathSafe(r); n != "" {
+				base = n
+				break
+			}
+		}
+		img.name = base
+		groups[base] = append(groups[base], img)
+	}
+	taken := map[string]bool{}
+	for _, img := range s.Images {
+		g := groups[img.name]
+		if len(g) == 1 {
+			taken[img.name] = true
+		}
+	}
+	for _, img := range s.Images {
+		if len(groups[img.name]) == 1 {
+			continue
+		}
+		base := img.name
+		name := ""
+		if p := manifest.PathSafe(strings.ReplaceAll(img.Platform, "/", "-")); p != "" {
+			name = base + "_" + p
+		}
+		if name == "" || taken[name] {
+			name = base + "_" + img.ConfigDigest.Short()
+		}
+		for i := 2; taken[name]; i++ {
+			name = fmt.Sprintf("%s_%s_%d", base, img.ConfigDigest.Short(), i)
+		}
+		taken[name] = true
+		img.name = name
+	}
+}
+
+// linkArtifacts names each artifact and ties it to the image it is about.
+func (s *Source) linkArtifacts() {
+	bySubject := map[hashing.Digest]*Image{}
+	for _, img := range s.Images {
+		bySubject[img.SourceManifest] = img
+	}
+	taken := map[string]bool{}
+	for _, a := range s.Artifacts {
+		md, _ := hashing.Parse(a.ManifestDesc.Digest)
+		name := ""
+		if img, ok := bySubject[a.Subject]; ok && !a.Subject.IsZero() {
+			a.Describes = img.Name()
+			name = img.Name() + "_" + manifest.PathSafe(lastWord(a.Kind))
+		}
+		for _, r := range a.Refs {
+			if n := manifest.PathSafe(r); n != "" && name == "" {
+				name = n
+			}
+		}
+		if name == "" || taken[name] {
+			name = strings.Trim(name+"_"+md.Short(), "_")
+		}
+		taken[name] = true
+		a.name = name
+	}
+}
+
+// lastWord shortens a media type to its last word: "attestation",
+// "application/vnd.cyclonedx+json" -> "vnd.cyclonedx_json".
+func lastWord(mt string) string {
+	if i := strings.LastIndexByte(mt, '/'); i >= 0 {
+		mt = mt[i+1:]
+	}
+	if mt == "" {
+		return "artifact"
+	}
+	return mt
+}
+
+// Name is the artifact's mount-layout name.
+func (a *Artifact) Name() string { return a.name }
+
 type imageConfig struct {
-	RootFS struct {
+	OS           string `json:"os"`
+	Architecture string `json:"architecture"`
+	Variant      string `json:"variant"`
+	RootFS       struct {
 		Type    string   `json:"type"`
 		DiffIDs []string `json:"diff_ids"`
 	} `json:"rootfs"`
 }
 
-func (img *Image) parseConfig() error {
+func (img *Image) parseConfig(layers int) error {
 	var c imageConfig
 	dec := json.NewDecoder(bytes.NewReader(img.Config))
 	if err := dec.Decode(&c); err != nil {
 		return fmt.Errorf("%w: config %s is not valid JSON: %v", ErrSource, img.ConfigDigest, err)
 	}
-	if len(c.RootFS.DiffIDs) != len(img.Layers) {
-		return fmt.Errorf("%w: config %s lists %d diff_ids for %d layers", ErrSource, img.ConfigDigest, len(c.RootFS.DiffIDs), len(img.Layers))
+	if len(c.RootFS.DiffIDs) != layers {
+		return fmt.Errorf("%w: config %s lists %d diff_ids for %d layers", ErrSource, img.ConfigDigest, len(c.RootFS.DiffIDs), layers)
 	}
 	for i, s := range c.RootFS.DiffIDs {
 		d, err := hashing.Parse(s)
@@ -347,12 +678,19 @@ func (img *Image) parseConfig() error {
 		}
 		img.DiffIDs = append(img.DiffIDs, d)
 	}
+	if img.Platform == "" && c.OS != "" {
+		img.Platform = (&platform{OS: c.OS, Architecture: c.Architecture, Variant: c.Variant}).String()
+	}
 	return nil
 }
 
 // Name is the image's mount-layout name: its first reference made
-// path-safe, else its short ID.
+// path-safe, else its short ID; images of one source that would share a
+// name are told apart by platform (app_linux-arm64), else by short ID.
 func (img *Image) Name() string {
+	if img.name != "" {
+		return img.name
+	}
 	for _, r := range img.Refs {
 		if n := manifest.PathSafe(r); n != "" {
 			return n

@@ -16,6 +16,10 @@ import (
 // ErrSource reports a source that cannot be read as an image.
 var ErrSource = errors.New("snapshot: bad source")
 
+// errNoMember: a source does not hold a member its manifests name (a bad
+// source, exit 6 — not a path the user mistyped).
+var errNoMember = errors.New("no such member")
+
 // store is a flat namespace of files: the members of a tarball or the files
 // under an OCI layout directory.
 type store interface {
@@ -124,7 +128,7 @@ func (s *tarStore) resolve(name string) (tarMember, error) {
 		}
 		m, ok := s.members[name]
 		if !ok {
-			return tarMember{}, fmt.Errorf("%w: %s has no member %q: %w", ErrSource, s.path, name, fs.ErrNotExist)
+			return tarMember{}, fmt.Errorf("%w: %s has no member %q: %w", ErrSource, s.path, name, errNoMember)
 		}
 		if m.typ == tar.TypeReg || m.typ == tar.TypeRegA {
 			return m, nil
@@ -171,8 +175,11 @@ func openDirStore(p string) (*dirStore, error) {
 
 func (d *dirStore) open(name string) (io.ReadCloser, int64, error) {
 	f, err := d.root.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, fmt.Errorf("%w: %s has no %s: %w", ErrSource, d.path, name, errNoMember)
+	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %s: %w", ErrSource, d.path, err)
+		return nil, 0, fmt.Errorf("%w: %s: %v", ErrSource, d.path, err)
 	}
 	st, err := f.Stat()
 	if err != nil {

@@ -143,7 +143,51 @@ func (v *View) artifact(kind, name string) (*manifest.Artifact, error) {
 }
 
 // kindDirs maps the top directories of the layout to artifact kinds.
-var kindDirs = map[string]string{"images": manifest.KindImage, "containers": manifest.KindContainer, "volumes": manifest.KindVolume}
+var kindDirs = map[string]string{"images": manifest.KindImage, "containers": manifest.KindContainer, "volumes": manifest.KindVolume, "artifacts": manifest.KindArtifact}
+
+// artifactEntry resolves rel in an OCI artifact's directory: its manifest
+// as the source had it, its config, and its blobs by number, each a blob
+// of the archive read in place.
+func (v *View) artifactEntry(a *manifest.Artifact, full string, rel []string) (*Entry, error) {
+	name := full[strings.LastIndexByte(full, '/')+1:]
+	blob := func(d manifest.Descriptor) (*Entry, error) {
+		e, ok := v.A.Manifest.Entry(manifest.BlobName(d.Digest))
+		if !ok {
+			return nil, fmt.Errorf("%w: %s (not in the archive)", ErrNotFound, full)
+		}
+		m := &manifest.Member{Path: strings.Join(rel, "/"), Entry: e.Name, Size: e.Size, SHA256: e.SHA256}
+		return &Entry{Path: full, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, Size: e.Size, Member: m, offset: e.Offset,
+			ModTime: v.A.Manifest.Acquisition.Finished}, nil
+	}
+	switch {
+	case len(rel) == 1 && rel[0] == "manifest.json":
+		return blob(a.Manifest)
+	case len(rel) == 1 && rel[0] == "config":
+		return blob(a.Config)
+	case len(rel) == 1 && rel[0] == "blobs":
+		return v.dir(full, name), nil
+	case len(rel) == 2 && rel[0] == "blobs":
+		n, err := strconv.Atoi(rel[1])
+		if err == nil && n >= 0 && n < len(a.Blobs) && strconv.Itoa(n) == rel[1] && !a.Blobs[n].Missing {
+			return blob(a.Blobs[n].Descriptor)
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
+}
+
+// artifactNames lists a directory of an OCI artifact.
+func artifactNames(a *manifest.Artifact, rel []string) []string {
+	if len(rel) == 0 {
+		return []string{"blobs", "config", "manifest.json"}
+	}
+	var out []string
+	for i, b := range a.Blobs {
+		if !b.Missing {
+			out = append(out, strconv.Itoa(i))
+		}
+	}
+	return out
+}
 
 // memberEntry resolves rel among a container's own files: a file, or a
 // directory that holds some.
@@ -214,6 +258,14 @@ func (v *View) names(kind string) []string {
 func (v *View) layered(a *manifest.Artifact, upto int, raw bool) (*Layered, []hashing.Digest, error) {
 	l := &Layered{Raw: raw}
 	var ds []hashing.Digest
+	if upto < 0 {
+		// An image of a config alone: an empty tree.
+		ix, err := manifest.EmptyIndex()
+		if err != nil {
+			return nil, nil, err
+		}
+		return &Layered{Raw: raw, Indexes: []*manifest.Index{ix}}, []hashing.Digest{{}}, nil
+	}
 	from := 0
 	if raw {
 		from = upto
@@ -253,6 +305,8 @@ func (v *View) Stat(p string) (*Entry, error) {
 		ai := v.artifactIndex(a)
 		nl := len(a.Layers)
 		switch kind {
+		case manifest.KindArtifact:
+			return v.artifactEntry(a, full, c[2:])
 		case manifest.KindVolume:
 			t, ds, err := v.layered(a, 0, true)
 			if err != nil {
@@ -423,7 +477,7 @@ func (v *View) ReadDirOf(e *Entry) ([]*Entry, error) {
 	switch {
 	case len(c) == 0:
 		names = []string{"images"}
-		for _, top := range []string{"containers", "volumes"} {
+		for _, top := range []string{"containers", "volumes", "artifacts"} {
 			if len(v.names(kindDirs[top])) > 0 {
 				names = append(names, top)
 			}
@@ -432,6 +486,12 @@ func (v *View) ReadDirOf(e *Entry) ([]*Entry, error) {
 		sort.Strings(names)
 	case len(c) == 1:
 		names = v.names(kindDirs[c[0]])
+	case c[0] == "artifacts":
+		a, err := v.artifact(manifest.KindArtifact, c[1])
+		if err != nil {
+			return nil, err
+		}
+		names = artifactNames(a, c[2:])
 	case c[0] == "containers":
 		a, err := v.artifact(manifest.KindContainer, c[1])
 		if err != nil {

@@ -250,6 +250,14 @@ func (e *env) printCapture(o *captureOptions, res *snapshot.Result) error {
 		fmt.Fprintf(w, "sha1   %s\n", res.Sealed.SHA1)
 	}
 	for _, a := range res.Manifest.Artifacts {
+		if a.Kind == manifest.KindArtifact {
+			fmt.Fprintf(w, "artifacts/%s: %s, %d blobs, manifest %s", a.Name, escapeName(a.ArtifactType), len(a.Blobs), a.Manifest.Digest.Short())
+			if a.Describes != "" {
+				fmt.Fprintf(w, ", describes %s", a.Describes)
+			}
+			fmt.Fprintln(w)
+			continue
+		}
 		fmt.Fprintf(w, "%ss/%s: %d layers, %d files, image %s, merkle %s\n", a.Kind, a.Name, len(a.Layers), a.Files, a.ImageID.Short(), a.MerkleRoot.Hex()[:16])
 		if c := a.Container; c != nil {
 			fmt.Fprintf(w, "  filesystem via %s: %d added, %d changed, %d deleted (engine's list disagrees on %d)\n", c.Route, c.Changes.Added, c.Changes.Changed, c.Changes.Deleted, c.Changes.Disagree)
@@ -266,11 +274,7 @@ func (e *env) printCapture(o *captureOptions, res *snapshot.Result) error {
 		}
 	}
 	for _, an := range res.Manifest.Anomalies {
-		kind := "images"
-		if a, ok := res.Manifest.Artifact(manifest.KindContainer, an.Artifact); ok && a != nil {
-			kind = "containers"
-		}
-		where := fmt.Sprintf("%s/%s layer %d", kind, an.Artifact, an.Layer)
+		where := anomalyWhere(res.Manifest, an)
 		if an.Path != "" {
 			where += " " + an.Path
 		}

@@ -145,6 +145,9 @@ steps and, last, amber's own step that added its changes layer.`,
 			sizes := make([]int64, len(art.Layers))
 			for i, l := range art.Layers {
 				sizes[i] = l.Size
+				if l.Missing {
+					sizes[i] = -1
+				}
 			}
 			if !asJSON {
 				_, err := e.stdout.Write(imageconfig.HistoryText(c, sizes))
@@ -159,6 +162,7 @@ steps and, last, amber's own step that added its changes layer.`,
 				CreatedBy  string `json:"created_by"`
 				Comment    string `json:"comment,omitempty"`
 				EmptyLayer bool   `json:"empty_layer"`
+				layerSource
 			}
 			var out []row
 			for _, s := range steps {
@@ -167,7 +171,8 @@ steps and, last, amber's own step that added its changes layer.`,
 					r.Created = s.Created.UTC().Format("2006-01-02T15:04:05Z07:00")
 				}
 				if s.Layer >= 0 && s.Layer < len(art.Layers) {
-					r.Digest, r.Size = art.Layers[s.Layer].Digest.String(), art.Layers[s.Layer].Size
+					l := art.Layers[s.Layer]
+					r.Digest, r.Size, r.layerSource = l.Digest.String(), l.Size, sourceOf(l)
 				}
 				out = append(out, r)
 			}
@@ -218,6 +223,17 @@ creation time.`,
 				"labels": r.Labels, "ports": keys(r.ExposedPorts), "volumes": keys(r.Volumes), "healthcheck": r.Healthcheck,
 				"stopsignal": r.StopSignal, "shell": r.Shell, "onbuild": r.OnBuild,
 			}
+			type layerRow struct {
+				Layer  int    `json:"layer"`
+				Digest string `json:"digest"`
+				Size   int64  `json:"size"`
+				layerSource
+			}
+			var layers []layerRow
+			for i, l := range art.Layers {
+				layers = append(layers, layerRow{i, l.Digest.String(), l.Size, sourceOf(l)})
+			}
+			out["layers"] = layers
 			if asJSON {
 				return e.printJSON(out)
 			}
@@ -246,6 +262,10 @@ creation time.`,
 			fmt.Fprintf(w, "labels\n")
 			for _, k := range sortedKeys(r.Labels) {
 				fmt.Fprintf(w, "  %s=%s\n", k, r.Labels[k])
+			}
+			fmt.Fprintf(w, "layers\n")
+			for _, l := range layers {
+				fmt.Fprintf(w, "  %-3d %s %s\n", l.Layer, l.Digest, l.layerSource.text(l.Digest, l.Size))
 			}
 			return nil
 		})
@@ -290,4 +310,45 @@ func jsonOrDash(v []string) string {
 	}
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// layerSource is where a layer came from, as the source described it.
+type layerSource struct {
+	SourceMediaType string   `json:"source_media_type,omitempty"`
+	SourceDigest    string   `json:"source_digest,omitempty"`
+	SourceSize      int64    `json:"source_size,omitempty"`
+	SourceURLs      []string `json:"source_urls,omitempty"`
+	NotPresent      bool     `json:"not_present,omitempty"`
+}
+
+func sourceOf(l manifest.Layer) layerSource {
+	s := layerSource{SourceMediaType: l.SourceMediaType, SourceSize: l.SourceSize, SourceURLs: l.SourceURLs, NotPresent: l.Missing}
+	if !l.SourceDigest.IsZero() {
+		s.SourceDigest = l.SourceDigest.String()
+	}
+	return s
+}
+
+// text renders it for inspect: size, then the source's description when
+// the source had the layer otherwise than as stored (compressed, foreign).
+func (s layerSource) text(digest string, size int64) string {
+	var b strings.Builder
+	if s.NotPresent {
+		b.WriteString("NOT PRESENT in the source")
+	} else {
+		fmt.Fprintf(&b, "%d bytes", size)
+	}
+	if s.SourceDigest == digest && s.SourceSize == size && s.SourceMediaType == "" && len(s.SourceURLs) == 0 {
+		return b.String() + "  (the source's own bytes)"
+	}
+	if s.SourceMediaType != "" || s.SourceDigest != "" {
+		fmt.Fprintf(&b, "  from %s %s", escapeName(dash(s.SourceMediaType)), dash(s.SourceDigest))
+	}
+	if s.SourceSize > 0 {
+		fmt.Fprintf(&b, " (%d bytes)", s.SourceSize)
+	}
+	for _, u := range s.SourceURLs {
+		b.WriteString("  url " + escapeName(u))
+	}
+	return b.String()
 }

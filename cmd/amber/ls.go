@@ -253,18 +253,63 @@ func lsSummary(w io.Writer, a *manifest.Archive, asJSON bool) error {
 		fmt.Fprintln(w)
 	}
 	for _, art := range m.Artifacts {
-		fmt.Fprintf(w, "\n%ss/%s  image %s  refs %s  %d files  merkle %s\n", art.Kind, art.Name, art.ImageID.Hex(), dash(strings.Join(art.Refs, ",")), art.Files, art.MerkleRoot.Hex())
+		if art.Kind == manifest.KindArtifact {
+			fmt.Fprintf(w, "\nartifacts/%s  type %s  refs %s  manifest %s", art.Name, escapeName(art.ArtifactType), escapeName(dash(strings.Join(art.Refs, ","))), art.Manifest.Digest)
+			if art.Describes != "" {
+				fmt.Fprintf(w, "  describes %s", art.Describes)
+			}
+			fmt.Fprintln(w)
+			for i, b := range art.Blobs {
+				state := ""
+				if b.Missing {
+					state = "  (not present)"
+				}
+				if b.Title != "" {
+					state += "  title " + escapeName(b.Title)
+				}
+				fmt.Fprintf(w, "  blobs/%-4d %s %12d bytes  %s%s\n", i, b.Digest, b.Size, escapeName(b.MediaType), state)
+			}
+			continue
+		}
+		platform := ""
+		if art.Platform != "" {
+			platform = "  platform " + escapeName(art.Platform)
+		}
+		fmt.Fprintf(w, "\n%ss/%s  image %s  refs %s%s  %d files  merkle %s\n", art.Kind, art.Name, art.ImageID.Hex(), escapeName(dash(strings.Join(art.Refs, ","))), platform, art.Files, art.MerkleRoot.Hex())
 		for i, l := range art.Layers {
+			if l.Missing {
+				fmt.Fprintf(w, "  layers/%-3d %s  not present (%s %s)\n", i, l.Digest, escapeName(l.SourceMediaType), l.SourceDigest)
+				continue
+			}
 			fmt.Fprintf(w, "  layers/%-3d %s %12d bytes %7d files\n", i, l.Digest, l.Size, l.Files)
 		}
 	}
 	if len(m.Anomalies) > 0 {
 		fmt.Fprintf(w, "\n%d anomalies:\n", len(m.Anomalies))
 		for _, an := range m.Anomalies {
-			fmt.Fprintf(w, "  images/%s layer %d %s: %s\n", an.Artifact, an.Layer, an.Kind, escapeName(an.Detail))
+			fmt.Fprintf(w, "  %s %s: %s\n", anomalyWhere(m, an), an.Kind, escapeName(an.Detail))
 		}
 	}
 	return nil
+}
+
+// anomalyWhere names what an anomaly is about: the source, an artifact,
+// or a layer of one.
+func anomalyWhere(m *manifest.Manifest, an manifest.Anomaly) string {
+	if an.Artifact == "" {
+		return "source"
+	}
+	kind := manifest.KindImage
+	for _, a := range m.Artifacts {
+		if a.Name == an.Artifact {
+			kind = a.Kind
+			break
+		}
+	}
+	if an.Layer < 0 {
+		return kind + "s/" + an.Artifact
+	}
+	return fmt.Sprintf("%ss/%s layer %d", kind, an.Artifact, an.Layer)
 }
 
 func dash(s string) string {
