@@ -150,6 +150,11 @@ func mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, *FS, error
 		AttrTimeout:     &t,
 		NegativeTimeout: &t,
 		RootStableAttr:  &fs.StableAttr{Ino: 1},
+		// Modes as captured: without it go-fuse shows a mode of 0000
+		// (/etc/shadow on RHEL, BuildKit's .wh. markers) as 0644, or
+		// 0755 for a directory. The kernel checks permissions
+		// (default_permissions), so root still reads such files.
+		NullPermissions: true,
 	}
 	// Not fs.Mount: its WaitMount opens a file on the new mount from this
 	// very process (go-fuse's poll hack). A SIGKILL landing then leaves a

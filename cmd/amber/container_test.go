@@ -617,6 +617,12 @@ func TestMountContainerViews(t *testing.T) {
 			t.Errorf("amber ls containers/amber-ctr-m lacks %s:\n%s", want, ls)
 		}
 	}
+	// changes/ is the container's own layer, the artifact's last.
+	for p, l := range lsLayers(t, arch, "containers/amber-ctr-m/changes") {
+		if l != len(ca.Layers)-1 {
+			t.Errorf("ls --json containers/amber-ctr-m/changes: %s has layer %d, want %d", p, l, len(ca.Layers)-1)
+		}
+	}
 	if c := mustAmber(t, "cat", arch, "containers/amber-ctr-m/rootfs/srv/data/creds"); c != "AKIAEXAMPLEKEZ\n" {
 		t.Errorf("amber cat: %q", c)
 	}
