@@ -85,9 +85,17 @@ Only the file indexes are read.`,
 			for i, r := range reps {
 				fmt.Fprintf(e.stdout, "LAYER %d  %s  %d bytes  %s\n", i, art.Layers[i].Digest, art.Layers[i].Size, orDash(createdBy[i]))
 				for _, c := range r.Changes {
+					// A hard link's bytes are its inode's, counted under
+					// the name it links to: do not show them twice.
 					d := fmt.Sprintf("%d bytes", c.Size)
+					if c.LinkTo != "" {
+						d = "hard link to " + escapeName(c.LinkTo)
+					}
 					if c.Fate != "" {
 						d += fmt.Sprintf(", %s in layer %d", c.Fate, c.FateLayer)
+					}
+					if c.VisibleAs != "" {
+						d += ", still visible as " + escapeName(c.VisibleAs)
 					}
 					fmt.Fprintf(e.stdout, "%c %s  [%s]\n", c.Kind, escapeName(c.Path), d)
 				}
