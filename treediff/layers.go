@@ -29,6 +29,7 @@ type LayerChange struct {
 
 	ino    uint32 // the inode's record in its layer, for names of linked inodes
 	linked bool   // one of several names of an inode
+	dir    bool   // a directory (A and C)
 }
 
 // LayerReport is what one layer did.
@@ -99,7 +100,7 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 					if n == 0 {
 						ok = false
 					}
-					ch := LayerChange{Kind: 'A', Path: "/" + p, Size: fileSize(&r)}
+					ch := LayerChange{Kind: 'A', Path: "/" + p, Size: fileSize(&r), dir: r.Type == manifest.TypeDir}
 					if err := linkInfo(ix, &r, &ch); err != nil {
 						return err
 					}
@@ -158,14 +159,18 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 				if err != nil {
 					return nil, err
 				}
-				if !ok {
+				switch {
+				case !ok:
 					ch.Fate, ch.FateLayer = "deleted", m
-				} else if node.Layer == m && !(node.Rec.Type == manifest.TypeDir && node.Rec.Has(manifest.FlagImplicit)) {
-					if node.Rec.Type == manifest.TypeDir {
-						continue
-					}
+				case !ch.dir && node.Layer != n:
+					// Anything a later layer puts at a file's path hides
+					// it, a directory too (an implied one included).
 					ch.Fate, ch.FateLayer = "overwritten", m
-				} else {
+				case ch.dir && node.Layer == m && node.Rec.Type != manifest.TypeDir:
+					// A later directory is merged with this one; only
+					// something else replaces it.
+					ch.Fate, ch.FateLayer = "overwritten", m
+				default:
 					continue
 				}
 				break

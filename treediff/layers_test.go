@@ -121,3 +121,36 @@ func TestLayersHardLinks(t *testing.T) {
 		t.Errorf("layer 0 added %d, want 15 (every name)", reps[0].Added)
 	}
 }
+
+// TestLayersFileReplacedByDir: a file that a later layer replaces with a
+// directory (an explicit one after a whiteout, or one implied by a path
+// under it) is overwritten: its bytes are wasted.
+func TestLayersFileReplacedByDir(t *testing.T) {
+	l0 := index(t,
+		fixture.File("f", "f-was-a-file\n"),
+		fixture.File("g", "gg"),
+		fixture.Dir("d/"), fixture.File("d/x", "x"),
+	)
+	l1 := index(t,
+		fixture.Whiteout("", "f"), fixture.Dir("f/"), fixture.File("f/inner", "i"),
+		fixture.File("g/inner", "j"), // g is now a directory, implied
+		fixture.Dir("d/"),            // a directory over a directory is merged
+	)
+	reps, err := treediff.Layers([]*manifest.Index{l0, l1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := reps[0].Wasted, int64(13+2); got != want {
+		t.Errorf("layer 0 wasted %d bytes, want %d", got, want)
+	}
+	for _, p := range []string{"/f", "/g"} {
+		if c := change(t, reps[0], 'A', p); c.Fate != "overwritten" || c.FateLayer != 1 {
+			t.Errorf("%s: %+v, want overwritten in layer 1", p, c)
+		}
+	}
+	for _, p := range []string{"/d", "/d/x"} {
+		if c := change(t, reps[0], 'A', p); c.Fate != "" {
+			t.Errorf("%s: %+v, want still visible", p, c)
+		}
+	}
+}
