@@ -39,8 +39,15 @@ type LayerReport struct {
 	Added   int           `json:"added"`
 	Changed int           `json:"modified"`
 	Deleted int           `json:"deleted"`
-	// Wasted counts the bytes of this layer's files that later layers
-	// overwrite or delete (as dive counts it).
+	// Wasted is the bytes of this layer's regular files that later layers
+	// overwrite (with a file, link or directory) or delete (a whiteout of
+	// the file or of a directory above it, an opaque directory, a parent
+	// replaced by a file): shipped, but seen by no container. Each inode
+	// counts once, whatever its number of hard-linked names, and not at
+	// all while another of its names is still visible in the merged tree.
+	// dive counts otherwise: it sums every version of a path that is a
+	// leaf in two or more layers, the visible version included, and does
+	// not count files deleted through a whiteout of their directory.
 	Wasted int64 `json:"wasted_bytes"`
 }
 
