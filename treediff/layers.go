@@ -1,6 +1,7 @@
 package treediff
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 
@@ -17,6 +18,18 @@ type LayerChange struct {
 	// "overwritten" or "deleted", and in which layer.
 	Fate      string `json:"fate,omitempty"`
 	FateLayer int    `json:"fate_layer,omitempty"`
+	// LinkTo is set on a hard link: the name, in the same layer, of the
+	// inode whose bytes it shares. Size is still the file's size, but
+	// the bytes are the inode's and are counted once, under that name.
+	LinkTo string `json:"hard_link_to,omitempty"`
+	// VisibleAs is set on a file that later layers overwrite or delete
+	// while another name of its inode still shows the same bytes in the
+	// merged tree: they are not wasted.
+	VisibleAs string `json:"visible_as,omitempty"`
+
+	ino    uint32 // the inode's record in its layer, for names of linked inodes
+	linked bool   // one of several names of an inode
+	dir    bool   // a directory (A and C)
 }
 
 // LayerReport is what one layer did.
@@ -26,8 +39,15 @@ type LayerReport struct {
 	Added   int           `json:"added"`
 	Changed int           `json:"modified"`
 	Deleted int           `json:"deleted"`
-	// Wasted counts the bytes of this layer's files that later layers
-	// overwrite or delete (as dive counts it).
+	// Wasted is the bytes of this layer's regular files that later layers
+	// overwrite (with a file, link or directory) or delete (a whiteout of
+	// the file or of a directory above it, an opaque directory, a parent
+	// replaced by a file): shipped, but seen by no container. Each inode
+	// counts once, whatever its number of hard-linked names, and not at
+	// all while another of its names is still visible in the merged tree.
+	// dive counts otherwise: it sums every version of a path that is a
+	// leaf in two or more layers, the visible version included, and does
+	// not count files deleted through a whiteout of their directory.
 	Wasted int64 `json:"wasted_bytes"`
 }
 
@@ -71,7 +91,11 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 					if old, ok, err := below.Lookup(target); err != nil {
 						return err
 					} else if ok && n > 0 {
-						rep.Changes = append(rep.Changes, LayerChange{Kind: 'D', Path: "/" + target, Size: fileSize(&old.Rec)})
+						ch := LayerChange{Kind: 'D', Path: "/" + target, Size: fileSize(&old.Rec)}
+						if err := linkInfo(ixs[old.Layer], &old.Rec, &ch); err != nil {
+							return err
+						}
+						rep.Changes = append(rep.Changes, ch)
 					}
 					continue
 				}
@@ -83,13 +107,18 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 					if n == 0 {
 						ok = false
 					}
+					ch := LayerChange{Kind: 'A', Path: "/" + p, Size: fileSize(&r), dir: r.Type == manifest.TypeDir}
+					if err := linkInfo(ix, &r, &ch); err != nil {
+						return err
+					}
 					switch {
 					case !ok:
-						rep.Changes = append(rep.Changes, LayerChange{Kind: 'A', Path: "/" + p, Size: fileSize(&r)})
+						rep.Changes = append(rep.Changes, ch)
 					case r.Type == manifest.TypeDir && old.Rec.Type == manifest.TypeDir && !dirDiffers(&old.Rec, &r):
 						// The directory is only on the way to something.
 					default:
-						rep.Changes = append(rep.Changes, LayerChange{Kind: 'C', Path: "/" + p, Size: fileSize(&r)})
+						ch.Kind = 'C'
+						rep.Changes = append(rep.Changes, ch)
 					}
 				}
 				if r.Type == manifest.TypeDir {
@@ -105,7 +134,11 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 				}
 				for _, kd := range kids {
 					if !present[kd.Rec.Name()] {
-						rep.Changes = append(rep.Changes, LayerChange{Kind: 'D', Path: "/" + joinRel(dirPath, kd.Rec.Name()), Size: fileSize(&kd.Rec)})
+						ch := LayerChange{Kind: 'D', Path: "/" + joinRel(dirPath, kd.Rec.Name()), Size: fileSize(&kd.Rec)}
+						if err := linkInfo(ixs[kd.Layer], &kd.Rec, &ch); err != nil {
+							return err
+						}
+						rep.Changes = append(rep.Changes, ch)
 					}
 				}
 			}
@@ -133,21 +166,25 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 				if err != nil {
 					return nil, err
 				}
-				if !ok {
+				switch {
+				case !ok:
 					ch.Fate, ch.FateLayer = "deleted", m
-				} else if node.Layer == m && !(node.Rec.Type == manifest.TypeDir && node.Rec.Has(manifest.FlagImplicit)) {
-					if node.Rec.Type == manifest.TypeDir {
-						continue
-					}
+				case !ch.dir && node.Layer != n:
+					// Anything a later layer puts at a file's path hides
+					// it, a directory too (an implied one included).
 					ch.Fate, ch.FateLayer = "overwritten", m
-				} else {
+				case ch.dir && node.Layer == m && node.Rec.Type != manifest.TypeDir:
+					// A later directory is merged with this one; only
+					// something else replaces it.
+					ch.Fate, ch.FateLayer = "overwritten", m
+				default:
 					continue
 				}
-				rep.Wasted += ch.Size
 				break
 			}
 		}
 		sort.SliceStable(rep.Changes, func(i, j int) bool { return rep.Changes[i].Path < rep.Changes[j].Path })
+		rep.Wasted = wasted(rep.Changes)
 		out = append(out, rep)
 	}
 	return out, nil
@@ -158,6 +195,70 @@ func joinRel(dir, name string) string {
 		return name
 	}
 	return dir + "/" + name
+}
+
+// linkInfo marks a change whose record is one of several names of an
+// inode (a hard link, or the file that hard links point to), and names the
+// inode on a hard link.
+func linkInfo(ix *manifest.Index, r *manifest.Record, ch *LayerChange) error {
+	if r.Type != manifest.TypeReg || (r.Ino == r.Index && r.Nlink < 2) {
+		return nil
+	}
+	ch.ino, ch.linked = r.Ino, true
+	if r.Ino != r.Index {
+		p, err := ix.Path(r.Ino)
+		if err != nil {
+			return fmt.Errorf("hard link %s: %w", ch.Path, err)
+		}
+		ch.LinkTo = "/" + p
+	}
+	return nil
+}
+
+// wasted sums the bytes of a layer's changes (sorted by path) that later
+// layers overwrite or delete: each inode once, and not an inode that
+// another of its names still shows. It marks those names VisibleAs.
+func wasted(changes []LayerChange) int64 {
+	type inode struct {
+		size    int64
+		gone    bool   // some name of it is overwritten or deleted
+		visible string // a name that still shows it
+	}
+	var total int64
+	inodes := map[uint32]*inode{}
+	for _, ch := range changes {
+		switch {
+		case ch.Kind == 'D':
+		case !ch.linked:
+			if ch.Fate != "" {
+				total += ch.Size
+			}
+		default:
+			in := inodes[ch.ino]
+			if in == nil {
+				in = &inode{}
+				inodes[ch.ino] = in
+			}
+			in.size = max(in.size, ch.Size)
+			if ch.Fate != "" {
+				in.gone = true
+			} else if in.visible == "" {
+				in.visible = ch.Path
+			}
+		}
+	}
+	for i := range changes {
+		ch := &changes[i]
+		if ch.Kind != 'D' && ch.linked && ch.Fate != "" && ch.LinkTo == "" {
+			ch.VisibleAs = inodes[ch.ino].visible
+		}
+	}
+	for _, in := range inodes {
+		if in.gone && in.visible == "" {
+			total += in.size
+		}
+	}
+	return total
 }
 
 func fileSize(r *manifest.Record) int64 {

@@ -32,7 +32,24 @@ its changes), a header line (index, digest, size, created-by) and then one
 line per path in diff's A/C/D form: added, modified (relative to the layers
 below), deleted (whiteouts and opaque directories), with its size. A file
 that a later layer overwrites or deletes says so, and in which layer: it is
-still evidence in this one. Wasted space counts those bytes, as dive does.
+still evidence in this one. A hard link shows the name it links to instead
+of a size ("hard link to /bin/busybox"): its bytes are that inode's.
+
+Wasted space of layer N is the bytes of layer N's regular files that a
+later layer overwrites (with a file, link or directory) or deletes (a
+whiteout of the file or of a directory above it, an opaque directory, a
+parent replaced by a file): bytes the image still ships but no container
+sees. Each inode counts once, however many hard-linked names it has, and
+not at all while another of its names is still visible in the merged
+image (that line says "still visible as"). The total is the sum over the
+layers.
+
+dive counts differently: it sums every version of a path that is a leaf
+(not a directory with entries) in two or more layers, the visible version
+included, and does not count files deleted through a whiteout of their
+directory (rm -rf DIR): a file overwritten once counts twice there, and
+a directory removed with rm -rf not at all.
+
 Only the file indexes are read.`,
 		Example: `  amber layers case.tar.zst images/lamp-wordpress_v2
   amber layers case.tar.zst containers/wordpress --json | jq '.[] | {index, wasted_bytes}'`,
@@ -85,9 +102,17 @@ Only the file indexes are read.`,
 			for i, r := range reps {
 				fmt.Fprintf(e.stdout, "LAYER %d  %s  %d bytes  %s\n", i, art.Layers[i].Digest, art.Layers[i].Size, orDash(createdBy[i]))
 				for _, c := range r.Changes {
+					// A hard link's bytes are its inode's, counted under
+					// the name it links to: do not show them twice.
 					d := fmt.Sprintf("%d bytes", c.Size)
+					if c.LinkTo != "" {
+						d = "hard link to " + escapeName(c.LinkTo)
+					}
 					if c.Fate != "" {
 						d += fmt.Sprintf(", %s in layer %d", c.Fate, c.FateLayer)
+					}
+					if c.VisibleAs != "" {
+						d += ", still visible as " + escapeName(c.VisibleAs)
 					}
 					fmt.Fprintf(e.stdout, "%c %s  [%s]\n", c.Kind, escapeName(c.Path), d)
 				}
