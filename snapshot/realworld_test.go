@@ -19,51 +19,6 @@ import (
 	"github.com/amber-forensics/amber/view"
 )
 
-func plat(os, arch string) map[string]string {
-	return map[string]string{"os": os, "architecture": arch}
-}
-
-// regclientLike is a layout as regclient, BuildKit and ORAS leave them: one
-// multi-platform index (each platform with its BuildKit attestation), an
-// SBOM artifact about one platform, a Helm chart, a descriptor of a type
-// nobody knows, a platform whose blobs were not pulled, and one manifest
-// reached through two indexes.
-func regclientLike(t *testing.T, dir string) (sbom, chart []byte) {
-	t.Helper()
-	l := fixture.NewLayout()
-	amd := l.Image(fixture.Image{Layers: [][]byte{fixture.Layer(fixture.File("arch", "amd64\n"))}})
-	arm := l.Image(fixture.Image{Layers: [][]byte{fixture.Layer(fixture.File("arch", "arm64\n"))}})
-	gone := l.Image(fixture.Image{Layers: [][]byte{fixture.Layer(fixture.File("arch", "s390x\n"))}})
-	l.Drop(gone)
-	attest := func(of fixture.Desc) fixture.Desc {
-		stmt := l.Blob("application/vnd.in-toto+json", []byte(`{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://spdx.dev/Document","subject":"`+of["digest"].(string)+`"}`))
-		cfg := l.JSON("application/vnd.oci.image.config.v1+json", map[string]any{"architecture": "unknown", "os": "unknown", "config": map[string]any{},
-			"rootfs": map[string]any{"type": "layers", "diff_ids": []string{stmt["digest"].(string)}}})
-		m := l.Manifest(fixture.Desc{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": cfg,
-			"layers": []fixture.Desc{stmt.With("annotations", map[string]string{"in-toto.io/predicate-type": "https://spdx.dev/Document"})}})
-		return m.With("platform", plat("unknown", "unknown"),
-			"annotations", map[string]string{"vnd.docker.reference.digest": of["digest"].(string), "vnd.docker.reference.type": "attestation-manifest"})
-	}
-	idx := l.Index(amd.With("platform", plat("linux", "amd64")), arm.With("platform", map[string]string{"os": "linux", "architecture": "arm64", "variant": "v8"}),
-		gone.With("platform", plat("linux", "s390x")), attest(amd), attest(arm))
-	sbom = []byte(`{"spdxVersion":"SPDX-2.3","name":"b1"}`)
-	empty := l.Blob("application/vnd.oci.empty.v1+json", []byte("{}"))
-	sbomM := l.Manifest(fixture.Desc{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "artifactType": "application/spdx+json",
-		"config": empty, "subject": amd, "layers": []fixture.Desc{l.Blob("application/spdx+json", sbom).With("annotations", map[string]string{"org.opencontainers.image.title": "sbom.spdx.json"})}})
-	chart = []byte("\x1f\x8b helm chart bytes")
-	chartM := l.Manifest(fixture.Desc{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-		"config": l.JSON("application/vnd.cncf.helm.config.v1+json", map[string]string{"name": "web", "version": "1.2.3"}),
-		"layers": []fixture.Desc{l.Blob("application/vnd.cncf.helm.chart.content.v1.tar+gzip", chart)}})
-	odd := l.Blob("application/vnd.example.unknown+json", []byte(`{"x":1}`))
-	if err := l.Write(dir,
-		idx.With("annotations", map[string]string{"org.opencontainers.image.ref.name": "b1"}),
-		amd.With("annotations", map[string]string{"org.opencontainers.image.ref.name": "b1-amd64"}),
-		sbomM, chartM.With("annotations", map[string]string{"org.opencontainers.image.ref.name": "charts/web:1.2.3"}), odd); err != nil {
-		t.Fatal(err)
-	}
-	return sbom, chart
-}
-
 // TestLayoutWithArtifacts: a layout holding OCI artifacts and attestations
 // is captured whole: every image once, named by platform, with all its
 // refs; artifacts kept byte for byte under artifacts/, linked to the image
@@ -71,7 +26,10 @@ func regclientLike(t *testing.T, dir string) (sbom, chart []byte) {
 func TestLayoutWithArtifacts(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "layout")
-	sbom, chart := regclientLike(t, src)
+	sbom, chart, err := fixture.RegclientLike(src)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(dir, "out.tar.zst")
 	res, err := capture(t, src, out, snapshot.Options{})
 	if err != nil {

@@ -184,7 +184,7 @@ func (s *Source) readDockerSave() error {
 		if want, ok := digestFromName(e.Config); ok && want != img.ConfigDigest {
 			// Docker and skopeo load such a tarball: the config is what
 			// the image is, whatever its name says.
-			s.anomaly(manifest.Anomaly{Path: e.Config, Kind: "config-name-mismatch",
+			s.anomaly(manifest.Anomaly{Kind: "config-name-mismatch",
 				Detail: fmt.Sprintf("config %s has SHA-256 %s, not the digest its name says", e.Config, img.ConfigDigest.Hex())})
 		}
 		if err := img.parseConfig(len(e.Layers)); err != nil {
@@ -391,7 +391,7 @@ func (w *ociWalk) index(idx ociIndex, where string, inherited []string, depth in
 			continue
 		}
 		notCaptured := func(why string) {
-			s.anomaly(manifest.Anomaly{Kind: "not-captured", Path: where,
+			s.anomaly(manifest.Anomaly{Kind: "not-captured",
 				Detail: fmt.Sprintf("%s lists %s (%s, %d bytes): %s", where, d.Digest, d.MediaType, d.Size, why)})
 		}
 		switch d.MediaType {
@@ -458,9 +458,11 @@ func (w *ociWalk) manifest(d descriptor, refs []string) (refHolder, error) {
 		return a, nil
 	}
 	img := &Image{SourceManifest: md, Refs: refs, Platform: d.Platform.String()}
+	// The manifest is here: what it names must be too (only the manifest
+	// itself may be "not in the source").
 	cfg, cd, err := s.readBlob(m.Config)
 	if err != nil {
-		return nil, fmt.Errorf("manifest %s: config: %w", d.Digest, err)
+		return nil, fmt.Errorf("%w: manifest %s: config: %v", ErrSource, d.Digest, err)
 	}
 	img.Config, img.ConfigDigest = cfg, cd
 	if err := img.parseConfig(len(m.Layers)); err != nil {
@@ -477,7 +479,7 @@ func (w *ociWalk) manifest(d descriptor, refs []string) (refHolder, error) {
 		case err != nil && isForeign(l.MediaType) && isNotPresent(err):
 			ls.Missing = true
 		case err != nil:
-			return nil, fmt.Errorf("manifest %s: layer %s: %w", d.Digest, l.Digest, err)
+			return nil, fmt.Errorf("%w: manifest %s: layer %s: %v", ErrSource, d.Digest, l.Digest, err)
 		default:
 			rc.Close()
 			if size != l.Size {
