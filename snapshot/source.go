@@ -507,6 +507,9 @@ func artifactKind(d descriptor, m *ociManifest) string {
 	if m.ArtifactType != "" {
 		return m.ArtifactType
 	}
+	if len(m.Layers) > 0 && !slices.ContainsFunc(m.Layers, func(l descriptor) bool { return l.MediaType != "application/vnd.in-toto+json" }) {
+		return "attestation" // in-toto statements, as BuildKit writes them
+	}
 	if !imageConfigTypes[m.Config.MediaType] {
 		return m.Config.MediaType
 	}
