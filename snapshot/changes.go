@@ -102,6 +102,7 @@ func (s fileStore) open(string) (io.ReadCloser, int64, error) {
 }
 func (s fileStore) exists(string) bool { return true }
 func (s fileStore) describe() string   { return s.path }
+func (s fileStore) key(string) string  { return s.path }
 
 // Change is one line of a change list.
 type Change struct {

@@ -52,8 +52,10 @@ func (m *memStore) open(name string) (io.ReadCloser, int64, error) {
 		// Already stored in the archive; the reader only measures it.
 		return io.NopCloser(bytes.NewReader(nil)), n, nil
 	}
-	return nil, 0, fmt.Errorf("%w: the engine's save stream has no member %q", ErrSource, name)
+	return nil, 0, fmt.Errorf("%w: the engine's save stream has no member %q: %w", ErrSource, name, errNoMember)
 }
+
+func (m *memStore) key(name string) string { return m.resolve(name) }
 
 func (m *memStore) exists(name string) bool {
 	name = m.resolve(name)

@@ -168,16 +168,27 @@ func (s *Source) readDockerSave() error {
 	if _, err := s.readJSON("manifest.json", &entries); err != nil {
 		return err
 	}
-	configs := map[string][]byte{} // one read per config, however often listed
+	// A crafted manifest.json can list one large config, or one image,
+	// thousands of times: each file is read once, each image kept once.
+	configs := map[string][]byte{}
+	seen := map[string]*Image{}
 	for i, e := range entries {
+		ik := s.store.key(e.Config) + "\x00" + strings.Join(e.Layers, "\x00")
+		if img, ok := seen[ik]; ok {
+			img.addRefs(e.RepoTags)
+			continue
+		}
+		if len(s.Images) >= MaxImages {
+			return fmt.Errorf("%w: manifest.json lists more than %d images; refusing (a source this large is best split)", ErrSource, MaxImages)
+		}
 		img := &Image{Refs: e.RepoTags}
-		cfg, ok := configs[e.Config]
+		cfg, ok := configs[s.store.key(e.Config)]
 		if !ok {
 			var err error
 			if cfg, err = s.readJSON(e.Config, nil); err != nil {
 				return fmt.Errorf("image %d of manifest.json: config: %w", i, err)
 			}
-			configs[e.Config] = cfg
+			configs[s.store.key(e.Config)] = cfg
 		}
 		img.Config = cfg
 		img.ConfigDigest = hashing.Sum(cfg)
@@ -215,10 +226,15 @@ func (s *Source) readDockerSave() error {
 			}
 			img.Layers = append(img.Layers, ls)
 		}
+		seen[ik] = img
 		s.Images = append(s.Images, img)
 	}
 	return nil
 }
+
+// MaxImages caps the images and artifacts one source may hold (a real
+// multi-platform layout holds a few dozen).
+const MaxImages = 1000
 
 // isForeign reports a foreign (non-distributable) layer media type, whose
 // bytes a tarball may leave out.
@@ -328,6 +344,7 @@ type ociWalk struct {
 	reached map[string][]refHolder // index digest -> what it led to
 	images  map[string]*Image      // manifest digest -> image
 	arts    map[string]*Artifact   // manifest digest -> artifact
+	configs map[string][]byte      // config digest -> config, read once
 }
 
 // refHolder is an image or an artifact: something refs are added to.
@@ -350,7 +367,7 @@ func (s *Source) readOCI() error {
 	if _, err := s.readJSON("index.json", &idx); err != nil {
 		return err
 	}
-	w := &ociWalk{s: s, reached: map[string][]refHolder{}, images: map[string]*Image{}, arts: map[string]*Artifact{}}
+	w := &ociWalk{s: s, reached: map[string][]refHolder{}, images: map[string]*Image{}, arts: map[string]*Artifact{}, configs: map[string][]byte{}}
 	if _, err := w.index(idx, "index.json", nil, 0); err != nil {
 		return err
 	}
@@ -366,7 +383,19 @@ func (w *ociWalk) index(idx ociIndex, where string, inherited []string, depth in
 	}
 	s := w.s
 	var out []refHolder
+	have := map[refHolder]bool{}
+	add := func(hs ...refHolder) {
+		for _, h := range hs {
+			if !have[h] {
+				have[h] = true
+				out = append(out, h)
+			}
+		}
+	}
 	for _, d := range idx.Manifests {
+		if len(s.Images)+len(s.Artifacts) > MaxImages {
+			return nil, fmt.Errorf("%w: the layout holds more than %d images and artifacts; refusing (a source this large is best split)", ErrSource, MaxImages)
+		}
 		refs := slices.Clone(inherited)
 		if n := d.Annotations[annotationContainerdN]; n != "" {
 			refs = appendNew(refs, n)
@@ -375,19 +404,19 @@ func (w *ociWalk) index(idx ociIndex, where string, inherited []string, depth in
 		}
 		if h, ok := w.images[d.Digest]; ok {
 			h.addRefs(refs)
-			out = append(out, h)
+			add(h)
 			continue
 		}
 		if h, ok := w.arts[d.Digest]; ok {
 			h.addRefs(refs)
-			out = append(out, h)
+			add(h)
 			continue
 		}
 		if hs, ok := w.reached[d.Digest]; ok {
 			for _, h := range hs {
 				h.addRefs(refs)
 			}
-			out = append(out, hs...)
+			add(hs...)
 			continue
 		}
 		notCaptured := func(why string) {
@@ -413,7 +442,7 @@ func (w *ociWalk) index(idx ociIndex, where string, inherited []string, depth in
 				return nil, err
 			}
 			w.reached[d.Digest] = hs
-			out = append(out, hs...)
+			add(hs...)
 		case MediaTypeManifest, mediaTypeDockerManif:
 			h, err := w.manifest(d, refs)
 			if err != nil {
@@ -425,7 +454,7 @@ func (w *ociWalk) index(idx ociIndex, where string, inherited []string, depth in
 				notCaptured("the manifest is not in the source")
 				continue
 			}
-			out = append(out, h)
+			add(h)
 		default:
 			notCaptured("amber does not know this media type")
 		}
@@ -459,10 +488,17 @@ func (w *ociWalk) manifest(d descriptor, refs []string) (refHolder, error) {
 	}
 	img := &Image{SourceManifest: md, Refs: refs, Platform: d.Platform.String()}
 	// The manifest is here: what it names must be too (only the manifest
-	// itself may be "not in the source").
-	cfg, cd, err := s.readBlob(m.Config)
-	if err != nil {
-		return nil, fmt.Errorf("%w: manifest %s: config: %v", ErrSource, d.Digest, err)
+	// itself may be "not in the source"). A config shared by many
+	// manifests is read once.
+	cfg, ok := w.configs[m.Config.Digest]
+	cd, _ := hashing.Parse(m.Config.Digest)
+	if !ok {
+		if cfg, cd, err = s.readBlob(m.Config); err != nil {
+			return nil, fmt.Errorf("%w: manifest %s: config: %v", ErrSource, d.Digest, err)
+		}
+		w.configs[m.Config.Digest] = cfg
+	} else if int64(len(cfg)) != m.Config.Size {
+		return nil, fmt.Errorf("%w: manifest %s: config %s is %d bytes, its descriptor says %d", ErrSource, d.Digest, m.Config.Digest, len(cfg), m.Config.Size)
 	}
 	img.Config, img.ConfigDigest = cfg, cd
 	if err := img.parseConfig(len(m.Layers)); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 
 	"github.com/amber-forensics/amber/manifest"
 )
@@ -27,6 +28,9 @@ type store interface {
 	open(name string) (io.ReadCloser, int64, error)
 	exists(name string) bool
 	describe() string
+	// key names the file a name resolves to, so that a file reached
+	// under many names (links, aliases) is read once.
+	key(name string) string
 }
 
 // tarStore indexes the regular members of an uncompressed tarball once and
@@ -156,6 +160,13 @@ func (s *tarStore) exists(name string) bool {
 
 func (s *tarStore) describe() string { return s.path }
 
+func (s *tarStore) key(name string) string {
+	if m, err := s.resolve(name); err == nil {
+		return fmt.Sprint(m.off)
+	}
+	return name
+}
+
 func (s *tarStore) Close() error { return s.f.Close() }
 
 // dirStore reads an OCI layout directory through os.Root: a blob that is a
@@ -174,24 +185,31 @@ func openDirStore(p string) (*dirStore, error) {
 }
 
 func (d *dirStore) open(name string) (io.ReadCloser, int64, error) {
-	f, err := d.root.Open(name)
+	// A FIFO or a device in the layout would block an open (and a read)
+	// forever: look before opening, and open without blocking.
+	st, err := d.root.Stat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, fmt.Errorf("%w: %s has no %s: %w", ErrSource, d.path, name, errNoMember)
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %s: %v", ErrSource, d.path, err)
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("%w: %s: %w", ErrSource, d.path, err)
-	}
 	if !st.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("%w: %s/%s is not a regular file (a %s); refusing to read it", ErrSource, d.path, name, typeName(st.Mode()))
+	}
+	f, err := d.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %s: %v", ErrSource, d.path, err)
+	}
+	if st, err = f.Stat(); err != nil || !st.Mode().IsRegular() {
+		// Swapped for something else between the look and the open.
 		f.Close()
-		return nil, 0, fmt.Errorf("%w: %s/%s is not a regular file", ErrSource, d.path, name)
+		return nil, 0, fmt.Errorf("%w: %s/%s is not a regular file; refusing to read it", ErrSource, d.path, name)
 	}
 	return f, st.Size(), nil
 }
+
+func (d *dirStore) key(name string) string { return path.Clean(name) }
 
 func (d *dirStore) exists(name string) bool {
 	st, err := d.root.Stat(name)
@@ -201,3 +219,20 @@ func (d *dirStore) exists(name string) bool {
 func (d *dirStore) describe() string { return d.path }
 
 func (d *dirStore) Close() error { return d.root.Close() }
+
+// typeName names a file's type for messages.
+func typeName(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	}
+	return "special file"
+}
