@@ -33,6 +33,9 @@ type IndexBuilder struct {
 	// TempDir is where the build spills what does not fit in memory
 	// (default os.TempDir()). The files are unlinked as they are made.
 	TempDir string
+	// Trailing is the data after the layer tar's end-of-archive marker,
+	// when ScanLayer found some.
+	Trailing *Trailing
 
 	entries  *sorter
 	n        uint32
