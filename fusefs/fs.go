@@ -155,6 +155,12 @@ func virtualIno(p string, m *manifest.Manifest) uint64 {
 	case "config.json":
 		return base + 1
 	case "layers":
+		if len(c) == 4 {
+			// layers/N.trailing (an image's: a container's own files
+			// are numbered from base+16), clear of the rest.
+			n, _ := strconv.Atoi(strings.TrimSuffix(c[3], ".trailing"))
+			return base + 1<<19 + uint64(n)
+		}
 		return base + 2
 	case "stages":
 		return base + 3

@@ -94,6 +94,7 @@ func FuzzScanLayer(f *testing.F) {
 	}
 	tw.Close()
 	f.Add(buf.Bytes())
+	f.Add(append(append(buf.Bytes(), make([]byte, 700)...), "hidden"...))
 	f.Fuzz(func(t *testing.T, layer []byte) {
 		b := &IndexBuilder{}
 		n, err := ScanLayer(bytes.NewReader(layer), b, func(int64) {})
@@ -102,6 +103,16 @@ func FuzzScanLayer(f *testing.F) {
 		}
 		if n != int64(len(layer)) {
 			t.Fatalf("scanned %d of %d bytes", n, len(layer))
+		}
+		// Trailing data runs to the end from a block holding a non-zero
+		// byte, after two or more zero blocks (the marker, padding), and
+		// is what the record says.
+		if tr := b.Trailing; tr != nil {
+			if tr.Offset < 1024 || tr.Offset%512 != 0 || tr.Size <= 0 || tr.Offset+tr.Size != n ||
+				hashing.Sum(layer[tr.Offset:]) != tr.SHA256 || firstNonZero(layer[tr.Offset:min(tr.Offset+512, n)]) < 0 ||
+				firstNonZero(layer[tr.Offset-1024:tr.Offset]) >= 0 {
+				t.Fatalf("trailing data %+v in a layer of %d bytes", tr, n)
+			}
 		}
 		ib, root, files, err := b.BuildWithRoot(n)
 		if err != nil {

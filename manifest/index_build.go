@@ -33,6 +33,9 @@ type IndexBuilder struct {
 	// TempDir is where the build spills what does not fit in memory
 	// (default os.TempDir()). The files are unlinked as they are made.
 	TempDir string
+	// Trailing is the data after the layer tar's end-of-archive marker,
+	// when ScanLayer found some.
+	Trailing *Trailing
 
 	entries  *sorter
 	n        uint32
@@ -71,18 +74,21 @@ const ownerIntern = 1 << 16
 
 // CleanName turns a tar entry name into the slash-separated path amber
 // shows, rooted at the layer: never above it, whatever the name says.
-// unsafe reports an absolute name or a ".." component.
+// unsafe reports an absolute name or a ".." component; a name of only
+// slashes and dots ("/", "./", ".") is the root, not unsafe: kaniko
+// starts every layer with an entry named "/".
 func CleanName(name string) (p string, unsafe bool) {
-	if strings.HasPrefix(name, "/") {
-		unsafe = true
-	}
+	p = strings.TrimPrefix(path.Clean("/"+name), "/")
+	root := true
 	for _, c := range strings.Split(name, "/") {
 		if c == ".." {
-			unsafe = true
-			break
+			return p, true
+		}
+		if c != "" && c != "." {
+			root = false
 		}
 	}
-	return strings.TrimPrefix(path.Clean("/"+name), "/"), unsafe
+	return p, strings.HasPrefix(name, "/") && !root
 }
 
 // anomaly lists a, unless maxAnomalies of its kind are listed already.

@@ -261,6 +261,24 @@ type Layer struct {
 	Index      Descriptor     `json:"index"`
 	Files      int            `json:"files"`
 	MerkleRoot hashing.Digest `json:"merkle_root"`
+	// Trailing is set when bytes other than zero padding follow the layer
+	// tar's end-of-archive marker (the view shows them as layers/N.trailing).
+	Trailing *Trailing `json:"trailing,omitempty"`
+}
+
+// Trailing is data after a layer tar's end-of-archive marker (two zero
+// blocks): no tar reader shows it, yet it is in the blob and the diff_id.
+// eStargz keeps its table of contents there; so can an attacker hide data.
+//
+// Offset is where the first 512-byte block after the marker that holds a
+// non-zero byte starts: tar writers pad with whole zero blocks (up to a
+// record of 10 KiB), so what the padding cannot be starts there, leading
+// zeros of that block included. The data runs to the end of the blob.
+type Trailing struct {
+	Offset int64          `json:"offset"` // in the layer blob
+	Size   int64          `json:"size"`
+	Type   string         `json:"type"` // sniffed from its first bytes: gzip, zstd, tar, json, text, binary, ...
+	SHA256 hashing.Digest `json:"sha256"`
 }
 
 // Entry is a tar member of the archive.

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"archive/tar"
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/amber-forensics/amber/hashing"
 )
@@ -176,8 +178,19 @@ func ScanLayer(r io.Reader, b *IndexBuilder, hint func(off int64)) (size int64, 
 		end = cr.n
 	}
 	// The blob is everything the source holds, trailing blocks included.
-	if _, err := io.CopyBuffer(io.Discard, cr, buf); err != nil {
-		return cr.n, fmt.Errorf("reading layer: %w", sourceErr(err))
+	if srcErr != nil {
+		if _, err := io.CopyBuffer(io.Discard, cr, buf); err != nil {
+			return cr.n, fmt.Errorf("reading layer: %w", sourceErr(err))
+		}
+	} else {
+		t, err := scanTrailing(cr, buf)
+		if err != nil {
+			return cr.n, fmt.Errorf("reading layer: %w", sourceErr(err))
+		}
+		if t != nil {
+			b.Trailing = t
+			b.Anomalies = append(b.Anomalies, Anomaly{Kind: "trailing-data", Detail: fmt.Sprintf("%d bytes of %s data after the tar's end-of-archive marker, at offset %d of the layer blob (the layer's .trailing file)", t.Size, t.Type, t.Offset)})
+		}
 	}
 	if srcErr != nil {
 		var re readError
@@ -187,6 +200,101 @@ func ScanLayer(r io.Reader, b *IndexBuilder, hint func(off int64)) (size int64, 
 		b.Anomalies = append(b.Anomalies, Anomaly{Kind: "tar-broken", Detail: fmt.Sprintf("layer tar unreadable after %d entries at offset %d: %v", b.n, cr.n, srcErr)})
 	}
 	return cr.n, nil
+}
+
+// scanTrailing reads the rest of the layer after its end-of-archive
+// marker (cr is just past it) and returns the data there, if there is
+// more than zero padding: hashed as it streams, whatever its size, with
+// only its first bytes kept to tell what it is. The data starts at the
+// first 512-byte block holding a non-zero byte (see Trailing).
+func scanTrailing(cr *countingReader, buf []byte) (*Trailing, error) {
+	end := cr.n
+	var (
+		t    *Trailing
+		h    hash.Hash
+		head []byte
+	)
+	for {
+		k, err := cr.Read(buf)
+		p := buf[:k]
+		if t == nil {
+			if i := firstNonZero(p); i >= 0 {
+				at := cr.n - int64(k) + int64(i)
+				t = &Trailing{Offset: end + (at-end)&^511}
+				h = sha256.New()
+				// The zeros of its first block before its first non-zero
+				// byte, perhaps read with an earlier piece.
+				lead := zeroBlock[:at-t.Offset]
+				h.Write(lead)
+				head = append(make([]byte, 0, sniffSize), lead...)
+				p = p[i:]
+			}
+		}
+		if t != nil {
+			h.Write(p)
+			head = append(head, p[:min(len(p), sniffSize-len(head))]...)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if t == nil {
+		return nil, nil
+	}
+	t.Size = cr.n - t.Offset
+	t.SHA256 = hashing.FromHash(h)
+	t.Type = sniff(head)
+	return t, nil
+}
+
+var zeroBlock [512]byte
+
+func firstNonZero(p []byte) int {
+	for i, c := range p {
+		if c != 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// sniffSize is how much of trailing data sniff looks at: a tar header.
+const sniffSize = 512
+
+// sniff names what b, the first bytes of some data, looks like: a few
+// formats told by their magic, else JSON, text or binary.
+func sniff(b []byte) string {
+	for _, m := range []struct{ magic, name string }{
+		{"\x1f\x8b", "gzip"}, {"\x28\xb5\x2f\xfd", "zstd"}, {"\xfd7zXZ\x00", "xz"}, {"BZh", "bzip2"},
+		{"PK\x03\x04", "zip"}, {"\x7fELF", "elf"},
+	} {
+		if strings.HasPrefix(string(b), m.magic) {
+			return m.name
+		}
+	}
+	if len(b) >= 262 && string(b[257:262]) == "ustar" {
+		return "tar"
+	}
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			if len(b) == sniffSize && !utf8.FullRune(b[i:]) {
+				break // a rune cut by the window's end
+			}
+			return "binary"
+		}
+		if r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+			return "binary"
+		}
+		i += n
+	}
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+		return "json"
+	}
+	return "text"
 }
 
 func sourceErr(err error) error {

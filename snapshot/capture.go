@@ -526,6 +526,7 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 		Index:      manifest.Descriptor{MediaType: "application/vnd.amber.file-index.v1", Digest: ie.SHA256, Size: ie.Size},
 		Files:      built.Files,
 		MerkleRoot: built.Root,
+		Trailing:   b.Trailing,
 	}
 	return &layerDone{layer: l, anomalies: b.Anomalies, index: ix}, nil
 }

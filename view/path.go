@@ -367,6 +367,9 @@ func (v *View) Stat(p string) (*Entry, error) {
 			if len(c) == 3 {
 				return v.dir(full, c[2]), nil
 			}
+			if c[2] == "layers" && len(c) == 4 && strings.HasSuffix(c[3], trailingSuffix) {
+				return v.trailing(a, full)
+			}
 			n, err := strconv.Atoi(c[3])
 			if err != nil || n < 0 || n >= nl || strconv.Itoa(n) != c[3] {
 				return nil, fmt.Errorf("%w: %s (image %s has layers 0 to %d)", ErrNotFound, full, a.Name, nl-1)
@@ -385,6 +388,39 @@ func (v *View) Stat(p string) (*Entry, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
+}
+
+// trailingSuffix names the file of a layer's trailing data: layers/N.trailing.
+const trailingSuffix = ".trailing"
+
+// trailing is the file layers/N.trailing of image a: the data after layer
+// N's end-of-archive marker, read in place from the stored blob, there only
+// when the layer has some.
+func (v *View) trailing(a *manifest.Artifact, full string) (*Entry, error) {
+	name := full[strings.LastIndexByte(full, '/')+1:]
+	ns := strings.TrimSuffix(name, trailingSuffix)
+	n, err := strconv.Atoi(ns)
+	if err != nil || n < 0 || n >= len(a.Layers) || strconv.Itoa(n) != ns || a.Layers[n].Trailing == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
+	}
+	l := &a.Layers[n]
+	t := l.Trailing
+	blob, ok := v.A.Blob(manifest.BlobName(l.Digest))
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: layer %s is not in the archive", manifest.ErrCorrupt, full, l.Digest)
+	}
+	// The manifest is read from the evidence: the range must be the end
+	// of the blob, never a read beside it.
+	if t.Offset < 0 || t.Size <= 0 || t.Offset > blob.Size || t.Size != blob.Size-t.Offset {
+		return nil, fmt.Errorf("%w: %s: trailing data of %d bytes at %d is not the end of the %d-byte layer", manifest.ErrCorrupt, full, t.Size, t.Offset, blob.Size)
+	}
+	// Served as a container's own files are, a section of the tar read in
+	// place and checked against its SHA-256 (cat, the mount). Its Entry
+	// names no tar member, so nothing takes it for the whole blob; the
+	// mount keys its content check by it.
+	m := &manifest.Member{Path: "layers/" + name, Entry: blob.Name + trailingSuffix, Size: t.Size, SHA256: t.SHA256}
+	return &Entry{Path: full, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, Size: t.Size, Member: m, offset: blob.Offset + t.Offset,
+		ModTime: v.A.Manifest.Acquisition.Finished}, nil
 }
 
 func (v *View) treeEntry(t *Layered, ds []hashing.Digest, id int, prefix string, rest []string) (*Entry, error) {
@@ -512,6 +548,9 @@ func (v *View) ReadDirOf(e *Entry) ([]*Entry, error) {
 		}
 		for i := range a.Layers {
 			names = append(names, strconv.Itoa(i))
+			if c[2] == "layers" && a.Layers[i].Trailing != nil {
+				names = append(names, strconv.Itoa(i)+trailingSuffix)
+			}
 		}
 	}
 	out := make([]*Entry, 0, len(names))

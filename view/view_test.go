@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
@@ -129,6 +130,38 @@ func TestModeString(t *testing.T) {
 	}{{manifest.TypeReg, 0o4755, "-rwsr-xr-x"}, {manifest.TypeDir, 0o1777, "drwxrwxrwt"}, {manifest.TypeSymlink, 0o777, "lrwxrwxrwx"}, {manifest.TypeReg, 0o2644, "-rw-r-Sr--"}} {
 		if got := view.ModeString(tt.typ, tt.mode); got != tt.want {
 			t.Errorf("ModeString(%c, %o) = %s, want %s", tt.typ, tt.mode, got, tt.want)
+		}
+	}
+}
+
+// TestTrailingFile: data after a layer tar's end-of-archive marker is
+// the file layers/N.trailing, read from the stored blob; only layers
+// that have some show one, and only under layers/.
+func TestTrailingFile(t *testing.T) {
+	hidden := "\x1f\x8b\x08\x00 hidden after the end of the tar"
+	base := fixture.Layer(fixture.Dir("etc"), fixture.File("etc/passwd", "root\n"))
+	img := fixture.Image{Tags: []string{"tr:1"}, Layers: [][]byte{base, append(fixture.Layer(fixture.File("a", "a\n")), hidden...)}}
+	v := &view.View{A: fixture.Open(t, fixture.Capture(t, t.TempDir(), "tr", img))}
+	if got := names(t, v, "images/tr_1/layers"); got != "0 1 1.trailing" {
+		t.Errorf("ls layers = %q", got)
+	}
+	if got := names(t, v, "images/tr_1/stages"); got != "0 1" {
+		t.Errorf("ls stages = %q", got)
+	}
+	if got := content(t, v, "images/tr_1/layers/1.trailing"); got != hidden {
+		t.Errorf("layers/1.trailing = %q, want %q", got, hidden)
+	}
+	e, err := v.Stat("images/tr_1/layers/1.trailing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Type != manifest.TypeReg || e.Mode != 0o444 || e.Size != int64(len(hidden)) || e.SHA256() != hashing.Sum([]byte(hidden)) || e.IsDir() {
+		t.Errorf("layers/1.trailing: %+v", e)
+	}
+	for _, gone := range []string{"images/tr_1/layers/0.trailing", "images/tr_1/layers/2.trailing", "images/tr_1/layers/01.trailing",
+		"images/tr_1/stages/1.trailing", "images/tr_1/layers/1.trailing/x", "images/tr_1/layers/.trailing", "images/tr_1/layers/1/.trailing"} {
+		if _, err := v.Stat(gone); !errors.Is(err, view.ErrNotFound) {
+			t.Errorf("Stat(%s) = %v, want ErrNotFound", gone, err)
 		}
 	}
 }
