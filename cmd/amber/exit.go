@@ -30,6 +30,7 @@ const (
 	exitGone        = 10  // the container stopped existing during the capture
 	exitNotLocal    = 11  // asked for something only the engine's own host can do (--route upperdir on a remote engine)
 	exitExists      = 12  // extract: the destination exists (--force replaces it)
+	exitIncomplete  = 13  // extract: entries the destination refused (named) were skipped; the rest was extracted and recorded
 	exitInterrupted = 130 // stopped by SIGINT/SIGTERM; nothing partial left behind
 )
 
@@ -59,6 +60,8 @@ func exitCode(err error) int {
 		return exitUnreadable
 	case errors.Is(err, extract.ErrExists):
 		return exitExists
+	case errors.Is(err, extract.ErrIncomplete):
+		return exitIncomplete
 	case errors.Is(err, fusefs.ErrBusy), errors.Is(err, fusefs.ErrStale):
 		return exitBusy
 	case errors.Is(err, snapshot.ErrContainerGone):
