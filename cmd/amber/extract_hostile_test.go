@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -221,5 +222,52 @@ func TestExtractSkipsLongNames(t *testing.T) {
 	evs := extractEvents(t, arch)
 	if len(evs) != 1 || evs[0]["not_written"] != "3" || evs[0]["files"] != "3" {
 		t.Errorf("custody events: %v", evs)
+	}
+}
+
+// TestUmountOnlyAmber: amber umount refuses a mount point that is not an
+// amber mount (a tmpfs), exit 14, and leaves it mounted; --force unmounts
+// it. amber's own mounts unmount without --force, live or stale.
+func TestUmountOnlyAmber(t *testing.T) {
+	testenv.Root(t)
+	testenv.FUSE(t)
+	dir := t.TempDir()
+	tmpfs := filepath.Join(dir, "tmpfs")
+	os.Mkdir(tmpfs, 0o755)
+	testenv.Run(t, "mount", "-t", "tmpfs", "amber-test-tmpfs", tmpfs)
+	t.Cleanup(func() { exec.Command("umount", "-l", tmpfs).Run() })
+	mounted := func(p string) bool { return exec.Command("mountpoint", "-q", p).Run() == nil }
+
+	r := amber(t, "umount", tmpfs)
+	if r.code != exitForeignMount || !strings.Contains(r.stderr, "not an amber mount") || !strings.Contains(r.stderr, "--force") {
+		t.Errorf("umount of a tmpfs: exit %d %q", r.code, r.stderr)
+	}
+	if !mounted(tmpfs) {
+		t.Fatal("the tmpfs was unmounted without --force")
+	}
+	mustAmber(t, "umount", "--force", tmpfs)
+	if mounted(tmpfs) {
+		t.Error("umount --force left the tmpfs mounted")
+	}
+
+	arch := fixture.Capture(t, dir, "wh", fixture.WhiteoutImage())
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	mustAmber(t, "mount", "--background", "--no-log", arch, mnt)
+	mustAmber(t, "umount", mnt)
+	if mounted(mnt) {
+		t.Error("amber umount left amber's mount")
+	}
+	// A stale amber mount (its process killed) is still amber's.
+	cmd := exec.Command(amberBin, "mount", "--no-log", arch, mnt)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitMounted(t, mnt)
+	cmd.Process.Kill()
+	cmd.Wait()
+	mustAmber(t, "umount", mnt)
+	if mounted(mnt) {
+		t.Error("amber umount left a stale amber mount")
 	}
 }
