@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -20,12 +21,27 @@ import (
 // overwrites).
 var ErrExists = errors.New("extract: exists")
 
+// ErrIncomplete reports an extraction that finished without some entries
+// (Result.NotWritten); it is for the caller to return, not returned by To.
+var ErrIncomplete = errors.New("extract: incomplete")
+
+// privBits are the mode bits a copy of hostile evidence drops unless
+// Options.KeepModes: a setuid or setgid file extracted by root runs with
+// root's (or a group's) rights for any local user, and a directory others
+// may write lets them plant files in the examiner's copy. Sticky goes too:
+// without write for others it serves nothing, and the rule stays simple
+// (only rwx bits, others never writing).
+const privBits = 0o7002
+
 // Options tune an extraction.
 type Options struct {
 	// Force replaces what exists at the destination's paths.
 	Force bool
 	// Owners sets uid/gid as recorded (needs root).
 	Owners bool
+	// KeepModes keeps the setuid, setgid and sticky bits and write for
+	// others as recorded; otherwise they are dropped (privBits).
+	KeepModes bool
 	// Progress receives each path written.
 	Progress func(string)
 }
@@ -36,6 +52,28 @@ type Result struct {
 	Bytes                            int64
 	// Skipped lists entries not written (devices, fifos) and why.
 	Skipped []string
+	// Altered lists the entries written with a mode or owner other than
+	// recorded (bits dropped, owners not set), in the order written.
+	Altered []Altered
+	// NotWritten lists the entries the destination refused for
+	// themselves (a name longer than its file system allows); a
+	// directory's contents went with it. The rest was written.
+	NotWritten []NotWritten
+}
+
+// Altered is an entry written with another mode or owner than recorded.
+// Modes are the permission, setuid, setgid and sticky bits (07777).
+type Altered struct {
+	Path                     string // as written, relative to the destination directory
+	RecordedMode, Mode       uint32
+	RecordedUID, RecordedGID uint32
+	UID, GID                 uint32
+}
+
+// NotWritten is an entry skipped, and why.
+type NotWritten struct {
+	Path string // relative to the destination directory
+	Err  error
 }
 
 type extractor struct {
@@ -84,7 +122,27 @@ func (x *extractor) prepare(p string, wantDir bool) (exists bool, err error) {
 	return false, x.root.RemoveAll(p)
 }
 
+// entry writes e at p; an error that is about this entry alone (its name
+// on this file system) skips it, noted, and the extraction goes on.
 func (x *extractor) entry(e *view.Entry, p string) error {
+	err := x.write(e, p)
+	if err != nil && entryOnly(err) {
+		x.res.NotWritten = append(x.res.NotWritten, NotWritten{Path: p, Err: err})
+		return nil
+	}
+	return err
+}
+
+// entryOnly tells the errors that concern one entry's name from those
+// (no space, I/O, bad content) that end the extraction: a component
+// longer than the file system's NAME_MAX (ext4: 255 bytes, PAX has no
+// limit), a link target longer than PATH_MAX, a name the file system
+// cannot encode.
+func entryOnly(err error) bool {
+	return errors.Is(err, syscall.ENAMETOOLONG) || errors.Is(err, syscall.EILSEQ)
+}
+
+func (x *extractor) write(e *view.Entry, p string) error {
 	if x.opts.Progress != nil {
 		x.opts.Progress(p)
 	}
@@ -127,23 +185,28 @@ func (x *extractor) entry(e *view.Entry, p string) error {
 			ts := []unix.Timespec{unix.NsecToTimespec(e.ModTime.UnixNano()), unix.NsecToTimespec(e.ModTime.UnixNano())}
 			unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(x.root.Name(), p), ts, unix.AT_SYMLINK_NOFOLLOW)
 		}
-		return nil
+		return x.compare(e, p)
 	case manifest.TypeReg:
 		if _, err := x.prepare(p, false); err != nil {
 			return err
 		}
+		key := ""
 		if e.Node != nil && e.Node.Rec.Nlink > 1 {
-			key := fmt.Sprintf("%s/%d", e.LayerDigest(), e.Node.Rec.Ino)
+			key = fmt.Sprintf("%s/%d", e.LayerDigest(), e.Node.Rec.Ino)
 			if first, ok := x.links[key]; ok {
 				if err := x.root.Link(first, p); err == nil {
 					x.res.Hardlinks++
 					return nil
 				}
 			}
-			x.links[key] = p
 		}
 		if err := x.file(e, p); err != nil {
 			return err
+		}
+		// Only a name written is one the next links can point at (not
+		// one skipped for its length).
+		if key != "" {
+			x.links[key] = p
 		}
 		return x.meta(e, p)
 	default:
@@ -180,36 +243,70 @@ func (x *extractor) file(e *view.Entry, p string) error {
 	return nil
 }
 
-// meta sets mode, owner (when asked) and times; directories after their
-// contents.
+// meta sets mode (less privBits unless asked), owner (when asked) and
+// times, then notes what differs from the record; directories after
+// their contents.
 func (x *extractor) meta(e *view.Entry, p string) error {
 	if x.opts.Owners && e.Node != nil {
 		if err := x.root.Lchown(p, int(e.Node.Rec.UID), int(e.Node.Rec.GID)); err != nil {
 			return err
 		}
 	}
-	mode := fs.FileMode(e.Mode & 0o777)
-	if e.Mode&0o4000 != 0 {
+	bits := e.Mode & 0o7777
+	if !x.opts.KeepModes {
+		bits &^= privBits
+	}
+	mode := fs.FileMode(bits & 0o777)
+	if bits&0o4000 != 0 {
 		mode |= fs.ModeSetuid
 	}
-	if e.Mode&0o2000 != 0 {
+	if bits&0o2000 != 0 {
 		mode |= fs.ModeSetgid
 	}
-	if e.Mode&0o1000 != 0 {
+	if bits&0o1000 != 0 {
 		mode |= fs.ModeSticky
 	}
 	if err := x.root.Chmod(p, mode); err != nil {
 		return err
 	}
-	mt := e.ModTime
-	if mt.IsZero() {
+	if mt := e.ModTime; !mt.IsZero() {
+		at := mt
+		if e.Node != nil && !e.Node.Rec.AccessTime.IsZero() {
+			at = e.Node.Rec.AccessTime
+		}
+		if err := x.root.Chtimes(p, at, mt); err != nil {
+			return err
+		}
+	}
+	return x.compare(e, p)
+}
+
+// compare notes p in Result.Altered when its mode or owner on disk is not
+// the recorded one. It asks the file system rather than trusting what was
+// asked of it: the kernel drops the setgid bit of a file whose group the
+// (non-root) extracting user is not in, and a setgid DEST gives its group
+// to what is made in it.
+func (x *extractor) compare(e *view.Entry, p string) error {
+	st, err := x.root.Lstat(p)
+	if err != nil {
+		return err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
 		return nil
 	}
-	at := mt
-	if e.Node != nil && !e.Node.Rec.AccessTime.IsZero() {
-		at = e.Node.Rec.AccessTime
+	a := Altered{Path: p, RecordedMode: e.Mode & 0o7777, Mode: uint32(sys.Mode) & 0o7777, UID: sys.Uid, GID: sys.Gid}
+	a.RecordedUID, a.RecordedGID = a.UID, a.GID // amber's own files (manifest, memory) record no owner
+	if e.Node != nil {
+		a.RecordedUID, a.RecordedGID = e.Node.Rec.UID, e.Node.Rec.GID
 	}
-	return x.root.Chtimes(p, at, mt)
+	if e.Type == manifest.TypeSymlink {
+		a.Mode = a.RecordedMode // a link's mode means nothing on Linux and cannot be set
+	}
+	if a.Mode != a.RecordedMode || a.UID != a.RecordedUID || a.GID != a.RecordedGID {
+		x.res.Altered = append(x.res.Altered, a)
+	}
+	return nil
 }
 
 func typeName(t byte) string {

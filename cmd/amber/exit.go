@@ -17,20 +17,22 @@ import (
 // Exit codes. Never reuse a number for a different meaning: scripts and
 // examiners' notes depend on them.
 const (
-	exitOK          = 0
-	exitError       = 1   // the operation failed (capture error, I/O error)
-	exitUsage       = 2   // bad command line
-	exitTampered    = 3   // integrity check failed: the evidence is altered or damaged
-	exitUnreadable  = 4   // not an amber archive, unsupported version, cannot be opened
-	exitNotFound    = 5   // a view path, artifact or source that does not exist
-	exitSource      = 6   // the source is not a valid image (bad digest, bad manifest)
-	exitBusy        = 7   // the mount point is in use, or a stale mount (amber umount clears it)
-	exitEngine      = 8   // the Docker engine cannot be reached, or failed
-	exitProcAccess  = 9   // the container's processes cannot be read in /proc (run as root on the engine's host)
-	exitGone        = 10  // the container stopped existing during the capture
-	exitNotLocal    = 11  // asked for something only the engine's own host can do (--route upperdir on a remote engine)
-	exitExists      = 12  // extract: the destination exists (--force replaces it)
-	exitInterrupted = 130 // stopped by SIGINT/SIGTERM; nothing partial left behind
+	exitOK           = 0
+	exitError        = 1   // the operation failed (capture error, I/O error)
+	exitUsage        = 2   // bad command line
+	exitTampered     = 3   // integrity check failed: the evidence is altered or damaged
+	exitUnreadable   = 4   // not an amber archive, unsupported version, cannot be opened
+	exitNotFound     = 5   // a view path, artifact or source that does not exist
+	exitSource       = 6   // the source is not a valid image (bad digest, bad manifest)
+	exitBusy         = 7   // the mount point is in use, or a stale mount (amber umount clears it)
+	exitEngine       = 8   // the Docker engine cannot be reached, or failed
+	exitProcAccess   = 9   // the container's processes cannot be read in /proc (run as root on the engine's host)
+	exitGone         = 10  // the container stopped existing during the capture
+	exitNotLocal     = 11  // asked for something only the engine's own host can do (--route upperdir on a remote engine)
+	exitExists       = 12  // extract: the destination exists (--force replaces it)
+	exitIncomplete   = 13  // extract: entries the destination refused (named) were skipped; the rest was extracted and recorded
+	exitForeignMount = 14  // umount: the mount point is not an amber mount (--force unmounts it)
+	exitInterrupted  = 130 // stopped by SIGINT/SIGTERM; nothing partial left behind
 )
 
 // usageError marks command-line mistakes.
@@ -59,6 +61,10 @@ func exitCode(err error) int {
 		return exitUnreadable
 	case errors.Is(err, extract.ErrExists):
 		return exitExists
+	case errors.Is(err, extract.ErrIncomplete):
+		return exitIncomplete
+	case errors.Is(err, errForeignMount):
+		return exitForeignMount
 	case errors.Is(err, fusefs.ErrBusy), errors.Is(err, fusefs.ErrStale):
 		return exitBusy
 	case errors.Is(err, snapshot.ErrContainerGone):
@@ -79,7 +85,10 @@ func exitCode(err error) int {
 	return exitError
 }
 
-var errTampered = errors.New("verification failed")
+var (
+	errTampered     = errors.New("verification failed")
+	errForeignMount = errors.New("not an amber mount")
+)
 
 func report(stderr io.Writer, err error) int {
 	code := exitCode(err)
