@@ -127,7 +127,9 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 					}
 				}
 			}
-			if opaque && n > 0 {
+			// A marker at the root hides nothing: overlayfs ignores it
+			// (see view's walk).
+			if opaque && n > 0 && dir != 0 {
 				kids, err := below.ReadDir(dirPath)
 				if err != nil {
 					return err

@@ -44,11 +44,13 @@ func split(p string) []string {
 
 // walk resolves comps in one layer. opaque reports an opaque marker in a
 // directory on the way (the target included): then lower layers add
-// nothing under it.
+// nothing under it. A marker at a layer's root is not one: the kernel's
+// overlayfs never makes its root opaque, and docker export of such an
+// image shows every lower layer (a few bytes must not hide an implant).
 func walk(ix *manifest.Index, comps []string) (rec uint32, st walkState, opaque bool, err error) {
 	cur := uint32(0)
 	for j, c := range comps {
-		if _, ok := ix.Child(cur, whOpaque); ok {
+		if _, ok := ix.Child(cur, whOpaque); ok && cur != 0 {
 			opaque = true
 		}
 		if child, ok := ix.Child(cur, c); ok {
@@ -76,10 +78,7 @@ func walk(ix *manifest.Index, comps []string) (rec uint32, st walkState, opaque 
 		}
 		return 0, absent, opaque, nil
 	}
-	if _, ok := ix.Child(0, whOpaque); ok {
-		opaque = true
-	}
-	return 0, found, opaque, nil // the root
+	return 0, found, opaque, nil // the root: never opaque
 }
 
 // Lookup finds the visible entry at path p ("" is the root).
@@ -203,7 +202,7 @@ func (l *Layered) ReadDir(p string) ([]Node, error) {
 			name := rec.Name()
 			switch {
 			case name == whOpaque:
-				opaque = true
+				opaque = d != 0 // the root is never opaque (see walk)
 				continue
 			case strings.HasPrefix(name, whPrefix):
 				wh = append(wh, strings.TrimPrefix(name, whPrefix))
