@@ -130,7 +130,7 @@ func changeList(pristine *view.Layered, changes *manifest.Index) ([]Change, erro
 			}
 			name := rec.Name()
 			if name == whOpaque {
-				opaque = true
+				opaque = dir != 0 // overlayfs never makes a root opaque
 				continue
 			}
 			present[name] = true
