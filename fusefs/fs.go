@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"sort"
 	"strconv"
@@ -38,6 +39,11 @@ type FS struct {
 	verified map[fileKey]*verification
 	// inodes bounds the nodes kept for the kernel.
 	inodes *budget
+	// owner is the mounting user's uid and gid, the owner of amber's own
+	// entries: its 0400 members (memory, environ, logs) are readable by
+	// whoever mounted, not by root alone, nor by anyone else under
+	// --allow-other.
+	uid, gid uint32
 	// sealed says whether the archive's frames are sealed (asked once).
 	sealed func() bool
 	// push queues directories whose files to push into the kernel's
@@ -62,7 +68,8 @@ type verification struct {
 // New prepares a file system over a. The archive must stay open while it
 // is mounted.
 func New(a *manifest.Archive) *FS {
-	f := &FS{v: &view.View{A: a}, a: a, layers: map[hashing.Digest]uint64{}, virt: map[string]uint64{}, verified: map[fileKey]*verification{}, Log: func(string) {}, inodes: newBudget(0)}
+	f := &FS{v: &view.View{A: a}, a: a, layers: map[hashing.Digest]uint64{}, virt: map[string]uint64{}, verified: map[fileKey]*verification{}, Log: func(string) {}, inodes: newBudget(0),
+		uid: uint32(os.Getuid()), gid: uint32(os.Getgid())}
 	f.sealed = sync.OnceValue(a.FramesSealed)
 	for ai, art := range a.Manifest.Artifacts {
 		for _, l := range art.Layers {
@@ -197,6 +204,9 @@ func (f *FS) attr(e *view.Entry, out *fuse.Attr) {
 		mt = time.Unix(0, 0)
 	}
 	at, ct := mt, mt
+	if e.Virtual {
+		out.Uid, out.Gid = f.uid, f.gid
+	}
 	if n := e.Node; n != nil {
 		r := &n.Rec
 		out.Uid, out.Gid = r.UID, r.GID

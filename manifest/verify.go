@@ -25,6 +25,10 @@ import (
 type Problem struct {
 	Where  string `json:"where"`
 	Detail string `json:"detail"`
+	// Custody marks a finding about the custody log (its chain, its
+	// events' times, the archive hashes they record, the head noted
+	// earlier), not about the archive's own bytes and hashes.
+	Custody bool `json:"custody,omitempty"`
 }
 
 func (p Problem) String() string { return p.Where + ": " + p.Detail }
@@ -45,6 +49,17 @@ type Report struct {
 	SidecarEvents int       `json:"sidecar_events"`
 	Sidecars      []string  `json:"sidecars_checked"`
 	Problems      []Problem `json:"problems"`
+	// Warnings are findings that are no failure (a renamed archive).
+	Warnings []Problem `json:"warnings"`
+	// CustodyHead is the SHA-256 of the custody log's last line (of the
+	// sealed log when there is no sidecar), and CustodyHeadSeq its seq;
+	// zero when the chain does not hold. Noted outside the archive, it is
+	// what later shows that the last event was not edited (ExpectHead).
+	CustodyHead    hashing.Digest `json:"custody_head,omitzero"`
+	CustodyHeadSeq int            `json:"custody_head_seq"`
+	// ExpectedHeadSeq is the seq of the line VerifyOptions.ExpectHead
+	// names, when it is in the chain.
+	ExpectedHeadSeq *int `json:"expected_head_seq,omitempty"`
 	// Manifest is the archive's manifest when it could be read.
 	Manifest *Manifest `json:"-"`
 }
@@ -52,10 +67,24 @@ type Report struct {
 // OK reports whether nothing failed.
 func (r *Report) OK() bool { return len(r.Problems) == 0 }
 
+// ArchiveOK reports whether every failure is one of the custody log: the
+// archive's own hashes hold.
+func (r *Report) ArchiveOK() bool {
+	for _, p := range r.Problems {
+		if !p.Custody {
+			return false
+		}
+	}
+	return true
+}
+
 // VerifyOptions tune Verify.
 type VerifyOptions struct {
 	// Progress is called with compressed bytes checked so far.
 	Progress func(done, total int64)
+	// ExpectHead, when set, is a custody head noted earlier: the chain
+	// must still hold a line of that SHA-256.
+	ExpectHead hashing.Digest
 }
 
 type verifier struct {
@@ -66,13 +95,23 @@ type verifier struct {
 	// fatal is a fault of this machine (no temp space to rebuild an
 	// index) that stops the verification: not a finding about the archive.
 	fatal error
+	// sealed are the custody events sealed inside the archive, when their
+	// chain holds; md5 and sha1 the whole file's, when a sidecar asked.
+	sealed    []Event
+	sealedOK  bool
+	md5, sha1 string
+	opts      VerifyOptions
 }
 
 func (v *verifier) add(where, format string, args ...any) {
+	v.addProblem(Problem{Where: where, Detail: fmt.Sprintf(format, args...)})
+}
+
+func (v *verifier) addProblem(p Problem) {
 	if len(v.r.Problems) >= 1000 {
 		return
 	}
-	v.r.Problems = append(v.r.Problems, Problem{Where: where, Detail: fmt.Sprintf(format, args...)})
+	v.r.Problems = append(v.r.Problems, p)
 }
 
 // Verify recomputes every digest in the archive at path: each frame's zstd
@@ -95,7 +134,7 @@ func Verify(path string, opts VerifyOptions) (*Report, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: %s is not a regular file", ErrNotArchive, path)
 	}
-	v := &verifier{r: &Report{Path: path, Size: st.Size()}, f: f}
+	v := &verifier{r: &Report{Path: path, Size: st.Size()}, f: f, opts: opts}
 	v.tab, err = ReadSeekTable(f, st.Size())
 	if err != nil {
 		if errors.Is(err, ErrNotArchive) {
@@ -741,30 +780,41 @@ func (v *verifier) checkModel() {
 	}
 	evs, head, err := ParseCustody(bytes.NewReader(cb), hashing.Digest{}, 0)
 	v.r.SealedEvents = len(evs)
+	v.sealed = evs
 	if err != nil {
 		v.add("sealed custody log", "%v", err)
 	} else if head != m.Custody.Head || len(evs) != m.Custody.Events {
 		v.add("sealed custody log", "ends at %s after %d events; the manifest says %s after %d", head.Hex(), len(evs), m.Custody.Head.Hex(), m.Custody.Events)
+	} else {
+		v.sealedOK = true
 	}
 }
 
 // checkSidecars compares the whole-file digests with NAME.sha256 (.md5,
-// .sha1) and checks NAME.custody.jsonl's chain from the sealed head.
+// .sha1) and checks the custody log.
 func (v *verifier) checkSidecars(path string) {
 	base := filepath.Base(path)
 	for _, s := range []struct {
 		ext string
 		h   func() hash.Hash
-	}{{".sha256", nil}, {".md5", md5.New}, {".sha1", sha1.New}} {
+		got *string
+	}{{".sha256", nil, nil}, {".md5", md5.New, &v.md5}, {".sha1", sha1.New, &v.sha1}} {
 		b, err := os.ReadFile(path + s.ext)
 		if err != nil {
 			continue
 		}
 		v.r.Sidecars = append(v.r.Sidecars, filepath.Base(path+s.ext))
 		want, name, ok := strings.Cut(strings.TrimRight(string(b), "\n"), "  ")
-		if !ok || strings.TrimPrefix(name, "*") != base {
+		name = strings.TrimPrefix(name, "*")
+		if !ok || name == "" || strings.ContainsAny(name, "/\n") {
 			v.add(base+s.ext, "is not a sum line for %s", base)
 			continue
+		}
+		if name != base {
+			// Renamed with the archive: the digest still speaks for the
+			// content; only tools that open the named file are misled.
+			v.r.Warnings = append(v.r.Warnings, Problem{Where: base + s.ext,
+				Detail: fmt.Sprintf("names %s, not %s: the archive was renamed after capture ('%ssum -c' looks for %s)", name, base, strings.TrimPrefix(s.ext, "."), name)})
 		}
 		var got string
 		if s.h == nil {
@@ -776,24 +826,68 @@ func (v *verifier) checkSidecars(path string) {
 				continue
 			}
 			got = hex.EncodeToString(h.Sum(nil))
+			*s.got = got
 		}
 		if got != want {
 			v.add("whole file", "digest is %s, %s says %s", got, base+s.ext, want)
 		}
 	}
+	if v.a != nil {
+		v.checkCustody(path)
+	}
+}
+
+// checkCustody checks NAME.custody.jsonl's chain from the sealed head, the
+// archive digests its events record against the file, the events' time
+// order, the name the archive was sealed under, and the head noted
+// earlier; it records the head.
+func (v *verifier) checkCustody(path string) {
+	base := filepath.Base(path)
+	m := v.a.Manifest
+	evs := append([]Event(nil), v.sealed...)
+	head, chainOK := m.Custody.Head, v.sealedOK
 	cp := path + ".custody.jsonl"
-	if _, err := os.Stat(cp); err != nil || v.a == nil {
-		return
+	if _, err := os.Stat(cp); err == nil {
+		v.r.Sidecars = append(v.r.Sidecars, filepath.Base(cp))
+		side, h, err := ParseCustodyFile(cp, m.Custody.Head, m.Custody.Events)
+		v.r.SidecarEvents = len(side)
+		if err != nil {
+			v.addProblem(Problem{Where: filepath.Base(cp), Detail: err.Error(), Custody: true})
+			chainOK = false
+		}
+		head = h
+		have := map[string]string{"sha256": v.r.SHA256.Hex(), "md5": v.md5, "sha1": v.sha1}
+		for _, e := range side {
+			for _, k := range []string{"sha256", "md5", "sha1"} {
+				rec, got := e.Details[k], have[k]
+				if rec == "" || got == "" || rec == got {
+					continue
+				}
+				when := "after this event"
+				if e.Action == "sealed" {
+					when = "after it was sealed"
+				}
+				v.addProblem(Problem{Where: CustodyWhere(e, false), Custody: true,
+					Detail: fmt.Sprintf("records the archive's %s as %s; the file's is %s: the archive changed %s, or this event was edited", strings.ToUpper(k), rec, got, when)})
+			}
+		}
+		evs = append(evs, side...)
 	}
-	v.r.Sidecars = append(v.r.Sidecars, filepath.Base(cp))
-	evs, _, err := ParseCustodyFile(cp, v.a.Manifest.Custody.Head, v.a.Manifest.Custody.Events)
-	v.r.SidecarEvents = len(evs)
-	if err != nil {
-		v.add(filepath.Base(cp), "%v", err)
+	for _, p := range TimeOrder(evs, len(v.sealed)) {
+		v.addProblem(p)
 	}
-	for _, e := range evs {
-		if e.Action == "sealed" && e.Details["sha256"] != "" && e.Details["sha256"] != v.r.SHA256.Hex() {
-			v.add("whole file", "SHA-256 is %s, the custody log recorded %s when it was sealed", v.r.SHA256.Hex(), e.Details["sha256"])
+	if w, ok := Renamed(evs, base); ok {
+		v.r.Warnings = append(v.r.Warnings, w)
+	}
+	if chainOK && len(evs) > 0 {
+		v.r.CustodyHead, v.r.CustodyHeadSeq = head, evs[len(evs)-1].Seq
+	}
+	if want := v.opts.ExpectHead; !want.IsZero() {
+		if i, ok := HeadSeq(evs, head, want); ok {
+			seq := evs[i].Seq
+			v.r.ExpectedHeadSeq = &seq
+		} else {
+			v.addProblem(HeadMissing(want, chainOK))
 		}
 	}
 }

@@ -41,12 +41,17 @@ type WriterOptions struct {
 	Concurrency int
 	// Level is the zstd compression level, 1 to 19 (0: DefaultLevel).
 	Level int
+	// Perm is asked for the archive when it is created (the umask
+	// applies); 0 means 0600: evidence holds memory, environments and
+	// logs, for the capturing user alone. 0666 leaves it to the umask.
+	Perm os.FileMode
 }
 
 // Writer writes a sealed archive: to NAME.partial, renamed to NAME only once
 // the seek table is written and the file synced.
 type Writer struct {
 	final, partial string
+	perm           os.FileMode
 	f              *os.File
 	sum            *hashing.Multi
 	sink           *sink
@@ -271,7 +276,13 @@ func (f *frameSink) waitFrames(n int) ([]hashing.Digest, error) {
 // Create starts an archive at path. Nothing appears at path until Seal.
 func Create(path string, opts WriterOptions) (*Writer, error) {
 	partial := path + ".partial"
-	f, err := os.OpenFile(partial, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	perm := opts.Perm
+	if perm == 0 {
+		perm = 0o600
+	}
+	// Created with its mode, not chmod'ed later: no moment when another
+	// user could open it.
+	f, err := os.OpenFile(partial, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		if os.IsExist(err) {
 			return nil, fmt.Errorf("%s exists: another capture may be writing it; remove it if not: %w", partial, err)
@@ -283,7 +294,7 @@ func Create(path string, opts WriterOptions) (*Writer, error) {
 		os.Remove(partial)
 		return nil, fmt.Errorf("%s already exists; amber never overwrites evidence", path)
 	}
-	w := &Writer{final: path, partial: partial, f: f, sum: hashing.NewMulti(opts.MD5, opts.SHA1), modTime: time.Now().UTC().Truncate(time.Second)}
+	w := &Writer{final: path, partial: partial, perm: perm, f: f, sum: hashing.NewMulti(opts.MD5, opts.SHA1), modTime: time.Now().UTC().Truncate(time.Second)}
 	level := opts.Level
 	if level == 0 {
 		level = DefaultLevel
@@ -445,7 +456,10 @@ func (w *Writer) Has(name string) bool {
 
 // Sealed is what Seal reports about the finished archive.
 type Sealed struct {
-	Path           string
+	Path string
+	// Perm is what the archive was created with (WriterOptions.Perm):
+	// its sidecars are created with the same.
+	Perm           os.FileMode
 	Size           int64
 	SHA256         hashing.Digest
 	MD5, SHA1      string
@@ -551,7 +565,7 @@ func (w *Writer) Seal(m *Manifest, custody *Chain) (*Sealed, error) {
 		d.Sync()
 		d.Close()
 	}
-	return &Sealed{Path: w.final, Size: w.compressedOut, SHA256: w.sum.SHA256(), MD5: w.sum.MD5Hex(), SHA1: w.sum.SHA1Hex(), ManifestSHA256: me.SHA256, Trailer: t}, nil
+	return &Sealed{Path: w.final, Perm: w.perm, Size: w.compressedOut, SHA256: w.sum.SHA256(), MD5: w.sum.MD5Hex(), SHA1: w.sum.SHA1Hex(), ManifestSHA256: me.SHA256, Trailer: t}, nil
 }
 
 func (w *Writer) fail(err error) error {

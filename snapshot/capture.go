@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 
@@ -26,6 +27,9 @@ type Options struct {
 	MaxExpansion int64
 	// Progress, when set, receives progress lines.
 	Progress func(msg string)
+	// Perm is asked for the archive and its sidecars (the umask
+	// applies); 0: 0600 (manifest.WriterOptions.Perm).
+	Perm os.FileMode
 	// keepIndexes: every layer's parsed index is kept for later (a
 	// container's change list needs its image's): a large one is read in
 	// pages from a temp file.

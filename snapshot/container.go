@@ -176,7 +176,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	if err := s.ev("acquisition-started", details); err != nil {
 		return nil, err
 	}
-	w, err := manifest.Create(req.Output, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level})
+	w, err := manifest.Create(req.Output, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm})
 	if err != nil {
 		return nil, err
 	}

@@ -145,7 +145,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 	if err := ev(manifest.Event{Action: "acquisition-started", Details: details}); err != nil {
 		return nil, err
 	}
-	w, err := manifest.Create(req.Output, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level})
+	w, err := manifest.Create(req.Output, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm})
 	if err != nil {
 		return nil, err
 	}
@@ -205,21 +205,33 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 }
 
 // WriteSidecars writes NAME.sha256 (and .md5, .sha1 when computed) in
-// sha256sum format, and starts NAME.custody.jsonl with the "sealed" event.
+// sha256sum format, and starts NAME.custody.jsonl with the "sealed" event,
+// each created with the archive's permissions (s.Perm).
 func WriteSidecars(s *manifest.Sealed, actor, host string, c manifest.Custody) ([]string, error) {
 	base := filepath.Base(s.Path)
+	perm := s.Perm
+	if perm == 0 {
+		perm = 0o600
+	}
 	var out []string
 	for _, f := range []struct{ ext, sum string }{{".sha256", s.SHA256.Hex()}, {".md5", s.MD5}, {".sha1", s.SHA1}} {
 		if f.sum == "" {
 			continue
 		}
 		p := s.Path + f.ext
-		if err := writeFileAtomic(p, []byte(f.sum+"  "+base+"\n")); err != nil {
+		if err := writeFileAtomic(p, []byte(f.sum+"  "+base+"\n"), perm); err != nil {
 			return out, err
 		}
 		out = append(out, p)
 	}
 	cp := s.Path + ".custody.jsonl"
+	// A new archive's log is new too: a file already there (another
+	// archive's, or planted with another owner or mode) is not chained to.
+	cf, err := os.OpenFile(cp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return out, fmt.Errorf("starting the custody log: %w", err)
+	}
+	cf.Close()
 	details := map[string]string{"archive": base, "sha256": s.SHA256.Hex(), "size": fmt.Sprint(s.Size), "manifest_sha256": s.ManifestSHA256.Hex()}
 	if s.MD5 != "" {
 		details["md5"] = s.MD5
@@ -233,9 +245,22 @@ func WriteSidecars(s *manifest.Sealed, actor, host string, c manifest.Custody) (
 	return append(out, cp), nil
 }
 
-func writeFileAtomic(p string, b []byte) error {
+// writeFileAtomic writes p through p.partial, created new with perm: a
+// stale or planted p.partial is removed, never written through (it would
+// keep its owner and mode).
+func writeFileAtomic(p string, b []byte, perm os.FileMode) error {
 	tmp := p + ".partial"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", p, err)
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", p, err)
 	}
 	if err := os.Rename(tmp, p); err != nil {

@@ -203,16 +203,35 @@ func (v *View) memberEntry(a *manifest.Artifact, full, rel string) (*Entry, erro
 				return nil, fmt.Errorf("%w: %s: member %s is not in the archive", manifest.ErrCorrupt, full, m.Entry)
 			}
 			name := full[strings.LastIndexByte(full, '/')+1:]
-			return &Entry{Path: full, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, Size: m.Size, Member: m, offset: e.Offset,
+			mode := uint32(0o444)
+			if sensitiveMember(rel) {
+				mode = 0o400
+			}
+			return &Entry{Path: full, Name: name, Type: manifest.TypeReg, Mode: mode, Virtual: true, Size: m.Size, Member: m, offset: e.Offset,
 				ModTime: v.A.Manifest.Acquisition.Finished}, nil
 		}
 	}
 	for _, m := range a.Container.Members {
 		if strings.HasPrefix(m.Path, rel+"/") {
-			return v.dir(full, full[strings.LastIndexByte(full, '/')+1:]), nil
+			d := v.dir(full, full[strings.LastIndexByte(full, '/')+1:])
+			if sensitiveMember(rel) {
+				d.Mode = 0o500
+			}
+			return d, nil
 		}
 	}
 	return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
+}
+
+// sensitiveMember reports whether a container's own file (or directory),
+// by its path under containers/<name>/, holds what only the examiner who
+// mounted should read: process memory and environments (keys, tokens),
+// inspect.json (the environment again) and the logs. The mount is shown
+// to other local users under --allow-other; these are 0400 (0500 for
+// directories) there, owned by the mounting user.
+func sensitiveMember(rel string) bool {
+	top, _, _ := strings.Cut(rel, "/")
+	return top == "memory" || top == "logs" || rel == "inspect.json"
 }
 
 // memberNames lists the names directly under rel ("" for the top) among a

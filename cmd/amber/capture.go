@@ -23,6 +23,7 @@ type captureOptions struct {
 	level        int
 	maxExpansion int64
 	maxIndexMiB  int64
+	shared       bool
 	// container capture
 	pause    bool
 	noMemory bool
@@ -44,6 +45,7 @@ func (o *captureOptions) addFlags(cmd *cobra.Command) {
 	f.IntVar(&o.level, "level", 0, "zstd level of the archive, 1 (fastest) to 19 (smallest); 0: the default (2 with libzstd, 3 with the pure-Go encoder)")
 	f.BoolVar(&o.hashSource, "hash-source", false, "also record each source tarball's SHA-256 (one more read of it)")
 	f.Int64Var(&o.maxExpansion, "max-expansion", snapshot.DefaultMaxExpansion, "refuse a compressed layer that expands more than this many times (0: no limit)")
+	f.BoolVar(&o.shared, "shared", false, "write the archive and its sidecars as readable as the umask allows (0666 &^ umask, e.g. 0644), not 0600: it holds memory, environments and logs")
 	f.Int64Var(&o.maxIndexMiB, "max-index-mib", manifest.DefaultMaxIndexStrings>>20, "refuse a layer whose paths, link targets and xattrs add up to more than this many MiB (a hostile directory chain; 0: no limit)")
 }
 
@@ -290,7 +292,11 @@ func (e *env) printCapture(o *captureOptions, res *snapshot.Result) error {
 func (o *captureOptions) snapshotOptions() snapshot.Options {
 	manifest.MaxIndexStrings = o.maxIndexMiB << 20
 	lessGarbage()
-	return snapshot.Options{MaxExpansion: o.maxExpansion}
+	opts := snapshot.Options{MaxExpansion: o.maxExpansion}
+	if o.shared {
+		opts.Perm = 0o666 // the umask decides
+	}
+	return opts
 }
 
 // lessGarbage has the collector run when the heap has grown by half of

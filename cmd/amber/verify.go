@@ -4,18 +4,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
 )
 
 type verifyOptions struct {
-	json  bool
-	noLog bool
+	json       bool
+	noLog      bool
+	expectHead string
 }
 
 func (e *env) newVerifyCmd() *cobra.Command {
@@ -29,22 +33,57 @@ SHA-256, every file's SHA-256 against the layer's index, every Merkle root,
 the manifest's and trailer's hashes, the sealed custody chain, and the
 sidecars ARCHIVE.sha256/.md5/.sha1/.custody.jsonl when present.
 
-It appends a "verified" event to ARCHIVE.custody.jsonl (--no-log: don't).
-Exit 0: intact. Exit 3: tampered or damaged (each failure is named).
+In the custody log ARCHIVE.custody.jsonl it checks the chain from the
+sealed head, every archive digest an event records (sealed, verified, ...)
+against the file, and that each event is dated no earlier than the one
+before it. A failure there is a "FAIL custody log ..." line: what happened
+to the archive after sealing is not what the log says; the archive's own
+hashes are reported apart.
+
+It appends a "verified" event to ARCHIVE.custody.jsonl (--no-log: don't),
+then prints the custody head: the SHA-256 of the log's last line. The last
+line has no later line to protect it, so note the head outside the archive
+(case notes) and give it back later with --expect-head: verify fails if
+that line, or any before it, was edited or removed.
+
+An archive whose custody log records another file name (renamed after
+capture, with its sidecars) verifies as intact, with a "WARN archive name"
+line: renaming changes no byte.
+
+Exit 0: intact (warnings, if any, are WARN lines). Exit 3: tampered or
+damaged, the archive or its custody log (each failure is named).
 Exit 4: not an amber archive or an unsupported version.
 Exit 1: this machine failed, e.g. no room in TMPDIR, where a large layer's
 index is rebuilt (temp files, unlinked as they are made): not a finding.`,
 		Example: `  amber verify case.tar.zst
+  amber verify --expect-head sha256:3f1c... case.tar.zst   # the head noted last time
   amber verify --json case.tar.zst | jq .problems`,
 		Args: argsRange(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error { return e.runVerify(o, args[0]) },
 	}
 	c.Flags().BoolVar(&o.json, "json", false, "print the report as JSON")
 	c.Flags().BoolVar(&o.noLog, "no-log", false, "do not append to the custody log")
+	c.Flags().StringVar(&o.expectHead, "expect-head", "", "a custody head noted earlier (sha256:HEX): fail unless the log still holds that line unchanged")
 	return c
 }
 
+// parseHead reads a custody head given on the command line.
+func parseHead(s string) (hashing.Digest, error) {
+	if s == "" {
+		return hashing.Digest{}, nil
+	}
+	d, err := hashing.Parse(strings.ToLower(strings.TrimSpace(s)))
+	if err != nil {
+		return d, usageError{fmt.Errorf("--expect-head: %w", err)}
+	}
+	return d, nil
+}
+
 func (e *env) runVerify(o *verifyOptions, path string) error {
+	expect, err := parseHead(o.expectHead)
+	if err != nil {
+		return err
+	}
 	// A layer of many files is re-indexed in memory: collect garbage
 	// sooner then (for the others Go's default is a few percent faster).
 	if a, err := manifest.Open(path); err == nil {
@@ -57,7 +96,7 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 		}
 		a.Close()
 	}
-	var opts manifest.VerifyOptions
+	opts := manifest.VerifyOptions{ExpectHead: expect}
 	prog := isTerminal(e.stderr)
 	start := time.Now()
 	if prog {
@@ -85,12 +124,16 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 		snapshot.HostInfo(&acq)
 		ev := manifest.Event{Time: time.Now(), Actor: acq.User, Host: acq.Host, Action: "verified",
 			Details: map[string]string{"result": result, "sha256": r.SHA256.Hex(), "tool": "amber " + version, "seconds": fmt.Sprintf("%.1f", time.Since(start).Seconds())}}
-		if err := manifest.AppendCustody(path+".custody.jsonl", r.Manifest.Custody.Head, r.Manifest.Custody.Events, ev); err != nil {
-			if !errors.Is(err, os.ErrPermission) {
-				r.Problems = append(r.Problems, manifest.Problem{Where: "custody log", Detail: err.Error()})
-			} else {
-				fmt.Fprintf(e.stderr, "amber: warning: could not record the verification: %v\n", err)
+		head, seq, err := manifest.AppendCustodyHead(path+".custody.jsonl", r.Manifest.Custody.Head, r.Manifest.Custody.Events, ev)
+		switch {
+		case err == nil:
+			if !r.CustodyHead.IsZero() {
+				r.CustodyHead, r.CustodyHeadSeq = head, seq
 			}
+		case !errors.Is(err, os.ErrPermission):
+			r.Problems = append(r.Problems, manifest.Problem{Where: "custody log", Detail: err.Error(), Custody: true})
+		default:
+			fmt.Fprintf(e.stderr, "amber: warning: could not record the verification: %v\n", err)
 		}
 	}
 	if o.json {
@@ -99,6 +142,9 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 		if r.Problems == nil {
 			r.Problems = []manifest.Problem{}
 		}
+		if r.Warnings == nil {
+			r.Warnings = []manifest.Problem{}
+		}
 		if err := enc.Encode(r); err != nil {
 			return err
 		}
@@ -106,6 +152,9 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 		w := e.stdout
 		for _, p := range r.Problems {
 			fmt.Fprintf(w, "FAIL %s\n", p)
+		}
+		for _, p := range r.Warnings {
+			fmt.Fprintf(w, "WARN %s\n", p)
 		}
 		status := "OK"
 		if !r.OK() {
@@ -119,9 +168,24 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 		} else {
 			fmt.Fprintf(w, "  no sidecars found: compare the sha256 above with the one recorded at capture\n")
 		}
+		printHead(w, r.CustodyHead, r.CustodyHeadSeq, expect, r.ExpectedHeadSeq)
+		if !r.OK() && r.ArchiveOK() {
+			fmt.Fprintf(w, "  the archive's own hashes hold; what fails is its custody log, the record of what was done with it after sealing\n")
+		}
 	}
 	if !r.OK() {
 		return fmt.Errorf("%w: %d problem(s) in %s", errTampered, len(r.Problems), path)
 	}
 	return nil
+}
+
+// printHead prints the custody head for the examiner to note, and where
+// the head noted earlier was found.
+func printHead(w io.Writer, head hashing.Digest, seq int, expect hashing.Digest, found *int) {
+	if !head.IsZero() {
+		fmt.Fprintf(w, "  custody head %s (seq %d): note it outside the archive; given back with --expect-head, it shows whether any event up to it was edited\n", head, seq)
+	}
+	if found != nil {
+		fmt.Fprintf(w, "  expected head %s found: the line of seq %d, unchanged with all before it\n", expect, *found)
+	}
 }
