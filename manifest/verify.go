@@ -3,6 +3,7 @@ package manifest
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -80,6 +81,9 @@ func (r *Report) ArchiveOK() bool {
 
 // VerifyOptions tune Verify.
 type VerifyOptions struct {
+	// Ctx, when set, stops the verification once done (Verify then
+	// returns its error, never a report).
+	Ctx context.Context
 	// Progress is called with compressed bytes checked so far.
 	Progress func(done, total int64)
 	// ExpectHead, when set, is a custody head noted earlier: the chain
@@ -162,6 +166,9 @@ func Verify(path string, opts VerifyOptions) (*Report, error) {
 		v.r.Artifacts = len(a.Manifest.Artifacts)
 	}
 	v.stream(opts)
+	if opts.Ctx != nil && opts.Ctx.Err() != nil {
+		return nil, opts.Ctx.Err()
+	}
 	if v.fatal != nil {
 		return nil, v.fatal
 	}
@@ -206,6 +213,9 @@ func (v *verifier) stream(opts VerifyOptions) {
 		defer close(jobs)
 		var done int64
 		for i := int64(0); i < n; i++ {
+			if opts.Ctx != nil && opts.Ctx.Err() != nil {
+				return
+			}
 			fr, _ := v.tab.EntryByID(i)
 			src := make([]byte, fr.CompressedSize)
 			_, err := v.f.ReadAt(src, int64(fr.CompressedOffset))
@@ -497,7 +507,7 @@ func (v *verifier) checkContent(pr *posReader, e Entry) {
 		if ie, ok := v.a.Blob(IndexName(layer.Digest)); ok && MaxIndexStrings > 0 {
 			b.MaxStrings = max(MaxIndexStrings, 2*ie.Size+1<<20)
 		}
-		n, err = ScanLayer(SourceReader(io.TeeReader(lr, h)), b, nil)
+		n, err = ScanLayerWith(SourceReader(io.TeeReader(lr, h)), b, nil, ScanOptions{Ctx: v.opts.Ctx})
 		if v.local(where, err) {
 			return
 		}

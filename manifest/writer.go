@@ -47,10 +47,16 @@ type WriterOptions struct {
 	Perm os.FileMode
 }
 
-// Writer writes a sealed archive: to NAME.partial, renamed to NAME only once
-// the seek table is written and the file synced.
+// Writer writes a sealed archive: to a file with no name (O_TMPFILE),
+// linked as NAME only once the seek table is written and the file synced,
+// so that nothing is left at any name whatever ends the capture (kill -9
+// included). Where the file system has no unnamed files, to NAME.partial,
+// renamed to NAME once sealed, and locked while written: a partial whose
+// lock is free was left by a capture that died, and the next capture to
+// that name removes it.
 type Writer struct {
 	final, partial string
+	unnamed        bool
 	perm           os.FileMode
 	f              *os.File
 	sum            *hashing.Multi
@@ -280,21 +286,27 @@ func Create(path string, opts WriterOptions) (*Writer, error) {
 	if perm == 0 {
 		perm = 0o600
 	}
-	// Created with its mode, not chmod'ed later: no moment when another
-	// user could open it.
-	f, err := os.OpenFile(partial, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		if os.IsExist(err) {
-			return nil, fmt.Errorf("%s exists: another capture may be writing it; remove it if not: %w", partial, err)
-		}
-		return nil, fmt.Errorf("creating archive: %w", err)
-	}
 	if _, err := os.Lstat(path); err == nil {
-		f.Close()
-		os.Remove(partial)
 		return nil, fmt.Errorf("%s already exists; amber never overwrites evidence", path)
 	}
-	w := &Writer{final: path, partial: partial, perm: perm, f: f, sum: hashing.NewMulti(opts.MD5, opts.SHA1), modTime: time.Now().UTC().Truncate(time.Second)}
+	// Created with its mode, not chmod'ed later: no moment when another
+	// user could open it.
+	f, err := openUnnamed(filepath.Dir(path), perm)
+	if err != nil {
+		return nil, fmt.Errorf("creating archive: %w", err)
+	}
+	unnamed := f != nil
+	if !unnamed {
+		if f, err = createPartial(partial, perm); err != nil {
+			return nil, err
+		}
+		if _, err := os.Lstat(path); err == nil {
+			f.Close()
+			os.Remove(partial)
+			return nil, fmt.Errorf("%s already exists; amber never overwrites evidence", path)
+		}
+	}
+	w := &Writer{final: path, partial: partial, unnamed: unnamed, perm: perm, f: f, sum: hashing.NewMulti(opts.MD5, opts.SHA1), modTime: time.Now().UTC().Truncate(time.Second)}
 	level := opts.Level
 	if level == 0 {
 		level = DefaultLevel
@@ -548,19 +560,38 @@ func (w *Writer) Seal(m *Manifest, custody *Chain) (*Sealed, error) {
 		w.abort()
 		return nil, fmt.Errorf("syncing archive: %w", err)
 	}
-	if err := w.f.Close(); err != nil {
-		w.abort()
-		return nil, fmt.Errorf("closing archive: %w", err)
+	if w.unnamed {
+		// Linked while still open (an unnamed file's only handle).
+		err := linkUnnamed(w.f, w.final)
+		if errors.Is(err, os.ErrExist) {
+			w.abort()
+			return nil, fmt.Errorf("%s appeared during capture; amber never overwrites evidence", w.final)
+		}
+		if err != nil {
+			w.abort()
+			return nil, fmt.Errorf("sealing archive: %w", err)
+		}
+		cerr := w.f.Close()
+		w.f = nil
+		if cerr != nil {
+			os.Remove(w.final)
+			return nil, fmt.Errorf("closing archive: %w", cerr)
+		}
+	} else {
+		if err := w.f.Close(); err != nil {
+			w.abort()
+			return nil, fmt.Errorf("closing archive: %w", err)
+		}
+		w.f = nil
+		if _, err := os.Lstat(w.final); err == nil {
+			os.Remove(w.partial)
+			return nil, fmt.Errorf("%s appeared during capture; amber never overwrites evidence", w.final)
+		}
+		if err := os.Rename(w.partial, w.final); err != nil {
+			os.Remove(w.partial)
+			return nil, fmt.Errorf("sealing archive: %w", err)
+		}
 	}
-	if _, err := os.Lstat(w.final); err == nil {
-		os.Remove(w.partial)
-		return nil, fmt.Errorf("%s appeared during capture; amber never overwrites evidence", w.final)
-	}
-	if err := os.Rename(w.partial, w.final); err != nil {
-		os.Remove(w.partial)
-		return nil, fmt.Errorf("sealing archive: %w", err)
-	}
-	w.f = nil
 	if d, err := os.Open(filepath.Dir(w.final)); err == nil {
 		d.Sync()
 		d.Close()
@@ -592,10 +623,46 @@ func (w *Writer) abort() {
 		<-w.wmErr
 	}
 	w.f.Close()
-	if _, err := os.Lstat(w.partial); err == nil {
-		os.Remove(w.partial)
+	if !w.unnamed {
+		if _, err := os.Lstat(w.partial); err == nil {
+			os.Remove(w.partial)
+		}
 	}
 	w.f = nil
+}
+
+// createPartial creates NAME.partial, locked while it is written. One that
+// exists with its lock free was left by a capture that died: it is
+// removed (it was never evidence: nothing is sealed until renamed).
+func createPartial(partial string, perm os.FileMode) (*os.File, error) {
+	for try := 0; ; try++ {
+		f, err := os.OpenFile(partial, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+		if err == nil {
+			lockPartial(f)
+			return f, nil
+		}
+		if !os.IsExist(err) || try > 0 {
+			if os.IsExist(err) {
+				return nil, fmt.Errorf("%s exists: another capture may be writing it; remove it if not: %w", partial, err)
+			}
+			return nil, fmt.Errorf("creating archive: %w", err)
+		}
+		old, oerr := os.Open(partial)
+		if oerr != nil {
+			return nil, fmt.Errorf("%s exists: another capture may be writing it; remove it if not: %w", partial, err)
+		}
+		stale := lockPartial(old)
+		if ost, err := old.Stat(); stale && err == nil {
+			// Still the same file (not one a third capture just made).
+			if cur, err := os.Lstat(partial); err == nil && os.SameFile(ost, cur) {
+				os.Remove(partial)
+			}
+		}
+		old.Close()
+		if !stale {
+			return nil, fmt.Errorf("%s exists and another capture is writing it: %w", partial, err)
+		}
+	}
 }
 
 // DefaultLevel is the zstd level of capture when none is asked for: with

@@ -36,6 +36,16 @@ type Options struct {
 	keepIndexes bool
 }
 
+// maxSparse bounds the logical bytes of a layer's sparse files as the
+// expansion limit bounds a compressed layer: a sparse file's holes are
+// zeros no stored byte stands for (0: no bound).
+func (o Options) maxSparse(layerSize int64) int64 {
+	if o.MaxExpansion <= 0 {
+		return 0
+	}
+	return max(layerSize*o.MaxExpansion, 64<<20)
+}
+
 // keepIndexMax is the largest index held whole in memory; a larger one is
 // streamed into the archive.
 var keepIndexMax int64 = 32 << 20
@@ -438,7 +448,7 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 		return nil, err
 	}
 	defer closeFn()
-	done, err := storeLayer(ctx, r, size, diffID, w, opts.keepIndexes)
+	done, err := storeLayer(ctx, r, size, diffID, w, opts.keepIndexes, opts.maxSparse(size))
 	if err != nil {
 		return nil, err
 	}
@@ -457,7 +467,7 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 
 // storeLayer writes exactly size bytes of an uncompressed layer from r as
 // its blob, with its file index, and checks the result against diffID.
-func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Digest, w *manifest.Writer, keep bool) (*layerDone, error) {
+func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Digest, w *manifest.Writer, keep bool, maxSparse int64) (*layerDone, error) {
 	name := manifest.BlobName(diffID)
 	if w.Has(name) {
 		return nil, fmt.Errorf("layer %s stored twice", diffID)
@@ -471,12 +481,15 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 		built *manifest.Built
 		berr  error
 	)
-	got, err := pipeLayer(ctx, r, size, w, b, func() { built, berr = b.Resolve(size) })
+	got, err := pipeLayer(ctx, r, size, w, b, maxSparse, func() { built, berr = b.Resolve(size) })
 	defer func() {
 		if built != nil {
 			built.Close()
 		}
 	}()
+	if errors.Is(err, manifest.ErrTooSparse) {
+		return nil, fmt.Errorf("%w (at most %d bytes for a layer of %d; --max-expansion 0 lifts it)", err, maxSparse, size)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading layer: %w", err)
 	}

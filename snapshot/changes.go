@@ -37,7 +37,7 @@ type layerFile struct {
 }
 
 func newLayerFile(dir string) (*layerFile, error) {
-	f, err := os.CreateTemp(dir, ".amber-changes-*.tar")
+	f, err := manifest.TempFile(dir, ".amber-changes-*.tar") // no name: nothing left by kill -9
 	if err != nil {
 		return nil, fmt.Errorf("creating the changes layer: %w", err)
 	}
@@ -78,6 +78,9 @@ func (l *layerFile) finish() (size int64, sum hashing.Digest, err error) {
 	}
 	return l.h.Size(), l.h.SHA256(), nil
 }
+
+// path opens the layer again (it has no name).
+func (l *layerFile) path() string { return manifest.ReopenPath(l.f) }
 
 func (l *layerFile) remove() {
 	l.f.Close()

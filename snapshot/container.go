@@ -604,7 +604,7 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 	if err != nil {
 		return descriptor{}, err
 	}
-	ld, err := captureLayer(ctx, &Source{store: fileStore{lf.f.Name()}}, w, LayerSource{Name: "changes", Size: size, Digest: sum}, sum, req.Options)
+	ld, err := captureLayer(ctx, &Source{store: fileStore{lf.path()}}, w, LayerSource{Name: "changes", Size: size, Digest: sum}, sum, req.Options)
 	if err != nil {
 		return descriptor{}, fmt.Errorf("storing the changes layer: %w", err)
 	}
@@ -777,7 +777,7 @@ func captureVolume(ctx context.Context, e *Engine, c *ctrCapture, name, source, 
 	if err != nil {
 		return nil, err
 	}
-	ld, err := captureLayer(ctx, &Source{store: fileStore{lf.f.Name()}}, w, LayerSource{Name: "volume", Size: size, Digest: sum}, sum, req.Options)
+	ld, err := captureLayer(ctx, &Source{store: fileStore{lf.path()}}, w, LayerSource{Name: "volume", Size: size, Digest: sum}, sum, req.Options)
 	if err != nil {
 		return nil, fmt.Errorf("storing the volume: %w", err)
 	}

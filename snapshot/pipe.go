@@ -97,7 +97,7 @@ func (c *chunkReader) forward() {
 // w, while scanning them into b.
 // onScanned runs once the scan is complete, while the archive still writes
 // the layer's last bytes: the index is built in that time.
-func pipeLayer(parent context.Context, r io.Reader, size int64, w *manifest.Writer, b *manifest.IndexBuilder, onScanned func()) (scanned int64, err error) {
+func pipeLayer(parent context.Context, r io.Reader, size int64, w *manifest.Writer, b *manifest.IndexBuilder, maxExpanded int64, onScanned func()) (scanned int64, err error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	toScan := make(chan *chunk, 4)
@@ -151,9 +151,9 @@ func pipeLayer(parent context.Context, r io.Reader, size int64, w *manifest.Writ
 		archDone <- err
 	}()
 	cr := &chunkReader{in: toScan, out: toArchive, ctx: ctx, srcErr: &readErr}
-	scanned, err = manifest.ScanLayer(cr, b, func(off int64) {
+	scanned, err = manifest.ScanLayerWith(cr, b, func(off int64) {
 		cr.hints = append(cr.hints, off)
-	})
+	}, manifest.ScanOptions{Ctx: ctx, MaxExpanded: maxExpanded})
 	if cr.cur != nil {
 		cr.forward()
 	}

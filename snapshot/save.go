@@ -145,7 +145,7 @@ func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Di
 		if progress != nil {
 			progress(fmt.Sprintf("image %s: layer %s (%d MiB), as the engine saves it", ref, layer.Short(), h.Size>>20))
 		}
-		ld, err := storeLayer(ctx, body, h.Size, layer, w, keepIndexes)
+		ld, err := storeLayer(ctx, body, h.Size, layer, w, keepIndexes, 0)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -179,7 +179,7 @@ func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Di
 // spool copies a stream member to a temporary file in dir while hashing
 // it, and rewinds the file.
 func spool(ctx context.Context, r io.Reader, dir string) (*os.File, hashing.Digest, error) {
-	f, err := os.CreateTemp(dir, ".amber-layer-*.tar")
+	f, err := manifest.TempFile(dir, ".amber-layer-*.tar") // no name: nothing left by kill -9
 	if err != nil {
 		return nil, hashing.Digest{}, err
 	}

@@ -66,9 +66,14 @@ default socket; --engine forces this). Layers are stored uncompressed and
 checked against the config's diff_ids; each gets a file index with every
 file's SHA-256.
 
-The archive is written to ARCHIVE.partial and renamed once sealed; beside it
+The archive is written to a file with no name and linked as ARCHIVE once
+sealed (where the file system has no unnamed files, to ARCHIVE.partial,
+renamed); beside it
 go ARCHIVE.sha256 (sha256sum -c --strict accepts it) and
-ARCHIVE.custody.jsonl (the chain-of-custody log). Ctrl-C leaves nothing.
+ARCHIVE.custody.jsonl (the chain-of-custody log). Ctrl-C, or kill -9,
+leaves nothing. A layer whose sparse files declare more bytes than the
+expansion limit allows (--max-expansion, times the layer's size, at least
+64 MiB) is refused: their holes would be hashed as zeros.
 A layer's file index is built in bounded memory: a large one (a layer of
 a million files) spills into temp files beside the archive, unlinked as
 they are made (about twice the index's size: ~400 MB for a million files).`,

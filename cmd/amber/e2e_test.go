@@ -350,14 +350,9 @@ func TestSignals(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Wait until the partial file exists, then signal.
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			if st, err := os.Stat(out + ".partial"); err == nil && st.Size() > 0 {
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+		// Wait until the archive is being written (an unnamed file in
+		// dir, open in the process), then signal.
+		waitWriting(t, cmd.Process.Pid, dir)
 		time.Sleep(time.Duration(i*15) * time.Millisecond)
 		cmd.Process.Signal(sig)
 		err := cmd.Wait()
@@ -371,15 +366,33 @@ func TestSignals(t *testing.T) {
 		if _, err := os.Stat(out); err == nil {
 			t.Errorf("%v: %s exists after the capture was stopped", sig, filepath.Base(out))
 		}
+		// Nothing at any name, kill -9 included: the archive had none.
+		if left, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("s%d.*", i))); len(left) > 0 {
+			t.Errorf("%v: left behind: %v", sig, left)
+		}
 		if sig == syscall.SIGKILL {
-			continue // the partial file stays; the final name is what matters
+			continue
 		}
 		if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
 			t.Errorf("%v: exit %d, want %d", sig, code, exitInterrupted)
 		}
-		if _, err := os.Stat(out + ".partial"); err == nil {
-			t.Errorf("%v: partial file left behind", sig)
+	}
+}
+
+// waitWriting waits until process pid has an unnamed file of dir open
+// (the archive being written), or 10 s.
+func waitWriting(t *testing.T, pid int, dir string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, fd := range fds {
+			l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+			if err == nil && strings.HasPrefix(l, dir+"/") && strings.HasSuffix(l, "(deleted)") {
+				return
+			}
 		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 

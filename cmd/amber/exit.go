@@ -79,7 +79,8 @@ func exitCode(err error) int {
 		return exitEngine
 	case errors.Is(err, view.ErrNotFound), errors.Is(err, manifest.ErrNotFound), errors.Is(err, os.ErrNotExist):
 		return exitNotFound
-	case errors.Is(err, snapshot.ErrSource), errors.Is(err, snapshot.ErrDigestMismatch), errors.Is(err, snapshot.ErrBomb), errors.Is(err, manifest.ErrIndexTooBig):
+	case errors.Is(err, snapshot.ErrSource), errors.Is(err, snapshot.ErrDigestMismatch), errors.Is(err, snapshot.ErrBomb), errors.Is(err, manifest.ErrIndexTooBig),
+		errors.Is(err, manifest.ErrTooSparse):
 		return exitSource
 	}
 	return exitError

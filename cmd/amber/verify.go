@@ -96,7 +96,7 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 		}
 		a.Close()
 	}
-	opts := manifest.VerifyOptions{ExpectHead: expect}
+	opts := manifest.VerifyOptions{ExpectHead: expect, Ctx: e.ctx}
 	prog := isTerminal(e.stderr)
 	start := time.Now()
 	if prog {
