@@ -266,3 +266,52 @@ func TestSha256sumOnTerminal(t *testing.T) {
 		}
 	}
 }
+
+// TestCaptureProgressEscapesComm: a container process that renamed itself
+// (its comm) to an escape sequence and a carriage return is named escaped
+// in capture's progress lines; the archive records the comm exact.
+func TestCaptureProgressEscapesComm(t *testing.T) {
+	testenv.Root(t)
+	dockerImage(t)
+	name := "amber-ctr-comm"
+	exec.Command("docker", "rm", "-f", name).Run()
+	// The shell writes its own comm, then waits: the comm stays.
+	id := strings.TrimSpace(testenv.Run(t, "docker", "run", "-d", "--name", name, "amber-test:1", "sh", "-c",
+		`printf 'a\rFORGED\033]0;t\a' > /proc/$$/comm; echo ready; while :; do sleep 3600; done`))
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
+	const comm = "a\rFORGED\x1b]0;t\a"
+	for i := 0; ; i++ {
+		if strings.Contains(testenv.Run(t, "docker", "logs", id), "ready") {
+			break
+		}
+		if i == 100 {
+			t.Fatal("the container did not start")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	arch := filepath.Join(t.TempDir(), "c.tar.zst")
+	r := amber(t, "capture", "container", name, "-o", arch)
+	if r.code != 0 {
+		t.Fatalf("capture: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	checkTerminalSafe(t, "capture's progress", r.stderr)
+	checkTerminalSafe(t, "capture", r.stdout)
+	if want := `amber: "memory: process `; !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, ` (a\rFORGED\x1b]0;t\a), `) {
+		t.Errorf("progress lacks the escaped comm:\n%s", r.stderr)
+	}
+	var sum struct{ Artifacts []manifest.Artifact }
+	if err := json.Unmarshal([]byte(mustAmber(t, "ls", "--json", arch)), &sum); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, a := range sum.Artifacts {
+		if a.Container != nil {
+			for _, p := range a.Container.Processes {
+				found = found || p.Comm == comm
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no process recorded with comm %q: %+v", comm, sum.Artifacts)
+	}
+}
