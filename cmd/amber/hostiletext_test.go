@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -313,5 +314,40 @@ func TestCaptureProgressEscapesComm(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no process recorded with comm %q: %+v", comm, sum.Artifacts)
+	}
+}
+
+// TestVerifyProblemsEscaped: verify names the files a damaged frame held;
+// a hostile name among them is escaped in the FAIL line.
+func TestVerifyProblemsEscaped(t *testing.T) {
+	dir := t.TempDir()
+	// Incompressible and over a frame: the damaged frame holds only it.
+	rnd := make([]byte, 3<<20)
+	rand.NewChaCha8([32]byte{1}).Read(rnd)
+	body := string(rnd)
+	arch := fixture.Capture(t, dir, "v", fixture.Image{Tags: []string{"v:1"},
+		Layers: [][]byte{fixture.Layer(fixture.File("etc/x"+hTitle+hForge, body))}})
+	a := fixture.Open(t, arch)
+	lb, ok := a.Blob(manifest.BlobName(a.Manifest.Artifacts[0].Layers[0].Digest))
+	if !ok {
+		t.Fatal("no layer blob")
+	}
+	fr, _ := a.Table.EntryByDecompressedOffset(uint64(lb.Offset + lb.Size/2))
+	b, err := os.ReadFile(arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[int64(fr.CompressedOffset)+int64(fr.CompressedSize)-5] ^= 0x01
+	bad := filepath.Join(dir, "bad.tar.zst")
+	if err := os.WriteFile(bad, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := amber(t, "verify", "--no-log", bad)
+	if r.code != exitTampered {
+		t.Fatalf("verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	checkTerminalSafe(t, "verify", r.stdout)
+	if !strings.Contains(r.stdout, `/etc/x\x1b]0;pwned\av1\nimages/forged`) {
+		t.Errorf("verify does not name the file escaped:\n%s", r.stdout)
 	}
 }
