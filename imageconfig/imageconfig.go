@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/amber-forensics/amber/internal/textsafe"
 )
 
 // MaxConfigSize bounds a config read from evidence.
@@ -117,7 +119,24 @@ var keywords = []string{"FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "CMD", "ENTR
 // buildkit", "COPY . /app # buildkit"). note says what could not be
 // recovered; ok is false when the entry is not understood (it is then
 // shown as a comment, never guessed).
+//
+// An instruction whose text holds a control character (the tab aside) or
+// an invisible one is returned with ok false: written out, a line break
+// would make its second line read as an instruction of its own (a history
+// entry "echo hi\nUSER root" is not a USER instruction), and an escape
+// sequence or a bidi override would show other text than the history's.
 func Instruction(h History) (line, note string, ok bool) {
+	line, note, ok = instruction(h)
+	if ok && !textsafe.Clean(line) {
+		if note != "" {
+			note += "; "
+		}
+		return line, note + "the command holds control or invisible characters: not shown as an instruction", false
+	}
+	return line, note, ok
+}
+
+func instruction(h History) (line, note string, ok bool) {
 	cb := strings.TrimSpace(h.CreatedBy)
 	switch {
 	case cb == "":
@@ -212,16 +231,18 @@ func normalize(s string) (string, string, bool) {
 }
 
 // Dockerfile reconstructs the Dockerfile of an image from its history.
-// Lines that cannot be recovered are comments saying so.
+// Lines that cannot be recovered are comments saying so. What the history
+// holds is evidence: every piece of it is written through textsafe.Escape,
+// so that each comment and instruction stays one line of what it says.
 func Dockerfile(c *Config) []byte {
 	var b bytes.Buffer
-	steps, ok := c.Steps()
-	b.WriteString("# Reconstructed by amber from the image config's history; not the original file.\n")
-	b.WriteString("# The base image's name is not recorded: its own steps are included below.\n")
-	if !ok {
-		fmt.Fprintf(&b, "# The history names %d layers, the config has %d: layer numbers below are uncertain.\n", countLayers(steps), len(c.RootFS.DiffIDs))
+	steps, counted := c.Steps()
+	escaped := false
+	esc := func(s string) string {
+		e := textsafe.Escape(s)
+		escaped = escaped || e != s
+		return e
 	}
-	b.WriteString("FROM scratch\n")
 	for _, s := range steps {
 		line, note, ok := Instruction(s.History)
 		where := "no layer"
@@ -234,21 +255,31 @@ func Dockerfile(c *Config) []byte {
 		}
 		fmt.Fprintf(&b, "# %s%s", where, created)
 		if note != "" {
-			fmt.Fprintf(&b, "; %s", note)
+			fmt.Fprintf(&b, "; %s", esc(note))
 		}
 		b.WriteByte('\n')
 		if !ok {
-			fmt.Fprintf(&b, "# (not recoverable)\n")
+			b.WriteString("# (not recoverable)")
+			if line != "" {
+				b.WriteString(" " + esc(line))
+			}
+			b.WriteByte('\n')
 			continue
 		}
-		b.WriteString(oneLine(line) + "\n")
+		b.WriteString(esc(line) + "\n")
 	}
-	return b.Bytes()
-}
-
-// oneLine keeps a multi-line command one Dockerfile instruction.
-func oneLine(s string) string {
-	return strings.ReplaceAll(s, "\n", "\\\n")
+	var head bytes.Buffer
+	head.WriteString("# Reconstructed by amber from the image config's history; not the original file.\n")
+	head.WriteString("# The base image's name is not recorded: its own steps are included below.\n")
+	if !counted {
+		fmt.Fprintf(&head, "# The history names %d layers, the config has %d: layer numbers below are uncertain.\n", countLayers(steps), len(c.RootFS.DiffIDs))
+	}
+	if escaped {
+		head.WriteString("# Text holding control or invisible characters is shown quoted, Go-style (\"a\\nb\", \"\\x1b\", \"\\u202e\"); amber dockerfile --json has it exact.\n")
+	}
+	head.WriteString("FROM scratch\n")
+	head.Write(b.Bytes())
+	return head.Bytes()
 }
 
 func countLayers(steps []Step) int {
@@ -285,9 +316,9 @@ func HistoryText(c *Config, layerSizes []int64) []byte {
 		if !s.Created.IsZero() {
 			created = s.Created.UTC().Format(time.RFC3339)
 		}
-		by := strings.ReplaceAll(s.CreatedBy, "\n", "\\n")
+		by := textsafe.Escape(s.CreatedBy)
 		if s.Comment != "" {
-			by += "   # " + s.Comment
+			by += "   # " + textsafe.Escape(s.Comment)
 		}
 		fmt.Fprintf(&b, "%-6s %-20s %12s  %s\n", layer, created, size, by)
 	}

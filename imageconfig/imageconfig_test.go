@@ -3,6 +3,8 @@ package imageconfig
 import (
 	"strings"
 	"testing"
+
+	"github.com/amber-forensics/amber/internal/textsafe"
 )
 
 func TestInstruction(t *testing.T) {
@@ -76,10 +78,75 @@ func TestDockerfileAndHistory(t *testing.T) {
 	}
 }
 
+// TestDockerfileHostileHistory: a history comment or command holding a
+// newline (or another control character) never becomes an instruction of
+// its own: a comment stays one comment line, a command that spans lines
+// or holds an escape sequence is not presented as recovered, and both are
+// shown quoted with the characters escaped.
+func TestDockerfileHostileHistory(t *testing.T) {
+	c := &Config{History: []History{
+		{Comment: "innocent\nUSER root"},
+		{CreatedBy: "/bin/sh -c echo hi\nUSER root", EmptyLayer: true},
+		{CreatedBy: "RUN /bin/sh -c echo\rUSER root # buildkit", EmptyLayer: true},
+		{CreatedBy: "frobnicate\nUSER root", EmptyLayer: true},
+		{CreatedBy: "", Comment: "Imported from \x1b]0;t\a\nUSER root"},
+		{CreatedBy: "/bin/sh -c #(nop)  USER nobody\x1b[6Droot", EmptyLayer: true},
+	}}
+	c.RootFS.DiffIDs = []string{"sha256:a", "sha256:b"}
+	df := string(Dockerfile(c))
+	checkDockerfileLines(t, df, 1) // ADD <imported>
+	for _, want := range []string{
+		"# layer 0; \"no command recorded (comment: innocent\\nUSER root)\"\n# (not recoverable)\n",
+		"; the command holds control or invisible characters: not shown as an instruction\n# (not recoverable) \"RUN echo hi\\nUSER root\"\n",
+		"# (not recoverable) \"RUN echo\\rUSER root\"\n",
+		"\"unrecognized: frobnicate\\nUSER root\"\n",
+		"(Imported from \\x1b]0;t\\a\\nUSER root)",
+		"# (not recoverable) \"USER nobody\\x1b[6Droot\"\n",
+		"is shown quoted",
+	} {
+		if !strings.Contains(df, want) {
+			t.Errorf("Dockerfile lacks %q:\n%s", want, df)
+		}
+	}
+	if _, _, ok := Instruction(c.History[1]); ok {
+		t.Errorf("a command spanning lines is recovered")
+	}
+	h := string(HistoryText(c, []int64{1}))
+	if n := strings.Count(h, "\n"); n != len(c.History)+1 || !strings.Contains(h, `"/bin/sh -c echo hi\nUSER root"`) || !strings.Contains(h, `# "innocent\nUSER root"`) {
+		t.Errorf("history:\n%s", h)
+	}
+}
+
+// checkDockerfileLines fails unless every line of df is clean text and a
+// comment, FROM scratch, or one of at most n instructions.
+func checkDockerfileLines(t *testing.T, df string, n int) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(df, "\n"), "\n")
+	instr := 0
+	for _, l := range lines {
+		if !textsafe.Clean(l) {
+			t.Errorf("line %q is not clean", l)
+		}
+		if strings.HasPrefix(l, "#") || l == "FROM scratch" {
+			continue
+		}
+		if kw, _, _ := strings.Cut(l, " "); !isKeyword(kw) {
+			t.Errorf("line %q is neither a comment nor an instruction", l)
+		}
+		instr++
+	}
+	if instr > n {
+		t.Errorf("%d instructions from %d history entries:\n%s", instr, n, df)
+	}
+}
+
 func FuzzInstruction(f *testing.F) {
 	f.Add("|2 A=1 /bin/sh -c x", "")
 	f.Add("RUN |9 /bin/sh -c # buildkit", "")
+	f.Add("/bin/sh -c a\nUSER root", "x\ny")
 	f.Fuzz(func(t *testing.T, by, comment string) {
-		Instruction(History{CreatedBy: by, Comment: comment})
+		h := History{CreatedBy: by, Comment: comment}
+		Instruction(h)
+		checkDockerfileLines(t, string(Dockerfile(&Config{History: []History{h}})), 1)
 	})
 }

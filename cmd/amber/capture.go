@@ -179,7 +179,7 @@ func (e *env) runCaptureImage(o *captureOptions, sources []string) error {
 	prog := isTerminal(e.stderr)
 	start := time.Now()
 	if prog {
-		req.Progress = func(msg string) { fmt.Fprintf(e.stderr, "\r\033[K%s", msg) }
+		req.Progress = func(msg string) { fmt.Fprintf(e.stderr, "\r\033[K%s", escapeName(msg)) }
 		req.WriteProgress = func(n int64) {
 			fmt.Fprintf(e.stderr, "\r\033[K%d MiB archived, %.0f MiB/s", n>>20, float64(n)/(1<<20)/time.Since(start).Seconds())
 		}
@@ -212,13 +212,15 @@ func (e *env) runCaptureEngine(o *captureOptions, images, containers []string) e
 	// Progress goes to stderr: on a terminal as one updating line, else
 	// (a log file, a pipe) one line per step.
 	start := time.Now()
+	// A message names evidence (a process's comm, a container's name):
+	// escaped.
 	if isTerminal(e.stderr) {
-		req.Progress = func(msg string) { fmt.Fprintf(e.stderr, "\r\033[K%s", msg) }
+		req.Progress = func(msg string) { fmt.Fprintf(e.stderr, "\r\033[K%s", escapeName(msg)) }
 		req.WriteProgress = func(n int64) {
 			fmt.Fprintf(e.stderr, "\r\033[K%d MiB archived, %.0f MiB/s", n>>20, float64(n)/(1<<20)/time.Since(start).Seconds())
 		}
 	} else if !o.json {
-		req.Progress = func(msg string) { fmt.Fprintf(e.stderr, "amber: %s\n", msg) }
+		req.Progress = func(msg string) { fmt.Fprintf(e.stderr, "amber: %s\n", escapeName(msg)) }
 	}
 	res, err := snapshot.CaptureEngine(e.ctx, req)
 	if isTerminal(e.stderr) {
@@ -248,7 +250,7 @@ func (e *env) printCapture(o *captureOptions, res *snapshot.Result) error {
 		return enc.Encode(out)
 	}
 	w := e.stdout
-	fmt.Fprintf(w, "sealed %s (%d bytes)\n", res.Sealed.Path, res.Sealed.Size)
+	fmt.Fprintf(w, "sealed %s (%d bytes)\n", escapeName(res.Sealed.Path), res.Sealed.Size)
 	fmt.Fprintf(w, "sha256 %s\n", res.Sealed.SHA256.Hex())
 	if res.Sealed.MD5 != "" {
 		fmt.Fprintf(w, "md5    %s\n", res.Sealed.MD5)
@@ -256,25 +258,26 @@ func (e *env) printCapture(o *captureOptions, res *snapshot.Result) error {
 	if res.Sealed.SHA1 != "" {
 		fmt.Fprintf(w, "sha1   %s\n", res.Sealed.SHA1)
 	}
+	// What the source and the host said is evidence: escaped.
 	for _, a := range res.Manifest.Artifacts {
 		if a.Kind == manifest.KindArtifact {
 			fmt.Fprintf(w, "artifacts/%s: %s, %d blobs, manifest %s", a.Name, escapeName(a.ArtifactType), len(a.Blobs), a.Manifest.Digest.Short())
 			if a.Describes != "" {
-				fmt.Fprintf(w, ", describes %s", a.Describes)
+				fmt.Fprintf(w, ", describes %s", escapeName(a.Describes))
 			}
 			fmt.Fprintln(w)
 			continue
 		}
-		fmt.Fprintf(w, "%ss/%s: %d layers, %d files, image %s, merkle %s\n", a.Kind, a.Name, len(a.Layers), a.Files, a.ImageID.Short(), a.MerkleRoot.Hex()[:16])
+		fmt.Fprintf(w, "%ss/%s: %d layers, %d files, image %s, merkle %s\n", escapeName(a.Kind), a.Name, len(a.Layers), a.Files, a.ImageID.Short(), a.MerkleRoot.Hex()[:16])
 		if c := a.Container; c != nil {
-			fmt.Fprintf(w, "  filesystem via %s: %d added, %d changed, %d deleted (engine's list disagrees on %d)\n", c.Route, c.Changes.Added, c.Changes.Changed, c.Changes.Deleted, c.Changes.Disagree)
+			fmt.Fprintf(w, "  filesystem via %s: %d added, %d changed, %d deleted (engine's list disagrees on %d)\n", escapeName(c.Route), c.Changes.Added, c.Changes.Changed, c.Changes.Deleted, c.Changes.Disagree)
 			if c.MemorySkipped != "" {
-				fmt.Fprintf(w, "  memory: not taken: %s\n", c.MemorySkipped)
+				fmt.Fprintf(w, "  memory: not taken: %s\n", escapeName(c.MemorySkipped))
 			}
 			for _, p := range c.Processes {
-				fmt.Fprintf(w, "  memory: %s: %d mappings, %d MiB, %d unreadable regions", p.Dir, p.Mappings, p.Bytes>>20, len(p.Unreadable))
+				fmt.Fprintf(w, "  memory: %s: %d mappings, %d MiB, %d unreadable regions", escapeName(p.Dir), p.Mappings, p.Bytes>>20, len(p.Unreadable))
 				if p.Lost != "" {
-					fmt.Fprintf(w, "; lost: %s", p.Lost)
+					fmt.Fprintf(w, "; lost: %s", escapeName(p.Lost))
 				}
 				fmt.Fprintln(w)
 			}
@@ -283,12 +286,12 @@ func (e *env) printCapture(o *captureOptions, res *snapshot.Result) error {
 	for _, an := range res.Manifest.Anomalies {
 		where := anomalyWhere(res.Manifest, an)
 		if an.Path != "" {
-			where += " " + an.Path
+			where += " " + escapeName(an.Path)
 		}
-		fmt.Fprintf(w, "anomaly: %s: %s: %s\n", where, an.Kind, an.Detail)
+		fmt.Fprintf(w, "anomaly: %s: %s: %s\n", where, escapeName(an.Kind), escapeName(an.Detail))
 	}
 	for _, s := range res.Sidecars {
-		fmt.Fprintf(w, "wrote %s\n", s)
+		fmt.Fprintf(w, "wrote %s\n", escapeName(s))
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/internal/textsafe"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/treediff"
 	"github.com/amber-forensics/amber/view"
@@ -279,6 +280,29 @@ func (e *env) showContentDiff(ta, tb treediff.Tree, va, vb *view.View, ra, rb tr
 	fa, fb := dir+"/a", dir+"/b"
 	os.WriteFile(fa, ba, 0o600)
 	os.WriteFile(fb, bb, 0o600)
-	out, _ := exec.Command("diff", "-u", "--label", la, "--label", lb, fa, fb).Output()
-	e.stdout.Write(out)
+	out, _ := exec.Command("diff", "-u", "--label", escapeName(la), "--label", escapeName(lb), fa, fb).Output()
+	e.stdout.Write(printableDiff(out))
+}
+
+// printableDiff quotes the lines of a content diff that hold control
+// characters: a file of the evidence can hold escape sequences and
+// carriage returns meant for whoever looks at it. The mark of the line
+// (' ', '+', '-') stays in front.
+func printableDiff(out []byte) []byte {
+	var b bytes.Buffer
+	for _, line := range strings.SplitAfter(string(out), "\n") {
+		body, nl := strings.CutSuffix(line, "\n")
+		switch {
+		case textsafe.Clean(body):
+		case strings.IndexByte(" +-", body[0]) >= 0:
+			body = body[:1] + escapeName(body[1:])
+		default:
+			body = escapeName(body)
+		}
+		b.WriteString(body)
+		if nl {
+			b.WriteByte('\n')
+		}
+	}
+	return b.Bytes()
 }

@@ -197,7 +197,7 @@ func TestDiffAgainstDockerDiff(t *testing.T) {
 			t.Errorf("docker diff says %s %s, amber diff %q", kind, p, got[p])
 		}
 	}
-	if got[`/srv/new\nline2`] != "A" {
+	if got[`"/srv/new\nline2"`] != "A" { // quoted as changes.txt has it
 		t.Errorf("the newline name: %q", got)
 	}
 	if !strings.Contains(out, "C "+contentOnly+"  [content]\n") {

@@ -91,16 +91,18 @@ var (
 	errForeignMount = errors.New("not an amber mount")
 )
 
+// report prints err, escaped: an error names what failed, and that is
+// often evidence (a tar member, a tag, a path of the image).
 func report(stderr io.Writer, err error) int {
 	code := exitCode(err)
 	if err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "amber: %v\nRun 'amber --help' for usage.\n", err)
+			fmt.Fprintf(stderr, "amber: %s\nRun 'amber --help' for usage.\n", escapeName(err.Error()))
 		} else if code == exitInterrupted {
 			fmt.Fprintln(stderr, "amber: interrupted; nothing was left at the output name")
 		} else {
-			fmt.Fprintf(stderr, "amber: %v\n", err)
+			fmt.Fprintf(stderr, "amber: %s\n", escapeName(err.Error()))
 		}
 	}
 	return code

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/amber-forensics/amber/imageconfig"
+	"github.com/amber-forensics/amber/internal/textsafe"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
 )
@@ -237,31 +238,33 @@ creation time.`,
 			if asJSON {
 				return e.printJSON(out)
 			}
+			// Every string of the config is evidence: escaped (the user
+			// "nobody\x1b[6Droot" would show as "root").
 			w := e.stdout
-			fmt.Fprintf(w, "%s (image %s)\n", out["artifact"], art.ImageID.Short())
-			fmt.Fprintf(w, "platform    %s\ncreated     %s\n", out["platform"], c.Created.UTC().Format("2006-01-02T15:04:05Z"))
+			fmt.Fprintf(w, "%s (image %s)\n", escapeName(out["artifact"].(string)), art.ImageID.Short())
+			fmt.Fprintf(w, "platform    %s\ncreated     %s\n", escapeName(out["platform"].(string)), c.Created.UTC().Format("2006-01-02T15:04:05Z"))
 			if c.Author != "" {
-				fmt.Fprintf(w, "author      %s\n", c.Author)
+				fmt.Fprintf(w, "author      %s\n", escapeName(c.Author))
 			}
-			fmt.Fprintf(w, "user        %s\nworkdir     %s\n", orDash(r.User), orDash(r.WorkingDir))
+			fmt.Fprintf(w, "user        %s\nworkdir     %s\n", escapeName(orDash(r.User)), escapeName(orDash(r.WorkingDir)))
 			fmt.Fprintf(w, "entrypoint  %s\ncmd         %s\n", jsonOrDash(r.Entrypoint), jsonOrDash(r.Cmd))
-			fmt.Fprintf(w, "ports       %s\nvolumes     %s\n", orDash(strings.Join(keys(r.ExposedPorts), " ")), orDash(strings.Join(keys(r.Volumes), " ")))
-			fmt.Fprintf(w, "stopsignal  %s\nshell       %s\n", orDash(r.StopSignal), jsonOrDash(r.Shell))
+			fmt.Fprintf(w, "ports       %s\nvolumes     %s\n", escapeName(orDash(strings.Join(keys(r.ExposedPorts), " "))), escapeName(orDash(strings.Join(keys(r.Volumes), " "))))
+			fmt.Fprintf(w, "stopsignal  %s\nshell       %s\n", escapeName(orDash(r.StopSignal)), jsonOrDash(r.Shell))
 			if r.Healthcheck != nil {
 				fmt.Fprintf(w, "healthcheck %s every %s, timeout %s, start period %s, %d retries\n", jsonOrDash(r.Healthcheck.Test), r.Healthcheck.Interval, r.Healthcheck.Timeout, r.Healthcheck.StartPeriod, r.Healthcheck.Retries)
 			} else {
 				fmt.Fprintf(w, "healthcheck -\n")
 			}
 			for _, o := range r.OnBuild {
-				fmt.Fprintf(w, "onbuild     %s\n", o)
+				fmt.Fprintf(w, "onbuild     %s\n", escapeName(o))
 			}
 			fmt.Fprintf(w, "env\n")
 			for _, v := range r.Env {
-				fmt.Fprintf(w, "  %s\n", v)
+				fmt.Fprintf(w, "  %s\n", escapeName(v))
 			}
 			fmt.Fprintf(w, "labels\n")
 			for _, k := range sortedKeys(r.Labels) {
-				fmt.Fprintf(w, "  %s=%s\n", k, r.Labels[k])
+				fmt.Fprintf(w, "  %s=%s\n", escapeName(k), escapeName(r.Labels[k]))
 			}
 			fmt.Fprintf(w, "layers\n")
 			for _, l := range layers {
@@ -304,12 +307,14 @@ func orDash(s string) string {
 	return s
 }
 
+// jsonOrDash shows an exec-form list as JSON, with what encoding/json
+// leaves raw (DEL, C1 controls, bidi overrides) escaped as well.
 func jsonOrDash(v []string) string {
 	if len(v) == 0 {
 		return "-"
 	}
 	b, _ := json.Marshal(v)
-	return string(b)
+	return textsafe.JSON(b)
 }
 
 // layerSource is where a layer came from, as the source described it.

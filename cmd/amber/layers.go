@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -73,7 +72,7 @@ Only the file indexes are read.`,
 				steps, _ := c.Steps()
 				for _, s := range steps {
 					if s.Layer >= 0 {
-						createdBy[s.Layer] = strings.ReplaceAll(s.CreatedBy, "\n", `\n`)
+						createdBy[s.Layer] = s.CreatedBy
 					}
 				}
 			}
@@ -100,7 +99,7 @@ Only the file indexes are read.`,
 			}
 			var total int64
 			for i, r := range reps {
-				fmt.Fprintf(e.stdout, "LAYER %d  %s  %d bytes  %s\n", i, art.Layers[i].Digest, art.Layers[i].Size, orDash(createdBy[i]))
+				fmt.Fprintf(e.stdout, "LAYER %d  %s  %d bytes  %s\n", i, art.Layers[i].Digest, art.Layers[i].Size, escapeName(orDash(createdBy[i])))
 				for _, c := range r.Changes {
 					// A hard link's bytes are its inode's, counted under
 					// the name it links to: do not show them twice.

@@ -106,11 +106,13 @@ func (e *env) runLog(o *logOptions, path string) error {
 				keys = append(keys, k)
 			}
 			sort.Strings(keys)
+			// An event appended by anyone who could write the sidecar
+			// says what it likes: escaped.
 			var d []string
 			for _, k := range keys {
-				d = append(d, k+"="+escapeName(ev.Details[k]))
+				d = append(d, escapeName(k)+"="+escapeName(ev.Details[k]))
 			}
-			fmt.Fprintf(e.stdout, "%3d %s %-7s %-20s %s@%s %s\n", ev.Seq, ev.Time.UTC().Format(time.RFC3339), where, ev.Action, ev.Actor, ev.Host, strings.Join(d, " "))
+			fmt.Fprintf(e.stdout, "%3d %s %-7s %-20s %s@%s %s\n", ev.Seq, ev.Time.UTC().Format(time.RFC3339), where, escapeName(ev.Action), escapeName(ev.Actor), escapeName(ev.Host), strings.Join(d, " "))
 		}
 	}
 	print(sealed, "sealed", 0)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/internal/textsafe"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
 )
@@ -39,7 +40,14 @@ volumes/NAME, manifest.json): its entries, one per line:
 Only the trailer, the manifest and the needed file indexes are read; no file
 content is decompressed. --sha256sum prints every regular file below
 VIEWPATH in sha256sum format, relative to VIEWPATH, so that in a tree
-extracted from that view 'sha256sum -c --strict' checks it.`,
+extracted from that view 'sha256sum -c --strict' checks it; on a terminal
+names are shown as ls shows them instead (the format cannot escape ESC
+or bidi characters): redirect the output to a file for sha256sum.
+
+Text output shows a name or other evidence string that holds a control
+or invisible character quoted, Go-style ("new\nline", "\x1b]0;x\a",
+"\u202etoor"), so that nothing in it acts on the terminal or starts a
+line; --json has the exact strings.`,
 		Example: `  amber ls case.tar.zst
   amber ls case.tar.zst images/app_v1/rootfs/etc
   amber ls case.tar.zst containers/wordpress/memory
@@ -173,13 +181,10 @@ func toLsEntry(en *view.Entry, rel string, layers *layerNumbers) lsEntry {
 	return le
 }
 
-// escapeName keeps one entry per line: control bytes, backslashes and
-// invalid UTF-8 are escaped Go-style. --json has the exact bytes.
-func escapeName(s string) string {
-	q := strconv.Quote(s)
-	q = q[1 : len(q)-1]
-	return strings.ReplaceAll(q, `\"`, `"`)
-}
+// escapeName is textsafe.Escape, the one escaping of every evidence
+// string amber prints for a person: names stay one entry per line, and
+// nothing in them acts on the terminal. --json has the exact bytes.
+func escapeName(s string) string { return textsafe.Escape(s) }
 
 func (e *env) runLs(o *lsOptions, archive, p string) error {
 	a, err := manifest.Open(archive)
@@ -198,6 +203,7 @@ func (e *env) runLs(o *lsOptions, archive, p string) error {
 		return err
 	}
 	if o.sha256sum {
+		tty := isTerminal(e.stdout)
 		return v.Walk(root, func(en *view.Entry) error {
 			if en.Type != manifest.TypeReg {
 				return nil
@@ -205,6 +211,10 @@ func (e *env) runLs(o *lsOptions, archive, p string) error {
 			rel := strings.TrimPrefix(strings.TrimPrefix(en.Path, root.Path), "/")
 			if rel == "" {
 				rel = en.Name
+			}
+			if tty {
+				fmt.Fprintf(out, "%s  %s\n", en.SHA256().Hex(), escapeName(rel))
+				return nil
 			}
 			writeSumLine(out, en.SHA256().Hex(), rel)
 			return nil
@@ -280,15 +290,17 @@ func lsSummary(w io.Writer, a *manifest.Archive, asJSON bool) error {
 		enc.SetEscapeHTML(false)
 		return enc.Encode(map[string]any{"case": m.Case, "acquisition": m.Acquisition, "tool": m.Tool, "artifacts": m.Artifacts, "anomalies": m.Anomalies, "custody": m.Custody, "format_version": m.FormatVersion})
 	}
-	fmt.Fprintf(w, "archive   %s (format v%d, written by %s %s)\n", a.Path, m.FormatVersion, m.Tool.Name, m.Tool.Version)
-	fmt.Fprintf(w, "case      %s  exhibit %s  examiner %s\n", dash(m.Case.Case), dash(m.Case.Exhibit), dash(m.Case.Examiner))
+	// Everything below comes from the manifest, which an archive made
+	// elsewhere makes whatever it likes: escaped, like the names.
+	fmt.Fprintf(w, "archive   %s (format v%d, written by %s %s)\n", escapeName(a.Path), m.FormatVersion, escapeName(m.Tool.Name), escapeName(m.Tool.Version))
+	fmt.Fprintf(w, "case      %s  exhibit %s  examiner %s\n", escapeName(dash(m.Case.Case)), escapeName(dash(m.Case.Exhibit)), escapeName(dash(m.Case.Examiner)))
 	if m.Case.Notes != "" {
-		fmt.Fprintf(w, "notes     %s\n", m.Case.Notes)
+		fmt.Fprintf(w, "notes     %s\n", escapeName(m.Case.Notes))
 	}
 	acq := m.Acquisition
-	fmt.Fprintf(w, "acquired  %s to %s on %s by %s\n", acq.Started.Format(time.RFC3339), acq.Finished.Format(time.RFC3339), acq.Host, acq.User)
+	fmt.Fprintf(w, "acquired  %s to %s on %s by %s\n", acq.Started.Format(time.RFC3339), acq.Finished.Format(time.RFC3339), escapeName(acq.Host), escapeName(acq.User))
 	for _, s := range acq.Sources {
-		fmt.Fprintf(w, "source    %s %s", s.Kind, s.Path)
+		fmt.Fprintf(w, "source    %s %s", escapeName(s.Kind), escapeName(s.Path))
 		if !s.SHA256.IsZero() {
 			fmt.Fprintf(w, " sha256 %s", s.SHA256.Hex())
 		}
@@ -298,7 +310,7 @@ func lsSummary(w io.Writer, a *manifest.Archive, asJSON bool) error {
 		if art.Kind == manifest.KindArtifact {
 			fmt.Fprintf(w, "\nartifacts/%s  type %s  refs %s  manifest %s", art.Name, escapeName(art.ArtifactType), escapeName(dash(strings.Join(art.Refs, ","))), art.Manifest.Digest)
 			if art.Describes != "" {
-				fmt.Fprintf(w, "  describes %s", art.Describes)
+				fmt.Fprintf(w, "  describes %s", escapeName(art.Describes))
 			}
 			fmt.Fprintln(w)
 			for i, b := range art.Blobs {
@@ -317,7 +329,7 @@ func lsSummary(w io.Writer, a *manifest.Archive, asJSON bool) error {
 		if art.Platform != "" {
 			platform = "  platform " + escapeName(art.Platform)
 		}
-		fmt.Fprintf(w, "\n%ss/%s  image %s  refs %s%s  %d files  merkle %s\n", art.Kind, art.Name, art.ImageID.Hex(), escapeName(dash(strings.Join(art.Refs, ","))), platform, art.Files, art.MerkleRoot.Hex())
+		fmt.Fprintf(w, "\n%ss/%s  image %s  refs %s%s  %d files  merkle %s\n", escapeName(art.Kind), art.Name, art.ImageID.Hex(), escapeName(dash(strings.Join(art.Refs, ","))), platform, art.Files, art.MerkleRoot.Hex())
 		for i, l := range art.Layers {
 			if l.Missing {
 				fmt.Fprintf(w, "  layers/%-3d %s  not present (%s %s)\n", i, l.Digest, escapeName(l.SourceMediaType), l.SourceDigest)
@@ -329,14 +341,14 @@ func lsSummary(w io.Writer, a *manifest.Archive, asJSON bool) error {
 	if len(m.Anomalies) > 0 {
 		fmt.Fprintf(w, "\n%d anomalies:\n", len(m.Anomalies))
 		for _, an := range m.Anomalies {
-			fmt.Fprintf(w, "  %s %s: %s\n", anomalyWhere(m, an), an.Kind, escapeName(an.Detail))
+			fmt.Fprintf(w, "  %s %s: %s\n", anomalyWhere(m, an), escapeName(an.Kind), escapeName(an.Detail))
 		}
 	}
 	return nil
 }
 
 // anomalyWhere names what an anomaly is about: the source, an artifact,
-// or a layer of one.
+// or a layer of one; escaped for printing.
 func anomalyWhere(m *manifest.Manifest, an manifest.Anomaly) string {
 	if an.Artifact == "" {
 		return "source"
@@ -348,10 +360,11 @@ func anomalyWhere(m *manifest.Manifest, an manifest.Anomaly) string {
 			break
 		}
 	}
+	where := escapeName(kind + "s/" + an.Artifact)
 	if an.Layer < 0 {
-		return kind + "s/" + an.Artifact
+		return where
 	}
-	return fmt.Sprintf("%ss/%s layer %d", kind, an.Artifact, an.Layer)
+	return fmt.Sprintf("%s layer %d", where, an.Layer)
 }
 
 func dash(s string) string {

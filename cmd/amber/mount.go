@@ -173,7 +173,7 @@ func (e *env) custodyEvent(archive string, a *manifest.Archive, action string, d
 	snapshot.HostInfo(&acq)
 	ev := manifest.Event{Time: time.Now(), Actor: acq.User, Host: acq.Host, Action: action, Details: details}
 	if err := manifest.AppendCustody(archive+".custody.jsonl", a.Manifest.Custody.Head, a.Manifest.Custody.Events, ev); err != nil {
-		fmt.Fprintf(e.stderr, "amber: warning: could not record %q in the custody log: %v\n", action, err)
+		fmt.Fprintf(e.stderr, "amber: warning: could not record %q in the custody log: %s\n", action, escapeName(err.Error()))
 	}
 }
 
@@ -232,8 +232,11 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 	}
 	defer a.Close()
 	absDir, _ := filepath.Abs(dir)
+	// A log line names evidence (a path of the archive): escaped.
 	server, err := fusefs.Mount(a, dir, fusefs.Options{AllowOther: o.allowOther, Debug: o.debug,
-		Log: func(s string) { fmt.Fprintf(logw, "%s amber: %s\n", time.Now().UTC().Format(time.RFC3339), s) }})
+		Log: func(s string) {
+			fmt.Fprintf(logw, "%s amber: %s\n", time.Now().UTC().Format(time.RFC3339), escapeName(s))
+		}})
 	if err != nil {
 		ready(err)
 		return err

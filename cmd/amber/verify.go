@@ -133,7 +133,7 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 		case !errors.Is(err, os.ErrPermission):
 			r.Problems = append(r.Problems, manifest.Problem{Where: "custody log", Detail: err.Error(), Custody: true})
 		default:
-			fmt.Fprintf(e.stderr, "amber: warning: could not record the verification: %v\n", err)
+			fmt.Fprintf(e.stderr, "amber: warning: could not record the verification: %s\n", escapeName(err.Error()))
 		}
 	}
 	if o.json {
@@ -150,21 +150,23 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 		}
 	} else {
 		w := e.stdout
+		// A problem names what failed: a member or file name of the
+		// archive, escaped.
 		for _, p := range r.Problems {
-			fmt.Fprintf(w, "FAIL %s\n", p)
+			fmt.Fprintf(w, "FAIL %s\n", escapeName(p.String()))
 		}
 		for _, p := range r.Warnings {
-			fmt.Fprintf(w, "WARN %s\n", p)
+			fmt.Fprintf(w, "WARN %s\n", escapeName(p.String()))
 		}
 		status := "OK"
 		if !r.OK() {
 			status = "TAMPERED"
 		}
-		fmt.Fprintf(w, "%s %s: %d bytes, sha256 %s\n", status, r.Path, r.Size, r.SHA256.Hex())
+		fmt.Fprintf(w, "%s %s: %d bytes, sha256 %s\n", status, escapeName(r.Path), r.Size, r.SHA256.Hex())
 		fmt.Fprintf(w, "  %d frames, %d tar members, %d artifacts, %d layers, %d files re-hashed, %d+%d custody events\n",
 			r.Frames, r.Members, r.Artifacts, r.Layers, r.Files, r.SealedEvents, r.SidecarEvents)
 		if len(r.Sidecars) > 0 {
-			fmt.Fprintf(w, "  sidecars checked: %v\n", r.Sidecars)
+			fmt.Fprintf(w, "  sidecars checked: %s\n", escapeName(fmt.Sprint(r.Sidecars)))
 		} else {
 			fmt.Fprintf(w, "  no sidecars found: compare the sha256 above with the one recorded at capture\n")
 		}
