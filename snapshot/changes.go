@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/internal/textsafe"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
 )
@@ -277,17 +278,8 @@ func formatChanges(cs []Change) []byte {
 	return b.Bytes()
 }
 
-func printablePath(p string) string {
-	for _, r := range p {
-		if r < 0x20 || r == 0x7f || r == 0xfffd {
-			q := fmt.Sprintf("%q", p)
-			return q
-		}
-	}
-	if !utfValid(p) {
-		return fmt.Sprintf("%q", p)
-	}
-	return p
-}
+// printablePath shows a path as every text output of amber does: as it is
+// when it prints as itself, else Go-quoted (control, bidi and invisible
+// characters, bytes that are not UTF-8).
+func printablePath(p string) string { return textsafe.Escape(p) }
 
-func utfValid(s string) bool { return strings.ToValidUTF8(s, "\x00") == s }

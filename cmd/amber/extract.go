@@ -131,9 +131,9 @@ skipped entries.`,
 				return incomplete
 			}
 			fmt.Fprintf(e.stdout, "extracted %s to %s: %d files (%d bytes), %d directories, %d symlinks, %d hard links\n",
-				vp, target, res.Files, res.Bytes, res.Dirs, res.Symlinks, res.Hardlinks)
+				escapeName(vp), escapeName(target), res.Files, res.Bytes, res.Dirs, res.Symlinks, res.Hardlinks)
 			for _, s := range res.Skipped {
-				fmt.Fprintf(e.stdout, "skipped %s\n", s)
+				fmt.Fprintf(e.stdout, "skipped %s\n", escapeName(fmt.Sprint(s)))
 			}
 			// Each dropped bit by name; owners only counted (extracted by
 			// anyone but root, every file's owner differs).

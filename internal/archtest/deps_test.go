@@ -18,7 +18,7 @@ var allowed = map[string][]string{
 	"treediff":    {"manifest", "hashing", "view"},
 	"extract":     {"manifest", "hashing", "view"},
 	"view":        {"manifest", "hashing", "imageconfig"},
-	"snapshot":    {"manifest", "hashing", "view"},
+	"snapshot":    {"manifest", "hashing", "view", "internal/textsafe"},
 	"fusefs":      {"manifest", "hashing", "view"},
 	"cmd/amber":   {"manifest", "hashing", "snapshot", "view", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
 	// The one escaping of evidence strings printed for a person.
