@@ -282,4 +282,3 @@ func formatChanges(cs []Change) []byte {
 // when it prints as itself, else Go-quoted (control, bidi and invisible
 // characters, bytes that are not UTF-8).
 func printablePath(p string) string { return textsafe.Escape(p) }
-
