@@ -49,6 +49,9 @@ type FS struct {
 	// push queues directories whose files to push into the kernel's
 	// cache (push.go); nil: none.
 	push chan pushJob
+	// rebase shows symlinks as resolved inside their view's root
+	// (Options.RebaseLinks).
+	rebase bool
 	// reads counts the READs of archived content served, pushes the
 	// files stored into the kernel's cache (for tests).
 	reads, pushes atomic.Int64
@@ -225,7 +228,7 @@ func (f *FS) attr(e *view.Entry, out *fuse.Attr) {
 			ct = r.ChangeTime
 		}
 		if e.Type == manifest.TypeSymlink {
-			out.Size = uint64(len(r.Linkname))
+			out.Size = uint64(len(f.linkTarget(e)))
 		}
 		if e.Type == manifest.TypeChar || e.Type == manifest.TypeBlock {
 			out.Rdev = uint32(unixMkdev(r.DevMajor, r.DevMinor))
@@ -476,7 +479,19 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	if n.e.Type != manifest.TypeSymlink {
 		return nil, syscall.EINVAL
 	}
-	return []byte(n.e.Node.Rec.Linkname), 0
+	return []byte(n.fsys.linkTarget(n.e)), 0
+}
+
+// linkTarget is what a symlink shows: its target as captured, or, with
+// RebaseLinks, as resolved inside its view's root (relative: it cannot
+// leave the view). The kernel allows no user.* xattr on a symlink, so the
+// captured target is amber ls's to show.
+func (f *FS) linkTarget(e *view.Entry) string {
+	t := e.Node.Rec.Linkname
+	if f.rebase {
+		return view.RebaseLink(e.Node.Rec.Path, t)
+	}
+	return t
 }
 
 // Open answers ENOSYS for files: the kernel then stops sending OPEN (and

@@ -32,6 +32,12 @@ type Options struct {
 	// NoPush turns off storing a directory's next files into the
 	// kernel's cache while one of them is read (push.go).
 	NoPush bool
+	// RebaseLinks shows every symlink of a tree as resolved inside its
+	// view's root, as in the container (an absolute target from the
+	// view's root, ".." never above it), as a relative target: following
+	// it (diff -r, sha256sum, cat) never reaches the examiner's own host.
+	// amber ls shows the captured target.
+	RebaseLinks bool
 }
 
 // Sentinel errors of mounting.
@@ -106,6 +112,7 @@ func mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, *FS, error
 	a.SetCache(frames, 2)
 	f := New(a)
 	f.inodes = newBudget(o.MaxInodes)
+	f.rebase = o.RebaseLinks
 	if !o.NoPush {
 		f.push = make(chan pushJob, 64)
 	}

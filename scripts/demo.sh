@@ -26,8 +26,8 @@ run grep -r AKIA "$IMG"
 printf '\n$ grep -r AKIA %s/rootfs   (nothing: deleted in layer 2)\n' "$IMG"
 grep -r AKIA "$IMG/rootfs" || echo "(no match)"
 # diff: what the last two layers changed.
-printf '\n$ diff -r %s/stages/0 %s/rootfs\n' "$IMG" "$IMG"
-diff -r "$IMG/stages/0" "$IMG/rootfs" || true
+printf '\n$ diff -r --no-dereference %s/stages/0 %s/rootfs\n' "$IMG" "$IMG"
+diff -r --no-dereference "$IMG/stages/0" "$IMG/rootfs" || true
 run getfattr -n user.amber.sha256 "$IMG/rootfs/etc/passwd"
 printf '\n$ touch %s/rootfs/evil   (the mount is read-only)\n' "$IMG"
 touch "$IMG/rootfs/evil" 2>&1 || true

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -673,4 +674,33 @@ func sOr(x byte, set, unset byte) byte {
 		return set
 	}
 	return unset
+}
+
+// RebaseLink returns the target a symlink at p (a path inside a tree) has
+// once resolved as inside a container's root, as a path relative to p's
+// directory: an absolute target starts at the tree's root, and ".." never
+// climbs above it (as under chroot). Followed on a mount, it stays inside
+// the view wherever the view is mounted, instead of reaching into the
+// examiner's own host ("/etc/shadow", "../../../../etc/shadow").
+func RebaseLink(p, target string) string {
+	dir := path.Dir("/" + strings.Trim(p, "/"))
+	abs := target
+	if !strings.HasPrefix(target, "/") {
+		abs = path.Join(dir, target)
+	}
+	abs = path.Clean("/" + abs) // "/.." is "/": the root's parent is itself
+	from, to := split(dir), split(abs)
+	i := 0
+	for i < len(from) && i < len(to) && from[i] == to[i] {
+		i++
+	}
+	var parts []string
+	for range from[i:] {
+		parts = append(parts, "..")
+	}
+	parts = append(parts, to[i:]...)
+	if len(parts) == 0 {
+		return "."
+	}
+	return strings.Join(parts, "/")
 }

@@ -3,6 +3,7 @@ package view_test
 import (
 	"errors"
 	"io"
+	"path"
 	"sort"
 	"strings"
 	"testing"
@@ -162,6 +163,29 @@ func TestTrailingFile(t *testing.T) {
 		"images/tr_1/stages/1.trailing", "images/tr_1/layers/1.trailing/x", "images/tr_1/layers/.trailing", "images/tr_1/layers/1/.trailing"} {
 		if _, err := v.Stat(gone); !errors.Is(err, view.ErrNotFound) {
 			t.Errorf("Stat(%s) = %v, want ErrNotFound", gone, err)
+		}
+	}
+}
+
+func TestRebaseLink(t *testing.T) {
+	for _, c := range []struct{ p, target, want string }{
+		{"etc/passwd", "/etc/shadow", "shadow"},
+		{"a/b/c", "/etc/shadow", "../../etc/shadow"},
+		{"x", "/dev/zero", "dev/zero"},
+		{"x", "/", "."},
+		{"a/b/c", "../../../../../../etc/shadow", "../../etc/shadow"},
+		{"a/b/c", "/../../etc/../etc/./passwd", "../../etc/passwd"},
+		{"a/b/c", "d", "d"},
+		{"a/b/c", "../d", "../d"},
+		{"a/b/c", "../../a/b/e", "e"},
+		{"a/b/c", "/a", ".."},
+	} {
+		if got := view.RebaseLink(c.p, c.target); got != c.want {
+			t.Errorf("view.RebaseLink(%q, %q) = %q, want %q", c.p, c.target, got, c.want)
+		}
+		// Resolved from the link's directory, it never leaves the root.
+		if got := path.Clean(path.Join("/root/view", path.Dir(c.p), view.RebaseLink(c.p, c.target))); !strings.HasPrefix(got+"/", "/root/view/") {
+			t.Errorf("view.RebaseLink(%q, %q) resolves to %s, outside the view", c.p, c.target, got)
 		}
 	}
 }

@@ -28,7 +28,12 @@ type mountOptions struct {
 	debug      bool
 	noLog      bool
 	logFile    string
+	// rebaseLinks: symlinks resolved inside their view (fusefs.Options).
+	rebaseLinks bool
 }
+
+// rebasedNote says how a mount with --rebase-links shows symlinks.
+const rebasedNote = "symlinks are rebased: readlink shows each target resolved inside its view, not as captured ('amber ls' shows the captured targets)"
 
 // readyFDEnv names the file descriptor on which a background mount tells
 // its parent that it is ready (or why it failed).
@@ -56,14 +61,25 @@ EROFS), in the layout of DESIGN.md:
 
 Files are served only after their SHA-256 matches the index (else EIO, and
 the file is named on stderr); each file's SHA-256 is the xattr
-user.amber.sha256. It runs in the foreground until Ctrl-C, SIGTERM or
+user.amber.sha256.
+
+Symlinks are shown as captured, and a tool that follows them follows them
+on THIS machine: an evidence link /etc/passwd -> /etc/shadow read with
+'diff -r' or 'cat' reads the examiner's own /etc/shadow, and a link to
+/dev/zero never ends. Use 'diff -r --no-dereference', 'grep -r' (not -R),
+'find' (not -L). --rebase-links shows every symlink resolved inside its
+view's root instead, as the container sees it: readlink then gives a
+relative target ("../etc/shadow") that cannot leave the view; the
+captured targets are what 'amber ls' shows (and a plain mount), the mount
+says on start that links are rebased, and its custody event records it. It runs in the foreground until Ctrl-C, SIGTERM or
 'amber umount DIR'; --background returns once the mount is ready. The
 mount and unmount are recorded in ARCHIVE.custody.jsonl.`,
 		Example: `  amber mount case.tar.zst /mnt/case
   amber mount image.tar /mnt/img           # a plain docker save tarball or OCI layout: indexed at mount
   amber mount --background case.tar.zst /mnt/case && grep -r AKIA /mnt/case/images/app_v1/layers/3
-  diff -r /mnt/case/images/app_v1/stages/0 /mnt/case/images/app_v1/rootfs
-  diff -r /mnt/case/containers/wordpress/pristine /mnt/case/containers/wordpress/rootfs
+  diff -r --no-dereference /mnt/case/images/app_v1/stages/0 /mnt/case/images/app_v1/rootfs
+  diff -r --no-dereference /mnt/case/containers/wordpress/pristine /mnt/case/containers/wordpress/rootfs
+  amber mount --rebase-links case.tar.zst /mnt/case   # links resolve inside their view, never on this host
   sha256sum /mnt/case/containers/wordpress/memory/*/core
   getfattr -n user.amber.sha256 /mnt/case/images/app_v1/rootfs/etc/passwd
   amber umount /mnt/case`,
@@ -74,6 +90,7 @@ mount and unmount are recorded in ARCHIVE.custody.jsonl.`,
 	c.Flags().BoolVar(&o.allowOther, "allow-other", false, "let other users read the mount (needs user_allow_other in /etc/fuse.conf when not root)")
 	c.Flags().BoolVar(&o.debug, "debug", false, "log every FUSE request to stderr")
 	c.Flags().BoolVar(&o.noLog, "no-log", false, "do not record the mount in the custody log")
+	c.Flags().BoolVar(&o.rebaseLinks, "rebase-links", false, "show symlinks resolved inside their view's root, as in the container (relative targets that cannot leave the view); amber ls shows the captured targets")
 	c.Flags().StringVar(&o.logFile, "log", "", "append the mount's messages (files refused for a bad hash) to this file; a background mount otherwise writes them to the terminal, if any")
 	return c
 }
@@ -179,7 +196,7 @@ func (e *env) custodyEvent(archive string, a *manifest.Archive, action string, d
 
 func (e *env) runMount(o *mountOptions, archive, dir string) error {
 	if o.background && os.Getenv(readyFDEnv) == "" {
-		return e.mountBackground(archive, dir)
+		return e.mountBackground(archive, dir, o.rebaseLinks)
 	}
 	ready := func(err error) {}
 	if fd := os.Getenv(readyFDEnv); fd != "" {
@@ -233,7 +250,7 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 	defer a.Close()
 	absDir, _ := filepath.Abs(dir)
 	// A log line names evidence (a path of the archive): escaped.
-	server, err := fusefs.Mount(a, dir, fusefs.Options{AllowOther: o.allowOther, Debug: o.debug,
+	server, err := fusefs.Mount(a, dir, fusefs.Options{AllowOther: o.allowOther, Debug: o.debug, RebaseLinks: o.rebaseLinks,
 		Log: func(s string) {
 			fmt.Fprintf(logw, "%s amber: %s\n", time.Now().UTC().Format(time.RFC3339), escapeName(s))
 		}})
@@ -242,11 +259,18 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 		return err
 	}
 	if !o.noLog {
-		e.custodyEvent(archive, a, "mounted", map[string]string{"mountpoint": absDir, "pid": fmt.Sprint(os.Getpid()), "tool": "amber " + version})
+		details := map[string]string{"mountpoint": absDir, "pid": fmt.Sprint(os.Getpid()), "tool": "amber " + version}
+		if o.rebaseLinks {
+			details["rebase_links"] = "true"
+		}
+		e.custodyEvent(archive, a, "mounted", details)
 	}
 	ready(nil)
 	if os.Getenv(readyFDEnv) == "" {
 		fmt.Fprintf(e.stderr, "mounted %s at %s (read-only); Ctrl-C or 'amber umount %s' to unmount\n", archive, dir, dir)
+		if o.rebaseLinks {
+			fmt.Fprintln(e.stderr, rebasedNote)
+		}
 	}
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -287,7 +311,7 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 
 // mountBackground starts "amber mount" again as a detached child and
 // returns once the child reports the mount ready, or its error.
-func (e *env) mountBackground(archive, dir string) error {
+func (e *env) mountBackground(archive, dir string, rebased bool) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -332,6 +356,9 @@ func (e *env) mountBackground(archive, dir string) error {
 	pid := cmd.Process.Pid
 	cmd.Process.Release()
 	fmt.Fprintf(e.stdout, "mounted %s at %s (pid %d); 'amber umount %s' to unmount\n", archive, dir, pid, dir)
+	if rebased {
+		fmt.Fprintln(e.stdout, rebasedNote)
+	}
 	return nil
 }
 
