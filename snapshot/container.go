@@ -570,7 +570,7 @@ func upperDirs(e *Engine, data map[string]string) ([]string, error) {
 	upper := data["UpperDir"]
 	id := filepath.Base(filepath.Dir(filepath.Clean(upper)))
 	if !fullID.MatchString(id) {
-		return nil, fmt.Errorf("%w: the engine places the container's upper directory at %s, not at overlay2/<64 hex digits>/diff under its root directory %s", ErrEngineClaim, upper, e.root)
+		return nil, claimf("the engine places the container's upper directory at %s, not at overlay2/<64 hex digits>/diff under its root directory %s", upper, e.root)
 	}
 	real, err := e.inRoot(upper, "overlay2", id, "diff")
 	if err != nil {
@@ -580,7 +580,7 @@ func upperDirs(e *Engine, data map[string]string) ([]string, error) {
 	if lower := strings.Split(data["LowerDir"], ":"); len(lower) > 0 && strings.HasSuffix(lower[0], "-init/diff") {
 		init, err := e.inRoot(lower[0], "overlay2", id+"-init", "diff")
 		if err != nil {
-			return nil, fmt.Errorf("the init layer: %w", err)
+			return nil, fmt.Errorf("its init layer: %w", err)
 		}
 		dirs = append(dirs, init)
 	}

@@ -35,6 +35,16 @@ var ErrContainerGone = errors.New("snapshot: the container went away during the 
 // an engine failure (errors.Is(err, ErrEngine)).
 var ErrEngineClaim = fmt.Errorf("%w: an answer amber does not trust", ErrEngine)
 
+// claimError is an ErrEngineClaim whose message is the claim alone, as
+// anomalies and skipped mounts record it.
+type claimError struct{ msg string }
+
+func (e *claimError) Error() string { return e.msg }
+
+func (e *claimError) Is(target error) bool { return target == ErrEngineClaim || target == ErrEngine }
+
+func claimf(format string, a ...any) error { return &claimError{fmt.Sprintf(format, a...)} }
+
 // maxAnswer bounds each JSON answer of the engine (inspect, info, version,
 // ...): a few KiB in practice; an engine answering without end gets an
 // error, not all of amber's memory. maxChanges bounds the change list,
@@ -184,7 +194,7 @@ func (e *Engine) inspect(ctx context.Context, ref string) (container.InspectResp
 	// The ID names the container's cgroup, its layers and its files in
 	// the archive: only a real one is taken.
 	if !fullID.MatchString(ci.ID) {
-		return ci, nil, fmt.Errorf("%w: the engine answers container %s with ID %q, not 64 hex digits", ErrEngineClaim, ref, ci.ID)
+		return ci, nil, claimf("the engine answers container %s with ID %q, not 64 hex digits", ref, ci.ID)
 	}
 	return ci, raw, nil
 }
@@ -197,22 +207,22 @@ var fullID = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // leading out. It returns the real path, to be read instead of p.
 func (e *Engine) inRoot(p, kind, name, leaf string) (string, error) {
 	if e.root == "" || !filepath.IsAbs(e.root) {
-		return "", fmt.Errorf("%w: the engine reports no root directory (DockerRootDir %q) to hold %s", ErrEngineClaim, e.root, p)
+		return "", claimf("the engine reports no root directory (DockerRootDir %q) to hold %s", e.root, p)
 	}
 	want := filepath.Join(e.root, kind, name, leaf)
 	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") || filepath.Clean(p) != want {
-		return "", fmt.Errorf("%w: the engine places %s, which is not %s under its root directory %s", ErrEngineClaim, p, filepath.Join(kind, name, leaf), e.root)
+		return "", claimf("the engine places %s, which is not %s under its root directory %s", p, filepath.Join(kind, name, leaf), e.root)
 	}
 	root, err := filepath.EvalSymlinks(e.root)
 	if err != nil {
-		return "", fmt.Errorf("%w: the engine's root directory %s: %w", ErrEngineClaim, e.root, err)
+		return "", claimf("the engine's root directory %s: %v", e.root, err)
 	}
 	real, err := filepath.EvalSymlinks(want)
 	if err != nil {
-		return "", fmt.Errorf("%w: %s: %w", ErrEngineClaim, p, err)
+		return "", claimf("the engine places %s: %v", p, err)
 	}
 	if real != filepath.Join(root, kind, name, leaf) {
-		return "", fmt.Errorf("%w: the engine's %s is really %s, outside its root directory %s", ErrEngineClaim, p, real, root)
+		return "", claimf("the engine places %s, which is really %s, outside its root directory %s", p, real, root)
 	}
 	return real, nil
 }

@@ -41,13 +41,9 @@ func cgroupNames(pid int, cg []byte, id string) error {
 	if len(id) == 64 && bytes.Contains(cg, []byte(id)) {
 		return nil
 	}
-	// The last line: the unified hierarchy's, or cgroup v1's last.
-	line := bytes.TrimSpace(cg)
-	if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
-		line = line[i+1:]
-	}
-	if len(line) > 200 {
-		line = line[:200]
+	line := bytes.ReplaceAll(bytes.TrimSpace(cg), []byte("\n"), []byte("; "))
+	if len(line) > 400 {
+		line = line[:400]
 	}
 	return fmt.Errorf("%w: process %d is in cgroup %q, which does not name container %s", errNotInContainer, pid, line, id)
 }

@@ -351,6 +351,9 @@ func TestHostileEngineClaims(t *testing.T) {
 			if !ok {
 				t.Fatalf("no container artifact: %+v", m.Artifacts)
 			}
+			for _, an := range m.Anomalies {
+				t.Logf("anomaly %s: %s", an.Kind, an.Detail)
+			}
 			tc.check(t, m, a.Container)
 		})
 	}
@@ -374,6 +377,25 @@ func isolate(t *testing.T, pid int) {
 	}
 }
 
+// TestHostileEngineRouteUpperdir: asked for the upper directory route by
+// name, an upper directory outside the engine's root is an engine failure
+// (exit 8) naming the claim, and nothing is written.
+func TestHostileEngineRouteUpperdir(t *testing.T) {
+	f := newFakeEngine(t)
+	f.upper = filepath.Join(t.TempDir(), "etc")
+	hostSecret(t, f.upper, "shadow")
+	host := f.serve()
+	dir := t.TempDir()
+	code, out, _ := f.run(host, time.Minute, "capture", "container", "hostile", "--no-memory", "--route", "upperdir", "-o", filepath.Join(dir, "u.tar.zst"))
+	t.Logf("exit %d: %s", code, strings.TrimSpace(out))
+	if code != exitEngine || !strings.Contains(out, f.upper) || !strings.Contains(out, "overlay2/") {
+		t.Errorf("--route upperdir with an upper directory outside the engine's root: exit %d, want %d and the claim:\n%s", code, exitEngine, out)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left in the output directory: %v", ents)
+	}
+}
+
 // TestHostileEngineBadID: a container ID that is not one (it would name
 // the cgroup to check, and short IDs) is an engine failure, not a panic.
 func TestHostileEngineBadID(t *testing.T) {
@@ -382,6 +404,7 @@ func TestHostileEngineBadID(t *testing.T) {
 	host := f.serve()
 	dir := t.TempDir()
 	code, out, _ := f.run(host, time.Minute, "capture", "container", "abc", "--no-memory", "-o", filepath.Join(dir, "b.tar.zst"))
+	t.Logf("exit %d: %.300s", code, strings.TrimSpace(out))
 	if code != exitEngine || !strings.Contains(out, `"abc"`) || strings.Contains(out, "panic") {
 		t.Errorf("container ID \"abc\": exit %d, want %d and a message naming it:\n%.3000s", code, exitEngine, out)
 	}
