@@ -370,7 +370,9 @@ func isolate(t *testing.T, pid int) {
 	}
 	t.Cleanup(func() {
 		os.WriteFile("/sys/fs/cgroup/pids/cgroup.procs", []byte(fmt.Sprint(pid)), 0o644)
-		os.Remove(dir)
+		for i := 0; i < 50 && os.Remove(dir) != nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
 	})
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(fmt.Sprint(pid)), 0o644); err != nil {
 		t.Logf("no cgroup of its own for the host process: %v", err)
