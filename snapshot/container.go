@@ -22,6 +22,10 @@ import (
 	"github.com/amber-forensics/amber/view"
 )
 
+// DefaultMaxLogBytes is far more than a container's logs hold where the
+// engine rotates them, and bounds an engine whose logs never end.
+const DefaultMaxLogBytes = 1 << 30
+
 // Routes for a container's filesystem.
 const (
 	RouteAuto     = "auto"
@@ -50,6 +54,10 @@ type EngineRequest struct {
 	// Route is RouteAuto (upperdir when the engine is local and uses
 	// overlay2, else export), RouteUpperdir or RouteExport.
 	Route string
+	// MaxLogBytes bounds each container's logs (stdout and stderr
+	// together); past it they are cut and flagged logs-truncated. 0 means
+	// DefaultMaxLogBytes.
+	MaxLogBytes int64
 	Options
 	WriteProgress func(int64)
 }
@@ -447,7 +455,13 @@ func ContainerPrefix(name string) string { return "amber/containers/" + name + "
 
 func captureMemory(ctx context.Context, c *ctrCapture, mw *archiveMembers, s *session, progress func(string)) error {
 	cc := c.art.Container
-	pids, err := containerPIDs(c.ci.State.Pid)
+	pids, err := containerPIDs(c.ci.State.Pid, c.ci.ID)
+	if errors.Is(err, errNotInContainer) {
+		// Never a host process's memory on the engine's word.
+		cc.MemorySkipped = "not dumped: " + err.Error()
+		s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Kind: "engine-claims-pid-outside-container", Detail: err.Error()})
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("container %s: %w", c.name, err)
 	}
@@ -455,6 +469,11 @@ func captureMemory(ctx context.Context, c *ctrCapture, mw *archiveMembers, s *se
 	for _, pid := range pids {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		// The PID may have been reused since the list was made.
+		if err := inContainer(pid, c.ci.ID); errors.Is(err, errNotInContainer) {
+			s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Kind: "engine-claims-pid-outside-container", Detail: err.Error()})
+			continue
 		}
 		p, err := dumpProcess(pid, pm, progress)
 		if err != nil {
@@ -485,6 +504,7 @@ func captureMemory(ctx context.Context, c *ctrCapture, mw *archiveMembers, s *se
 // filesystem has been read (the engine reads the directories to answer).
 type containerFS struct {
 	route     string
+	dirs      []string // the upperdir route's directories, checked and resolved
 	lf        *layerFile
 	anomalies []manifest.Anomaly
 	diff      chan engineDiff
@@ -510,9 +530,21 @@ func chooseRoute(e *Engine, c *ctrCapture, req EngineRequest, fs *containerFS) e
 			why = "the engine does not report an upper directory"
 		}
 		if why == "" {
-			if _, err := os.Stat(upper); err != nil {
+			dirs, err := upperDirs(e, c.ci.GraphDriver.Data)
+			if err != nil {
+				// The engine points at a directory that is not its own:
+				// the filesystem is still read, through its API.
+				if route == RouteUpperdir {
+					return fmt.Errorf("--route upperdir: %w", err)
+				}
+				fs.anomalies = append(fs.anomalies, manifest.Anomaly{Kind: "engine-claims-upperdir-outside-root", Detail: "filesystem read through the engine's export: " + err.Error()})
+				fs.route = RouteExport
+				return nil
+			}
+			if _, err := os.Stat(dirs[0]); err != nil {
 				why = "the upper directory cannot be read: " + err.Error()
 			}
+			fs.dirs = dirs
 		}
 		if why != "" {
 			if route == RouteUpperdir {
@@ -528,6 +560,33 @@ func chooseRoute(e *Engine, c *ctrCapture, req EngineRequest, fs *containerFS) e
 	return nil
 }
 
+// upperDirs returns the directories of the upperdir route: the upper
+// directory and, just below it, the engine's init layer (hosts,
+// resolv.conf, /dev, ...: part of the container's filesystem as docker
+// export shows it, and not of its image). Both are the engine's word, and
+// read directly only where the engine keeps them:
+// <root>/overlay2/<id>/diff and <root>/overlay2/<id>-init/diff.
+func upperDirs(e *Engine, data map[string]string) ([]string, error) {
+	upper := data["UpperDir"]
+	id := filepath.Base(filepath.Dir(filepath.Clean(upper)))
+	if !fullID.MatchString(id) {
+		return nil, claimf("the engine places the container's upper directory at %s, not at overlay2/<64 hex digits>/diff under its root directory %s", upper, e.root)
+	}
+	real, err := e.inRoot(upper, "overlay2", id, "diff")
+	if err != nil {
+		return nil, err
+	}
+	dirs := []string{real}
+	if lower := strings.Split(data["LowerDir"], ":"); len(lower) > 0 && strings.HasSuffix(lower[0], "-init/diff") {
+		init, err := e.inRoot(lower[0], "overlay2", id+"-init", "diff")
+		if err != nil {
+			return nil, fmt.Errorf("its init layer: %w", err)
+		}
+		dirs = append(dirs, init)
+	}
+	return dirs, nil
+}
+
 // readUpper reads the upper directory route into fs.lf. It may fall back
 // to the export route (fs.route says which was taken).
 func readUpper(ctx context.Context, e *Engine, c *ctrCapture, req EngineRequest, fs *containerFS, progress func(string)) error {
@@ -537,14 +596,7 @@ func readUpper(ctx context.Context, e *Engine, c *ctrCapture, req EngineRequest,
 		return err
 	}
 	fs.lf = lf
-	dirs := []string{c.ci.GraphDriver.Data["UpperDir"]}
-	// The engine's init layer (hosts, resolv.conf, /dev, ...) lies just
-	// below: part of the container's filesystem as docker export shows
-	// it, and not of its image.
-	if lower := strings.Split(c.ci.GraphDriver.Data["LowerDir"], ":"); len(lower) > 0 && strings.HasSuffix(lower[0], "-init/diff") {
-		dirs = append(dirs, lower[0])
-	}
-	err = upperRoute(dirs, true, lf, &fs.anomalies)
+	err = upperRoute(fs.dirs, true, lf, &fs.anomalies)
 	if errors.Is(err, errRouteUnsupported) && req.Route == RouteAuto {
 		fs.anomalies = append(fs.anomalies, manifest.Anomaly{Kind: "route", Detail: "filesystem read through the engine's export: " + err.Error()})
 		lf.remove()
@@ -683,7 +735,19 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 		case !req.Volumes:
 			mt.Skipped = "volume contents not asked for (--volumes)"
 		default:
-			va, err := captureVolume(ctx, e, c, m.Name, m.Source, m.Destination, w, req, s, progress)
+			source, refused := m.Source, error(nil)
+			if e.Info.Local && source != "" {
+				if _, err := os.Lstat(source); err == nil {
+					// Read directly only where the engine keeps volumes.
+					source, refused = e.inRoot(source, "volumes", m.Name, "_data")
+				}
+			}
+			if refused != nil {
+				mt.Skipped = "not read: " + refused.Error()
+				s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Path: m.Destination, Kind: "engine-claims-volume-outside-root", Detail: refused.Error()})
+				break
+			}
+			va, err := captureVolume(ctx, e, c, m.Name, source, m.Destination, w, req, s, progress)
 			if err != nil {
 				return descriptor{}, fmt.Errorf("volume %s: %w", m.Name, err)
 			}
@@ -692,7 +756,11 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 		cc.Mounts = append(cc.Mounts, mt)
 	}
 	progress(fmt.Sprintf("container %s: logs", c.name))
-	if err := captureLogs(ctx, e, c, pm, filepath.Dir(req.Output)); err != nil {
+	maxLog := req.MaxLogBytes
+	if maxLog <= 0 {
+		maxLog = DefaultMaxLogBytes
+	}
+	if err := captureLogs(ctx, e, c, pm, filepath.Dir(req.Output), maxLog, s); err != nil {
 		return descriptor{}, err
 	}
 	// An OCI config and manifest: the image's, plus the changes layer.
@@ -898,8 +966,9 @@ func containerConfig(changes hashing.Digest, c *ctrCapture) ([]byte, error) {
 }
 
 // captureLogs stores the container's stdout and stderr as the engine has
-// them, each line prefixed with the engine's timestamp.
-func captureLogs(ctx context.Context, e *Engine, c *ctrCapture, pm *prefixed, dir string) error {
+// them, each line prefixed with the engine's timestamp: their first limit
+// bytes, the rest flagged logs-truncated and not read.
+func captureLogs(ctx context.Context, e *Engine, c *ctrCapture, pm *prefixed, dir string, limit int64, s *session) error {
 	rc, err := e.c.ContainerLogs(ctx, c.ci.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true})
 	if err != nil {
 		return pm.add("logs/unavailable", []byte(fmt.Sprintf("the engine gives no logs: %v\n", err)))
@@ -916,10 +985,16 @@ func captureLogs(ctx context.Context, e *Engine, c *ctrCapture, pm *prefixed, di
 	}
 	defer func() { errf.Close(); os.Remove(errf.Name()) }()
 	tty := c.ci.Config != nil && c.ci.Config.Tty
+	left := limit
 	if tty {
-		_, err = io.Copy(out, ctxReader{ctx, rc})
+		_, err = io.Copy(logBudget{out, &left}, ctxReader{ctx, rc})
 	} else {
-		_, err = stdcopy.StdCopy(out, errf, ctxReader{ctx, rc})
+		_, err = stdcopy.StdCopy(logBudget{out, &left}, logBudget{errf, &left}, ctxReader{ctx, rc})
+	}
+	if errors.Is(err, errLogBound) {
+		s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Path: "logs", Kind: "logs-truncated",
+			Detail: fmt.Sprintf("the engine's logs go on past %d MiB: their first %d MiB (stdout and stderr together) are stored, the rest was not read", limit>>20, limit>>20)})
+		err = nil
 	}
 	if err != nil {
 		return fmt.Errorf("%w: reading the container's logs: %v", ErrEngine, err)
@@ -936,6 +1011,29 @@ func captureLogs(ctx context.Context, e *Engine, c *ctrCapture, pm *prefixed, di
 		}
 	}
 	return nil
+}
+
+// errLogBound ends the reading of logs at their bound.
+var errLogBound = errors.New("the logs' bound is reached")
+
+// logBudget passes on at most *left bytes (shared by stdout and stderr),
+// then fails with errLogBound.
+type logBudget struct {
+	w    io.Writer
+	left *int64
+}
+
+func (b logBudget) Write(p []byte) (int, error) {
+	cut := int64(len(p)) > *b.left
+	if cut {
+		p = p[:*b.left]
+	}
+	n, err := b.w.Write(p)
+	*b.left -= int64(n)
+	if err == nil && cut {
+		err = errLogBound
+	}
+	return n, err
 }
 
 func (p *prefixed) addFile(name string, f *os.File) error {

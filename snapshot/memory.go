@@ -23,15 +23,45 @@ var procRoot = "/proc"
 // read (not root, or a hardened /proc).
 var ErrProcAccess = errors.New("snapshot: cannot read the container's processes in /proc")
 
+// errNotInContainer reports a process whose cgroup does not name the
+// container: the engine's PID is not the container's (or was reused).
+var errNotInContainer = errors.New("not in the container's cgroup")
+
+// inContainer checks that the process's cgroup names the container's full
+// ID (docker/<id>, docker-<id>.scope, ...), as the kernel tells it.
+func inContainer(pid int, id string) error {
+	cg, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "cgroup"))
+	if err != nil {
+		return err
+	}
+	return cgroupNames(pid, cg, id)
+}
+
+func cgroupNames(pid int, cg []byte, id string) error {
+	if len(id) == 64 && bytes.Contains(cg, []byte(id)) {
+		return nil
+	}
+	line := bytes.ReplaceAll(bytes.TrimSpace(cg), []byte("\n"), []byte("; "))
+	if len(line) > 400 {
+		line = line[:400]
+	}
+	return fmt.Errorf("%w: process %d is in cgroup %q, which does not name container %s", errNotInContainer, pid, line, id)
+}
+
 // containerPIDs lists the host PIDs of every process in the cgroup of the
 // container's init process (docker exec'd processes included), sorted.
-func containerPIDs(initPID int) ([]int, error) {
+// The engine's initPID is taken only if its cgroup names the container's
+// ID: never is a host process dumped on the engine's word.
+func containerPIDs(initPID int, id string) ([]int, error) {
 	want, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(initPID), "cgroup"))
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("%w: %v", ErrProcAccess, err)
 		}
 		return nil, fmt.Errorf("%w: the container's init process %d: %v", ErrContainerGone, initPID, err)
+	}
+	if err := cgroupNames(initPID, want, id); err != nil {
+		return nil, err
 	}
 	ents, err := os.ReadDir(procRoot)
 	if err != nil {
