@@ -974,12 +974,12 @@ func captureLogs(ctx context.Context, e *Engine, c *ctrCapture, pm *prefixed, di
 		return pm.add("logs/unavailable", []byte(fmt.Sprintf("the engine gives no logs: %v\n", err)))
 	}
 	defer rc.Close()
-	out, err := os.CreateTemp(dir, ".amber-stdout-*")
+	out, err := manifest.TempFile(dir, ".amber-stdout-*") // no name: nothing left by kill -9
 	if err != nil {
 		return fmt.Errorf("storing logs: %w", err)
 	}
 	defer func() { out.Close(); os.Remove(out.Name()) }()
-	errf, err := os.CreateTemp(dir, ".amber-stderr-*")
+	errf, err := manifest.TempFile(dir, ".amber-stderr-*")
 	if err != nil {
 		return fmt.Errorf("storing logs: %w", err)
 	}
