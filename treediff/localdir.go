@@ -133,15 +133,35 @@ func localXattrs(p string) map[string]string {
 		if k == "" || k == "security.selinux" {
 			continue
 		}
-		v := make([]byte, 4096)
-		n, err := unix.Lgetxattr(p, k, v)
+		v, err := lgetxattr(p, k)
 		if err != nil {
 			continue
 		}
 		if out == nil {
 			out = map[string]string{}
 		}
-		out[k] = string(v[:n])
+		out[k] = string(v)
 	}
 	return out
+}
+
+// lgetxattr reads one xattr whatever its size (ext4 allows a block, XFS
+// and tmpfs 64 KiB): asked for its size first, and again if it grew.
+func lgetxattr(p, k string) ([]byte, error) {
+	for try := 0; try < 4; try++ {
+		sz, err := unix.Lgetxattr(p, k, nil)
+		if err != nil {
+			return nil, err
+		}
+		v := make([]byte, sz)
+		n, err := unix.Lgetxattr(p, k, v)
+		if errors.Is(err, unix.ERANGE) {
+			continue // it grew between the two calls
+		}
+		if err != nil {
+			return nil, err
+		}
+		return v[:n], nil
+	}
+	return nil, unix.ERANGE
 }
