@@ -91,6 +91,20 @@ func CleanName(name string) (p string, unsafe bool) {
 	return p, strings.HasPrefix(name, "/") && !root
 }
 
+// rootOpaqueDetail explains a root-opaque anomaly: an opaque marker at
+// the layer's root. overlayfs reads the opaque xattr of a lower layer's
+// root directory as nothing (docker export of such an image shows the
+// lower layers' files), so the merged views do not let it hide them.
+const rootOpaqueDetail = "opaque-directory marker at the layer's root: the kernel's overlayfs ignores an opaque mark on a lower layer's root (docker export shows the lower layers' files), so amber's merged views show the lower layers' content; the marker is shown in layers/N"
+
+// badWhiteoutDetail explains a bad-whiteout anomaly: a whiteout of ".",
+// ".." or of an empty name. The engine refuses the layer (its whiteout
+// device would be the directory itself or its parent); amber keeps the
+// marker as evidence, and no name it could hide exists in a merged view.
+func badWhiteoutDetail(name string) string {
+	return fmt.Sprintf("whiteout of %q: the engine refuses a layer holding it (docker load fails); the marker is shown in layers/N and hides nothing in merged views", name)
+}
+
 // anomaly lists a, unless maxAnomalies of its kind are listed already.
 func (b *IndexBuilder) anomaly(a Anomaly) {
 	if b.kinds == nil {
@@ -190,8 +204,14 @@ func (b *IndexBuilder) Add(h *tar.Header, hdrOff, dataOff int64, sum hashing.Dig
 	}
 	if base == ".wh..wh..opq" {
 		e.flags |= FlagOpaque
+		if p == base {
+			b.anomaly(Anomaly{Path: p, Kind: "root-opaque", Detail: rootOpaqueDetail})
+		}
 	} else if strings.HasPrefix(base, ".wh.") {
 		e.flags |= FlagWhiteout
+		if w := base[len(".wh."):]; w == "" || w == "." || w == ".." {
+			b.anomaly(Anomaly{Path: p, Kind: "bad-whiteout", Detail: badWhiteoutDetail(w)})
+		}
 	}
 	if e.flags&FlagHardlink == 0 {
 		// Hashed here, off the end of the capture (a hard link's leaf

@@ -115,8 +115,15 @@ func (b *refBuilder) Add(h *tar.Header, hdrOff, dataOff int64, sum hashing.Diges
 	}
 	if base == ".wh..wh..opq" {
 		r.Flags |= FlagOpaque
+		if parentOf(p) == "" {
+			b.Anomalies = append(b.Anomalies, Anomaly{Path: p, Kind: "root-opaque", Detail: rootOpaqueDetail})
+		}
 	} else if strings.HasPrefix(base, ".wh.") {
 		r.Flags |= FlagWhiteout
+		switch base {
+		case ".wh.", ".wh..", ".wh...":
+			b.Anomalies = append(b.Anomalies, Anomaly{Path: p, Kind: "bad-whiteout", Detail: badWhiteoutDetail(strings.TrimPrefix(base, ".wh."))})
+		}
 	}
 	if r.Flags&FlagHardlink == 0 {
 		r.leaf = hashing.LeafHash(r.LeafData())
