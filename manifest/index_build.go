@@ -91,6 +91,20 @@ func CleanName(name string) (p string, unsafe bool) {
 	return p, strings.HasPrefix(name, "/") && !root
 }
 
+// rootOpaqueDetail explains a root-opaque anomaly: an opaque marker at
+// the layer's root. overlayfs reads the opaque xattr of a lower layer's
+// root directory as nothing (docker export of such an image shows the
+// lower layers' files), so the merged views do not let it hide them.
+const rootOpaqueDetail = "opaque-directory marker at the layer's root: the kernel's overlayfs ignores an opaque mark on a lower layer's root (docker export shows the lower layers' files), so amber's merged views show the lower layers' content; the marker is shown in layers/N"
+
+// badWhiteoutDetail explains a bad-whiteout anomaly: a whiteout of ".",
+// ".." or of an empty name. The engine refuses the layer (its whiteout
+// device would be the directory itself or its parent); amber keeps the
+// marker as evidence, and no name it could hide exists in a merged view.
+func badWhiteoutDetail(name string) string {
+	return fmt.Sprintf("whiteout of %q: the engine refuses a layer holding it (docker load fails); the marker is shown in layers/N and hides nothing in merged views", name)
+}
+
 // anomaly lists a, unless maxAnomalies of its kind are listed already.
 func (b *IndexBuilder) anomaly(a Anomaly) {
 	if b.kinds == nil {
@@ -190,8 +204,14 @@ func (b *IndexBuilder) Add(h *tar.Header, hdrOff, dataOff int64, sum hashing.Dig
 	}
 	if base == ".wh..wh..opq" {
 		e.flags |= FlagOpaque
+		if p == base {
+			b.anomaly(Anomaly{Path: p, Kind: "root-opaque", Detail: rootOpaqueDetail})
+		}
 	} else if strings.HasPrefix(base, ".wh.") {
 		e.flags |= FlagWhiteout
+		if w := base[len(".wh."):]; w == "" || w == "." || w == ".." {
+			b.anomaly(Anomaly{Path: p, Kind: "bad-whiteout", Detail: badWhiteoutDetail(w)})
+		}
 	}
 	if e.flags&FlagHardlink == 0 {
 		// Hashed here, off the end of the capture (a hard link's leaf
@@ -358,7 +378,11 @@ func (b *IndexBuilder) Resolve(layerSize int64) (*Built, error) {
 //	groups    by path: each record's children (first, count, directories)
 //	parents   by first child: the record a run of children belongs to
 //	children  by record: its first child, number of children, of dirs
-//	links     by target path: hard links still to resolve
+//	links     by target path, linking entry: hard links still to resolve
+//	early     the same: links whose target's tree entry is not before the
+//	          linking entry (an earlier entry of the path is shadowed)
+//	shpaths   by path, entry number: the shadowed entries, as paths has
+//	          the tree's (made only when a link needs it)
 //	targets   by target record, link: resolved hard links
 //	counts    by record: the link count of a hard-linked file
 //	resolved  by link record: each hard link's outcome
@@ -402,7 +426,7 @@ func (r *resolver) run() (*Built, error) {
 	if err != nil {
 		return nil, err
 	}
-	resolved, counts, err := r.resolveLinks(links, paths)
+	resolved, counts, err := r.resolveLinks(links, paths, shadowed)
 	if err != nil {
 		return nil, err
 	}
@@ -502,7 +526,8 @@ func implied(p string) *xEnt {
 	return &xEnt{path: p, typ: TypeDir, mode: 0o755, flags: FlagImplicit, entryNo: NoEntry, dataOff: -1, zero: 7}
 }
 
-// A paths item's payload: what a hard link to the record takes.
+// A paths item's payload: what a hard link to the record takes, and what
+// resolving a link through it needs.
 const (
 	pkK       = 0
 	pkTyp     = 4
@@ -510,8 +535,25 @@ const (
 	pkSize    = 6
 	pkDataOff = 14
 	pkSHA     = 22
-	pkTarget  = 54 // the record's own hard-link target, to the end
+	pkEntry   = 54 // the record's entry number
+	pkTarget  = 58 // the record's own hard-link target, to the end
 )
+
+// appendLinkPayload appends the paths payload of entry e, record k.
+func appendLinkPayload(dst []byte, k uint32, e *xEnt) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, k)
+	dst = append(dst, e.typ, e.flags)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(e.size))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(e.dataOff))
+	dst = append(dst, e.sha[:]...)
+	dst = binary.BigEndian.AppendUint32(dst, e.entryNo)
+	return append(dst, e.target...)
+}
+
+// laterTarget is why a hard link whose target path the layer has only
+// after the link dangles: extracted in order, there is nothing to link to
+// yet (GNU tar: "Cannot hard link"; the engine refuses the layer).
+const laterTarget = "which the layer has only after the link: tar cannot make it and the engine refuses the layer"
 
 // number gives the tree's records their numbers (their order in the
 // index) and makes the streams the links between them are resolved from.
@@ -538,12 +580,7 @@ func (r *resolver) number(tree *sorter) (paths, groups, links *sorter, err error
 		if (k == 0) != (e.path == "") {
 			return fmt.Errorf("%w: the tree does not start at its root (%q)", errSpill, kk)
 		}
-		pkv = key32(pkv, k)
-		pkv = append(pkv, e.typ, e.flags)
-		pkv = binary.BigEndian.AppendUint64(pkv, uint64(e.size))
-		pkv = binary.BigEndian.AppendUint64(pkv, uint64(e.dataOff))
-		pkv = append(pkv, e.sha[:]...)
-		pkv = append(pkv, e.target...)
+		pkv = appendLinkPayload(pkv[:0], k, &e)
 		r.kbuf = appendPathKey(r.kbuf[:0], e.path, true)
 		if err := paths.add(r.kbuf, pkv); err != nil {
 			return err
@@ -564,7 +601,8 @@ func (r *resolver) number(tree *sorter) (paths, groups, links *sorter, err error
 			}
 		}
 		if e.flags&FlagHardlink != 0 {
-			lk = binary.BigEndian.AppendUint32(appendPathKey(lk[:0], e.target, true), k)
+			lk = binary.BigEndian.AppendUint32(appendPathKey(lk[:0], e.target, true), e.entryNo)
+			lk = binary.BigEndian.AppendUint32(lk, k)
 			lv = key32(lv, k)
 			return links.add(lk, lv)
 		}
@@ -623,22 +661,26 @@ func (r *resolver) joinGroups(groups, paths *sorter) (parents, children *sorter,
 const maxLinkHops = 64
 
 // resolveLinks finds each hard link's regular file, following links to
-// links up to maxLinkHops, one merge with the paths per hop.
-func (r *resolver) resolveLinks(links, paths *sorter) (resolved, counts *sorter, err error) {
+// links up to maxLinkHops, one merge with the paths per hop. A link takes
+// the entry of its target path that precedes the linking entry, as a tar
+// extracted in order makes it: the tree's entry of the path when it comes
+// before, else the last shadowed entry before (a path written again after
+// the link: the link keeps the earlier file), else nothing.
+func (r *resolver) resolveLinks(links, paths, shadowed *sorter) (resolved, counts *sorter, err error) {
 	resolved, counts = r.sorter(), r.sorter()
 	targets := r.sorter()
+	var shpaths *sorter
 	var kb, vb []byte
 	for hop := 0; links.n > 0; hop++ {
-		next := r.sorter()
-		err := join(links, paths, func(lk []byte) []byte { return lk[:len(lk)-4] }, func(_, lv, pv []byte, found bool) error {
-			link := be32(lv)
+		next, early := r.sorter(), r.sorter()
+		// step takes link to the entry pv of its target path.
+		step := func(link uint32, lv, pv []byte) error {
 			switch {
-			case !found:
-				return resolved.add(key32(kb, link), []byte{0}) // dangling
 			case len(pv) < pkTarget:
 				return fmt.Errorf("%w: a path record of %d bytes", errSpill, len(pv))
 			case pv[pkFlags]&FlagHardlink != 0 && hop < maxLinkHops:
-				kb = binary.BigEndian.AppendUint32(appendPathKey(kb[:0], unsafe.String(unsafe.SliceData(pv[pkTarget:]), len(pv)-pkTarget), true), link)
+				kb = appendPathKey(kb[:0], unsafe.String(unsafe.SliceData(pv[pkTarget:]), len(pv)-pkTarget), true)
+				kb = binary.BigEndian.AppendUint32(append(kb, pv[pkEntry:pkTarget]...), link)
 				return next.add(kb, lv)
 			case pv[pkFlags]&FlagHardlink != 0 || pv[pkTyp] != TypeReg:
 				return resolved.add(key32(kb, link), []byte{0})
@@ -646,12 +688,66 @@ func (r *resolver) resolveLinks(links, paths *sorter) (resolved, counts *sorter,
 				kb = binary.BigEndian.AppendUint32(key32(kb, be32(pv[pkK:])), link)
 				return targets.add(kb, pv[:pkTarget])
 			}
+		}
+		err := join(links, paths, func(lk []byte) []byte { return lk[:len(lk)-8] }, func(lk, lv, pv []byte, found bool) error {
+			link := be32(lv)
+			switch {
+			case !found:
+				return resolved.add(key32(kb, link), []byte{0}) // dangling
+			case len(pv) < pkTarget:
+				return fmt.Errorf("%w: a path record of %d bytes", errSpill, len(pv))
+			case be32(pv[pkEntry:]) >= be32(lk[len(lk)-8:]):
+				// The path's tree entry is the linking entry itself or
+				// comes after it (an implied directory's is NoEntry): the
+				// target is an earlier entry, shadowed, or there is none.
+				// A path that is only written after the link is told
+				// apart for its anomaly.
+				later := byte(0)
+				if hop == 0 && pv[pkFlags]&FlagImplicit == 0 && be32(pv[pkEntry:]) > be32(lk[len(lk)-8:]) {
+					later = 2
+				}
+				vb = append(append(vb[:0], lv...), later)
+				return early.add(lk, vb)
+			default:
+				return step(link, lv, pv)
+			}
 		})
 		if err != nil {
 			return nil, nil, err
 		}
 		links.close()
+		if early.n > 0 {
+			if shpaths == nil {
+				if shpaths, err = r.shadowedPaths(shadowed); err != nil {
+					return nil, nil, err
+				}
+			}
+			c, err := newCursor(shpaths)
+			if err != nil {
+				return nil, nil, err
+			}
+			if err := early.each(func(lk, lv []byte) error {
+				if len(lv) != 5 || len(lk) < 8 {
+					return fmt.Errorf("%w: a hard link of %d bytes", errSpill, len(lv))
+				}
+				link := be32(lv)
+				pk, pv, ok := c.below(lk[:len(lk)-4])
+				if !ok || !bytes.Equal(pk[:len(pk)-4], lk[:len(lk)-8]) {
+					return resolved.add(key32(kb, link), lv[4:5]) // dangling
+				}
+				return step(link, lv[:4], pv)
+			}); err != nil {
+				return nil, nil, err
+			}
+			if err := c.it.err(); err != nil {
+				return nil, nil, err
+			}
+		}
+		early.close()
 		links = next
+	}
+	if shpaths != nil {
+		shpaths.close()
 	}
 	// Link counts: a file's links, then each link's count (two reads:
 	// a file may have a million links).
@@ -659,6 +755,10 @@ func (r *resolver) resolveLinks(links, paths *sorter) (resolved, counts *sorter,
 	count := func() error {
 		if n == 0 {
 			return nil
+		}
+		if cur >= uint32(r.treeLen) {
+			// A shadowed entry: its links are its only names in the tree.
+			return counts.add(key32(kb, cur), key32(vb, n))
 		}
 		return counts.add(key32(kb, cur), key32(vb, n+1))
 	}
@@ -689,11 +789,34 @@ func (r *resolver) resolveLinks(links, paths *sorter) (resolved, counts *sorter,
 	return resolved, counts, err
 }
 
+// shadowedPaths sorts the shadowed entries (numbered, as their records
+// are, from the tree's length in entry order) by path and entry number,
+// each with the payload paths gives a tree record.
+func (r *resolver) shadowedPaths(shadowed *sorter) (*sorter, error) {
+	s := r.sorter()
+	var e xEnt
+	var kb, vb []byte
+	k := uint32(r.treeLen)
+	err := shadowed.each(func(_, v []byte) error {
+		defer func() { k++ }()
+		if err := e.decode(v); err != nil {
+			return err
+		}
+		kb = binary.BigEndian.AppendUint32(appendPathKey(kb[:0], e.path, true), e.entryNo)
+		vb = appendLinkPayload(vb[:0], k, &e)
+		return s.add(kb, vb)
+	})
+	return s, err
+}
+
 // cursor reads a sorter's items in step with keys rising elsewhere.
 type cursor struct {
 	it       *sortIter
 	k, v, kb []byte
 	ok       bool
+	// the last item passed, for below
+	pk, pv []byte
+	passed bool
 }
 
 func newCursor(s *sorter) (*cursor, error) {
@@ -716,6 +839,16 @@ func (c *cursor) seek(key []byte) ([]byte, bool) {
 		return c.v, true
 	}
 	return nil, false
+}
+
+// below returns the last item whose key is less than key, if there is
+// one (keys rising from call to call).
+func (c *cursor) below(key []byte) (k, v []byte, ok bool) {
+	for c.ok && bytes.Compare(c.k, key) < 0 {
+		c.pk, c.pv, c.passed = append(c.pk[:0], c.k...), append(c.pv[:0], c.v...), true
+		c.k, c.v, c.ok = c.it.next()
+	}
+	return c.pk, c.pv, c.passed
 }
 
 // at is seek in a stream keyed by record number.
@@ -780,9 +913,13 @@ func (r *resolver) encode(tree, shadowed, parents, children, resolved, counts *s
 			if !ok || len(res) < 1 || res[0] == 1 && len(res) != 5+pkTarget {
 				return fmt.Errorf("%w: a hard link's resolution", errSpill)
 			}
-			if res[0] == 0 {
+			if res[0] != 1 {
 				e.flags |= FlagDangling
-				r.b.anomaly(Anomaly{Path: strings.Clone(e.path), Kind: "dangling-hardlink", Detail: fmt.Sprintf("hard link to %q, which is not a regular file of this layer", e.link)})
+				why := "which is not a regular file of this layer"
+				if res[0] == 2 {
+					why = laterTarget
+				}
+				r.b.anomaly(Anomaly{Path: strings.Clone(e.path), Kind: "dangling-hardlink", Detail: fmt.Sprintf("hard link to %q, %s", e.link, why)})
 				meta.nlink++
 				break
 			}

@@ -18,10 +18,11 @@ import (
 
 // randomHeaders makes a hostile-looking layer: names that collide, repeat,
 // nest through missing directories, climb out, sort around '/' ('-', '.'),
-// whiteouts, hard links in chains, to directories, to nothing, and to
-// shadowed names; xattrs, long owner names, absent times, sparse files.
+// whiteouts (of ".", ".." and "" too), hard links in chains, to
+// directories, to nothing, and to shadowed names; xattrs, long owner
+// names, absent times, sparse files.
 func randomHeaders(r *rand.Rand, n int) []*tar.Header {
-	comps := []string{"a", "b", "a-b", "a.b", "c", ".wh.a", ".wh..wh..opq", "ab", "a0", "z"}
+	comps := []string{"a", "b", "a-b", "a.b", "c", ".wh.a", ".wh..wh..opq", "ab", "a0", "z", ".wh..", ".wh...", ".wh."}
 	name := func() string {
 		d := r.IntN(4) + 1
 		var parts []string

@@ -115,8 +115,15 @@ func (b *refBuilder) Add(h *tar.Header, hdrOff, dataOff int64, sum hashing.Diges
 	}
 	if base == ".wh..wh..opq" {
 		r.Flags |= FlagOpaque
+		if parentOf(p) == "" {
+			b.Anomalies = append(b.Anomalies, Anomaly{Path: p, Kind: "root-opaque", Detail: rootOpaqueDetail})
+		}
 	} else if strings.HasPrefix(base, ".wh.") {
 		r.Flags |= FlagWhiteout
+		switch base {
+		case ".wh.", ".wh..", ".wh...":
+			b.Anomalies = append(b.Anomalies, Anomaly{Path: p, Kind: "bad-whiteout", Detail: badWhiteoutDetail(strings.TrimPrefix(base, ".wh."))})
+		}
 	}
 	if r.Flags&FlagHardlink == 0 {
 		r.leaf = hashing.LeafHash(r.LeafData())
@@ -225,33 +232,69 @@ func (b *refBuilder) buildWithRoot(layerSize int64) ([]byte, hashing.Digest, int
 		}
 		p.NumChild++
 	}
-	// Hard links share their target's record: inode, size, content.
+	treeLen := len(tree)
+	for i, r := range shadowed {
+		r.Index = uint32(treeLen + i)
+		r.Ino = r.Index
+		r.Parent = 0
+		r.FirstChild = uint32(treeLen)
+		r.NumChild = 0
+		r.Nlink = 1
+		if r.Flags&FlagHardlink != 0 {
+			r.Flags |= FlagDangling
+		}
+	}
+	// Hard links share their target's record: inode, size, content. The
+	// target is the entry of the path that precedes the linking entry, as
+	// when the tar is extracted in order (links to links hop by hop), a
+	// shadowed entry if the path is written again later.
+	entries := map[string][]*refRec{} // each path's entries, in entry order
+	for _, r := range b.recs {
+		entries[r.Path] = append(entries[r.Path], r)
+	}
+	before := func(p string, n uint32) *refRec {
+		var got *refRec
+		for _, e := range entries[p] {
+			if e.EntryNo < n {
+				got = e
+			}
+		}
+		return got
+	}
 	for _, r := range tree {
 		if r.Flags&FlagHardlink == 0 {
 			continue
 		}
-		ti, ok := pos[r.target]
-		t := uint32(ti)
-		for hops := 0; ok && tree[t].Flags&FlagHardlink != 0 && hops < 64; hops++ {
-			ti, ok = pos[tree[t].target]
-			t = uint32(ti)
+		cur, t := r, (*refRec)(nil)
+		for hops := 0; ; hops++ {
+			t = before(cur.target, cur.EntryNo)
+			if t == nil || t.Flags&FlagHardlink == 0 || hops >= 64 {
+				break
+			}
+			cur = t
 		}
-		if !ok || tree[t].Type != TypeReg || tree[t].Flags&FlagHardlink != 0 {
+		if t == nil || t.Type != TypeReg || t.Flags&FlagHardlink != 0 {
 			r.Flags |= FlagDangling
-			b.Anomalies = append(b.Anomalies, Anomaly{Path: r.Path, Kind: "dangling-hardlink", Detail: fmt.Sprintf("hard link to %q, which is not a regular file of this layer", r.Linkname)})
+			why := "which is not a regular file of this layer"
+			if es := entries[r.target]; t == nil && cur == r && len(es) > 0 && es[len(es)-1].EntryNo > r.EntryNo {
+				why = laterTarget
+			}
+			b.Anomalies = append(b.Anomalies, Anomaly{Path: r.Path, Kind: "dangling-hardlink", Detail: fmt.Sprintf("hard link to %q, %s", r.Linkname, why)})
 			continue
 		}
-		r.Ino = t
+		r.Ino = t.Index
 		r.Type = TypeReg
-		r.Size = tree[t].Size
+		r.Size = t.Size
 		r.leaf = hashing.Digest{}
-		r.SHA256 = tree[t].SHA256
-		r.DataOffset = tree[t].DataOffset
-		if tree[t].Flags&FlagSparse != 0 {
+		r.SHA256 = t.SHA256
+		r.DataOffset = t.DataOffset
+		if t.Flags&FlagSparse != 0 {
 			r.Flags |= FlagSparse
 		}
 	}
-	nlink := make([]uint32, len(tree))
+	// A file's link count is its names in the tree: a shadowed entry's
+	// links do not count it.
+	nlink := make([]uint32, len(tree)+len(shadowed))
 	for _, r := range tree {
 		if r.Type != TypeDir {
 			nlink[r.Ino]++
@@ -267,18 +310,6 @@ func (b *refBuilder) buildWithRoot(layerSize int64) ([]byte, hashing.Digest, int
 	for i, r := range tree {
 		if r.Type == TypeDir && i > 0 {
 			tree[r.Parent].Nlink++
-		}
-	}
-	treeLen := len(tree)
-	for i, r := range shadowed {
-		r.Index = uint32(treeLen + i)
-		r.Ino = r.Index
-		r.Parent = 0
-		r.FirstChild = uint32(treeLen)
-		r.NumChild = 0
-		r.Nlink = 1
-		if r.Flags&FlagHardlink != 0 {
-			r.Flags |= FlagDangling
 		}
 	}
 	all := append(tree, shadowed...)
