@@ -22,6 +22,10 @@ type LayerChange struct {
 	// inode whose bytes it shares. Size is still the file's size, but
 	// the bytes are the inode's and are counted once, under that name.
 	LinkTo string `json:"hard_link_to,omitempty"`
+	// LinkToEarlier: the entry linked to is an earlier one of LinkTo,
+	// which the same layer writes again later (the link keeps the
+	// earlier content, as tar and the engine extract it).
+	LinkToEarlier bool `json:"hard_link_to_earlier,omitempty"`
 	// VisibleAs is set on a file that later layers overwrite or delete
 	// while another name of its inode still shows the same bytes in the
 	// merged tree: they are not wasted.
@@ -213,6 +217,11 @@ func linkInfo(ix *manifest.Index, r *manifest.Record, ch *LayerChange) error {
 			return fmt.Errorf("hard link %s: %w", ch.Path, err)
 		}
 		ch.LinkTo = "/" + p
+		target, err := ix.Record(r.Ino)
+		if err != nil {
+			return fmt.Errorf("hard link %s: %w", ch.Path, err)
+		}
+		ch.LinkToEarlier = target.Has(manifest.FlagShadowed)
 	}
 	return nil
 }

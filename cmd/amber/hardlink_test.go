@@ -72,6 +72,9 @@ docker build -q -t %s ctx >/dev/null 2>&1`, dir, baseImg, baseImg, img))
 			t.Errorf("amber cat %s = %q, want %q", p, got, want)
 		}
 	}
+	if l := mustAmber(t, "layers", arch); !strings.Contains(l, "A /h  [hard link to an earlier /t (written again later in this layer)]") {
+		t.Errorf("amber layers does not say h links to the earlier t:\n%s", l)
+	}
 	if got := mustAmber(t, "cat", arch, "images/hl_1/rootfs/t"); got != "REPLACED\n" {
 		t.Errorf("amber cat rootfs/t = %q", got)
 	}

@@ -106,6 +106,9 @@ Only the file indexes are read.`,
 					d := fmt.Sprintf("%d bytes", c.Size)
 					if c.LinkTo != "" {
 						d = "hard link to " + escapeName(c.LinkTo)
+						if c.LinkToEarlier {
+							d = "hard link to an earlier " + escapeName(c.LinkTo) + " (written again later in this layer)"
+						}
 					}
 					if c.Fate != "" {
 						d += fmt.Sprintf(", %s in layer %d", c.Fate, c.FateLayer)
