@@ -33,7 +33,7 @@ func readLayer(t *testing.T, dir string) (map[string][]byte, []manifest.Anomaly)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(lf.f.Name())
+	b, err := os.ReadFile(lf.path())
 	if err != nil {
 		t.Fatal(err)
 	}
