@@ -6,7 +6,7 @@ FUZZTIME ?= 5s
 # Minimizing a new input can outlast a short -fuzztime, and go test then
 # fails with "context deadline exceeded": short runs do not minimize.
 FUZZMINIMIZE ?= 0s
-PKG_FUZZ := ./manifest ./snapshot ./imageconfig
+PKG_FUZZ := ./manifest ./snapshot ./imageconfig ./internal/textsafe
 
 .PHONY: all build deps test lint unit race fuzz fuzz-long bench soak demo clean
 
