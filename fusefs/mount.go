@@ -77,21 +77,44 @@ func CheckMountpoint(dir string) error {
 // IsMountpoint reports whether dir is the root of a mount, from
 // /proc/self/mountinfo.
 func IsMountpoint(dir string) bool {
+	_, _, ok := MountAt(dir)
+	return ok
+}
+
+// MountAt reads the file system type and source of the mount at dir from
+// /proc/self/mountinfo (never stat'ing dir: a stale FUSE mount hangs or
+// fails); of mounts stacked there, the top one, which umount removes.
+func MountAt(dir string) (fstype, source string, ok bool) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return false
+		return "", "", false
 	}
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return false
+		return "", "", false
 	}
+	// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMount(f[4]) == abs {
-			return true
+		if len(f) < 5 || unescapeMount(f[4]) != abs {
+			continue
+		}
+		fstype, source, ok = "", "", true
+		for i := 6; i+2 < len(f); i++ {
+			if f[i] == "-" {
+				fstype, source = unescapeMount(f[i+1]), unescapeMount(f[i+2])
+				break
+			}
 		}
 	}
-	return false
+	return fstype, source, ok
+}
+
+// IsAmberMount tells amber's mounts by what Mount names them: subtype
+// "amber" (fstype fuse.amber, direct or through fusermount3) and source
+// "amber:ARCHIVE".
+func IsAmberMount(fstype, source string) bool {
+	return fstype == "fuse.amber" || (strings.HasPrefix(fstype, "fuse") && strings.HasPrefix(source, "amber:"))
 }
 
 // Mount serves a on dir and returns once the mount is ready. The caller

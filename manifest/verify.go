@@ -627,23 +627,11 @@ func (v *verifier) compareIndex(l *Layer, b *IndexBuilder, where string) {
 // its name with every blob), and the Merkle root binds their digests.
 func (v *verifier) checkArtifact(a Artifact) {
 	where := "artifacts/" + a.Name
-	mb, err := v.a.ReadEntry(BlobName(a.Manifest.Digest), 16<<20)
-	if err != nil {
-		v.add(where, "manifest: %v", err)
+	om, ok := v.ociManifest(a, where, "manifest")
+	if !ok {
 		return
 	}
-	var om struct {
-		Config struct{ Digest string }
-		Layers []struct {
-			Digest string
-			Size   int64
-		}
-	}
-	if err := json.Unmarshal(mb, &om); err != nil {
-		v.add(where, "manifest is not valid JSON: %v", err)
-		return
-	}
-	ok := om.Config.Digest == a.Config.Digest.String() && len(om.Layers) == len(a.Blobs)
+	ok = om.Config.Digest == a.Config.Digest.String() && len(om.Layers) == len(a.Blobs)
 	for i := 0; ok && i < len(om.Layers); i++ {
 		ok = om.Layers[i].Digest == a.Blobs[i].Digest.String() && om.Layers[i].Size == a.Blobs[i].Size
 	}
@@ -658,6 +646,32 @@ func (v *verifier) checkArtifact(a Artifact) {
 	if got := ArtifactRoot(a); got != a.MerkleRoot {
 		v.add(where, "Merkle root over its blobs is %s, the manifest says %s", got.Hex(), a.MerkleRoot.Hex())
 	}
+}
+
+// storedManifest is what verify reads of an OCI manifest stored in the
+// archive: the digests and sizes it lists.
+type storedManifest struct {
+	Config struct{ Digest string }
+	Layers []struct {
+		Digest string
+		Size   int64
+	}
+}
+
+// ociManifest reads artifact a's stored OCI manifest; a problem is
+// reported under where, naming it what.
+func (v *verifier) ociManifest(a Artifact, where, what string) (storedManifest, bool) {
+	var om storedManifest
+	mb, err := v.a.ReadEntry(BlobName(a.Manifest.Digest), 16<<20)
+	if err != nil {
+		v.add(where, "%s: %v", what, err)
+		return om, false
+	}
+	if err := json.Unmarshal(mb, &om); err != nil {
+		v.add(where, "%s is not valid JSON: %v", what, err)
+		return om, false
+	}
+	return om, true
 }
 
 func presence(stored bool) string {
@@ -731,23 +745,11 @@ func (v *verifier) checkModel() {
 		if a.Kind == KindVolume {
 			continue // a volume's contents: one layer, no image manifest
 		}
-		mb, err := v.a.ReadEntry(BlobName(a.Manifest.Digest), 16<<20)
-		if err != nil {
-			v.add(where, "image manifest: %v", err)
+		om, ok := v.ociManifest(a, where, "image manifest")
+		if !ok {
 			continue
 		}
-		var om struct {
-			Config struct{ Digest string }
-			Layers []struct {
-				Digest string
-				Size   int64
-			}
-		}
-		if err := json.Unmarshal(mb, &om); err != nil {
-			v.add(where, "image manifest is not valid JSON: %v", err)
-			continue
-		}
-		ok := om.Config.Digest == a.Config.Digest.String() && len(om.Layers) == len(a.Layers)
+		ok = om.Config.Digest == a.Config.Digest.String() && len(om.Layers) == len(a.Layers)
 		for i := 0; ok && i < len(om.Layers); i++ {
 			l := a.Layers[i]
 			if l.Missing {

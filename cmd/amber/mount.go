@@ -10,7 +10,6 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -109,11 +108,11 @@ unmount the evidence disk or the system's own mounts.`,
 		Args: argsRange(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := args[0]
-			fstype, source, ok := mountAt(dir)
+			fstype, source, ok := fusefs.MountAt(dir)
 			if !ok {
 				return fmt.Errorf("%w: %s is not a mount point", os.ErrNotExist, dir)
 			}
-			if !isAmberMount(fstype, source) && !force {
+			if !fusefs.IsAmberMount(fstype, source) && !force {
 				return fmt.Errorf("%w: %s is a %s mount of %s; 'amber umount --force %s' unmounts it anyway", errForeignMount,
 					escapeName(dir), escapeName(fstype), escapeName(source), escapeName(dir))
 			}
@@ -129,60 +128,6 @@ unmount the evidence disk or the system's own mounts.`,
 	}
 	c.Flags().BoolVar(&force, "force", false, "unmount DIR whatever is mounted there, not only an amber mount")
 	return c
-}
-
-// isAmberMount tells amber's mounts by what fusefs.Mount names them:
-// subtype "amber" (fstype fuse.amber, direct or through fusermount3) and
-// source "amber:ARCHIVE".
-func isAmberMount(fstype, source string) bool {
-	return fstype == "fuse.amber" || (strings.HasPrefix(fstype, "fuse") && strings.HasPrefix(source, "amber:"))
-}
-
-// mountAt reads the file system type and source of the mount at dir from
-// /proc/self/mountinfo (never stat'ing dir: a stale FUSE mount hangs or
-// fails); of mounts stacked there, the top one, which umount removes.
-func mountAt(dir string) (fstype, source string, ok bool) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "", "", false
-	}
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return "", "", false
-	}
-	// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 7 || unescapeMountinfo(f[4]) != abs {
-			continue
-		}
-		for i := 6; i+2 < len(f); i++ {
-			if f[i] == "-" {
-				fstype, source, ok = unescapeMountinfo(f[i+1]), unescapeMountinfo(f[i+2]), true
-				break
-			}
-		}
-	}
-	return fstype, source, ok
-}
-
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func (e *env) custodyEvent(archive string, a *manifest.Archive, action string, details map[string]string) {

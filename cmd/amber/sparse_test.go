@@ -18,21 +18,9 @@ import (
 // lifted, SIGINT stops the capture within a second (exit 130) and SIGKILL
 // leaves nothing at any name.
 func TestSparseBomb(t *testing.T) {
-	tar := testenv.Tool(t, "tar")
+	testenv.Tool(t, "tar")
 	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	os.Mkdir(src, 0o755)
-	for _, n := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
-		f, err := os.Create(filepath.Join(src, n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Truncate(1 << 40); err != nil {
-			t.Fatalf("a sparse file of 1 TiB: %v", err)
-		}
-		f.Close()
-	}
-	layer, err := exec.Command(tar, "--sparse", "--format=posix", "-C", src, "-cf", "-", ".").Output()
+	layer, err := fixture.SparseLayer(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
