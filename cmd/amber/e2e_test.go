@@ -591,6 +591,16 @@ func TestMountLifecycle(t *testing.T) {
 	mustAmber(t, "umount", mnt)
 }
 
+// mountArchive mounts arch at mnt (made if missing) in the background,
+// without a custody event, until the test ends.
+func mountArchive(t *testing.T, arch, mnt string, flags ...string) string {
+	t.Helper()
+	os.MkdirAll(mnt, 0o755)
+	mustAmber(t, append(append([]string{"mount", "--background", "--no-log"}, flags...), arch, mnt)...)
+	t.Cleanup(func() { amber(t, "umount", mnt) })
+	return mnt
+}
+
 func waitMounted(t *testing.T, dir string) {
 	t.Helper()
 	for i := 0; i < 500; i++ {

@@ -82,10 +82,7 @@ docker build -q -t %s ctx >/dev/null 2>&1`, dir, baseImg, baseImg, img))
 		t.Fatalf("verify:\n%s", v)
 	}
 
-	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	mustAmber(t, "mount", "--background", "--no-log", arch, mnt)
-	t.Cleanup(func() { amber(t, "umount", mnt) })
+	mnt := mountArchive(t, arch, filepath.Join(dir, "mnt"))
 	for _, d := range []string{"rootfs", "layers/1"} {
 		h, tt := filepath.Join(mnt, "images/hl_1", d, "h"), filepath.Join(mnt, "images/hl_1", d, "t")
 		if b, err := os.ReadFile(h); err != nil || string(b) != want {

@@ -39,10 +39,7 @@ func TestOpaqueRootHidesNothing(t *testing.T) {
 
 	arch := filepath.Join(dir, "case.tar.zst")
 	mustAmber(t, "capture", "image", src, "-o", arch)
-	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	mustAmber(t, "mount", "--background", "--no-log", arch, mnt)
-	t.Cleanup(func() { amber(t, "umount", mnt) })
+	mnt := mountArchive(t, arch, filepath.Join(dir, "mnt"))
 	for _, view := range []string{"images/amber-test-opqroot_1/rootfs", "images/amber-test-opqroot_1/stages/1"} {
 		got := dropDirMtimes(findListing(t, filepath.Join(mnt, view), func(string) bool { return false }), "etc")
 		want := dropDirMtimes(findListing(t, exported, runtimePaths), "etc")

@@ -48,10 +48,7 @@ func TestLayoutWithArtifactsEndToEnd(t *testing.T) {
 		t.Errorf("attestations shown as images:\n%s", ls)
 	}
 
-	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	mustAmber(t, "mount", "--background", "--no-log", arch, mnt)
-	t.Cleanup(func() { amber(t, "umount", mnt) })
+	mnt := mountArchive(t, arch, filepath.Join(dir, "mnt"))
 	var sbomDir string
 	ents, err := os.ReadDir(filepath.Join(mnt, "artifacts"))
 	if err != nil {
@@ -140,10 +137,7 @@ func TestZeroLayerImageFromUmoci(t *testing.T) {
 	if r := amber(t, "ls", arch, "images/1/rootfs"); r.code != 0 || strings.TrimSpace(r.stdout) != "" {
 		t.Errorf("ls of the empty rootfs: exit %d %q %s", r.code, r.stdout, r.stderr)
 	}
-	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	mustAmber(t, "mount", "--background", "--no-log", arch, mnt)
-	defer amber(t, "umount", mnt)
+	mnt := mountArchive(t, arch, filepath.Join(dir, "mnt"))
 	ents, err := os.ReadDir(filepath.Join(mnt, "images/1/rootfs"))
 	if err != nil || len(ents) != 0 {
 		t.Errorf("rootfs of a zero-layer image on the mount: %v %v", ents, err)

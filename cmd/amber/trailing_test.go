@@ -47,10 +47,7 @@ func TestTrailingDataAndKanikoRoot(t *testing.T) {
 		t.Fatalf("verify:\n%s", v)
 	}
 
-	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	mustAmber(t, "mount", "--background", "--no-log", arch, mnt)
-	t.Cleanup(func() { amber(t, "umount", mnt) })
+	mnt := mountArchive(t, arch, filepath.Join(dir, "mnt"))
 	layers := filepath.Join(mnt, "images/tr_1/layers")
 	b, err := os.ReadFile(filepath.Join(layers, "1.trailing"))
 	if err != nil || string(b) != hidden {
