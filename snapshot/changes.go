@@ -13,8 +13,8 @@ import (
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/internal/textsafe"
+	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
-	"github.com/amber-forensics/amber/view"
 )
 
 // A container's changes become one more OCI layer on top of its image's:
@@ -24,8 +24,8 @@ import (
 // into the archive), then stored like any image layer.
 
 const (
-	whPrefix = ".wh."
-	whOpaque = ".wh..wh..opq"
+	whPrefix = layers.WhiteoutPrefix
+	whOpaque = layers.OpaqueMarker
 )
 
 // layerFile writes a layer tarball to a temporary file, hashing it.
@@ -120,7 +120,7 @@ type Change struct {
 // and metadata: the content-aware answer to "docker diff". A path is C
 // only when something about it differs; an entry copied into the layer
 // unchanged is not listed.
-func changeList(pristine *view.Layered, changes *manifest.Index) ([]Change, error) {
+func changeList(pristine *layers.Stack, changes *manifest.Index) ([]Change, error) {
 	var out []Change
 	var walkDir func(dir uint32, dirPath string) error
 	walkDir = func(dir uint32, dirPath string) error {
@@ -204,7 +204,7 @@ func changeList(pristine *view.Layered, changes *manifest.Index) ([]Change, erro
 
 // deletedBelow lists what lay under dir in the image and is gone: every
 // child not in keep, and all below it.
-func deletedBelow(pristine *view.Layered, dir string, keep map[string]bool, out *[]Change) error {
+func deletedBelow(pristine *layers.Stack, dir string, keep map[string]bool, out *[]Change) error {
 	kids, err := pristine.ReadDir(dir)
 	if err != nil {
 		return err

@@ -18,8 +18,8 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
-	"github.com/amber-forensics/amber/view"
 )
 
 // DefaultMaxLogBytes is far more than a container's logs hold where the
@@ -633,7 +633,7 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 	w *manifest.Writer, mw *archiveMembers, req EngineRequest, s *session, progress func(string)) (descriptor, error) {
 	cc := c.art.Container
 	cc.Image = img.Name
-	pristine := &view.Layered{}
+	pristine := &layers.Stack{}
 	for _, l := range img.Layers {
 		pristine.Indexes = append(pristine.Indexes, idx[l.Digest])
 	}

@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
-	"github.com/amber-forensics/amber/view"
 )
 
 // exportRoute builds a container's changes layer from the engine's export
@@ -24,7 +24,7 @@ import (
 // A file whose metadata matches the image is only hashed; when its hash
 // differs (a content-only change), it is fetched again by path once the
 // stream ends, and checked against the hash seen in the stream.
-func exportRoute(ctx context.Context, e *Engine, id string, pristine *view.Layered, lf *layerFile, anomalies *[]manifest.Anomaly) error {
+func exportRoute(ctx context.Context, e *Engine, id string, pristine *layers.Stack, lf *layerFile, anomalies *[]manifest.Anomaly) error {
 	rc, err := e.c.ContainerExport(ctx, id)
 	if err != nil {
 		return e.wrap(err, "exporting container "+id)
@@ -198,7 +198,7 @@ func fetchFile(ctx context.Context, e *Engine, id string, h *tar.Header, want ha
 // whiteouts writes a .wh. marker for every path of the image under dir
 // that the container no longer has (not descending into deleted
 // directories).
-func whiteouts(pristine *view.Layered, dir string, seen map[string]byte, lf *layerFile) error {
+func whiteouts(pristine *layers.Stack, dir string, seen map[string]byte, lf *layerFile) error {
 	kids, err := pristine.ReadDir(dir)
 	if err != nil {
 		return err

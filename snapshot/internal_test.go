@@ -18,8 +18,8 @@ import (
 	"unsafe"
 
 	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
-	"github.com/amber-forensics/amber/view"
 )
 
 // memberSink collects members as an archive would.
@@ -306,7 +306,7 @@ func testChangeList(t *testing.T) {
 	upper := layerIndex(t, d("a/"), ent{name: "a/x", body: "two"}, ent{name: "a/.wh.y"}, d("b/"), ent{name: "b/n", body: "n"},
 		d("d/"), ent{name: "d/.wh..wh..opq"}, ent{name: "d/new", body: "new"}, ent{name: "e/f", body: "f", mtime: 5},
 		ent{name: "g", body: "same"}, ent{name: "s", typ: tar.TypeSymlink, link: "b/n"}, ent{name: "z", body: "z"})
-	got, err := changeList(&view.Layered{Indexes: []*manifest.Index{base}}, upper)
+	got, err := changeList(&layers.Stack{Indexes: []*manifest.Index{base}}, upper)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
-	"github.com/amber-forensics/amber/view"
 )
 
 // LayerChange is one path a layer added, modified or deleted.
@@ -62,7 +62,7 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 	var out []LayerReport
 	for n := range ixs {
 		rep := LayerReport{Index: n}
-		below := &view.Layered{Indexes: ixs[:n]}
+		below := &layers.Stack{Indexes: ixs[:n]}
 		ix := ixs[n]
 		var walk func(dir uint32, dirPath string) error
 		walk = func(dir uint32, dirPath string) error {
@@ -76,7 +76,7 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 				}
 				name := r.Name()
 				present[name] = true
-				if name == ".wh..wh..opq" {
+				if name == layers.OpaqueMarker {
 					opaque = true
 				}
 			}
@@ -88,10 +88,10 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 				name := r.Name()
 				p := joinRel(dirPath, name)
 				switch {
-				case name == ".wh..wh..opq":
+				case name == layers.OpaqueMarker:
 					continue
-				case strings.HasPrefix(name, ".wh."):
-					target := joinRel(dirPath, strings.TrimPrefix(name, ".wh."))
+				case layers.IsMarker(name):
+					target := joinRel(dirPath, strings.TrimPrefix(name, layers.WhiteoutPrefix))
 					if old, ok, err := below.Lookup(target); err != nil {
 						return err
 					} else if ok && n > 0 {
@@ -168,7 +168,7 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 				continue
 			}
 			for m := n + 1; m < len(ixs); m++ {
-				node, ok, err := (&view.Layered{Indexes: ixs[:m+1]}).Lookup(strings.TrimPrefix(ch.Path, "/"))
+				node, ok, err := (&layers.Stack{Indexes: ixs[:m+1]}).Lookup(strings.TrimPrefix(ch.Path, "/"))
 				if err != nil {
 					return nil, err
 				}
@@ -296,7 +296,7 @@ func Blame(ixs []*manifest.Index, p string) ([]Touch, error) {
 	var out []Touch
 	prev := false
 	for n := range ixs {
-		now := &view.Layered{Indexes: ixs[:n+1]}
+		now := &layers.Stack{Indexes: ixs[:n+1]}
 		node, ok, err := now.Lookup(p)
 		if err != nil {
 			return nil, err

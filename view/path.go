@@ -14,6 +14,7 @@ import (
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/imageconfig"
+	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
 )
 
@@ -44,13 +45,13 @@ type Entry struct {
 	data    []byte
 	ModTime time.Time
 	// Node is set for entries inside a layer tree.
-	Node *Node
+	Node *layers.Node
 	// ViewID numbers the tree (an image's rootfs, one layer, one stage),
 	// stably for an archive: inode numbers are built from it.
-	ViewID int
-	tree   *Layered
-	layers []hashing.Digest
-	rel    string // path inside the tree
+	ViewID  int
+	tree    *layers.Stack
+	digests []hashing.Digest // the layers of tree, by their place in it
+	rel     string           // path inside the tree
 	// Member is set for a container's own file (inspect.json, a core):
 	// a tar member of the archive, read in place.
 	Member *manifest.Member
@@ -104,7 +105,7 @@ func (e *Entry) LayerDigest() hashing.Digest {
 	if e.Node == nil {
 		return hashing.Digest{}
 	}
-	return e.layers[e.Node.Layer]
+	return e.digests[e.Node.Layer]
 }
 
 func clean(p string) []string {
@@ -275,8 +276,8 @@ func (v *View) names(kind string) []string {
 	return n
 }
 
-func (v *View) layered(a *manifest.Artifact, upto int, raw bool) (*Layered, []hashing.Digest, error) {
-	l := &Layered{Raw: raw}
+func (v *View) layered(a *manifest.Artifact, upto int, raw bool) (*layers.Stack, []hashing.Digest, error) {
+	l := &layers.Stack{Raw: raw}
 	var ds []hashing.Digest
 	if upto < 0 {
 		// An image of a config alone: an empty tree.
@@ -284,7 +285,7 @@ func (v *View) layered(a *manifest.Artifact, upto int, raw bool) (*Layered, []ha
 		if err != nil {
 			return nil, nil, err
 		}
-		return &Layered{Raw: raw, Indexes: []*manifest.Index{ix}}, []hashing.Digest{{}}, nil
+		return &layers.Stack{Raw: raw, Indexes: []*manifest.Index{ix}}, []hashing.Digest{{}}, nil
 	}
 	from := 0
 	if raw {
@@ -334,7 +335,7 @@ func (v *View) Stat(p string) (*Entry, error) {
 			}
 			return v.treeEntry(t, ds, v.viewID(ai, "layers", 0), strings.Join(c[:2], "/"), c[2:])
 		case manifest.KindContainer:
-			var t *Layered
+			var t *layers.Stack
 			var ds []hashing.Digest
 			var id int
 			switch c[2] {
@@ -443,7 +444,7 @@ func (v *View) trailing(a *manifest.Artifact, full string) (*Entry, error) {
 		ModTime: v.A.Manifest.Acquisition.Finished}, nil
 }
 
-func (v *View) treeEntry(t *Layered, ds []hashing.Digest, id int, prefix string, rest []string) (*Entry, error) {
+func (v *View) treeEntry(t *layers.Stack, ds []hashing.Digest, id int, prefix string, rest []string) (*Entry, error) {
 	rel := strings.Join(rest, "/")
 	n, ok, err := t.Lookup(rel)
 	if err != nil {
@@ -459,9 +460,9 @@ func (v *View) treeEntry(t *Layered, ds []hashing.Digest, id int, prefix string,
 	return v.nodeEntry(t, ds, id, full, rel, &n), nil
 }
 
-func (v *View) nodeEntry(t *Layered, ds []hashing.Digest, id int, full, rel string, n *Node) *Entry {
+func (v *View) nodeEntry(t *layers.Stack, ds []hashing.Digest, id int, full, rel string, n *layers.Node) *Entry {
 	name := full[strings.LastIndexByte(full, '/')+1:]
-	return &Entry{Path: full, Name: name, Type: n.Rec.Type, Mode: n.Rec.Mode, Size: n.Rec.Size, ModTime: n.Rec.ModTime, Node: n, ViewID: id, Merged: !t.Raw, tree: t, layers: ds, rel: rel}
+	return &Entry{Path: full, Name: name, Type: n.Rec.Type, Mode: n.Rec.Mode, Size: n.Rec.Size, ModTime: n.Rec.ModTime, Node: n, ViewID: id, Merged: !t.Raw, tree: t, digests: ds, rel: rel}
 }
 
 // Child resolves name in directory e, reusing e's tree (no walk from the
@@ -491,7 +492,7 @@ func (v *View) Child(e *Entry, name string) (*Entry, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, e.Path, name)
 	}
-	return v.nodeEntry(e.tree, e.layers, e.ViewID, e.Path+"/"+name, rel, &n), nil
+	return v.nodeEntry(e.tree, e.digests, e.ViewID, e.Path+"/"+name, rel, &n), nil
 }
 
 // ReadDir lists a directory of the view.
@@ -524,7 +525,7 @@ func (v *View) ReadDirOf(e *Entry) ([]*Entry, error) {
 		// The entries point into nodes: one allocation for the directory.
 		for i := range nodes {
 			n := &nodes[i]
-			out = append(out, v.nodeEntry(e.tree, e.layers, e.ViewID, join(n.Rec.Name()), n.Rec.Path, n))
+			out = append(out, v.nodeEntry(e.tree, e.digests, e.ViewID, join(n.Rec.Name()), n.Rec.Path, n))
 		}
 		return out, nil
 	}
@@ -689,7 +690,7 @@ func RebaseLink(p, target string) string {
 		abs = path.Join(dir, target)
 	}
 	abs = path.Clean("/" + abs) // "/.." is "/": the root's parent is itself
-	from, to := split(dir), split(abs)
+	from, to := clean(dir), clean(abs)
 	i := 0
 	for i < len(from) && i < len(to) && from[i] == to[i] {
 		i++

@@ -15,12 +15,15 @@ var allowed = map[string][]string{
 	"manifest":    {"hashing"},
 	"imageconfig": {"internal/textsafe"},
 	"timeline":    {"manifest", "hashing", "view"},
-	"treediff":    {"manifest", "hashing", "view"},
+	"treediff":    {"manifest", "hashing", "view", "layers"},
 	"extract":     {"manifest", "hashing", "view"},
-	"view":        {"manifest", "hashing", "imageconfig"},
-	"snapshot":    {"manifest", "hashing", "view", "internal/textsafe"},
-	"fusefs":      {"manifest", "hashing", "view"},
-	"cmd/amber":   {"manifest", "hashing", "snapshot", "view", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
+	"view":        {"manifest", "hashing", "imageconfig", "layers"},
+	// OCI layer semantics in one place; acquisition uses them, not the
+	// mount layout.
+	"layers":    {"manifest", "hashing"},
+	"snapshot":  {"manifest", "hashing", "layers", "internal/textsafe"},
+	"fusefs":    {"manifest", "hashing", "view"},
+	"cmd/amber": {"manifest", "hashing", "snapshot", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
 	// The one escaping of evidence strings printed for a person.
 	"internal/textsafe": {},
 	// Test support may use what it tests; nothing but tests and the

@@ -1,4 +1,4 @@
-package view
+package layers
 
 import (
 	"sort"
@@ -7,9 +7,10 @@ import (
 	"github.com/amber-forensics/amber/manifest"
 )
 
-// Layered is a stack of layer indexes, base first, merged as an OCI runtime
-// would.
-type Layered struct {
+// Stack is a stack of layer indexes, base first, merged as an OCI runtime
+// would (OCI image spec, "Applying Changesets"; overlayfs for what the spec
+// leaves open, such as an opaque marker at a layer's root).
+type Stack struct {
 	Indexes []*manifest.Index
 	// Raw shows a single layer as stored: no merging, markers visible.
 	Raw bool
@@ -29,10 +30,6 @@ const (
 	stopped                  // deleted or hidden here: lower layers do not count
 )
 
-const (
-	whPrefix = ".wh."
-	whOpaque = ".wh..wh..opq"
-)
 
 func split(p string) []string {
 	p = strings.Trim(p, "/")
@@ -50,12 +47,12 @@ func split(p string) []string {
 func walk(ix *manifest.Index, comps []string) (rec uint32, st walkState, opaque bool, err error) {
 	cur := uint32(0)
 	for j, c := range comps {
-		if _, ok := ix.Child(cur, whOpaque); ok && cur != 0 {
+		if _, ok := ix.Child(cur, OpaqueMarker); ok && cur != 0 {
 			opaque = true
 		}
 		if child, ok := ix.Child(cur, c); ok {
 			if j == len(comps)-1 {
-				if _, ok := ix.Child(child, whOpaque); ok {
+				if _, ok := ix.Child(child, OpaqueMarker); ok {
 					opaque = true
 				}
 				return child, found, opaque, nil
@@ -73,7 +70,7 @@ func walk(ix *manifest.Index, comps []string) (rec uint32, st walkState, opaque 
 		}
 		// Whiteouts and opaque markers hide lower layers only: an entry in
 		// this layer (checked above) wins over its own layer's markers.
-		if _, ok := ix.Child(cur, whPrefix+c); ok || opaque {
+		if _, ok := ix.Child(cur, WhiteoutPrefix+c); ok || opaque {
 			return 0, stopped, opaque, nil
 		}
 		return 0, absent, opaque, nil
@@ -82,7 +79,7 @@ func walk(ix *manifest.Index, comps []string) (rec uint32, st walkState, opaque 
 }
 
 // Lookup finds the visible entry at path p ("" is the root).
-func (l *Layered) Lookup(p string) (Node, bool, error) {
+func (l *Stack) Lookup(p string) (Node, bool, error) {
 	if l.Raw {
 		ix := l.Indexes[0]
 		i, ok := ix.Lookup(strings.Trim(p, "/"))
@@ -94,7 +91,7 @@ func (l *Layered) Lookup(p string) (Node, bool, error) {
 	}
 	comps := split(p)
 	for _, c := range comps {
-		if strings.HasPrefix(c, whPrefix) {
+		if strings.HasPrefix(c, WhiteoutPrefix) {
 			return Node{}, false, nil // markers are not part of a merged view
 		}
 	}
@@ -147,7 +144,7 @@ func (l *Layered) Lookup(p string) (Node, bool, error) {
 }
 
 // ReadDir lists the visible children of the directory at p, sorted by name.
-func (l *Layered) ReadDir(p string) ([]Node, error) {
+func (l *Stack) ReadDir(p string) ([]Node, error) {
 	if l.Raw {
 		ix := l.Indexes[0]
 		d, ok := ix.Lookup(strings.Trim(p, "/"))
@@ -201,11 +198,11 @@ func (l *Layered) ReadDir(p string) ([]Node, error) {
 			}
 			name := rec.Name()
 			switch {
-			case name == whOpaque:
+			case name == OpaqueMarker:
 				opaque = d != 0 // the root is never opaque (see walk)
 				continue
-			case strings.HasPrefix(name, whPrefix):
-				wh = append(wh, strings.TrimPrefix(name, whPrefix))
+			case strings.HasPrefix(name, WhiteoutPrefix):
+				wh = append(wh, strings.TrimPrefix(name, WhiteoutPrefix))
 				continue
 			}
 			if seen[name] || deleted[name] {

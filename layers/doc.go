@@ -1,0 +1,10 @@
+// Package layers is the one home of OCI layer semantics in amber: the
+// whiteout and opaque markers of the OCI image spec's layer format, and
+// the merge of a stack of layers (what a container starts from) as the
+// runtime's overlayfs shows it. Capture, the views, the mount and the
+// examination commands all ask it, so they cannot disagree about what a
+// stack of layers holds.
+//
+// It reads layers through their file indexes (fileindex records and
+// flags), never their bytes.
+package layers
