@@ -30,7 +30,6 @@ const (
 	stopped                  // deleted or hidden here: lower layers do not count
 )
 
-
 func split(p string) []string {
 	p = strings.Trim(p, "/")
 	if p == "" {
