@@ -136,6 +136,15 @@ func AppendCustody(path string, sealedHead hashing.Digest, sealedEvents int, e E
 // took its time before waiting for another's append would otherwise write
 // an event dated before the one it follows, which verify reports.
 func AppendCustodyHead(path string, sealedHead hashing.Digest, sealedEvents int, e Event) (hashing.Digest, int, error) {
+	return AppendCustodyAt(path, sealedHead, sealedEvents, e, nil)
+}
+
+// AppendCustodyAt is AppendCustodyHead with the clock that dates the event
+// (nil: time.Now): a reproducible capture passes a fixed one.
+func AppendCustodyAt(path string, sealedHead hashing.Digest, sealedEvents int, e Event, now func() time.Time) (hashing.Digest, int, error) {
+	if now == nil {
+		now = time.Now
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return hashing.Digest{}, 0, fmt.Errorf("opening custody log: %w", err)
@@ -156,7 +165,7 @@ func AppendCustodyHead(path string, sealedHead hashing.Digest, sealedEvents int,
 		return hashing.Digest{}, 0, fmt.Errorf("custody log %s: %w", path, err)
 	}
 	seq := sealedEvents + len(evs)
-	e.Time = time.Now()
+	e.Time = now()
 	c := NewChain(head, seq)
 	line, err := c.Append(e)
 	if err != nil {

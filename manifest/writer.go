@@ -45,6 +45,10 @@ type WriterOptions struct {
 	// applies); 0 means 0600: evidence holds memory, environments and
 	// logs, for the capturing user alone. 0666 leaves it to the umask.
 	Perm os.FileMode
+	// Now dates the members' tar headers (nil: time.Now). A fixed clock
+	// makes the same capture write the same bytes (the golden archive
+	// digests of testdata/golden/archive-digests.txt).
+	Now func() time.Time
 }
 
 // Writer writes a sealed archive: to a file with no name (O_TMPFILE),
@@ -306,7 +310,11 @@ func Create(path string, opts WriterOptions) (*Writer, error) {
 			return nil, fmt.Errorf("%s already exists; amber never overwrites evidence", path)
 		}
 	}
-	w := &Writer{final: path, partial: partial, unnamed: unnamed, perm: perm, f: f, sum: hashing.NewMulti(opts.MD5, opts.SHA1), modTime: time.Now().UTC().Truncate(time.Second)}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	w := &Writer{final: path, partial: partial, unnamed: unnamed, perm: perm, f: f, sum: hashing.NewMulti(opts.MD5, opts.SHA1), modTime: now().UTC().Truncate(time.Second)}
 	level := opts.Level
 	if level == 0 {
 		level = DefaultLevel

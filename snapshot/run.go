@@ -32,6 +32,39 @@ type Request struct {
 	Options
 	// WriteProgress receives the tar bytes written so far.
 	WriteProgress func(int64)
+	// Now dates the acquisition, its custody events (sealed and in the
+	// sidecar) and the archive's tar headers (nil: time.Now).
+	Now func() time.Time
+	// Host is who captures where (nil: this host and user, HostInfo).
+	// With Now fixed too, the same sources give the same archive byte for
+	// byte: the golden digests of testdata/golden/archive-digests.txt.
+	Host *Host
+}
+
+// Host is the machine and account a capture runs on, as the acquisition
+// record and its custody events name them.
+type Host struct {
+	Name, OS, Kernel, User string
+	UID                    int
+	// Dir is the working directory a relative source path is recorded
+	// against ("": the process's): the manifest names sources by
+	// absolute path.
+	Dir string
+}
+
+func (h *Host) fill(a *manifest.Acquisition) {
+	if h == nil {
+		HostInfo(a)
+		return
+	}
+	a.Host, a.OS, a.Kernel, a.User, a.UID = h.Name, h.OS, h.Kernel, h.User, h.UID
+}
+
+func (h *Host) absPath(p string) string {
+	if h == nil || h.Dir == "" || filepath.IsAbs(p) {
+		return absPath(p)
+	}
+	return filepath.Join(h.Dir, p)
 }
 
 // Result describes a sealed capture.
@@ -82,13 +115,17 @@ func Actor(c manifest.Case, a manifest.Acquisition) string {
 func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 	m := &manifest.Manifest{Tool: req.Tool, Case: req.Case}
 	acq := &m.Acquisition
-	acq.Started = time.Now().UTC()
-	HostInfo(acq)
+	now := req.Now
+	if now == nil {
+		now = time.Now
+	}
+	acq.Started = now().UTC()
+	req.Host.fill(acq)
 	acq.CommandLine = req.CommandLine
 	actor := Actor(req.Case, *acq)
 	chain := manifest.NewChain(hashing.Digest{}, 0)
 	ev := func(e manifest.Event) error {
-		e.Time = time.Now()
+		e.Time = now()
 		e.Actor = actor
 		e.Host = acq.Host
 		_, err := chain.Append(e)
@@ -106,7 +143,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 			return nil, err
 		}
 		srcs = append(srcs, s)
-		rec := manifest.Source{Kind: s.Kind, Path: absPath(p)}
+		rec := manifest.Source{Kind: s.Kind, Path: req.Host.absPath(p)}
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
 			rec.Size = st.Size()
 		}
@@ -145,7 +182,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 	if err := ev(manifest.Event{Action: "acquisition-started", Details: details}); err != nil {
 		return nil, err
 	}
-	w, err := manifest.Create(req.Output, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm})
+	w, err := manifest.Create(req.Output, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Now: now})
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +224,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 			}
 		}
 	}
-	acq.Finished = time.Now().UTC()
+	acq.Finished = now().UTC()
 	if err := ev(manifest.Event{Action: "sealing", Details: map[string]string{"artifacts": fmt.Sprint(len(m.Artifacts)), "anomalies": fmt.Sprint(len(m.Anomalies))}}); err != nil {
 		return nil, err
 	}
@@ -196,7 +233,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Sealed: sealed, Manifest: m}
-	side, err := WriteSidecars(sealed, actor, acq.Host, m.Custody)
+	side, err := writeSidecars(sealed, actor, acq.Host, m.Custody, now)
 	res.Sidecars = side
 	if err != nil {
 		return res, err
@@ -208,6 +245,12 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 // sha256sum format, and starts NAME.custody.jsonl with the "sealed" event,
 // each created with the archive's permissions (s.Perm).
 func WriteSidecars(s *manifest.Sealed, actor, host string, c manifest.Custody) ([]string, error) {
+	return writeSidecars(s, actor, host, c, time.Now)
+}
+
+// writeSidecars is WriteSidecars with the clock that dates the "sealed"
+// event.
+func writeSidecars(s *manifest.Sealed, actor, host string, c manifest.Custody, now func() time.Time) ([]string, error) {
 	base := filepath.Base(s.Path)
 	perm := s.Perm
 	if perm == 0 {
@@ -239,7 +282,7 @@ func WriteSidecars(s *manifest.Sealed, actor, host string, c manifest.Custody) (
 	if s.SHA1 != "" {
 		details["sha1"] = s.SHA1
 	}
-	if err := manifest.AppendCustody(cp, c.Head, c.Events, manifest.Event{Time: time.Now(), Actor: actor, Host: host, Action: "sealed", Details: details}); err != nil {
+	if _, _, err := manifest.AppendCustodyAt(cp, c.Head, c.Events, manifest.Event{Actor: actor, Host: host, Action: "sealed", Details: details}, now); err != nil {
 		return out, err
 	}
 	return append(out, cp), nil
