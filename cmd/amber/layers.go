@@ -5,8 +5,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
-	"github.com/amber-forensics/amber/treediff"
 )
 
 func layerIndexes(a *manifest.Archive, art *manifest.Artifact) ([]*manifest.Index, error) {
@@ -23,7 +23,7 @@ func layerIndexes(a *manifest.Archive, art *manifest.Artifact) ([]*manifest.Inde
 
 func (e *env) newLayersCmds() []*cobra.Command {
 	var asJSON bool
-	layers := &cobra.Command{
+	layersCmd := &cobra.Command{
 		Use:   "layers ARCHIVE [images/NAME|containers/NAME]",
 		Short: "Show what each layer added, modified and deleted, and the space later layers waste",
 		Long: `layers prints, for each layer of an image (or container: its last layer is
@@ -63,7 +63,7 @@ Only the file indexes are read.`,
 			if err != nil {
 				return err
 			}
-			reps, err := treediff.Layers(ixs)
+			reps, err := layers.Reports(ixs)
 			if err != nil {
 				return err
 			}
@@ -78,7 +78,7 @@ Only the file indexes are read.`,
 			}
 			if asJSON {
 				type out struct {
-					treediff.LayerReport
+					layers.Report
 					Digest    string `json:"digest"`
 					Size      int64  `json:"size"`
 					CreatedBy string `json:"created_by"`
@@ -86,11 +86,11 @@ Only the file indexes are read.`,
 				}
 				var all []out
 				for i, r := range reps {
-					o := out{LayerReport: r, Digest: art.Layers[i].Digest.String(), Size: art.Layers[i].Size, CreatedBy: createdBy[i], Changes: []any{}}
+					o := out{Report: r, Digest: art.Layers[i].Digest.String(), Size: art.Layers[i].Size, CreatedBy: createdBy[i], Changes: []any{}}
 					for _, c := range r.Changes {
 						o.Changes = append(o.Changes, struct {
 							Kind string `json:"kind"`
-							treediff.LayerChange
+							layers.PathChange
 						}{string(c.Kind), c})
 					}
 					all = append(all, o)
@@ -125,7 +125,7 @@ Only the file indexes are read.`,
 			return nil
 		},
 	}
-	layers.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	layersCmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	blame := &cobra.Command{
 		Use:   "blame ARCHIVE images/NAME|containers/NAME PATH",
 		Short: "Show which layers added, modified or deleted a path",
@@ -145,7 +145,7 @@ says which layer the visible version comes from, or which deleted it.`,
 			if err != nil {
 				return err
 			}
-			ts, err := treediff.Blame(ixs, args[2])
+			ts, err := layers.Blame(ixs, args[2])
 			if err != nil {
 				return err
 			}
@@ -168,5 +168,5 @@ says which layer the visible version comes from, or which deleted it.`,
 		},
 	}
 	blame.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return []*cobra.Command{layers, blame}
+	return []*cobra.Command{layersCmd, blame}
 }

@@ -15,7 +15,7 @@ var allowed = map[string][]string{
 	"manifest":    {"hashing"},
 	"imageconfig": {"internal/textsafe"},
 	"timeline":    {"manifest", "hashing", "view"},
-	"treediff":    {"manifest", "hashing", "view", "layers"},
+	"treediff":    {"manifest", "hashing", "view"},
 	"extract":     {"manifest", "hashing", "view"},
 	"view":        {"manifest", "hashing", "imageconfig", "layers"},
 	// OCI layer semantics in one place; acquisition uses them, not the

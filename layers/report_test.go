@@ -1,4 +1,4 @@
-package treediff_test
+package layers_test
 
 import (
 	"bytes"
@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/amber-forensics/amber/internal/fixture"
+	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
-	"github.com/amber-forensics/amber/treediff"
 )
 
 // index builds the file index of a layer made of entries, as capture does.
@@ -30,7 +30,7 @@ func index(t *testing.T, entries ...fixture.Entry) *manifest.Index {
 	return ix
 }
 
-func change(t *testing.T, r treediff.LayerReport, kind byte, p string) treediff.LayerChange {
+func change(t *testing.T, r layers.Report, kind byte, p string) layers.PathChange {
 	t.Helper()
 	for _, c := range r.Changes {
 		if c.Kind == kind && c.Path == p {
@@ -38,7 +38,7 @@ func change(t *testing.T, r treediff.LayerReport, kind byte, p string) treediff.
 		}
 	}
 	t.Fatalf("layer %d: no %c %s in %+v", r.Index, kind, p, r.Changes)
-	return treediff.LayerChange{}
+	return layers.PathChange{}
 }
 
 // TestLayersHardLinks: the bytes of an inode are wasted once, however many
@@ -77,7 +77,7 @@ func TestLayersHardLinks(t *testing.T) {
 		fixture.Whiteout("", "other2"),
 		fixture.Whiteout("", "plain2"), // plain's inode stays visible as /plain
 	)
-	reps, err := treediff.Layers([]*manifest.Index{l0, l1, l2})
+	reps, err := layers.Reports([]*manifest.Index{l0, l1, l2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestLayersFileReplacedByDir(t *testing.T) {
 		fixture.File("g/inner", "j"), // g is now a directory, implied
 		fixture.Dir("d/"),            // a directory over a directory is merged
 	)
-	reps, err := treediff.Layers([]*manifest.Index{l0, l1})
+	reps, err := layers.Reports([]*manifest.Index{l0, l1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,15 @@
-package treediff
+package layers
 
 import (
 	"fmt"
 	"sort"
 	"strings"
 
-	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
 )
 
-// LayerChange is one path a layer added, modified or deleted.
-type LayerChange struct {
+// PathChange is one path a layer added, modified or deleted.
+type PathChange struct {
 	Kind byte   `json:"-"`
 	Path string `json:"path"`
 	Size int64  `json:"size"`
@@ -36,13 +35,13 @@ type LayerChange struct {
 	dir    bool   // a directory (A and C)
 }
 
-// LayerReport is what one layer did.
-type LayerReport struct {
-	Index   int           `json:"index"`
-	Changes []LayerChange `json:"changes"`
-	Added   int           `json:"added"`
-	Changed int           `json:"modified"`
-	Deleted int           `json:"deleted"`
+// Report is what one layer did.
+type Report struct {
+	Index   int          `json:"index"`
+	Changes []PathChange `json:"changes"`
+	Added   int          `json:"added"`
+	Changed int          `json:"modified"`
+	Deleted int          `json:"deleted"`
 	// Wasted is the bytes of this layer's regular files that later layers
 	// overwrite (with a file, link or directory) or delete (a whiteout of
 	// the file or of a directory above it, an opaque directory, a parent
@@ -55,14 +54,14 @@ type LayerReport struct {
 	Wasted int64 `json:"wasted_bytes"`
 }
 
-// Layers reports, for each layer of a stack (base first), what it added,
+// Reports tells, for each layer of a stack (base first), what it added,
 // modified (relative to the layers below) and deleted (whiteouts, opaque
 // directories), and what became of each file later.
-func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
-	var out []LayerReport
+func Reports(ixs []*manifest.Index) ([]Report, error) {
+	var out []Report
 	for n := range ixs {
-		rep := LayerReport{Index: n}
-		below := &layers.Stack{Indexes: ixs[:n]}
+		rep := Report{Index: n}
+		below := &Stack{Indexes: ixs[:n]}
 		ix := ixs[n]
 		var walk func(dir uint32, dirPath string) error
 		walk = func(dir uint32, dirPath string) error {
@@ -76,7 +75,7 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 				}
 				name := r.Name()
 				present[name] = true
-				if name == layers.OpaqueMarker {
+				if name == OpaqueMarker {
 					opaque = true
 				}
 			}
@@ -88,14 +87,14 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 				name := r.Name()
 				p := joinRel(dirPath, name)
 				switch {
-				case name == layers.OpaqueMarker:
+				case name == OpaqueMarker:
 					continue
-				case layers.IsMarker(name):
-					target := joinRel(dirPath, strings.TrimPrefix(name, layers.WhiteoutPrefix))
+				case IsMarker(name):
+					target := joinRel(dirPath, strings.TrimPrefix(name, WhiteoutPrefix))
 					if old, ok, err := below.Lookup(target); err != nil {
 						return err
 					} else if ok && n > 0 {
-						ch := LayerChange{Kind: 'D', Path: "/" + target, Size: fileSize(&old.Rec)}
+						ch := PathChange{Kind: 'D', Path: "/" + target, Size: fileSize(&old.Rec)}
 						if err := linkInfo(ixs[old.Layer], &old.Rec, &ch); err != nil {
 							return err
 						}
@@ -111,7 +110,7 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 					if n == 0 {
 						ok = false
 					}
-					ch := LayerChange{Kind: 'A', Path: "/" + p, Size: fileSize(&r), dir: r.Type == manifest.TypeDir}
+					ch := PathChange{Kind: 'A', Path: "/" + p, Size: fileSize(&r), dir: r.Type == manifest.TypeDir}
 					if err := linkInfo(ix, &r, &ch); err != nil {
 						return err
 					}
@@ -140,7 +139,7 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 				}
 				for _, kd := range kids {
 					if !present[kd.Rec.Name()] {
-						ch := LayerChange{Kind: 'D', Path: "/" + joinRel(dirPath, kd.Rec.Name()), Size: fileSize(&kd.Rec)}
+						ch := PathChange{Kind: 'D', Path: "/" + joinRel(dirPath, kd.Rec.Name()), Size: fileSize(&kd.Rec)}
 						if err := linkInfo(ixs[kd.Layer], &kd.Rec, &ch); err != nil {
 							return err
 						}
@@ -168,7 +167,7 @@ func Layers(ixs []*manifest.Index) ([]LayerReport, error) {
 				continue
 			}
 			for m := n + 1; m < len(ixs); m++ {
-				node, ok, err := (&layers.Stack{Indexes: ixs[:m+1]}).Lookup(strings.TrimPrefix(ch.Path, "/"))
+				node, ok, err := (&Stack{Indexes: ixs[:m+1]}).Lookup(strings.TrimPrefix(ch.Path, "/"))
 				if err != nil {
 					return nil, err
 				}
@@ -206,7 +205,7 @@ func joinRel(dir, name string) string {
 // linkInfo marks a change whose record is one of several names of an
 // inode (a hard link, or the file that hard links point to), and names the
 // inode on a hard link.
-func linkInfo(ix *manifest.Index, r *manifest.Record, ch *LayerChange) error {
+func linkInfo(ix *manifest.Index, r *manifest.Record, ch *PathChange) error {
 	if r.Type != manifest.TypeReg || (r.Ino == r.Index && r.Nlink < 2) {
 		return nil
 	}
@@ -229,7 +228,7 @@ func linkInfo(ix *manifest.Index, r *manifest.Record, ch *LayerChange) error {
 // wasted sums the bytes of a layer's changes (sorted by path) that later
 // layers overwrite or delete: each inode once, and not an inode that
 // another of its names still shows. It marks those names VisibleAs.
-func wasted(changes []LayerChange) int64 {
+func wasted(changes []PathChange) int64 {
 	type inode struct {
 		size    int64
 		gone    bool   // some name of it is overwritten or deleted
@@ -296,7 +295,7 @@ func Blame(ixs []*manifest.Index, p string) ([]Touch, error) {
 	var out []Touch
 	prev := false
 	for n := range ixs {
-		now := &layers.Stack{Indexes: ixs[:n+1]}
+		now := &Stack{Indexes: ixs[:n+1]}
 		node, ok, err := now.Lookup(p)
 		if err != nil {
 			return nil, err
