@@ -2,8 +2,9 @@
 // whiteout and opaque markers of the OCI image spec's layer format, the
 // merge of a stack of layers (what a container starts from) as the
 // runtime's overlayfs shows it, what each layer added, modified and
-// deleted with the space later layers waste (Reports), and which layers
-// touched a path (Blame). Capture, the views, the mount and the
+// deleted with the space later layers waste (Reports), which layers
+// touched a path (Blame), and a container's changes against its image
+// (ContainerChanges: the content-aware "docker diff", changes.txt). Capture, the views, the mount and the
 // examination commands all ask it, so they cannot disagree about what a
 // stack of layers holds.
 //

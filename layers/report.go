@@ -85,12 +85,12 @@ func Reports(ixs []*manifest.Index) ([]Report, error) {
 					return err
 				}
 				name := r.Name()
-				p := joinRel(dirPath, name)
+				p := JoinRel(dirPath, name)
 				switch {
 				case name == OpaqueMarker:
 					continue
 				case IsMarker(name):
-					target := joinRel(dirPath, strings.TrimPrefix(name, WhiteoutPrefix))
+					target := JoinRel(dirPath, strings.TrimPrefix(name, WhiteoutPrefix))
 					if old, ok, err := below.Lookup(target); err != nil {
 						return err
 					} else if ok && n > 0 {
@@ -139,7 +139,7 @@ func Reports(ixs []*manifest.Index) ([]Report, error) {
 				}
 				for _, kd := range kids {
 					if !present[kd.Rec.Name()] {
-						ch := PathChange{Kind: 'D', Path: "/" + joinRel(dirPath, kd.Rec.Name()), Size: fileSize(&kd.Rec)}
+						ch := PathChange{Kind: 'D', Path: "/" + JoinRel(dirPath, kd.Rec.Name()), Size: fileSize(&kd.Rec)}
 						if err := linkInfo(ixs[kd.Layer], &kd.Rec, &ch); err != nil {
 							return err
 						}
@@ -195,7 +195,8 @@ func Reports(ixs []*manifest.Index) ([]Report, error) {
 	return out, nil
 }
 
-func joinRel(dir, name string) string {
+// JoinRel joins a name to a path inside a tree ("" is the root).
+func JoinRel(dir, name string) string {
 	if dir == "" {
 		return name
 	}

@@ -666,7 +666,7 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 		s.m.Anomalies = append(s.m.Anomalies, a)
 	}
 	// The content-aware change list, and the engine's.
-	changes, err := changeList(pristine, ld.index)
+	changes, err := layers.ContainerChanges(pristine, ld.index)
 	if err != nil {
 		return descriptor{}, fmt.Errorf("comparing with the image: %w", err)
 	}
@@ -678,7 +678,7 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 	if cerr != nil {
 		return descriptor{}, e.wrap(cerr, "asking the engine for the change list")
 	}
-	ours := map[string]Change{}
+	ours := map[string]layers.Change{}
 	for _, ch := range changes {
 		ours[ch.Path] = ch
 		switch ch.Kind {
@@ -690,12 +690,12 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 			cc.Changes.Deleted++
 		}
 	}
-	var eng []Change
+	var eng []layers.Change
 	theirs := map[string]byte{}
 	for _, ch := range engineChanges {
 		k := "CAD"[ch.Kind]
 		theirs[ch.Path] = k
-		eng = append(eng, Change{Kind: k, Path: ch.Path})
+		eng = append(eng, layers.Change{Kind: k, Path: ch.Path})
 	}
 	sort.Slice(eng, func(i, j int) bool { return eng[i].Path < eng[j].Path })
 	for _, p := range unionKeys(ours, theirs) {
@@ -718,10 +718,10 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 		}
 		cc.Changes.Disagree++
 	}
-	if err := pm.add("changes.txt", formatChanges(changes)); err != nil {
+	if err := pm.add("changes.txt", layers.FormatChanges(changes)); err != nil {
 		return descriptor{}, err
 	}
-	if err := pm.add("engine-changes.txt", formatChanges(eng)); err != nil {
+	if err := pm.add("engine-changes.txt", layers.FormatChanges(eng)); err != nil {
 		return descriptor{}, err
 	}
 	if err := pm.add("inspect.json", c.raw); err != nil {
@@ -915,7 +915,7 @@ func copyFromContainer(ctx context.Context, e *Engine, id, p string, lf *layerFi
 	}
 }
 
-func unionKeys(a map[string]Change, b map[string]byte) []string {
+func unionKeys(a map[string]layers.Change, b map[string]byte) []string {
 	var out []string
 	for k := range a {
 		out = append(out, k)

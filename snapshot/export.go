@@ -65,7 +65,7 @@ func exportRoute(ctx context.Context, e *Engine, id string, pristine *layers.Sta
 		}
 		switch h.Typeflag {
 		case tar.TypeReg:
-			if ok && len(differs(&old.Rec, exportRecord(h, old.Rec.SHA256))) == 0 {
+			if ok && len(layers.Differs(&old.Rec, exportRecord(h, old.Rec.SHA256))) == 0 {
 				hm := hashing.NewMulti(false, false)
 				if _, err := io.CopyBuffer(hm, tr, buf); err != nil {
 					return fmt.Errorf("%w: reading the export stream of %s: %v", ErrEngine, id, err)
@@ -102,7 +102,7 @@ func exportRoute(ctx context.Context, e *Engine, id string, pristine *layers.Sta
 			links = append(links, h)
 			continue
 		}
-		if ok && len(differs(&old.Rec, exportRecord(h, hashing.Digest{}))) == 0 {
+		if ok && len(layers.Differs(&old.Rec, exportRecord(h, hashing.Digest{}))) == 0 {
 			continue
 		}
 		if err := lf.header(h); err != nil {

@@ -306,7 +306,7 @@ func testChangeList(t *testing.T) {
 	upper := layerIndex(t, d("a/"), ent{name: "a/x", body: "two"}, ent{name: "a/.wh.y"}, d("b/"), ent{name: "b/n", body: "n"},
 		d("d/"), ent{name: "d/.wh..wh..opq"}, ent{name: "d/new", body: "new"}, ent{name: "e/f", body: "f", mtime: 5},
 		ent{name: "g", body: "same"}, ent{name: "s", typ: tar.TypeSymlink, link: "b/n"}, ent{name: "z", body: "z"})
-	got, err := changeList(&layers.Stack{Indexes: []*manifest.Index{base}}, upper)
+	got, err := layers.ContainerChanges(&layers.Stack{Indexes: []*manifest.Index{base}}, upper)
 	if err != nil {
 		t.Fatal(err)
 	}

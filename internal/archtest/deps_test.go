@@ -20,7 +20,7 @@ var allowed = map[string][]string{
 	"view":        {"manifest", "hashing", "imageconfig", "layers"},
 	// OCI layer semantics in one place; acquisition uses them, not the
 	// mount layout.
-	"layers":    {"manifest", "hashing"},
+	"layers":    {"manifest", "hashing", "internal/textsafe"},
 	"snapshot":  {"manifest", "hashing", "layers", "internal/textsafe"},
 	"fusefs":    {"manifest", "hashing", "view"},
 	"cmd/amber": {"manifest", "hashing", "snapshot", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
