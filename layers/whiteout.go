@@ -1,6 +1,10 @@
 package layers
 
-import "strings"
+import (
+	"archive/tar"
+	"strings"
+	"time"
+)
 
 // The markers of the OCI image spec's layer format ("Whiteouts",
 // https://github.com/opencontainers/image-spec/blob/main/layer.md): an
@@ -27,3 +31,22 @@ func WhiteoutTarget(name string) (string, bool) {
 
 // WhiteoutName is the marker that deletes name.
 func WhiteoutName(name string) string { return WhiteoutPrefix + name }
+
+// WhiteoutHeader is the tar entry that deletes name of directory dir (""
+// is the root) from the layers below, as the capture routes write it: an
+// empty regular file, mode 0644, time zero (docker and containerd write
+// the same).
+func WhiteoutHeader(dir, name string) *tar.Header {
+	return markerHeader(dir, WhiteoutName(name))
+}
+
+// OpaqueHeader is the tar entry that hides what the layers below hold in
+// directory dir.
+func OpaqueHeader(dir string) *tar.Header { return markerHeader(dir, OpaqueMarker) }
+
+func markerHeader(dir, name string) *tar.Header {
+	if dir != "" {
+		name = dir + "/" + name
+	}
+	return &tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, ModTime: time.Unix(0, 0)}
+}

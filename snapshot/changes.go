@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/layers"
@@ -17,12 +16,8 @@ import (
 // added and changed entries as they are, deletions as .wh.NAME whiteouts,
 // replaced directories as opaque (.wh..wh..opq). The layer is written to a
 // temporary file first (its size and digest must be known before it goes
-// into the archive), then stored like any image layer.
-
-const (
-	whPrefix = layers.WhiteoutPrefix
-	whOpaque = layers.OpaqueMarker
-)
+// into the archive), then stored like any image layer. The markers are
+// package layers'.
 
 // layerFile writes a layer tarball to a temporary file, hashing it.
 type layerFile struct {
@@ -53,17 +48,9 @@ func (l *layerFile) header(h *tar.Header) error {
 	return nil
 }
 
-func (l *layerFile) whiteout(dir, name string) error {
-	p := whPrefix + name
-	if dir != "" {
-		p = dir + "/" + p
-	}
-	return l.header(&tar.Header{Name: p, Typeflag: tar.TypeReg, Mode: 0o644, ModTime: time.Unix(0, 0)})
-}
+func (l *layerFile) whiteout(dir, name string) error { return l.header(layers.WhiteoutHeader(dir, name)) }
 
-func (l *layerFile) opaque(dir string) error {
-	return l.header(&tar.Header{Name: dir + "/" + whOpaque, Typeflag: tar.TypeReg, Mode: 0o644, ModTime: time.Unix(0, 0)})
-}
+func (l *layerFile) opaque(dir string) error { return l.header(layers.OpaqueHeader(dir)) }
 
 // finish closes the tarball; the file stays for reading.
 func (l *layerFile) finish() (size int64, sum hashing.Digest, err error) {
