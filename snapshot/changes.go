@@ -48,7 +48,9 @@ func (l *layerFile) header(h *tar.Header) error {
 	return nil
 }
 
-func (l *layerFile) whiteout(dir, name string) error { return l.header(layers.WhiteoutHeader(dir, name)) }
+func (l *layerFile) whiteout(dir, name string) error {
+	return l.header(layers.WhiteoutHeader(dir, name))
+}
 
 func (l *layerFile) opaque(dir string) error { return l.header(layers.OpaqueHeader(dir)) }
 
