@@ -304,111 +304,159 @@ func (v *View) layered(a *manifest.Artifact, upto int, raw bool) (*layers.Stack,
 
 // Stat resolves a view path.
 func (v *View) Stat(p string) (*Entry, error) {
-	c := clean(p)
+	e, _, err := v.route(clean(p))
+	return e, err
+}
+
+// route resolves c, a path of the mount layout (DESIGN.md "The mount"), to
+// its entry and, for a directory of amber's own (not a layer tree's), the
+// names it holds: the one table of the layout, so that stat and readdir
+// cannot disagree.
+//
+//	manifest.json
+//	images/NAME/{config.json,history,Dockerfile}
+//	images/NAME/rootfs/..., layers/N/..., layers/N.trailing, stages/N/...
+//	containers/NAME/{rootfs,pristine,changes}/..., and its members
+//	volumes/NAME/...
+//	artifacts/NAME/{manifest.json,config,blobs/N}
+func (v *View) route(c []string) (*Entry, []string, error) {
 	full := strings.Join(c, "/")
-	switch {
-	case len(c) == 0:
-		return v.dir("", ""), nil
-	case len(c) == 1 && c[0] == "manifest.json":
-		return v.file(full, c[0], v.A.ManifestBytes), nil
-	case kindDirs[c[0]] != "":
-		kind := kindDirs[c[0]]
-		if len(c) == 1 {
-			return v.dir(full, c[0]), nil
+	notFound := fmt.Errorf("%w: %s", ErrNotFound, full)
+	if len(c) == 0 {
+		names := []string{"images", "manifest.json"}
+		for _, top := range []string{"containers", "volumes", "artifacts"} {
+			if len(v.names(kindDirs[top])) > 0 {
+				names = append(names, top)
+			}
 		}
-		a, err := v.artifact(kind, c[1])
+		sort.Strings(names)
+		return v.dir("", ""), names, nil
+	}
+	if len(c) == 1 && c[0] == "manifest.json" {
+		return v.file(full, c[0], v.A.ManifestBytes), nil, nil
+	}
+	kind := kindDirs[c[0]]
+	if kind == "" {
+		return nil, nil, notFound
+	}
+	if len(c) == 1 {
+		return v.dir(full, c[0]), v.names(kind), nil
+	}
+	a, err := v.artifact(kind, c[1])
+	if err != nil {
+		return nil, nil, err
+	}
+	ai := v.artifactIndex(a)
+	nl := len(a.Layers)
+	// tree resolves the rest of c inside layers from..upto of a (raw: one
+	// layer as stored), the tree's root at c[:at].
+	tree := func(upto int, raw bool, id, at int) (*Entry, []string, error) {
+		t, ds, err := v.layered(a, upto, raw)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		e, err := v.treeEntry(t, ds, id, strings.Join(c[:at], "/"), c[at:])
+		return e, nil, err
+	}
+	switch kind {
+	case manifest.KindVolume:
+		// A named volume's contents: volumes/NAME is its tree's root.
+		return tree(0, true, v.viewID(ai, "layers", 0), 2)
+	case manifest.KindArtifact:
 		if len(c) == 2 {
-			return v.dir(full, c[1]), nil
+			return v.dir(full, c[1]), artifactNames(a, nil), nil
 		}
-		ai := v.artifactIndex(a)
-		nl := len(a.Layers)
-		switch kind {
-		case manifest.KindArtifact:
-			return v.artifactEntry(a, full, c[2:])
-		case manifest.KindVolume:
-			t, ds, err := v.layered(a, 0, true)
-			if err != nil {
-				return nil, err
-			}
-			return v.treeEntry(t, ds, v.viewID(ai, "layers", 0), strings.Join(c[:2], "/"), c[2:])
-		case manifest.KindContainer:
-			var t *layers.Stack
-			var ds []hashing.Digest
-			var id int
-			switch c[2] {
-			case "rootfs":
-				t, ds, err = v.layered(a, nl-1, false)
-				id = v.viewID(ai, "rootfs", 0)
-			case "pristine":
-				if nl < 2 {
-					return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
-				}
-				t, ds, err = v.layered(a, nl-2, false)
-				id = v.viewID(ai, "stages", nl-2)
-			case "changes":
-				t, ds, err = v.layered(a, nl-1, true)
-				id = v.viewID(ai, "layers", nl-1)
-			default:
-				return v.memberEntry(a, full, strings.Join(c[2:], "/"))
-			}
-			if err != nil {
-				return nil, err
-			}
-			return v.treeEntry(t, ds, id, strings.Join(c[:3], "/"), c[3:])
+		e, err := v.artifactEntry(a, full, c[2:])
+		if err != nil || !e.IsDir() {
+			return e, nil, err
+		}
+		return e, artifactNames(a, c[2:]), nil
+	case manifest.KindContainer:
+		if len(c) == 2 {
+			names := append([]string{"changes", "pristine", "rootfs"}, memberNames(a, "")...)
+			sort.Strings(names)
+			return v.dir(full, c[1]), names, nil
 		}
 		switch c[2] {
-		case "config.json", "history", "Dockerfile":
-			if len(c) != 3 {
-				break
-			}
-			b, err := v.A.ReadEntry(manifest.BlobName(a.Config.Digest), imageconfig.MaxConfigSize)
-			if err != nil {
-				return nil, err
-			}
-			if c[2] != "config.json" {
-				cfg, err := imageconfig.Parse(b)
-				if err != nil {
-					return nil, fmt.Errorf("%w: %s: %v", manifest.ErrCorrupt, full, err)
-				}
-				if c[2] == "history" {
-					var sizes []int64
-					for _, l := range a.Layers {
-						sizes = append(sizes, l.Size)
-					}
-					b = imageconfig.HistoryText(cfg, sizes)
-				} else {
-					b = imageconfig.Dockerfile(cfg)
-				}
-			}
-			return v.file(full, c[2], b), nil
-		case "layers", "stages":
-			if len(c) == 3 {
-				return v.dir(full, c[2]), nil
-			}
-			if c[2] == "layers" && len(c) == 4 && strings.HasSuffix(c[3], trailingSuffix) {
-				return v.trailing(a, full)
-			}
-			n, err := strconv.Atoi(c[3])
-			if err != nil || n < 0 || n >= nl || strconv.Itoa(n) != c[3] {
-				return nil, fmt.Errorf("%w: %s (image %s has layers 0 to %d)", ErrNotFound, full, a.Name, nl-1)
-			}
-			t, ds, err := v.layered(a, n, c[2] == "layers")
-			if err != nil {
-				return nil, err
-			}
-			return v.treeEntry(t, ds, v.viewID(ai, c[2], n), strings.Join(c[:4], "/"), c[4:])
 		case "rootfs":
-			t, ds, err := v.layered(a, nl-1, false)
-			if err != nil {
-				return nil, err
+			return tree(nl-1, false, v.viewID(ai, "rootfs", 0), 3)
+		case "pristine":
+			if nl < 2 {
+				return nil, nil, notFound
 			}
-			return v.treeEntry(t, ds, v.viewID(ai, "rootfs", 0), strings.Join(c[:3], "/"), c[3:])
+			return tree(nl-2, false, v.viewID(ai, "stages", nl-2), 3)
+		case "changes":
+			return tree(nl-1, true, v.viewID(ai, "layers", nl-1), 3)
 		}
+		rel := strings.Join(c[2:], "/")
+		e, err := v.memberEntry(a, full, rel)
+		if err != nil || !e.IsDir() {
+			return e, nil, err
+		}
+		return e, memberNames(a, rel), nil
 	}
-	return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
+	// An image.
+	if len(c) == 2 {
+		return v.dir(full, c[1]), []string{"Dockerfile", "config.json", "history", "layers", "rootfs", "stages"}, nil
+	}
+	switch c[2] {
+	case "config.json", "history", "Dockerfile":
+		if len(c) != 3 {
+			return nil, nil, notFound
+		}
+		b, err := v.configFile(a, c[2], full)
+		if err != nil {
+			return nil, nil, err
+		}
+		return v.file(full, c[2], b), nil, nil
+	case "rootfs":
+		return tree(nl-1, false, v.viewID(ai, "rootfs", 0), 3)
+	case "layers", "stages":
+		if len(c) == 3 {
+			var names []string
+			for i := range a.Layers {
+				names = append(names, strconv.Itoa(i))
+				if c[2] == "layers" && a.Layers[i].Trailing != nil {
+					names = append(names, strconv.Itoa(i)+trailingSuffix)
+				}
+			}
+			return v.dir(full, c[2]), names, nil
+		}
+		if c[2] == "layers" && len(c) == 4 && strings.HasSuffix(c[3], trailingSuffix) {
+			e, err := v.trailing(a, full)
+			return e, nil, err
+		}
+		n, err := strconv.Atoi(c[3])
+		if err != nil || n < 0 || n >= nl || strconv.Itoa(n) != c[3] {
+			return nil, nil, fmt.Errorf("%w: %s (image %s has layers 0 to %d)", ErrNotFound, full, a.Name, nl-1)
+		}
+		return tree(n, c[2] == "layers", v.viewID(ai, c[2], n), 4)
+	}
+	return nil, nil, notFound
+}
+
+// configFile is an image's config.json as stored, or its history or
+// Dockerfile rendered from it.
+func (v *View) configFile(a *manifest.Artifact, name, full string) ([]byte, error) {
+	b, err := v.A.ReadEntry(manifest.BlobName(a.Config.Digest), imageconfig.MaxConfigSize)
+	if err != nil || name == "config.json" {
+		return b, err
+	}
+	cfg, err := imageconfig.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", manifest.ErrCorrupt, full, err)
+	}
+	if name == "history" {
+		var sizes []int64
+		for _, l := range a.Layers {
+			sizes = append(sizes, l.Size)
+			if l.Missing {
+				sizes[len(sizes)-1] = -1
+			}
+		}
+		return imageconfig.HistoryText(cfg, sizes), nil
+	}
+	return imageconfig.Dockerfile(cfg), nil
 }
 
 // trailingSuffix names the file of a layer's trailing data: layers/N.trailing.
@@ -529,50 +577,9 @@ func (v *View) ReadDirOf(e *Entry) ([]*Entry, error) {
 		}
 		return out, nil
 	}
-	var names []string
-	c := clean(e.Path)
-	switch {
-	case len(c) == 0:
-		names = []string{"images"}
-		for _, top := range []string{"containers", "volumes", "artifacts"} {
-			if len(v.names(kindDirs[top])) > 0 {
-				names = append(names, top)
-			}
-		}
-		names = append(names, "manifest.json")
-		sort.Strings(names)
-	case len(c) == 1:
-		names = v.names(kindDirs[c[0]])
-	case c[0] == "artifacts":
-		a, err := v.artifact(manifest.KindArtifact, c[1])
-		if err != nil {
-			return nil, err
-		}
-		names = artifactNames(a, c[2:])
-	case c[0] == "containers":
-		a, err := v.artifact(manifest.KindContainer, c[1])
-		if err != nil {
-			return nil, err
-		}
-		if len(c) == 2 {
-			names = append([]string{"changes", "pristine", "rootfs"}, memberNames(a, "")...)
-			sort.Strings(names)
-		} else {
-			names = memberNames(a, strings.Join(c[2:], "/"))
-		}
-	case len(c) == 2:
-		names = []string{"Dockerfile", "config.json", "history", "layers", "rootfs", "stages"}
-	case len(c) == 3:
-		a, err := v.image(c[1])
-		if err != nil {
-			return nil, err
-		}
-		for i := range a.Layers {
-			names = append(names, strconv.Itoa(i))
-			if c[2] == "layers" && a.Layers[i].Trailing != nil {
-				names = append(names, strconv.Itoa(i)+trailingSuffix)
-			}
-		}
+	_, names, err := v.route(clean(e.Path))
+	if err != nil {
+		return nil, err
 	}
 	out := make([]*Entry, 0, len(names))
 	for _, n := range names {

@@ -518,6 +518,11 @@ func TestCaptureVolumes(t *testing.T) {
 	if l, err := os.Readlink(filepath.Join(x, "vol/l")); err != nil || l != "f" {
 		t.Errorf("volume symlink: %q %v", l, err)
 	}
+	// The mount layout's volumes/NAME is the volume's tree (it listed an
+	// image's names before).
+	if ls := mustAmber(t, "ls", arch, "volumes/"+vol); !strings.Contains(ls, " f\n") || !strings.Contains(ls, " l -> f") {
+		t.Errorf("ls volumes/%s:\n%s", vol, ls)
+	}
 	// The host's / is not in the archive: the only layers are the image's,
 	// the changes and the volume.
 	if n := len(m.Artifacts); n != 3 {
