@@ -468,15 +468,15 @@ func TestToCorrupt(t *testing.T) {
 	good := stat(t, v, "images/tree_1/rootfs/etc/passwd")
 	for _, tc := range []struct {
 		name string
-		lie  func(e *view.Entry, n *view.Node)
+		lie  func(e *view.Entry) // on a copy of the entry and its record
 	}{
-		{"sha256", func(e *view.Entry, n *view.Node) { n.Rec.SHA256 = hashing.Sum([]byte("something else")) }},
-		{"size", func(e *view.Entry, n *view.Node) { e.Size++ }},
+		{"sha256", func(e *view.Entry) { e.Node.Rec.SHA256 = hashing.Sum([]byte("something else")) }},
+		{"size", func(e *view.Entry) { e.Size++ }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, n := *good, *good.Node
-			tc.lie(&e, &n)
 			e.Node = &n
+			tc.lie(&e)
 			dest := t.TempDir()
 			res, err := extract.To(v, &e, dest, "passwd", extract.Options{})
 			if !errors.Is(err, manifest.ErrCorrupt) {
