@@ -54,6 +54,27 @@ fuzz:
 fuzz-long:
 	$(MAKE) fuzz FUZZTIME=10m FUZZMINIMIZE=60s
 
+# Coverage of the whole program (not part of make test: it runs what make
+# unit runs, slower): every test binary covers all of the program's
+# packages, and so does the amber binary the end-to-end tests run
+# (cmd/amber's TestMain builds it with -cover under go test -cover); all
+# their counters go to one directory (world-writable: a test runs amber as
+# nobody), merged with go tool covdata. Prints each package's figure and
+# the total, and leaves COVERDIR/coverage.out for go tool cover -html; a
+# failing test fails the target once the figures are printed.
+COVERDIR ?= $(CURDIR)/bin/cover
+# The program's packages, not the test support (fixtures, testenv, archtest).
+COVERPKG = $(shell $(GO) list ./... | grep -v -e /internal/fixture -e /internal/testenv -e /internal/archtest | paste -sd, -)
+.PHONY: cover
+cover: deps
+	rm -rf $(COVERDIR) && mkdir -p $(COVERDIR)/data && chmod 0777 $(COVERDIR)/data
+	$(GO) test -count=1 -timeout 30m -cover -covermode=atomic -coverpkg=$(COVERPKG) ./... -args -test.gocoverdir=$(COVERDIR)/data; \
+	  rc=$$?; \
+	  $(GO) tool covdata percent -i=$(COVERDIR)/data && \
+	  $(GO) tool covdata textfmt -i=$(COVERDIR)/data -o $(COVERDIR)/coverage.out && \
+	  $(GO) tool cover -func=$(COVERDIR)/coverage.out | tail -1 && \
+	  exit $$rc
+
 # Benchmarks against baselines measured in the same run (bench/README.md).
 bench: deps build
 	./bench/run.sh

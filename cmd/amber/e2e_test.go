@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -33,7 +34,24 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	amberBin = filepath.Join(dir, "amber")
-	if out, err := exec.Command("go", "build", "-o", amberBin, ".").CombinedOutput(); err != nil {
+	build := []string{"build", "-o", amberBin}
+	// Under go test -cover the binary the tests run is covered too, over
+	// every amber package it links, and each run of it writes its counters
+	// where this test binary writes its own (-test.gocoverdir, which make
+	// cover names), for go tool covdata to merge: the coverage of the
+	// program, not only of the code the tests call in process. GOCOVERDIR
+	// is set for that: go test sets it to a directory of its own, not to
+	// the one -test.gocoverdir names, and drops what else lands there.
+	flag.Parse()
+	if f := flag.Lookup("test.gocoverdir"); testing.CoverMode() != "" && f != nil && f.Value.String() != "" {
+		covdir, err := filepath.Abs(f.Value.String())
+		if err != nil {
+			panic(err)
+		}
+		build = append(build, "-cover", "-covermode="+testing.CoverMode(), "-coverpkg=github.com/amber-forensics/amber/...")
+		os.Setenv("GOCOVERDIR", covdir)
+	}
+	if out, err := exec.Command("go", append(build, ".")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building amber: %v\n%s", err, out)
 		os.Exit(1)
 	}
