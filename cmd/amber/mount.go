@@ -22,13 +22,6 @@ type mountOptions struct {
 	rebaseLinks bool
 }
 
-// rebasedNote says how a mount with --rebase-links shows symlinks.
-const rebasedNote = "symlinks are rebased: readlink shows each target resolved inside its view, not as captured ('amber ls' shows the captured targets)"
-
-// readyFDEnv names the file descriptor on which a background mount tells
-// its parent that it is ready (or why it failed).
-const readyFDEnv = "AMBER_MOUNT_READY_FD"
-
 func (e *env) newMountCmd() *cobra.Command {
 	o := &mountOptions{}
 	c := &cobra.Command{

@@ -22,6 +22,13 @@ import (
 	"github.com/amber-forensics/amber/manifest"
 )
 
+// rebasedNote says how a mount with --rebase-links shows symlinks.
+const rebasedNote = "symlinks are rebased: readlink shows each target resolved inside its view, not as captured ('amber ls' shows the captured targets)"
+
+// readyFDEnv names the file descriptor on which a background mount tells
+// its parent that it is ready (or why it failed).
+const readyFDEnv = "AMBER_MOUNT_READY_FD"
+
 // runUmount unmounts dir if it is an amber mount, or whatever is there
 // with force.
 func (e *env) runUmount(dir string, force bool) error {
