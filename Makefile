@@ -24,9 +24,23 @@ deps:
 # set, a test that cannot reach them fails instead of skipping.
 test: deps lint unit race fuzz
 
-lint:
+# make lint: gofmt, go vet (also for macOS), the examination commands'
+# cross-builds for macOS and Windows (pure Go: the cgo zstd encoder is
+# Linux's), and staticcheck at a pinned version, installed once into
+# bin/tools/VERSION by go install.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := bin/tools/$(STATICCHECK_VERSION)/staticcheck
+
+lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	GOOS=darwin CGO_ENABLED=0 $(GO) vet ./...
+	GOOS=darwin CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/amber
+	GOOS=windows CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/amber
+	$(STATICCHECK) ./...
+
+$(STATICCHECK):
+	GOBIN=$(CURDIR)/$(@D) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 unit:
 	$(GO) test -count=1 -timeout 12m ./...

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
@@ -182,8 +180,7 @@ func (x *extractor) write(e *view.Entry, p string) error {
 		// The link's own times (os.Root has no lutimes): the path's
 		// parents are directories this extraction made or checked.
 		if !e.ModTime.IsZero() {
-			ts := []unix.Timespec{unix.NsecToTimespec(e.ModTime.UnixNano()), unix.NsecToTimespec(e.ModTime.UnixNano())}
-			unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(x.root.Name(), p), ts, unix.AT_SYMLINK_NOFOLLOW)
+			setLinkTimes(filepath.Join(x.root.Name(), p), e.ModTime)
 		}
 		return x.compare(e, p)
 	case manifest.TypeReg:
@@ -291,11 +288,11 @@ func (x *extractor) compare(e *view.Entry, p string) error {
 	if err != nil {
 		return err
 	}
-	sys, ok := st.Sys().(*syscall.Stat_t)
+	mode, uid, gid, ok := modeOwner(st)
 	if !ok {
 		return nil
 	}
-	a := Altered{Path: p, RecordedMode: e.Mode & 0o7777, Mode: uint32(sys.Mode) & 0o7777, UID: sys.Uid, GID: sys.Gid}
+	a := Altered{Path: p, RecordedMode: e.Mode & 0o7777, Mode: mode & 0o7777, UID: uid, GID: gid}
 	a.RecordedUID, a.RecordedGID = a.UID, a.GID // amber's own files (manifest, memory) record no owner
 	if e.Node != nil {
 		a.RecordedUID, a.RecordedGID = e.Node.Rec.UID, e.Node.Rec.GID

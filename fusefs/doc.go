@@ -23,4 +23,12 @@
 // cached by the kernel for hours, page cache is kept across opens, and OPEN
 // and FLUSH answer ENOSYS so the kernel stops sending them. Reads share one
 // bounded cache of decoded frames, with the next frame decoded ahead.
+//
+// # Linux only
+//
+// The mount relies on Linux's FUSE (mount flags, CAP_NO_OPENDIR_SUPPORT,
+// umount2, /proc/self/mountinfo), so everything but this page and the
+// sentinel errors is built for Linux only; on other systems amber mount
+// says so (cmd/amber/mount_other.go) and the archive is read with amber ls,
+// cat, diff and extract.
 package fusefs

@@ -1,3 +1,5 @@
+//go:build linux
+
 package fusefs
 
 import (
@@ -39,12 +41,6 @@ type Options struct {
 	// amber ls shows the captured target.
 	RebaseLinks bool
 }
-
-// Sentinel errors of mounting.
-var (
-	ErrStale = errors.New("fusefs: stale mount")
-	ErrBusy  = errors.New("fusefs: mount point in use")
-)
 
 // CheckMountpoint says whether dir can be mounted on: an existing, empty
 // directory that is not already a mount (a stale FUSE mount, left by a

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/amber-forensics/amber/hashing"
@@ -152,10 +151,10 @@ func AppendCustodyAt(path string, sealedHead hashing.Digest, sealedEvents int, e
 	defer f.Close()
 	// Two amber processes on one archive (a mount and a verify) must not
 	// both chain from the same line.
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+	if err := lockFile(f); err != nil {
 		return hashing.Digest{}, 0, fmt.Errorf("locking custody log: %w", err)
 	}
-	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	defer unlockFile(f)
 	st, err := f.Stat()
 	if err != nil {
 		return hashing.Digest{}, 0, fmt.Errorf("custody log: %w", err)

@@ -150,7 +150,7 @@ func (b *IndexBuilder) Add(h *tar.Header, hdrOff, dataOff int64, sum hashing.Dig
 	e := xEnt{path: p, entryNo: b.n, hdrOff: hdrOff, dataOff: dataOff, sha: sum, typ: h.Typeflag}
 	b.n++
 	switch h.Typeflag {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeCont, tar.TypeGNUSparse:
 		e.typ = TypeReg
 	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
 	default:

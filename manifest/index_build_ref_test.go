@@ -69,7 +69,7 @@ func (b *refBuilder) Add(h *tar.Header, hdrOff, dataOff int64, sum hashing.Diges
 	r.SHA256 = sum
 	r.Type = h.Typeflag
 	switch h.Typeflag {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeCont, tar.TypeGNUSparse:
 		r.Type = TypeReg
 	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
 	default:

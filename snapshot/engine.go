@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
@@ -174,7 +175,7 @@ func (e *Engine) wrap(err error, what string) error {
 		return nil
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %w", what, err)
-	case client.IsErrNotFound(err):
+	case cerrdefs.IsNotFound(err):
 		return fmt.Errorf("%w: %s: %v", ErrNoSuchObject, what, err)
 	case client.IsErrConnectionFailed(err):
 		return fmt.Errorf("%w: %s: cannot connect (is dockerd running? DOCKER_HOST=%q): %v", ErrEngine, what, os.Getenv("DOCKER_HOST"), err)

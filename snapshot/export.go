@@ -55,9 +55,6 @@ func exportRoute(ctx context.Context, e *Engine, id string, pristine *layers.Sta
 		if h.Typeflag == tar.TypeDir {
 			h.Name += "/"
 		}
-		if h.Typeflag == tar.TypeRegA {
-			h.Typeflag = tar.TypeReg
-		}
 		seen[name] = h.Typeflag
 		old, ok, err := pristine.Lookup(name)
 		if err != nil {
@@ -170,7 +167,7 @@ func fetchFile(ctx context.Context, e *Engine, id string, h *tar.Header, want ha
 	if err != nil {
 		return fmt.Errorf("%w: reading /%s of container %s: %v", ErrEngine, h.Name, id, err)
 	}
-	if fh.Typeflag != tar.TypeReg && fh.Typeflag != tar.TypeRegA {
+	if fh.Typeflag != tar.TypeReg {
 		return fmt.Errorf("%w: /%s of container %s changed type during the capture", ErrContainerGone, h.Name, id)
 	}
 	if h.Size == 0 && h.ModTime.IsZero() {

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/amber-forensics/amber/hashing"
@@ -78,9 +77,8 @@ type Result struct {
 func HostInfo(a *manifest.Acquisition) {
 	a.Host, _ = os.Hostname()
 	a.OS = runtime.GOOS + "/" + runtime.GOARCH
-	var u syscall.Utsname
-	if syscall.Uname(&u) == nil {
-		a.Kernel = cstr(u.Sysname[:]) + " " + cstr(u.Release[:]) + " " + cstr(u.Version[:])
+	if k := kernelName(); k != "" {
+		a.Kernel = k
 	}
 	a.UID = os.Getuid()
 	if cu, err := user.Current(); err == nil {
@@ -88,17 +86,6 @@ func HostInfo(a *manifest.Acquisition) {
 	} else {
 		a.User = fmt.Sprint(a.UID)
 	}
-}
-
-func cstr(b []int8) string {
-	var s strings.Builder
-	for _, c := range b {
-		if c == 0 {
-			break
-		}
-		s.WriteByte(byte(c))
-	}
-	return s.String()
 }
 
 // Actor names who acts: the examiner if given, else the OS user.

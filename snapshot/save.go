@@ -97,7 +97,7 @@ func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Di
 		case tar.TypeSymlink:
 			st.links[name], _ = manifest.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
 			continue
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg:
 		default:
 			continue
 		}

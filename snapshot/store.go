@@ -96,7 +96,7 @@ func (s *tarStore) scan() error {
 		name, _ := manifest.CleanName(h.Name)
 		m := tarMember{off: off, size: h.Size, typ: h.Typeflag}
 		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg:
 			if off+h.Size > s.size {
 				return fmt.Errorf("%w: %s is truncated: member %q claims %d bytes at offset %d, the file ends at %d", ErrSource, s.path, h.Name, h.Size, off, s.size)
 			}
@@ -134,7 +134,7 @@ func (s *tarStore) resolve(name string) (tarMember, error) {
 		if !ok {
 			return tarMember{}, fmt.Errorf("%w: %s has no member %q: %w", ErrSource, s.path, name, errNoMember)
 		}
-		if m.typ == tar.TypeReg || m.typ == tar.TypeRegA {
+		if m.typ == tar.TypeReg {
 			return m, nil
 		}
 		if m.link == "\x00" {

@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 package treediff
 
 import (
@@ -11,7 +13,6 @@ import (
 	"sort"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -80,7 +81,7 @@ func (t *DirTree) node(key, name string) (*Node, error) {
 		return nil, fmt.Errorf("%s: no stat information", key)
 	}
 	n := &Node{Name: name, Mode: uint32(st.Mode & 0o7777), UID: st.Uid, GID: st.Gid, HasOwner: true,
-		ModTime: time.Unix(st.Mtim.Unix()), key: key}
+		ModTime: fi.ModTime(), key: key}
 	switch st.Mode & syscall.S_IFMT {
 	case syscall.S_IFDIR:
 		n.Type = manifest.TypeDir

@@ -125,6 +125,9 @@ error; both are in the custody log.`,
   DOCKER_HOST=ssh://admin@web-3 amber capture container web -o web.tar.zst   # remote: no memory`,
 		Args: argsRange(1, -1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := needsLinux("capture container", "a container's files and memory are read on the engine's Linux host"); err != nil {
+				return err
+			}
 			return e.runCaptureEngine(co, nil, args)
 		},
 	}

@@ -206,7 +206,6 @@ func TestDockerSaveRoundTrip(t *testing.T) {
 	x := filepath.Join(dir, "x")
 	os.Mkdir(x, 0o755)
 	testenv.Shell(t, fmt.Sprintf("zstd -dc %q | tar -x -C %q", arch, x))
-	var cfgDigests []string
 	idx := testenv.Run(t, "umoci", "ls", "--layout", x)
 	if strings.TrimSpace(idx) != "amber-test_1" {
 		t.Fatalf("umoci ls: %q", idx)
@@ -228,7 +227,6 @@ func TestDockerSaveRoundTrip(t *testing.T) {
 		if "sha256:"+got != d {
 			t.Errorf("layer %d: sha256sum %s, diff_id %s", i, got, d)
 		}
-		cfgDigests = append(cfgDigests, got)
 		ex := filepath.Join(dir, fmt.Sprintf("layer%d", i))
 		os.Mkdir(ex, 0o755)
 		testenv.Run(t, "tar", "-x", "-f", blob, "-C", ex)

@@ -32,6 +32,7 @@ const (
 	exitExists       = 12  // extract: the destination exists (--force replaces it)
 	exitIncomplete   = 13  // extract: entries the destination refused (named) were skipped; the rest was extracted and recorded
 	exitForeignMount = 14  // umount: the mount point is not an amber mount (--force unmounts it)
+	exitNeedsLinux   = 15  // mount, umount and capture container (and so memory) run on Linux only; this build is for another system
 	exitInterrupted  = 130 // stopped by SIGINT/SIGTERM; nothing partial left behind
 )
 
@@ -65,6 +66,8 @@ func exitCode(err error) int {
 		return exitIncomplete
 	case errors.Is(err, errForeignMount):
 		return exitForeignMount
+	case errors.Is(err, errNeedsLinux):
+		return exitNeedsLinux
 	case errors.Is(err, fusefs.ErrBusy), errors.Is(err, fusefs.ErrStale):
 		return exitBusy
 	case errors.Is(err, snapshot.ErrContainerGone):
@@ -89,6 +92,7 @@ func exitCode(err error) int {
 var (
 	errTampered     = errors.New("verification failed")
 	errForeignMount = errors.New("not an amber mount")
+	errNeedsLinux   = errors.New("needs Linux")
 )
 
 // report prints err, escaped: an error names what failed, and that is

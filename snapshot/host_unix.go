@@ -1,0 +1,14 @@
+//go:build unix
+
+package snapshot
+
+import "golang.org/x/sys/unix"
+
+// kernelName is uname's system, release and version ("" if it fails).
+func kernelName() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Version[:])
+}
