@@ -132,10 +132,6 @@ func (v *View) file(path, name string, data []byte) *Entry {
 	return &Entry{Path: path, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, data: data, Size: int64(len(data)), ModTime: v.A.Manifest.Acquisition.Finished}
 }
 
-func (v *View) image(name string) (*manifest.Artifact, error) {
-	return v.artifact(manifest.KindImage, name)
-}
-
 func (v *View) artifact(kind, name string) (*manifest.Artifact, error) {
 	a, ok := v.A.Manifest.Artifact(kind, name)
 	if !ok {
