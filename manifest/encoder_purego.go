@@ -21,3 +21,7 @@ func newFrameEncoder(level int) (frameEncoder, error) {
 	}
 	return pooledEncoder{enc}, nil
 }
+
+type pooledEncoder struct{ e *zstd.Encoder }
+
+func (p pooledEncoder) EncodeAll(src, dst []byte) []byte { return p.e.EncodeAll(src, dst) }

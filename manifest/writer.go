@@ -15,7 +15,6 @@ import (
 	"time"
 
 	seekable "github.com/SaveTheRbtz/zstd-seekable-format-go/pkg"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/amber-forensics/amber/hashing"
 )
@@ -189,10 +188,6 @@ var (
 type frameEncoder interface {
 	EncodeAll(src, dst []byte) []byte
 }
-
-type pooledEncoder struct{ e *zstd.Encoder }
-
-func (p pooledEncoder) EncodeAll(src, dst []byte) []byte { return p.e.EncodeAll(src, dst) }
 
 // dstEncoder gives the encoder a recycled output buffer.
 type dstEncoder struct{ e frameEncoder }

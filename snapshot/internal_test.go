@@ -309,7 +309,7 @@ func layerIndex(t *testing.T, ents ...ent) *manifest.Index {
 	}
 	tw.Close()
 	b := &manifest.IndexBuilder{}
-	if _, err := manifest.ScanLayer(bytes.NewReader(buf.Bytes()), b, nil); err != nil {
+	if _, err := manifest.ScanLayerWith(bytes.NewReader(buf.Bytes()), b, nil, manifest.ScanOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	built, err := b.Resolve(int64(buf.Len()))
