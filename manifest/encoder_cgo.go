@@ -17,7 +17,6 @@ import (
 // `zstd -T0`. Frames are standard zstd frames either way; reading always
 // uses klauspost. Build with -tags amber_purego (or CGO_ENABLED=0) for the
 // pure-Go encoder.
-const defaultLevel = 2
 
 // EncoderName says which zstd encoder writes frames.
 const EncoderName = "libzstd"

@@ -8,8 +8,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-const defaultLevel = 3
-
 // EncoderName says which zstd encoder writes frames.
 const EncoderName = "klauspost"
 
