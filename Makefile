@@ -108,8 +108,9 @@ soak: deps build
 	  rc=$$?; grep -vE '^=== ' /tmp/amber-signals.log | tail -20; exit $$rc
 
 # The main job on the shipped default (testdata/images): capture, verify,
-# list, grep, diff.
-demo: build
+# list, grep, diff; then, when an engine is there, a live container captured
+# with its memory. deps brings what it calls (getfattr, zstd, the engine).
+demo: deps build
 	./scripts/demo.sh
 
 clean:

@@ -76,13 +76,6 @@ func (b *budget) run(done <-chan struct{}, period time.Duration) {
 	}
 }
 
-// live is the number of nodes the kernel may still hold.
-func (b *budget) live() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.queue)
-}
-
 // trim drops forgotten nodes from the queue and, past max, asks the kernel
 // to forget the oldest, down to seven eighths of max (they move to the
 // tail: one in use stays, and comes up again later).

@@ -103,3 +103,10 @@ func testInodeBudget(t *testing.T, entryOnly bool) {
 		t.Errorf("inode numbers changed after pruning")
 	}
 }
+
+// live is the number of nodes the kernel may still hold.
+func (b *budget) live() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue)
+}

@@ -15,7 +15,7 @@ func index(t *testing.T, entries ...fixture.Entry) *manifest.Index {
 	t.Helper()
 	layer := fixture.Layer(entries...)
 	b := &manifest.IndexBuilder{}
-	n, err := manifest.ScanLayer(bytes.NewReader(layer), b, nil)
+	n, err := manifest.ScanLayerWith(bytes.NewReader(layer), b, nil, manifest.ScanOptions{})
 	if err != nil || n != int64(len(layer)) {
 		t.Fatalf("scan: %v (%d of %d)", err, n, len(layer))
 	}

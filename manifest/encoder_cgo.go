@@ -8,6 +8,7 @@ import (
 
 	czstd "github.com/DataDog/zstd"
 	"github.com/cespare/xxhash/v2"
+	"github.com/klauspost/compress/zstd"
 )
 
 // With cgo, frames are compressed by the reference C library (through
@@ -16,7 +17,6 @@ import (
 // `zstd -T0`. Frames are standard zstd frames either way; reading always
 // uses klauspost. Build with -tags amber_purego (or CGO_ENABLED=0) for the
 // pure-Go encoder.
-const defaultLevel = 2
 
 // EncoderName says which zstd encoder writes frames.
 const EncoderName = "libzstd"
@@ -24,10 +24,20 @@ const EncoderName = "libzstd"
 type cEncoder struct {
 	ctxs  sync.Pool
 	level int
+	// fallback writes a frame libzstd failed to write: EncodeAll has no
+	// error to return (the seekable writer's interface), and a frame left
+	// out would corrupt the archive. klauspost's encoder makes its state on
+	// first use, so an unused fallback costs nothing.
+	fallback *zstd.Encoder
 }
 
 func newFrameEncoder(level int) (frameEncoder, error) {
-	return &cEncoder{level: level, ctxs: sync.Pool{New: func() any { return czstd.NewCtx() }}}, nil
+	fb, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)), zstd.WithEncoderCRC(true),
+		zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true))
+	if err != nil {
+		return nil, err
+	}
+	return &cEncoder{level: level, ctxs: sync.Pool{New: func() any { return czstd.NewCtx() }}, fallback: fb}, nil
 }
 
 // EncodeAll compresses src into one frame and adds the content
@@ -38,7 +48,11 @@ func (e *cEncoder) EncodeAll(src, dst []byte) []byte {
 	defer e.ctxs.Put(c)
 	out, err := c.CompressLevel(dst[:cap(dst)], src, e.level)
 	if err != nil || len(out) < 6 {
-		panic("libzstd: " + err.Error()) // only on allocation failure
+		// libzstd fails only when it cannot allocate; no output shorter
+		// than a frame header is a frame. klauspost's encoder writes the
+		// same standard frame (checksum included), so the archive stays
+		// whole.
+		return e.fallback.EncodeAll(src, dst[:0])
 	}
 	out[4] |= 0x04 // Frame_Header_Descriptor: Content_Checksum_flag
 	return binary.LittleEndian.AppendUint32(out, uint32(xxhash.Sum64(src)))

@@ -8,8 +8,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-const defaultLevel = 3
-
 // EncoderName says which zstd encoder writes frames.
 const EncoderName = "klauspost"
 
@@ -21,3 +19,7 @@ func newFrameEncoder(level int) (frameEncoder, error) {
 	}
 	return pooledEncoder{enc}, nil
 }
+
+type pooledEncoder struct{ e *zstd.Encoder }
+
+func (p pooledEncoder) EncodeAll(src, dst []byte) []byte { return p.e.EncodeAll(src, dst) }

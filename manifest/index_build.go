@@ -34,7 +34,7 @@ type IndexBuilder struct {
 	// (default os.TempDir()). The files are unlinked as they are made.
 	TempDir string
 	// Trailing is the data after the layer tar's end-of-archive marker,
-	// when ScanLayer found some.
+	// when ScanLayerWith found some.
 	Trailing *Trailing
 
 	entries  *sorter

@@ -131,15 +131,9 @@ func (b *refBuilder) Add(h *tar.Header, hdrOff, dataOff int64, sum hashing.Diges
 	b.recs = append(b.recs, &r)
 }
 
-// Build resolves the tree and encodes the index. It also returns the
-// layer's Merkle root over its entries and their count, as
+// buildWithRoot resolves the tree and encodes the index. It also returns
+// the layer's Merkle root over its entries and their count, as
 // (*Index).MerkleRoot computes them from the encoded index.
-func (b *refBuilder) build(layerSize int64) ([]byte, error) {
-	ib, _, _, err := b.buildWithRoot(layerSize)
-	return ib, err
-}
-
-// BuildWithRoot is Build returning the Merkle root and file count too.
 func (b *refBuilder) buildWithRoot(layerSize int64) ([]byte, hashing.Digest, int, error) {
 	if b.err != nil {
 		return nil, hashing.Digest{}, 0, b.err

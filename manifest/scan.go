@@ -17,7 +17,7 @@ import (
 )
 
 // Skipper is a reader that can pass over n bytes without copying them,
-// showing each piece to fn. ScanLayer uses it to hash file content in
+// showing each piece to fn. ScanLayerWith uses it to hash file content in
 // place, where the source's buffers are, instead of copying it out first.
 type Skipper interface {
 	io.Reader
@@ -82,18 +82,6 @@ func headerOnly(t byte) bool {
 	return false
 }
 
-// ScanLayer reads a layer tar from r to its very end, adding every entry to
-// b. hint, when set, is called with the offset of each entry's first header
-// block before the entry is read: a place where a frame may end.
-//
-// A layer whose tar structure breaks off is not an error here: what was read
-// is indexed and the break is returned as an anomaly, because the layer's
-// bytes are evidence whether or not they parse. Errors of the source (see
-// SourceReader and Skipper) are errors.
-func ScanLayer(r io.Reader, b *IndexBuilder, hint func(off int64)) (size int64, err error) {
-	return ScanLayerWith(r, b, hint, ScanOptions{})
-}
-
 // ScanOptions bound what a scan does beyond reading the source: a sparse
 // entry's holes expand to zeros that no source byte stands for, and are
 // hashed all the same.
@@ -111,7 +99,15 @@ type ScanOptions struct {
 // the scan may expand.
 var ErrTooSparse = errors.New("manifest: sparse files expand too much")
 
-// ScanLayerWith is ScanLayer within o's bounds.
+// ScanLayerWith reads a layer tar from r to its very end, adding every
+// entry to b, within o's bounds. hint, when set, is called with the offset
+// of each entry's first header block before the entry is read: a place
+// where a frame may end.
+//
+// A layer whose tar structure breaks off is not an error here: what was read
+// is indexed and the break is returned as an anomaly, because the layer's
+// bytes are evidence whether or not they parse. Errors of the source (see
+// SourceReader and Skipper) are errors.
 func ScanLayerWith(r io.Reader, b *IndexBuilder, hint func(off int64), o ScanOptions) (size int64, err error) {
 	var expanded int64
 	cr := &countingReader{r: r}
@@ -341,13 +337,13 @@ func sourceErr(err error) error {
 }
 
 // readError marks an error of the underlying reader (as opposed to a tar
-// format error) so ScanLayer reports it instead of indexing around it.
+// format error) so ScanLayerWith reports it instead of indexing around it.
 type readError struct{ err error }
 
 func (e readError) Error() string { return e.err.Error() }
 func (e readError) Unwrap() error { return e.err }
 
-// SourceError marks err as the source's, not the layer's: ScanLayer then
+// SourceError marks err as the source's, not the layer's: ScanLayerWith then
 // fails with it instead of recording a broken layer.
 func SourceError(err error) error {
 	if err == nil || err == io.EOF {
@@ -357,7 +353,7 @@ func SourceError(err error) error {
 }
 
 // SourceReader wraps r so that its errors are told apart from tar format
-// errors by ScanLayer.
+// errors by ScanLayerWith.
 func SourceReader(r io.Reader) io.Reader { return srcReader{r} }
 
 type srcReader struct{ r io.Reader }

@@ -22,6 +22,13 @@ import (
 // file reports is the digest of its bytes.
 func readLayer(t *testing.T, dir string) (map[string][]byte, []manifest.Anomaly) {
 	t.Helper()
+	files, _, anomalies := readLayerRaw(t, dir)
+	return files, anomalies
+}
+
+// readLayerRaw is readLayer that also returns the layer's bytes.
+func readLayerRaw(t *testing.T, dir string) (map[string][]byte, []byte, []manifest.Anomaly) {
+	t.Helper()
 	lf, err := newLayerFile(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +68,7 @@ func readLayer(t *testing.T, dir string) (map[string][]byte, []manifest.Anomaly)
 		}
 		out[h.Name] = c
 	}
-	return out, anomalies
+	return out, b, anomalies
 }
 
 // whole reports whether b is one whole version: n bytes, all one letter.

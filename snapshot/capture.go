@@ -90,13 +90,6 @@ func WriteIndex(w *manifest.Writer, manifests []descriptor) error {
 	return err
 }
 
-// CaptureImages writes every image of src into w: layers uncompressed and
-// checked against their diff_ids, each with its file index, then configs,
-// image manifests. The caller writes index.json (WriteIndex) and seals w.
-func CaptureImages(ctx context.Context, src *Source, w *manifest.Writer, opts Options) (*Captured, error) {
-	return newLayerSet().capture(ctx, src, w, opts)
-}
-
 // layerSet remembers the layers already in an archive, so that images from
 // several sources share them.
 type layerSet struct {

@@ -90,7 +90,6 @@ func (s fileStore) open(string) (io.ReadCloser, int64, error) {
 	return f, st.Size(), nil
 }
 func (s fileStore) exists(string) bool { return true }
-func (s fileStore) describe() string   { return s.path }
 func (s fileStore) key(string) string  { return s.path }
 
 // joinPath joins a name to a path inside a tree ("" is the root).

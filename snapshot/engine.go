@@ -183,9 +183,6 @@ func (e *Engine) wrap(err error, what string) error {
 	return fmt.Errorf("%w: %s: %v", ErrEngine, what, err)
 }
 
-// Client is the underlying engine client.
-func (e *Engine) Client() *client.Client { return e.c }
-
 // inspect returns a container's inspect record and its raw JSON.
 func (e *Engine) inspect(ctx context.Context, ref string) (container.InspectResponse, []byte, error) {
 	ci, raw, err := e.c.ContainerInspectWithRaw(ctx, ref, false)

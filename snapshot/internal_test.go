@@ -180,6 +180,54 @@ func TestProcessExitsMidDump(t *testing.T) {
 	}
 }
 
+// TestProcessZombieMidDump: the process exits once its core is begun but
+// is not reaped, so /proc keeps its entry while its memory is gone (reads
+// of /proc/PID/mem then return nothing, io.EOF). That is recorded as the
+// process exiting, as when it is reaped: the loss in Lost, every region
+// after it "process exited". Before, the chunk read's error was dropped
+// and each page was recorded as unreadable with "EOF", the exit unsaid.
+func TestProcessZombieMidDump(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	time.Sleep(50 * time.Millisecond)
+	sink := &memberSink{files: map[string][]byte{}}
+	stat := filepath.Join(procRoot, fmt.Sprint(cmd.Process.Pid), "stat")
+	sink.onBegin = func(string) {
+		cmd.Process.Signal(syscall.SIGKILL)
+		for i := 0; ; i++ {
+			b, err := os.ReadFile(stat)
+			if err == nil && strings.Contains(string(b), ") Z ") {
+				return
+			}
+			if i > 500 {
+				t.Fatalf("the process is not a zombie: %s %v", b, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	p, err := dumpProcess(cmd.Process.Pid, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p.Lost, "exited") || len(p.Unreadable) == 0 {
+		t.Errorf("the exit is not recorded: lost %q", p.Lost)
+	}
+	exited := false
+	for _, r := range p.Unreadable {
+		exited = exited || r.Reason == "process exited"
+		if strings.Contains(r.Reason, "EOF") {
+			t.Errorf("region %x-%x recorded as %q, not as the process's exit", r.Start, r.End, r.Reason)
+		}
+	}
+	if !exited {
+		t.Errorf("no region recorded as the process's exit: %+v", p.Unreadable)
+	}
+}
+
 func TestMemoryLimit(t *testing.T) {
 	old := MaxProcessMemory
 	defer func() { MaxProcessMemory = old }()
@@ -263,7 +311,7 @@ func layerIndex(t *testing.T, ents ...ent) *manifest.Index {
 	}
 	tw.Close()
 	b := &manifest.IndexBuilder{}
-	if _, err := manifest.ScanLayer(bytes.NewReader(buf.Bytes()), b, nil); err != nil {
+	if _, err := manifest.ScanLayerWith(bytes.NewReader(buf.Bytes()), b, nil, manifest.ScanOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	built, err := b.Resolve(int64(buf.Len()))

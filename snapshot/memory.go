@@ -221,12 +221,17 @@ func dumpProcess(pid int, mw memberWriter, progress func(string)) (manifest.Proc
 		for a := m.Start; a < m.End; {
 			n := min(uint64(len(buf)), m.End-a)
 			chunk := buf[:n]
-			var got int
 			if merr == nil && !gone {
-				got, err = mem.ReadAt(chunk, int64(a))
-				if got < int(n) {
+				got, err := mem.ReadAt(chunk, int64(a))
+				switch {
+				case got == int(n):
+				case exited(err):
+					gone = true
+					clear(chunk[got:])
+					addRegion(&p, a+uint64(got), a+n, "process exited")
+				default:
 					// Page by page: keep what can be read.
-					got = readPages(mem, chunk, a, &p, &gone)
+					readPages(mem, chunk, a, &p, &gone)
 				}
 			} else {
 				why := "process exited"
@@ -236,7 +241,6 @@ func dumpProcess(pid int, mw memberWriter, progress func(string)) (manifest.Proc
 				clear(chunk)
 				addRegion(&p, a, a+n, why)
 			}
-			_ = got
 			if err := mw.write(chunk); err != nil {
 				return p, err
 			}
@@ -284,7 +288,7 @@ func readPages(mem *os.File, chunk []byte, a uint64, p *manifest.Process, gone *
 				good += n
 				continue
 			}
-			if errors.Is(err, unix.ESRCH) || !procAlive(p.PID) {
+			if exited(err) || !procAlive(p.PID) {
 				*gone = true
 			}
 			clear(page[n:])
@@ -302,6 +306,13 @@ func readPages(mem *os.File, chunk []byte, a uint64, p *manifest.Process, gone *
 		addRegion(p, a+uint64(off), a+uint64(end), "process exited")
 	}
 	return good
+}
+
+// exited reports whether a read of /proc/PID/mem failed because the
+// process's memory is gone: it reads nothing (io.EOF) once the process has
+// exited, even while /proc keeps the entry of a zombie not yet reaped.
+func exited(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, unix.ESRCH)
 }
 
 func procAlive(pid int) bool {

@@ -28,7 +28,6 @@ type memStore struct {
 	files  map[string][]byte
 	layers map[string]int64  // streamed layer members: their size
 	links  map[string]string // symlinked members (legacy layout): target
-	desc   string
 }
 
 func (m *memStore) resolve(name string) string {
@@ -64,8 +63,6 @@ func (m *memStore) exists(name string) bool {
 	return a || b
 }
 
-func (m *memStore) describe() string { return m.desc }
-
 // saveStream captures one image from the engine's save stream into w.
 // diffIDs are the image's layers as the engine inspects them. It returns a
 // Source over the stream's metadata whose layers are all in layers.
@@ -79,7 +76,7 @@ func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Di
 	for _, d := range diffIDs {
 		want[d] = true
 	}
-	st := &memStore{files: map[string][]byte{}, layers: map[string]int64{}, links: map[string]string{}, desc: "engine save of " + ref}
+	st := &memStore{files: map[string][]byte{}, layers: map[string]int64{}, links: map[string]string{}}
 	tr := tar.NewReader(ctxReader{ctx, rc})
 	for {
 		h, err := tr.Next()

@@ -27,7 +27,6 @@ type store interface {
 	// open returns the named file and its size.
 	open(name string) (io.ReadCloser, int64, error)
 	exists(name string) bool
-	describe() string
 	// key names the file a name resolves to, so that a file reached
 	// under many names (links, aliases) is read once.
 	key(name string) string
@@ -158,8 +157,6 @@ func (s *tarStore) exists(name string) bool {
 	return err == nil
 }
 
-func (s *tarStore) describe() string { return s.path }
-
 func (s *tarStore) key(name string) string {
 	if m, err := s.resolve(name); err == nil {
 		return fmt.Sprint(m.off)
@@ -215,8 +212,6 @@ func (d *dirStore) exists(name string) bool {
 	st, err := d.root.Stat(name)
 	return err == nil && st.Mode().IsRegular()
 }
-
-func (d *dirStore) describe() string { return d.path }
 
 func (d *dirStore) Close() error { return d.root.Close() }
 

@@ -37,29 +37,37 @@ var errRouteUnsupported = errors.New("overlay upper directory uses redirects or 
 // With overlay false the directories are plain (a volume): character
 // devices stay devices and no xattr has a special meaning.
 func upperRoute(dirs []string, overlay bool, lf *layerFile, anomalies *[]manifest.Anomaly) error {
+	var roots []*dirFD
+	defer func() {
+		for _, d := range roots {
+			d.close()
+		}
+	}()
 	for _, d := range dirs {
-		if _, err := os.Stat(d); err != nil {
+		fd, err := openDir(unix.AT_FDCWD, d, d)
+		if err != nil {
 			return fmt.Errorf("opening the container's layer directory: %w", err)
+		}
+		roots = append(roots, fd)
+	}
+	// Names are read through /proc/self/fd (see entryAt.procPath): without
+	// /proc every name would look deleted.
+	if len(roots) > 0 {
+		if _, err := os.Stat(entryAt{dir: roots[0], name: "."}.procPath()); err != nil {
+			return fmt.Errorf("reading the container's layer directory needs /proc: %w", err)
 		}
 	}
 	links := map[[2]uint64]string{}
 	buf := make([]byte, 1<<20)
-	type found struct {
-		full string
-		st   unix.Stat_t
-	}
-	var walk func(layers []string, rel string) error
-	walk = func(layers []string, rel string) error {
+	var walk func(layers []*dirFD, rel string) error
+	walk = func(layers []*dirFD, rel string) error {
 		// Names from every layer that has this directory.
 		var names []string
 		seen := map[string]bool{}
 		for _, dir := range layers {
-			ents, err := readDirNames(dir)
+			ents, err := dir.names()
 			if err != nil {
-				if errors.Is(err, os.ErrNotExist) {
-					continue
-				}
-				return fmt.Errorf("reading %s: %w", dir, err)
+				return fmt.Errorf("reading %s: %w", dir.path, err)
 			}
 			for _, n := range ents {
 				if !seen[n] {
@@ -73,18 +81,17 @@ func upperRoute(dirs []string, overlay bool, lf *layerFile, anomalies *[]manifes
 			p := joinPath(rel, name)
 			// The topmost layer holding name decides; a directory merges
 			// with directories below it down to an opaque one.
-			var top []found
+			var top []entryAt
 			for _, dir := range layers {
-				full := filepath.Join(dir, name)
-				var st unix.Stat_t
-				if err := unix.Lstat(full, &st); err != nil {
+				e := entryAt{dir: dir, name: name}
+				if err := unix.Fstatat(dir.fd, name, &e.st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 					if errors.Is(err, unix.ENOENT) {
 						continue
 					}
-					return fmt.Errorf("reading %s: %w", full, err)
+					return fmt.Errorf("reading %s: %w", e.path(), err)
 				}
-				top = append(top, found{full, st})
-				if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				top = append(top, e)
+				if e.st.Mode&unix.S_IFMT != unix.S_IFDIR {
 					break
 				}
 			}
@@ -92,7 +99,10 @@ func upperRoute(dirs []string, overlay bool, lf *layerFile, anomalies *[]manifes
 				*anomalies = append(*anomalies, manifest.Anomaly{Path: p, Kind: "vanished", Detail: "deleted while the capture read the directory"})
 				continue
 			}
-			full, st := top[0].full, top[0].st
+			if statHook != nil {
+				statHook(top[0].path())
+			}
+			st := top[0].st
 			mode := st.Mode & unix.S_IFMT
 			if overlay && mode == unix.S_IFCHR && st.Rdev == 0 {
 				if err := lf.whiteout(rel, name); err != nil {
@@ -100,7 +110,11 @@ func upperRoute(dirs []string, overlay bool, lf *layerFile, anomalies *[]manifes
 				}
 				continue
 			}
-			xattrs, opaque, err := readXattrs(full, overlay)
+			xattrs, opaque, err := readXattrs(top[0], overlay)
+			if errors.Is(err, unix.ENOENT) {
+				*anomalies = append(*anomalies, vanished(p, err))
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -114,41 +128,38 @@ func upperRoute(dirs []string, overlay bool, lf *layerFile, anomalies *[]manifes
 			}
 			switch mode {
 			case unix.S_IFDIR:
-				var sub []string
-				for i, f := range top {
-					if f.st.Mode&unix.S_IFMT != unix.S_IFDIR {
-						break
-					}
-					sub = append(sub, f.full)
-					if i > 0 {
-						if _, op, err := readXattrs(f.full, overlay); err != nil {
-							return err
-						} else if op {
-							opaque = true
-						}
-					}
-					if opaque {
-						break
-					}
+				sub, gone, err := openSubdirs(top, overlay, &opaque)
+				if err != nil {
+					return err
+				}
+				if gone != nil {
+					*anomalies = append(*anomalies, vanished(p, gone))
+					continue
 				}
 				h.Typeflag = tar.TypeDir
 				h.Name += "/"
-				if err := lf.header(h); err != nil {
-					return err
+				err = lf.header(h)
+				if err == nil && opaque {
+					err = lf.opaque(p)
 				}
-				if opaque {
-					if err := lf.opaque(p); err != nil {
-						return err
-					}
+				if err == nil {
+					err = walk(sub, p)
 				}
-				if err := walk(sub, p); err != nil {
+				for _, d := range sub {
+					d.close()
+				}
+				if err != nil {
 					return err
 				}
 				continue
 			case unix.S_IFLNK:
-				t, err := os.Readlink(full)
+				t, err := readlinkat(top[0])
+				if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL) { // gone, or no longer a link
+					*anomalies = append(*anomalies, vanished(p, err))
+					continue
+				}
 				if err != nil {
-					return fmt.Errorf("reading link %s: %w", full, err)
+					return fmt.Errorf("reading link %s: %w", top[0].path(), err)
 				}
 				h.Typeflag, h.Linkname = tar.TypeSymlink, t
 			case unix.S_IFCHR, unix.S_IFBLK:
@@ -172,7 +183,7 @@ func upperRoute(dirs []string, overlay bool, lf *layerFile, anomalies *[]manifes
 					links[key] = p
 				}
 				h.Typeflag = tar.TypeReg
-				if err := storeFile(full, &st, h, lf, buf, p, anomalies); err != nil {
+				if err := storeFile(top[0], &st, h, lf, buf, p, anomalies); err != nil {
 					return err
 				}
 				continue
@@ -185,40 +196,152 @@ func upperRoute(dirs []string, overlay bool, lf *layerFile, anomalies *[]manifes
 		}
 		return nil
 	}
-	return walk(dirs, "")
+	return walk(roots, "")
 }
 
-// readDirNames lists a directory sorted by name, without following links
-// or changing its access time.
-func readDirNames(dir string) ([]string, error) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
+// dirFD is an open directory of the upper route. Everything below it is
+// reached from its descriptor one name at a time (fstatat, openat with
+// O_NOFOLLOW, readlinkat), never by a path: a running container may swap
+// a directory for a symlink to a host directory while the capture is
+// inside it, and a path through it would then be resolved on the host. The
+// descriptor stays on the directory that was opened, wherever it is moved.
+type dirFD struct {
+	fd int
+	// path is where the directory was when opened: for messages only.
+	path string
+}
+
+// openDir opens name under the directory at, without following a link
+// and without changing its access time (as root, or its owner).
+func openDir(at int, name, path string) (*dirFD, error) {
+	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(at, name, flags|unix.O_NOATIME, 0)
 	if errors.Is(err, unix.EPERM) {
-		fd, err = unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err = unix.Openat(at, name, flags, 0)
 	}
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	f := os.NewFile(uintptr(fd), dir)
+	return &dirFD{fd: fd, path: path}, nil
+}
+
+func (d *dirFD) close() { unix.Close(d.fd) }
+
+// names lists the directory sorted by name, through a descriptor of its
+// own (the listing moves its offset), opened from d's.
+func (d *dirFD) names() ([]string, error) {
+	l, err := openDir(d.fd, ".", d.path)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(l.fd), d.path)
 	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	sort.Strings(names)
 	return names, err
 }
 
-// readXattrs returns a path's xattrs except overlay's own, whether it is an
-// opaque directory, and errRouteUnsupported for redirects and metacopy.
-func readXattrs(p string, overlay bool) (map[string]string, bool, error) {
+// entryAt is a name in an open directory of the upper route, as lstat
+// found it there.
+type entryAt struct {
+	dir  *dirFD
+	name string
+	st   unix.Stat_t
+}
+
+func (e entryAt) path() string { return filepath.Join(e.dir.path, e.name) }
+
+// procPath names e for the calls that take no directory descriptor (the
+// xattr calls, and reopening a file held by an O_PATH descriptor): the
+// kernel resolves /proc/self/fd/N to the directory the descriptor holds,
+// not by its path, and the l- calls do not follow the last name.
+func (e entryAt) procPath() string { return fmt.Sprintf("/proc/self/fd/%d/%s", e.dir.fd, e.name) }
+
+// openSubdirs opens the directory top[0] and those it merges with below
+// it (down to an opaque one, which sets opaque). A layer's directory gone
+// or no longer a directory is left out; gone is set when the top one is,
+// and nothing is open then.
+func openSubdirs(top []entryAt, overlay bool, opaque *bool) (sub []*dirFD, gone error, err error) {
+	for i, f := range top {
+		if f.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			break
+		}
+		if i > 0 {
+			_, op, err := readXattrs(f, overlay)
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			if err != nil {
+				for _, d := range sub {
+					d.close()
+				}
+				return nil, nil, err
+			}
+			*opaque = *opaque || op
+		}
+		d, err := openDir(f.dir.fd, f.name, f.path())
+		switch {
+		case err == nil:
+			sub = append(sub, d)
+		case i == 0 && replaced(err):
+			return nil, err, nil
+		case !replaced(err):
+			for _, d := range sub {
+				d.close()
+			}
+			return nil, nil, fmt.Errorf("reading %s: %w", f.path(), err)
+		}
+		if *opaque {
+			break
+		}
+	}
+	return sub, nil, nil
+}
+
+// vanished records that p, found in its directory's listing, was gone or
+// another kind of file when it was read: a running container's doing.
+func vanished(p string, err error) manifest.Anomaly {
+	return manifest.Anomaly{Path: p, Kind: "vanished", Detail: fmt.Sprintf("deleted or replaced while the capture read the directory: %v", err)}
+}
+
+// replaced reports whether opening a name lstat had found failed because
+// it was deleted, or replaced by another kind of file (a symlink gives
+// ELOOP under O_NOFOLLOW), since.
+func replaced(err error) bool {
+	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR)
+}
+
+func readlinkat(e entryAt) (string, error) {
+	for n := 256; ; n *= 4 {
+		b := make([]byte, n)
+		k, err := unix.Readlinkat(e.dir.fd, e.name, b)
+		if err != nil {
+			return "", err
+		}
+		if k < n {
+			return string(b[:k]), nil
+		}
+		if n >= 1<<16 { // Linux refuses targets of PATH_MAX (4096) bytes or more
+			return "", fmt.Errorf("link target longer than %d bytes", n)
+		}
+	}
+}
+
+// readXattrs returns an entry's xattrs except overlay's own, whether it is
+// an opaque directory, and errRouteUnsupported for redirects and metacopy.
+func readXattrs(e entryAt, overlay bool) (map[string]string, bool, error) {
+	p := e.procPath()
 	sz, err := unix.Llistxattr(p, nil)
 	if err != nil || sz == 0 {
 		if errors.Is(err, unix.ENOTSUP) || err == nil {
 			return nil, false, nil
 		}
-		return nil, false, fmt.Errorf("listing xattrs of %s: %w", p, err)
+		return nil, false, fmt.Errorf("listing xattrs of %s: %w", e.path(), err)
 	}
 	lb := make([]byte, sz*2)
 	sz, err = unix.Llistxattr(p, lb)
 	if err != nil {
-		return nil, false, fmt.Errorf("listing xattrs of %s: %w", p, err)
+		return nil, false, fmt.Errorf("listing xattrs of %s: %w", e.path(), err)
 	}
 	var out map[string]string
 	opaque := false
@@ -226,7 +349,7 @@ func readXattrs(p string, overlay bool) (map[string]string, bool, error) {
 		if k == "" {
 			continue
 		}
-		v, err := getXattr(p, k)
+		v, err := getXattr(p, e.path(), k)
 		if err != nil {
 			return nil, false, err
 		}
@@ -238,7 +361,7 @@ func readXattrs(p string, overlay bool) (map[string]string, bool, error) {
 			case "opaque":
 				opaque = opaque || v == "y"
 			case "redirect", "metacopy":
-				return nil, false, fmt.Errorf("%w (%s on %s)", errRouteUnsupported, k, p)
+				return nil, false, fmt.Errorf("%w (%s on %s)", errRouteUnsupported, k, e.path())
 			}
 			continue
 		}
@@ -250,23 +373,29 @@ func readXattrs(p string, overlay bool) (map[string]string, bool, error) {
 	return out, opaque, nil
 }
 
-func getXattr(p, k string) (string, error) {
+// getXattr reads xattr k at p (a procPath; shown is for messages).
+func getXattr(p, shown, k string) (string, error) {
 	b := make([]byte, 256)
 	for {
 		n, err := unix.Lgetxattr(p, k, b)
 		if errors.Is(err, unix.ERANGE) {
 			b = make([]byte, len(b)*4)
 			if len(b) > 1<<20 {
-				return "", fmt.Errorf("xattr %s of %s is too large", k, p)
+				return "", fmt.Errorf("xattr %s of %s is too large", k, shown)
 			}
 			continue
 		}
 		if err != nil {
-			return "", fmt.Errorf("reading xattr %s of %s: %w", k, p, err)
+			return "", fmt.Errorf("reading xattr %s of %s: %w", k, shown, err)
 		}
 		return string(b[:n]), nil
 	}
 }
+
+// statHook, when a test sets it, runs after the capture found an entry
+// (lstat) and before it reads anything of it (xattrs, link, listing,
+// content): the moment a container would swap it.
+var statHook func(path string)
 
 // readHook, when a test sets it, runs after each read of a file's content
 // and before the file's state is compared: the test changes the file
@@ -322,11 +451,9 @@ func racy(ctime, start unix.Timespec) bool {
 // avoids it). A file smaller than buf is read into buf before anything is
 // written; a larger one is streamed into the layer and, when it changed,
 // taken back out of it before the second read.
-func storeFile(p string, st *unix.Stat_t, h *tar.Header, lf *layerFile, buf []byte, rel string, anomalies *[]manifest.Anomaly) error {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.EPERM) {
-		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	}
+func storeFile(e entryAt, st *unix.Stat_t, h *tar.Header, lf *layerFile, buf []byte, rel string, anomalies *[]manifest.Anomaly) error {
+	p := e.path()
+	fd, err := openRegular(e)
 	if err != nil {
 		// Gone or unreadable: recorded with the size lstat saw.
 		h.Size = st.Size
@@ -425,6 +552,40 @@ func storeFile(p string, st *unix.Stat_t, h *tar.Header, lf *layerFile, buf []by
 		}
 		return nil
 	}
+}
+
+// errNotRegular says a name that lstat found a regular file was something
+// else when it was opened.
+var errNotRegular = errors.New("no longer a regular file when opened")
+
+// openRegular opens the regular file e for reading, without changing its
+// access time. Only a regular file is ever opened: a running container
+// could put a device node (the host's disk, a watchdog that opening arms)
+// or a FIFO (whose open never returns) in place of a file between lstat
+// and open, so it is held first by an O_PATH descriptor, which opens
+// nothing, checked, and then reopened through that descriptor.
+func openRegular(e entryAt) (int, error) {
+	pfd, err := unix.Openat(e.dir.fd, e.name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: e.path(), Err: err}
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return -1, &os.PathError{Op: "stat", Path: e.path(), Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return -1, &os.PathError{Op: "open", Path: e.path(), Err: errNotRegular}
+	}
+	self := fmt.Sprintf("/proc/self/fd/%d", pfd)
+	fd, err := unix.Open(self, unix.O_RDONLY|unix.O_NOATIME|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EPERM) {
+		fd, err = unix.Open(self, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: e.path(), Err: err}
+	}
+	return fd, nil
 }
 
 // readAllAt reads f from its start into buf until EOF or buf is full.

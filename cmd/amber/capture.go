@@ -42,7 +42,7 @@ func (o *captureOptions) addFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.md5, "md5", false, "also write NAME.md5 for legacy tooling")
 	f.BoolVar(&o.sha1, "sha1", false, "also write NAME.sha1 for legacy tooling")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
-	f.IntVar(&o.level, "level", 0, "zstd level of the archive, 1 (fastest) to 19 (smallest); 0: the default (2 with libzstd, 3 with the pure-Go encoder)")
+	f.IntVar(&o.level, "level", 0, "zstd level of the archive, 1 (fastest) to 19 (smallest); 0: the default (2)")
 	f.BoolVar(&o.hashSource, "hash-source", false, "also record each source tarball's SHA-256 (one more read of it)")
 	f.Int64Var(&o.maxExpansion, "max-expansion", snapshot.DefaultMaxExpansion, "refuse a compressed layer that expands more than this many times (0: no limit)")
 	f.BoolVar(&o.shared, "shared", false, "write the archive and its sidecars as readable as the umask allows (0666 &^ umask, e.g. 0644), not 0600: it holds memory, environments and logs")
