@@ -342,93 +342,123 @@ func (v *View) route(c []string) (*Entry, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	ai := v.artifactIndex(a)
-	nl := len(a.Layers)
-	// tree resolves the rest of c inside layers from..upto of a (raw: one
-	// layer as stored), the tree's root at c[:at].
-	tree := func(upto int, raw bool, id, at int) (*Entry, []string, error) {
-		t, ds, err := v.layered(a, upto, raw)
-		if err != nil {
-			return nil, nil, err
-		}
-		e, err := v.treeEntry(t, ds, id, strings.Join(c[:at], "/"), c[at:])
-		return e, nil, err
-	}
+	r := artifactRoute{v: v, a: a, c: c, full: full, ai: v.artifactIndex(a), nl: len(a.Layers)}
 	switch kind {
 	case manifest.KindVolume:
 		// A named volume's contents: volumes/NAME is its tree's root.
-		return tree(0, true, v.viewID(ai, "layers", 0), 2)
+		return r.tree(0, true, v.viewID(r.ai, "layers", 0), 2)
 	case manifest.KindArtifact:
-		if len(c) == 2 {
-			return v.dir(full, c[1]), artifactNames(a, nil), nil
-		}
-		e, err := v.artifactEntry(a, full, c[2:])
-		if err != nil || !e.IsDir() {
-			return e, nil, err
-		}
-		return e, artifactNames(a, c[2:]), nil
+		return r.ociArtifact()
 	case manifest.KindContainer:
-		if len(c) == 2 {
-			names := append([]string{"changes", "pristine", "rootfs"}, memberNames(a, "")...)
-			sort.Strings(names)
-			return v.dir(full, c[1]), names, nil
-		}
-		switch c[2] {
-		case "rootfs":
-			return tree(nl-1, false, v.viewID(ai, "rootfs", 0), 3)
-		case "pristine":
-			if nl < 2 {
-				return nil, nil, notFound
-			}
-			return tree(nl-2, false, v.viewID(ai, "stages", nl-2), 3)
-		case "changes":
-			return tree(nl-1, true, v.viewID(ai, "layers", nl-1), 3)
-		}
-		rel := strings.Join(c[2:], "/")
-		e, err := v.memberEntry(a, full, rel)
-		if err != nil || !e.IsDir() {
-			return e, nil, err
-		}
-		return e, memberNames(a, rel), nil
+		return r.container()
 	}
-	// An image.
+	return r.image()
+}
+
+// artifactRoute resolves c below one artifact's directory (c[1] names a).
+type artifactRoute struct {
+	v      *View
+	a      *manifest.Artifact
+	c      []string
+	full   string
+	ai, nl int // the artifact's place in the manifest, its layer count
+}
+
+func (r artifactRoute) notFound() error { return fmt.Errorf("%w: %s", ErrNotFound, r.full) }
+
+// tree resolves the rest of c inside layers 0..upto of the artifact (raw:
+// layer upto alone, as stored), the tree's root at c[:at].
+func (r artifactRoute) tree(upto int, raw bool, id, at int) (*Entry, []string, error) {
+	t, ds, err := r.v.layered(r.a, upto, raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := r.v.treeEntry(t, ds, id, strings.Join(r.c[:at], "/"), r.c[at:])
+	return e, nil, err
+}
+
+func (r artifactRoute) ociArtifact() (*Entry, []string, error) {
+	if len(r.c) == 2 {
+		return r.v.dir(r.full, r.c[1]), artifactNames(r.a, nil), nil
+	}
+	e, err := r.v.artifactEntry(r.a, r.full, r.c[2:])
+	if err != nil || !e.IsDir() {
+		return e, nil, err
+	}
+	return e, artifactNames(r.a, r.c[2:]), nil
+}
+
+func (r artifactRoute) container() (*Entry, []string, error) {
+	c, v, a, ai, nl := r.c, r.v, r.a, r.ai, r.nl
 	if len(c) == 2 {
-		return v.dir(full, c[1]), []string{"Dockerfile", "config.json", "history", "layers", "rootfs", "stages"}, nil
+		names := append([]string{"changes", "pristine", "rootfs"}, memberNames(a, "")...)
+		sort.Strings(names)
+		return v.dir(r.full, c[1]), names, nil
+	}
+	switch c[2] {
+	case "rootfs":
+		return r.tree(nl-1, false, v.viewID(ai, "rootfs", 0), 3)
+	case "pristine":
+		if nl < 2 {
+			return nil, nil, r.notFound()
+		}
+		return r.tree(nl-2, false, v.viewID(ai, "stages", nl-2), 3)
+	case "changes":
+		return r.tree(nl-1, true, v.viewID(ai, "layers", nl-1), 3)
+	}
+	rel := strings.Join(c[2:], "/")
+	e, err := v.memberEntry(a, r.full, rel)
+	if err != nil || !e.IsDir() {
+		return e, nil, err
+	}
+	return e, memberNames(a, rel), nil
+}
+
+func (r artifactRoute) image() (*Entry, []string, error) {
+	c, v, a, ai, nl := r.c, r.v, r.a, r.ai, r.nl
+	if len(c) == 2 {
+		return v.dir(r.full, c[1]), []string{"Dockerfile", "config.json", "history", "layers", "rootfs", "stages"}, nil
 	}
 	switch c[2] {
 	case "config.json", "history", "Dockerfile":
 		if len(c) != 3 {
-			return nil, nil, notFound
+			return nil, nil, r.notFound()
 		}
-		b, err := v.configFile(a, c[2], full)
+		b, err := v.configFile(a, c[2], r.full)
 		if err != nil {
 			return nil, nil, err
 		}
-		return v.file(full, c[2], b), nil, nil
+		return v.file(r.full, c[2], b), nil, nil
 	case "rootfs":
-		return tree(nl-1, false, v.viewID(ai, "rootfs", 0), 3)
+		return r.tree(nl-1, false, v.viewID(ai, "rootfs", 0), 3)
 	case "layers", "stages":
-		if len(c) == 3 {
-			var names []string
-			for i := range a.Layers {
-				names = append(names, strconv.Itoa(i))
-				if c[2] == "layers" && a.Layers[i].Trailing != nil {
-					names = append(names, strconv.Itoa(i)+trailingSuffix)
-				}
-			}
-			return v.dir(full, c[2]), names, nil
-		}
-		if c[2] == "layers" && len(c) == 4 && strings.HasSuffix(c[3], trailingSuffix) {
-			e, err := v.trailing(a, full)
-			return e, nil, err
-		}
-		n, err := strconv.Atoi(c[3])
-		if err != nil || n < 0 || n >= nl || strconv.Itoa(n) != c[3] {
-			return nil, nil, fmt.Errorf("%w: %s (image %s has layers 0 to %d)", ErrNotFound, full, a.Name, nl-1)
-		}
-		return tree(n, c[2] == "layers", v.viewID(ai, c[2], n), 4)
+		return r.layerDirs()
 	}
-	return nil, nil, notFound
+	return nil, nil, r.notFound()
+}
+
+// layerDirs resolves images/NAME/layers/... and stages/...
+func (r artifactRoute) layerDirs() (*Entry, []string, error) {
+	c, v, a, nl := r.c, r.v, r.a, r.nl
+	if len(c) == 3 {
+		var names []string
+		for i := range a.Layers {
+			names = append(names, strconv.Itoa(i))
+			if c[2] == "layers" && a.Layers[i].Trailing != nil {
+				names = append(names, strconv.Itoa(i)+trailingSuffix)
+			}
+		}
+		return v.dir(r.full, c[2]), names, nil
+	}
+	if c[2] == "layers" && len(c) == 4 && strings.HasSuffix(c[3], trailingSuffix) {
+		e, err := v.trailing(a, r.full)
+		return e, nil, err
+	}
+	n, err := strconv.Atoi(c[3])
+	if err != nil || n < 0 || n >= nl || strconv.Itoa(n) != c[3] {
+		return nil, nil, fmt.Errorf("%w: %s (image %s has layers 0 to %d)", ErrNotFound, r.full, a.Name, nl-1)
+	}
+	return r.tree(n, c[2] == "layers", v.viewID(r.ai, c[2], n), 4)
 }
 
 // configFile is an image's config.json as stored, or its history or
