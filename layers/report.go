@@ -60,139 +60,162 @@ type Report struct {
 func Reports(ixs []*manifest.Index) ([]Report, error) {
 	var out []Report
 	for n := range ixs {
-		rep := Report{Index: n}
-		below := &Stack{Indexes: ixs[:n]}
-		ix := ixs[n]
-		var walk func(dir uint32, dirPath string) error
-		walk = func(dir uint32, dirPath string) error {
-			first, cnt := ix.Children(dir)
-			present := map[string]bool{}
-			opaque := false
-			for k := first; k < first+cnt; k++ {
-				r, err := ix.Record(k)
-				if err != nil {
-					return err
-				}
-				name := r.Name()
-				present[name] = true
-				if name == OpaqueMarker {
-					opaque = true
-				}
-			}
-			for k := first; k < first+cnt; k++ {
-				r, err := ix.Record(k)
-				if err != nil {
-					return err
-				}
-				name := r.Name()
-				p := JoinRel(dirPath, name)
-				switch {
-				case name == OpaqueMarker:
-					continue
-				case IsMarker(name):
-					target := JoinRel(dirPath, strings.TrimPrefix(name, WhiteoutPrefix))
-					if old, ok, err := below.Lookup(target); err != nil {
-						return err
-					} else if ok && n > 0 {
-						ch := PathChange{Kind: 'D', Path: "/" + target, Size: fileSize(&old.Rec)}
-						if err := linkInfo(ixs[old.Layer], &old.Rec, &ch); err != nil {
-							return err
-						}
-						rep.Changes = append(rep.Changes, ch)
-					}
-					continue
-				}
-				if !r.Has(manifest.FlagImplicit) {
-					old, ok, err := below.Lookup(p)
-					if err != nil {
-						return err
-					}
-					if n == 0 {
-						ok = false
-					}
-					ch := PathChange{Kind: 'A', Path: "/" + p, Size: fileSize(&r), dir: r.Type == manifest.TypeDir}
-					if err := linkInfo(ix, &r, &ch); err != nil {
-						return err
-					}
-					switch {
-					case !ok:
-						rep.Changes = append(rep.Changes, ch)
-					case r.Type == manifest.TypeDir && old.Rec.Type == manifest.TypeDir && !dirDiffers(&old.Rec, &r):
-						// The directory is only on the way to something.
-					default:
-						ch.Kind = 'C'
-						rep.Changes = append(rep.Changes, ch)
-					}
-				}
-				if r.Type == manifest.TypeDir {
-					if err := walk(k, p); err != nil {
-						return err
-					}
-				}
-			}
-			// A marker at the root hides nothing: overlayfs ignores it
-			// (see view's walk).
-			if opaque && n > 0 && dir != 0 {
-				kids, err := below.ReadDir(dirPath)
-				if err != nil {
-					return err
-				}
-				for _, kd := range kids {
-					if !present[kd.Rec.Name()] {
-						ch := PathChange{Kind: 'D', Path: "/" + JoinRel(dirPath, kd.Rec.Name()), Size: fileSize(&kd.Rec)}
-						if err := linkInfo(ixs[kd.Layer], &kd.Rec, &ch); err != nil {
-							return err
-						}
-						rep.Changes = append(rep.Changes, ch)
-					}
-				}
-			}
-			return nil
-		}
-		if ix.Len() > 0 {
-			if err := walk(0, ""); err != nil {
+		lr := &layerReport{ixs: ixs, n: n, below: &Stack{Indexes: ixs[:n]}, rep: Report{Index: n}}
+		if ixs[n].Len() > 0 {
+			if err := lr.walk(0, ""); err != nil {
 				return nil, err
 			}
 		}
-		// What later layers did to what this one added or modified.
-		for i := range rep.Changes {
-			ch := &rep.Changes[i]
-			switch ch.Kind {
-			case 'A':
-				rep.Added++
-			case 'C':
-				rep.Changed++
-			case 'D':
-				rep.Deleted++
-				continue
-			}
-			for m := n + 1; m < len(ixs); m++ {
-				node, ok, err := (&Stack{Indexes: ixs[:m+1]}).Lookup(strings.TrimPrefix(ch.Path, "/"))
-				if err != nil {
-					return nil, err
-				}
-				switch {
-				case !ok:
-					ch.Fate, ch.FateLayer = "deleted", m
-				case !ch.dir && node.Layer != n:
-					// Anything a later layer puts at a file's path hides
-					// it, a directory too (an implied one included).
-					ch.Fate, ch.FateLayer = "overwritten", m
-				case ch.dir && node.Layer == m && node.Rec.Type != manifest.TypeDir:
-					// A later directory is merged with this one; only
-					// something else replaces it.
-					ch.Fate, ch.FateLayer = "overwritten", m
-				default:
-					continue
-				}
-				break
-			}
+		if err := lr.fates(); err != nil {
+			return nil, err
 		}
+		rep := lr.rep
 		sort.SliceStable(rep.Changes, func(i, j int) bool { return rep.Changes[i].Path < rep.Changes[j].Path })
 		rep.Wasted = wasted(rep.Changes)
 		out = append(out, rep)
 	}
 	return out, nil
+}
+
+// layerReport builds the report of layer n of ixs.
+type layerReport struct {
+	ixs   []*manifest.Index
+	n     int
+	below *Stack
+	rep   Report
+}
+
+// add records a change of a path whose record r is in index ix.
+func (lr *layerReport) add(ix *manifest.Index, r *manifest.Record, ch PathChange) error {
+	if err := linkInfo(ix, r, &ch); err != nil {
+		return err
+	}
+	lr.rep.Changes = append(lr.rep.Changes, ch)
+	return nil
+}
+
+// walk lists what directory dir (at dirPath) of the layer changes.
+func (lr *layerReport) walk(dir uint32, dirPath string) error {
+	ix := lr.ixs[lr.n]
+	first, cnt := ix.Children(dir)
+	present := map[string]bool{}
+	opaque := false
+	for k := first; k < first+cnt; k++ {
+		r, err := ix.Record(k)
+		if err != nil {
+			return err
+		}
+		present[r.Name()] = true
+		opaque = opaque || r.Name() == OpaqueMarker
+	}
+	for k := first; k < first+cnt; k++ {
+		r, err := ix.Record(k)
+		if err != nil {
+			return err
+		}
+		if err := lr.entry(k, &r, dirPath); err != nil {
+			return err
+		}
+	}
+	// A marker at the root hides nothing: overlayfs ignores it (see
+	// Stack's walk).
+	if !opaque || lr.n == 0 || dir == 0 {
+		return nil
+	}
+	kids, err := lr.below.ReadDir(dirPath)
+	if err != nil {
+		return err
+	}
+	for _, kd := range kids {
+		if !present[kd.Rec.Name()] {
+			ch := PathChange{Kind: 'D', Path: "/" + JoinRel(dirPath, kd.Rec.Name()), Size: fileSize(&kd.Rec)}
+			if err := lr.add(lr.ixs[kd.Layer], &kd.Rec, ch); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// entry lists what record r (number k) of the layer, in dirPath, changes,
+// and walks it if it is a directory.
+func (lr *layerReport) entry(k uint32, r *manifest.Record, dirPath string) error {
+	ix, name := lr.ixs[lr.n], r.Name()
+	p := JoinRel(dirPath, name)
+	switch {
+	case name == OpaqueMarker:
+		return nil
+	case IsMarker(name):
+		target := JoinRel(dirPath, strings.TrimPrefix(name, WhiteoutPrefix))
+		old, ok, err := lr.below.Lookup(target)
+		if err != nil || !ok || lr.n == 0 {
+			return err
+		}
+		return lr.add(lr.ixs[old.Layer], &old.Rec, PathChange{Kind: 'D', Path: "/" + target, Size: fileSize(&old.Rec)})
+	}
+	if !r.Has(manifest.FlagImplicit) {
+		old, ok, err := lr.below.Lookup(p)
+		if err != nil {
+			return err
+		}
+		ch := PathChange{Kind: 'A', Path: "/" + p, Size: fileSize(r), dir: r.Type == manifest.TypeDir}
+		switch {
+		case !ok || lr.n == 0:
+			err = lr.add(ix, r, ch)
+		case r.Type == manifest.TypeDir && old.Rec.Type == manifest.TypeDir && !dirDiffers(&old.Rec, r):
+			// The directory is only on the way to something.
+		default:
+			ch.Kind = 'C'
+			err = lr.add(ix, r, ch)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if r.Type == manifest.TypeDir {
+		return lr.walk(k, p)
+	}
+	return nil
+}
+
+// fates counts the changes and says what later layers did to what this
+// one added or modified.
+func (lr *layerReport) fates() error {
+	rep, n, ixs := &lr.rep, lr.n, lr.ixs
+	for i := range rep.Changes {
+		ch := &rep.Changes[i]
+		switch ch.Kind {
+		case 'A':
+			rep.Added++
+		case 'C':
+			rep.Changed++
+		case 'D':
+			rep.Deleted++
+			continue
+		}
+		for m := n + 1; m < len(ixs); m++ {
+			node, ok, err := (&Stack{Indexes: ixs[:m+1]}).Lookup(strings.TrimPrefix(ch.Path, "/"))
+			if err != nil {
+				return err
+			}
+			switch {
+			case !ok:
+				ch.Fate, ch.FateLayer = "deleted", m
+			case !ch.dir && node.Layer != n:
+				// Anything a later layer puts at a file's path hides
+				// it, a directory too (an implied one included).
+				ch.Fate, ch.FateLayer = "overwritten", m
+			case ch.dir && node.Layer == m && node.Rec.Type != manifest.TypeDir:
+				// A later directory is merged with this one; only
+				// something else replaces it.
+				ch.Fate, ch.FateLayer = "overwritten", m
+			default:
+				continue
+			}
+			break
+		}
+	}
+	return nil
 }
 
 // JoinRel joins a name to a path inside a tree ("" is the root).
