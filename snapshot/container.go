@@ -75,7 +75,7 @@ type session struct {
 func newSession(tool manifest.Tool, c manifest.Case, cmdline []string) *session {
 	m := &manifest.Manifest{Tool: tool, Case: c}
 	m.Acquisition.Started = time.Now().UTC()
-	HostInfo(&m.Acquisition)
+	manifest.HostInfo(&m.Acquisition)
 	m.Acquisition.CommandLine = cmdline
 	return &session{m: m, chain: manifest.NewChain(hashing.Digest{}, 0), actor: Actor(c, m.Acquisition), volumes: map[string]*manifest.Artifact{}}
 }

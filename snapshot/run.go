@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -53,7 +51,7 @@ type Host struct {
 
 func (h *Host) fill(a *manifest.Acquisition) {
 	if h == nil {
-		HostInfo(a)
+		manifest.HostInfo(a)
 		return
 	}
 	a.Host, a.OS, a.Kernel, a.User, a.UID = h.Name, h.OS, h.Kernel, h.User, h.UID
@@ -71,21 +69,6 @@ type Result struct {
 	Sealed   *manifest.Sealed
 	Manifest *manifest.Manifest
 	Sidecars []string
-}
-
-// HostInfo fills the acquisition record's host fields.
-func HostInfo(a *manifest.Acquisition) {
-	a.Host, _ = os.Hostname()
-	a.OS = runtime.GOOS + "/" + runtime.GOARCH
-	if k := kernelName(); k != "" {
-		a.Kernel = k
-	}
-	a.UID = os.Getuid()
-	if cu, err := user.Current(); err == nil {
-		a.User = cu.Username
-	} else {
-		a.User = fmt.Sprint(a.UID)
-	}
 }
 
 // Actor names who acts: the examiner if given, else the OS user.

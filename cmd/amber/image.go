@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/amber-forensics/amber/imageconfig"
 	"github.com/amber-forensics/amber/internal/textsafe"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot"
 	"github.com/amber-forensics/amber/view"
 )
 
@@ -33,22 +33,23 @@ func (e *env) openAnyPlain(p string) (*manifest.Archive, func(), bool, error) {
 }
 
 func (e *env) openArchiveOrSource(p string) (*manifest.Archive, func(), error) {
-	a, err := manifest.Open(p)
-	if err == nil {
-		return a, func() { a.Close() }, nil
-	}
-	if !errors.Is(err, manifest.ErrNotArchive) && !isDir(p) {
+	a, plain, done, err := snapshot.OpenAny(e.ctx, p, manifest.Tool{Name: "amber", Version: version}, e.args)
+	if err != nil {
 		return nil, nil, err
 	}
-	a, cleanup, ierr := e.indexSource(p)
-	if ierr != nil {
-		return nil, nil, ierr
+	if plain {
+		e.notePlain(p)
+		if e.plain == nil {
+			e.plain = map[string]bool{}
+		}
+		e.plain[p] = true
 	}
-	if e.plain == nil {
-		e.plain = map[string]bool{}
-	}
-	e.plain[p] = true
-	return a, func() { a.Close(); cleanup() }, nil
+	return a, done, nil
+}
+
+// notePlain says that p was indexed into a temporary archive.
+func (e *env) notePlain(p string) {
+	fmt.Fprintf(e.stderr, "amber: %s is not an amber archive: indexed into a temporary archive (removed when amber is done with it); 'amber capture image' keeps evidence\n", p)
 }
 
 // artifactArg resolves "images/NAME" or "containers/NAME" (or nothing,

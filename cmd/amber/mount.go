@@ -3,13 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/amber-forensics/amber/manifest"
-	"github.com/amber-forensics/amber/snapshot"
 )
 
 type mountOptions struct {
@@ -97,10 +94,7 @@ unmount the evidence disk or the system's own mounts.`,
 }
 
 func (e *env) custodyEvent(archive string, a *manifest.Archive, action string, details map[string]string) {
-	var acq manifest.Acquisition
-	snapshot.HostInfo(&acq)
-	ev := manifest.Event{Time: time.Now(), Actor: acq.User, Host: acq.Host, Action: action, Details: details}
-	if err := manifest.AppendCustody(archive+".custody.jsonl", a.Manifest.Custody.Head, a.Manifest.Custody.Events, ev); err != nil {
+	if _, _, err := manifest.NewRecorder().Record(archive, a.Manifest, action, details); err != nil {
 		fmt.Fprintf(e.stderr, "amber: warning: could not record %q in the custody log: %s\n", action, escapeName(err.Error()))
 	}
 }
@@ -113,30 +107,4 @@ func (c *childError) Error() string { return c.msg }
 func isDir(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.IsDir()
-}
-
-// indexSource captures an image source into a temporary archive (fast
-// zstd level 1) and opens it; cleanup removes it.
-func (e *env) indexSource(src string) (*manifest.Archive, func(), error) {
-	tmp, err := os.MkdirTemp("", "amber-mount-")
-	if err != nil {
-		return nil, nil, err
-	}
-	cleanup := func() { os.RemoveAll(tmp) }
-	out := filepath.Join(tmp, "index.tar.zst")
-	_, err = snapshot.CaptureImageFiles(e.ctx, snapshot.Request{
-		Sources: []string{src}, Output: out, Level: 1, CommandLine: e.args,
-		Tool: manifest.Tool{Name: "amber", Version: version}, Options: snapshot.Options{MaxExpansion: snapshot.DefaultMaxExpansion},
-	})
-	if err != nil {
-		cleanup()
-		return nil, nil, fmt.Errorf("%s is neither an amber archive nor a readable image source: %w", src, err)
-	}
-	a, err := manifest.Open(out)
-	if err != nil {
-		cleanup()
-		return nil, nil, err
-	}
-	fmt.Fprintf(e.stderr, "amber: %s is not an amber archive: indexed into a temporary archive (removed when amber is done with it); 'amber capture image' keeps evidence\n", src)
-	return a, cleanup, nil
 }

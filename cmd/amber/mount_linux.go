@@ -19,6 +19,7 @@ import (
 
 	"github.com/amber-forensics/amber/fusefs"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot"
 )
 
 // rebasedNote says how a mount with --rebase-links shows symlinks.
@@ -86,23 +87,19 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 	// ceiling under the live heap makes the collector run without pause.
 	stopLimit := adaptMemoryLimit(96<<20, time.Second)
 	defer stopLimit()
-	a, err := manifest.Open(archive)
-	if errors.Is(err, manifest.ErrNotArchive) || isDir(archive) {
-		// A plain docker-save tarball or OCI layout: index it into a
-		// temporary archive, removed at unmount. It is a view, not
-		// evidence: nothing goes into a custody log.
-		var cleanup func()
-		a, cleanup, err = e.indexSource(archive)
-		if cleanup != nil {
-			defer cleanup()
-		}
-		o.noLog = true
-	}
+	// A plain docker-save tarball or OCI layout is indexed into a
+	// temporary archive, removed at unmount. It is a view, not evidence:
+	// nothing goes into a custody log.
+	a, plain, closeArchive, err := snapshot.OpenAny(e.ctx, archive, manifest.Tool{Name: "amber", Version: version}, e.args)
 	if err != nil {
 		ready(err)
 		return err
 	}
-	defer a.Close()
+	defer closeArchive()
+	if plain {
+		e.notePlain(archive)
+		o.noLog = true
+	}
 	absDir, _ := filepath.Abs(dir)
 	// A log line names evidence (a path of the archive): escaped.
 	server, err := fusefs.Mount(a, dir, fusefs.Options{AllowOther: o.allowOther, Debug: o.debug, RebaseLinks: o.rebaseLinks,

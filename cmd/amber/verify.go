@@ -13,7 +13,6 @@ import (
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
-	"github.com/amber-forensics/amber/snapshot"
 )
 
 type verifyOptions struct {
@@ -120,11 +119,8 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 		if !r.OK() {
 			result = fmt.Sprintf("FAILED (%d problems)", len(r.Problems))
 		}
-		var acq manifest.Acquisition
-		snapshot.HostInfo(&acq)
-		ev := manifest.Event{Time: time.Now(), Actor: acq.User, Host: acq.Host, Action: "verified",
-			Details: map[string]string{"result": result, "sha256": r.SHA256.Hex(), "tool": "amber " + version, "seconds": fmt.Sprintf("%.1f", time.Since(start).Seconds())}}
-		head, seq, err := manifest.AppendCustodyHead(path+".custody.jsonl", r.Manifest.Custody.Head, r.Manifest.Custody.Events, ev)
+		head, seq, err := manifest.NewRecorder().Record(path, r.Manifest, "verified",
+			map[string]string{"result": result, "sha256": r.SHA256.Hex(), "tool": "amber " + version, "seconds": fmt.Sprintf("%.1f", time.Since(start).Seconds())})
 		switch {
 		case err == nil:
 			if !r.CustodyHead.IsZero() {

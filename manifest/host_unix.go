@@ -1,6 +1,6 @@
 //go:build unix
 
-package snapshot
+package manifest
 
 import "golang.org/x/sys/unix"
 
