@@ -2,6 +2,7 @@ package manifest_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot"
 )
 
 func captureBig(t *testing.T) string {
@@ -170,7 +172,7 @@ func TestTruncated(t *testing.T) {
 	}
 }
 
-// TestIndexLimit: a layer past MaxIndexStrings is refused at capture; one
+// TestIndexLimit: a layer past its builder's MaxStrings is refused at capture; one
 // captured under a raised limit still verifies under the default (the
 // rebuilt index may be as large as the stored one), and a scan under the
 // low limit stops with ErrIndexTooBig.
@@ -183,15 +185,20 @@ func TestIndexLimit(t *testing.T) {
 	}
 	layer := fixture.Layer(es...)
 	img := fixture.Image{Tags: []string{"deep:1"}, Layers: [][]byte{layer}}
-	defer func(old int64) { manifest.MaxIndexStrings = old }(manifest.MaxIndexStrings)
-	manifest.MaxIndexStrings = 1 << 20
-	b := &manifest.IndexBuilder{}
-	if _, err := manifest.ScanLayer(bytes.NewReader(layer), b, nil); !errors.Is(err, manifest.ErrIndexTooBig) {
+	b := &manifest.IndexBuilder{MaxStrings: 1 << 20}
+	if _, err := manifest.ScanLayerWith(bytes.NewReader(layer), b, nil, manifest.ScanOptions{}); !errors.Is(err, manifest.ErrIndexTooBig) {
 		t.Fatalf("scan under a 1 MiB limit: %v", err)
 	}
-	manifest.MaxIndexStrings = 0
-	arch := fixture.Capture(t, t.TempDir(), "deep", img)
-	manifest.MaxIndexStrings = 1 << 20
+	dir := t.TempDir()
+	src := filepath.Join(dir, "deep.src.tar")
+	if err := fixture.DockerSave(src, img); err != nil {
+		t.Fatal(err)
+	}
+	arch := filepath.Join(dir, "deep.tar.zst")
+	if _, err := snapshot.CaptureImageFiles(context.Background(), snapshot.Request{Sources: []string{src}, Output: arch,
+		Tool: manifest.Tool{Name: "amber", Version: "test"}, Options: snapshot.Options{MaxIndexStrings: -1}}); err != nil {
+		t.Fatalf("capture without a limit: %v", err)
+	}
 	r, err := manifest.Verify(arch, manifest.VerifyOptions{})
 	if err != nil || !r.OK() {
 		t.Fatalf("an archive captured under a raised limit does not verify: %v %v", err, r.Problems)

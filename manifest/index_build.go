@@ -27,8 +27,11 @@ import (
 // ~400 MB of temp space at the peak and tens of MiB of memory.
 type IndexBuilder struct {
 	Anomalies []Anomaly
-	// MaxStrings overrides MaxIndexStrings for this layer (0: use it;
-	// negative: no limit).
+	// MaxStrings bounds the bytes of names, link targets and xattrs the
+	// layer's index may hold (0: DefaultMaxIndexStrings; negative: no
+	// limit). The index stores each entry's full path, so a hostile layer
+	// (a directory chain 100,000 deep) would make an index in the square of
+	// its depth; past the limit the layer is refused.
 	MaxStrings int64
 	// TempDir is where the build spills what does not fit in memory
 	// (default os.TempDir()). The files are unlinked as they are made.
@@ -49,17 +52,11 @@ type IndexBuilder struct {
 	kindSeq []string
 }
 
-// MaxIndexStrings bounds the bytes of names, link targets and xattrs one
-// layer's index may hold (0: no limit). The index stores each entry's full
-// path, so a hostile layer (a directory chain 100,000 deep) would make an
-// index in the square of its depth; past the limit the layer is refused.
-var MaxIndexStrings int64 = DefaultMaxIndexStrings
-
 // DefaultMaxIndexStrings allows a layer of two million files with paths of
 // 128 bytes.
 const DefaultMaxIndexStrings = 256 << 20
 
-// ErrIndexTooBig reports a layer whose index would exceed MaxIndexStrings.
+// ErrIndexTooBig reports a layer whose index would pass its builder's MaxStrings.
 var ErrIndexTooBig = errors.New("manifest: layer too large to index")
 
 // maxAnomalies is how many anomalies of one kind a layer lists; past it
@@ -133,9 +130,9 @@ func (b *IndexBuilder) Add(h *tar.Header, hdrOff, dataOff int64, sum hashing.Dig
 			b.strBytes += int64(len(k) + len(v))
 		}
 	}
-	limit := MaxIndexStrings
-	if b.MaxStrings != 0 {
-		limit = b.MaxStrings
+	limit := b.MaxStrings
+	if limit == 0 {
+		limit = DefaultMaxIndexStrings
 	}
 	if limit > 0 && b.strBytes > limit {
 		b.fail(fmt.Errorf("%w: its names, link targets and xattrs pass %d MiB at entry %d (%.80q..., %d levels deep); --max-index-mib raises the limit",

@@ -22,7 +22,7 @@ type refBuilder struct {
 	entries   uint32
 	strBytes  int64
 	err       error
-	// MaxStrings overrides MaxIndexStrings for this layer (0: use it;
+	// MaxStrings as IndexBuilder's (0: DefaultMaxIndexStrings;
 	// negative: no limit).
 	MaxStrings int64
 }
@@ -49,9 +49,9 @@ func (b *refBuilder) Add(h *tar.Header, hdrOff, dataOff int64, sum hashing.Diges
 			b.strBytes += int64(len(k) + len(v))
 		}
 	}
-	limit := MaxIndexStrings
-	if b.MaxStrings != 0 {
-		limit = b.MaxStrings
+	limit := b.MaxStrings
+	if limit == 0 {
+		limit = DefaultMaxIndexStrings
 	}
 	if limit > 0 && b.strBytes > limit {
 		b.err = fmt.Errorf("%w: its names, link targets and xattrs pass %d MiB at entry %d (%.80q..., %d levels deep); --max-index-mib raises the limit",

@@ -504,8 +504,8 @@ func (v *verifier) checkContent(pr *posReader, e Entry) {
 		// verifies), not by what a hostile layer would need.
 		b := &IndexBuilder{}
 		defer b.Close()
-		if ie, ok := v.a.Blob(IndexName(layer.Digest)); ok && MaxIndexStrings > 0 {
-			b.MaxStrings = max(MaxIndexStrings, 2*ie.Size+1<<20)
+		if ie, ok := v.a.Blob(IndexName(layer.Digest)); ok {
+			b.MaxStrings = max(DefaultMaxIndexStrings, 2*ie.Size+1<<20)
 		}
 		n, err = ScanLayerWith(SourceReader(io.TeeReader(lr, h)), b, nil, ScanOptions{Ctx: v.opts.Ctx})
 		if v.local(where, err) {

@@ -30,6 +30,10 @@ type Options struct {
 	// Perm is asked for the archive and its sidecars (the umask
 	// applies); 0: 0600 (manifest.WriterOptions.Perm).
 	Perm os.FileMode
+	// MaxIndexStrings bounds the names, link targets and xattrs of one
+	// layer's index (0: manifest.DefaultMaxIndexStrings; negative: no
+	// limit): a hostile directory chain is refused past it.
+	MaxIndexStrings int64
 	// keepIndexes: every layer's parsed index is kept for later (a
 	// container's change list needs its image's): a large one is read in
 	// pages from a temp file.
@@ -441,7 +445,7 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 		return nil, err
 	}
 	defer closeFn()
-	done, err := storeLayer(ctx, r, size, diffID, w, opts.keepIndexes, opts.maxSparse(size))
+	done, err := storeLayer(ctx, r, size, diffID, w, opts, opts.maxSparse(size))
 	if err != nil {
 		return nil, err
 	}
@@ -460,7 +464,8 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 
 // storeLayer writes exactly size bytes of an uncompressed layer from r as
 // its blob, with its file index, and checks the result against diffID.
-func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Digest, w *manifest.Writer, keep bool, maxSparse int64) (*layerDone, error) {
+func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Digest, w *manifest.Writer, opts Options, maxSparse int64) (*layerDone, error) {
+	keep := opts.keepIndexes
 	name := manifest.BlobName(diffID)
 	if w.Has(name) {
 		return nil, fmt.Errorf("layer %s stored twice", diffID)
@@ -468,7 +473,7 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 	if err := w.Begin(name, size); err != nil {
 		return nil, err
 	}
-	b := &manifest.IndexBuilder{TempDir: w.TempDir()}
+	b := &manifest.IndexBuilder{TempDir: w.TempDir(), MaxStrings: opts.MaxIndexStrings}
 	defer b.Close()
 	var (
 		built *manifest.Built

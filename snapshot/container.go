@@ -305,7 +305,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 			diffIDs = append(diffIDs, d)
 		}
 		progress(fmt.Sprintf("image %s: saving from the engine", ref))
-		src, err := saveStream(ctx, e, ref, diffIDs, filepath.Dir(req.Output), w, layers, req.Options.keepIndexes, progress)
+		src, err := saveStream(ctx, e, ref, diffIDs, filepath.Dir(req.Output), w, layers, req.Options, progress)
 		if err != nil {
 			return nil, err
 		}

@@ -66,7 +66,7 @@ func (m *memStore) exists(name string) bool {
 // saveStream captures one image from the engine's save stream into w.
 // diffIDs are the image's layers as the engine inspects them. It returns a
 // Source over the stream's metadata whose layers are all in layers.
-func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Digest, spoolDir string, w *manifest.Writer, layers *layerSet, keepIndexes bool, progress func(string)) (*Source, error) {
+func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Digest, spoolDir string, w *manifest.Writer, layers *layerSet, opts Options, progress func(string)) (*Source, error) {
 	rc, err := e.c.ImageSave(ctx, []string{ref})
 	if err != nil {
 		return nil, e.wrap(err, "saving image "+ref)
@@ -142,7 +142,7 @@ func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Di
 		if progress != nil {
 			progress(fmt.Sprintf("image %s: layer %s (%d MiB), as the engine saves it", ref, layer.Short(), h.Size>>20))
 		}
-		ld, err := storeLayer(ctx, body, h.Size, layer, w, keepIndexes, 0)
+		ld, err := storeLayer(ctx, body, h.Size, layer, w, opts, opts.maxSparse(h.Size))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()

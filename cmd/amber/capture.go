@@ -301,9 +301,11 @@ func (e *env) printCapture(o *captureOptions, res *snapshot.Result) error {
 
 // snapshotOptions applies the limits of the command line.
 func (o *captureOptions) snapshotOptions() snapshot.Options {
-	manifest.MaxIndexStrings = o.maxIndexMiB << 20
 	lessGarbage()
-	opts := snapshot.Options{MaxExpansion: o.maxExpansion}
+	opts := snapshot.Options{MaxExpansion: o.maxExpansion, MaxIndexStrings: o.maxIndexMiB << 20}
+	if o.maxIndexMiB == 0 {
+		opts.MaxIndexStrings = -1 // no limit
+	}
 	if o.shared {
 		opts.Perm = 0o666 // the umask decides
 	}
