@@ -640,11 +640,17 @@ func join(left, right *sorter, on func(lk []byte) []byte, fn func(lk, lv, rv []b
 func (r *resolver) joinGroups(groups, paths *sorter) (parents, children *sorter, err error) {
 	parents, children = r.sorter(), r.sorter()
 	var kb, vb []byte
-	err = join(groups, paths, func(k []byte) []byte { return k }, func(_, gv, pv []byte, found bool) error {
+	err = join(groups, paths, func(k []byte) []byte { return k }, func(k, gv, pv []byte, found bool) error {
 		if !found || len(gv) != 12 {
 			return fmt.Errorf("%w: a parent directory is missing from the tree", errSpill)
 		}
 		dir := be32(pv[pkK:])
+		if pv[pkTyp] != TypeDir && len(k) > 2 {
+			// Entries under a symlink or a file of the same layer: the
+			// runtime writes them through it; no listing shows them.
+			p := pathOfKey(k)
+			r.b.anomaly(Anomaly{Path: p, Kind: "under-non-directory", Detail: underNonDirectory(p, be32(gv[4:]), pv[pkTyp])})
+		}
 		if err := parents.add(key32(kb, be32(gv)), key32(vb, dir)); err != nil {
 			return err
 		}
@@ -1166,6 +1172,37 @@ func appendPathKey(dst []byte, p string, slashLow bool) []byte {
 		}
 	}
 	return append(dst, 0, 1)
+}
+
+// pathOfKey is the path appendPathKey(p, true) made a key of.
+func pathOfKey(k []byte) string {
+	var b strings.Builder
+	for i := 0; i < len(k); i++ {
+		if k[i] != 0 || i+1 >= len(k) {
+			b.WriteByte(k[i])
+			continue
+		}
+		i++
+		switch k[i] {
+		case 2:
+			b.WriteByte('/')
+		case 0xff:
+			b.WriteByte(0)
+		case 1:
+			return b.String()
+		}
+	}
+	return b.String()
+}
+
+// underNonDirectory says what entries under a non-directory of the same
+// layer are (one anomaly per such path, alike in both index builders).
+func underNonDirectory(p string, n uint32, typ byte) string {
+	what := map[byte]string{TypeSymlink: "symlink", TypeReg: "regular file", TypeLink: "hard link", TypeChar: "device", TypeBlock: "device", TypeFifo: "FIFO"}[typ]
+	if what == "" {
+		what = "non-directory"
+	}
+	return fmt.Sprintf("%d entries lie under %q, which this layer makes a %s: no listing of amber shows them, while a runtime extracting the layer writes them through it", n, p, what)
 }
 
 // appendTreeKey appends the key of the tree's order: the root, then by

@@ -6,10 +6,12 @@ package manifest
 
 import (
 	"archive/tar"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"path"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -225,6 +227,18 @@ func (b *refBuilder) buildWithRoot(layerSize int64) ([]byte, hashing.Digest, int
 			p.FirstChild = uint32(i)
 		}
 		p.NumChild++
+	}
+	var under []*refRec
+	for _, r := range tree {
+		if r.NumChild > 0 && r.Type != TypeDir && r.Path != "" {
+			under = append(under, r)
+		}
+	}
+	sort.Slice(under, func(i, j int) bool {
+		return bytes.Compare(appendPathKey(nil, under[i].Path, true), appendPathKey(nil, under[j].Path, true)) < 0
+	})
+	for _, r := range under {
+		b.Anomalies = append(b.Anomalies, Anomaly{Path: r.Path, Kind: "under-non-directory", Detail: underNonDirectory(r.Path, r.NumChild, r.Type)})
 	}
 	treeLen := len(tree)
 	for i, r := range shadowed {
