@@ -1,0 +1,115 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/manifest"
+)
+
+// A named volume's contents, stored as one layer.
+
+// captureVolume stores a named volume's contents as an artifact of one
+// layer: read directly (O_NOATIME) when the engine is local, else through
+// the engine from the container's mount point.
+func captureVolume(ctx context.Context, e *Engine, c *ctrCapture, name, source, dest string, w *manifest.Writer, req EngineRequest, s *session, progress func(string)) (*manifest.Artifact, error) {
+	if a, ok := s.volumes[name]; ok {
+		return a, nil
+	}
+	progress(fmt.Sprintf("volume %s", name))
+	lf, err := newLayerFile(filepath.Dir(req.Output))
+	if err != nil {
+		return nil, err
+	}
+	defer lf.remove()
+	var anomalies []manifest.Anomaly
+	how := "direct"
+	if _, serr := os.Stat(source); e.Info.Local && source != "" && serr == nil {
+		err = upperRoute([]string{source}, false, lf, &anomalies)
+	} else {
+		how = "engine"
+		err = copyFromContainer(ctx, e, c.ci.ID, dest, lf)
+	}
+	if err != nil {
+		return nil, err
+	}
+	size, sum, err := lf.finish()
+	if err != nil {
+		return nil, err
+	}
+	ld, err := captureLayer(ctx, &Source{store: fileStore{lf.path()}}, w, LayerSource{Name: "volume", Size: size, Digest: sum}, sum, req.Options)
+	if err != nil {
+		return nil, fmt.Errorf("storing the volume: %w", err)
+	}
+	vname := manifest.PathSafe(name)
+	if vname == "" {
+		vname = sum.Short()
+	}
+	a := &manifest.Artifact{Kind: manifest.KindVolume, Name: vname, Refs: []string{name}, Layers: []manifest.Layer{ld.layer}, Files: ld.layer.Files,
+		MerkleRoot: hashing.MerkleRoot([]hashing.Digest{hashing.LeafHash([]byte(ld.layer.MerkleRoot.String()))})}
+	for _, an := range append(anomalies, ld.anomalies...) {
+		an.Artifact = vname
+		s.m.Anomalies = append(s.m.Anomalies, an)
+	}
+	s.volumes[name] = a
+	c.volumes = append(c.volumes, a)
+	if err := s.ev("captured", map[string]string{"artifact": "volumes/" + vname, "volume": name, "read": how, "source": source,
+		"layer": ld.layer.Digest.String(), "merkle_root": a.MerkleRoot.String(), "files": fmt.Sprint(a.Files)}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// copyFromContainer writes the tree at path in the container, as the
+// engine gives it (docker cp), as a layer rooted at that path.
+func copyFromContainer(ctx context.Context, e *Engine, id, p string, lf *layerFile) error {
+	rc, _, err := e.c.CopyFromContainer(ctx, id, p)
+	if err != nil {
+		return e.wrap(err, "reading "+p+" of container "+id)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(ctxReader{ctx, rc})
+	base := path.Base(path.Clean("/" + p))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: reading %s of container %s: %v", ErrEngine, p, id, err)
+		}
+		name, unsafe := manifest.CleanName(h.Name)
+		if unsafe {
+			continue
+		}
+		rel, ok := strings.CutPrefix(name, base)
+		if !ok || rel != "" && rel[0] != '/' {
+			continue
+		}
+		rel = strings.TrimPrefix(rel, "/")
+		if rel == "" {
+			continue
+		}
+		h.Name = rel
+		if h.Typeflag == tar.TypeDir {
+			h.Name += "/"
+		}
+		if h.Typeflag == tar.TypeLink {
+			t, _ := manifest.CleanName(h.Linkname)
+			h.Linkname = strings.TrimPrefix(strings.TrimPrefix(t, base), "/")
+		}
+		if err := lf.header(h); err != nil {
+			return err
+		}
+		if _, err := io.Copy(lf.tw, tr); err != nil {
+			return fmt.Errorf("%w: reading %s of container %s: %v", ErrEngine, p, id, err)
+		}
+	}
+}
