@@ -84,97 +84,130 @@ func ArtifactRoot(a Artifact) hashing.Digest {
 // checkModel checks what ties the members together: Merkle roots, image
 // manifests, index.json, the custody chain.
 func (v *verifier) checkModel() {
-	m := v.a.Manifest
-	for _, a := range m.Artifacts {
-		where := a.Kind + "s/" + a.Name
+	for _, a := range v.a.Manifest.Artifacts {
 		if a.Kind == KindArtifact {
 			v.checkArtifact(a)
 			continue
 		}
-		var roots []hashing.Digest
-		files := 0
-		for i, l := range a.Layers {
-			if l.Missing {
-				// Recorded, never stored: nothing to check but the
-				// image manifest's descriptor, below.
-				roots = append(roots, hashing.LeafHash([]byte(l.MerkleRoot.String())))
-				continue
-			}
-			ix, err := v.a.Index(l.Digest)
-			if err != nil {
-				v.add(fmt.Sprintf("%s layer %d", where, i), "file index: %v", err)
-				continue
-			}
-			if err := ix.Check(); err != nil {
-				v.add(fmt.Sprintf("%s layer %d", where, i), "file index: %v", err)
-				continue
-			}
-			root, n, err := ix.MerkleRoot()
-			if err != nil || root != l.MerkleRoot || n != l.Files {
-				v.add(fmt.Sprintf("%s layer %d", where, i), "Merkle root over %d files is %s, the manifest says %s over %d", n, root.Hex(), l.MerkleRoot.Hex(), l.Files)
-			}
-			if _, ok := v.a.Blob(BlobName(l.Digest)); !ok {
-				v.add(fmt.Sprintf("%s layer %d", where, i), "layer blob %s is missing", l.Digest)
-			}
-			roots = append(roots, hashing.LeafHash([]byte(l.MerkleRoot.String())))
-			files += l.Files
-		}
-		if got := hashing.MerkleRoot(roots); got != a.MerkleRoot || files != a.Files {
-			v.add(where, "Merkle root over its layers is %s, the manifest says %s", got.Hex(), a.MerkleRoot.Hex())
-		}
-		if a.Container != nil {
-			for _, mem := range a.Container.Members {
-				e, ok := m.Entry(mem.Entry)
-				if !ok || !strings.HasPrefix(mem.Entry, "amber/containers/"+a.Name+"/") {
-					v.add(where+"/"+mem.Path, "member %s is missing", mem.Entry)
-				} else if e.SHA256 != mem.SHA256 || e.Size != mem.Size {
-					v.add(where+"/"+mem.Path, "member %s is recorded with a different digest or size", mem.Entry)
-				}
-			}
-		}
-		if a.Kind == KindVolume {
-			continue // a volume's contents: one layer, no image manifest
-		}
-		om, ok := v.ociManifest(a, where, "image manifest")
-		if !ok {
-			continue
-		}
-		ok = om.Config.Digest == a.Config.Digest.String() && len(om.Layers) == len(a.Layers)
-		for i := 0; ok && i < len(om.Layers); i++ {
-			l := a.Layers[i]
-			if l.Missing {
-				ok = om.Layers[i].Digest == l.SourceDigest.String() && om.Layers[i].Size == l.SourceSize
-				continue
-			}
-			ok = om.Layers[i].Digest == l.Digest.String() && om.Layers[i].Size == l.Size
-		}
-		if !ok {
-			v.add(where, "image manifest %s does not list the config and layers the amber manifest records", a.Manifest.Digest)
+		v.checkLayers(a)
+		v.checkMembers(a)
+		if a.Kind != KindVolume { // a volume's contents: one layer, no image manifest
+			v.checkImageManifest(a)
 		}
 	}
+	v.checkIndexJSON()
+	v.checkSealedLog()
+}
+
+// checkLayers checks each layer's index and Merkle root, and the root over
+// them that binds the artifact.
+func (v *verifier) checkLayers(a Artifact) {
+	where := a.Kind + "s/" + a.Name
+	var roots []hashing.Digest
+	files := 0
+	for i, l := range a.Layers {
+		roots = append(roots, hashing.LeafHash([]byte(l.MerkleRoot.String())))
+		if l.Missing {
+			// Recorded, never stored: nothing to check but the image
+			// manifest's descriptor (checkImageManifest).
+			continue
+		}
+		lw := fmt.Sprintf("%s layer %d", where, i)
+		ix, err := v.a.Index(l.Digest)
+		if err == nil {
+			err = ix.Check()
+		}
+		if err != nil {
+			v.add(lw, "file index: %v", err)
+			roots = roots[:len(roots)-1]
+			continue
+		}
+		root, n, err := ix.MerkleRoot()
+		if err != nil || root != l.MerkleRoot || n != l.Files {
+			v.add(lw, "Merkle root over %d files is %s, the manifest says %s over %d", n, root.Hex(), l.MerkleRoot.Hex(), l.Files)
+		}
+		if _, ok := v.a.Blob(BlobName(l.Digest)); !ok {
+			v.add(lw, "layer blob %s is missing", l.Digest)
+		}
+		files += l.Files
+	}
+	if got := hashing.MerkleRoot(roots); got != a.MerkleRoot || files != a.Files {
+		v.add(where, "Merkle root over its layers is %s, the manifest says %s", got.Hex(), a.MerkleRoot.Hex())
+	}
+}
+
+// checkMembers checks that a container's own files are the members the
+// manifest records.
+func (v *verifier) checkMembers(a Artifact) {
+	if a.Container == nil {
+		return
+	}
+	where := a.Kind + "s/" + a.Name
+	for _, mem := range a.Container.Members {
+		e, ok := v.a.Manifest.Entry(mem.Entry)
+		if !ok || !strings.HasPrefix(mem.Entry, "amber/containers/"+a.Name+"/") {
+			v.add(where+"/"+mem.Path, "member %s is missing", mem.Entry)
+		} else if e.SHA256 != mem.SHA256 || e.Size != mem.Size {
+			v.add(where+"/"+mem.Path, "member %s is recorded with a different digest or size", mem.Entry)
+		}
+	}
+}
+
+// checkImageManifest checks that an image's stored OCI manifest lists the
+// config and layers the amber manifest records (a layer not present: the
+// source's own descriptor).
+func (v *verifier) checkImageManifest(a Artifact) {
+	where := a.Kind + "s/" + a.Name
+	om, ok := v.ociManifest(a, where, "image manifest")
+	if !ok {
+		return
+	}
+	ok = om.Config.Digest == a.Config.Digest.String() && len(om.Layers) == len(a.Layers)
+	for i := 0; ok && i < len(om.Layers); i++ {
+		l := a.Layers[i]
+		if l.Missing {
+			ok = om.Layers[i].Digest == l.SourceDigest.String() && om.Layers[i].Size == l.SourceSize
+			continue
+		}
+		ok = om.Layers[i].Digest == l.Digest.String() && om.Layers[i].Size == l.Size
+	}
+	if !ok {
+		v.add(where, "image manifest %s does not list the config and layers the amber manifest records", a.Manifest.Digest)
+	}
+}
+
+// checkIndexJSON checks that index.json names every image, container and
+// artifact.
+func (v *verifier) checkIndexJSON() {
 	ib, err := v.a.ReadEntry("index.json", 16<<20)
 	if err != nil {
 		v.add("index.json", "%v", err)
-	} else {
-		var idx struct {
-			Manifests []struct {
-				Digest      string
-				Annotations map[string]string
-			}
-		}
-		if err := json.Unmarshal(ib, &idx); err != nil {
-			v.add("index.json", "not valid JSON: %v", err)
-		}
-		listed := map[string]bool{}
-		for _, d := range idx.Manifests {
-			listed[d.Digest+" "+d.Annotations["org.opencontainers.image.ref.name"]] = true
-		}
-		for _, a := range m.Artifacts {
-			if a.Kind != KindVolume && !listed[a.Manifest.Digest.String()+" "+a.Name] {
-				v.add("index.json", "does not name %s/%s", a.Kind, a.Name)
-			}
+		return
+	}
+	var idx struct {
+		Manifests []struct {
+			Digest      string
+			Annotations map[string]string
 		}
 	}
+	if err := json.Unmarshal(ib, &idx); err != nil {
+		v.add("index.json", "not valid JSON: %v", err)
+	}
+	listed := map[string]bool{}
+	for _, d := range idx.Manifests {
+		listed[d.Digest+" "+d.Annotations["org.opencontainers.image.ref.name"]] = true
+	}
+	for _, a := range v.a.Manifest.Artifacts {
+		if a.Kind != KindVolume && !listed[a.Manifest.Digest.String()+" "+a.Name] {
+			v.add("index.json", "does not name %s/%s", a.Kind, a.Name)
+		}
+	}
+}
+
+// checkSealedLog checks the custody log sealed in the archive against the
+// head and count the manifest records.
+func (v *verifier) checkSealedLog() {
+	m := v.a.Manifest
 	cb, err := v.a.ReadEntry(m.Custody.Entry, MaxCustodySize)
 	if err != nil {
 		v.add("sealed custody log", "%v", err)
@@ -183,11 +216,12 @@ func (v *verifier) checkModel() {
 	evs, head, err := ParseCustody(bytes.NewReader(cb), hashing.Digest{}, 0)
 	v.r.SealedEvents = len(evs)
 	v.sealed = evs
-	if err != nil {
+	switch {
+	case err != nil:
 		v.add("sealed custody log", "%v", err)
-	} else if head != m.Custody.Head || len(evs) != m.Custody.Events {
+	case head != m.Custody.Head || len(evs) != m.Custody.Events:
 		v.add("sealed custody log", "ends at %s after %d events; the manifest says %s after %d", head.Hex(), len(evs), m.Custody.Head.Hex(), m.Custody.Events)
-	} else {
+	default:
 		v.sealedOK = true
 	}
 }
