@@ -29,19 +29,12 @@ var errSpill = errors.New("manifest: index build's temp data is corrupt")
 // evidence.
 var ErrTempSpace = errors.New("index build's temp space")
 
-// tempFile makes an unlinked temp file in dir: nothing is left behind
-// whatever ends the process.
+// tempFile makes a temp file in dir with no name (TempFile): nothing is
+// left behind whatever ends the process; no room for it is ErrTempSpace.
 func tempFile(dir string) (*os.File, error) {
-	if dir == "" {
-		dir = os.TempDir()
-	}
-	f, err := os.CreateTemp(dir, ".amber-index-*")
+	f, err := TempFile(dir, ".amber-index-*")
 	if err != nil {
 		return nil, fmt.Errorf("%w (in %s): %w", ErrTempSpace, dir, err)
-	}
-	if err := os.Remove(f.Name()); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%w: %w", ErrTempSpace, err)
 	}
 	return f, nil
 }
