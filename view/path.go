@@ -51,6 +51,7 @@ type Entry struct {
 	ViewID  int
 	tree    *layers.Stack
 	digests []hashing.Digest // the layers of tree, by their place in it
+	first   int              // the artifact's number of tree's first layer
 	rel     string           // path inside the tree
 	// Member is set for a container's own file (inspect.json, a core):
 	// a tar member of the archive, read in place.
@@ -107,6 +108,10 @@ func (e *Entry) LayerDigest() hashing.Digest {
 	}
 	return e.digests[e.Node.Layer]
 }
+
+// Layer is the number, in its artifact (0 = base), of the layer the
+// entry's record is in, as layers/N numbers it.
+func (e *Entry) Layer() int { return e.first + e.Node.Layer }
 
 func clean(p string) []string {
 	var out []string
@@ -374,6 +379,9 @@ func (r artifactRoute) tree(upto int, raw bool, id, at int) (*Entry, []string, e
 		return nil, nil, err
 	}
 	e, err := r.v.treeEntry(t, ds, id, strings.Join(r.c[:at], "/"), r.c[at:])
+	if e != nil && raw {
+		e.first = upto // a layer shown alone (layers/N, changes/, a volume)
+	}
 	return e, nil, err
 }
 
@@ -566,7 +574,9 @@ func (v *View) Child(e *Entry, name string) (*Entry, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, e.Path, name)
 	}
-	return v.nodeEntry(e.tree, e.digests, e.ViewID, e.Path+"/"+name, rel, &n), nil
+	ce := v.nodeEntry(e.tree, e.digests, e.ViewID, e.Path+"/"+name, rel, &n)
+	ce.first = e.first
+	return ce, nil
 }
 
 // ReadDir lists a directory of the view.
@@ -599,7 +609,9 @@ func (v *View) ReadDirOf(e *Entry) ([]*Entry, error) {
 		// The entries point into nodes: one allocation for the directory.
 		for i := range nodes {
 			n := &nodes[i]
-			out = append(out, v.nodeEntry(e.tree, e.digests, e.ViewID, join(n.Rec.Name()), n.Rec.Path, n))
+			ce := v.nodeEntry(e.tree, e.digests, e.ViewID, join(n.Rec.Name()), n.Rec.Path, n)
+			ce.first = e.first
+			out = append(out, ce)
 		}
 		return out, nil
 	}

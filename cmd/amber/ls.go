@@ -108,48 +108,7 @@ func flagNames(f uint8) []string {
 	return out
 }
 
-// layerNumbers gives the number of the layer an entry's record comes from,
-// as layers/N numbers it (ls --json's "layer"). A merged tree (rootfs,
-// stages/N, a container's rootfs and pristine) stacks its artifact's layers
-// from 0, so its node's layer is that number already. A layer shown alone
-// (layers/N, a container's changes/, a volume) is a stack of one whose node
-// says 0: the layer is the one its path names.
-type layerNumbers struct {
-	m    *manifest.Manifest
-	base map[int]int // by view ID: the number of a single layer's tree
-}
-
-func (l *layerNumbers) of(en *view.Entry) int {
-	if en.Merged {
-		return en.Node.Layer
-	}
-	b, ok := l.base[en.ViewID]
-	if !ok {
-		b = singleLayer(l.m, en.Path)
-		l.base[en.ViewID] = b
-	}
-	return b + en.Node.Layer
-}
-
-// singleLayer is the number of the layer a path of an unmerged tree is
-// in: images/NAME/layers/N/..., containers/NAME/changes/... (the
-// container's own layer, its last) or volumes/NAME/... (its only one).
-func singleLayer(m *manifest.Manifest, p string) int {
-	c := strings.SplitN(p, "/", 5)
-	switch {
-	case len(c) >= 4 && c[0] == "images" && c[2] == "layers":
-		if n, err := strconv.Atoi(c[3]); err == nil {
-			return n
-		}
-	case len(c) >= 3 && c[0] == "containers" && c[2] == "changes":
-		if a, ok := m.Artifact(manifest.KindContainer, c[1]); ok && len(a.Layers) > 0 {
-			return len(a.Layers) - 1
-		}
-	}
-	return 0
-}
-
-func toLsEntry(en *view.Entry, rel string, layers *layerNumbers) lsEntry {
+func toLsEntry(en *view.Entry, rel string) lsEntry {
 	le := lsEntry{Path: rel, Type: view.TypeName(en.Type), Mode: view.ModeString(en.Type, en.Mode), Perm: fmt.Sprintf("%04o", en.Mode), Size: en.Size, Mtime: en.ModTime}
 	if !utf8.ValidString(rel) {
 		le.PathBase64 = base64.StdEncoding.EncodeToString([]byte(rel))
@@ -159,7 +118,7 @@ func toLsEntry(en *view.Entry, rel string, layers *layerNumbers) lsEntry {
 	}
 	if n := en.Node; n != nil {
 		r := &n.Rec
-		layer := layers.of(en)
+		layer := en.Layer()
 		le.Layer = &layer
 		le.UID, le.GID, le.Uname, le.Gname = r.UID, r.GID, r.Uname, r.Gname
 		le.Nlink = r.Nlink
@@ -222,9 +181,8 @@ func (e *env) runLs(o *lsOptions, archive, p string) error {
 	}
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
-	layers := &layerNumbers{m: a.Manifest, base: map[int]int{}}
 	emit := func(en *view.Entry, rel string) error {
-		le := toLsEntry(en, rel, layers)
+		le := toLsEntry(en, rel)
 		if o.json {
 			return enc.Encode(le)
 		}
