@@ -9,10 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/engine"
 )
 
 // DefaultMaxLogBytes is far more than a container's logs hold where the
@@ -81,8 +80,7 @@ func (s *session) ev(action string, details map[string]string) error {
 type ctrCapture struct {
 	ref      string
 	name     string
-	ci       container.InspectResponse
-	raw      []byte
+	ci       *engine.Container
 	imageRef string // what to save: the name it was created from, or its ID
 	art      manifest.Artifact
 	paused   bool
@@ -95,8 +93,9 @@ type ctrCapture struct {
 // for each container its processes' memory first (order of volatility),
 // then its image, its filesystem changes, inspect record, change lists and
 // logs. On any error, and on cancellation, nothing is left at the output
-// name, and every container paused by amber is unpaused.
-func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err error) {
+// name, and every container paused by amber is unpaused. rt is the
+// runtime, dialled by the caller (cmd chooses which).
+func CaptureEngine(ctx context.Context, rt engine.Runtime, req EngineRequest) (res *Result, err error) {
 	// A container's change list is computed against its image's indexes.
 	req.Options.keepIndexes = len(req.Containers) > 0
 	if req.Route == "" {
@@ -105,14 +104,9 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	if len(req.Images)+len(req.Containers) == 0 {
 		return nil, fmt.Errorf("nothing to capture")
 	}
-	e, err := Dial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer e.Close()
 	s := newSession(req.Tool, req.Case, req.CommandLine)
 	acq := &s.m.Acquisition
-	info := e.Info
+	info := rt.Info()
 	acq.Docker = &info
 	progress := req.Progress
 	if progress == nil {
@@ -122,11 +116,11 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	var ctrs []*ctrCapture
 	names := map[string]bool{}
 	for _, ref := range req.Containers {
-		ci, raw, err := e.inspect(ctx, ref)
+		ci, err := inspect(ctx, rt, ref)
 		if err != nil {
 			return nil, err
 		}
-		c := &ctrCapture{ref: ref, ci: ci, raw: raw}
+		c := &ctrCapture{ref: ref, ci: ci}
 		c.name = manifest.PathSafe(strings.TrimPrefix(ci.Name, "/"))
 		if c.name == "" {
 			c.name = ci.ID[:12]
@@ -135,13 +129,13 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 			return nil, fmt.Errorf("container %s named twice", ref)
 		}
 		names[c.name] = true
-		if ci.GraphDriver.Name == "" && req.Route == RouteUpperdir {
+		if ci.Driver == "" && req.Route == RouteUpperdir {
 			return nil, fmt.Errorf("container %s: the engine reports no storage driver", ref)
 		}
 		c.imageRef = ci.Image
-		if ci.Config != nil && ci.Config.Image != "" {
-			if ii, err := e.c.ImageInspect(ctx, ci.Config.Image); err == nil && ii.ID == ci.Image {
-				c.imageRef = ci.Config.Image
+		if ci.ImageRef != "" {
+			if ii, err := rt.Image(ctx, ci.ImageRef); err == nil && ii.ID == ci.Image {
+				c.imageRef = ci.ImageRef
 			}
 		}
 		ctrs = append(ctrs, c)
@@ -159,9 +153,9 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 		imageIDs[ref] = id
 	}
 	for _, ref := range req.Images {
-		ii, err := e.c.ImageInspect(ctx, ref)
+		ii, err := rt.Image(ctx, ref)
 		if err != nil {
-			return nil, e.wrap(err, "image "+ref)
+			return nil, engine.Wrap(err, "image "+ref)
 		}
 		addRef(ref, ii.ID)
 		acq.Sources = append(acq.Sources, manifest.Source{Kind: "docker-image", Path: info.Host + " " + ref + " " + ii.ID})
@@ -190,15 +184,15 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 				continue
 			}
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
-			err := e.c.ContainerUnpause(uctx, c.ci.ID)
+			err := rt.Unpause(uctx, c.ci.ID)
 			cancel()
-			if err != nil && strings.Contains(err.Error(), "is not paused") {
+			if errors.Is(err, engine.ErrNotPaused) {
 				c.paused = false // the pause never happened
 				continue
 			}
 			if err != nil {
 				if first == nil {
-					first = e.wrap(err, "unpausing container "+c.name+" (run: docker unpause "+c.ci.ID[:12]+")")
+					first = engine.Wrap(err, "unpausing container "+c.name+" (run: docker unpause "+c.ci.ID[:12]+")")
 				}
 				continue
 			}
@@ -216,7 +210,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	}()
 	if req.Pause {
 		for _, c := range ctrs {
-			if c.ci.State == nil || !c.ci.State.Running || c.ci.State.Paused {
+			if !c.ci.Running || c.ci.Paused {
 				continue
 			}
 			// Marked first and asked without the capture's context: a
@@ -224,10 +218,10 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 			// find it unpaused afterwards.
 			c.paused = true
 			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
-			err := e.c.ContainerPause(pctx, c.ci.ID)
+			err := rt.Pause(pctx, c.ci.ID)
 			cancel()
 			if err != nil {
-				return nil, e.wrap(err, "pausing container "+c.name)
+				return nil, engine.Wrap(err, "pausing container "+c.name)
 			}
 			if err := s.ev("paused", map[string]string{"container": c.name, "id": c.ci.ID}); err != nil {
 				return nil, err
@@ -240,16 +234,13 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	mw := &archiveMembers{w: w}
 	// Memory first: it is the most volatile.
 	for _, c := range ctrs {
-		cc := &manifest.Container{ID: c.ci.ID, ImageRef: c.imageRef, Driver: c.ci.GraphDriver.Name}
-		if c.ci.State != nil {
-			cc.State = c.ci.State.Status
-		}
+		cc := &manifest.Container{ID: c.ci.ID, ImageRef: c.imageRef, Driver: c.ci.Driver, State: c.ci.State}
 		cc.Paused = c.paused
 		c.art.Container = cc
 		switch {
 		case req.NoMemory:
 			cc.MemorySkipped = "not asked for (--no-memory)"
-		case c.ci.State == nil || !c.ci.State.Running || c.ci.State.Pid <= 0:
+		case !c.ci.Running || c.ci.Pid <= 0:
 			cc.MemorySkipped = "the container is not running"
 		case !info.Local:
 			cc.MemorySkipped = "the engine is not on this host (" + info.Host + "); memory can only be taken locally"
@@ -264,11 +255,11 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	for _, c := range ctrs {
 		c.fs = &containerFS{}
 		defer c.fs.remove()
-		if err := chooseRoute(e, c, req, c.fs); err != nil {
+		if err := chooseRoute(rt, c, req, c.fs); err != nil {
 			return nil, err
 		}
 		if c.fs.route == RouteUpperdir {
-			if err := readUpper(ctx, e, c, req, c.fs, progress); err != nil {
+			if err := readUpper(ctx, rt, c, req, c.fs, progress); err != nil {
 				if errors.Is(err, os.ErrNotExist) {
 					return nil, fmt.Errorf("%w: container %s: %w", ErrContainerGone, c.name, err)
 				}
@@ -282,15 +273,15 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	capd := &Captured{Indexes: map[hashing.Digest]*manifest.Index{}}
 	var srcs []*Source
 	for _, ref := range saveRefs {
-		ii, err := e.c.ImageInspect(ctx, ref)
+		ii, err := rt.Image(ctx, ref)
 		if err != nil {
-			return nil, e.wrap(err, "image "+ref)
+			return nil, engine.Wrap(err, "image "+ref)
 		}
 		if ii.ID != imageIDs[ref] {
 			return nil, fmt.Errorf("%w: %s is now image %s, not %s as when the capture began", ErrEngine, ref, ii.ID, imageIDs[ref])
 		}
 		var diffIDs []hashing.Digest
-		for _, l := range ii.RootFS.Layers {
+		for _, l := range ii.DiffIDs {
 			d, err := hashing.Parse(l)
 			if err != nil {
 				return nil, fmt.Errorf("%w: image %s: layer %q", ErrEngine, ref, l)
@@ -298,7 +289,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 			diffIDs = append(diffIDs, d)
 		}
 		progress(fmt.Sprintf("image %s: saving from the engine", ref))
-		src, err := saveStream(ctx, e, ref, diffIDs, filepath.Dir(req.Output), w, layers, req.Options, progress)
+		src, err := saveStream(ctx, rt, ref, diffIDs, filepath.Dir(req.Output), w, layers, req.Options, progress)
 		if err != nil {
 			return nil, err
 		}
@@ -351,7 +342,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 			}
 		}
 		img := *byID[c.ci.Image]
-		desc, err := captureContainerFS(ctx, e, c, img, capd.Indexes, w, mw, req, s, progress)
+		desc, err := captureContainerFS(ctx, rt, c, img, capd.Indexes, w, mw, req, s, progress)
 		if err != nil {
 			if errors.Is(err, ErrNoSuchObject) || errors.Is(err, os.ErrNotExist) {
 				// It was there when the capture began.

@@ -10,11 +10,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/docker/docker/api/types/container"
-
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/engine"
 )
 
 // A container's filesystem: the route chosen (upper directory or the
@@ -32,26 +31,26 @@ type containerFS struct {
 }
 
 type engineDiff struct {
-	changes []container.FilesystemChange
+	changes []engine.Change
 	err     error
 }
 
 // chooseRoute picks the route for a container's filesystem.
-func chooseRoute(e *Engine, c *ctrCapture, req EngineRequest, fs *containerFS) error {
+func chooseRoute(rt engine.Runtime, c *ctrCapture, req EngineRequest, fs *containerFS) error {
 	route := req.Route
-	upper := c.ci.GraphDriver.Data["UpperDir"]
 	if route == RouteAuto || route == RouteUpperdir {
 		why := ""
-		switch {
-		case !e.Info.Local:
+		var dirs []string
+		var err error
+		var un *engine.Unavailable
+		if !rt.Info().Local {
 			why = "the engine is not on this host"
-		case c.ci.GraphDriver.Name != "overlay2":
-			why = "the storage driver is " + c.ci.GraphDriver.Name + ", not overlay2"
-		case upper == "":
+		} else if dirs, err = rt.UpperDirs(c.ci); errors.As(err, &un) {
+			why = un.Why
+		} else if err == nil && len(dirs) == 0 {
 			why = "the engine does not report an upper directory"
 		}
 		if why == "" {
-			dirs, err := upperDirs(e, c.ci.GraphDriver.Data)
 			if err != nil {
 				// The engine points at a directory that is not its own:
 				// the filesystem is still read, through its API.
@@ -81,36 +80,9 @@ func chooseRoute(e *Engine, c *ctrCapture, req EngineRequest, fs *containerFS) e
 	return nil
 }
 
-// upperDirs returns the directories of the upperdir route: the upper
-// directory and, just below it, the engine's init layer (hosts,
-// resolv.conf, /dev, ...: part of the container's filesystem as docker
-// export shows it, and not of its image). Both are the engine's word, and
-// read directly only where the engine keeps them:
-// <root>/overlay2/<id>/diff and <root>/overlay2/<id>-init/diff.
-func upperDirs(e *Engine, data map[string]string) ([]string, error) {
-	upper := data["UpperDir"]
-	id := filepath.Base(filepath.Dir(filepath.Clean(upper)))
-	if !fullID.MatchString(id) {
-		return nil, claimf("the engine places the container's upper directory at %s, not at overlay2/<64 hex digits>/diff under its root directory %s", upper, e.root)
-	}
-	real, err := e.inRoot(upper, "overlay2", id, "diff")
-	if err != nil {
-		return nil, err
-	}
-	dirs := []string{real}
-	if lower := strings.Split(data["LowerDir"], ":"); len(lower) > 0 && strings.HasSuffix(lower[0], "-init/diff") {
-		init, err := e.inRoot(lower[0], "overlay2", id+"-init", "diff")
-		if err != nil {
-			return nil, fmt.Errorf("its init layer: %w", err)
-		}
-		dirs = append(dirs, init)
-	}
-	return dirs, nil
-}
-
 // readUpper reads the upper directory route into fs.lf. It may fall back
 // to the export route (fs.route says which was taken).
-func readUpper(ctx context.Context, e *Engine, c *ctrCapture, req EngineRequest, fs *containerFS, progress func(string)) error {
+func readUpper(ctx context.Context, rt engine.Runtime, c *ctrCapture, req EngineRequest, fs *containerFS, progress func(string)) error {
 	progress(fmt.Sprintf("container %s: filesystem (%s)", c.name, fs.route))
 	lf, err := newLayerFile(filepath.Dir(req.Output))
 	if err != nil {
@@ -127,15 +99,15 @@ func readUpper(ctx context.Context, e *Engine, c *ctrCapture, req EngineRequest,
 	if err != nil {
 		return err
 	}
-	fs.askEngine(ctx, e, c)
+	fs.askEngine(ctx, rt, c)
 	return nil
 }
 
 // askEngine starts asking the engine for its change list.
-func (fs *containerFS) askEngine(ctx context.Context, e *Engine, c *ctrCapture) {
+func (fs *containerFS) askEngine(ctx context.Context, rt engine.Runtime, c *ctrCapture) {
 	fs.diff = make(chan engineDiff, 1)
 	go func() {
-		ch, err := e.c.ContainerDiff(ctx, c.ci.ID)
+		ch, err := rt.Changes(ctx, c.ci.ID)
 		fs.diff <- engineDiff{ch, err}
 	}()
 }
@@ -152,7 +124,7 @@ func (fs *containerFS) remove() {
 
 // captureContainerFS stores the container's changes layer, its config and
 // manifest (the image's plus that layer), and its metadata.
-func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manifest.Artifact, idx map[hashing.Digest]*manifest.Index,
+func captureContainerFS(ctx context.Context, rt engine.Runtime, c *ctrCapture, img manifest.Artifact, idx map[hashing.Digest]*manifest.Index,
 	w *manifest.Writer, mw *archiveMembers, req EngineRequest, s *session, progress func(string)) (descriptor, error) {
 	cc := c.art.Container
 	cc.Image = img.Name
@@ -168,10 +140,10 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 			return descriptor{}, err
 		}
 		fs.lf = lf
-		if err := exportRoute(ctx, e, c.ci.ID, pristine, lf, &fs.anomalies); err != nil {
+		if err := exportRoute(ctx, rt, c.ci.ID, pristine, lf, &fs.anomalies); err != nil {
 			return descriptor{}, err
 		}
-		fs.askEngine(ctx, e, c)
+		fs.askEngine(ctx, rt, c)
 	}
 	lf, route, anomalies := fs.lf, fs.route, fs.anomalies
 	cc.Route = route
@@ -199,7 +171,7 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 	fs.diff = nil
 	engineChanges, cerr := ed.changes, ed.err
 	if cerr != nil {
-		return descriptor{}, e.wrap(cerr, "asking the engine for the change list")
+		return descriptor{}, engine.Wrap(cerr, "asking the engine for the change list")
 	}
 	ours := map[string]layers.Change{}
 	for _, ch := range changes {
@@ -216,9 +188,8 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 	var eng []layers.Change
 	theirs := map[string]byte{}
 	for _, ch := range engineChanges {
-		k := "CAD"[ch.Kind]
-		theirs[ch.Path] = k
-		eng = append(eng, layers.Change{Kind: k, Path: ch.Path})
+		theirs[ch.Path] = ch.Kind
+		eng = append(eng, layers.Change{Kind: ch.Kind, Path: ch.Path})
 	}
 	sort.Slice(eng, func(i, j int) bool { return eng[i].Path < eng[j].Path })
 	for _, p := range unionKeys(ours, theirs) {
@@ -247,22 +218,22 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 	if err := pm.add("engine-changes.txt", layers.FormatChanges(eng)); err != nil {
 		return descriptor{}, err
 	}
-	if err := pm.add("inspect.json", c.raw); err != nil {
+	if err := pm.add("inspect.json", c.ci.Raw); err != nil {
 		return descriptor{}, err
 	}
 	for _, m := range c.ci.Mounts {
-		mt := manifest.Mount{Type: string(m.Type), Name: m.Name, Source: m.Source, Destination: m.Destination, RW: m.RW}
+		mt := manifest.Mount{Type: m.Type, Name: m.Name, Source: m.Source, Destination: m.Destination, RW: m.RW}
 		switch {
 		case m.Type != "volume":
-			mt.Skipped = "a " + string(m.Type) + " mount of a host path: recorded, never walked"
+			mt.Skipped = "a " + m.Type + " mount of a host path: recorded, never walked"
 		case !req.Volumes:
 			mt.Skipped = "volume contents not asked for (--volumes)"
 		default:
 			source, refused := m.Source, error(nil)
-			if e.Info.Local && source != "" {
+			if rt.Info().Local && source != "" {
 				if _, err := os.Lstat(source); err == nil {
 					// Read directly only where the engine keeps volumes.
-					source, refused = e.inRoot(source, "volumes", m.Name, "_data")
+					source, refused = rt.VolumeDir(m.Name, source)
 				}
 			}
 			if refused != nil {
@@ -270,7 +241,7 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 				s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Path: m.Destination, Kind: "engine-claims-volume-outside-root", Detail: refused.Error()})
 				break
 			}
-			va, err := captureVolume(ctx, e, c, m.Name, source, m.Destination, w, req, s, progress)
+			va, err := captureVolume(ctx, rt, c, m.Name, source, m.Destination, w, req, s, progress)
 			if err != nil {
 				return descriptor{}, fmt.Errorf("volume %s: %w", m.Name, err)
 			}
@@ -283,7 +254,7 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 	if maxLog <= 0 {
 		maxLog = DefaultMaxLogBytes
 	}
-	if err := captureLogs(ctx, e, c, pm, filepath.Dir(req.Output), maxLog, s); err != nil {
+	if err := captureLogs(ctx, rt, c, pm, filepath.Dir(req.Output), maxLog, s); err != nil {
 		return descriptor{}, err
 	}
 	// An OCI config and manifest: the image's, plus the changes layer.

@@ -10,11 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/pkg/stdcopy"
-
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/engine"
 )
 
 // A container's own files in the archive: memory dumps, its config, logs.
@@ -76,7 +74,7 @@ func ContainerPrefix(name string) string { return "amber/containers/" + name + "
 
 func captureMemory(ctx context.Context, c *ctrCapture, mw *archiveMembers, s *session, progress func(string)) error {
 	cc := c.art.Container
-	pids, err := containerPIDs(c.ci.State.Pid, c.ci.ID)
+	pids, err := containerPIDs(c.ci.Pid, c.ci.ID)
 	if errors.Is(err, errNotInContainer) {
 		// Never a host process's memory on the engine's word.
 		cc.MemorySkipped = "not dumped: " + err.Error()
@@ -146,9 +144,7 @@ func containerConfig(changes hashing.Digest, c *ctrCapture) ([]byte, error) {
 	cfg["rootfs"], _ = json.Marshal(rootfs)
 	cfg["history"], _ = json.Marshal(hist)
 	if c.ci.Config != nil {
-		if b, err := json.Marshal(c.ci.Config); err == nil {
-			cfg["container_config"] = b
-		}
+		cfg["container_config"] = c.ci.Config
 	}
 	cfg["container"], _ = json.Marshal(c.ci.ID)
 	return json.Marshal(cfg)
@@ -157,8 +153,9 @@ func containerConfig(changes hashing.Digest, c *ctrCapture) ([]byte, error) {
 // captureLogs stores the container's stdout and stderr as the engine has
 // them, each line prefixed with the engine's timestamp: their first limit
 // bytes, the rest flagged logs-truncated and not read.
-func captureLogs(ctx context.Context, e *Engine, c *ctrCapture, pm *prefixed, dir string, limit int64, s *session) error {
-	rc, err := e.c.ContainerLogs(ctx, c.ci.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true})
+func captureLogs(ctx context.Context, rt engine.Runtime, c *ctrCapture, pm *prefixed, dir string, limit int64, s *session) error {
+	tty := c.ci.Tty
+	rc, err := rt.Logs(ctx, c.ci.ID, tty)
 	if err != nil {
 		return pm.add("logs/unavailable", []byte(fmt.Sprintf("the engine gives no logs: %v\n", err)))
 	}
@@ -173,13 +170,8 @@ func captureLogs(ctx context.Context, e *Engine, c *ctrCapture, pm *prefixed, di
 		return fmt.Errorf("storing logs: %w", err)
 	}
 	defer func() { errf.Close(); os.Remove(errf.Name()) }()
-	tty := c.ci.Config != nil && c.ci.Config.Tty
 	left := limit
-	if tty {
-		_, err = io.Copy(logBudget{out, &left}, ctxReader{ctx, rc})
-	} else {
-		_, err = stdcopy.StdCopy(logBudget{out, &left}, logBudget{errf, &left}, ctxReader{ctx, rc})
-	}
+	err = rc.Copy(logBudget{out, &left}, logBudget{errf, &left})
 	if errors.Is(err, errLogBound) {
 		s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Path: "logs", Kind: "logs-truncated",
 			Detail: fmt.Sprintf("the engine's logs go on past %d MiB: their first %d MiB (stdout and stderr together) are stored, the rest was not read", limit>>20, limit>>20)})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/engine"
 )
 
 // A named volume's contents, stored as one layer.
@@ -19,7 +20,7 @@ import (
 // captureVolume stores a named volume's contents as an artifact of one
 // layer: read directly (O_NOATIME) when the engine is local, else through
 // the engine from the container's mount point.
-func captureVolume(ctx context.Context, e *Engine, c *ctrCapture, name, source, dest string, w *manifest.Writer, req EngineRequest, s *session, progress func(string)) (*manifest.Artifact, error) {
+func captureVolume(ctx context.Context, rt engine.Runtime, c *ctrCapture, name, source, dest string, w *manifest.Writer, req EngineRequest, s *session, progress func(string)) (*manifest.Artifact, error) {
 	if a, ok := s.volumes[name]; ok {
 		return a, nil
 	}
@@ -31,11 +32,11 @@ func captureVolume(ctx context.Context, e *Engine, c *ctrCapture, name, source, 
 	defer lf.remove()
 	var anomalies []manifest.Anomaly
 	how := "direct"
-	if _, serr := os.Stat(source); e.Info.Local && source != "" && serr == nil {
+	if _, serr := os.Stat(source); rt.Info().Local && source != "" && serr == nil {
 		err = upperRoute([]string{source}, false, lf, &anomalies)
 	} else {
 		how = "engine"
-		err = copyFromContainer(ctx, e, c.ci.ID, dest, lf)
+		err = copyFromContainer(ctx, rt, c.ci.ID, dest, lf)
 	}
 	if err != nil {
 		return nil, err
@@ -69,10 +70,10 @@ func captureVolume(ctx context.Context, e *Engine, c *ctrCapture, name, source, 
 
 // copyFromContainer writes the tree at path in the container, as the
 // engine gives it (docker cp), as a layer rooted at that path.
-func copyFromContainer(ctx context.Context, e *Engine, id, p string, lf *layerFile) error {
-	rc, _, err := e.c.CopyFromContainer(ctx, id, p)
+func copyFromContainer(ctx context.Context, rt engine.Runtime, id, p string, lf *layerFile) error {
+	rc, err := rt.CopyFrom(ctx, id, p)
 	if err != nil {
-		return e.wrap(err, "reading "+p+" of container "+id)
+		return engine.Wrap(err, "reading "+p+" of container "+id)
 	}
 	defer rc.Close()
 	tr := tar.NewReader(ctxReader{ctx, rc})

@@ -12,6 +12,7 @@ import (
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/engine"
 )
 
 // exportRoute builds a container's changes layer from the engine's export
@@ -24,10 +25,10 @@ import (
 // A file whose metadata matches the image is only hashed; when its hash
 // differs (a content-only change), it is fetched again by path once the
 // stream ends, and checked against the hash seen in the stream.
-func exportRoute(ctx context.Context, e *Engine, id string, pristine *layers.Stack, lf *layerFile, anomalies *[]manifest.Anomaly) error {
-	rc, err := e.c.ContainerExport(ctx, id)
+func exportRoute(ctx context.Context, rt engine.Runtime, id string, pristine *layers.Stack, lf *layerFile, anomalies *[]manifest.Anomaly) error {
+	rc, err := rt.Export(ctx, id)
 	if err != nil {
-		return e.wrap(err, "exporting container "+id)
+		return engine.Wrap(err, "exporting container "+id)
 	}
 	defer rc.Close()
 	tr := tar.NewReader(ctxReader{ctx, rc})
@@ -117,7 +118,7 @@ func exportRoute(ctx context.Context, e *Engine, id string, pristine *layers.Sta
 		written[t] = true
 	}
 	for _, r := range again {
-		if err := fetchFile(ctx, e, id, r.h, r.sum, lf, anomalies); err != nil {
+		if err := fetchFile(ctx, rt, id, r.h, r.sum, lf, anomalies); err != nil {
 			return err
 		}
 	}
@@ -156,10 +157,10 @@ func exportRecord(h *tar.Header, sum hashing.Digest) *manifest.Record {
 
 // fetchFile reads one file of the container by path through the engine
 // and stores it under the header seen in the export stream.
-func fetchFile(ctx context.Context, e *Engine, id string, h *tar.Header, want hashing.Digest, lf *layerFile, anomalies *[]manifest.Anomaly) error {
-	rc, _, err := e.c.CopyFromContainer(ctx, id, "/"+h.Name)
+func fetchFile(ctx context.Context, rt engine.Runtime, id string, h *tar.Header, want hashing.Digest, lf *layerFile, anomalies *[]manifest.Anomaly) error {
+	rc, err := rt.CopyFrom(ctx, id, "/"+h.Name)
 	if err != nil {
-		return e.wrap(err, "reading /"+h.Name+" of container "+id)
+		return engine.Wrap(err, "reading /"+h.Name+" of container "+id)
 	}
 	defer rc.Close()
 	tr := tar.NewReader(rc)

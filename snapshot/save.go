@@ -12,6 +12,7 @@ import (
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/engine"
 )
 
 // An image from the engine is captured as the engine's save stream
@@ -66,10 +67,10 @@ func (m *memStore) exists(name string) bool {
 // saveStream captures one image from the engine's save stream into w.
 // diffIDs are the image's layers as the engine inspects them. It returns a
 // Source over the stream's metadata whose layers are all in layers.
-func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Digest, spoolDir string, w *manifest.Writer, layers *layerSet, opts Options, progress func(string)) (*Source, error) {
-	rc, err := e.c.ImageSave(ctx, []string{ref})
+func saveStream(ctx context.Context, rt engine.Runtime, ref string, diffIDs []hashing.Digest, spoolDir string, w *manifest.Writer, layers *layerSet, opts Options, progress func(string)) (*Source, error) {
+	rc, err := rt.SaveImage(ctx, ref)
 	if err != nil {
-		return nil, e.wrap(err, "saving image "+ref)
+		return nil, engine.Wrap(err, "saving image "+ref)
 	}
 	defer rc.Close()
 	want := map[hashing.Digest]bool{}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
+	"github.com/amber-forensics/amber/snapshot/docker"
 )
 
 type captureOptions struct {
@@ -225,7 +226,14 @@ func (e *env) runCaptureEngine(o *captureOptions, images, containers []string) e
 	} else if !o.json {
 		req.Progress = func(msg string) { fmt.Fprintf(e.stderr, "amber: %s\n", escapeName(msg)) }
 	}
-	res, err := snapshot.CaptureEngine(e.ctx, req)
+	// The one place the runtime is chosen: the Docker engine, as the
+	// environment names it.
+	rt, err := docker.Dial(e.ctx)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	res, err := snapshot.CaptureEngine(e.ctx, rt, req)
 	if isTerminal(e.stderr) {
 		fmt.Fprint(e.stderr, "\r\033[K")
 	}

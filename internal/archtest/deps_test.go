@@ -20,10 +20,14 @@ var allowed = map[string][]string{
 	"view":        {"manifest", "hashing", "imageconfig", "layers"},
 	// OCI layer semantics in one place; acquisition uses them, not the
 	// mount layout.
-	"layers":    {"manifest", "hashing", "internal/textsafe"},
-	"snapshot":  {"manifest", "hashing", "layers", "internal/textsafe"},
-	"fusefs":    {"manifest", "hashing", "view"},
-	"cmd/amber": {"manifest", "hashing", "snapshot", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
+	"layers":   {"manifest", "hashing", "internal/textsafe"},
+	"snapshot": {"manifest", "hashing", "layers", "internal/textsafe", "snapshot/engine"},
+	// The seam to container runtimes: a leaf that snapshot and every
+	// runtime package import, so that neither needs the other.
+	"snapshot/engine": {"manifest", "hashing"},
+	"snapshot/docker": {"manifest", "hashing", "snapshot/engine"},
+	"fusefs":          {"manifest", "hashing", "view"},
+	"cmd/amber":       {"manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
 	// The one escaping of evidence strings printed for a person.
 	"internal/textsafe": {},
 	// Test support may use what it tests; nothing but tests and the
@@ -35,9 +39,10 @@ var allowed = map[string][]string{
 	"internal/archtest":       {},
 }
 
-// Only snapshot talks to Docker or go-containerregistry.
+// Only snapshot/docker talks to Docker; only snapshot to
+// go-containerregistry.
 var external = map[string][]string{
-	"github.com/docker/":                     {"snapshot"},
+	"github.com/docker/":                     {"snapshot/docker"},
 	"github.com/google/go-containerregistry": {"snapshot"},
 }
 
