@@ -59,3 +59,44 @@ func TestInRoot(t *testing.T) {
 	refused(&Engine{root: "docker"}, "docker/volumes/v1/_data", "volumes", "v1", "_data")
 	refused(&Engine{root: "/"}, filepath.Join(root, "volumes/v1/_data"), "volumes", "v1", "_data")
 }
+
+// TestUpperDirsClaims: the upper directory and init layer that inspect
+// reports are read directly only as <root>/overlay2/<64 hex>/diff and
+// <root>/overlay2/<same>-init/diff; ".." in them, another ID or another
+// driver is refused (a claim) or unavailable (a reason), never read.
+func TestUpperDirsClaims(t *testing.T) {
+	root := t.TempDir()
+	id, other := strings.Repeat("ab", 32), strings.Repeat("cd", 32)
+	for _, d := range []string{id + "/diff", id + "-init/diff", other + "/diff"} {
+		if err := os.MkdirAll(filepath.Join(root, "overlay2", d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &Engine{root: root}
+	upper := filepath.Join(root, "overlay2", id, "diff")
+	init := filepath.Join(root, "overlay2", id+"-init", "diff")
+	ctr := func(driver, up, lower string) *engine.Container {
+		return &engine.Container{Driver: driver, Storage: map[string]string{"UpperDir": up, "LowerDir": lower}}
+	}
+	dirs, err := e.UpperDirs(ctr("overlay2", upper, init+":/elsewhere"))
+	if err != nil || len(dirs) != 2 || dirs[0] != upper || dirs[1] != init {
+		t.Errorf("the engine's own directories: %q %v", dirs, err)
+	}
+	var un *engine.Unavailable
+	for _, c := range []*engine.Container{ctr("btrfs", upper, ""), ctr("overlay2", "", "")} {
+		if dirs, err := e.UpperDirs(c); !errors.As(err, &un) || dirs != nil {
+			t.Errorf("%+v: %q %v, want unavailable", c, dirs, err)
+		}
+	}
+	for _, c := range []*engine.Container{
+		ctr("overlay2", filepath.Join(root, "overlay2", id, "..", other, "diff", "..", "..", id, "diff", ".."), ""),
+		ctr("overlay2", filepath.Join(root, "overlay2", "..", "..", "etc", "diff"), ""),
+		ctr("overlay2", "/etc/"+id+"/diff", ""),
+		ctr("overlay2", upper, filepath.Join(root, "overlay2", other+"-init", "diff")),
+		ctr("overlay2", upper, filepath.Join(root, "overlay2", id+"-init", "..", other, "-init/diff")),
+	} {
+		if dirs, err := e.UpperDirs(c); !errors.Is(err, engine.ErrEngineClaim) {
+			t.Errorf("%v: %q %v, want refused", c.Storage, dirs, err)
+		}
+	}
+}
