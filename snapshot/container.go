@@ -18,13 +18,6 @@ import (
 // engine rotates them, and bounds an engine whose logs never end.
 const DefaultMaxLogBytes = 1 << 30
 
-// Routes for a container's filesystem.
-const (
-	RouteAuto     = "auto"
-	RouteUpperdir = "upperdir"
-	RouteExport   = "export"
-)
-
 // EngineRequest is one capture from a Docker engine into one archive.
 type EngineRequest struct {
 	Images      []string
@@ -54,29 +47,6 @@ type EngineRequest struct {
 	WriteProgress func(int64)
 }
 
-// session is the bookkeeping common to every capture: the manifest being
-// built and the custody chain.
-type session struct {
-	m     *manifest.Manifest
-	chain *manifest.Chain
-	actor string
-	// volumes captured so far: volume name -> artifact
-	volumes map[string]*manifest.Artifact
-}
-
-func newSession(tool manifest.Tool, c manifest.Case, cmdline []string) *session {
-	m := &manifest.Manifest{Tool: tool, Case: c}
-	m.Acquisition.Started = time.Now().UTC()
-	manifest.HostInfo(&m.Acquisition)
-	m.Acquisition.CommandLine = cmdline
-	return &session{m: m, chain: manifest.NewChain(hashing.Digest{}, 0), actor: Actor(c, m.Acquisition), volumes: map[string]*manifest.Artifact{}}
-}
-
-func (s *session) ev(action string, details map[string]string) error {
-	_, err := s.chain.Append(manifest.Event{Time: time.Now(), Actor: s.actor, Host: s.m.Acquisition.Host, Action: action, Details: details})
-	return err
-}
-
 type ctrCapture struct {
 	ref      string
 	name     string
@@ -89,7 +59,29 @@ type ctrCapture struct {
 	fs       *containerFS
 }
 
-// CaptureEngine captures containers and images from the Docker engine:
+// engineCapture is a capture from a container runtime: the session, and
+// what the runtime was asked and answered.
+type engineCapture struct {
+	*session
+	ctx      context.Context
+	rt       engine.Runtime
+	req      EngineRequest
+	info     manifest.Engine
+	progress func(string)
+	ctrs     []*ctrCapture
+	// the images to save (each once, by the first name met) and their
+	// IDs when the capture began
+	saveRefs []string
+	imageIDs map[string]string // ref -> ID
+	mw       *archiveMembers
+	// what the images' capture left: the layers' indexes and sources
+	indexes map[hashing.Digest]*manifest.Index
+	srcs    []*Source
+	// volumes captured so far: volume name -> artifact
+	volumes map[string]*manifest.Artifact
+}
+
+// CaptureEngine captures containers and images from a container runtime:
 // for each container its processes' memory first (order of volatility),
 // then its image, its filesystem changes, inspect record, change lists and
 // logs. On any error, and on cancellation, nothing is left at the output
@@ -104,21 +96,85 @@ func CaptureEngine(ctx context.Context, rt engine.Runtime, req EngineRequest) (r
 	if len(req.Images)+len(req.Containers) == 0 {
 		return nil, fmt.Errorf("nothing to capture")
 	}
-	s := newSession(req.Tool, req.Case, req.CommandLine)
-	acq := &s.m.Acquisition
-	info := rt.Info()
-	acq.Docker = &info
-	progress := req.Progress
-	if progress == nil {
-		progress = func(string) {}
+	e := &engineCapture{session: newSession(req.Tool, req.Case, req.CommandLine, nil, nil), ctx: ctx, rt: rt, req: req, info: rt.Info(),
+		progress: req.Progress, imageIDs: map[string]string{}, volumes: map[string]*manifest.Artifact{}}
+	if e.progress == nil {
+		e.progress = func(string) {}
 	}
+	info := e.info
+	e.m.Acquisition.Docker = &info
 	// Resolve everything before touching anything.
-	var ctrs []*ctrCapture
-	names := map[string]bool{}
-	for _, ref := range req.Containers {
-		ci, err := inspect(ctx, rt, ref)
-		if err != nil {
+	if err := e.resolve(); err != nil {
+		return nil, err
+	}
+	extra := map[string]string{"tool": req.Tool.Name + " " + req.Tool.Version,
+		"engine": info.Host, "engine_id": info.ID, "engine_name": info.Name, "engine_version": info.Version, "api_version": info.APIVersion}
+	if err := e.begin(req.CommandLine, extra, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm}, req.Output); err != nil {
+		return nil, err
+	}
+	defer e.abort()
+	// Pause, and always unpause: also on errors and cancellation.
+	defer func() {
+		if uerr := e.unpause(); uerr != nil {
+			err = errors.Join(err, uerr)
+		}
+	}()
+	defer func() {
+		for _, c := range e.ctrs {
+			if c.fs != nil {
+				c.fs.remove()
+			}
+		}
+	}()
+	if err := e.pause(); err != nil {
+		return nil, err
+	}
+	e.mw = &archiveMembers{w: e.w}
+	// Memory first: it is the most volatile.
+	for _, c := range e.ctrs {
+		if err := e.memory(c); err != nil {
 			return nil, err
+		}
+	}
+	// The containers' own filesystems next, where they can be read
+	// directly: more volatile than their images.
+	for _, c := range e.ctrs {
+		if err := e.readEarly(c); err != nil {
+			return nil, err
+		}
+	}
+	byID, err := e.images()
+	if err != nil {
+		return nil, err
+	}
+	// Each container's filesystem, metadata and logs.
+	for _, c := range e.ctrs {
+		if err := e.container(c, byID); err != nil {
+			return nil, err
+		}
+	}
+	// byID pointed into s.m.Artifacts; containers are appended after.
+	for _, c := range e.ctrs {
+		e.m.Artifacts = append(e.m.Artifacts, c.art)
+		for _, v := range c.volumes {
+			e.m.Artifacts = append(e.m.Artifacts, *v)
+		}
+	}
+	if err := e.unpause(); err != nil {
+		return nil, err
+	}
+	return e.seal(ctx, nil)
+}
+
+// resolve inspects every container and image asked for, and records them
+// as the acquisition's sources.
+func (e *engineCapture) resolve() error {
+	acq := &e.m.Acquisition
+	names := map[string]bool{}
+	for _, ref := range e.req.Containers {
+		ci, err := inspect(e.ctx, e.rt, ref)
+		if err != nil {
+			return err
 		}
 		c := &ctrCapture{ref: ref, ci: ci}
 		c.name = manifest.PathSafe(strings.TrimPrefix(ci.Name, "/"))
@@ -126,258 +182,207 @@ func CaptureEngine(ctx context.Context, rt engine.Runtime, req EngineRequest) (r
 			c.name = ci.ID[:12]
 		}
 		if names[c.name] {
-			return nil, fmt.Errorf("container %s named twice", ref)
+			return fmt.Errorf("container %s named twice", ref)
 		}
 		names[c.name] = true
-		if ci.Driver == "" && req.Route == RouteUpperdir {
-			return nil, fmt.Errorf("container %s: the engine reports no storage driver", ref)
+		if ci.Driver == "" && e.req.Route == RouteUpperdir {
+			return fmt.Errorf("container %s: the engine reports no storage driver", ref)
 		}
 		c.imageRef = ci.Image
 		if ci.ImageRef != "" {
-			if ii, err := rt.Image(ctx, ci.ImageRef); err == nil && ii.ID == ci.Image {
+			if ii, err := e.rt.Image(e.ctx, ci.ImageRef); err == nil && ii.ID == ci.Image {
 				c.imageRef = ci.ImageRef
 			}
 		}
-		ctrs = append(ctrs, c)
-		acq.Sources = append(acq.Sources, manifest.Source{Kind: "docker-container", Path: info.Host + " " + c.name + " " + ci.ID})
+		e.ctrs = append(e.ctrs, c)
+		acq.Sources = append(acq.Sources, manifest.Source{Kind: "docker-container", Path: e.info.Host + " " + c.name + " " + ci.ID})
 	}
-	var saveRefs []string
-	imageIDs := map[string]string{} // ref -> ID
-	addRef := func(ref, id string) {
-		for _, known := range imageIDs {
-			if known == id {
-				return // the same image under another name: saved once
-			}
-		}
-		saveRefs = append(saveRefs, ref)
-		imageIDs[ref] = id
-	}
-	for _, ref := range req.Images {
-		ii, err := rt.Image(ctx, ref)
+	for _, ref := range e.req.Images {
+		ii, err := e.rt.Image(e.ctx, ref)
 		if err != nil {
-			return nil, engine.Wrap(err, "image "+ref)
+			return engine.Wrap(err, "image "+ref)
 		}
-		addRef(ref, ii.ID)
-		acq.Sources = append(acq.Sources, manifest.Source{Kind: "docker-image", Path: info.Host + " " + ref + " " + ii.ID})
+		e.addRef(ref, ii.ID)
+		acq.Sources = append(acq.Sources, manifest.Source{Kind: "docker-image", Path: e.info.Host + " " + ref + " " + ii.ID})
 	}
-	for _, c := range ctrs {
-		addRef(c.imageRef, c.ci.Image)
+	for _, c := range e.ctrs {
+		e.addRef(c.imageRef, c.ci.Image)
 	}
-	details := map[string]string{"command_line": ShellJoin(req.CommandLine), "output": filepath.Base(req.Output), "tool": req.Tool.Name + " " + req.Tool.Version,
-		"engine": info.Host, "engine_id": info.ID, "engine_name": info.Name, "engine_version": info.Version, "api_version": info.APIVersion}
-	for i, src := range acq.Sources {
-		details[fmt.Sprintf("source_%d", i)] = src.Kind + " " + src.Path
-	}
-	if err := s.ev("acquisition-started", details); err != nil {
-		return nil, err
-	}
-	w, err := manifest.Create(req.Output, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm})
-	if err != nil {
-		return nil, err
-	}
-	defer w.Abort()
-	// Pause, and always unpause: also on errors and cancellation.
-	unpause := func() error {
-		var first error
-		for _, c := range ctrs {
-			if !c.paused {
-				continue
-			}
-			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
-			err := rt.Unpause(uctx, c.ci.ID)
-			cancel()
-			if errors.Is(err, engine.ErrNotPaused) {
-				c.paused = false // the pause never happened
-				continue
-			}
-			if err != nil {
-				if first == nil {
-					first = engine.Wrap(err, "unpausing container "+c.name+" (run: docker unpause "+c.ci.ID[:12]+")")
-				}
-				continue
-			}
-			c.paused = false
-			if err := s.ev("unpaused", map[string]string{"container": c.name, "id": c.ci.ID}); err != nil && first == nil {
-				first = err
-			}
-		}
-		return first
-	}
-	defer func() {
-		if uerr := unpause(); uerr != nil {
-			err = errors.Join(err, uerr)
-		}
-	}()
-	if req.Pause {
-		for _, c := range ctrs {
-			if !c.ci.Running || c.ci.Paused {
-				continue
-			}
-			// Marked first and asked without the capture's context: a
-			// signal arriving while the engine pauses it must still
-			// find it unpaused afterwards.
-			c.paused = true
-			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
-			err := rt.Pause(pctx, c.ci.ID)
-			cancel()
-			if err != nil {
-				return nil, engine.Wrap(err, "pausing container "+c.name)
-			}
-			if err := s.ev("paused", map[string]string{"container": c.name, "id": c.ci.ID}); err != nil {
-				return nil, err
-			}
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
+	return nil
+}
+
+// addRef adds an image to save, unless it is saved already under another
+// name.
+func (e *engineCapture) addRef(ref, id string) {
+	for _, known := range e.imageIDs {
+		if known == id {
+			return
 		}
 	}
-	mw := &archiveMembers{w: w}
-	// Memory first: it is the most volatile.
-	for _, c := range ctrs {
-		cc := &manifest.Container{ID: c.ci.ID, ImageRef: c.imageRef, Driver: c.ci.Driver, State: c.ci.State}
-		cc.Paused = c.paused
-		c.art.Container = cc
-		switch {
-		case req.NoMemory:
-			cc.MemorySkipped = "not asked for (--no-memory)"
-		case !c.ci.Running || c.ci.Pid <= 0:
-			cc.MemorySkipped = "the container is not running"
-		case !info.Local:
-			cc.MemorySkipped = "the engine is not on this host (" + info.Host + "); memory can only be taken locally"
-		default:
-			if err := captureMemory(ctx, c, mw, s, progress); err != nil {
-				return nil, err
-			}
-		}
+	e.saveRefs = append(e.saveRefs, ref)
+	e.imageIDs[ref] = id
+}
+
+// pause freezes each running container when asked. A container is marked
+// paused before the runtime is asked, and asked without the capture's
+// context: a signal arriving while the runtime pauses it must still find
+// it unpaused afterwards.
+func (e *engineCapture) pause() error {
+	if !e.req.Pause {
+		return nil
 	}
-	// The containers' own filesystems next, where they can be read
-	// directly: more volatile than their images.
-	for _, c := range ctrs {
-		c.fs = &containerFS{}
-		defer c.fs.remove()
-		if err := chooseRoute(rt, c, req, c.fs); err != nil {
-			return nil, err
+	for _, c := range e.ctrs {
+		if !c.ci.Running || c.ci.Paused {
+			continue
 		}
-		if c.fs.route == RouteUpperdir {
-			if err := readUpper(ctx, rt, c, req, c.fs, progress); err != nil {
-				if errors.Is(err, os.ErrNotExist) {
-					return nil, fmt.Errorf("%w: container %s: %w", ErrContainerGone, c.name, err)
-				}
-				return nil, fmt.Errorf("container %s: %w", c.name, err)
-			}
-		}
-	}
-	// Images, each as the engine's save stream arrives; layers shared
-	// between images are stored once.
-	layers := newLayerSet()
-	capd := &Captured{Indexes: map[hashing.Digest]*manifest.Index{}}
-	var srcs []*Source
-	for _, ref := range saveRefs {
-		ii, err := rt.Image(ctx, ref)
+		c.paused = true
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(e.ctx), 60*time.Second)
+		err := e.rt.Pause(pctx, c.ci.ID)
+		cancel()
 		if err != nil {
-			return nil, engine.Wrap(err, "image "+ref)
+			return engine.Wrap(err, "pausing container "+c.name)
 		}
-		if ii.ID != imageIDs[ref] {
-			return nil, fmt.Errorf("%w: %s is now image %s, not %s as when the capture began", ErrEngine, ref, ii.ID, imageIDs[ref])
+		if err := e.ev("paused", map[string]string{"container": c.name, "id": c.ci.ID}); err != nil {
+			return err
 		}
-		var diffIDs []hashing.Digest
-		for _, l := range ii.DiffIDs {
-			d, err := hashing.Parse(l)
-			if err != nil {
-				return nil, fmt.Errorf("%w: image %s: layer %q", ErrEngine, ref, l)
+		if err := e.ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unpause thaws every container amber paused, without the capture's
+// context (it runs on cancellation too), and returns the first failure.
+func (e *engineCapture) unpause() error {
+	var first error
+	for _, c := range e.ctrs {
+		if !c.paused {
+			continue
+		}
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(e.ctx), 60*time.Second)
+		err := e.rt.Unpause(uctx, c.ci.ID)
+		cancel()
+		if errors.Is(err, engine.ErrNotPaused) {
+			c.paused = false // the pause never happened
+			continue
+		}
+		if err != nil {
+			if first == nil {
+				first = engine.Wrap(err, "unpausing container "+c.name+" (run: docker unpause "+c.ci.ID[:12]+")")
 			}
-			diffIDs = append(diffIDs, d)
+			continue
 		}
-		progress(fmt.Sprintf("image %s: saving from the engine", ref))
-		src, err := saveStream(ctx, rt, ref, diffIDs, filepath.Dir(req.Output), w, layers, req.Options, progress)
+		c.paused = false
+		if err := e.ev("unpaused", map[string]string{"container": c.name, "id": c.ci.ID}); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// memory starts the container's record and takes its processes' memory
+// where it can.
+func (e *engineCapture) memory(c *ctrCapture) error {
+	cc := &manifest.Container{ID: c.ci.ID, ImageRef: c.imageRef, Driver: c.ci.Driver, State: c.ci.State}
+	cc.Paused = c.paused
+	c.art.Container = cc
+	switch {
+	case e.req.NoMemory:
+		cc.MemorySkipped = "not asked for (--no-memory)"
+	case !c.ci.Running || c.ci.Pid <= 0:
+		cc.MemorySkipped = "the container is not running"
+	case !e.info.Local:
+		cc.MemorySkipped = "the engine is not on this host (" + e.info.Host + "); memory can only be taken locally"
+	default:
+		return captureMemory(e.ctx, c, e.mw, e.session, e.progress)
+	}
+	return nil
+}
+
+// images captures each image as the runtime's save stream arrives;
+// layers shared between images are stored once. It returns the image
+// artifacts by ID.
+func (e *engineCapture) images() (map[string]*manifest.Artifact, error) {
+	ls := newLayerSet()
+	e.indexes = map[hashing.Digest]*manifest.Index{}
+	for _, ref := range e.saveRefs {
+		src, err := e.saveImage(ref, ls)
 		if err != nil {
 			return nil, err
 		}
-		srcs = append(srcs, src)
-		c, err := layers.capture(ctx, src, w, req.Options)
+		e.srcs = append(e.srcs, src)
+		c, err := ls.capture(e.ctx, src, e.w, e.req.Options)
 		if err != nil {
 			return nil, fmt.Errorf("capturing image %s from the engine: %w", ref, err)
 		}
-		for _, a := range c.Artifacts {
+		err = e.add(c, func(a *manifest.Artifact) error {
 			for {
-				if _, dup := s.m.Artifact(a.Kind, a.Name); !dup {
-					break
+				if _, dup := e.m.Artifact(a.Kind, a.Name); !dup {
+					return nil
 				}
 				a.Name += "_" + a.ImageID.Short()
 			}
-			capd.Artifacts = append(capd.Artifacts, a)
-			s.m.Artifacts = append(s.m.Artifacts, a)
+		})
+		if err != nil {
+			return nil, err
 		}
-		capd.Anomalies = append(capd.Anomalies, c.Anomalies...)
-		capd.Events = append(capd.Events, c.Events...)
-		capd.Index = append(capd.Index, c.Index...)
 		for k, v := range c.Indexes {
-			capd.Indexes[k] = v
+			e.indexes[k] = v
 		}
 	}
-	index := capd.Index
 	byID := map[string]*manifest.Artifact{}
-	for i := range s.m.Artifacts {
-		a := &s.m.Artifacts[i]
+	for i := range e.m.Artifacts {
+		a := &e.m.Artifacts[i]
 		byID[a.ImageID.String()] = a
 	}
-	for ref, id := range imageIDs {
+	for ref, id := range e.imageIDs {
 		if byID[id] == nil {
 			return nil, fmt.Errorf("%w: the engine's save of %s does not hold image %s", ErrEngine, ref, id)
 		}
 	}
-	s.m.Anomalies = append(s.m.Anomalies, capd.Anomalies...)
-	for _, ev := range capd.Events {
-		if err := s.ev(ev.Action, ev.Details); err != nil {
-			return nil, err
-		}
-	}
-	// Each container's filesystem, metadata and logs.
-	for _, c := range ctrs {
-		for _, src := range srcs {
-			for _, im := range src.Images {
-				if im.ConfigDigest.String() == c.ci.Image {
-					c.cfg = im.Config
-				}
-			}
-		}
-		img := *byID[c.ci.Image]
-		desc, err := captureContainerFS(ctx, rt, c, img, capd.Indexes, w, mw, req, s, progress)
-		if err != nil {
-			if errors.Is(err, ErrNoSuchObject) || errors.Is(err, os.ErrNotExist) {
-				// It was there when the capture began.
-				return nil, fmt.Errorf("%w: container %s: %w", ErrContainerGone, c.name, err)
-			}
-			return nil, fmt.Errorf("container %s: %w", c.name, err)
-		}
-		index = append(index, desc)
-	}
-	// byID pointed into s.m.Artifacts; containers are appended after.
-	for _, c := range ctrs {
-		s.m.Artifacts = append(s.m.Artifacts, c.art)
-		for _, v := range c.volumes {
-			s.m.Artifacts = append(s.m.Artifacts, *v)
-		}
-	}
-	if err := unpause(); err != nil {
-		return nil, err
-	}
-	if err := WriteIndex(w, index); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	acq.Finished = time.Now().UTC()
-	if err := s.ev("sealing", map[string]string{"artifacts": fmt.Sprint(len(s.m.Artifacts)), "anomalies": fmt.Sprint(len(s.m.Anomalies))}); err != nil {
-		return nil, err
-	}
-	sealed, err := w.Seal(s.m, s.chain)
+	return byID, nil
+}
+
+// saveImage checks that ref is still the image it was when the capture
+// began and stores its layers from the runtime's save stream.
+func (e *engineCapture) saveImage(ref string, ls *layerSet) (*Source, error) {
+	ii, err := e.rt.Image(e.ctx, ref)
 	if err != nil {
-		return nil, err
+		return nil, engine.Wrap(err, "image "+ref)
 	}
-	res = &Result{Sealed: sealed, Manifest: s.m}
-	side, err := WriteSidecars(sealed, s.actor, acq.Host, s.m.Custody)
-	res.Sidecars = side
-	return res, err
+	if ii.ID != e.imageIDs[ref] {
+		return nil, fmt.Errorf("%w: %s is now image %s, not %s as when the capture began", ErrEngine, ref, ii.ID, e.imageIDs[ref])
+	}
+	var diffIDs []hashing.Digest
+	for _, l := range ii.DiffIDs {
+		d, err := hashing.Parse(l)
+		if err != nil {
+			return nil, fmt.Errorf("%w: image %s: layer %q", ErrEngine, ref, l)
+		}
+		diffIDs = append(diffIDs, d)
+	}
+	e.progress(fmt.Sprintf("image %s: saving from the engine", ref))
+	return saveStream(e.ctx, e.rt, ref, diffIDs, filepath.Dir(e.req.Output), e.w, ls, e.req.Options, e.progress)
+}
+
+// container stores one container: its filesystem, metadata and logs.
+func (e *engineCapture) container(c *ctrCapture, byID map[string]*manifest.Artifact) error {
+	for _, src := range e.srcs {
+		for _, im := range src.Images {
+			if im.ConfigDigest.String() == c.ci.Image {
+				c.cfg = im.Config
+			}
+		}
+	}
+	desc, err := e.captureContainerFS(c, *byID[c.ci.Image])
+	if err != nil {
+		if errors.Is(err, ErrNoSuchObject) || errors.Is(err, os.ErrNotExist) {
+			// It was there when the capture began.
+			return fmt.Errorf("%w: container %s: %w", ErrContainerGone, c.name, err)
+		}
+		return fmt.Errorf("container %s: %w", c.name, err)
+	}
+	e.index = append(e.index, desc)
+	return nil
 }

@@ -1,9 +1,7 @@
 package snapshot
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,160 +17,89 @@ import (
 // A container's filesystem: the route chosen (upper directory or the
 // engine's export), read, compared with its image, stored as one layer.
 
-// containerFS is a container's filesystem as read: its changes layer in
-// a temporary file, and the engine's change list, asked for only once the
-// filesystem has been read (the engine reads the directories to answer).
-type containerFS struct {
-	route     string
-	dirs      []string // the upperdir route's directories, checked and resolved
-	lf        *layerFile
-	anomalies []manifest.Anomaly
-	diff      chan engineDiff
-}
-
-type engineDiff struct {
-	changes []engine.Change
-	err     error
-}
-
-// chooseRoute picks the route for a container's filesystem.
-func chooseRoute(rt engine.Runtime, c *ctrCapture, req EngineRequest, fs *containerFS) error {
-	route := req.Route
-	if route == RouteAuto || route == RouteUpperdir {
-		why := ""
-		var dirs []string
-		var err error
-		var un *engine.Unavailable
-		if !rt.Info().Local {
-			why = "the engine is not on this host"
-		} else if dirs, err = rt.UpperDirs(c.ci); errors.As(err, &un) {
-			why = un.Why
-		} else if err == nil && len(dirs) == 0 {
-			why = "the engine does not report an upper directory"
-		}
-		if why == "" {
-			if err != nil {
-				// The engine points at a directory that is not its own:
-				// the filesystem is still read, through its API.
-				if route == RouteUpperdir {
-					return fmt.Errorf("--route upperdir: %w", err)
-				}
-				fs.anomalies = append(fs.anomalies, manifest.Anomaly{Kind: "engine-claims-upperdir-outside-root", Detail: "filesystem read through the engine's export: " + err.Error()})
-				fs.route = RouteExport
-				return nil
-			}
-			if _, err := os.Stat(dirs[0]); err != nil {
-				why = "the upper directory cannot be read: " + err.Error()
-			}
-			fs.dirs = dirs
-		}
-		if why != "" {
-			if route == RouteUpperdir {
-				return fmt.Errorf("%w: --route upperdir: %s", ErrNotLocal, why)
-			}
-			route = RouteExport
-			fs.anomalies = append(fs.anomalies, manifest.Anomaly{Kind: "route", Detail: "filesystem read through the engine's export: " + why})
-		} else {
-			route = RouteUpperdir
-		}
-	}
-	fs.route = route
-	return nil
-}
-
-// readUpper reads the upper directory route into fs.lf. It may fall back
-// to the export route (fs.route says which was taken).
-func readUpper(ctx context.Context, rt engine.Runtime, c *ctrCapture, req EngineRequest, fs *containerFS, progress func(string)) error {
-	progress(fmt.Sprintf("container %s: filesystem (%s)", c.name, fs.route))
-	lf, err := newLayerFile(filepath.Dir(req.Output))
-	if err != nil {
-		return err
-	}
-	fs.lf = lf
-	err = upperRoute(fs.dirs, true, lf, &fs.anomalies)
-	if errors.Is(err, errRouteUnsupported) && req.Route == RouteAuto {
-		fs.anomalies = append(fs.anomalies, manifest.Anomaly{Kind: "route", Detail: "filesystem read through the engine's export: " + err.Error()})
-		lf.remove()
-		fs.lf, fs.route = nil, RouteExport
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	fs.askEngine(ctx, rt, c)
-	return nil
-}
-
-// askEngine starts asking the engine for its change list.
-func (fs *containerFS) askEngine(ctx context.Context, rt engine.Runtime, c *ctrCapture) {
-	fs.diff = make(chan engineDiff, 1)
-	go func() {
-		ch, err := rt.Changes(ctx, c.ci.ID)
-		fs.diff <- engineDiff{ch, err}
-	}()
-}
-
-func (fs *containerFS) remove() {
-	if fs.lf != nil {
-		fs.lf.remove()
-	}
-	if fs.diff != nil {
-		<-fs.diff // the request ends with the capture's context
-		fs.diff = nil
-	}
-}
-
 // captureContainerFS stores the container's changes layer, its config and
 // manifest (the image's plus that layer), and its metadata.
-func captureContainerFS(ctx context.Context, rt engine.Runtime, c *ctrCapture, img manifest.Artifact, idx map[hashing.Digest]*manifest.Index,
-	w *manifest.Writer, mw *archiveMembers, req EngineRequest, s *session, progress func(string)) (descriptor, error) {
+func (e *engineCapture) captureContainerFS(c *ctrCapture, img manifest.Artifact) (descriptor, error) {
+	ctx := e.ctx
 	cc := c.art.Container
 	cc.Image = img.Name
 	pristine := &layers.Stack{}
 	for _, l := range img.Layers {
-		pristine.Indexes = append(pristine.Indexes, idx[l.Digest])
+		pristine.Indexes = append(pristine.Indexes, e.indexes[l.Digest])
 	}
 	fs := c.fs
-	if fs.route == RouteExport && fs.lf == nil {
-		progress(fmt.Sprintf("container %s: filesystem (%s)", c.name, fs.route))
-		lf, err := newLayerFile(filepath.Dir(req.Output))
-		if err != nil {
+	if fs.lf == nil {
+		if err := fs.read(ctx, e.rt, c, filepath.Dir(e.req.Output), pristine, e.progress); err != nil {
 			return descriptor{}, err
 		}
-		fs.lf = lf
-		if err := exportRoute(ctx, rt, c.ci.ID, pristine, lf, &fs.anomalies); err != nil {
-			return descriptor{}, err
-		}
-		fs.askEngine(ctx, rt, c)
 	}
-	lf, route, anomalies := fs.lf, fs.route, fs.anomalies
-	cc.Route = route
-	size, sum, err := lf.finish()
+	cc.Route = fs.route.Name()
+	ld, err := e.storeChanges(c, len(img.Layers))
 	if err != nil {
 		return descriptor{}, err
-	}
-	ld, err := captureLayer(ctx, &Source{store: fileStore{lf.path()}}, w, LayerSource{Name: "changes", Size: size, Digest: sum}, sum, req.Options)
-	if err != nil {
-		return descriptor{}, fmt.Errorf("storing the changes layer: %w", err)
-	}
-	for _, a := range append(anomalies, ld.anomalies...) {
-		a.Artifact = c.name
-		a.Layer = len(img.Layers)
-		s.m.Anomalies = append(s.m.Anomalies, a)
 	}
 	// The content-aware change list, and the engine's.
 	changes, err := layers.ContainerChanges(pristine, ld.index)
 	if err != nil {
 		return descriptor{}, fmt.Errorf("comparing with the image: %w", err)
 	}
-	pm := &prefixed{archiveMembers: mw, prefix: ContainerPrefix(c.name), c: cc}
-	progress(fmt.Sprintf("container %s: the engine's change list", c.name))
+	pm := &prefixed{archiveMembers: e.mw, prefix: ContainerPrefix(c.name), c: cc}
+	e.progress(fmt.Sprintf("container %s: the engine's change list", c.name))
 	ed := <-fs.diff
 	fs.diff = nil
-	engineChanges, cerr := ed.changes, ed.err
-	if cerr != nil {
-		return descriptor{}, engine.Wrap(cerr, "asking the engine for the change list")
+	if ed.err != nil {
+		return descriptor{}, engine.Wrap(ed.err, "asking the engine for the change list")
 	}
+	eng := e.compareChanges(c, len(img.Layers), changes, ed.changes)
+	if err := pm.add("changes.txt", layers.FormatChanges(changes)); err != nil {
+		return descriptor{}, err
+	}
+	if err := pm.add("engine-changes.txt", layers.FormatChanges(eng)); err != nil {
+		return descriptor{}, err
+	}
+	if err := pm.add("inspect.json", c.ci.Raw); err != nil {
+		return descriptor{}, err
+	}
+	if err := e.mounts(c); err != nil {
+		return descriptor{}, err
+	}
+	e.progress(fmt.Sprintf("container %s: logs", c.name))
+	maxLog := e.req.MaxLogBytes
+	if maxLog <= 0 {
+		maxLog = DefaultMaxLogBytes
+	}
+	if err := captureLogs(ctx, e.rt, c, pm, filepath.Dir(e.req.Output), maxLog, e.session); err != nil {
+		return descriptor{}, err
+	}
+	return e.containerManifest(c, img, ld)
+}
+
+// storeChanges stores the container's changes layer, read by its route,
+// and records the anomalies of both as its layer's (the one above the
+// image's layers).
+func (e *engineCapture) storeChanges(c *ctrCapture, layer int) (*layerDone, error) {
+	lf := c.fs.lf
+	size, sum, err := lf.finish()
+	if err != nil {
+		return nil, err
+	}
+	ld, err := captureLayer(e.ctx, &Source{store: fileStore{lf.path()}}, e.w, LayerSource{Name: "changes", Size: size, Digest: sum}, sum, e.req.Options)
+	if err != nil {
+		return nil, fmt.Errorf("storing the changes layer: %w", err)
+	}
+	for _, a := range append(c.fs.anomalies, ld.anomalies...) {
+		a.Artifact = c.name
+		a.Layer = layer
+		e.m.Anomalies = append(e.m.Anomalies, a)
+	}
+	return ld, nil
+}
+
+// compareChanges counts the container's changes, records every path on
+// which the engine's change list disagrees with the content comparison,
+// and returns the engine's list sorted.
+func (e *engineCapture) compareChanges(c *ctrCapture, layer int, changes []layers.Change, engineChanges []engine.Change) []layers.Change {
+	cc := c.art.Container
 	ours := map[string]layers.Change{}
 	for _, ch := range changes {
 		ours[ch.Path] = ch
@@ -195,69 +122,65 @@ func captureContainerFS(ctx context.Context, rt engine.Runtime, c *ctrCapture, i
 	for _, p := range unionKeys(ours, theirs) {
 		o, ok := ours[p]
 		t, tok := theirs[p]
+		detail := ""
 		switch {
 		case ok && tok && o.Kind == t:
 			continue
 		case ok && !tok && engineMade[p]:
 			continue // the engine's change list leaves out its own init layer
 		case ok && !tok:
-			s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Layer: len(img.Layers), Path: p, Kind: "engine-change-list",
-				Detail: fmt.Sprintf("content comparison: %c (%s); the engine's change list does not list it", o.Kind, strings.Join(o.What, ", "))})
+			detail = fmt.Sprintf("content comparison: %c (%s); the engine's change list does not list it", o.Kind, strings.Join(o.What, ", "))
 		case !ok && tok:
-			s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Layer: len(img.Layers), Path: p, Kind: "engine-change-list",
-				Detail: fmt.Sprintf("the engine lists %c; content comparison finds no change", t)})
+			detail = fmt.Sprintf("the engine lists %c; content comparison finds no change", t)
 		default:
-			s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Layer: len(img.Layers), Path: p, Kind: "engine-change-list",
-				Detail: fmt.Sprintf("the engine lists %c; content comparison: %c (%s)", t, o.Kind, strings.Join(o.What, ", "))})
+			detail = fmt.Sprintf("the engine lists %c; content comparison: %c (%s)", t, o.Kind, strings.Join(o.What, ", "))
 		}
+		e.m.Anomalies = append(e.m.Anomalies, manifest.Anomaly{Artifact: c.name, Layer: layer, Path: p, Kind: "engine-change-list", Detail: detail})
 		cc.Changes.Disagree++
 	}
-	if err := pm.add("changes.txt", layers.FormatChanges(changes)); err != nil {
-		return descriptor{}, err
-	}
-	if err := pm.add("engine-changes.txt", layers.FormatChanges(eng)); err != nil {
-		return descriptor{}, err
-	}
-	if err := pm.add("inspect.json", c.ci.Raw); err != nil {
-		return descriptor{}, err
-	}
+	return eng
+}
+
+// mounts records the container's mounts and, when asked, captures its
+// named volumes: read directly only where the runtime keeps volumes, bind
+// mounts never.
+func (e *engineCapture) mounts(c *ctrCapture) error {
+	cc := c.art.Container
 	for _, m := range c.ci.Mounts {
 		mt := manifest.Mount{Type: m.Type, Name: m.Name, Source: m.Source, Destination: m.Destination, RW: m.RW}
 		switch {
 		case m.Type != "volume":
 			mt.Skipped = "a " + m.Type + " mount of a host path: recorded, never walked"
-		case !req.Volumes:
+		case !e.req.Volumes:
 			mt.Skipped = "volume contents not asked for (--volumes)"
 		default:
 			source, refused := m.Source, error(nil)
-			if rt.Info().Local && source != "" {
+			if e.info.Local && source != "" {
 				if _, err := os.Lstat(source); err == nil {
-					// Read directly only where the engine keeps volumes.
-					source, refused = rt.VolumeDir(m.Name, source)
+					source, refused = e.rt.VolumeDir(m.Name, source)
 				}
 			}
 			if refused != nil {
 				mt.Skipped = "not read: " + refused.Error()
-				s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Path: m.Destination, Kind: "engine-claims-volume-outside-root", Detail: refused.Error()})
+				e.m.Anomalies = append(e.m.Anomalies, manifest.Anomaly{Artifact: c.name, Path: m.Destination, Kind: "engine-claims-volume-outside-root", Detail: refused.Error()})
 				break
 			}
-			va, err := captureVolume(ctx, rt, c, m.Name, source, m.Destination, w, req, s, progress)
+			va, err := e.captureVolume(c, m.Name, source, m.Destination)
 			if err != nil {
-				return descriptor{}, fmt.Errorf("volume %s: %w", m.Name, err)
+				return fmt.Errorf("volume %s: %w", m.Name, err)
 			}
 			mt.Captured = "volumes/" + va.Name
 		}
 		cc.Mounts = append(cc.Mounts, mt)
 	}
-	progress(fmt.Sprintf("container %s: logs", c.name))
-	maxLog := req.MaxLogBytes
-	if maxLog <= 0 {
-		maxLog = DefaultMaxLogBytes
-	}
-	if err := captureLogs(ctx, rt, c, pm, filepath.Dir(req.Output), maxLog, s); err != nil {
-		return descriptor{}, err
-	}
-	// An OCI config and manifest: the image's, plus the changes layer.
+	return nil
+}
+
+// containerManifest stores the container's OCI config and manifest (the
+// image's, plus the changes layer), completes its artifact and records
+// the captured event.
+func (e *engineCapture) containerManifest(c *ctrCapture, img manifest.Artifact, ld *layerDone) (descriptor, error) {
+	w, cc := e.w, c.art.Container
 	cfgBytes, err := containerConfig(ld.layer.Digest, c)
 	if err != nil {
 		return descriptor{}, err
@@ -296,11 +219,11 @@ func captureContainerFS(ctx context.Context, rt engine.Runtime, c *ctrCapture, i
 		}
 	}
 	a.Manifest = manifest.Descriptor{MediaType: MediaTypeManifest, Digest: md, Size: int64(len(mb))}
-	d := map[string]string{"artifact": "containers/" + c.name, "id": c.ci.ID, "route": route, "image": "images/" + img.Name,
+	d := map[string]string{"artifact": "containers/" + c.name, "id": c.ci.ID, "route": cc.Route, "image": "images/" + img.Name,
 		"changes_layer": ld.layer.Digest.String(), "manifest": md.String(), "merkle_root": a.MerkleRoot.String(),
 		"added": fmt.Sprint(cc.Changes.Added), "changed": fmt.Sprint(cc.Changes.Changed), "deleted": fmt.Sprint(cc.Changes.Deleted),
 		"engine_disagrees": fmt.Sprint(cc.Changes.Disagree)}
-	if err := s.ev("captured", d); err != nil {
+	if err := e.ev("captured", d); err != nil {
 		return descriptor{}, err
 	}
 	return descriptor{MediaType: MediaTypeManifest, Digest: md.String(), Size: int64(len(mb)), Annotations: map[string]string{AnnotationRefName: c.name}}, nil

@@ -20,32 +20,29 @@ import (
 // captureVolume stores a named volume's contents as an artifact of one
 // layer: read directly (O_NOATIME) when the engine is local, else through
 // the engine from the container's mount point.
-func captureVolume(ctx context.Context, rt engine.Runtime, c *ctrCapture, name, source, dest string, w *manifest.Writer, req EngineRequest, s *session, progress func(string)) (*manifest.Artifact, error) {
-	if a, ok := s.volumes[name]; ok {
+func (e *engineCapture) captureVolume(c *ctrCapture, name, source, dest string) (*manifest.Artifact, error) {
+	if a, ok := e.volumes[name]; ok {
 		return a, nil
 	}
-	progress(fmt.Sprintf("volume %s", name))
-	lf, err := newLayerFile(filepath.Dir(req.Output))
+	e.progress(fmt.Sprintf("volume %s", name))
+	lf, err := newLayerFile(filepath.Dir(e.req.Output))
 	if err != nil {
 		return nil, err
 	}
 	defer lf.remove()
 	var anomalies []manifest.Anomaly
-	how := "direct"
-	if _, serr := os.Stat(source); rt.Info().Local && source != "" && serr == nil {
-		err = upperRoute([]string{source}, false, lf, &anomalies)
-	} else {
-		how = "engine"
-		err = copyFromContainer(ctx, rt, c.ci.ID, dest, lf)
+	var r route = copyRoute{rt: e.rt, id: c.ci.ID, path: dest}
+	if _, serr := os.Stat(source); e.info.Local && source != "" && serr == nil {
+		r = dirRoute{name: "direct", dirs: []string{source}}
 	}
-	if err != nil {
+	if err := r.read(e.ctx, nil, lf, &anomalies); err != nil {
 		return nil, err
 	}
 	size, sum, err := lf.finish()
 	if err != nil {
 		return nil, err
 	}
-	ld, err := captureLayer(ctx, &Source{store: fileStore{lf.path()}}, w, LayerSource{Name: "volume", Size: size, Digest: sum}, sum, req.Options)
+	ld, err := captureLayer(e.ctx, &Source{store: fileStore{lf.path()}}, e.w, LayerSource{Name: "volume", Size: size, Digest: sum}, sum, e.req.Options)
 	if err != nil {
 		return nil, fmt.Errorf("storing the volume: %w", err)
 	}
@@ -57,11 +54,11 @@ func captureVolume(ctx context.Context, rt engine.Runtime, c *ctrCapture, name, 
 		MerkleRoot: hashing.MerkleRoot([]hashing.Digest{hashing.LeafHash([]byte(ld.layer.MerkleRoot.String()))})}
 	for _, an := range append(anomalies, ld.anomalies...) {
 		an.Artifact = vname
-		s.m.Anomalies = append(s.m.Anomalies, an)
+		e.m.Anomalies = append(e.m.Anomalies, an)
 	}
-	s.volumes[name] = a
+	e.volumes[name] = a
 	c.volumes = append(c.volumes, a)
-	if err := s.ev("captured", map[string]string{"artifact": "volumes/" + vname, "volume": name, "read": how, "source": source,
+	if err := e.ev("captured", map[string]string{"artifact": "volumes/" + vname, "volume": name, "read": r.Name(), "source": source,
 		"layer": ld.layer.Digest.String(), "merkle_root": a.MerkleRoot.String(), "files": fmt.Sprint(a.Files)}); err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/amber-forensics/amber/snapshot/engine"
 )
 
-// exportRoute builds a container's changes layer from the engine's export
+// readExport builds a container's changes layer from the engine's export
 // stream (the container's whole filesystem as a tarball; works with a
 // remote engine) by comparing every entry with the image by content, not
 // by size and time alone. What the engine's export cannot carry is not
@@ -25,7 +25,7 @@ import (
 // A file whose metadata matches the image is only hashed; when its hash
 // differs (a content-only change), it is fetched again by path once the
 // stream ends, and checked against the hash seen in the stream.
-func exportRoute(ctx context.Context, rt engine.Runtime, id string, pristine *layers.Stack, lf *layerFile, anomalies *[]manifest.Anomaly) error {
+func readExport(ctx context.Context, rt engine.Runtime, id string, pristine *layers.Stack, lf *layerFile, anomalies *[]manifest.Anomaly) error {
 	rc, err := rt.Export(ctx, id)
 	if err != nil {
 		return engine.Wrap(err, "exporting container "+id)

@@ -83,24 +83,8 @@ func Actor(c manifest.Case, a manifest.Acquisition) string {
 // sealed archive with its sidecars. On any error, and on cancellation,
 // nothing is left at the output name.
 func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
-	m := &manifest.Manifest{Tool: req.Tool, Case: req.Case}
-	acq := &m.Acquisition
-	now := req.Now
-	if now == nil {
-		now = time.Now
-	}
-	acq.Started = now().UTC()
-	req.Host.fill(acq)
-	acq.CommandLine = req.CommandLine
-	actor := Actor(req.Case, *acq)
-	chain := manifest.NewChain(hashing.Digest{}, 0)
-	ev := func(e manifest.Event) error {
-		e.Time = now()
-		e.Actor = actor
-		e.Host = acq.Host
-		_, err := chain.Append(e)
-		return err
-	}
+	s := newSession(req.Tool, req.Case, req.CommandLine, req.Now, req.Host)
+	acq := &s.m.Acquisition
 	var srcs []*Source
 	defer func() {
 		for _, s := range srcs {
@@ -108,17 +92,57 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 		}
 	}()
 	for _, p := range req.Sources {
-		s, err := OpenSource(p)
+		src, err := OpenSource(p)
 		if err != nil {
 			return nil, err
 		}
-		srcs = append(srcs, s)
-		rec := manifest.Source{Kind: s.Kind, Path: req.Host.absPath(p)}
+		srcs = append(srcs, src)
+		rec := manifest.Source{Kind: src.Kind, Path: req.Host.absPath(p)}
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
 			rec.Size = st.Size()
 		}
 		acq.Sources = append(acq.Sources, rec)
 	}
+	waitSums := hashSources(ctx, req, acq.Sources)
+	if err := s.begin(req.CommandLine, nil, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm}, req.Output); err != nil {
+		return nil, err
+	}
+	defer s.abort()
+	layers := newLayerSet()
+	for _, src := range srcs {
+		c, err := layers.capture(ctx, src, s.w, req.Options)
+		if err != nil {
+			return nil, fmt.Errorf("capturing %s: %w", src.Path, err)
+		}
+		err = s.add(c, func(a *manifest.Artifact) error {
+			if _, dup := s.m.Artifact(a.Kind, a.Name); dup {
+				return fmt.Errorf("two sources hold an image named %s; capture them into separate archives", a.Name)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return s.seal(ctx, func() error {
+		if err := waitSums(); err != nil {
+			return err
+		}
+		for i, src := range acq.Sources {
+			if !src.SHA256.IsZero() {
+				if err := s.ev("source-hashed", map[string]string{"source": src.Path, "index": fmt.Sprint(i), "sha256": src.SHA256.String(), "size": fmt.Sprint(src.Size)}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// hashSources starts hashing each source tarball as a whole when asked
+// (req.HashSources), alongside the capture; the function it returns
+// waits for the hashes and records them in recs.
+func hashSources(ctx context.Context, req Request, recs []manifest.Source) func() error {
 	type srcSum struct {
 		d   hashing.Digest
 		err error
@@ -126,7 +150,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 	sums := make([]chan srcSum, len(req.Sources))
 	for i, p := range req.Sources {
 		sums[i] = make(chan srcSum, 1)
-		if !req.HashSources || acq.Sources[i].Size == 0 && acq.Sources[i].Kind == KindOCILayout {
+		if !req.HashSources || recs[i].Size == 0 && recs[i].Kind == KindOCILayout {
 			sums[i] <- srcSum{}
 			continue
 		}
@@ -135,80 +159,16 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 			sums[i] <- srcSum{d, err}
 		}()
 	}
-	waitSums := func() error {
+	return func() error {
 		for i := range sums {
 			s := <-sums[i]
 			if s.err != nil {
 				return fmt.Errorf("hashing source %s: %w", req.Sources[i], s.err)
 			}
-			acq.Sources[i].SHA256 = s.d
+			recs[i].SHA256 = s.d
 		}
 		return nil
 	}
-	details := map[string]string{"command_line": ShellJoin(req.CommandLine), "output": filepath.Base(req.Output)}
-	for i, s := range acq.Sources {
-		details[fmt.Sprintf("source_%d", i)] = s.Kind + " " + s.Path
-	}
-	if err := ev(manifest.Event{Action: "acquisition-started", Details: details}); err != nil {
-		return nil, err
-	}
-	w, err := manifest.Create(req.Output, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Now: now})
-	if err != nil {
-		return nil, err
-	}
-	defer w.Abort()
-	var index []descriptor
-	layers := newLayerSet()
-	for _, s := range srcs {
-		c, err := layers.capture(ctx, s, w, req.Options)
-		if err != nil {
-			return nil, fmt.Errorf("capturing %s: %w", s.Path, err)
-		}
-		for _, a := range c.Artifacts {
-			if _, dup := m.Artifact(a.Kind, a.Name); dup {
-				return nil, fmt.Errorf("two sources hold an image named %s; capture them into separate archives", a.Name)
-			}
-			m.Artifacts = append(m.Artifacts, a)
-		}
-		m.Anomalies = append(m.Anomalies, c.Anomalies...)
-		index = append(index, c.Index...)
-		for _, e := range c.Events {
-			if err := ev(e); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := WriteIndex(w, index); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := waitSums(); err != nil {
-		return nil, err
-	}
-	for i, s := range acq.Sources {
-		if !s.SHA256.IsZero() {
-			if err := ev(manifest.Event{Action: "source-hashed", Details: map[string]string{"source": s.Path, "index": fmt.Sprint(i), "sha256": s.SHA256.String(), "size": fmt.Sprint(s.Size)}}); err != nil {
-				return nil, err
-			}
-		}
-	}
-	acq.Finished = now().UTC()
-	if err := ev(manifest.Event{Action: "sealing", Details: map[string]string{"artifacts": fmt.Sprint(len(m.Artifacts)), "anomalies": fmt.Sprint(len(m.Anomalies))}}); err != nil {
-		return nil, err
-	}
-	sealed, err := w.Seal(m, chain)
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{Sealed: sealed, Manifest: m}
-	side, err := writeSidecars(sealed, actor, acq.Host, m.Custody, now)
-	res.Sidecars = side
-	if err != nil {
-		return res, err
-	}
-	return res, nil
 }
 
 // WriteSidecars writes NAME.sha256 (and .md5, .sha1 when computed) in
