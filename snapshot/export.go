@@ -31,104 +31,143 @@ func readExport(ctx context.Context, rt engine.Runtime, id string, pristine *lay
 		return engine.Wrap(err, "exporting container "+id)
 	}
 	defer rc.Close()
-	tr := tar.NewReader(ctxReader{ctx, rc})
-	seen := map[string]byte{} // path -> type in the export
-	written := map[string]bool{}
-	var again []refetch
-	var links []*tar.Header // hard links whose target was not written
-	buf := make([]byte, 1<<20)
+	x := &exportReader{ctx: ctx, rt: rt, id: id, pristine: pristine, lf: lf, anomalies: anomalies, tr: tar.NewReader(ctxReader{ctx, rc}),
+		seen: map[string]byte{}, written: map[string]bool{}, buf: make([]byte, 1<<20)}
 	for {
-		h, err := tr.Next()
+		h, err := x.tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return fmt.Errorf("%w: reading the export stream of %s: %v", ErrEngine, id, err)
 		}
-		name, unsafe := manifest.CleanName(h.Name)
-		if unsafe || name == "" {
-			if name != "" {
-				*anomalies = append(*anomalies, manifest.Anomaly{Path: h.Name, Kind: "unsafe-name", Detail: "in the engine's export stream; not stored"})
-			}
-			continue
-		}
-		h.Name = name
-		if h.Typeflag == tar.TypeDir {
-			h.Name += "/"
-		}
-		seen[name] = h.Typeflag
-		old, ok, err := pristine.Lookup(name)
-		if err != nil {
+		if err := x.entry(h); err != nil {
 			return err
 		}
-		switch h.Typeflag {
-		case tar.TypeReg:
-			if ok && len(layers.Differs(&old.Rec, exportRecord(h, old.Rec.SHA256))) == 0 {
-				hm := hashing.NewMulti(false, false)
-				if _, err := io.CopyBuffer(hm, tr, buf); err != nil {
-					return fmt.Errorf("%w: reading the export stream of %s: %v", ErrEngine, id, err)
-				}
-				if hm.SHA256() != old.Rec.SHA256 {
-					again = append(again, refetch{h, hm.SHA256()})
-					written[name] = true
-				}
-				continue
-			}
-			if err := lf.header(h); err != nil {
-				return err
-			}
-			if _, err := io.CopyBuffer(lf.tw, tr, buf); err != nil {
-				return fmt.Errorf("%w: reading the export stream of %s: %v", ErrEngine, id, err)
-			}
-			written[name] = true
-			continue
-		case tar.TypeLink:
-			target, _ := manifest.CleanName(h.Linkname)
-			h.Linkname = target
-			if written[target] && !pending(again, target) {
-				if err := lf.header(h); err != nil {
-					return err
-				}
-				written[name] = true
-				continue
-			}
-			if ok {
-				if t, tok, err := pristine.Lookup(target); err == nil && tok && t.Layer == old.Layer && t.Rec.Ino == old.Rec.Ino {
-					continue // the same link as in the image
-				}
-			}
-			links = append(links, h)
-			continue
-		}
-		if ok && len(layers.Differs(&old.Rec, exportRecord(h, hashing.Digest{}))) == 0 {
-			continue
-		}
-		if err := lf.header(h); err != nil {
-			return err
-		}
-		written[name] = true
 	}
-	// Content-only changes, and targets of new hard links, fetched by path.
-	for _, l := range links {
+	return x.finish()
+}
+
+// exportReader is one reading of an export stream.
+type exportReader struct {
+	ctx       context.Context
+	rt        engine.Runtime
+	id        string
+	pristine  *layers.Stack
+	lf        *layerFile
+	anomalies *[]manifest.Anomaly
+	tr        *tar.Reader
+	seen      map[string]byte // path -> type in the export
+	written   map[string]bool
+	again     []refetch
+	links     []*tar.Header // hard links whose target was not written
+	buf       []byte
+}
+
+// entry compares one entry of the stream with the image and writes it
+// when it differs.
+func (x *exportReader) entry(h *tar.Header) error {
+	name, unsafe := manifest.CleanName(h.Name)
+	if unsafe || name == "" {
+		if name != "" {
+			*x.anomalies = append(*x.anomalies, manifest.Anomaly{Path: h.Name, Kind: "unsafe-name", Detail: "in the engine's export stream; not stored"})
+		}
+		return nil
+	}
+	h.Name = name
+	if h.Typeflag == tar.TypeDir {
+		h.Name += "/"
+	}
+	x.seen[name] = h.Typeflag
+	old, ok, err := x.pristine.Lookup(name)
+	if err != nil {
+		return err
+	}
+	switch h.Typeflag {
+	case tar.TypeReg:
+		return x.regular(h, name, old, ok)
+	case tar.TypeLink:
+		return x.link(h, name, old, ok)
+	}
+	if ok && len(layers.Differs(&old.Rec, exportRecord(h, hashing.Digest{}))) == 0 {
+		return nil
+	}
+	if err := x.lf.header(h); err != nil {
+		return err
+	}
+	x.written[name] = true
+	return nil
+}
+
+// regular writes a regular file that differs from the image's; one whose
+// metadata matches is only hashed, and fetched again once the stream ends
+// when its content differs.
+func (x *exportReader) regular(h *tar.Header, name string, old layers.Node, ok bool) error {
+	if ok && len(layers.Differs(&old.Rec, exportRecord(h, old.Rec.SHA256))) == 0 {
+		hm := hashing.NewMulti(false, false)
+		if _, err := io.CopyBuffer(hm, x.tr, x.buf); err != nil {
+			return fmt.Errorf("%w: reading the export stream of %s: %v", ErrEngine, x.id, err)
+		}
+		if hm.SHA256() != old.Rec.SHA256 {
+			x.again = append(x.again, refetch{h, hm.SHA256()})
+			x.written[name] = true
+		}
+		return nil
+	}
+	if err := x.lf.header(h); err != nil {
+		return err
+	}
+	if _, err := io.CopyBuffer(x.lf.tw, x.tr, x.buf); err != nil {
+		return fmt.Errorf("%w: reading the export stream of %s: %v", ErrEngine, x.id, err)
+	}
+	x.written[name] = true
+	return nil
+}
+
+// link writes a hard link whose target is already written; one the image
+// has alike is left out; the others wait for the end of the stream.
+func (x *exportReader) link(h *tar.Header, name string, old layers.Node, ok bool) error {
+	target, _ := manifest.CleanName(h.Linkname)
+	h.Linkname = target
+	if x.written[target] && !pending(x.again, target) {
+		if err := x.lf.header(h); err != nil {
+			return err
+		}
+		x.written[name] = true
+		return nil
+	}
+	if ok {
+		if t, tok, err := x.pristine.Lookup(target); err == nil && tok && t.Layer == old.Layer && t.Rec.Ino == old.Rec.Ino {
+			return nil // the same link as in the image
+		}
+	}
+	x.links = append(x.links, h)
+	return nil
+}
+
+// finish fetches the content-only changes and the targets of new hard
+// links by path, writes the links, and whiteouts for whatever the image
+// had and the container no longer has.
+func (x *exportReader) finish() error {
+	for _, l := range x.links {
 		t := l.Linkname
-		if written[t] {
+		if x.written[t] {
 			continue
 		}
-		again = append(again, refetch{h: &tar.Header{Name: t}})
-		written[t] = true
+		x.again = append(x.again, refetch{h: &tar.Header{Name: t}})
+		x.written[t] = true
 	}
-	for _, r := range again {
-		if err := fetchFile(ctx, rt, id, r.h, r.sum, lf, anomalies); err != nil {
+	for _, r := range x.again {
+		if err := fetchFile(x.ctx, x.rt, x.id, r.h, r.sum, x.lf, x.anomalies); err != nil {
 			return err
 		}
 	}
-	for _, l := range links {
-		if err := lf.header(l); err != nil {
+	for _, l := range x.links {
+		if err := x.lf.header(l); err != nil {
 			return err
 		}
 	}
-	// Whatever the image had and the container no longer has.
-	return whiteouts(pristine, "", seen, lf)
+	return whiteouts(x.pristine, "", x.seen, x.lf)
 }
 
 type refetch struct {

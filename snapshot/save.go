@@ -73,11 +73,11 @@ func saveStream(ctx context.Context, rt engine.Runtime, ref string, diffIDs []ha
 		return nil, engine.Wrap(err, "saving image "+ref)
 	}
 	defer rc.Close()
-	want := map[hashing.Digest]bool{}
+	sv := &saveReader{ctx: ctx, ref: ref, want: map[hashing.Digest]bool{}, spoolDir: spoolDir, w: w, layers: layers, opts: opts, progress: progress,
+		st: &memStore{files: map[string][]byte{}, layers: map[string]int64{}, links: map[string]string{}}}
 	for _, d := range diffIDs {
-		want[d] = true
+		sv.want[d] = true
 	}
-	st := &memStore{files: map[string][]byte{}, layers: map[string]int64{}, links: map[string]string{}}
 	tr := tar.NewReader(ctxReader{ctx, rc})
 	for {
 		h, err := tr.Next()
@@ -90,69 +90,105 @@ func saveStream(ctx context.Context, rt engine.Runtime, ref string, diffIDs []ha
 			}
 			return nil, fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, ref, err)
 		}
-		name, _ := manifest.CleanName(h.Name)
-		switch h.Typeflag {
-		case tar.TypeSymlink:
-			st.links[name], _ = manifest.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
-			continue
-		case tar.TypeReg:
-		default:
-			continue
+		if err := sv.member(tr, h); err != nil {
+			return nil, err
 		}
-		var layer hashing.Digest
-		var body io.Reader = manifest.SourceReader(tr)
-		isLayer := false
-		if hex, ok := strings.CutPrefix(name, "blobs/sha256/"); ok {
-			if d, err := hashing.Parse(hex); err == nil && want[d] {
-				layer, isLayer = d, true
-			}
-		} else if path.Base(name) == "layer.tar" {
-			f, d, err := spool(ctx, tr, spoolDir)
-			if err != nil {
-				return nil, fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, ref, err)
-			}
-			defer func() { f.Close(); os.Remove(f.Name()) }()
-			if !want[d] {
-				return nil, fmt.Errorf("%w: the save stream of %s holds a layer (%s) the image does not list", ErrDigestMismatch, ref, d)
-			}
-			layer, isLayer, body = d, true, f
-		}
-		if !isLayer {
-			if h.Size > maxJSON {
-				return nil, fmt.Errorf("%w: the save stream of %s has an unexpected member %q of %d bytes", ErrEngine, ref, name, h.Size)
-			}
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				return nil, fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, ref, err)
-			}
-			st.files[name] = b
-			continue
-		}
-		st.layers[name] = h.Size
-		if ld, ok := layers.done[layer]; ok {
-			// Stored from an earlier image: check it is the same.
-			hm := hashing.NewMulti(false, false)
-			if _, err := io.Copy(hm, body); err != nil {
-				return nil, fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, ref, err)
-			}
-			if hm.SHA256() != layer || ld.layer.Size != h.Size {
-				return nil, fmt.Errorf("%w: a layer of %s has digest %s, expected %s", ErrDigestMismatch, ref, hm.SHA256(), layer)
-			}
-			continue
-		}
-		if progress != nil {
-			progress(fmt.Sprintf("image %s: layer %s (%d MiB), as the engine saves it", ref, layer.Short(), h.Size>>20))
-		}
-		ld, err := storeLayer(ctx, body, h.Size, layer, w, opts, opts.maxSparse(h.Size))
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("image %s, layer %s: %w", ref, layer.Short(), err)
-		}
-		layers.done[layer] = ld
 	}
+	return sv.source()
+}
+
+// saveReader is one reading of a save stream.
+type saveReader struct {
+	ctx      context.Context
+	ref      string
+	want     map[hashing.Digest]bool // the image's diff_ids
+	st       *memStore
+	spoolDir string
+	w        *manifest.Writer
+	layers   *layerSet
+	opts     Options
+	progress func(string)
+}
+
+// member reads one member of the stream: a layer goes into the archive
+// (spooled first when the stream does not name it by its digest), a
+// symlink or a small file is kept in memory.
+func (sv *saveReader) member(tr *tar.Reader, h *tar.Header) error {
+	name, _ := manifest.CleanName(h.Name)
+	switch h.Typeflag {
+	case tar.TypeSymlink:
+		sv.st.links[name], _ = manifest.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
+		return nil
+	case tar.TypeReg:
+	default:
+		return nil
+	}
+	var layer hashing.Digest
+	var body io.Reader = manifest.SourceReader(tr)
+	isLayer := false
+	if hex, ok := strings.CutPrefix(name, "blobs/sha256/"); ok {
+		if d, err := hashing.Parse(hex); err == nil && sv.want[d] {
+			layer, isLayer = d, true
+		}
+	} else if path.Base(name) == "layer.tar" {
+		f, d, err := spool(sv.ctx, tr, sv.spoolDir)
+		if err != nil {
+			return fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, sv.ref, err)
+		}
+		defer func() { f.Close(); os.Remove(f.Name()) }()
+		if !sv.want[d] {
+			return fmt.Errorf("%w: the save stream of %s holds a layer (%s) the image does not list", ErrDigestMismatch, sv.ref, d)
+		}
+		layer, isLayer, body = d, true, f
+	}
+	if !isLayer {
+		if h.Size > maxJSON {
+			return fmt.Errorf("%w: the save stream of %s has an unexpected member %q of %d bytes", ErrEngine, sv.ref, name, h.Size)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, sv.ref, err)
+		}
+		sv.st.files[name] = b
+		return nil
+	}
+	sv.st.layers[name] = h.Size
+	return sv.layer(body, h.Size, layer)
+}
+
+// layer stores a layer of the stream, or checks it is the one stored
+// from an earlier image.
+func (sv *saveReader) layer(body io.Reader, size int64, layer hashing.Digest) error {
+	if ld, ok := sv.layers.done[layer]; ok {
+		hm := hashing.NewMulti(false, false)
+		if _, err := io.Copy(hm, body); err != nil {
+			return fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, sv.ref, err)
+		}
+		if hm.SHA256() != layer || ld.layer.Size != size {
+			return fmt.Errorf("%w: a layer of %s has digest %s, expected %s", ErrDigestMismatch, sv.ref, hm.SHA256(), layer)
+		}
+		return nil
+	}
+	if sv.progress != nil {
+		sv.progress(fmt.Sprintf("image %s: layer %s (%d MiB), as the engine saves it", sv.ref, layer.Short(), size>>20))
+	}
+	ld, err := storeLayer(sv.ctx, body, size, layer, sv.w, sv.opts, sv.opts.maxSparse(size))
+	if err != nil {
+		if sv.ctx.Err() != nil {
+			return sv.ctx.Err()
+		}
+		return fmt.Errorf("image %s, layer %s: %w", sv.ref, layer.Short(), err)
+	}
+	sv.layers.done[layer] = ld
+	return nil
+}
+
+// source reads the stream's metadata (docker-save or OCI) and checks
+// that every layer it names was in the stream.
+func (sv *saveReader) source() (*Source, error) {
+	st, ref := sv.st, sv.ref
 	src := &Source{Kind: "docker-engine", Path: ref, store: st, closer: io.NopCloser(nil)}
+	var err error
 	switch {
 	case st.exists("manifest.json"):
 		err = src.readDockerSave()
@@ -166,7 +202,7 @@ func saveStream(ctx context.Context, rt engine.Runtime, ref string, diffIDs []ha
 	}
 	for _, img := range src.Images {
 		for i, l := range img.Layers {
-			if _, ok := layers.done[img.DiffIDs[i]]; !ok {
+			if _, ok := sv.layers.done[img.DiffIDs[i]]; !ok {
 				return nil, fmt.Errorf("%w: layer %d of %s (%s) was not in the save stream as expected", ErrEngine, i, ref, l.Name)
 			}
 		}
