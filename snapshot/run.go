@@ -171,15 +171,9 @@ func hashSources(ctx context.Context, req Request, recs []manifest.Source) func(
 	}
 }
 
-// WriteSidecars writes NAME.sha256 (and .md5, .sha1 when computed) in
-// sha256sum format, and starts NAME.custody.jsonl with the "sealed" event,
-// each created with the archive's permissions (s.Perm).
-func WriteSidecars(s *manifest.Sealed, actor, host string, c manifest.Custody) ([]string, error) {
-	return writeSidecars(s, actor, host, c, time.Now)
-}
-
-// writeSidecars is WriteSidecars with the clock that dates the "sealed"
-// event.
+// writeSidecars writes NAME.sha256 (and .md5, .sha1 when computed) in
+// sha256sum format, and starts NAME.custody.jsonl with the "sealed" event
+// dated by now, each created with the archive's permissions (s.Perm).
 func writeSidecars(s *manifest.Sealed, actor, host string, c manifest.Custody, now func() time.Time) ([]string, error) {
 	base := filepath.Base(s.Path)
 	perm := s.Perm

@@ -485,3 +485,65 @@ func TestHostileInspect(t *testing.T) {
 	}
 	nothingLeft(t, dir, "--route upperdir refused")
 }
+
+// negativeSize is a tar whose first header gives its size as -1 (base-256,
+// the checksum mended): what a hostile runtime may stream.
+func negativeSize(t *testing.T) []byte {
+	t.Helper()
+	b := fixture.Layer(fixture.File("srv/x", "x"))
+	h := b[:512]
+	for i := 124; i < 136; i++ {
+		h[i] = 0xff
+	}
+	for i := 148; i < 156; i++ {
+		h[i] = ' '
+	}
+	sum := 0
+	for _, c := range h {
+		sum += int(c)
+	}
+	copy(h[148:], fmt.Sprintf("%06o\x00", sum))
+	return b
+}
+
+// TestHostileRuntimeAnswers: answers of a runtime that amber refuses in
+// the middle of a capture (a layer that is no digest, an image that
+// changed since the capture began, an export stream with a negative
+// size): an engine error, every container unpaused, nothing left.
+func TestHostileRuntimeAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mangle func(f *fakeRuntime)
+	}{
+		{"diff_id not a digest", func(f *fakeRuntime) { f.diffIDs = []string{"sha256:../../../etc/passwd"} }},
+		{"image changed", func(f *fakeRuntime) {
+			n := 0
+			f.fail = func(call, id string) error {
+				if call == "Image" {
+					if n++; n > 1 {
+						f.imageID = sum([]byte("another image"))
+					}
+				}
+				return nil
+			}
+		}},
+		{"negative size in the export", func(f *fakeRuntime) {
+			f.exportBody = func(context.Context) io.Reader { return bytes.NewReader(negativeSize(t)) }
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeRuntime(t, "a")
+			tc.mangle(f)
+			dir := t.TempDir()
+			_, err := f.capture(context.Background(), dir, true, "a")
+			t.Log(err)
+			if !errors.Is(err, snapshot.ErrEngine) {
+				t.Errorf("error %v: want an engine error", err)
+			}
+			if left := f.stillPaused(); len(left) > 0 || len(f.unpauses) != 1 {
+				t.Errorf("left paused: %v (unpauses %v)", left, f.unpauses)
+			}
+			nothingLeft(t, dir, tc.name)
+		})
+	}
+}
