@@ -75,7 +75,7 @@ type engineCapture struct {
 	imageIDs map[string]string // ref -> ID
 	mw       *archiveMembers
 	// what the images' capture left: the layers' indexes and sources
-	indexes map[hashing.Digest]*manifest.Index
+	indexes map[hashing.Digest]*fileindex.Index
 	srcs    []*Source
 	// volumes captured so far: volume name -> artifact
 	volumes map[string]*manifest.Artifact
@@ -109,7 +109,7 @@ func CaptureEngine(ctx context.Context, rt engine.Runtime, req EngineRequest) (r
 	}
 	extra := map[string]string{"tool": req.Tool.Name + " " + req.Tool.Version,
 		"engine": info.Host, "engine_id": info.ID, "engine_name": info.Name, "engine_version": info.Version, "api_version": info.APIVersion}
-	if err := e.begin(req.CommandLine, extra, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm}, req.Output); err != nil {
+	if err := e.begin(req.CommandLine, extra, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm}, req.Output); err != nil {
 		return nil, err
 	}
 	defer e.abort()
@@ -305,7 +305,7 @@ func (e *engineCapture) memory(c *ctrCapture) error {
 // artifacts by ID.
 func (e *engineCapture) images() (map[string]*manifest.Artifact, error) {
 	ls := newLayerSet()
-	e.indexes = map[hashing.Digest]*manifest.Index{}
+	e.indexes = map[hashing.Digest]*fileindex.Index{}
 	for _, ref := range e.saveRefs {
 		src, err := e.saveImage(ref, ls)
 		if err != nil {

@@ -83,7 +83,7 @@ func copyFromContainer(ctx context.Context, rt engine.Runtime, id, p string, lf 
 		if err != nil {
 			return fmt.Errorf("%w: reading %s of container %s: %v", ErrEngine, p, id, err)
 		}
-		name, unsafe := manifest.CleanName(h.Name)
+		name, unsafe := fileindex.CleanName(h.Name)
 		if unsafe {
 			continue
 		}
@@ -100,7 +100,7 @@ func copyFromContainer(ctx context.Context, rt engine.Runtime, id, p string, lf 
 			h.Name += "/"
 		}
 		if h.Typeflag == tar.TypeLink {
-			t, _ := manifest.CleanName(h.Linkname)
+			t, _ := fileindex.CleanName(h.Linkname)
 			h.Linkname = strings.TrimPrefix(strings.TrimPrefix(t, base), "/")
 		}
 		if err := lf.header(h); err != nil {

@@ -67,7 +67,7 @@ type exportReader struct {
 // entry compares one entry of the stream with the image and writes it
 // when it differs.
 func (x *exportReader) entry(h *tar.Header) error {
-	name, unsafe := manifest.CleanName(h.Name)
+	name, unsafe := fileindex.CleanName(h.Name)
 	if unsafe || name == "" {
 		if name != "" {
 			*x.anomalies = append(*x.anomalies, manifest.Anomaly{Path: h.Name, Kind: "unsafe-name", Detail: "in the engine's export stream; not stored"})
@@ -127,7 +127,7 @@ func (x *exportReader) regular(h *tar.Header, name string, old layers.Node, ok b
 // link writes a hard link whose target is already written; one the image
 // has alike is left out; the others wait for the end of the stream.
 func (x *exportReader) link(h *tar.Header, name string, old layers.Node, ok bool) error {
-	target, _ := manifest.CleanName(h.Linkname)
+	target, _ := fileindex.CleanName(h.Linkname)
 	h.Linkname = target
 	if x.written[target] && !pending(x.again, target) {
 		if err := x.lf.header(h); err != nil {
@@ -177,10 +177,10 @@ type refetch struct {
 
 // exportRecord is a tar header as an index record, for comparison with
 // the image: only what the export stream carries.
-func exportRecord(h *tar.Header, sum hashing.Digest) *manifest.Record {
-	r := &manifest.Record{Type: h.Typeflag, Mode: uint32(h.Mode) & 0o7777, UID: uint32(h.Uid), GID: uint32(h.Gid),
+func exportRecord(h *tar.Header, sum hashing.Digest) *fileindex.Record {
+	r := &fileindex.Record{Type: h.Typeflag, Mode: uint32(h.Mode) & 0o7777, UID: uint32(h.Uid), GID: uint32(h.Gid),
 		Size: h.Size, ModTime: h.ModTime, Linkname: h.Linkname, DevMajor: uint32(h.Devmajor), DevMinor: uint32(h.Devminor), SHA256: sum}
-	if r.Type != manifest.TypeReg {
+	if r.Type != fileindex.TypeReg {
 		r.Size = 0
 	}
 	for k, v := range h.PAXRecords {
@@ -250,7 +250,7 @@ func whiteouts(pristine *layers.Stack, dir string, seen map[string]byte, lf *lay
 			}
 			continue
 		}
-		if k.Rec.Type == manifest.TypeDir && t == tar.TypeDir {
+		if k.Rec.Type == fileindex.TypeDir && t == tar.TypeDir {
 			if err := whiteouts(pristine, p, seen, lf); err != nil {
 				return err
 			}

@@ -66,7 +66,7 @@ func (h *Host) absPath(p string) string {
 
 // Result describes a sealed capture.
 type Result struct {
-	Sealed   *manifest.Sealed
+	Sealed   *archive.Sealed
 	Manifest *manifest.Manifest
 	Sidecars []string
 }
@@ -104,7 +104,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 		acq.Sources = append(acq.Sources, rec)
 	}
 	waitSums := hashSources(ctx, req, acq.Sources)
-	if err := s.begin(req.CommandLine, nil, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm}, req.Output); err != nil {
+	if err := s.begin(req.CommandLine, nil, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm}, req.Output); err != nil {
 		return nil, err
 	}
 	defer s.abort()
@@ -174,7 +174,7 @@ func hashSources(ctx context.Context, req Request, recs []manifest.Source) func(
 // writeSidecars writes NAME.sha256 (and .md5, .sha1 when computed) in
 // sha256sum format, and starts NAME.custody.jsonl with the "sealed" event
 // dated by now, each created with the archive's permissions (s.Perm).
-func writeSidecars(s *manifest.Sealed, actor, host string, c manifest.Custody, now func() time.Time) ([]string, error) {
+func writeSidecars(s *archive.Sealed, actor, host string, c manifest.Custody, now func() time.Time) ([]string, error) {
 	base := filepath.Base(s.Path)
 	perm := s.Perm
 	if perm == 0 {

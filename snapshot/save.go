@@ -32,7 +32,7 @@ type memStore struct {
 }
 
 func (m *memStore) resolve(name string) string {
-	name, _ = manifest.CleanName(name)
+	name, _ = fileindex.CleanName(name)
 	for i := 0; i < 8; i++ {
 		t, ok := m.links[name]
 		if !ok {
@@ -67,7 +67,7 @@ func (m *memStore) exists(name string) bool {
 // saveStream captures one image from the engine's save stream into w.
 // diffIDs are the image's layers as the engine inspects them. It returns a
 // Source over the stream's metadata whose layers are all in layers.
-func saveStream(ctx context.Context, rt engine.Runtime, ref string, diffIDs []hashing.Digest, spoolDir string, w *manifest.Writer, layers *layerSet, opts Options, progress func(string)) (*Source, error) {
+func saveStream(ctx context.Context, rt engine.Runtime, ref string, diffIDs []hashing.Digest, spoolDir string, w *archive.Writer, layers *layerSet, opts Options, progress func(string)) (*Source, error) {
 	rc, err := rt.SaveImage(ctx, ref)
 	if err != nil {
 		return nil, engine.Wrap(err, "saving image "+ref)
@@ -104,7 +104,7 @@ type saveReader struct {
 	want     map[hashing.Digest]bool // the image's diff_ids
 	st       *memStore
 	spoolDir string
-	w        *manifest.Writer
+	w        *archive.Writer
 	layers   *layerSet
 	opts     Options
 	progress func(string)
@@ -114,17 +114,17 @@ type saveReader struct {
 // (spooled first when the stream does not name it by its digest), a
 // symlink or a small file is kept in memory.
 func (sv *saveReader) member(tr *tar.Reader, h *tar.Header) error {
-	name, _ := manifest.CleanName(h.Name)
+	name, _ := fileindex.CleanName(h.Name)
 	switch h.Typeflag {
 	case tar.TypeSymlink:
-		sv.st.links[name], _ = manifest.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
+		sv.st.links[name], _ = fileindex.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
 		return nil
 	case tar.TypeReg:
 	default:
 		return nil
 	}
 	var layer hashing.Digest
-	var body io.Reader = manifest.SourceReader(tr)
+	var body io.Reader = fileindex.SourceReader(tr)
 	isLayer := false
 	if hex, ok := strings.CutPrefix(name, "blobs/sha256/"); ok {
 		if d, err := hashing.Parse(hex); err == nil && sv.want[d] {
@@ -213,7 +213,7 @@ func (sv *saveReader) source() (*Source, error) {
 // spool copies a stream member to a temporary file in dir while hashing
 // it, and rewinds the file.
 func spool(ctx context.Context, r io.Reader, dir string) (*os.File, hashing.Digest, error) {
-	f, err := manifest.TempFile(dir, ".amber-layer-*.tar") // no name: nothing left by kill -9
+	f, err := tmpfile.TempFile(dir, ".amber-layer-*.tar") // no name: nothing left by kill -9
 	if err != nil {
 		return nil, hashing.Digest{}, err
 	}

@@ -25,7 +25,7 @@ type session struct {
 	// now dates the acquisition, the custody events and the archive's
 	// tar headers.
 	now func() time.Time
-	w   *manifest.Writer
+	w   *archive.Writer
 	// index lists the image manifests for index.json.
 	index []descriptor
 }
@@ -52,7 +52,7 @@ func (s *session) ev(action string, details map[string]string) error {
 // begin records the acquisition-started event (the command line, the
 // output, every source of the acquisition record, and extra) and creates
 // the archive. From here on, abort must be deferred.
-func (s *session) begin(cmdline []string, extra map[string]string, opts manifest.WriterOptions, output string) error {
+func (s *session) begin(cmdline []string, extra map[string]string, opts archive.WriterOptions, output string) error {
 	details := map[string]string{"command_line": ShellJoin(cmdline), "output": filepath.Base(output)}
 	for k, v := range extra {
 		details[k] = v
@@ -64,7 +64,7 @@ func (s *session) begin(cmdline []string, extra map[string]string, opts manifest
 		return err
 	}
 	opts.Now = s.now
-	w, err := manifest.Create(output, opts)
+	w, err := archive.Create(output, opts)
 	if err != nil {
 		return err
 	}

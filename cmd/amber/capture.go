@@ -47,7 +47,7 @@ func (o *captureOptions) addFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.hashSource, "hash-source", false, "also record each source tarball's SHA-256 (one more read of it)")
 	f.Int64Var(&o.maxExpansion, "max-expansion", snapshot.DefaultMaxExpansion, "refuse a compressed layer that expands more than this many times (0: no limit)")
 	f.BoolVar(&o.shared, "shared", false, "write the archive and its sidecars as readable as the umask allows (0666 &^ umask, e.g. 0644), not 0600: it holds memory, environments and logs")
-	f.Int64Var(&o.maxIndexMiB, "max-index-mib", manifest.DefaultMaxIndexStrings>>20, "refuse a layer whose paths, link targets and xattrs add up to more than this many MiB (a hostile directory chain; 0: no limit)")
+	f.Int64Var(&o.maxIndexMiB, "max-index-mib", fileindex.DefaultMaxIndexStrings>>20, "refuse a layer whose paths, link targets and xattrs add up to more than this many MiB (a hostile directory chain; 0: no limit)")
 }
 
 func (e *env) newCaptureCmd() *cobra.Command {
