@@ -13,10 +13,12 @@ import (
 	"sort"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/source"
 )
 
 // Options tune a capture.
@@ -105,7 +107,7 @@ func newLayerSet() *layerSet {
 	return &layerSet{done: map[hashing.Digest]*layerDone{}, reported: map[hashing.Digest]bool{}}
 }
 
-func (layers *layerSet) capture(ctx context.Context, src *Source, w *manifest.Writer, opts Options) (*Captured, error) {
+func (layers *layerSet) capture(ctx context.Context, src *source.Source, w *manifest.Writer, opts Options) (*Captured, error) {
 	if !w.Has("oci-layout") {
 		if _, err := w.Add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`+"\n")); err != nil {
 			return nil, err
@@ -138,7 +140,7 @@ func (layers *layerSet) capture(ctx context.Context, src *Source, w *manifest.Wr
 					opts.Progress(fmt.Sprintf("image %s: layer %d/%d %s", art.Name, i+1, len(img.Layers), diffID.Short()))
 				}
 				var err error
-				ld, err = captureLayer(ctx, src, w, ls, diffID, opts)
+				ld, err = captureLayer(ctx, src.Store(), w, ls, diffID, opts)
 				if err != nil {
 					return nil, fmt.Errorf("image %s, layer %d (%s): %w", art.Name, i, ls.Name, err)
 				}
@@ -206,9 +208,9 @@ func (layers *layerSet) capture(ctx context.Context, src *Source, w *manifest.Wr
 		}
 		out.Artifacts = append(out.Artifacts, art)
 		out.Anomalies = append(out.Anomalies, anomalies...)
-		out.Index = append(out.Index, descriptor{MediaType: a.ManifestDesc.MediaType, Digest: a.ManifestDesc.Digest, Size: a.ManifestDesc.Size,
+		out.Index = append(out.Index, descriptor{MediaType: string(a.ManifestDesc.MediaType), Digest: a.ManifestDesc.Digest.String(), Size: a.ManifestDesc.Size,
 			Annotations: map[string]string{AnnotationRefName: art.Name}})
-		details := map[string]string{"artifact": "artifacts/" + art.Name, "manifest": a.ManifestDesc.Digest, "type": art.ArtifactType, "blobs": fmt.Sprint(len(art.Blobs))}
+		details := map[string]string{"artifact": "artifacts/" + art.Name, "manifest": a.ManifestDesc.Digest.String(), "type": art.ArtifactType, "blobs": fmt.Sprint(len(art.Blobs))}
 		if art.Describes != "" {
 			details["describes"] = art.Describes
 		}
@@ -219,9 +221,9 @@ func (layers *layerSet) capture(ctx context.Context, src *Source, w *manifest.Wr
 }
 
 // missingLayer records a layer whose bytes the source does not hold.
-func missingLayer(ls LayerSource, diffID hashing.Digest) *layerDone {
+func missingLayer(ls source.Layer, diffID hashing.Digest) *layerDone {
 	l := manifest.Layer{Descriptor: manifest.Descriptor{MediaType: MediaTypeLayer, Digest: diffID},
-		SourceDigest: ls.Digest, SourceMediaType: ls.MediaType, SourceURLs: ls.URLs, SourceSize: ls.SourceSize, Missing: true}
+		SourceDigest: ls.Digest, SourceMediaType: string(ls.MediaType), SourceURLs: ls.URLs, SourceSize: ls.SourceSize, Missing: true}
 	detail := fmt.Sprintf("layer %s (%s, %d bytes", diffID, ls.MediaType, ls.SourceSize)
 	if len(ls.URLs) > 0 {
 		detail += ", at " + strings.Join(ls.URLs, " ")
@@ -233,10 +235,10 @@ func missingLayer(ls LayerSource, diffID hashing.Digest) *layerDone {
 // captureArtifact stores an OCI artifact's manifest, config and blobs byte
 // for byte, each checked against its digest; a blob the source lacks is
 // recorded as not present.
-func captureArtifact(ctx context.Context, src *Source, w *manifest.Writer, a *Artifact) (manifest.Artifact, []manifest.Anomaly, error) {
-	md, _ := hashing.Parse(a.ManifestDesc.Digest)
+func captureArtifact(ctx context.Context, src *source.Source, w *manifest.Writer, a *source.Artifact) (manifest.Artifact, []manifest.Anomaly, error) {
+	md := source.Digest(a.ManifestDesc.Digest)
 	art := manifest.Artifact{Kind: manifest.KindArtifact, Name: a.Name(), Refs: a.Refs, ArtifactType: a.Kind, Subject: a.Subject,
-		Manifest: manifest.Descriptor{MediaType: a.ManifestDesc.MediaType, Digest: md, Size: a.ManifestDesc.Size}, SourceManifest: md}
+		Manifest: manifest.Descriptor{MediaType: string(a.ManifestDesc.MediaType), Digest: md, Size: a.ManifestDesc.Size}, SourceManifest: md}
 	if a.Describes != "" {
 		art.Describes = "images/" + a.Describes
 	}
@@ -246,11 +248,10 @@ func captureArtifact(ctx context.Context, src *Source, w *manifest.Writer, a *Ar
 			return art, nil, err
 		}
 	}
-	for i, d := range append([]descriptor{a.Config}, a.Blobs...) {
-		dg, _ := hashing.Parse(d.Digest)
-		b := manifest.Blob{Descriptor: manifest.Descriptor{MediaType: d.MediaType, Digest: dg, Size: d.Size}, Title: d.Annotations[annotationTitle]}
-		err := storeBlob(ctx, src, w, d)
-		if isNotPresent(err) {
+	for i, d := range append([]v1.Descriptor{a.Config}, a.Blobs...) {
+		b := manifest.Blob{Descriptor: manifest.Descriptor{MediaType: string(d.MediaType), Digest: source.Digest(d.Digest), Size: d.Size}, Title: d.Annotations[source.AnnotationTitle]}
+		err := storeBlob(ctx, src.Store(), w, b.Descriptor)
+		if source.IsNotPresent(err) {
 			b.Missing = true
 			what := "config"
 			if i > 0 {
@@ -272,16 +273,14 @@ func captureArtifact(ctx context.Context, src *Source, w *manifest.Writer, a *Ar
 }
 
 // storeBlob copies a blob from the source into the archive under its
-// digest, checking digest and size as it streams.
-func storeBlob(ctx context.Context, src *Source, w *manifest.Writer, d descriptor) error {
-	name, want, err := blobPath(d.Digest)
-	if err != nil {
-		return err
-	}
+// digest (a sha256: the source checked), checking digest and size as it
+// streams.
+func storeBlob(ctx context.Context, st source.Store, w *manifest.Writer, d manifest.Descriptor) error {
+	name, want := manifest.BlobName(d.Digest), d.Digest
 	if w.Has(name) {
 		return nil
 	}
-	rc, size, err := src.store.open(name)
+	rc, size, err := st.Open(name)
 	if err != nil {
 		return err
 	}
@@ -330,8 +329,8 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 // openLayer returns the layer's uncompressed stream.
-func openLayer(ctx context.Context, src *Source, ls LayerSource, kind string) (io.Reader, func(), error) {
-	rc, _, err := src.store.open(ls.Name)
+func openLayer(ctx context.Context, st source.Store, ls source.Layer, kind string) (io.Reader, func(), error) {
+	rc, _, err := st.Open(ls.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -383,8 +382,8 @@ func (l *limitExpansion) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls LayerSource, diffID hashing.Digest, opts Options) (*layerDone, error) {
-	rc, _, err := src.store.open(ls.Name)
+func captureLayer(ctx context.Context, st source.Store, w *manifest.Writer, ls source.Layer, diffID hashing.Digest, opts Options) (*layerDone, error) {
+	rc, _, err := st.Open(ls.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -403,7 +402,7 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 		// and a tar header needs it first: one pass to measure and check,
 		// one to store. The compressed bytes are hashed as they are
 		// decompressed, so the first pass checks the source's digest too.
-		rc, _, err := src.store.open(ls.Name)
+		rc, _, err := st.Open(ls.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -440,7 +439,7 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 		}
 		size = h.Size()
 	}
-	r, closeFn, err := openLayer(ctx, src, ls, kind)
+	r, closeFn, err := openLayer(ctx, st, ls, kind)
 	if err != nil {
 		return nil, err
 	}
@@ -452,7 +451,7 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 	// Where the layer came from: its digest and media type as the source
 	// had them (a legacy tarball's uncompressed layer.tar: its diff_id).
 	l := &done.layer
-	l.SourceDigest, l.SourceMediaType, l.SourceURLs, l.SourceSize = rawDigest, ls.MediaType, ls.URLs, ls.Size
+	l.SourceDigest, l.SourceMediaType, l.SourceURLs, l.SourceSize = rawDigest, string(ls.MediaType), ls.URLs, ls.Size
 	if l.SourceDigest.IsZero() && kind == "" {
 		l.SourceDigest = diffID
 	}
@@ -460,6 +459,13 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 		l.SourceMediaType = "tar+" + kind
 	}
 	return done, nil
+}
+
+// captureFileLayer stores the uncompressed layer tar at path (a
+// container's changes, a volume; size bytes of digest sum) through the
+// same checks as an image's layers; name names it in messages.
+func captureFileLayer(ctx context.Context, path, name string, size int64, sum hashing.Digest, w *manifest.Writer, opts Options) (*layerDone, error) {
+	return captureLayer(ctx, source.FileStore(path), w, source.Layer{Name: name, Size: size, Digest: sum}, sum, opts)
 }
 
 // storeLayer writes exactly size bytes of an uncompressed layer from r as

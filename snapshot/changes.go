@@ -73,24 +73,5 @@ func (l *layerFile) remove() {
 	os.Remove(l.f.Name())
 }
 
-// fileStore serves one file as a store, for storing a changes layer
-// through the same path as image layers.
-type fileStore struct{ path string }
-
-func (s fileStore) open(string) (io.ReadCloser, int64, error) {
-	f, err := os.Open(s.path)
-	if err != nil {
-		return nil, 0, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	return f, st.Size(), nil
-}
-func (s fileStore) exists(string) bool { return true }
-func (s fileStore) key(string) string  { return s.path }
-
 // joinPath joins a name to a path inside a tree ("" is the root).
 func joinPath(dir, name string) string { return layers.JoinRel(dir, name) }

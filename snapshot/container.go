@@ -13,6 +13,7 @@ import (
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/source"
 )
 
 // DefaultMaxLogBytes is far more than a container's logs hold where the
@@ -280,7 +281,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	// between images are stored once.
 	layers := newLayerSet()
 	capd := &Captured{Indexes: map[hashing.Digest]*manifest.Index{}}
-	var srcs []*Source
+	var srcs []*source.Source
 	for _, ref := range saveRefs {
 		ii, err := e.c.ImageInspect(ctx, ref)
 		if err != nil {

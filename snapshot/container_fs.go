@@ -179,7 +179,7 @@ func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manif
 	if err != nil {
 		return descriptor{}, err
 	}
-	ld, err := captureLayer(ctx, &Source{store: fileStore{lf.path()}}, w, LayerSource{Name: "changes", Size: size, Digest: sum}, sum, req.Options)
+	ld, err := captureFileLayer(ctx, lf.path(), "changes", size, sum, w, req.Options)
 	if err != nil {
 		return descriptor{}, fmt.Errorf("storing the changes layer: %w", err)
 	}

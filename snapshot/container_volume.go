@@ -44,7 +44,7 @@ func captureVolume(ctx context.Context, e *Engine, c *ctrCapture, name, source, 
 	if err != nil {
 		return nil, err
 	}
-	ld, err := captureLayer(ctx, &Source{store: fileStore{lf.path()}}, w, LayerSource{Name: "volume", Size: size, Digest: sum}, sum, req.Options)
+	ld, err := captureFileLayer(ctx, lf.path(), "volume", size, sum, w, req.Options)
 	if err != nil {
 		return nil, fmt.Errorf("storing the volume: %w", err)
 	}

@@ -19,7 +19,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
 )
@@ -368,42 +367,6 @@ func testChangeList(t *testing.T) {
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Errorf("change list:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
-}
-
-// FuzzOpenSource feeds hostile docker-save manifests, OCI indexes and
-// image configs to the source reader: an error or a source, never a
-// panic or a read outside the tarball.
-func FuzzOpenSource(f *testing.F) {
-	cfg := []byte(`{"rootfs":{"type":"layers","diff_ids":["sha256:` + strings.Repeat("a", 64) + `"]}}`)
-	f.Add([]byte(`[{"Config":"config.json","RepoTags":["x:1"],"Layers":["l/layer.tar"]}]`), []byte(nil), cfg)
-	f.Add([]byte(nil), []byte(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:`+strings.Repeat("b", 64)+`","size":10}]}`), cfg)
-	f.Add([]byte(`[{"Config":"../../etc/passwd","Layers":["/abs"]}]`), []byte(`{"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:x"}]}`), []byte(`{`))
-	f.Fuzz(func(t *testing.T, man, index, config []byte) {
-		var buf bytes.Buffer
-		tw := tar.NewWriter(&buf)
-		add := func(name string, b []byte) {
-			tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg})
-			tw.Write(b)
-		}
-		if len(man) > 0 {
-			add("manifest.json", man)
-		}
-		if len(index) > 0 {
-			add("index.json", index)
-			add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
-		}
-		add("config.json", config)
-		add("blobs/sha256/"+hashing.Sum(config).Hex(), config)
-		tw.WriteHeader(&tar.Header{Name: "l/layer.tar", Typeflag: tar.TypeSymlink, Linkname: "../../outside"})
-		tw.Close()
-		p := filepath.Join(t.TempDir(), "src.tar")
-		if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if s, err := OpenSource(p); err == nil {
-			s.Close()
-		}
-	})
 }
 
 // FuzzProcFiles gives hostile /proc files (a compromised container's

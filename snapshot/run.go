@@ -11,6 +11,7 @@ import (
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/source"
 )
 
 // Request is one capture of image sources into one archive.
@@ -101,14 +102,14 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 		_, err := chain.Append(e)
 		return err
 	}
-	var srcs []*Source
+	var srcs []*source.Source
 	defer func() {
 		for _, s := range srcs {
 			s.Close()
 		}
 	}()
 	for _, p := range req.Sources {
-		s, err := OpenSource(p)
+		s, err := source.Open(p)
 		if err != nil {
 			return nil, err
 		}
@@ -126,7 +127,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 	sums := make([]chan srcSum, len(req.Sources))
 	for i, p := range req.Sources {
 		sums[i] = make(chan srcSum, 1)
-		if !req.HashSources || acq.Sources[i].Size == 0 && acq.Sources[i].Kind == KindOCILayout {
+		if !req.HashSources || acq.Sources[i].Size == 0 && acq.Sources[i].Kind == source.KindOCILayout {
 			sums[i] <- srcSum{}
 			continue
 		}

@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/source"
 )
 
 // An image from the engine is captured as the engine's save stream
@@ -22,51 +22,10 @@ import (
 // temporary file beside the output while it is hashed, then stored under
 // its digest. Either way every layer is checked against its diff_id.
 
-// memStore holds a save stream's small members in memory and remembers
-// the layers already stored from it.
-type memStore struct {
-	files  map[string][]byte
-	layers map[string]int64  // streamed layer members: their size
-	links  map[string]string // symlinked members (legacy layout): target
-}
-
-func (m *memStore) resolve(name string) string {
-	name, _ = manifest.CleanName(name)
-	for i := 0; i < 8; i++ {
-		t, ok := m.links[name]
-		if !ok {
-			break
-		}
-		name = t
-	}
-	return name
-}
-
-func (m *memStore) open(name string) (io.ReadCloser, int64, error) {
-	name = m.resolve(name)
-	if b, ok := m.files[name]; ok {
-		return io.NopCloser(bytes.NewReader(b)), int64(len(b)), nil
-	}
-	if n, ok := m.layers[name]; ok {
-		// Already stored in the archive; the reader only measures it.
-		return io.NopCloser(bytes.NewReader(nil)), n, nil
-	}
-	return nil, 0, fmt.Errorf("%w: the engine's save stream has no member %q: %w", ErrSource, name, errNoMember)
-}
-
-func (m *memStore) key(name string) string { return m.resolve(name) }
-
-func (m *memStore) exists(name string) bool {
-	name = m.resolve(name)
-	_, a := m.files[name]
-	_, b := m.layers[name]
-	return a || b
-}
-
 // saveStream captures one image from the engine's save stream into w.
 // diffIDs are the image's layers as the engine inspects them. It returns a
 // Source over the stream's metadata whose layers are all in layers.
-func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Digest, spoolDir string, w *manifest.Writer, layers *layerSet, opts Options, progress func(string)) (*Source, error) {
+func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Digest, spoolDir string, w *manifest.Writer, layers *layerSet, opts Options, progress func(string)) (*source.Source, error) {
 	rc, err := e.c.ImageSave(ctx, []string{ref})
 	if err != nil {
 		return nil, e.wrap(err, "saving image "+ref)
@@ -76,7 +35,7 @@ func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Di
 	for _, d := range diffIDs {
 		want[d] = true
 	}
-	st := &memStore{files: map[string][]byte{}, layers: map[string]int64{}, links: map[string]string{}}
+	st := source.NewStreamStore()
 	tr := tar.NewReader(ctxReader{ctx, rc})
 	for {
 		h, err := tr.Next()
@@ -92,7 +51,8 @@ func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Di
 		name, _ := manifest.CleanName(h.Name)
 		switch h.Typeflag {
 		case tar.TypeSymlink:
-			st.links[name], _ = manifest.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
+			target, _ := manifest.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
+			st.AddLink(name, target)
 			continue
 		case tar.TypeReg:
 		default:
@@ -117,17 +77,17 @@ func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Di
 			layer, isLayer, body = d, true, f
 		}
 		if !isLayer {
-			if h.Size > maxJSON {
+			if h.Size > source.MaxJSON {
 				return nil, fmt.Errorf("%w: the save stream of %s has an unexpected member %q of %d bytes", ErrEngine, ref, name, h.Size)
 			}
 			b, err := io.ReadAll(tr)
 			if err != nil {
 				return nil, fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, ref, err)
 			}
-			st.files[name] = b
+			st.AddFile(name, b)
 			continue
 		}
-		st.layers[name] = h.Size
+		st.AddLayer(name, h.Size)
 		if ld, ok := layers.done[layer]; ok {
 			// Stored from an earlier image: check it is the same.
 			hm := hashing.NewMulti(false, false)
@@ -151,15 +111,10 @@ func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Di
 		}
 		layers.done[layer] = ld
 	}
-	src := &Source{Kind: "docker-engine", Path: ref, store: st, closer: io.NopCloser(nil)}
-	switch {
-	case st.exists("manifest.json"):
-		err = src.readDockerSave()
-	case st.exists("index.json"):
-		err = src.readOCI()
-	default:
-		err = fmt.Errorf("%w: the save stream of %s has neither manifest.json nor index.json", ErrEngine, ref)
+	if !st.Exists("manifest.json") && !st.Exists("index.json") {
+		return nil, fmt.Errorf("%w: the save stream of %s has neither manifest.json nor index.json", ErrEngine, ref)
 	}
+	src, err := source.FromStore(st, source.KindDockerEngine, ref)
 	if err != nil {
 		return nil, err
 	}

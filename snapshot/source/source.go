@@ -1,4 +1,14 @@
-package snapshot
+// Package source reads image sources — a docker-save tarball (either
+// layout), an OCI archive tarball, an OCI layout directory, an engine's
+// save stream — over amber's own hardened stores: every member is found
+// once and read in place, JSON is bounded, links are resolved without
+// leaving the source, and every blob is checked against its descriptor.
+// What a source holds is described with go-containerregistry's types
+// (v1.Descriptor, v1.Manifest, v1.Platform, types.MediaType) and is
+// presented as a v1.ImageIndex of v1.Images (v1.go); go-containerregistry's
+// own tarball and layout readers are not used: they rescan, follow
+// symlinks and have no bounds.
+package source
 
 import (
 	"bytes"
@@ -7,6 +17,9 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
@@ -18,21 +31,17 @@ const (
 	KindDockerSaveOCI = "docker-save-oci"
 	KindOCIArchive    = "oci-archive"
 	KindOCILayout     = "oci-layout"
+	KindDockerEngine  = "docker-engine"
 )
 
-// maxJSON bounds any JSON document read from a source.
-const maxJSON = 16 << 20
+// MaxJSON bounds any JSON document read from a source.
+const MaxJSON = 16 << 20
 
-// OCI and Docker media types amber reads.
+// Annotations amber reads from an index's descriptors.
 const (
-	MediaTypeLayer        = "application/vnd.oci.image.layer.v1.tar"
-	MediaTypeConfig       = "application/vnd.oci.image.config.v1+json"
-	MediaTypeManifest     = "application/vnd.oci.image.manifest.v1+json"
-	MediaTypeIndex        = "application/vnd.oci.image.index.v1+json"
-	mediaTypeDockerList   = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mediaTypeDockerManif  = "application/vnd.docker.distribution.manifest.v2+json"
 	AnnotationRefName     = "org.opencontainers.image.ref.name"
-	annotationContainerdN = "io.containerd.image.name"
+	AnnotationContainerdN = "io.containerd.image.name"
+	AnnotationTitle       = "org.opencontainers.image.title"
 )
 
 // Source is an opened image source.
@@ -45,8 +54,10 @@ type Source struct {
 	// Anomalies are odd things about the source: descriptors not captured,
 	// a config whose name is not its digest.
 	Anomalies []manifest.Anomaly
-	store     store
+	store     Store
 	closer    io.Closer
+	// index is the top index.json as stored (OCI kinds), for ImageIndex.
+	index []byte
 }
 
 // Image is one image found in a source, not yet read.
@@ -56,19 +67,24 @@ type Image struct {
 	ConfigDigest   hashing.Digest
 	DiffIDs        []hashing.Digest
 	SourceManifest hashing.Digest
-	Layers         []LayerSource
+	// Manifest is the image manifest as stored (OCI kinds; a docker-save
+	// manifest.json entry is not one).
+	Manifest     []byte
+	ManifestType types.MediaType
+	Layers       []Layer
 	// Platform is os/architecture[/variant], from the index that listed
 	// the image, else its config.
 	Platform string
 	name     string
+	store    Store
 }
 
-// LayerSource locates one layer in the source.
-type LayerSource struct {
+// Layer locates one layer of an image in its source.
+type Layer struct {
 	Name      string
 	Size      int64
 	Digest    hashing.Digest // of the bytes as stored, when the source says
-	MediaType string
+	MediaType types.MediaType
 	// URLs and SourceSize describe a foreign layer, as its descriptor says.
 	URLs       []string
 	SourceSize int64
@@ -80,9 +96,13 @@ type LayerSource struct {
 // Close releases the source.
 func (s *Source) Close() error { return s.closer.Close() }
 
-// OpenSource opens a docker-save tarball (either layout), an OCI archive
+// Store is the store the source reads, for the layers and blobs a capture
+// copies.
+func (s *Source) Store() Store { return s.store }
+
+// Open opens a docker-save tarball (either layout), an OCI archive
 // tarball, or an OCI layout directory.
-func OpenSource(p string) (*Source, error) {
+func Open(p string) (*Source, error) {
 	st, err := os.Stat(p)
 	if err != nil {
 		return nil, fmt.Errorf("opening source: %w", err)
@@ -101,11 +121,11 @@ func OpenSource(p string) (*Source, error) {
 		}
 		src.store, src.closer = t, t
 		switch {
-		case t.exists("manifest.json") && t.exists("oci-layout"):
+		case t.Exists("manifest.json") && t.Exists("oci-layout"):
 			src.Kind = KindDockerSaveOCI
-		case t.exists("manifest.json"):
+		case t.Exists("manifest.json"):
 			src.Kind = KindDockerSave
-		case t.exists("index.json"):
+		case t.Exists("index.json"):
 			src.Kind = KindOCIArchive
 		default:
 			t.Close()
@@ -130,16 +150,36 @@ func OpenSource(p string) (*Source, error) {
 	return src, nil
 }
 
+// FromStore reads the images of a store that holds a docker-save
+// manifest.json or an OCI index.json (an engine's save stream); path names
+// it in messages. Closing the source does not close the store.
+func FromStore(st Store, kind, path string) (*Source, error) {
+	src := &Source{Kind: kind, Path: path, store: st, closer: io.NopCloser(nil)}
+	var err error
+	switch {
+	case st.Exists("manifest.json"):
+		err = src.readDockerSave()
+	case st.Exists("index.json"):
+		err = src.readOCI()
+	default:
+		err = fmt.Errorf("%w: %s has neither manifest.json nor index.json", ErrSource, path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return src, nil
+}
+
 func (s *Source) readJSON(name string, v any) ([]byte, error) {
-	rc, size, err := s.store.open(name)
+	rc, size, err := s.store.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	if size > maxJSON {
-		return nil, fmt.Errorf("%w: %s in %s is %d bytes; refusing JSON over %d", ErrSource, name, s.Path, size, maxJSON)
+	if size > MaxJSON {
+		return nil, fmt.Errorf("%w: %s in %s is %d bytes; refusing JSON over %d", ErrSource, name, s.Path, size, MaxJSON)
 	}
-	b, err := io.ReadAll(io.LimitReader(rc, maxJSON+1))
+	b, err := io.ReadAll(io.LimitReader(rc, MaxJSON+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
@@ -151,6 +191,10 @@ func (s *Source) readJSON(name string, v any) ([]byte, error) {
 	return b, nil
 }
 
+// imageConfig is the part of an image config amber reads. Not
+// v1.ConfigFile: that refuses a config whose created times, health check
+// or diff_ids it cannot parse, which Docker loads; amber needs the platform
+// and the diff_ids, and checks the diff_ids itself.
 type imageConfig struct {
 	OS           string `json:"os"`
 	Architecture string `json:"architecture"`
@@ -178,9 +222,23 @@ func (img *Image) parseConfig(layers int) error {
 		img.DiffIDs = append(img.DiffIDs, d)
 	}
 	if img.Platform == "" && c.OS != "" {
-		img.Platform = (&platform{OS: c.OS, Architecture: c.Architecture, Variant: c.Variant}).String()
+		img.Platform = PlatformString(&v1.Platform{OS: c.OS, Architecture: c.Architecture, Variant: c.Variant})
 	}
 	return nil
+}
+
+// PlatformString is os/architecture[/variant], as amber names platforms
+// (not v1.Platform.String, which adds the OS version and features: image
+// names in the mount layout are made from this).
+func PlatformString(p *v1.Platform) string {
+	if p == nil || p.OS == "" && p.Architecture == "" {
+		return ""
+	}
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
 }
 
 // Name is the image's mount-layout name: its first reference made

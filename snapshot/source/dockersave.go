@@ -1,9 +1,11 @@
-package snapshot
+package source
 
 import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
@@ -18,6 +20,8 @@ type dockerSaveEntry struct {
 	Layers   []string
 	// LayerSources describes layers by diff_id as their registry had them
 	// (foreign layers: media type, compressed digest and size, URLs).
+	// Keyed by string, not v1.Hash: a key that is no digest never matched
+	// a diff_id and is no reason to refuse the tarball.
 	LayerSources map[string]descriptor
 }
 
@@ -31,7 +35,7 @@ func (s *Source) readDockerSave() error {
 	configs := map[string][]byte{}
 	seen := map[string]*Image{}
 	for i, e := range entries {
-		ik := s.store.key(e.Config) + "\x00" + strings.Join(e.Layers, "\x00")
+		ik := s.store.Key(e.Config) + "\x00" + strings.Join(e.Layers, "\x00")
 		if img, ok := seen[ik]; ok {
 			img.addRefs(e.RepoTags)
 			continue
@@ -39,14 +43,14 @@ func (s *Source) readDockerSave() error {
 		if len(s.Images) >= MaxImages {
 			return fmt.Errorf("%w: manifest.json lists more than %d images; refusing (a source this large is best split)", ErrSource, MaxImages)
 		}
-		img := &Image{Refs: e.RepoTags}
-		cfg, ok := configs[s.store.key(e.Config)]
+		img := &Image{Refs: e.RepoTags, store: s.store}
+		cfg, ok := configs[s.store.Key(e.Config)]
 		if !ok {
 			var err error
 			if cfg, err = s.readJSON(e.Config, nil); err != nil {
 				return fmt.Errorf("image %d of manifest.json: config: %w", i, err)
 			}
-			configs[s.store.key(e.Config)] = cfg
+			configs[s.store.Key(e.Config)] = cfg
 		}
 		img.Config = cfg
 		img.ConfigDigest = hashing.Sum(cfg)
@@ -60,19 +64,19 @@ func (s *Source) readDockerSave() error {
 			return fmt.Errorf("image %d of manifest.json (%s): %w", i, strings.Join(e.RepoTags, ", "), err)
 		}
 		for j, l := range e.Layers {
-			ls := LayerSource{Name: l}
+			ls := Layer{Name: l}
 			if d, ok := digestFromName(l); ok && strings.HasPrefix(l, "blobs/") {
 				ls.Digest = d
 			}
 			if src, ok := e.LayerSources[img.DiffIDs[j].String()]; ok {
 				ls.MediaType, ls.URLs, ls.SourceSize = src.MediaType, src.URLs, src.Size
-				if d, err := hashing.Parse(src.Digest); err == nil {
+				if d, err := hashing.Parse(src.digest); err == nil {
 					ls.Digest = d
 				}
 			}
-			rc, size, err := s.store.open(l)
+			rc, size, err := s.store.Open(l)
 			if err != nil {
-				if !isForeign(ls.MediaType) || s.store.exists(l) {
+				if !isForeign(ls.MediaType) || s.store.Exists(l) {
 					return fmt.Errorf("image %d of manifest.json: layer %s: %w", i, l, err)
 				}
 				// docker save leaves a foreign layer's bytes out: they
@@ -96,8 +100,8 @@ const MaxImages = 1000
 
 // isForeign reports a foreign (non-distributable) layer media type, whose
 // bytes a tarball may leave out.
-func isForeign(mt string) bool {
-	return strings.Contains(mt, ".foreign.") || strings.Contains(mt, ".nondistributable.")
+func isForeign(mt types.MediaType) bool {
+	return strings.Contains(string(mt), ".foreign.") || strings.Contains(string(mt), ".nondistributable.")
 }
 
 // digestFromName takes a digest from "blobs/sha256/<hex>" or "<hex>.json".

@@ -1,11 +1,13 @@
-package snapshot
+package source
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
@@ -15,49 +17,7 @@ import (
 // manifests read as images, OCI artifacts and BuildKit attestations kept as
 // artifacts, and the names of both in the mount layout.
 
-type platform struct {
-	Architecture string `json:"architecture"`
-	OS           string `json:"os"`
-	Variant      string `json:"variant,omitempty"`
-}
-
-func (p *platform) String() string {
-	if p == nil || p.OS == "" && p.Architecture == "" {
-		return ""
-	}
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
-}
-
-type descriptor struct {
-	MediaType    string            `json:"mediaType"`
-	Digest       string            `json:"digest"`
-	Size         int64             `json:"size"`
-	URLs         []string          `json:"urls,omitempty"`
-	Annotations  map[string]string `json:"annotations,omitempty"`
-	Platform     *platform         `json:"platform,omitempty"`
-	ArtifactType string            `json:"artifactType,omitempty"`
-}
-
-type ociIndex struct {
-	SchemaVersion int          `json:"schemaVersion"`
-	MediaType     string       `json:"mediaType,omitempty"`
-	Manifests     []descriptor `json:"manifests"`
-}
-
-type ociManifest struct {
-	SchemaVersion int               `json:"schemaVersion"`
-	MediaType     string            `json:"mediaType,omitempty"`
-	ArtifactType  string            `json:"artifactType,omitempty"`
-	Config        descriptor        `json:"config"`
-	Layers        []descriptor      `json:"layers"`
-	Subject       *descriptor       `json:"subject,omitempty"`
-	Annotations   map[string]string `json:"annotations,omitempty"`
-}
-
+// blobPath is where a layout keeps the blob of digest d (as written).
 func blobPath(d string) (string, hashing.Digest, error) {
 	h, err := hashing.Parse(d)
 	if err != nil || !strings.HasPrefix(d, "sha256:") {
@@ -68,12 +28,12 @@ func blobPath(d string) (string, hashing.Digest, error) {
 
 // readBlob reads a small blob and checks it against its descriptor.
 func (s *Source) readBlob(d descriptor) ([]byte, hashing.Digest, error) {
-	name, want, err := blobPath(d.Digest)
+	name, want, err := blobPath(d.digest)
 	if err != nil {
 		return nil, want, err
 	}
-	if d.Size > maxJSON {
-		return nil, want, fmt.Errorf("%w: %s is %d bytes; refusing JSON over %d", ErrSource, name, d.Size, maxJSON)
+	if d.Size > MaxJSON {
+		return nil, want, fmt.Errorf("%w: %s is %d bytes; refusing JSON over %d", ErrSource, name, d.Size, MaxJSON)
 	}
 	b, err := s.readJSON(name, nil)
 	if err != nil {
@@ -98,7 +58,6 @@ func (s *Source) anomaly(a manifest.Anomaly) {
 const (
 	annotationRefType   = "vnd.docker.reference.type"
 	annotationRefDigest = "vnd.docker.reference.digest"
-	annotationTitle     = "org.opencontainers.image.title"
 )
 
 // ociWalk walks an OCI layout's indexes once: each index and manifest is
@@ -128,10 +87,12 @@ func appendNew(to []string, add ...string) []string {
 }
 
 func (s *Source) readOCI() error {
-	var idx ociIndex
-	if _, err := s.readJSON("index.json", &idx); err != nil {
+	var idx indexDoc
+	b, err := s.readJSON("index.json", &idx)
+	if err != nil {
 		return err
 	}
+	s.index = b
 	w := &ociWalk{s: s, reached: map[string][]refHolder{}, images: map[string]*Image{}, arts: map[string]*Artifact{}, configs: map[string][]byte{}}
 	if _, err := w.index(idx, "index.json", nil, 0); err != nil {
 		return err
@@ -142,7 +103,7 @@ func (s *Source) readOCI() error {
 }
 
 // index walks one index; where names the index for messages.
-func (w *ociWalk) index(idx ociIndex, where string, inherited []string, depth int) ([]refHolder, error) {
+func (w *ociWalk) index(idx indexDoc, where string, inherited []string, depth int) ([]refHolder, error) {
 	if depth > 4 {
 		return nil, fmt.Errorf("%w: image indexes nested too deep", ErrSource)
 	}
@@ -162,22 +123,22 @@ func (w *ociWalk) index(idx ociIndex, where string, inherited []string, depth in
 			return nil, fmt.Errorf("%w: the layout holds more than %d images and artifacts; refusing (a source this large is best split)", ErrSource, MaxImages)
 		}
 		refs := slices.Clone(inherited)
-		if n := d.Annotations[annotationContainerdN]; n != "" {
+		if n := d.Annotations[AnnotationContainerdN]; n != "" {
 			refs = appendNew(refs, n)
 		} else if n := d.Annotations[AnnotationRefName]; n != "" {
 			refs = appendNew(refs, n)
 		}
-		if h, ok := w.images[d.Digest]; ok {
+		if h, ok := w.images[d.digest]; ok {
 			h.addRefs(refs)
 			add(h)
 			continue
 		}
-		if h, ok := w.arts[d.Digest]; ok {
+		if h, ok := w.arts[d.digest]; ok {
 			h.addRefs(refs)
 			add(h)
 			continue
 		}
-		if hs, ok := w.reached[d.Digest]; ok {
+		if hs, ok := w.reached[d.digest]; ok {
 			for _, h := range hs {
 				h.addRefs(refs)
 			}
@@ -186,32 +147,32 @@ func (w *ociWalk) index(idx ociIndex, where string, inherited []string, depth in
 		}
 		notCaptured := func(why string) {
 			s.anomaly(manifest.Anomaly{Kind: "not-captured",
-				Detail: fmt.Sprintf("%s lists %s (%s, %d bytes): %s", where, d.Digest, d.MediaType, d.Size, why)})
+				Detail: fmt.Sprintf("%s lists %s (%s, %d bytes): %s", where, d.digest, d.MediaType, d.Size, why)})
 		}
 		switch d.MediaType {
-		case MediaTypeIndex, mediaTypeDockerList:
+		case types.OCIImageIndex, types.DockerManifestList:
 			b, _, err := s.readBlob(d)
 			if err != nil {
-				if !isNotPresent(err) {
+				if !IsNotPresent(err) {
 					return nil, err
 				}
 				notCaptured("the index is not in the source")
 				continue
 			}
-			var sub ociIndex
+			var sub indexDoc
 			if err := json.Unmarshal(b, &sub); err != nil {
-				return nil, fmt.Errorf("%w: index %s: %v", ErrSource, d.Digest, err)
+				return nil, fmt.Errorf("%w: index %s: %v", ErrSource, d.digest, err)
 			}
-			hs, err := w.index(sub, "index "+d.Digest, refs, depth+1)
+			hs, err := w.index(sub, "index "+d.digest, refs, depth+1)
 			if err != nil {
 				return nil, err
 			}
-			w.reached[d.Digest] = hs
+			w.reached[d.digest] = hs
 			add(hs...)
-		case MediaTypeManifest, mediaTypeDockerManif:
+		case types.OCIManifestSchema1, types.DockerManifestSchema2:
 			h, err := w.manifest(d, refs)
 			if err != nil {
-				if !isNotPresent(err) {
+				if !IsNotPresent(err) {
 					return nil, err
 				}
 				// An index often lists every platform while a pull or
@@ -227,9 +188,6 @@ func (w *ociWalk) index(idx ociIndex, where string, inherited []string, depth in
 	return out, nil
 }
 
-// isNotPresent tells a member the source does not hold from a damaged one.
-func isNotPresent(err error) bool { return errors.Is(err, errNoMember) }
-
 // manifest reads one image manifest: an image, or an artifact.
 func (w *ociWalk) manifest(d descriptor, refs []string) (refHolder, error) {
 	s := w.s
@@ -237,9 +195,9 @@ func (w *ociWalk) manifest(d descriptor, refs []string) (refHolder, error) {
 	if err != nil {
 		return nil, err
 	}
-	var m ociManifest
+	var m manifestDoc
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%w: manifest %s: %v", ErrSource, d.Digest, err)
+		return nil, fmt.Errorf("%w: manifest %s: %v", ErrSource, d.digest, err)
 	}
 	if kind := artifactKind(d, &m); kind != "" {
 		a, err := s.readArtifact(d, b, md, &m, kind)
@@ -247,61 +205,65 @@ func (w *ociWalk) manifest(d descriptor, refs []string) (refHolder, error) {
 			return nil, err
 		}
 		a.Refs = refs
-		w.arts[d.Digest] = a
+		w.arts[d.digest] = a
 		s.Artifacts = append(s.Artifacts, a)
 		return a, nil
 	}
-	img := &Image{SourceManifest: md, Refs: refs, Platform: d.Platform.String()}
+	mt := d.MediaType
+	if mt == "" {
+		mt = types.OCIManifestSchema1
+	}
+	img := &Image{SourceManifest: md, Manifest: b, ManifestType: mt, Refs: refs, Platform: PlatformString(d.Platform), store: s.store}
 	// The manifest is here: what it names must be too (only the manifest
 	// itself may be "not in the source"). A config shared by many
 	// manifests is read once.
-	cfg, ok := w.configs[m.Config.Digest]
-	cd, _ := hashing.Parse(m.Config.Digest)
+	cfg, ok := w.configs[m.Config.digest]
+	cd, _ := hashing.Parse(m.Config.digest)
 	if !ok {
 		if cfg, cd, err = s.readBlob(m.Config); err != nil {
-			return nil, fmt.Errorf("%w: manifest %s: config: %v", ErrSource, d.Digest, err)
+			return nil, fmt.Errorf("%w: manifest %s: config: %v", ErrSource, d.digest, err)
 		}
-		w.configs[m.Config.Digest] = cfg
+		w.configs[m.Config.digest] = cfg
 	} else if int64(len(cfg)) != m.Config.Size {
-		return nil, fmt.Errorf("%w: manifest %s: config %s is %d bytes, its descriptor says %d", ErrSource, d.Digest, m.Config.Digest, len(cfg), m.Config.Size)
+		return nil, fmt.Errorf("%w: manifest %s: config %s is %d bytes, its descriptor says %d", ErrSource, d.digest, m.Config.digest, len(cfg), m.Config.Size)
 	}
 	img.Config, img.ConfigDigest = cfg, cd
 	if err := img.parseConfig(len(m.Layers)); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", d.Digest, err)
+		return nil, fmt.Errorf("manifest %s: %w", d.digest, err)
 	}
 	for _, l := range m.Layers {
-		name, ld, err := blobPath(l.Digest)
+		name, ld, err := blobPath(l.digest)
 		if err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", d.Digest, err)
+			return nil, fmt.Errorf("manifest %s: %w", d.digest, err)
 		}
-		ls := LayerSource{Name: name, Digest: ld, MediaType: l.MediaType, URLs: l.URLs, SourceSize: l.Size}
-		rc, size, err := s.store.open(name)
+		ls := Layer{Name: name, Digest: ld, MediaType: l.MediaType, URLs: l.URLs, SourceSize: l.Size}
+		rc, size, err := s.store.Open(name)
 		switch {
-		case err != nil && isForeign(l.MediaType) && isNotPresent(err):
+		case err != nil && isForeign(l.MediaType) && IsNotPresent(err):
 			ls.Missing = true
 		case err != nil:
-			return nil, fmt.Errorf("%w: manifest %s: layer %s: %v", ErrSource, d.Digest, l.Digest, err)
+			return nil, fmt.Errorf("%w: manifest %s: layer %s: %v", ErrSource, d.digest, l.digest, err)
 		default:
 			rc.Close()
 			if size != l.Size {
-				return nil, fmt.Errorf("%w: layer %s is %d bytes, its descriptor says %d", ErrSource, l.Digest, size, l.Size)
+				return nil, fmt.Errorf("%w: layer %s is %d bytes, its descriptor says %d", ErrSource, l.digest, size, l.Size)
 			}
 			ls.Size = size
 		}
 		img.Layers = append(img.Layers, ls)
 	}
-	w.images[d.Digest] = img
+	w.images[d.digest] = img
 	s.Images = append(s.Images, img)
 	return img, nil
 }
 
 // Image config media types; any other config makes a manifest an artifact.
-var imageConfigTypes = map[string]bool{MediaTypeConfig: true, "application/vnd.docker.container.image.v1+json": true}
+var imageConfigTypes = map[types.MediaType]bool{types.OCIConfigJSON: true, types.DockerConfigJSON: true}
 
 // artifactKind says what a manifest is when it is not an image (""):
 // BuildKit's attestation manifests, and OCI artifacts (an artifactType, a
 // config that is not an image config, or layers that are not layer tars).
-func artifactKind(d descriptor, m *ociManifest) string {
+func artifactKind(d descriptor, m *manifestDoc) string {
 	if d.Annotations[annotationRefType] == "attestation-manifest" {
 		return "attestation"
 	}
@@ -312,21 +274,23 @@ func artifactKind(d descriptor, m *ociManifest) string {
 		return "attestation" // in-toto statements, as BuildKit writes them
 	}
 	if !imageConfigTypes[m.Config.MediaType] {
-		return m.Config.MediaType
+		return string(m.Config.MediaType)
 	}
 	for _, l := range m.Layers {
 		if !isLayerType(l.MediaType) {
-			return "layers of " + l.MediaType
+			return "layers of " + string(l.MediaType)
 		}
 	}
 	return ""
 }
 
-func isLayerType(mt string) bool {
-	switch strings.TrimSuffix(strings.TrimSuffix(mt, "+gzip"), "+zstd") {
-	case MediaTypeLayer, "application/vnd.oci.image.layer.nondistributable.v1.tar",
-		"application/vnd.docker.image.rootfs.diff.tar", "application/vnd.docker.image.rootfs.diff.tar.gzip",
-		"application/vnd.docker.image.rootfs.foreign.diff.tar", "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
+// dockerUncompressedForeign has no go-containerregistry constant.
+const dockerUncompressedForeign types.MediaType = "application/vnd.docker.image.rootfs.foreign.diff.tar"
+
+func isLayerType(mt types.MediaType) bool {
+	switch types.MediaType(strings.TrimSuffix(strings.TrimSuffix(string(mt), "+gzip"), "+zstd")) {
+	case types.OCIUncompressedLayer, types.OCIUncompressedRestrictedLayer,
+		types.DockerUncompressedLayer, types.DockerLayer, dockerUncompressedForeign, types.DockerForeignLayer:
 		return true
 	}
 	return false
@@ -338,9 +302,9 @@ type Artifact struct {
 	Refs         []string
 	Kind         string // "attestation", or its artifact type
 	Manifest     []byte
-	ManifestDesc descriptor
-	Config       descriptor
-	Blobs        []descriptor
+	ManifestDesc v1.Descriptor
+	Config       v1.Descriptor
+	Blobs        []v1.Descriptor
 	// Subject is the manifest it is about: its subject field, or the
 	// digest BuildKit's annotation names.
 	Subject hashing.Digest
@@ -350,25 +314,30 @@ type Artifact struct {
 	name      string
 }
 
-func (s *Source) readArtifact(d descriptor, b []byte, md hashing.Digest, m *ociManifest, kind string) (*Artifact, error) {
-	a := &Artifact{Kind: kind, Manifest: b, ManifestDesc: descriptor{MediaType: d.MediaType, Digest: md.String(), Size: int64(len(b))},
-		Config: m.Config, Blobs: m.Layers}
+func (s *Source) readArtifact(d descriptor, b []byte, md hashing.Digest, m *manifestDoc, kind string) (*Artifact, error) {
+	a := &Artifact{Kind: kind, Manifest: b, ManifestDesc: v1.Descriptor{MediaType: d.MediaType, Digest: V1Hash(md), Size: int64(len(b))},
+		Config: m.Config.Descriptor}
 	if a.ManifestDesc.MediaType == "" {
-		a.ManifestDesc.MediaType = MediaTypeManifest
+		a.ManifestDesc.MediaType = types.OCIManifestSchema1
 	}
 	subj := d.Annotations[annotationRefDigest]
 	if m.Subject != nil {
-		subj = m.Subject.Digest
+		subj = m.Subject.digest
 	}
 	if subj != "" {
 		if sd, err := hashing.Parse(subj); err == nil && strings.HasPrefix(subj, "sha256:") {
 			a.Subject = sd
 		}
 	}
+	// Every blob's digest is sha256 (checked here), so the v1.Descriptors
+	// handed on hold it whole.
 	for _, bd := range append([]descriptor{m.Config}, m.Layers...) {
-		if _, _, err := blobPath(bd.Digest); err != nil {
-			return nil, fmt.Errorf("artifact %s: %w", d.Digest, err)
+		if _, _, err := blobPath(bd.digest); err != nil {
+			return nil, fmt.Errorf("artifact %s: %w", d.digest, err)
 		}
+	}
+	for _, l := range m.Layers {
+		a.Blobs = append(a.Blobs, l.Descriptor)
 	}
 	return a, nil
 }
@@ -424,7 +393,7 @@ func (s *Source) linkArtifacts() {
 	}
 	taken := map[string]bool{}
 	for _, a := range s.Artifacts {
-		md, _ := hashing.Parse(a.ManifestDesc.Digest)
+		md := Digest(a.ManifestDesc.Digest)
 		name := ""
 		if img, ok := bySubject[a.Subject]; ok && !a.Subject.IsZero() {
 			a.Describes = img.Name()

@@ -1,4 +1,4 @@
-package snapshot
+package source
 
 import (
 	"archive/tar"
@@ -17,19 +17,23 @@ import (
 // ErrSource reports a source that cannot be read as an image.
 var ErrSource = errors.New("snapshot: bad source")
 
-// errNoMember: a source does not hold a member its manifests name (a bad
+// ErrNoMember: a source does not hold a member its manifests name (a bad
 // source, exit 6 — not a path the user mistyped).
-var errNoMember = errors.New("no such member")
+var ErrNoMember = errors.New("no such member")
 
-// store is a flat namespace of files: the members of a tarball or the files
-// under an OCI layout directory.
-type store interface {
-	// open returns the named file and its size.
-	open(name string) (io.ReadCloser, int64, error)
-	exists(name string) bool
-	// key names the file a name resolves to, so that a file reached
+// IsNotPresent tells a member the source does not hold from a damaged one.
+func IsNotPresent(err error) bool { return errors.Is(err, ErrNoMember) }
+
+// Store is a flat namespace of files: the members of a tarball, the files
+// under an OCI layout directory, the small members of an engine's save
+// stream, or one file.
+type Store interface {
+	// Open returns the named file and its size.
+	Open(name string) (io.ReadCloser, int64, error)
+	Exists(name string) bool
+	// Key names the file a name resolves to, so that a file reached
 	// under many names (links, aliases) is read once.
-	key(name string) string
+	Key(name string) string
 }
 
 // tarStore indexes the regular members of an uncompressed tarball once and
@@ -131,7 +135,7 @@ func (s *tarStore) resolve(name string) (tarMember, error) {
 		}
 		m, ok := s.members[name]
 		if !ok {
-			return tarMember{}, fmt.Errorf("%w: %s has no member %q: %w", ErrSource, s.path, name, errNoMember)
+			return tarMember{}, fmt.Errorf("%w: %s has no member %q: %w", ErrSource, s.path, name, ErrNoMember)
 		}
 		if m.typ == tar.TypeReg {
 			return m, nil
@@ -144,7 +148,7 @@ func (s *tarStore) resolve(name string) (tarMember, error) {
 	return tarMember{}, fmt.Errorf("%w: member %q of %s: too many links", ErrSource, name, s.path)
 }
 
-func (s *tarStore) open(name string) (io.ReadCloser, int64, error) {
+func (s *tarStore) Open(name string) (io.ReadCloser, int64, error) {
 	m, err := s.resolve(name)
 	if err != nil {
 		return nil, 0, err
@@ -152,12 +156,12 @@ func (s *tarStore) open(name string) (io.ReadCloser, int64, error) {
 	return io.NopCloser(io.NewSectionReader(s.f, m.off, m.size)), m.size, nil
 }
 
-func (s *tarStore) exists(name string) bool {
+func (s *tarStore) Exists(name string) bool {
 	_, err := s.resolve(name)
 	return err == nil
 }
 
-func (s *tarStore) key(name string) string {
+func (s *tarStore) Key(name string) string {
 	if m, err := s.resolve(name); err == nil {
 		return fmt.Sprint(m.off)
 	}
@@ -181,12 +185,12 @@ func openDirStore(p string) (*dirStore, error) {
 	return &dirStore{root: r, path: p}, nil
 }
 
-func (d *dirStore) open(name string) (io.ReadCloser, int64, error) {
+func (d *dirStore) Open(name string) (io.ReadCloser, int64, error) {
 	// A FIFO or a device in the layout would block an open (and a read)
 	// forever: look before opening, and open without blocking.
 	st, err := d.root.Stat(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, fmt.Errorf("%w: %s has no %s: %w", ErrSource, d.path, name, errNoMember)
+		return nil, 0, fmt.Errorf("%w: %s has no %s: %w", ErrSource, d.path, name, ErrNoMember)
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %s: %v", ErrSource, d.path, err)
@@ -206,14 +210,39 @@ func (d *dirStore) open(name string) (io.ReadCloser, int64, error) {
 	return f, st.Size(), nil
 }
 
-func (d *dirStore) key(name string) string { return path.Clean(name) }
+func (d *dirStore) Key(name string) string { return path.Clean(name) }
 
-func (d *dirStore) exists(name string) bool {
+func (d *dirStore) Exists(name string) bool {
 	st, err := d.root.Stat(name)
 	return err == nil && st.Mode().IsRegular()
 }
 
 func (d *dirStore) Close() error { return d.root.Close() }
+
+// FileStore serves one file as a store, whatever the name asked: a
+// container's changes layer or a volume, stored through the same path as
+// image layers.
+type FileStore string
+
+// Open opens the file.
+func (p FileStore) Open(string) (io.ReadCloser, int64, error) {
+	f, err := os.Open(string(p))
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, st.Size(), nil
+}
+
+// Exists is always true: the one file stands for every name.
+func (p FileStore) Exists(string) bool { return true }
+
+// Key is the file's path.
+func (p FileStore) Key(string) string { return string(p) }
 
 // typeName names a file's type for messages.
 func typeName(m fs.FileMode) string {
