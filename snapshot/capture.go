@@ -63,8 +63,10 @@ const DefaultMaxExpansion = 1000
 // ErrDigestMismatch reports a layer whose content is not what its config says.
 var ErrDigestMismatch = errors.New("snapshot: layer digest mismatch")
 
-// ErrBomb reports a layer that expands past the allowed ratio.
-var ErrBomb = errors.New("snapshot: layer expands too much (decompression bomb?)")
+// ErrBomb reports a layer that expands past the allowed ratio (the
+// source package's: a layer read through a source's v1.Layer is held to
+// the same bound).
+var ErrBomb = source.ErrBomb
 
 // Captured is what a capture added to the archive.
 type Captured struct {

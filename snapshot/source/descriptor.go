@@ -79,19 +79,6 @@ type manifestDoc struct {
 	Annotations   map[string]string `json:"annotations"`
 }
 
-// v1 is the manifest as go-containerregistry's type.
-func (m *manifestDoc) v1() v1.Manifest {
-	out := v1.Manifest{SchemaVersion: m.SchemaVersion, MediaType: m.MediaType, ArtifactType: m.ArtifactType,
-		Config: m.Config.Descriptor, Annotations: m.Annotations}
-	for _, l := range m.Layers {
-		out.Layers = append(out.Layers, l.Descriptor)
-	}
-	if m.Subject != nil {
-		out.Subject = &m.Subject.Descriptor
-	}
-	return out
-}
-
 // V1Hash is d as go-containerregistry's hash.
 func V1Hash(d hashing.Digest) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: d.Hex()} }
 
