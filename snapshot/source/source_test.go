@@ -3,6 +3,7 @@ package source
 import (
 	"archive/tar"
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,8 +13,8 @@ import (
 )
 
 // FuzzOpen feeds hostile docker-save manifests, OCI indexes and
-// image configs to the source reader: an error or a source, never a
-// panic or a read outside the tarball.
+// image configs to the source reader and its v1 presentation: an error or
+// a source, never a panic or a read outside the tarball.
 func FuzzOpen(f *testing.F) {
 	cfg := []byte(`{"rootfs":{"type":"layers","diff_ids":["sha256:` + strings.Repeat("a", 64) + `"]}}`)
 	f.Add([]byte(`[{"Config":"config.json","RepoTags":["x:1"],"Layers":["l/layer.tar"]}]`), []byte(nil), cfg)
@@ -41,8 +42,32 @@ func FuzzOpen(f *testing.F) {
 		if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if s, err := Open(p); err == nil {
-			s.Close()
+		s, err := Open(p)
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		// The v1 presentation of whatever opened: never a panic.
+		if idx, err := s.ImageIndex(10); err == nil {
+			if im, err := idx.IndexManifest(); err == nil {
+				for _, d := range im.Manifests {
+					idx.Image(d.Digest)
+					idx.ImageIndex(d.Digest)
+				}
+			}
+		}
+		for _, img := range s.Images {
+			if vi, err := img.V1(10); err == nil {
+				vi.Manifest()
+				vi.ConfigFile()
+				ls, _ := vi.Layers()
+				for _, l := range ls {
+					if rc, err := l.Uncompressed(); err == nil {
+						io.Copy(io.Discard, rc)
+						rc.Close()
+					}
+				}
+			}
 		}
 	})
 }

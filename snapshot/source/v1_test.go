@@ -147,3 +147,60 @@ func read(t *testing.T, open func() (io.ReadCloser, error)) (string, int64) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), n
 }
+
+// TestV1NestedIndex: a layout as regclient and BuildKit leave them (a
+// multi-platform index inside index.json, attestations, artifacts, a
+// platform not pulled): the nested index is read from the store, its
+// images are the ones amber read, and a manifest the layout lacks is not
+// offered.
+func TestV1NestedIndex(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := fixture.RegclientLike(dir); err != nil {
+		t.Fatal(err)
+	}
+	s, err := source.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	idx, err := s.ImageIndex(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := idx.ImageIndex(top.Manifests[0].Digest)
+	if err != nil {
+		t.Fatalf("the nested index: %v", err)
+	}
+	im, err := sub.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, missing := 0, 0
+	for _, d := range im.Manifests {
+		if d.Platform == nil || d.Platform.OS != "linux" {
+			continue
+		}
+		vi, err := sub.Image(d.Digest)
+		if d.Platform.Architecture == "s390x" {
+			if !source.IsNotPresent(err) {
+				t.Errorf("the platform not pulled: %v, want not present", err)
+			}
+			missing++
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", d.Platform, err)
+		}
+		if got, _ := vi.Digest(); got != d.Digest {
+			t.Errorf("image %s has digest %s", d.Digest, got)
+		}
+		images++
+	}
+	if images != 2 || missing != 1 {
+		t.Errorf("%d images, %d missing; want 2 and 1", images, missing)
+	}
+}
