@@ -25,7 +25,7 @@ import (
 // saveStream captures one image from the engine's save stream into w.
 // diffIDs are the image's layers as the engine inspects them. It returns a
 // Source over the stream's metadata whose layers are all in layers.
-func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Digest, spoolDir string, w *manifest.Writer, layers *layerSet, opts Options, progress func(string)) (*source.Source, error) {
+func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Digest, spoolDir string, w *archive.Writer, layers *layerSet, opts Options, progress func(string)) (*source.Source, error) {
 	rc, err := e.c.ImageSave(ctx, []string{ref})
 	if err != nil {
 		return nil, e.wrap(err, "saving image "+ref)
@@ -48,10 +48,10 @@ func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Di
 			}
 			return nil, fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, ref, err)
 		}
-		name, _ := manifest.CleanName(h.Name)
+		name, _ := fileindex.CleanName(h.Name)
 		switch h.Typeflag {
 		case tar.TypeSymlink:
-			target, _ := manifest.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
+			target, _ := fileindex.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
 			st.AddLink(name, target)
 			continue
 		case tar.TypeReg:
@@ -59,7 +59,7 @@ func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Di
 			continue
 		}
 		var layer hashing.Digest
-		var body io.Reader = manifest.SourceReader(tr)
+		var body io.Reader = fileindex.SourceReader(tr)
 		isLayer := false
 		if hex, ok := strings.CutPrefix(name, "blobs/sha256/"); ok {
 			if d, err := hashing.Parse(hex); err == nil && want[d] {
@@ -131,7 +131,7 @@ func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Di
 // spool copies a stream member to a temporary file in dir while hashing
 // it, and rewinds the file.
 func spool(ctx context.Context, r io.Reader, dir string) (*os.File, hashing.Digest, error) {
-	f, err := manifest.TempFile(dir, ".amber-layer-*.tar") // no name: nothing left by kill -9
+	f, err := tmpfile.TempFile(dir, ".amber-layer-*.tar") // no name: nothing left by kill -9
 	if err != nil {
 		return nil, hashing.Digest{}, err
 	}

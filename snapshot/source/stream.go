@@ -33,7 +33,7 @@ func (m *StreamStore) AddLayer(name string, size int64) { m.layers[name] = size 
 func (m *StreamStore) AddLink(name, target string) { m.links[name] = target }
 
 func (m *StreamStore) resolve(name string) string {
-	name, _ = manifest.CleanName(name)
+	name, _ = fileindex.CleanName(name)
 	for i := 0; i < 8; i++ {
 		t, ok := m.links[name]
 		if !ok {
