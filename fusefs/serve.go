@@ -4,12 +4,15 @@ package fusefs
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/amber-forensics/amber/internal/textsafe"
 	"github.com/amber-forensics/amber/manifest"
 )
 
@@ -94,6 +97,30 @@ func (s *Session) Unmount() error {
 	case <-time.After(unmountGrace):
 	}
 	return err
+}
+
+// UnmountAmber unmounts dir when it is an amber mount, live or left stale
+// by a killed amber, or, with force, whatever is mounted there, and waits
+// up to 5 s for it to be gone. Any other mount (a tmpfs, a bind mount,
+// another FUSE file system) is refused with ErrForeign: a mistyped path
+// must not unmount the evidence disk or the system's own mounts. The
+// names in the error are escaped (a mount's source is anyone's text).
+func UnmountAmber(dir string, force bool) error {
+	fstype, source, ok := MountAt(dir)
+	if !ok {
+		return fmt.Errorf("%w: %s is not a mount point", os.ErrNotExist, dir)
+	}
+	if !IsAmberMount(fstype, source) && !force {
+		return fmt.Errorf("%w: %s is a %s mount of %s; 'amber umount --force %s' unmounts it anyway", ErrForeign,
+			textsafe.Escape(dir), textsafe.Escape(fstype), textsafe.Escape(source), textsafe.Escape(dir))
+	}
+	if err := Unmount(dir); err != nil {
+		return err
+	}
+	if !WaitUnmounted(dir, 5*time.Second) {
+		return fmt.Errorf("%s is still mounted", dir)
+	}
+	return nil
 }
 
 // setMemory collects garbage at gcPercent and keeps a soft memory limit

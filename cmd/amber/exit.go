@@ -64,7 +64,7 @@ func exitCode(err error) int {
 		return exitExists
 	case errors.Is(err, extract.ErrIncomplete):
 		return exitIncomplete
-	case errors.Is(err, errForeignMount):
+	case errors.Is(err, fusefs.ErrForeign):
 		return exitForeignMount
 	case errors.Is(err, errNeedsLinux):
 		return exitNeedsLinux
@@ -90,9 +90,8 @@ func exitCode(err error) int {
 }
 
 var (
-	errTampered     = errors.New("verification failed")
-	errForeignMount = errors.New("not an amber mount")
-	errNeedsLinux   = errors.New("needs Linux")
+	errTampered   = errors.New("verification failed")
+	errNeedsLinux = errors.New("needs Linux")
 )
 
 // report prints err, escaped: an error names what failed, and that is

@@ -29,19 +29,8 @@ const readyFDEnv = "AMBER_MOUNT_READY_FD"
 // runUmount unmounts dir if it is an amber mount, or whatever is there
 // with force.
 func (e *env) runUmount(dir string, force bool) error {
-	fstype, source, ok := fusefs.MountAt(dir)
-	if !ok {
-		return fmt.Errorf("%w: %s is not a mount point", os.ErrNotExist, dir)
-	}
-	if !fusefs.IsAmberMount(fstype, source) && !force {
-		return fmt.Errorf("%w: %s is a %s mount of %s; 'amber umount --force %s' unmounts it anyway", errForeignMount,
-			escapeName(dir), escapeName(fstype), escapeName(source), escapeName(dir))
-	}
-	if err := fusefs.Unmount(dir); err != nil {
+	if err := fusefs.UnmountAmber(dir, force); err != nil {
 		return err
-	}
-	if !fusefs.WaitUnmounted(dir, 5*time.Second) {
-		return fmt.Errorf("%s is still mounted", dir)
 	}
 	fmt.Fprintf(e.stdout, "unmounted %s\n", dir)
 	return nil

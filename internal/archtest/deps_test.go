@@ -22,7 +22,7 @@ var allowed = map[string][]string{
 	// mount layout.
 	"layers":    {"manifest", "hashing", "internal/textsafe"},
 	"snapshot":  {"manifest", "hashing", "layers", "internal/textsafe"},
-	"fusefs":    {"manifest", "hashing", "view"},
+	"fusefs":    {"manifest", "hashing", "view", "internal/textsafe"},
 	"cmd/amber": {"manifest", "hashing", "snapshot", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
 	// The one escaping of evidence strings printed for a person.
 	"internal/textsafe": {},
