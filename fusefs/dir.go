@@ -10,7 +10,6 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -19,7 +18,7 @@ import (
 func (n *node) child(ctx context.Context, e *view.Entry, out *fuse.EntryOut) *fs.Inode {
 	n.fsys.attr(e, &out.Attr)
 	ch := &node{fsys: n.fsys, e: e}
-	if e.Virtual && e.Member == nil && e.Type == manifest.TypeReg {
+	if e.Virtual && e.Member == nil && e.Type == fileindex.TypeReg {
 		ch.small = &smallFile{}
 	}
 	in := n.NewInode(ctx, ch, fs.StableAttr{Mode: out.Attr.Mode & syscall.S_IFMT, Ino: out.Attr.Ino})
@@ -102,15 +101,15 @@ func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {}
 
 func modeType(t byte) uint32 {
 	switch t {
-	case manifest.TypeDir:
+	case fileindex.TypeDir:
 		return syscall.S_IFDIR
-	case manifest.TypeSymlink:
+	case fileindex.TypeSymlink:
 		return syscall.S_IFLNK
-	case manifest.TypeChar:
+	case fileindex.TypeChar:
 		return syscall.S_IFCHR
-	case manifest.TypeBlock:
+	case fileindex.TypeBlock:
 		return syscall.S_IFBLK
-	case manifest.TypeFifo:
+	case fileindex.TypeFifo:
 		return syscall.S_IFIFO
 	}
 	return syscall.S_IFREG

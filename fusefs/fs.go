@@ -31,7 +31,7 @@ const XattrSHA256 = "user.amber.sha256"
 // FS is the file system over one archive.
 type FS struct {
 	v      *view.View
-	a      *manifest.Archive
+	a      *archive.Archive
 	layers map[hashing.Digest]uint64 // global layer number, for inode numbers
 	virt   map[string]uint64         // inode numbers of amber's own entries
 	// Log receives one line per notable event (a file failing its hash).
@@ -72,7 +72,7 @@ type verification struct {
 
 // New prepares a file system over a. The archive must stay open while it
 // is mounted.
-func New(a *manifest.Archive) *FS {
+func New(a *archive.Archive) *FS {
 	f := &FS{v: &view.View{A: a}, a: a, layers: map[hashing.Digest]uint64{}, virt: map[string]uint64{}, verified: map[fileKey]*verification{}, Log: func(string) {}, inodes: newBudget(0),
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid())}
 	f.sealed = sync.OnceValue(a.FramesSealed)
@@ -218,7 +218,7 @@ func (f *FS) attr(e *view.Entry, out *fuse.Attr) {
 		if r.Nlink > 0 {
 			out.Nlink = r.Nlink
 		}
-		if e.Type == manifest.TypeDir && e.Merged {
+		if e.Type == fileindex.TypeDir && e.Merged {
 			// A merged directory's subdirectories come from several
 			// layers; 1 tells find not to count on the link count.
 			out.Nlink = 1
@@ -229,13 +229,13 @@ func (f *FS) attr(e *view.Entry, out *fuse.Attr) {
 		if !r.ChangeTime.IsZero() {
 			ct = r.ChangeTime
 		}
-		if e.Type == manifest.TypeSymlink {
+		if e.Type == fileindex.TypeSymlink {
 			out.Size = uint64(len(f.linkTarget(e)))
 		}
-		if e.Type == manifest.TypeChar || e.Type == manifest.TypeBlock {
+		if e.Type == fileindex.TypeChar || e.Type == fileindex.TypeBlock {
 			out.Rdev = uint32(unixMkdev(r.DevMajor, r.DevMinor))
 		}
-	} else if e.Type == manifest.TypeDir {
+	} else if e.Type == fileindex.TypeDir {
 		out.Nlink = 2
 	}
 	out.SetTimes(&at, &mt, &ct)
@@ -248,13 +248,13 @@ func unixMkdev(major, minor uint32) uint64 {
 // verify checks a file's content against its index SHA-256 once; the
 // result stands for every later read.
 func (f *FS) verify(e *view.Entry) error {
-	if f.sealed() && (e.Member != nil || !e.Node.Rec.Has(manifest.FlagSparse)) {
+	if f.sealed() && (e.Member != nil || !e.Node.Rec.Has(fileindex.FlagSparse)) {
 		// Each frame is checked against its sealed SHA-256 as it is
 		// decoded: the bytes served are the sealed ones, read or not
 		// the whole file first. A file of several frames has them
 		// decoded ahead on both cores (and its compressed bytes read
 		// ahead from disk) while the first are served.
-		if e.Member == nil && e.Size > manifest.FrameTarget && e.Node.Rec.DataOffset >= 0 {
+		if e.Member == nil && e.Size > archive.FrameTarget && e.Node.Rec.DataOffset >= 0 {
 			if b, ok := f.a.Blob(manifest.BlobName(e.LayerDigest())); ok {
 				f.a.Warm(b.Offset+e.Node.Rec.DataOffset, e.Size, 4)
 			}
@@ -283,7 +283,7 @@ func (f *FS) once(key fileKey, e *view.Entry, want hashing.Digest, says string) 
 	vf.once.Do(func() {
 		// A file spanning several frames: have them decoded on both
 		// cores while the first ones are hashed.
-		if n := e.Node; n != nil && e.Size > manifest.FrameTarget && n.Rec.DataOffset >= 0 && !n.Rec.Has(manifest.FlagSparse) {
+		if n := e.Node; n != nil && e.Size > archive.FrameTarget && n.Rec.DataOffset >= 0 && !n.Rec.Has(fileindex.FlagSparse) {
 			if b, ok := f.a.Blob(manifest.BlobName(e.LayerDigest())); ok {
 				f.a.Warm(b.Offset+n.Rec.DataOffset, e.Size, 4)
 			}

@@ -15,8 +15,6 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // Options tune a mount.
@@ -42,7 +40,7 @@ type Options struct {
 	// amber ls shows the captured target.
 	RebaseLinks bool
 	// PreloadIndexes bounds the bytes of file indexes read in the
-	// background once the mount is ready (manifest.Archive.Preload;
+	// background once the mount is ready (archive.Archive.Preload;
 	// 0: DefaultPreloadIndexes; negative: none read ahead).
 	PreloadIndexes int64
 
@@ -130,12 +128,12 @@ func IsAmberMount(fstype, source string) bool {
 
 // Mount serves a on dir and returns once the mount is ready. The caller
 // waits on the server and unmounts it.
-func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
+func Mount(a *archive.Archive, dir string, o Options) (*fuse.Server, error) {
 	srv, _, err := mount(a, dir, o)
 	return srv, err
 }
 
-func mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, *FS, error) {
+func mount(a *archive.Archive, dir string, o Options) (*fuse.Server, *FS, error) {
 	if err := CheckMountpoint(dir); err != nil {
 		return nil, nil, err
 	}

@@ -11,14 +11,13 @@ import (
 	"io"
 	"syscall"
 
-	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	if n.e.Type != manifest.TypeSymlink {
+	if n.e.Type != fileindex.TypeSymlink {
 		return nil, syscall.EINVAL
 	}
 	return []byte(n.fsys.linkTarget(n.e)), 0
@@ -66,7 +65,7 @@ func (n *node) content() ([]byte, error) {
 
 func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	e := n.e
-	if e.Type != manifest.TypeReg {
+	if e.Type != fileindex.TypeReg {
 		return nil, syscall.EISDIR
 	}
 	if off >= e.Size {
@@ -136,7 +135,7 @@ func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 // hold holds up to n bytes at off of the content r reads, when r reads
 // the archive's tar stream in place (ok); not for sparse files, which are
 // re-read through their tar header.
-func (f *FS) hold(r io.Reader, off, n int64) (h *manifest.Held, ok bool, err error) {
+func (f *FS) hold(r io.Reader, off, n int64) (h *archive.Held, ok bool, err error) {
 	sr, ok := r.(*io.SectionReader)
 	if !ok {
 		return nil, false, nil
@@ -153,7 +152,7 @@ func (f *FS) hold(r io.Reader, off, n int64) (h *manifest.Held, ok bool, err err
 // writes its slices with one writev (it knows the Slices method) and calls
 // Done after, which lets the frames be reused. A reply never sent (the
 // request interrupted) leaves its frames to the garbage collector.
-type heldResult struct{ h *manifest.Held }
+type heldResult struct{ h *archive.Held }
 
 func (r heldResult) Size() int { return r.h.Len() }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/amber-forensics/amber/internal/textsafe"
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // Session is a mount being served: Serve returns it once the mount is
@@ -44,7 +43,7 @@ const (
 // When ctx is done (cmd/amber cancels it on SIGINT and SIGTERM) the
 // session unmounts itself as Unmount does; Wait returns once it has ended.
 // The archive is the caller's to close, after Wait.
-func Serve(ctx context.Context, dir string, open func() (*manifest.Archive, error), o Options) (*Session, error) {
+func Serve(ctx context.Context, dir string, open func() (*archive.Archive, error), o Options) (*Session, error) {
 	restore := setMemory(o.GCPercent, o.MemoryFloor)
 	a, err := open()
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/amber-forensics/amber/fusefs"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/internal/testenv"
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // gcPercent reads the collector's percentage (SetGCPercent returns it).
@@ -36,15 +35,15 @@ func TestServeSession(t *testing.T) {
 	p := fixture.Capture(t, t.TempDir(), "wh", fixture.WhiteoutImage())
 	dir := t.TempDir()
 	gc0, limit0 := gcPercent(), debug.SetMemoryLimit(-1)
-	var a *manifest.Archive
+	var a *archive.Archive
 	var gcAtOpen int
 	var limitAtOpen int64
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := fusefs.Serve(ctx, dir, func() (*manifest.Archive, error) {
+	s, err := fusefs.Serve(ctx, dir, func() (*archive.Archive, error) {
 		gcAtOpen, limitAtOpen = gcPercent(), debug.SetMemoryLimit(-1)
 		var err error
-		a, err = manifest.Open(p)
+		a, err = archive.Open(p)
 		return a, err
 	}, fusefs.Options{GCPercent: 40, MemoryFloor: 64 << 20})
 	if err != nil {
@@ -111,15 +110,15 @@ func TestServeFailsClean(t *testing.T) {
 	o := fusefs.Options{GCPercent: 40, MemoryFloor: 64 << 20}
 	dir := t.TempDir()
 	bad := errors.New("no archive here")
-	if _, err := fusefs.Serve(context.Background(), dir, func() (*manifest.Archive, error) { return nil, bad }, o); !errors.Is(err, bad) {
+	if _, err := fusefs.Serve(context.Background(), dir, func() (*archive.Archive, error) { return nil, bad }, o); !errors.Is(err, bad) {
 		t.Errorf("open failing: %v", err)
 	}
 	full := t.TempDir()
 	exec.Command("touch", filepath.Join(full, "x")).Run()
-	var a *manifest.Archive
-	_, err := fusefs.Serve(context.Background(), full, func() (*manifest.Archive, error) {
+	var a *archive.Archive
+	_, err := fusefs.Serve(context.Background(), full, func() (*archive.Archive, error) {
 		var err error
-		a, err = manifest.Open(p)
+		a, err = archive.Open(p)
 		return a, err
 	}, o)
 	if a != nil {

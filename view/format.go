@@ -6,24 +6,22 @@ import (
 	"os"
 	"path"
 	"strings"
-
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // TypeName names an entry type as amber's JSON outputs do.
 func TypeName(t byte) string {
 	switch t {
-	case manifest.TypeDir:
+	case fileindex.TypeDir:
 		return "dir"
-	case manifest.TypeSymlink:
+	case fileindex.TypeSymlink:
 		return "symlink"
-	case manifest.TypeChar:
+	case fileindex.TypeChar:
 		return "char"
-	case manifest.TypeBlock:
+	case fileindex.TypeBlock:
 		return "block"
-	case manifest.TypeFifo:
+	case fileindex.TypeFifo:
 		return "fifo"
-	case manifest.TypeLink:
+	case fileindex.TypeLink:
 		return "hardlink"
 	}
 	return "file"
@@ -44,17 +42,17 @@ func ModeString(typ byte, mode uint32) string {
 	}
 	letter := byte('-')
 	switch typ {
-	case manifest.TypeDir:
+	case fileindex.TypeDir:
 		letter = 'd'
-	case manifest.TypeSymlink:
+	case fileindex.TypeSymlink:
 		letter = 'l'
-	case manifest.TypeChar:
+	case fileindex.TypeChar:
 		letter = 'c'
-	case manifest.TypeBlock:
+	case fileindex.TypeBlock:
 		letter = 'b'
-	case manifest.TypeFifo:
+	case fileindex.TypeFifo:
 		letter = 'p'
-	case manifest.TypeLink:
+	case fileindex.TypeLink:
 		letter = 'h'
 	}
 	return string(letter) + string(perm)

@@ -23,7 +23,7 @@ func (v *View) artifactEntry(a *manifest.Artifact, full string, rel []string) (*
 			return nil, fmt.Errorf("%w: %s (not in the archive)", ErrNotFound, full)
 		}
 		m := &manifest.Member{Path: strings.Join(rel, "/"), Entry: e.Name, Size: e.Size, SHA256: e.SHA256}
-		return &Entry{Path: full, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, Size: e.Size, Member: m, offset: e.Offset,
+		return &Entry{Path: full, Name: name, Type: fileindex.TypeReg, Mode: 0o444, Virtual: true, Size: e.Size, Member: m, offset: e.Offset,
 			ModTime: v.A.Manifest.Acquisition.Finished}, nil
 	}
 	switch {
@@ -74,7 +74,7 @@ func (v *View) memberEntry(a *manifest.Artifact, full, rel string) (*Entry, erro
 			if sensitiveMember(rel) {
 				mode = 0o400
 			}
-			return &Entry{Path: full, Name: name, Type: manifest.TypeReg, Mode: mode, Virtual: true, Size: m.Size, Member: m, offset: e.Offset,
+			return &Entry{Path: full, Name: name, Type: fileindex.TypeReg, Mode: mode, Virtual: true, Size: m.Size, Member: m, offset: e.Offset,
 				ModTime: v.A.Manifest.Acquisition.Finished}, nil
 		}
 	}

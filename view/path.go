@@ -22,7 +22,7 @@ var ErrNotDir = errors.New("view: not a directory")
 
 // View resolves mount-layout paths over an archive.
 type View struct {
-	A *manifest.Archive
+	A *archive.Archive
 }
 
 // Entry is one path of the view: a virtual directory or file of the
@@ -84,18 +84,18 @@ func (v *View) artifactIndex(a *manifest.Artifact) int {
 // SHA256 is the content digest of a regular file ("" otherwise).
 func (e *Entry) SHA256() hashing.Digest {
 	switch {
-	case e.Node != nil && e.Node.Rec.Type == manifest.TypeReg:
+	case e.Node != nil && e.Node.Rec.Type == fileindex.TypeReg:
 		return e.Node.Rec.SHA256
 	case e.Member != nil:
 		return e.Member.SHA256
-	case e.Virtual && e.Type == manifest.TypeReg:
+	case e.Virtual && e.Type == fileindex.TypeReg:
 		return hashing.Sum(e.data)
 	}
 	return hashing.Digest{}
 }
 
 // IsDir reports whether e is a directory.
-func (e *Entry) IsDir() bool { return e.Type == manifest.TypeDir }
+func (e *Entry) IsDir() bool { return e.Type == fileindex.TypeDir }
 
 // LayerDigest is the digest of the layer the entry's record is in.
 func (e *Entry) LayerDigest() hashing.Digest {
@@ -126,11 +126,11 @@ func clean(p string) []string {
 }
 
 func (v *View) dir(path, name string) *Entry {
-	return &Entry{Path: path, Name: name, Type: manifest.TypeDir, Mode: 0o555, Virtual: true, ModTime: v.A.Manifest.Acquisition.Finished}
+	return &Entry{Path: path, Name: name, Type: fileindex.TypeDir, Mode: 0o555, Virtual: true, ModTime: v.A.Manifest.Acquisition.Finished}
 }
 
 func (v *View) file(path, name string, data []byte) *Entry {
-	return &Entry{Path: path, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, data: data, Size: int64(len(data)), ModTime: v.A.Manifest.Acquisition.Finished}
+	return &Entry{Path: path, Name: name, Type: fileindex.TypeReg, Mode: 0o444, Virtual: true, data: data, Size: int64(len(data)), ModTime: v.A.Manifest.Acquisition.Finished}
 }
 
 func (v *View) artifact(kind, name string) (*manifest.Artifact, error) {
@@ -160,11 +160,11 @@ func (v *View) layered(a *manifest.Artifact, upto int, raw bool) (*layers.Stack,
 	var ds []hashing.Digest
 	if upto < 0 {
 		// An image of a config alone: an empty tree.
-		ix, err := manifest.EmptyIndex()
+		ix, err := archive.EmptyIndex()
 		if err != nil {
 			return nil, nil, err
 		}
-		return &layers.Stack{Raw: raw, Indexes: []*manifest.Index{ix}}, []hashing.Digest{{}}, nil
+		return &layers.Stack{Raw: raw, Indexes: []*fileindex.Index{ix}}, []hashing.Digest{{}}, nil
 	}
 	from := 0
 	if raw {
@@ -400,7 +400,7 @@ func (v *View) trailing(a *manifest.Artifact, full string) (*Entry, error) {
 	// names no tar member, so nothing takes it for the whole blob; the
 	// mount keys its content check by it.
 	m := &manifest.Member{Path: "layers/" + name, Entry: blob.Name + trailingSuffix, Size: t.Size, SHA256: t.SHA256}
-	return &Entry{Path: full, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, Size: t.Size, Member: m, offset: blob.Offset + t.Offset,
+	return &Entry{Path: full, Name: name, Type: fileindex.TypeReg, Mode: 0o444, Virtual: true, Size: t.Size, Member: m, offset: blob.Offset + t.Offset,
 		ModTime: v.A.Manifest.Acquisition.Finished}, nil
 }
 

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // Child resolves name in directory e, reusing e's tree (no walk from the
@@ -97,7 +95,7 @@ func (v *View) ReadDirOf(e *Entry) ([]*Entry, error) {
 
 // Open returns the content of a regular file.
 func (v *View) Open(e *Entry) (io.Reader, error) {
-	if e.Type != manifest.TypeReg {
+	if e.Type != fileindex.TypeReg {
 		return nil, fmt.Errorf("%s is not a regular file", e.Path)
 	}
 	if e.Member != nil {

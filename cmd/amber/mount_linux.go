@@ -67,10 +67,10 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 	// A plain docker-save tarball or OCI layout is indexed into a
 	// temporary archive, removed at unmount. It is a view, not evidence:
 	// nothing goes into a custody log.
-	var a *manifest.Archive
+	var a *archive.Archive
 	closeArchive := func() {}
 	defer func() { closeArchive() }()
-	open := func() (*manifest.Archive, error) {
+	open := func() (*archive.Archive, error) {
 		var plain bool
 		var err error
 		a, plain, closeArchive, err = snapshot.OpenAny(e.ctx, archive, manifest.Tool{Name: "amber", Version: version}, e.args)
@@ -156,7 +156,7 @@ func (e *env) mountBackground(archive, dir string, rebased bool) error {
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// The archive's tail is read from disk while the child starts.
-	manifest.WarmOpen(archive)
+	archive.WarmOpen(archive)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the mount: %w", err)
 	}
