@@ -41,6 +41,10 @@ type EngineRequest struct {
 	Pause bool
 	// NoMemory skips the process memory.
 	NoMemory bool
+	// MaxProcessMemory bounds the bytes of memory taken from one process;
+	// mappings past it are recorded with no bytes. 0 means
+	// procmem.DefaultMaxBytes (64 GiB).
+	MaxProcessMemory uint64
 	// Volumes also captures the contents of the containers' volumes
 	// (never of bind mounts), each as an artifact of its own.
 	Volumes bool
@@ -254,7 +258,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 		case !info.Local:
 			cc.MemorySkipped = "the engine is not on this host (" + info.Host + "); memory can only be taken locally"
 		default:
-			if err := captureMemory(ctx, c, mw, s, progress); err != nil {
+			if err := captureMemory(ctx, c, mw, s, req.MaxProcessMemory, progress); err != nil {
 				return nil, err
 			}
 		}

@@ -14,7 +14,38 @@ import (
 	"testing"
 
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/procmem"
 )
+
+// memberSink collects members as an archive would.
+type memberSink struct {
+	files   map[string][]byte
+	cur     string
+	buf     bytes.Buffer
+	size    int64
+	onBegin func(name string)
+}
+
+func (m *memberSink) add(name string, data []byte) error {
+	m.files[name] = append([]byte(nil), data...)
+	return nil
+}
+func (m *memberSink) begin(name string, size int64) error {
+	m.cur, m.size = name, size
+	m.buf.Reset()
+	if m.onBegin != nil {
+		m.onBegin(name)
+	}
+	return nil
+}
+func (m *memberSink) write(p []byte) error { m.buf.Write(p); return nil }
+func (m *memberSink) end() error {
+	if int64(m.buf.Len()) != m.size {
+		return os.ErrInvalid
+	}
+	m.files[m.cur] = append([]byte(nil), m.buf.Bytes()...)
+	return nil
+}
 
 // fakeProc builds a /proc of one process (pid 4242) under root, with a
 // mem file shorter than its last mapping: the process seems to exit while
@@ -129,11 +160,5 @@ func (o *orderedSink) begin(name string, size int64) error {
 }
 
 func dumpProcessFake(t *testing.T, root string, pid int, limit uint64, mw memberWriter, progress func(string)) (manifest.Process, error) {
-	oldRoot, oldMax := procRoot, MaxProcessMemory
-	defer func() { procRoot, MaxProcessMemory = oldRoot, oldMax }()
-	procRoot = root
-	if limit != 0 {
-		MaxProcessMemory = limit
-	}
-	return dumpProcess(pid, mw, progress)
+	return dumpProcess(pid, mw, procmem.Options{Root: root, MaxBytes: limit}, progress)
 }

@@ -20,10 +20,12 @@ var allowed = map[string][]string{
 	"view":        {"manifest", "hashing", "imageconfig", "layers"},
 	// OCI layer semantics in one place; acquisition uses them, not the
 	// mount layout.
-	"layers":    {"manifest", "hashing", "internal/textsafe"},
-	"snapshot":  {"manifest", "hashing", "layers", "internal/textsafe"},
-	"fusefs":    {"manifest", "hashing", "view"},
-	"cmd/amber": {"manifest", "hashing", "snapshot", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
+	"layers":   {"manifest", "hashing", "internal/textsafe"},
+	"snapshot": {"manifest", "hashing", "layers", "internal/textsafe", "snapshot/procmem"},
+	// Process memory and ELF cores: the standard library and x/sys only.
+	"snapshot/procmem": {},
+	"fusefs":           {"manifest", "hashing", "view"},
+	"cmd/amber":        {"manifest", "hashing", "snapshot", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
 	// The one escaping of evidence strings printed for a person.
 	"internal/textsafe": {},
 	// Test support may use what it tests; nothing but tests and the
@@ -39,6 +41,12 @@ var allowed = map[string][]string{
 var external = map[string][]string{
 	"github.com/docker/":                     {"snapshot"},
 	"github.com/google/go-containerregistry": {"snapshot"},
+}
+
+// onlyModules: these packages import, besides the standard library and
+// the amber packages allowed above, only modules under these prefixes.
+var onlyModules = map[string][]string{
+	"snapshot/procmem": {"golang.org/x/sys/"},
 }
 
 func TestImportDirection(t *testing.T) {
@@ -70,6 +78,9 @@ func TestImportDirection(t *testing.T) {
 					t.Errorf("%s imports %s: not allowed", name, dep)
 				}
 			}
+			if only, ok := onlyModules[name]; ok && !strings.HasPrefix(imp, mod) && strings.Contains(strings.SplitN(imp, "/", 2)[0], ".") && !hasPrefix(imp, only) {
+				t.Errorf("%s imports %s: only the standard library and %v", name, imp, only)
+			}
 			for prefix, who := range external {
 				if strings.HasPrefix(imp, prefix) && !contains(who, name) {
 					t.Errorf("%s imports %s: only %v may", name, imp, who)
@@ -85,6 +96,15 @@ func TestImportDirection(t *testing.T) {
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func hasPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
 			return true
 		}
 	}

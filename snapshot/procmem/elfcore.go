@@ -1,4 +1,4 @@
-package snapshot
+package procmem
 
 import (
 	"bufio"
@@ -31,21 +31,17 @@ type Mapping struct {
 	Skip string
 }
 
-// MaxProcessMemory bounds the bytes dumped from one process: mappings past
-// it (a sanitizer's terabytes of shadow memory, a huge sparse file mapped
-// readable) are recorded with no bytes.
-var MaxProcessMemory uint64 = 64 << 30
-
-// limitMappings marks the mappings past MaxProcessMemory.
-func limitMappings(maps []Mapping) {
+// limitMappings marks the mappings past max bytes in all (Options.MaxBytes):
+// they are recorded with no bytes.
+func limitMappings(maps []Mapping, max uint64) {
 	var total uint64
 	for i := range maps {
 		m := &maps[i]
 		if !m.Dump() {
 			continue
 		}
-		if total+(m.End-m.Start) > MaxProcessMemory {
-			m.Skip = fmt.Sprintf("over the per-process limit of %d GiB", MaxProcessMemory>>30)
+		if total+(m.End-m.Start) > max {
+			m.Skip = fmt.Sprintf("over the per-process limit of %d GiB", max>>30)
 			continue
 		}
 		total += m.End - m.Start
