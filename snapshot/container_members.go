@@ -13,7 +13,9 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/internal/tmpfile"
 	"github.com/amber-forensics/amber/manifest"
 )
 
@@ -21,7 +23,7 @@ import (
 
 // archiveMembers adds members to the archive and remembers them.
 type archiveMembers struct {
-	w    *manifest.Writer
+	w    *archive.Writer
 	list []manifest.Entry
 }
 
@@ -163,12 +165,12 @@ func captureLogs(ctx context.Context, e *Engine, c *ctrCapture, pm *prefixed, di
 		return pm.add("logs/unavailable", []byte(fmt.Sprintf("the engine gives no logs: %v\n", err)))
 	}
 	defer rc.Close()
-	out, err := manifest.TempFile(dir, ".amber-stdout-*") // no name: nothing left by kill -9
+	out, err := tmpfile.TempFile(dir, ".amber-stdout-*") // no name: nothing left by kill -9
 	if err != nil {
 		return fmt.Errorf("storing logs: %w", err)
 	}
 	defer func() { out.Close(); os.Remove(out.Name()) }()
-	errf, err := manifest.TempFile(dir, ".amber-stderr-*")
+	errf, err := tmpfile.TempFile(dir, ".amber-stderr-*")
 	if err != nil {
 		return fmt.Errorf("storing logs: %w", err)
 	}

@@ -19,9 +19,9 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/layers"
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // memberSink collects members as an archive would.
@@ -289,7 +289,7 @@ type ent struct {
 	mtime            int64
 }
 
-func layerIndex(t *testing.T, ents ...ent) *manifest.Index {
+func layerIndex(t *testing.T, ents ...ent) *fileindex.Index {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -310,8 +310,8 @@ func layerIndex(t *testing.T, ents ...ent) *manifest.Index {
 		tw.Write([]byte(e.body))
 	}
 	tw.Close()
-	b := &manifest.IndexBuilder{}
-	if _, err := manifest.ScanLayerWith(bytes.NewReader(buf.Bytes()), b, nil, manifest.ScanOptions{}); err != nil {
+	b := &fileindex.IndexBuilder{}
+	if _, err := fileindex.ScanLayerWith(bytes.NewReader(buf.Bytes()), b, nil, fileindex.ScanOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	built, err := b.Resolve(int64(buf.Len()))
@@ -319,13 +319,13 @@ func layerIndex(t *testing.T, ents ...ent) *manifest.Index {
 		t.Fatal(err)
 	}
 	defer built.Close()
-	var ix *manifest.Index
+	var ix *fileindex.Index
 	if pagedIndexes {
 		ix, err = built.Paged()
 	} else {
 		var ib []byte
 		if ib, err = built.Bytes(); err == nil {
-			ix, err = manifest.ParseIndex(ib)
+			ix, err = fileindex.ParseIndex(ib)
 		}
 	}
 	if err != nil {
@@ -356,7 +356,7 @@ func testChangeList(t *testing.T) {
 	upper := layerIndex(t, d("a/"), ent{name: "a/x", body: "two"}, ent{name: "a/.wh.y"}, d("b/"), ent{name: "b/n", body: "n"},
 		d("d/"), ent{name: "d/.wh..wh..opq"}, ent{name: "d/new", body: "new"}, ent{name: "e/f", body: "f", mtime: 5},
 		ent{name: "g", body: "same"}, ent{name: "s", typ: tar.TypeSymlink, link: "b/n"}, ent{name: "z", body: "z"})
-	got, err := layers.ContainerChanges(&layers.Stack{Indexes: []*manifest.Index{base}}, upper)
+	got, err := layers.ContainerChanges(&layers.Stack{Indexes: []*fileindex.Index{base}}, upper)
 	if err != nil {
 		t.Fatal(err)
 	}
