@@ -20,6 +20,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
@@ -31,7 +33,7 @@ const XattrSHA256 = "user.amber.sha256"
 // FS is the file system over one archive.
 type FS struct {
 	v      *view.View
-	a      *manifest.Archive
+	a      *archive.Archive
 	layers map[hashing.Digest]uint64 // global layer number, for inode numbers
 	virt   map[string]uint64         // inode numbers of amber's own entries
 	// Log receives one line per notable event (a file failing its hash).
@@ -72,7 +74,7 @@ type verification struct {
 
 // New prepares a file system over a. The archive must stay open while it
 // is mounted.
-func New(a *manifest.Archive) *FS {
+func New(a *archive.Archive) *FS {
 	f := &FS{v: &view.View{A: a}, a: a, layers: map[hashing.Digest]uint64{}, virt: map[string]uint64{}, verified: map[fileKey]*verification{}, Log: func(string) {}, inodes: newBudget(0),
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid())}
 	f.sealed = sync.OnceValue(a.FramesSealed)
@@ -218,7 +220,7 @@ func (f *FS) attr(e *view.Entry, out *fuse.Attr) {
 		if r.Nlink > 0 {
 			out.Nlink = r.Nlink
 		}
-		if e.Type == manifest.TypeDir && e.Merged {
+		if e.Type == fileindex.TypeDir && e.Merged {
 			// A merged directory's subdirectories come from several
 			// layers; 1 tells find not to count on the link count.
 			out.Nlink = 1
@@ -229,13 +231,13 @@ func (f *FS) attr(e *view.Entry, out *fuse.Attr) {
 		if !r.ChangeTime.IsZero() {
 			ct = r.ChangeTime
 		}
-		if e.Type == manifest.TypeSymlink {
+		if e.Type == fileindex.TypeSymlink {
 			out.Size = uint64(len(f.linkTarget(e)))
 		}
-		if e.Type == manifest.TypeChar || e.Type == manifest.TypeBlock {
+		if e.Type == fileindex.TypeChar || e.Type == fileindex.TypeBlock {
 			out.Rdev = uint32(unixMkdev(r.DevMajor, r.DevMinor))
 		}
-	} else if e.Type == manifest.TypeDir {
+	} else if e.Type == fileindex.TypeDir {
 		out.Nlink = 2
 	}
 	out.SetTimes(&at, &mt, &ct)
@@ -248,13 +250,13 @@ func unixMkdev(major, minor uint32) uint64 {
 // verify checks a file's content against its index SHA-256 once; the
 // result stands for every later read.
 func (f *FS) verify(e *view.Entry) error {
-	if f.sealed() && (e.Member != nil || !e.Node.Rec.Has(manifest.FlagSparse)) {
+	if f.sealed() && (e.Member != nil || !e.Node.Rec.Has(fileindex.FlagSparse)) {
 		// Each frame is checked against its sealed SHA-256 as it is
 		// decoded: the bytes served are the sealed ones, read or not
 		// the whole file first. A file of several frames has them
 		// decoded ahead on both cores (and its compressed bytes read
 		// ahead from disk) while the first are served.
-		if e.Member == nil && e.Size > manifest.FrameTarget && e.Node.Rec.DataOffset >= 0 {
+		if e.Member == nil && e.Size > archive.FrameTarget && e.Node.Rec.DataOffset >= 0 {
 			if b, ok := f.a.Blob(manifest.BlobName(e.LayerDigest())); ok {
 				f.a.Warm(b.Offset+e.Node.Rec.DataOffset, e.Size, 4)
 			}
@@ -283,7 +285,7 @@ func (f *FS) once(key fileKey, e *view.Entry, want hashing.Digest, says string) 
 	vf.once.Do(func() {
 		// A file spanning several frames: have them decoded on both
 		// cores while the first ones are hashed.
-		if n := e.Node; n != nil && e.Size > manifest.FrameTarget && n.Rec.DataOffset >= 0 && !n.Rec.Has(manifest.FlagSparse) {
+		if n := e.Node; n != nil && e.Size > archive.FrameTarget && n.Rec.DataOffset >= 0 && !n.Rec.Has(fileindex.FlagSparse) {
 			if b, ok := f.a.Blob(manifest.BlobName(e.LayerDigest())); ok {
 				f.a.Warm(b.Offset+n.Rec.DataOffset, e.Size, 4)
 			}
@@ -380,7 +382,7 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 func (n *node) child(ctx context.Context, e *view.Entry, out *fuse.EntryOut) *fs.Inode {
 	n.fsys.attr(e, &out.Attr)
 	ch := &node{fsys: n.fsys, e: e}
-	if e.Virtual && e.Member == nil && e.Type == manifest.TypeReg {
+	if e.Virtual && e.Member == nil && e.Type == fileindex.TypeReg {
 		ch.small = &smallFile{}
 	}
 	in := n.NewInode(ctx, ch, fs.StableAttr{Mode: out.Attr.Mode & syscall.S_IFMT, Ino: out.Attr.Ino})
@@ -463,22 +465,22 @@ func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {}
 
 func modeType(t byte) uint32 {
 	switch t {
-	case manifest.TypeDir:
+	case fileindex.TypeDir:
 		return syscall.S_IFDIR
-	case manifest.TypeSymlink:
+	case fileindex.TypeSymlink:
 		return syscall.S_IFLNK
-	case manifest.TypeChar:
+	case fileindex.TypeChar:
 		return syscall.S_IFCHR
-	case manifest.TypeBlock:
+	case fileindex.TypeBlock:
 		return syscall.S_IFBLK
-	case manifest.TypeFifo:
+	case fileindex.TypeFifo:
 		return syscall.S_IFIFO
 	}
 	return syscall.S_IFREG
 }
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	if n.e.Type != manifest.TypeSymlink {
+	if n.e.Type != fileindex.TypeSymlink {
 		return nil, syscall.EINVAL
 	}
 	return []byte(n.fsys.linkTarget(n.e)), 0
@@ -526,7 +528,7 @@ func (n *node) content() ([]byte, error) {
 
 func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	e := n.e
-	if e.Type != manifest.TypeReg {
+	if e.Type != fileindex.TypeReg {
 		return nil, syscall.EISDIR
 	}
 	if off >= e.Size {
@@ -596,7 +598,7 @@ func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 // hold holds up to n bytes at off of the content r reads, when r reads
 // the archive's tar stream in place (ok); not for sparse files, which are
 // re-read through their tar header.
-func (f *FS) hold(r io.Reader, off, n int64) (h *manifest.Held, ok bool, err error) {
+func (f *FS) hold(r io.Reader, off, n int64) (h *archive.Held, ok bool, err error) {
 	sr, ok := r.(*io.SectionReader)
 	if !ok {
 		return nil, false, nil
@@ -613,7 +615,7 @@ func (f *FS) hold(r io.Reader, off, n int64) (h *manifest.Held, ok bool, err err
 // writes its slices with one writev (it knows the Slices method) and calls
 // Done after, which lets the frames be reused. A reply never sent (the
 // request interrupted) leaves its frames to the garbage collector.
-type heldResult struct{ h *manifest.Held }
+type heldResult struct{ h *archive.Held }
 
 func (r heldResult) Size() int { return r.h.Len() }
 

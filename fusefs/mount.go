@@ -12,10 +12,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // Options tune a mount.
@@ -115,12 +114,12 @@ func IsAmberMount(fstype, source string) bool {
 
 // Mount serves a on dir and returns once the mount is ready. The caller
 // waits on the server and unmounts it.
-func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
+func Mount(a *archive.Archive, dir string, o Options) (*fuse.Server, error) {
 	srv, _, err := mount(a, dir, o)
 	return srv, err
 }
 
-func mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, *FS, error) {
+func mount(a *archive.Archive, dir string, o Options) (*fuse.Server, *FS, error) {
 	if err := CheckMountpoint(dir); err != nil {
 		return nil, nil, err
 	}
@@ -208,7 +207,7 @@ func mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, *FS, error
 }
 
 // PreloadIndexes bounds the bytes of file indexes read in the background
-// once a mount is ready (see manifest.Archive.Preload).
+// once a mount is ready (see archive.Archive.Preload).
 var PreloadIndexes int64 = 32 << 20
 
 // Unmount detaches the mount at dir, also when the process serving it is

@@ -11,6 +11,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 )
@@ -181,7 +183,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	if err := s.ev("acquisition-started", details); err != nil {
 		return nil, err
 	}
-	w, err := archive.Create(req.Output, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm})
+	w, err := archive.Create(req.Output, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Encoder: req.Encoder})
 	if err != nil {
 		return nil, err
 	}

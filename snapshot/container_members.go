@@ -13,7 +13,9 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/internal/tmpfile"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/procmem"
 )

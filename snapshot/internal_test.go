@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/layers"
 )

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/imageconfig"
 	"github.com/amber-forensics/amber/layers"
@@ -26,7 +28,7 @@ var ErrNotDir = errors.New("view: not a directory")
 
 // View resolves mount-layout paths over an archive.
 type View struct {
-	A *manifest.Archive
+	A *archive.Archive
 }
 
 // Entry is one path of the view: a virtual directory or file of the
@@ -35,7 +37,7 @@ type Entry struct {
 	// Path is the full view path, without leading slash.
 	Path string
 	Name string
-	Type byte // manifest.Type*
+	Type byte // fileindex.Type*
 	Mode uint32
 	Size int64
 	// Virtual entries are made by amber (manifest.json, images/...).
@@ -88,18 +90,18 @@ func (v *View) artifactIndex(a *manifest.Artifact) int {
 // SHA256 is the content digest of a regular file ("" otherwise).
 func (e *Entry) SHA256() hashing.Digest {
 	switch {
-	case e.Node != nil && e.Node.Rec.Type == manifest.TypeReg:
+	case e.Node != nil && e.Node.Rec.Type == fileindex.TypeReg:
 		return e.Node.Rec.SHA256
 	case e.Member != nil:
 		return e.Member.SHA256
-	case e.Virtual && e.Type == manifest.TypeReg:
+	case e.Virtual && e.Type == fileindex.TypeReg:
 		return hashing.Sum(e.data)
 	}
 	return hashing.Digest{}
 }
 
 // IsDir reports whether e is a directory.
-func (e *Entry) IsDir() bool { return e.Type == manifest.TypeDir }
+func (e *Entry) IsDir() bool { return e.Type == fileindex.TypeDir }
 
 // LayerDigest is the digest of the layer the entry's record is in.
 func (e *Entry) LayerDigest() hashing.Digest {
@@ -130,11 +132,11 @@ func clean(p string) []string {
 }
 
 func (v *View) dir(path, name string) *Entry {
-	return &Entry{Path: path, Name: name, Type: manifest.TypeDir, Mode: 0o555, Virtual: true, ModTime: v.A.Manifest.Acquisition.Finished}
+	return &Entry{Path: path, Name: name, Type: fileindex.TypeDir, Mode: 0o555, Virtual: true, ModTime: v.A.Manifest.Acquisition.Finished}
 }
 
 func (v *View) file(path, name string, data []byte) *Entry {
-	return &Entry{Path: path, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, data: data, Size: int64(len(data)), ModTime: v.A.Manifest.Acquisition.Finished}
+	return &Entry{Path: path, Name: name, Type: fileindex.TypeReg, Mode: 0o444, Virtual: true, data: data, Size: int64(len(data)), ModTime: v.A.Manifest.Acquisition.Finished}
 }
 
 func (v *View) artifact(kind, name string) (*manifest.Artifact, error) {
@@ -159,7 +161,7 @@ func (v *View) artifactEntry(a *manifest.Artifact, full string, rel []string) (*
 			return nil, fmt.Errorf("%w: %s (not in the archive)", ErrNotFound, full)
 		}
 		m := &manifest.Member{Path: strings.Join(rel, "/"), Entry: e.Name, Size: e.Size, SHA256: e.SHA256}
-		return &Entry{Path: full, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, Size: e.Size, Member: m, offset: e.Offset,
+		return &Entry{Path: full, Name: name, Type: fileindex.TypeReg, Mode: 0o444, Virtual: true, Size: e.Size, Member: m, offset: e.Offset,
 			ModTime: v.A.Manifest.Acquisition.Finished}, nil
 	}
 	switch {
@@ -210,7 +212,7 @@ func (v *View) memberEntry(a *manifest.Artifact, full, rel string) (*Entry, erro
 			if sensitiveMember(rel) {
 				mode = 0o400
 			}
-			return &Entry{Path: full, Name: name, Type: manifest.TypeReg, Mode: mode, Virtual: true, Size: m.Size, Member: m, offset: e.Offset,
+			return &Entry{Path: full, Name: name, Type: fileindex.TypeReg, Mode: mode, Virtual: true, Size: m.Size, Member: m, offset: e.Offset,
 				ModTime: v.A.Manifest.Acquisition.Finished}, nil
 		}
 	}
@@ -282,11 +284,11 @@ func (v *View) layered(a *manifest.Artifact, upto int, raw bool) (*layers.Stack,
 	var ds []hashing.Digest
 	if upto < 0 {
 		// An image of a config alone: an empty tree.
-		ix, err := manifest.EmptyIndex()
+		ix, err := archive.EmptyIndex()
 		if err != nil {
 			return nil, nil, err
 		}
-		return &layers.Stack{Raw: raw, Indexes: []*manifest.Index{ix}}, []hashing.Digest{{}}, nil
+		return &layers.Stack{Raw: raw, Indexes: []*fileindex.Index{ix}}, []hashing.Digest{{}}, nil
 	}
 	from := 0
 	if raw {
@@ -522,7 +524,7 @@ func (v *View) trailing(a *manifest.Artifact, full string) (*Entry, error) {
 	// names no tar member, so nothing takes it for the whole blob; the
 	// mount keys its content check by it.
 	m := &manifest.Member{Path: "layers/" + name, Entry: blob.Name + trailingSuffix, Size: t.Size, SHA256: t.SHA256}
-	return &Entry{Path: full, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, Size: t.Size, Member: m, offset: blob.Offset + t.Offset,
+	return &Entry{Path: full, Name: name, Type: fileindex.TypeReg, Mode: 0o444, Virtual: true, Size: t.Size, Member: m, offset: blob.Offset + t.Offset,
 		ModTime: v.A.Manifest.Acquisition.Finished}, nil
 }
 
@@ -632,7 +634,7 @@ func (v *View) ReadDirOf(e *Entry) ([]*Entry, error) {
 
 // Open returns the content of a regular file.
 func (v *View) Open(e *Entry) (io.Reader, error) {
-	if e.Type != manifest.TypeReg {
+	if e.Type != fileindex.TypeReg {
 		return nil, fmt.Errorf("%s is not a regular file", e.Path)
 	}
 	if e.Member != nil {
@@ -668,17 +670,17 @@ func (v *View) Walk(e *Entry, fn func(e *Entry) error) error {
 // TypeName names an entry type as amber's JSON outputs do.
 func TypeName(t byte) string {
 	switch t {
-	case manifest.TypeDir:
+	case fileindex.TypeDir:
 		return "dir"
-	case manifest.TypeSymlink:
+	case fileindex.TypeSymlink:
 		return "symlink"
-	case manifest.TypeChar:
+	case fileindex.TypeChar:
 		return "char"
-	case manifest.TypeBlock:
+	case fileindex.TypeBlock:
 		return "block"
-	case manifest.TypeFifo:
+	case fileindex.TypeFifo:
 		return "fifo"
-	case manifest.TypeLink:
+	case fileindex.TypeLink:
 		return "hardlink"
 	}
 	return "file"
@@ -699,17 +701,17 @@ func ModeString(typ byte, mode uint32) string {
 	}
 	letter := byte('-')
 	switch typ {
-	case manifest.TypeDir:
+	case fileindex.TypeDir:
 		letter = 'd'
-	case manifest.TypeSymlink:
+	case fileindex.TypeSymlink:
 		letter = 'l'
-	case manifest.TypeChar:
+	case fileindex.TypeChar:
 		letter = 'c'
-	case manifest.TypeBlock:
+	case fileindex.TypeBlock:
 		letter = 'b'
-	case manifest.TypeFifo:
+	case fileindex.TypeFifo:
 		letter = 'p'
-	case manifest.TypeLink:
+	case fileindex.TypeLink:
 		letter = 'h'
 	}
 	return string(letter) + string(perm)

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/archive/cgozstd"
 	"github.com/amber-forensics/amber/fusefs"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
@@ -90,7 +92,7 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 	// A plain docker-save tarball or OCI layout is indexed into a
 	// temporary archive, removed at unmount. It is a view, not evidence:
 	// nothing goes into a custody log.
-	a, plain, closeArchive, err := snapshot.OpenAny(e.ctx, archive, manifest.Tool{Name: "amber", Version: version}, e.args)
+	a, plain, closeArchive, err := snapshot.OpenAny(e.ctx, archive, manifest.Tool{Name: "amber", Version: version}, e.args, snapshot.Options{Encoder: cgozstd.Encoder()})
 	if err != nil {
 		ready(err)
 		return err
@@ -163,7 +165,7 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 
 // mountBackground starts "amber mount" again as a detached child and
 // returns once the child reports the mount ready, or its error.
-func (e *env) mountBackground(archive, dir string, rebased bool) error {
+func (e *env) mountBackground(archivePath, dir string, rebased bool) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -188,7 +190,7 @@ func (e *env) mountBackground(archive, dir string, rebased bool) error {
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// The archive's tail is read from disk while the child starts.
-	manifest.WarmOpen(archive)
+	archive.WarmOpen(archivePath)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the mount: %w", err)
 	}
@@ -207,7 +209,7 @@ func (e *env) mountBackground(archive, dir string, rebased bool) error {
 	}
 	pid := cmd.Process.Pid
 	cmd.Process.Release()
-	fmt.Fprintf(e.stdout, "mounted %s at %s (pid %d); 'amber umount %s' to unmount\n", archive, dir, pid, dir)
+	fmt.Fprintf(e.stdout, "mounted %s at %s (pid %d); 'amber umount %s' to unmount\n", archivePath, dir, pid, dir)
 	if rebased {
 		fmt.Fprintln(e.stdout, rebasedNote)
 	}
