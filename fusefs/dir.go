@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/view"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"

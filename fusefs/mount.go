@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )

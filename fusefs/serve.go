@@ -12,6 +12,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/internal/textsafe"
 )
 

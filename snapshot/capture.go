@@ -15,6 +15,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 )
@@ -28,10 +30,14 @@ type Options struct {
 	// Progress, when set, receives progress lines.
 	Progress func(msg string)
 	// Perm is asked for the archive and its sidecars (the umask
-	// applies); 0: 0600 (manifest.WriterOptions.Perm).
+	// applies); 0: 0600 (archive.WriterOptions.Perm).
 	Perm os.FileMode
+	// Encoder compresses the archive's frames (nil: archive.Klauspost, pure
+	// Go). The command line chooses: libzstd (cgozstd.Encoder) where it is
+	// built in; nothing that only reads an archive links cgo.
+	Encoder *archive.Encoder
 	// MaxIndexStrings bounds the names, link targets and xattrs of one
-	// layer's index (0: manifest.DefaultMaxIndexStrings; negative: no
+	// layer's index (0: fileindex.DefaultMaxIndexStrings; negative: no
 	// limit): a hostile directory chain is refused past it.
 	MaxIndexStrings int64
 	// keepIndexes: every layer's parsed index is kept for later (a
@@ -74,17 +80,17 @@ type Captured struct {
 	Index []descriptor
 	// Indexes are the parsed file indexes of the layers captured, by
 	// digest: what a container's changes are compared with.
-	Indexes map[hashing.Digest]*manifest.Index
+	Indexes map[hashing.Digest]*fileindex.Index
 }
 
 type layerDone struct {
 	layer     manifest.Layer
 	anomalies []manifest.Anomaly
-	index     *manifest.Index
+	index     *fileindex.Index
 }
 
 // WriteIndex writes index.json listing the image (and container) manifests.
-func WriteIndex(w *manifest.Writer, manifests []descriptor) error {
+func WriteIndex(w *archive.Writer, manifests []descriptor) error {
 	index := ociIndex{SchemaVersion: 2, MediaType: MediaTypeIndex, Manifests: manifests}
 	ib, err := json.MarshalIndent(index, "", "  ")
 	if err != nil {
@@ -105,13 +111,13 @@ func newLayerSet() *layerSet {
 	return &layerSet{done: map[hashing.Digest]*layerDone{}, reported: map[hashing.Digest]bool{}}
 }
 
-func (layers *layerSet) capture(ctx context.Context, src *Source, w *manifest.Writer, opts Options) (*Captured, error) {
+func (layers *layerSet) capture(ctx context.Context, src *Source, w *archive.Writer, opts Options) (*Captured, error) {
 	if !w.Has("oci-layout") {
 		if _, err := w.Add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`+"\n")); err != nil {
 			return nil, err
 		}
 	}
-	out := &Captured{Indexes: map[hashing.Digest]*manifest.Index{}}
+	out := &Captured{Indexes: map[hashing.Digest]*fileindex.Index{}}
 	out.Anomalies = append(out.Anomalies, src.Anomalies...)
 	done := layers.done
 	names := map[string]bool{}
@@ -233,7 +239,7 @@ func missingLayer(ls LayerSource, diffID hashing.Digest) *layerDone {
 // captureArtifact stores an OCI artifact's manifest, config and blobs byte
 // for byte, each checked against its digest; a blob the source lacks is
 // recorded as not present.
-func captureArtifact(ctx context.Context, src *Source, w *manifest.Writer, a *Artifact) (manifest.Artifact, []manifest.Anomaly, error) {
+func captureArtifact(ctx context.Context, src *Source, w *archive.Writer, a *Artifact) (manifest.Artifact, []manifest.Anomaly, error) {
 	md, _ := hashing.Parse(a.ManifestDesc.Digest)
 	art := manifest.Artifact{Kind: manifest.KindArtifact, Name: a.Name(), Refs: a.Refs, ArtifactType: a.Kind, Subject: a.Subject,
 		Manifest: manifest.Descriptor{MediaType: a.ManifestDesc.MediaType, Digest: md, Size: a.ManifestDesc.Size}, SourceManifest: md}
@@ -267,13 +273,13 @@ func captureArtifact(ctx context.Context, src *Source, w *manifest.Writer, a *Ar
 		}
 		art.Blobs = append(art.Blobs, b)
 	}
-	art.MerkleRoot = manifest.ArtifactRoot(art)
+	art.MerkleRoot = archive.ArtifactRoot(art)
 	return art, anomalies, nil
 }
 
 // storeBlob copies a blob from the source into the archive under its
 // digest, checking digest and size as it streams.
-func storeBlob(ctx context.Context, src *Source, w *manifest.Writer, d descriptor) error {
+func storeBlob(ctx context.Context, src *Source, w *archive.Writer, d descriptor) error {
 	name, want, err := blobPath(d.Digest)
 	if err != nil {
 		return err
@@ -383,7 +389,7 @@ func (l *limitExpansion) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls LayerSource, diffID hashing.Digest, opts Options) (*layerDone, error) {
+func captureLayer(ctx context.Context, src *Source, w *archive.Writer, ls LayerSource, diffID hashing.Digest, opts Options) (*layerDone, error) {
 	rc, _, err := src.store.open(ls.Name)
 	if err != nil {
 		return nil, err
@@ -464,7 +470,7 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 
 // storeLayer writes exactly size bytes of an uncompressed layer from r as
 // its blob, with its file index, and checks the result against diffID.
-func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Digest, w *manifest.Writer, opts Options, maxSparse int64) (*layerDone, error) {
+func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Digest, w *archive.Writer, opts Options, maxSparse int64) (*layerDone, error) {
 	keep := opts.keepIndexes
 	name := manifest.BlobName(diffID)
 	if w.Has(name) {
@@ -473,10 +479,10 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 	if err := w.Begin(name, size); err != nil {
 		return nil, err
 	}
-	b := &manifest.IndexBuilder{TempDir: w.TempDir(), MaxStrings: opts.MaxIndexStrings}
+	b := &fileindex.IndexBuilder{TempDir: w.TempDir(), MaxStrings: opts.MaxIndexStrings}
 	defer b.Close()
 	var (
-		built *manifest.Built
+		built *fileindex.Built
 		berr  error
 	)
 	got, err := pipeLayer(ctx, r, size, w, b, maxSparse, func() { built, berr = b.Resolve(size) })
@@ -485,7 +491,7 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 			built.Close()
 		}
 	}()
-	if errors.Is(err, manifest.ErrTooSparse) {
+	if errors.Is(err, fileindex.ErrTooSparse) {
 		return nil, fmt.Errorf("%w (at most %d bytes for a layer of %d; --max-expansion 0 lifts it)", err, maxSparse, size)
 	}
 	if err != nil {
@@ -507,7 +513,7 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 	// The index: whole in memory up to keepIndexMax, else streamed into
 	// the archive from the resolved entries (and, when it is kept for a
 	// container's change list, read in pages from a temp file).
-	var ix *manifest.Index
+	var ix *fileindex.Index
 	var ie manifest.Entry
 	if built.Size <= keepIndexMax {
 		ib, err := built.Bytes()
@@ -517,7 +523,7 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 		if ie, err = w.Add(manifest.IndexName(diffID), ib); err != nil {
 			return nil, err
 		}
-		if ix, err = manifest.ParseIndex(ib); err != nil {
+		if ix, err = fileindex.ParseIndex(ib); err != nil {
 			return nil, fmt.Errorf("indexing: %w", err)
 		}
 	} else {

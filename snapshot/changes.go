@@ -8,8 +8,8 @@ import (
 	"os"
 
 	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/internal/tmpfile"
 	"github.com/amber-forensics/amber/layers"
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // A container's changes become one more OCI layer on top of its image's:
@@ -29,7 +29,7 @@ type layerFile struct {
 }
 
 func newLayerFile(dir string) (*layerFile, error) {
-	f, err := manifest.TempFile(dir, ".amber-changes-*.tar") // no name: nothing left by kill -9
+	f, err := tmpfile.TempFile(dir, ".amber-changes-*.tar") // no name: nothing left by kill -9
 	if err != nil {
 		return nil, fmt.Errorf("creating the changes layer: %w", err)
 	}
@@ -66,7 +66,7 @@ func (l *layerFile) finish() (size int64, sum hashing.Digest, err error) {
 }
 
 // path opens the layer again (it has no name).
-func (l *layerFile) path() string { return manifest.ReopenPath(l.f) }
+func (l *layerFile) path() string { return tmpfile.ReopenPath(l.f) }
 
 func (l *layerFile) remove() {
 	l.f.Close()

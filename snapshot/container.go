@@ -11,6 +11,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 )
@@ -41,6 +43,10 @@ type EngineRequest struct {
 	Pause bool
 	// NoMemory skips the process memory.
 	NoMemory bool
+	// MaxProcessMemory bounds the bytes of memory taken from one process;
+	// mappings past it are recorded with no bytes. 0 means
+	// procmem.DefaultMaxBytes (64 GiB).
+	MaxProcessMemory uint64
 	// Volumes also captures the contents of the containers' volumes
 	// (never of bind mounts), each as an artifact of its own.
 	Volumes bool
@@ -177,7 +183,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	if err := s.ev("acquisition-started", details); err != nil {
 		return nil, err
 	}
-	w, err := manifest.Create(req.Output, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm})
+	w, err := archive.Create(req.Output, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Encoder: req.Encoder})
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +260,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 		case !info.Local:
 			cc.MemorySkipped = "the engine is not on this host (" + info.Host + "); memory can only be taken locally"
 		default:
-			if err := captureMemory(ctx, c, mw, s, progress); err != nil {
+			if err := captureMemory(ctx, c, mw, s, req.MaxProcessMemory, progress); err != nil {
 				return nil, err
 			}
 		}
@@ -279,7 +285,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	// Images, each as the engine's save stream arrives; layers shared
 	// between images are stored once.
 	layers := newLayerSet()
-	capd := &Captured{Indexes: map[hashing.Digest]*manifest.Index{}}
+	capd := &Captured{Indexes: map[hashing.Digest]*fileindex.Index{}}
 	var srcs []*Source
 	for _, ref := range saveRefs {
 		ii, err := e.c.ImageInspect(ctx, ref)

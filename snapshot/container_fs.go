@@ -12,6 +12,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
@@ -152,8 +154,8 @@ func (fs *containerFS) remove() {
 
 // captureContainerFS stores the container's changes layer, its config and
 // manifest (the image's plus that layer), and its metadata.
-func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manifest.Artifact, idx map[hashing.Digest]*manifest.Index,
-	w *manifest.Writer, mw *archiveMembers, req EngineRequest, s *session, progress func(string)) (descriptor, error) {
+func captureContainerFS(ctx context.Context, e *Engine, c *ctrCapture, img manifest.Artifact, idx map[hashing.Digest]*fileindex.Index,
+	w *archive.Writer, mw *archiveMembers, req EngineRequest, s *session, progress func(string)) (descriptor, error) {
 	cc := c.art.Container
 	cc.Image = img.Name
 	pristine := &layers.Stack{}

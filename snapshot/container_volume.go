@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 )
@@ -19,7 +21,7 @@ import (
 // captureVolume stores a named volume's contents as an artifact of one
 // layer: read directly (O_NOATIME) when the engine is local, else through
 // the engine from the container's mount point.
-func captureVolume(ctx context.Context, e *Engine, c *ctrCapture, name, source, dest string, w *manifest.Writer, req EngineRequest, s *session, progress func(string)) (*manifest.Artifact, error) {
+func captureVolume(ctx context.Context, e *Engine, c *ctrCapture, name, source, dest string, w *archive.Writer, req EngineRequest, s *session, progress func(string)) (*manifest.Artifact, error) {
 	if a, ok := s.volumes[name]; ok {
 		return a, nil
 	}
@@ -85,7 +87,7 @@ func copyFromContainer(ctx context.Context, e *Engine, id, p string, lf *layerFi
 		if err != nil {
 			return fmt.Errorf("%w: reading %s of container %s: %v", ErrEngine, p, id, err)
 		}
-		name, unsafe := manifest.CleanName(h.Name)
+		name, unsafe := fileindex.CleanName(h.Name)
 		if unsafe {
 			continue
 		}
@@ -102,7 +104,7 @@ func copyFromContainer(ctx context.Context, e *Engine, id, p string, lf *layerFi
 			h.Name += "/"
 		}
 		if h.Typeflag == tar.TypeLink {
-			t, _ := manifest.CleanName(h.Linkname)
+			t, _ := fileindex.CleanName(h.Linkname)
 			h.Linkname = strings.TrimPrefix(strings.TrimPrefix(t, base), "/")
 		}
 		if err := lf.header(h); err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 )
@@ -66,7 +67,7 @@ func (h *Host) absPath(p string) string {
 
 // Result describes a sealed capture.
 type Result struct {
-	Sealed   *manifest.Sealed
+	Sealed   *archive.Sealed
 	Manifest *manifest.Manifest
 	Sidecars []string
 }
@@ -152,7 +153,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 	if err := ev(manifest.Event{Action: "acquisition-started", Details: details}); err != nil {
 		return nil, err
 	}
-	w, err := manifest.Create(req.Output, manifest.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Now: now})
+	w, err := archive.Create(req.Output, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Encoder: req.Encoder, Now: now})
 	if err != nil {
 		return nil, err
 	}
@@ -214,13 +215,13 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 // WriteSidecars writes NAME.sha256 (and .md5, .sha1 when computed) in
 // sha256sum format, and starts NAME.custody.jsonl with the "sealed" event,
 // each created with the archive's permissions (s.Perm).
-func WriteSidecars(s *manifest.Sealed, actor, host string, c manifest.Custody) ([]string, error) {
+func WriteSidecars(s *archive.Sealed, actor, host string, c manifest.Custody) ([]string, error) {
 	return writeSidecars(s, actor, host, c, time.Now)
 }
 
 // writeSidecars is WriteSidecars with the clock that dates the "sealed"
 // event.
-func writeSidecars(s *manifest.Sealed, actor, host string, c manifest.Custody, now func() time.Time) ([]string, error) {
+func writeSidecars(s *archive.Sealed, actor, host string, c manifest.Custody, now func() time.Time) ([]string, error) {
 	base := filepath.Base(s.Path)
 	perm := s.Perm
 	if perm == 0 {

@@ -10,8 +10,10 @@ import (
 	"path"
 	"strings"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
-	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/internal/tmpfile"
 )
 
 // An image from the engine is captured as the engine's save stream
@@ -31,7 +33,7 @@ type memStore struct {
 }
 
 func (m *memStore) resolve(name string) string {
-	name, _ = manifest.CleanName(name)
+	name, _ = fileindex.CleanName(name)
 	for i := 0; i < 8; i++ {
 		t, ok := m.links[name]
 		if !ok {
@@ -66,7 +68,7 @@ func (m *memStore) exists(name string) bool {
 // saveStream captures one image from the engine's save stream into w.
 // diffIDs are the image's layers as the engine inspects them. It returns a
 // Source over the stream's metadata whose layers are all in layers.
-func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Digest, spoolDir string, w *manifest.Writer, layers *layerSet, opts Options, progress func(string)) (*Source, error) {
+func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Digest, spoolDir string, w *archive.Writer, layers *layerSet, opts Options, progress func(string)) (*Source, error) {
 	rc, err := e.c.ImageSave(ctx, []string{ref})
 	if err != nil {
 		return nil, e.wrap(err, "saving image "+ref)
@@ -89,17 +91,17 @@ func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Di
 			}
 			return nil, fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, ref, err)
 		}
-		name, _ := manifest.CleanName(h.Name)
+		name, _ := fileindex.CleanName(h.Name)
 		switch h.Typeflag {
 		case tar.TypeSymlink:
-			st.links[name], _ = manifest.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
+			st.links[name], _ = fileindex.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
 			continue
 		case tar.TypeReg:
 		default:
 			continue
 		}
 		var layer hashing.Digest
-		var body io.Reader = manifest.SourceReader(tr)
+		var body io.Reader = fileindex.SourceReader(tr)
 		isLayer := false
 		if hex, ok := strings.CutPrefix(name, "blobs/sha256/"); ok {
 			if d, err := hashing.Parse(hex); err == nil && want[d] {
@@ -176,7 +178,7 @@ func saveStream(ctx context.Context, e *Engine, ref string, diffIDs []hashing.Di
 // spool copies a stream member to a temporary file in dir while hashing
 // it, and rewinds the file.
 func spool(ctx context.Context, r io.Reader, dir string) (*os.File, hashing.Digest, error) {
-	f, err := manifest.TempFile(dir, ".amber-layer-*.tar") // no name: nothing left by kill -9
+	f, err := tmpfile.TempFile(dir, ".amber-layer-*.tar") // no name: nothing left by kill -9
 	if err != nil {
 		return nil, hashing.Digest{}, err
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/fileindex"
 )
 
 // ErrSource reports a source that cannot be read as an image.
@@ -92,7 +92,7 @@ func (s *tarStore) scan() error {
 		if err != nil {
 			return fmt.Errorf("reading source: %w", err)
 		}
-		name, _ := manifest.CleanName(h.Name)
+		name, _ := fileindex.CleanName(h.Name)
 		m := tarMember{off: off, size: h.Size, typ: h.Typeflag}
 		switch h.Typeflag {
 		case tar.TypeReg:
@@ -108,10 +108,10 @@ func (s *tarStore) scan() error {
 			if strings.HasPrefix(h.Linkname, "/") {
 				m.link = "\x00" // absolute: never resolved
 			} else {
-				m.link, _ = manifest.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
+				m.link, _ = fileindex.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
 			}
 		case tar.TypeLink:
-			m.link, _ = manifest.CleanName(h.Linkname)
+			m.link, _ = fileindex.CleanName(h.Linkname)
 		default:
 			continue
 		}
@@ -124,7 +124,7 @@ func (s *tarStore) scan() error {
 }
 
 func (s *tarStore) resolve(name string) (tarMember, error) {
-	name, _ = manifest.CleanName(name)
+	name, _ = fileindex.CleanName(name)
 	for hops := 0; hops < 16; hops++ {
 		if s.dups[name] {
 			return tarMember{}, fmt.Errorf("%w: %s holds %q more than once; refusing to guess which is meant", ErrSource, s.path, name)

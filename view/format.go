@@ -6,6 +6,8 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/amber-forensics/amber/fileindex"
 )
 
 // TypeName names an entry type as amber's JSON outputs do.

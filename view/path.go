@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/imageconfig"
 	"github.com/amber-forensics/amber/layers"
@@ -31,7 +33,7 @@ type Entry struct {
 	// Path is the full view path, without leading slash.
 	Path string
 	Name string
-	Type byte // manifest.Type*
+	Type byte // fileindex.Type*
 	Mode uint32
 	Size int64
 	// Virtual entries are made by amber (manifest.json, images/...).

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/amber-forensics/amber/fileindex"
 )
 
 // Child resolves name in directory e, reusing e's tree (no walk from the

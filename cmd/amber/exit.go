@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/amber-forensics/amber/extract"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/fusefs"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"

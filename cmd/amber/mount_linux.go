@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/archive/cgozstd"
 	"github.com/amber-forensics/amber/fusefs"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
@@ -36,9 +38,9 @@ func (e *env) runUmount(dir string, force bool) error {
 	return nil
 }
 
-func (e *env) runMount(o *mountOptions, archive, dir string) error {
+func (e *env) runMount(o *mountOptions, archivePath, dir string) error {
 	if o.background && os.Getenv(readyFDEnv) == "" {
-		return e.mountBackground(archive, dir, o.rebaseLinks)
+		return e.mountBackground(archivePath, dir, o.rebaseLinks)
 	}
 	ready := func(err error) {}
 	if fd := os.Getenv(readyFDEnv); fd != "" {
@@ -65,7 +67,7 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 		logw = lf
 	}
 	// A plain docker-save tarball or OCI layout is indexed into a
-	// temporary archive, removed at unmount. It is a view, not evidence:
+	// temporary archivePath, removed at unmount. It is a view, not evidence:
 	// nothing goes into a custody log.
 	var a *archive.Archive
 	closeArchive := func() {}
@@ -73,13 +75,13 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 	open := func() (*archive.Archive, error) {
 		var plain bool
 		var err error
-		a, plain, closeArchive, err = snapshot.OpenAny(e.ctx, archive, manifest.Tool{Name: "amber", Version: version}, e.args)
+		a, plain, closeArchive, err = snapshot.OpenAny(e.ctx, archivePath, manifest.Tool{Name: "amber", Version: version}, e.args, snapshot.Options{Encoder: cgozstd.Encoder()})
 		if err != nil {
 			closeArchive = func() {}
 			return nil, err
 		}
 		if plain {
-			e.notePlain(archive)
+			e.notePlain(archivePath)
 			o.noLog = true
 		}
 		return a, nil
@@ -88,7 +90,7 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 	// e.ctx ends at SIGINT or SIGTERM: the session then unmounts.
 	session, err := fusefs.Serve(e.ctx, dir, open, fusefs.Options{
 		AllowOther: o.allowOther, Debug: o.debug, RebaseLinks: o.rebaseLinks,
-		// A log line names evidence (a path of the archive): escaped.
+		// A log line names evidence (a path of the archivePath): escaped.
 		Log: func(s string) {
 			fmt.Fprintf(logw, "%s amber: %s\n", time.Now().UTC().Format(time.RFC3339), escapeName(s))
 		},
@@ -107,11 +109,11 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 		if o.rebaseLinks {
 			details["rebase_links"] = "true"
 		}
-		e.custodyEvent(archive, a, "mounted", details)
+		e.custodyEvent(archivePath, a, "mounted", details)
 	}
 	ready(nil)
 	if os.Getenv(readyFDEnv) == "" {
-		fmt.Fprintf(e.stderr, "mounted %s at %s (read-only); Ctrl-C or 'amber umount %s' to unmount\n", archive, dir, dir)
+		fmt.Fprintf(e.stderr, "mounted %s at %s (read-only); Ctrl-C or 'amber umount %s' to unmount\n", archivePath, dir, dir)
 		if o.rebaseLinks {
 			fmt.Fprintln(e.stderr, rebasedNote)
 		}
@@ -124,14 +126,14 @@ func (e *env) runMount(o *mountOptions, archive, dir string) error {
 		}
 	}
 	if !o.noLog {
-		e.custodyEvent(archive, a, "unmounted", map[string]string{"mountpoint": absDir, "pid": fmt.Sprint(os.Getpid())})
+		e.custodyEvent(archivePath, a, "unmounted", map[string]string{"mountpoint": absDir, "pid": fmt.Sprint(os.Getpid())})
 	}
 	return nil
 }
 
 // mountBackground starts "amber mount" again as a detached child and
 // returns once the child reports the mount ready, or its error.
-func (e *env) mountBackground(archive, dir string, rebased bool) error {
+func (e *env) mountBackground(archivePath, dir string, rebased bool) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -155,8 +157,8 @@ func (e *env) mountBackground(archive, dir string, rebased bool) error {
 		cmd.Stderr = os.Stderr
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	// The archive's tail is read from disk while the child starts.
-	archive.WarmOpen(archive)
+	// The archivePath's tail is read from disk while the child starts.
+	archive.WarmOpen(archivePath)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the mount: %w", err)
 	}
@@ -175,7 +177,7 @@ func (e *env) mountBackground(archive, dir string, rebased bool) error {
 	}
 	pid := cmd.Process.Pid
 	cmd.Process.Release()
-	fmt.Fprintf(e.stdout, "mounted %s at %s (pid %d); 'amber umount %s' to unmount\n", archive, dir, pid, dir)
+	fmt.Fprintf(e.stdout, "mounted %s at %s (pid %d); 'amber umount %s' to unmount\n", archivePath, dir, pid, dir)
 	if rebased {
 		fmt.Fprintln(e.stdout, rebasedNote)
 	}
