@@ -67,7 +67,7 @@ func (e *env) runMount(o *mountOptions, archivePath, dir string) error {
 		logw = lf
 	}
 	// A plain docker-save tarball or OCI layout is indexed into a
-	// temporary archivePath, removed at unmount. It is a view, not evidence:
+	// temporary archive, removed at unmount. It is a view, not evidence:
 	// nothing goes into a custody log.
 	var a *archive.Archive
 	closeArchive := func() {}
@@ -90,7 +90,7 @@ func (e *env) runMount(o *mountOptions, archivePath, dir string) error {
 	// e.ctx ends at SIGINT or SIGTERM: the session then unmounts.
 	session, err := fusefs.Serve(e.ctx, dir, open, fusefs.Options{
 		AllowOther: o.allowOther, Debug: o.debug, RebaseLinks: o.rebaseLinks,
-		// A log line names evidence (a path of the archivePath): escaped.
+		// A log line names evidence (a path of the archive): escaped.
 		Log: func(s string) {
 			fmt.Fprintf(logw, "%s amber: %s\n", time.Now().UTC().Format(time.RFC3339), escapeName(s))
 		},
@@ -157,7 +157,7 @@ func (e *env) mountBackground(archivePath, dir string, rebased bool) error {
 		cmd.Stderr = os.Stderr
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	// The archivePath's tail is read from disk while the child starts.
+	// The archive's tail is read from disk while the child starts.
 	archive.WarmOpen(archivePath)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the mount: %w", err)
