@@ -16,6 +16,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/source"
@@ -32,6 +34,10 @@ type Options struct {
 	// Perm is asked for the archive and its sidecars (the umask
 	// applies); 0: 0600 (archive.WriterOptions.Perm).
 	Perm os.FileMode
+	// Encoder compresses the archive's frames (nil: archive.Klauspost, pure
+	// Go). The command line chooses: libzstd (cgozstd.Encoder) where it is
+	// built in; nothing that only reads an archive links cgo.
+	Encoder *archive.Encoder
 	// MaxIndexStrings bounds the names, link targets and xattrs of one
 	// layer's index (0: fileindex.DefaultMaxIndexStrings; negative: no
 	// limit): a hostile directory chain is refused past it.

@@ -8,8 +8,8 @@ import (
 	"os"
 
 	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/internal/tmpfile"
 	"github.com/amber-forensics/amber/layers"
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // A container's changes become one more OCI layer on top of its image's:

@@ -11,6 +11,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/source"
@@ -42,6 +44,10 @@ type EngineRequest struct {
 	Pause bool
 	// NoMemory skips the process memory.
 	NoMemory bool
+	// MaxProcessMemory bounds the bytes of memory taken from one process;
+	// mappings past it are recorded with no bytes. 0 means
+	// procmem.DefaultMaxBytes (64 GiB).
+	MaxProcessMemory uint64
 	// Volumes also captures the contents of the containers' volumes
 	// (never of bind mounts), each as an artifact of its own.
 	Volumes bool
@@ -178,7 +184,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 	if err := s.ev("acquisition-started", details); err != nil {
 		return nil, err
 	}
-	w, err := archive.Create(req.Output, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm})
+	w, err := archive.Create(req.Output, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Encoder: req.Encoder})
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +261,7 @@ func CaptureEngine(ctx context.Context, req EngineRequest) (res *Result, err err
 		case !info.Local:
 			cc.MemorySkipped = "the engine is not on this host (" + info.Host + "); memory can only be taken locally"
 		default:
-			if err := captureMemory(ctx, c, mw, s, progress); err != nil {
+			if err := captureMemory(ctx, c, mw, s, req.MaxProcessMemory, progress); err != nil {
 				return nil, err
 			}
 		}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"

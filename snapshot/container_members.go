@@ -13,15 +13,18 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/internal/tmpfile"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/procmem"
 )
 
 // A container's own files in the archive: memory dumps, its config, logs.
 
 // archiveMembers adds members to the archive and remembers them.
 type archiveMembers struct {
-	w    *manifest.Writer
+	w    *archive.Writer
 	list []manifest.Entry
 }
 
@@ -74,9 +77,10 @@ func (p *prefixed) end() error {
 // ContainerPrefix is where a container's own files lie in the archive.
 func ContainerPrefix(name string) string { return "amber/containers/" + name + "/" }
 
-func captureMemory(ctx context.Context, c *ctrCapture, mw *archiveMembers, s *session, progress func(string)) error {
+func captureMemory(ctx context.Context, c *ctrCapture, mw *archiveMembers, s *session, maxBytes uint64, progress func(string)) error {
 	cc := c.art.Container
-	pids, err := containerPIDs(c.ci.State.Pid, c.ci.ID)
+	opt := procmem.Options{MaxBytes: maxBytes}
+	pids, err := containerPIDs(c.ci.State.Pid, c.ci.ID, opt)
 	if errors.Is(err, errNotInContainer) {
 		// Never a host process's memory on the engine's word.
 		cc.MemorySkipped = "not dumped: " + err.Error()
@@ -92,11 +96,11 @@ func captureMemory(ctx context.Context, c *ctrCapture, mw *archiveMembers, s *se
 			return err
 		}
 		// The PID may have been reused since the list was made.
-		if err := inContainer(pid, c.ci.ID); errors.Is(err, errNotInContainer) {
+		if err := inContainer(pid, c.ci.ID, opt); errors.Is(err, errNotInContainer) {
 			s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Kind: "engine-claims-pid-outside-container", Detail: err.Error()})
 			continue
 		}
-		p, err := dumpProcess(pid, pm, progress)
+		p, err := dumpProcess(pid, pm, opt, progress)
 		if err != nil {
 			return fmt.Errorf("container %s, process %d: %w", c.name, pid, err)
 		}
@@ -163,12 +167,12 @@ func captureLogs(ctx context.Context, e *Engine, c *ctrCapture, pm *prefixed, di
 		return pm.add("logs/unavailable", []byte(fmt.Sprintf("the engine gives no logs: %v\n", err)))
 	}
 	defer rc.Close()
-	out, err := manifest.TempFile(dir, ".amber-stdout-*") // no name: nothing left by kill -9
+	out, err := tmpfile.TempFile(dir, ".amber-stdout-*") // no name: nothing left by kill -9
 	if err != nil {
 		return fmt.Errorf("storing logs: %w", err)
 	}
 	defer func() { out.Close(); os.Remove(out.Name()) }()
-	errf, err := manifest.TempFile(dir, ".amber-stderr-*")
+	errf, err := tmpfile.TempFile(dir, ".amber-stderr-*")
 	if err != nil {
 		return fmt.Errorf("storing logs: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
@@ -44,7 +45,7 @@ func exportRoute(ctx context.Context, e *Engine, id string, pristine *layers.Sta
 		if err != nil {
 			return fmt.Errorf("%w: reading the export stream of %s: %v", ErrEngine, id, err)
 		}
-		name, unsafe := manifest.CleanName(h.Name)
+		name, unsafe := fileindex.CleanName(h.Name)
 		if unsafe || name == "" {
 			if name != "" {
 				*anomalies = append(*anomalies, manifest.Anomaly{Path: h.Name, Kind: "unsafe-name", Detail: "in the engine's export stream; not stored"})
@@ -82,7 +83,7 @@ func exportRoute(ctx context.Context, e *Engine, id string, pristine *layers.Sta
 			written[name] = true
 			continue
 		case tar.TypeLink:
-			target, _ := manifest.CleanName(h.Linkname)
+			target, _ := fileindex.CleanName(h.Linkname)
 			h.Linkname = target
 			if written[target] && !pending(again, target) {
 				if err := lf.header(h); err != nil {
@@ -137,10 +138,10 @@ type refetch struct {
 
 // exportRecord is a tar header as an index record, for comparison with
 // the image: only what the export stream carries.
-func exportRecord(h *tar.Header, sum hashing.Digest) *manifest.Record {
-	r := &manifest.Record{Type: h.Typeflag, Mode: uint32(h.Mode) & 0o7777, UID: uint32(h.Uid), GID: uint32(h.Gid),
+func exportRecord(h *tar.Header, sum hashing.Digest) *fileindex.Record {
+	r := &fileindex.Record{Type: h.Typeflag, Mode: uint32(h.Mode) & 0o7777, UID: uint32(h.Uid), GID: uint32(h.Gid),
 		Size: h.Size, ModTime: h.ModTime, Linkname: h.Linkname, DevMajor: uint32(h.Devmajor), DevMinor: uint32(h.Devminor), SHA256: sum}
-	if r.Type != manifest.TypeReg {
+	if r.Type != fileindex.TypeReg {
 		r.Size = 0
 	}
 	for k, v := range h.PAXRecords {
@@ -210,7 +211,7 @@ func whiteouts(pristine *layers.Stack, dir string, seen map[string]byte, lf *lay
 			}
 			continue
 		}
-		if k.Rec.Type == manifest.TypeDir && t == tar.TypeDir {
+		if k.Rec.Type == fileindex.TypeDir && t == tar.TypeDir {
 			if err := whiteouts(pristine, p, seen, lf); err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/source"
@@ -153,7 +154,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 	if err := ev(manifest.Event{Action: "acquisition-started", Details: details}); err != nil {
 		return nil, err
 	}
-	w, err := archive.Create(req.Output, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Now: now})
+	w, err := archive.Create(req.Output, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Encoder: req.Encoder, Now: now})
 	if err != nil {
 		return nil, err
 	}

@@ -9,8 +9,10 @@ import (
 	"path"
 	"strings"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
-	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/internal/tmpfile"
 	"github.com/amber-forensics/amber/snapshot/source"
 )
 

@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/archive/cgozstd"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
 )
@@ -46,7 +48,7 @@ func (o *captureOptions) addFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.hashSource, "hash-source", false, "also record each source tarball's SHA-256 (one more read of it)")
 	f.Int64Var(&o.maxExpansion, "max-expansion", snapshot.DefaultMaxExpansion, "refuse a compressed layer that expands more than this many times (0: no limit)")
 	f.BoolVar(&o.shared, "shared", false, "write the archive and its sidecars as readable as the umask allows (0666 &^ umask, e.g. 0644), not 0600: it holds memory, environments and logs")
-	f.Int64Var(&o.maxIndexMiB, "max-index-mib", manifest.DefaultMaxIndexStrings>>20, "refuse a layer whose paths, link targets and xattrs add up to more than this many MiB (a hostile directory chain; 0: no limit)")
+	f.Int64Var(&o.maxIndexMiB, "max-index-mib", fileindex.DefaultMaxIndexStrings>>20, "refuse a layer whose paths, link targets and xattrs add up to more than this many MiB (a hostile directory chain; 0: no limit)")
 }
 
 func (e *env) newCaptureCmd() *cobra.Command {
@@ -302,7 +304,7 @@ func (e *env) printCapture(o *captureOptions, res *snapshot.Result) error {
 // snapshotOptions applies the limits of the command line.
 func (o *captureOptions) snapshotOptions() snapshot.Options {
 	lessGarbage()
-	opts := snapshot.Options{MaxExpansion: o.maxExpansion, MaxIndexStrings: o.maxIndexMiB << 20}
+	opts := snapshot.Options{MaxExpansion: o.maxExpansion, MaxIndexStrings: o.maxIndexMiB << 20, Encoder: cgozstd.Encoder()}
 	if o.maxIndexMiB == 0 {
 		opts.MaxIndexStrings = -1 // no limit
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/fileindex"
 )
 
 // ErrSource reports a source that cannot be read as an image.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/fileindex"
 )
 
 // StreamStore holds the small members of a save stream read once (an
