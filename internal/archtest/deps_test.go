@@ -50,7 +50,7 @@ var allowed = map[string][]string{
 
 	// Image sources over amber's hardened stores, as go-containerregistry
 	// types; they read sources, never write archives.
-	"snapshot/source": {"manifest", "hashing"},
+	"snapshot/source": {"fileindex", "manifest", "hashing"},
 }
 
 // Only snapshot talks to Docker or go-containerregistry.
