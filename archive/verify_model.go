@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 )
@@ -18,11 +20,11 @@ import (
 // its name with every blob), and the Merkle root binds their digests.
 func (v *verifier) checkArtifact(a manifest.Artifact) {
 	where := "artifacts/" + a.Name
-	om, ok := v.ociManifest(a, where, "manifest")
-	if !ok {
+	var om storedManifest
+	if !v.ociManifest(a, where, "manifest", &om) {
 		return
 	}
-	ok = om.Config.Digest == a.Config.Digest.String() && len(om.Layers) == len(a.Blobs)
+	ok := om.Config.Digest == a.Config.Digest.String() && len(om.Layers) == len(a.Blobs)
 	for i := 0; ok && i < len(om.Layers); i++ {
 		ok = om.Layers[i].Digest == a.Blobs[i].Digest.String() && om.Layers[i].Size == a.Blobs[i].Size
 	}
@@ -39,8 +41,12 @@ func (v *verifier) checkArtifact(a manifest.Artifact) {
 	}
 }
 
-// storedManifest is what verify reads of an OCI manifest stored in the
-// archive: the digests and sizes it lists.
+// storedManifest is what verify reads of an artifact's OCI manifest: the
+// digests and sizes it lists, as strings. The artifact's manifest is the
+// source's own bytes, which capture took through a tolerant reading (an
+// odd descriptor is kept, flagged): a strict v1.Manifest would report a
+// problem on an artifact captured correctly. Image manifests, which amber
+// writes itself, are read as v1.Manifest.
 type storedManifest struct {
 	Config struct{ Digest string }
 	Layers []struct {
@@ -49,20 +55,19 @@ type storedManifest struct {
 	}
 }
 
-// ociManifest reads artifact a's stored OCI manifest; a problem is
+// ociManifest reads artifact a's stored OCI manifest into om; a problem is
 // reported under where, naming it what.
-func (v *verifier) ociManifest(a manifest.Artifact, where, what string) (storedManifest, bool) {
-	var om storedManifest
+func (v *verifier) ociManifest(a manifest.Artifact, where, what string, om any) bool {
 	mb, err := v.a.ReadEntry(manifest.BlobName(a.Manifest.Digest), 16<<20)
 	if err != nil {
 		v.add(where, "%s: %v", what, err)
-		return om, false
+		return false
 	}
-	if err := json.Unmarshal(mb, &om); err != nil {
+	if err := json.Unmarshal(mb, om); err != nil {
 		v.add(where, "%s is not valid JSON: %v", what, err)
-		return om, false
+		return false
 	}
-	return om, true
+	return true
 }
 
 func presence(stored bool) string {
@@ -159,23 +164,27 @@ func (v *verifier) checkMembers(a manifest.Artifact) {
 // source's own descriptor).
 func (v *verifier) checkImageManifest(a manifest.Artifact) {
 	where := a.Kind + "s/" + a.Name
-	om, ok := v.ociManifest(a, where, "image manifest")
-	if !ok {
+	var om v1.Manifest
+	if !v.ociManifest(a, where, "image manifest", &om) {
 		return
 	}
-	ok = om.Config.Digest == a.Config.Digest.String() && len(om.Layers) == len(a.Layers)
+	ok := om.Config.Digest.String() == a.Config.Digest.String() && len(om.Layers) == len(a.Layers)
 	for i := 0; ok && i < len(om.Layers); i++ {
 		l := a.Layers[i]
 		if l.Missing {
-			ok = om.Layers[i].Digest == l.SourceDigest.String() && om.Layers[i].Size == l.SourceSize
+			ok = om.Layers[i].Digest.String() == l.SourceDigest.String() && om.Layers[i].Size == l.SourceSize
 			continue
 		}
-		ok = om.Layers[i].Digest == l.Digest.String() && om.Layers[i].Size == l.Size
+		ok = om.Layers[i].Digest.String() == l.Digest.String() && om.Layers[i].Size == l.Size
 	}
 	if !ok {
 		v.add(where, "image manifest %s does not list the config and layers the amber manifest records", a.Manifest.Digest)
 	}
 }
+
+// refNameAnnotation names an image in index.json (OCI image spec,
+// annotations.md, org.opencontainers.image.ref.name).
+const refNameAnnotation = "org.opencontainers.image.ref.name"
 
 // checkIndexJSON checks that index.json names every image, container and
 // artifact.
@@ -185,18 +194,13 @@ func (v *verifier) checkIndexJSON() {
 		v.add("index.json", "%v", err)
 		return
 	}
-	var idx struct {
-		Manifests []struct {
-			Digest      string
-			Annotations map[string]string
-		}
-	}
+	var idx v1.IndexManifest
 	if err := json.Unmarshal(ib, &idx); err != nil {
 		v.add("index.json", "not valid JSON: %v", err)
 	}
 	listed := map[string]bool{}
 	for _, d := range idx.Manifests {
-		listed[d.Digest+" "+d.Annotations["org.opencontainers.image.ref.name"]] = true
+		listed[d.Digest.String()+" "+d.Annotations[refNameAnnotation]] = true
 	}
 	for _, a := range v.a.Manifest.Artifacts {
 		if a.Kind != manifest.KindVolume && !listed[a.Manifest.Digest.String()+" "+a.Name] {
