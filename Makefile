@@ -6,7 +6,7 @@ FUZZTIME ?= 5s
 # Minimizing a new input can outlast a short -fuzztime, and go test then
 # fails with "context deadline exceeded": short runs do not minimize.
 FUZZMINIMIZE ?= 0s
-PKG_FUZZ := ./manifest ./snapshot ./imageconfig ./internal/textsafe
+PKG_FUZZ := ./manifest ./fileindex ./archive ./snapshot ./imageconfig ./internal/textsafe
 
 .PHONY: all build deps test lint unit race fuzz fuzz-long bench soak demo clean
 
@@ -44,11 +44,11 @@ $(STATICCHECK):
 
 unit:
 	$(GO) test -count=1 -timeout 12m ./...
-	$(GO) test -count=1 -timeout 5m -tags amber_purego ./manifest ./snapshot
+	$(GO) test -count=1 -timeout 5m -tags amber_purego ./archive/... ./fileindex ./snapshot
 
 # The concurrent packages again under the race detector.
 race:
-	$(GO) test -race -count=1 -timeout 5m -short ./manifest ./snapshot ./view ./fusefs
+	$(GO) test -race -count=1 -timeout 5m -short ./archive ./fileindex ./internal/... ./snapshot ./view ./fusefs
 
 # Each fuzz target for FUZZTIME (a few seconds in make test; make
 # fuzz-long runs them for 10 minutes each).

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
@@ -145,7 +146,7 @@ func (x *extractor) write(e *view.Entry, p string) error {
 		x.opts.Progress(p)
 	}
 	switch e.Type {
-	case manifest.TypeDir:
+	case fileindex.TypeDir:
 		exists, err := x.prepare(p, true)
 		if err != nil {
 			return err
@@ -166,7 +167,7 @@ func (x *extractor) write(e *view.Entry, p string) error {
 			}
 		}
 		return x.meta(e, p)
-	case manifest.TypeSymlink:
+	case fileindex.TypeSymlink:
 		if _, err := x.prepare(p, false); err != nil {
 			return err
 		}
@@ -183,7 +184,7 @@ func (x *extractor) write(e *view.Entry, p string) error {
 			setLinkTimes(filepath.Join(x.root.Name(), p), e.ModTime)
 		}
 		return x.compare(e, p)
-	case manifest.TypeReg:
+	case fileindex.TypeReg:
 		if _, err := x.prepare(p, false); err != nil {
 			return err
 		}
@@ -297,7 +298,7 @@ func (x *extractor) compare(e *view.Entry, p string) error {
 	if e.Node != nil {
 		a.RecordedUID, a.RecordedGID = e.Node.Rec.UID, e.Node.Rec.GID
 	}
-	if e.Type == manifest.TypeSymlink {
+	if e.Type == fileindex.TypeSymlink {
 		a.Mode = a.RecordedMode // a link's mode means nothing on Linux and cannot be set
 	}
 	if a.Mode != a.RecordedMode || a.UID != a.RecordedUID || a.GID != a.RecordedGID {
@@ -308,11 +309,11 @@ func (x *extractor) compare(e *view.Entry, p string) error {
 
 func typeName(t byte) string {
 	switch t {
-	case manifest.TypeChar:
+	case fileindex.TypeChar:
 		return "character device"
-	case manifest.TypeBlock:
+	case fileindex.TypeBlock:
 		return "block device"
-	case manifest.TypeFifo:
+	case fileindex.TypeFifo:
 		return "fifo"
 	}
 	return "special file"

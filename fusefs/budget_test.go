@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/internal/testenv"
-	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
 )
 
@@ -23,8 +24,6 @@ import (
 // NOTIFY_PRUNE (Linux 6.15+) and one NOTIFY_INVAL_ENTRY per name. The
 // layer's index is read in pages (as for a layer of a million files).
 func TestInodeBudget(t *testing.T) {
-	defer func(old int64) { manifest.PagedIndexMin = old }(manifest.PagedIndexMin)
-	manifest.PagedIndexMin = 0
 	for _, entryOnly := range []bool{false, true} {
 		t.Run(fmt.Sprintf("entryOnly=%v", entryOnly), func(t *testing.T) { testInodeBudget(t, entryOnly) })
 	}
@@ -39,11 +38,12 @@ func testInodeBudget(t *testing.T, entryOnly bool) {
 		}
 	}
 	p := fixture.Capture(t, t.TempDir(), "many", fixture.Image{Tags: []string{"many:1"}, Layers: [][]byte{fixture.Layer(es...)}})
-	a, err := manifest.Open(p)
+	a, err := archive.Open(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
+	a.SetPagedIndexMin(0)
 	dir := t.TempDir()
 	const max = 256
 	srv, f, err := mount(a, dir, Options{MaxInodes: max})
@@ -71,7 +71,7 @@ func testInodeBudget(t *testing.T, entryOnly bool) {
 		t.Fatal(err)
 	}
 	v.Walk(re, func(e *view.Entry) error {
-		if e.Type == manifest.TypeReg {
+		if e.Type == fileindex.TypeReg {
 			fmt.Fprintf(&want, "%s  ./%s\n", e.SHA256().Hex(), strings.TrimPrefix(e.Path, "images/many_1/rootfs/"))
 		}
 		return nil

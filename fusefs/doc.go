@@ -24,6 +24,16 @@
 // and FLUSH answer ENOSYS so the kernel stops sending them. Reads share one
 // bounded cache of decoded frames, with the next frame decoded ahead.
 //
+// # Lifecycle
+//
+// Serve is the whole life of a mount: the process's memory settings
+// (Options.GCPercent, Options.MemoryFloor), the archive opened under them,
+// the mount, and a Session whose Wait serves until the mount is unmounted
+// from outside or the context ends (SIGINT, SIGTERM), which unmounts it,
+// retrying while it is busy. UnmountAmber is amber umount's: it unmounts
+// amber's mounts only, live or stale, unless forced. cmd/amber wires flags
+// to Options, records custody and prints.
+//
 // # Linux only
 //
 // The mount relies on Linux's FUSE (mount flags, CAP_NO_OPENDIR_SUPPORT,

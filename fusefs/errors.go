@@ -8,4 +8,6 @@ import "errors"
 var (
 	ErrStale = errors.New("fusefs: stale mount")
 	ErrBusy  = errors.New("fusefs: mount point in use")
+	// ErrForeign: UnmountAmber refused a mount that is not amber's.
+	ErrForeign = errors.New("not an amber mount")
 )

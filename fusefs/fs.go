@@ -20,6 +20,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
@@ -31,7 +33,7 @@ const XattrSHA256 = "user.amber.sha256"
 // FS is the file system over one archive.
 type FS struct {
 	v      *view.View
-	a      *manifest.Archive
+	a      *archive.Archive
 	layers map[hashing.Digest]uint64 // global layer number, for inode numbers
 	virt   map[string]uint64         // inode numbers of amber's own entries
 	// Log receives one line per notable event (a file failing its hash).
@@ -72,7 +74,7 @@ type verification struct {
 
 // New prepares a file system over a. The archive must stay open while it
 // is mounted.
-func New(a *manifest.Archive) *FS {
+func New(a *archive.Archive) *FS {
 	f := &FS{v: &view.View{A: a}, a: a, layers: map[hashing.Digest]uint64{}, virt: map[string]uint64{}, verified: map[fileKey]*verification{}, Log: func(string) {}, inodes: newBudget(0),
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid())}
 	f.sealed = sync.OnceValue(a.FramesSealed)
@@ -218,7 +220,7 @@ func (f *FS) attr(e *view.Entry, out *fuse.Attr) {
 		if r.Nlink > 0 {
 			out.Nlink = r.Nlink
 		}
-		if e.Type == manifest.TypeDir && e.Merged {
+		if e.Type == fileindex.TypeDir && e.Merged {
 			// A merged directory's subdirectories come from several
 			// layers; 1 tells find not to count on the link count.
 			out.Nlink = 1
@@ -229,13 +231,13 @@ func (f *FS) attr(e *view.Entry, out *fuse.Attr) {
 		if !r.ChangeTime.IsZero() {
 			ct = r.ChangeTime
 		}
-		if e.Type == manifest.TypeSymlink {
+		if e.Type == fileindex.TypeSymlink {
 			out.Size = uint64(len(f.linkTarget(e)))
 		}
-		if e.Type == manifest.TypeChar || e.Type == manifest.TypeBlock {
+		if e.Type == fileindex.TypeChar || e.Type == fileindex.TypeBlock {
 			out.Rdev = uint32(unixMkdev(r.DevMajor, r.DevMinor))
 		}
-	} else if e.Type == manifest.TypeDir {
+	} else if e.Type == fileindex.TypeDir {
 		out.Nlink = 2
 	}
 	out.SetTimes(&at, &mt, &ct)
@@ -248,13 +250,13 @@ func unixMkdev(major, minor uint32) uint64 {
 // verify checks a file's content against its index SHA-256 once; the
 // result stands for every later read.
 func (f *FS) verify(e *view.Entry) error {
-	if f.sealed() && (e.Member != nil || !e.Node.Rec.Has(manifest.FlagSparse)) {
+	if f.sealed() && (e.Member != nil || !e.Node.Rec.Has(fileindex.FlagSparse)) {
 		// Each frame is checked against its sealed SHA-256 as it is
 		// decoded: the bytes served are the sealed ones, read or not
 		// the whole file first. A file of several frames has them
 		// decoded ahead on both cores (and its compressed bytes read
 		// ahead from disk) while the first are served.
-		if e.Member == nil && e.Size > manifest.FrameTarget && e.Node.Rec.DataOffset >= 0 {
+		if e.Member == nil && e.Size > archive.FrameTarget && e.Node.Rec.DataOffset >= 0 {
 			if b, ok := f.a.Blob(manifest.BlobName(e.LayerDigest())); ok {
 				f.a.Warm(b.Offset+e.Node.Rec.DataOffset, e.Size, 4)
 			}
@@ -283,7 +285,7 @@ func (f *FS) once(key fileKey, e *view.Entry, want hashing.Digest, says string) 
 	vf.once.Do(func() {
 		// A file spanning several frames: have them decoded on both
 		// cores while the first ones are hashed.
-		if n := e.Node; n != nil && e.Size > manifest.FrameTarget && n.Rec.DataOffset >= 0 && !n.Rec.Has(manifest.FlagSparse) {
+		if n := e.Node; n != nil && e.Size > archive.FrameTarget && n.Rec.DataOffset >= 0 && !n.Rec.Has(fileindex.FlagSparse) {
 			if b, ok := f.a.Blob(manifest.BlobName(e.LayerDigest())); ok {
 				f.a.Warm(b.Offset+n.Rec.DataOffset, e.Size, 4)
 			}
@@ -375,357 +377,6 @@ func toErrno(err error) syscall.Errno {
 func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.fsys.attr(n.e, &out.Attr)
 	return 0
-}
-
-func (n *node) child(ctx context.Context, e *view.Entry, out *fuse.EntryOut) *fs.Inode {
-	n.fsys.attr(e, &out.Attr)
-	ch := &node{fsys: n.fsys, e: e}
-	if e.Virtual && e.Member == nil && e.Type == manifest.TypeReg {
-		ch.small = &smallFile{}
-	}
-	in := n.NewInode(ctx, ch, fs.StableAttr{Mode: out.Attr.Mode & syscall.S_IFMT, Ino: out.Attr.Ino})
-	if e.Node != nil || e.Member != nil {
-		n.fsys.inodes.add(ch)
-	}
-	return in
-}
-
-func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	e, err := n.fsys.v.Child(n.e, name)
-	if err != nil {
-		return nil, toErrno(err)
-	}
-	return n.child(ctx, e, out), 0
-}
-
-// dirHandle is an open directory: its entries, read on the first READDIR
-// (with FOPEN_CACHE_DIR the kernel keeps them, so an OPENDIR of a cached
-// directory costs nothing here), and a Lookup that serves READDIRPLUS from
-// them instead of resolving each name again.
-type dirHandle struct {
-	n    *node
-	once sync.Once
-	err  syscall.Errno
-	ds   fs.DirStream
-	kids map[string]*view.Entry
-}
-
-func (d *dirHandle) load() syscall.Errno {
-	d.once.Do(func() {
-		kids, err := d.n.fsys.v.ReadDirOf(d.n.e)
-		if err != nil {
-			d.err = toErrno(err)
-			return
-		}
-		list := make([]fuse.DirEntry, 0, len(kids))
-		d.kids = make(map[string]*view.Entry, len(kids))
-		for _, k := range kids {
-			list = append(list, fuse.DirEntry{Name: k.Name, Mode: modeType(k.Type), Ino: d.n.fsys.ino(k)})
-			d.kids[k.Name] = k
-		}
-		d.ds = fs.NewListDirStream(list)
-	})
-	return d.err
-}
-
-func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	if d.load() == 0 {
-		if e, ok := d.kids[name]; ok {
-			return d.n.child(ctx, e, out), 0
-		}
-	}
-	return d.n.Lookup(ctx, name, out)
-}
-
-func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	return &dirHandle{n: n}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
-}
-
-func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
-	if errno := d.load(); errno != 0 {
-		return nil, errno
-	}
-	if !d.ds.HasNext() {
-		return nil, 0
-	}
-	e, errno := d.ds.Next()
-	return &e, errno
-}
-
-func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	if errno := d.load(); errno != 0 {
-		return errno
-	}
-	return d.ds.(fs.FileSeekdirer).Seekdir(ctx, off)
-}
-
-func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {}
-
-func modeType(t byte) uint32 {
-	switch t {
-	case manifest.TypeDir:
-		return syscall.S_IFDIR
-	case manifest.TypeSymlink:
-		return syscall.S_IFLNK
-	case manifest.TypeChar:
-		return syscall.S_IFCHR
-	case manifest.TypeBlock:
-		return syscall.S_IFBLK
-	case manifest.TypeFifo:
-		return syscall.S_IFIFO
-	}
-	return syscall.S_IFREG
-}
-
-func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	if n.e.Type != manifest.TypeSymlink {
-		return nil, syscall.EINVAL
-	}
-	return []byte(n.fsys.linkTarget(n.e)), 0
-}
-
-// linkTarget is what a symlink shows: its target as captured, or, with
-// RebaseLinks, as resolved inside its view's root (relative: it cannot
-// leave the view). The kernel allows no user.* xattr on a symlink, so the
-// captured target is amber ls's to show.
-func (f *FS) linkTarget(e *view.Entry) string {
-	t := e.Node.Rec.Linkname
-	if f.rebase {
-		return view.RebaseLink(e.Node.Rec.Path, t)
-	}
-	return t
-}
-
-// Open answers ENOSYS for files: the kernel then stops sending OPEN (and
-// FLUSH) and keeps its page cache, which is all an immutable file needs.
-// Opening for writing never gets here: the mount is read-only.
-func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
-		return nil, 0, syscall.EROFS
-	}
-	return nil, 0, syscall.ENOSYS
-}
-
-func (n *node) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
-
-func (n *node) content() ([]byte, error) {
-	c := n.small
-	if c == nil {
-		return nil, fmt.Errorf("%s: not one of amber's own files", n.e.Path)
-	}
-	c.once.Do(func() {
-		r, err := n.fsys.v.Open(n.e)
-		if err != nil {
-			c.err = err
-			return
-		}
-		c.data, c.err = io.ReadAll(r)
-	})
-	return c.data, c.err
-}
-
-func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	e := n.e
-	if e.Type != manifest.TypeReg {
-		return nil, syscall.EISDIR
-	}
-	if off >= e.Size {
-		return fuse.ReadResultData(nil), 0
-	}
-	if e.Virtual && e.Member == nil {
-		b, err := n.content()
-		if err != nil {
-			return nil, syscall.EIO
-		}
-		return fuse.ReadResultData(b[off:min(off+int64(len(dest)), int64(len(b)))]), 0
-	}
-	if !n.verified.Load() {
-		if err := n.fsys.verify(e); err != nil {
-			return nil, syscall.EIO
-		}
-		n.verified.Store(true)
-	}
-	n.fsys.reads.Add(1)
-	if f := n.fsys; f.push != nil && e.Node != nil && f.sealed() {
-		// Have the directory's next files in the kernel's cache before
-		// the reader gets to them (push.go).
-		if name, parent := n.Parent(); parent != nil {
-			if pn, ok := parent.Operations().(*node); ok && !pn.pushed.Swap(true) {
-				f.pushAfter(parent, name)
-			}
-		}
-	}
-	var r io.Reader
-	var err error
-	if e.Member != nil {
-		r, err = n.fsys.v.Open(e)
-	} else {
-		r, err = n.fsys.a.Content(e.LayerDigest(), &e.Node.Rec)
-	}
-	if err != nil {
-		return nil, syscall.EIO
-	}
-	// Straight from the decoded frames to the kernel: no copy.
-	if h, ok, err := n.fsys.hold(r, off, int64(len(dest))); ok {
-		if err != nil {
-			n.fsys.Log(fmt.Sprintf("refusing to serve %s (bytes %d-%d): %v", e.Path, off, off+int64(len(dest))-1, err))
-			return nil, syscall.EIO
-		}
-		return heldResult{h}, 0
-	}
-	ra, ok := r.(io.ReaderAt)
-	if !ok {
-		// Sparse entries are re-read through their tar header.
-		if _, err := io.CopyN(io.Discard, r, off); err != nil {
-			return nil, syscall.EIO
-		}
-		k, err := io.ReadFull(r, dest[:min(int64(len(dest)), e.Size-off)])
-		if err != nil {
-			return nil, syscall.EIO
-		}
-		return fuse.ReadResultData(dest[:k]), 0
-	}
-	k, err := ra.ReadAt(dest[:min(int64(len(dest)), e.Size-off)], off)
-	if err != nil && err != io.EOF {
-		n.fsys.Log(fmt.Sprintf("refusing to serve %s (bytes %d-%d): %v", e.Path, off, off+int64(len(dest))-1, err))
-		return nil, syscall.EIO
-	}
-	return fuse.ReadResultData(dest[:k]), 0
-}
-
-// hold holds up to n bytes at off of the content r reads, when r reads
-// the archive's tar stream in place (ok); not for sparse files, which are
-// re-read through their tar header.
-func (f *FS) hold(r io.Reader, off, n int64) (h *manifest.Held, ok bool, err error) {
-	sr, ok := r.(*io.SectionReader)
-	if !ok {
-		return nil, false, nil
-	}
-	outer, base, size := sr.Outer()
-	if outer != io.ReaderAt(f.a) {
-		return nil, false, nil
-	}
-	h, err = f.a.Hold(base+off, min(n, size-off))
-	return h, true, err
-}
-
-// heldResult replies to a READ from the decoded frames themselves: go-fuse
-// writes its slices with one writev (it knows the Slices method) and calls
-// Done after, which lets the frames be reused. A reply never sent (the
-// request interrupted) leaves its frames to the garbage collector.
-type heldResult struct{ h *manifest.Held }
-
-func (r heldResult) Size() int { return r.h.Len() }
-
-func (r heldResult) Bytes(buf []byte) ([]byte, fuse.Status) {
-	buf = buf[:0]
-	for _, b := range r.h.Bufs {
-		buf = append(buf, b...)
-	}
-	return buf, fuse.OK
-}
-
-func (r heldResult) Slices() ([][]byte, fuse.Status) { return r.h.Bufs, fuse.OK }
-
-func (r heldResult) Done() { r.h.Release() }
-
-func (n *node) xattrs() map[string]string {
-	m := map[string]string{}
-	if n.e.Node != nil {
-		for k, v := range n.e.Node.Rec.Xattrs {
-			m[k] = v
-		}
-	}
-	if d := n.e.SHA256(); !d.IsZero() {
-		m[XattrSHA256] = d.Hex()
-	}
-	return m
-}
-
-func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	// ls -l asks every file for security.selinux: answer without building
-	// anything.
-	var v string
-	var ok bool
-	if attr == XattrSHA256 {
-		if d := n.e.SHA256(); !d.IsZero() {
-			v, ok = d.Hex(), true
-		}
-	} else if n.e.Node != nil && n.e.Node.Rec.Xattrs != nil {
-		v, ok = n.e.Node.Rec.Xattrs[attr]
-	}
-	if !ok {
-		if strings.HasPrefix(attr, "security.") || strings.HasPrefix(attr, "system.") {
-			// ls -l asks every file for security.selinux and
-			// system.posix_acl_access; ENOTSUP (unlike ENODATA) lets it
-			// remember that for the whole file system instead of asking
-			// again for every file. Captured attributes of these names
-			// (capabilities, ACLs) are still returned above.
-			return 0, syscall.EOPNOTSUPP
-		}
-		return 0, syscall.ENODATA
-	}
-	if len(dest) < len(v) {
-		return uint32(len(v)), syscall.ERANGE
-	}
-	return uint32(copy(dest, v)), 0
-}
-
-func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	var b []byte
-	for k := range n.xattrs() {
-		b = append(append(b, k...), 0)
-	}
-	if len(dest) < len(b) {
-		return uint32(len(b)), syscall.ERANGE
-	}
-	return uint32(copy(dest, b)), 0
-}
-
-func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	out.Bsize = 4096
-	out.Frsize = 4096
-	out.Blocks = uint64(n.fsys.a.TarSize+4095) / 4096
-	out.NameLen = 255
-	return 0
-}
-
-// Every mutation is refused: evidence does not change.
-func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return syscall.EROFS
-}
-func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return syscall.EROFS
-}
-func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno { return syscall.EROFS }
-func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	return nil, nil, 0, syscall.EROFS
-}
-func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return nil, syscall.EROFS
-}
-func (n *node) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
-func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno  { return syscall.EROFS }
-func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	return syscall.EROFS
-}
-func (n *node) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
-	return 0, syscall.EROFS
-}
-func (n *node) CopyFileRange(ctx context.Context, fhIn fs.FileHandle, offIn uint64, out *fs.Inode, fhOut fs.FileHandle, offOut uint64, len uint64, flags uint64) (uint32, syscall.Errno) {
-	return 0, syscall.EROFS
-}
-func (n *node) Allocate(ctx context.Context, fh fs.FileHandle, off uint64, size uint64, mode uint32) syscall.Errno {
-	return syscall.EROFS
 }
 
 // Timeout is how long the kernel may cache entries and attributes: the

@@ -3,6 +3,7 @@
 package fusefs
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log"
@@ -12,10 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // Options tune a mount.
@@ -40,6 +40,20 @@ type Options struct {
 	// it (diff -r, sha256sum, cat) never reaches the examiner's own host.
 	// amber ls shows the captured target.
 	RebaseLinks bool
+	// PreloadIndexes bounds the bytes of file indexes read in the
+	// background once the mount is ready (archive.Archive.Preload;
+	// 0: DefaultPreloadIndexes; negative: none read ahead).
+	PreloadIndexes int64
+
+	// The process's memory while Serve's session lasts (Mount alone
+	// leaves them): a mount may run for days over any archive.
+
+	// GCPercent, when above 0, is the garbage collector's percentage
+	// (debug.SetGCPercent).
+	GCPercent int
+	// MemoryFloor, when above 0, is the least soft memory limit
+	// (debug.SetMemoryLimit), raised with what is live.
+	MemoryFloor int64
 }
 
 // CheckMountpoint says whether dir can be mounted on: an existing, empty
@@ -115,12 +129,12 @@ func IsAmberMount(fstype, source string) bool {
 
 // Mount serves a on dir and returns once the mount is ready. The caller
 // waits on the server and unmounts it.
-func Mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, error) {
+func Mount(a *archive.Archive, dir string, o Options) (*fuse.Server, error) {
 	srv, _, err := mount(a, dir, o)
 	return srv, err
 }
 
-func mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, *FS, error) {
+func mount(a *archive.Archive, dir string, o Options) (*fuse.Server, *FS, error) {
 	if err := CheckMountpoint(dir); err != nil {
 		return nil, nil, err
 	}
@@ -202,14 +216,15 @@ func mount(a *manifest.Archive, dir string, o Options) (*fuse.Server, *FS, error
 		close(done)
 	}()
 	go f.inodes.run(done, 2*time.Second)
-	go a.Preload(PreloadIndexes)
+	if preload := cmp.Or(o.PreloadIndexes, DefaultPreloadIndexes); preload > 0 {
+		go a.Preload(preload)
+	}
 	go f.pusher(done)
 	return server, f, nil
 }
 
-// PreloadIndexes bounds the bytes of file indexes read in the background
-// once a mount is ready (see manifest.Archive.Preload).
-var PreloadIndexes int64 = 32 << 20
+// DefaultPreloadIndexes is Options.PreloadIndexes when 0.
+const DefaultPreloadIndexes = 32 << 20
 
 // Unmount detaches the mount at dir, also when the process serving it is
 // gone: as root with umount2(MNT_DETACH), otherwise with fusermount3 -uz.

@@ -23,6 +23,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/fusefs"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/internal/testenv"
@@ -34,7 +36,7 @@ import (
 func mount(t *testing.T, p string) (string, *fuse.Server) {
 	t.Helper()
 	testenv.FUSE(t)
-	a, err := manifest.Open(p)
+	a, err := archive.Open(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +226,7 @@ func TestParallelReaders(t *testing.T) {
 	}
 	want := map[string]string{}
 	v.Walk(root, func(e *view.Entry) error {
-		if e.Type == manifest.TypeReg {
+		if e.Type == fileindex.TypeReg {
 			want["./"+strings.TrimPrefix(e.Path, "images/big_1/rootfs/")] = e.SHA256().Hex()
 		}
 		return nil
@@ -274,7 +276,7 @@ func TestParallelReaders(t *testing.T) {
 // checksums). Only amber's sealed digests can then tell.
 func reframeOne(t *testing.T, src, dst string, at int64, edit func(tarBytes []byte)) {
 	t.Helper()
-	a, err := manifest.Open(src)
+	a, err := archive.Open(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +336,7 @@ func TestTamperedContentIsEIO(t *testing.T) {
 	off := blob.Offset + e.Node.Rec.DataOffset
 	bad := filepath.Join(dir, "bad.tar.zst")
 	reframeOne(t, p, bad, off, func(tb []byte) { tb[off] ^= 0x20 })
-	if r, err := manifest.Verify(bad, manifest.VerifyOptions{}); err != nil || r.OK() {
+	if r, err := archive.Verify(bad, archive.VerifyOptions{}); err != nil || r.OK() {
 		t.Fatalf("verify of the forged archive: %v", err)
 	}
 	// The same forgery of a file's own bytes without changing anything

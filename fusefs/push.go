@@ -5,8 +5,8 @@ package fusefs
 import (
 	"github.com/hanwen/go-fuse/v2/fs"
 
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // Pushing files into the kernel's page cache ahead of the reader.
@@ -68,7 +68,7 @@ func (f *FS) pushDir(j pushJob) {
 			after = k.Name == j.from
 			continue
 		}
-		if k.Type != manifest.TypeReg || k.Node == nil || k.Size == 0 || k.Size > pushFileMax || k.Node.Rec.Has(manifest.FlagSparse) {
+		if k.Type != fileindex.TypeReg || k.Node == nil || k.Size == 0 || k.Size > pushFileMax || k.Node.Rec.Has(fileindex.FlagSparse) {
 			continue
 		}
 		ch := j.dir.GetChild(k.Name)
@@ -90,7 +90,7 @@ func (f *FS) pushDir(j pushJob) {
 }
 
 // pushFile stores one file's content into the kernel's page cache.
-func (f *FS) pushFile(ch *fs.Inode, layer hashing.Digest, rec *manifest.Record) {
+func (f *FS) pushFile(ch *fs.Inode, layer hashing.Digest, rec *fileindex.Record) {
 	r, err := f.a.Content(layer, rec)
 	if err != nil {
 		return

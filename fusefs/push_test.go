@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/internal/testenv"
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // TestPushSiblings: reading one file of a directory stores the next ones
@@ -35,7 +35,7 @@ func TestPushSiblings(t *testing.T) {
 	p := fixture.Capture(t, t.TempDir(), "push", fixture.Image{Tags: []string{"push:1"}, Layers: [][]byte{fixture.Layer(es...)}})
 	for _, noPush := range []bool{false, true} {
 		t.Run(fmt.Sprintf("noPush=%v", noPush), func(t *testing.T) {
-			a, err := manifest.Open(p)
+			a, err := archive.Open(p)
 			if err != nil {
 				t.Fatal(err)
 			}

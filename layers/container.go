@@ -6,8 +6,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/internal/textsafe"
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // Change is one line of a change list.
@@ -22,7 +22,7 @@ type Change struct {
 // and metadata: the content-aware answer to "docker diff". A path is C
 // only when something about it differs; an entry copied into the layer
 // unchanged is not listed.
-func ContainerChanges(pristine *Stack, changes *manifest.Index) ([]Change, error) {
+func ContainerChanges(pristine *Stack, changes *fileindex.Index) ([]Change, error) {
 	var out []Change
 	var walkDir func(dir uint32, dirPath string) error
 	walkDir = func(dir uint32, dirPath string) error {
@@ -64,23 +64,23 @@ func ContainerChanges(pristine *Stack, changes *manifest.Index) ([]Change, error
 			if err != nil {
 				return err
 			}
-			under := ok && old.Rec.Type == manifest.TypeDir && rec.Type == manifest.TypeDir
+			under := ok && old.Rec.Type == fileindex.TypeDir && rec.Type == fileindex.TypeDir
 			switch {
 			case !ok:
 				out = append(out, Change{Kind: 'A', Path: "/" + p})
-			case rec.Has(manifest.FlagImplicit):
+			case rec.Has(fileindex.FlagImplicit):
 				// Only a parent of something changed: not listed itself.
 			default:
 				if what := Differs(&old.Rec, &rec); len(what) > 0 {
 					out = append(out, Change{Kind: 'C', Path: "/" + p, What: what})
 				}
 			}
-			if rec.Type == manifest.TypeDir {
+			if rec.Type == fileindex.TypeDir {
 				if err := walkDir(k, p); err != nil {
 					return err
 				}
 			}
-			if ok && old.Rec.Type == manifest.TypeDir && !under {
+			if ok && old.Rec.Type == fileindex.TypeDir && !under {
 				// A directory replaced by something else: all it held is gone.
 				if err := deletedBelow(pristine, p, nil, &out); err != nil {
 					return err
@@ -118,7 +118,7 @@ func deletedBelow(pristine *Stack, dir string, keep map[string]bool, out *[]Chan
 		}
 		p := JoinRel(dir, name)
 		*out = append(*out, Change{Kind: 'D', Path: "/" + p})
-		if k.Rec.Type == manifest.TypeDir {
+		if k.Rec.Type == fileindex.TypeDir {
 			if err := deletedBelow(pristine, p, nil, out); err != nil {
 				return err
 			}
@@ -130,12 +130,12 @@ func deletedBelow(pristine *Stack, dir string, keep map[string]bool, out *[]Chan
 // Differs lists what differs between an image's record and a container's
 // (content, size, type, mode, owner, mtime, target, xattrs, device): what a
 // C line of a change list says.
-func Differs(old, cur *manifest.Record) []string {
+func Differs(old, cur *fileindex.Record) []string {
 	var w []string
 	if old.Type != cur.Type {
 		return []string{"type"}
 	}
-	if old.Type == manifest.TypeReg && (old.SHA256 != cur.SHA256 || old.Size != cur.Size) {
+	if old.Type == fileindex.TypeReg && (old.SHA256 != cur.SHA256 || old.Size != cur.Size) {
 		if old.Size != cur.Size {
 			w = append(w, "size")
 		}
@@ -149,16 +149,16 @@ func Differs(old, cur *manifest.Record) []string {
 	if old.UID != cur.UID || old.GID != cur.GID {
 		w = append(w, "owner")
 	}
-	if old.Type == manifest.TypeSymlink && old.Linkname != cur.Linkname {
+	if old.Type == fileindex.TypeSymlink && old.Linkname != cur.Linkname {
 		w = append(w, "target")
 	}
-	if (old.Type == manifest.TypeChar || old.Type == manifest.TypeBlock) && (old.DevMajor != cur.DevMajor || old.DevMinor != cur.DevMinor) {
+	if (old.Type == fileindex.TypeChar || old.Type == fileindex.TypeBlock) && (old.DevMajor != cur.DevMajor || old.DevMinor != cur.DevMinor) {
 		w = append(w, "device")
 	}
-	if !manifest.SameMtime(old.ModTime, cur.ModTime) {
+	if !fileindex.SameMtime(old.ModTime, cur.ModTime) {
 		w = append(w, "mtime")
 	}
-	if !manifest.SameXattrs(old.Xattrs, cur.Xattrs) {
+	if !fileindex.SameXattrs(old.Xattrs, cur.Xattrs) {
 		w = append(w, "xattrs")
 	}
 	return w

@@ -5,7 +5,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/fileindex"
 )
 
 // PathChange is one path a layer added, modified or deleted.
@@ -57,7 +57,7 @@ type Report struct {
 // Reports tells, for each layer of a stack (base first), what it added,
 // modified (relative to the layers below) and deleted (whiteouts, opaque
 // directories), and what became of each file later.
-func Reports(ixs []*manifest.Index) ([]Report, error) {
+func Reports(ixs []*fileindex.Index) ([]Report, error) {
 	var out []Report
 	for n := range ixs {
 		lr := &layerReport{ixs: ixs, n: n, below: &Stack{Indexes: ixs[:n]}, rep: Report{Index: n}}
@@ -79,14 +79,14 @@ func Reports(ixs []*manifest.Index) ([]Report, error) {
 
 // layerReport builds the report of layer n of ixs.
 type layerReport struct {
-	ixs   []*manifest.Index
+	ixs   []*fileindex.Index
 	n     int
 	below *Stack
 	rep   Report
 }
 
 // add records a change of a path whose record r is in index ix.
-func (lr *layerReport) add(ix *manifest.Index, r *manifest.Record, ch PathChange) error {
+func (lr *layerReport) add(ix *fileindex.Index, r *fileindex.Record, ch PathChange) error {
 	if err := linkInfo(ix, r, &ch); err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func (lr *layerReport) walk(dir uint32, dirPath string) error {
 
 // entry lists what record r (number k) of the layer, in dirPath, changes,
 // and walks it if it is a directory.
-func (lr *layerReport) entry(k uint32, r *manifest.Record, dirPath string) error {
+func (lr *layerReport) entry(k uint32, r *fileindex.Record, dirPath string) error {
 	ix, name := lr.ixs[lr.n], r.Name()
 	p := JoinRel(dirPath, name)
 	switch {
@@ -153,16 +153,16 @@ func (lr *layerReport) entry(k uint32, r *manifest.Record, dirPath string) error
 		}
 		return lr.add(lr.ixs[old.Layer], &old.Rec, PathChange{Kind: 'D', Path: "/" + target, Size: fileSize(&old.Rec)})
 	}
-	if !r.Has(manifest.FlagImplicit) {
+	if !r.Has(fileindex.FlagImplicit) {
 		old, ok, err := lr.below.Lookup(p)
 		if err != nil {
 			return err
 		}
-		ch := PathChange{Kind: 'A', Path: "/" + p, Size: fileSize(r), dir: r.Type == manifest.TypeDir}
+		ch := PathChange{Kind: 'A', Path: "/" + p, Size: fileSize(r), dir: r.Type == fileindex.TypeDir}
 		switch {
 		case !ok || lr.n == 0:
 			err = lr.add(ix, r, ch)
-		case r.Type == manifest.TypeDir && old.Rec.Type == manifest.TypeDir && !dirDiffers(&old.Rec, r):
+		case r.Type == fileindex.TypeDir && old.Rec.Type == fileindex.TypeDir && !dirDiffers(&old.Rec, r):
 			// The directory is only on the way to something.
 		default:
 			ch.Kind = 'C'
@@ -172,7 +172,7 @@ func (lr *layerReport) entry(k uint32, r *manifest.Record, dirPath string) error
 			return err
 		}
 	}
-	if r.Type == manifest.TypeDir {
+	if r.Type == fileindex.TypeDir {
 		return lr.walk(k, p)
 	}
 	return nil
@@ -205,7 +205,7 @@ func (lr *layerReport) fates() error {
 				// Anything a later layer puts at a file's path hides
 				// it, a directory too (an implied one included).
 				ch.Fate, ch.FateLayer = "overwritten", m
-			case ch.dir && node.Layer == m && node.Rec.Type != manifest.TypeDir:
+			case ch.dir && node.Layer == m && node.Rec.Type != fileindex.TypeDir:
 				// A later directory is merged with this one; only
 				// something else replaces it.
 				ch.Fate, ch.FateLayer = "overwritten", m
@@ -229,8 +229,8 @@ func JoinRel(dir, name string) string {
 // linkInfo marks a change whose record is one of several names of an
 // inode (a hard link, or the file that hard links point to), and names the
 // inode on a hard link.
-func linkInfo(ix *manifest.Index, r *manifest.Record, ch *PathChange) error {
-	if r.Type != manifest.TypeReg || (r.Ino == r.Index && r.Nlink < 2) {
+func linkInfo(ix *fileindex.Index, r *fileindex.Record, ch *PathChange) error {
+	if r.Type != fileindex.TypeReg || (r.Ino == r.Index && r.Nlink < 2) {
 		return nil
 	}
 	ch.ino, ch.linked = r.Ino, true
@@ -244,7 +244,7 @@ func linkInfo(ix *manifest.Index, r *manifest.Record, ch *PathChange) error {
 		if err != nil {
 			return fmt.Errorf("hard link %s: %w", ch.Path, err)
 		}
-		ch.LinkToEarlier = target.Has(manifest.FlagShadowed)
+		ch.LinkToEarlier = target.Has(fileindex.FlagShadowed)
 	}
 	return nil
 }
@@ -295,15 +295,15 @@ func wasted(changes []PathChange) int64 {
 	return total
 }
 
-func fileSize(r *manifest.Record) int64 {
-	if r.Type == manifest.TypeReg {
+func fileSize(r *fileindex.Record) int64 {
+	if r.Type == fileindex.TypeReg {
 		return r.Size
 	}
 	return 0
 }
 
-func dirDiffers(a, b *manifest.Record) bool {
-	return a.Mode != b.Mode || a.UID != b.UID || a.GID != b.GID || !manifest.SameXattrs(a.Xattrs, b.Xattrs)
+func dirDiffers(a, b *fileindex.Record) bool {
+	return a.Mode != b.Mode || a.UID != b.UID || a.GID != b.GID || !fileindex.SameXattrs(a.Xattrs, b.Xattrs)
 }
 
 // Touch is one layer's action on a path, for blame.
@@ -314,7 +314,7 @@ type Touch struct {
 }
 
 // Blame lists which layers touched path p, base first.
-func Blame(ixs []*manifest.Index, p string) ([]Touch, error) {
+func Blame(ixs []*fileindex.Index, p string) ([]Touch, error) {
 	p = strings.Trim(p, "/")
 	var out []Touch
 	prev := false
@@ -325,7 +325,7 @@ func Blame(ixs []*manifest.Index, p string) ([]Touch, error) {
 			return nil, err
 		}
 		switch {
-		case ok && node.Layer == n && !(node.Rec.Type == manifest.TypeDir && node.Rec.Has(manifest.FlagImplicit)):
+		case ok && node.Layer == n && !(node.Rec.Type == fileindex.TypeDir && node.Rec.Has(fileindex.FlagImplicit)):
 			how, kind := "added", byte('A')
 			if prev {
 				how, kind = "modified", 'C'

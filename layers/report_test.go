@@ -5,17 +5,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/layers"
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // index builds the file index of a layer made of entries, as capture does.
-func index(t *testing.T, entries ...fixture.Entry) *manifest.Index {
+func index(t *testing.T, entries ...fixture.Entry) *fileindex.Index {
 	t.Helper()
 	layer := fixture.Layer(entries...)
-	b := &manifest.IndexBuilder{}
-	n, err := manifest.ScanLayerWith(bytes.NewReader(layer), b, nil, manifest.ScanOptions{})
+	b := &fileindex.IndexBuilder{}
+	n, err := fileindex.ScanLayerWith(bytes.NewReader(layer), b, nil, fileindex.ScanOptions{})
 	if err != nil || n != int64(len(layer)) {
 		t.Fatalf("scan: %v (%d of %d)", err, n, len(layer))
 	}
@@ -23,7 +23,7 @@ func index(t *testing.T, entries ...fixture.Entry) *manifest.Index {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ix, err := manifest.ParseIndex(ib)
+	ix, err := fileindex.ParseIndex(ib)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestLayersHardLinks(t *testing.T) {
 		fixture.Whiteout("", "other2"),
 		fixture.Whiteout("", "plain2"), // plain's inode stays visible as /plain
 	)
-	reps, err := layers.Reports([]*manifest.Index{l0, l1, l2})
+	reps, err := layers.Reports([]*fileindex.Index{l0, l1, l2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestLayersFileReplacedByDir(t *testing.T) {
 		fixture.File("g/inner", "j"), // g is now a directory, implied
 		fixture.Dir("d/"),            // a directory over a directory is merged
 	)
-	reps, err := layers.Reports([]*manifest.Index{l0, l1})
+	reps, err := layers.Reports([]*fileindex.Index{l0, l1})
 	if err != nil {
 		t.Fatal(err)
 	}

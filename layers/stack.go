@@ -4,14 +4,14 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/fileindex"
 )
 
 // Stack is a stack of layer indexes, base first, merged as an OCI runtime
 // would (OCI image spec, "Applying Changesets"; overlayfs for what the spec
 // leaves open, such as an opaque marker at a layer's root).
 type Stack struct {
-	Indexes []*manifest.Index
+	Indexes []*fileindex.Index
 	// Raw shows a single layer as stored: no merging, markers visible.
 	Raw bool
 }
@@ -19,7 +19,7 @@ type Stack struct {
 // Node is a visible entry: the record that shows it and the layer it is in.
 type Node struct {
 	Layer int
-	Rec   manifest.Record
+	Rec   fileindex.Record
 }
 
 type walkState int
@@ -43,7 +43,7 @@ func split(p string) []string {
 // nothing under it. A marker at a layer's root is not one: the kernel's
 // overlayfs never makes its root opaque, and docker export of such an
 // image shows every lower layer (a few bytes must not hide an implant).
-func walk(ix *manifest.Index, comps []string) (rec uint32, st walkState, opaque bool, err error) {
+func walk(ix *fileindex.Index, comps []string) (rec uint32, st walkState, opaque bool, err error) {
 	cur := uint32(0)
 	for j, c := range comps {
 		if _, ok := ix.Child(cur, OpaqueMarker); ok && cur != 0 {
@@ -60,7 +60,7 @@ func walk(ix *manifest.Index, comps []string) (rec uint32, st walkState, opaque 
 			if err != nil {
 				return 0, stopped, opaque, err
 			}
-			if typ != manifest.TypeDir {
+			if typ != fileindex.TypeDir {
 				// A file here hides anything a lower layer had below it.
 				return 0, stopped, opaque, nil
 			}
@@ -116,7 +116,7 @@ func (l *Stack) Lookup(p string) (Node, bool, error) {
 		}
 		if got == nil {
 			got = &Node{Layer: i, Rec: rec}
-			if !(rec.Type == manifest.TypeDir && rec.Has(manifest.FlagImplicit)) {
+			if !(rec.Type == fileindex.TypeDir && rec.Has(fileindex.FlagImplicit)) {
 				return *got, true, nil
 			}
 			// An implied directory: its metadata is the nearest real
@@ -126,10 +126,10 @@ func (l *Stack) Lookup(p string) (Node, bool, error) {
 			}
 			continue
 		}
-		if rec.Type != manifest.TypeDir {
+		if rec.Type != fileindex.TypeDir {
 			return *got, true, nil
 		}
-		if !rec.Has(manifest.FlagImplicit) {
+		if !rec.Has(fileindex.FlagImplicit) {
 			return Node{Layer: i, Rec: rec}, true, nil
 		}
 		if opaque {
@@ -181,7 +181,7 @@ func (l *Stack) ReadDir(p string) ([]Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		if drec.Type != manifest.TypeDir {
+		if drec.Type != fileindex.TypeDir {
 			break
 		}
 		first, n := ix.Children(d)
@@ -219,7 +219,7 @@ func (l *Stack) ReadDir(p string) ([]Node, error) {
 	}
 	// Implied directories take their metadata from below, as Lookup does.
 	for k := range out {
-		if out[k].Rec.Type == manifest.TypeDir && out[k].Rec.Has(manifest.FlagImplicit) {
+		if out[k].Rec.Type == fileindex.TypeDir && out[k].Rec.Has(fileindex.FlagImplicit) {
 			if n, ok, err := l.Lookup(out[k].Rec.Path); err == nil && ok {
 				out[k] = n
 			}

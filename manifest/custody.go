@@ -283,3 +283,15 @@ func Renamed(evs []Event, base string) (Problem, bool) {
 		Detail: fmt.Sprintf("sealed as %s (custody log %s); this file is %s: renamed after capture (its hashes are checked all the same)",
 			strings.Join(names, ", "), strings.Join(where, ", "), base)}, true
 }
+
+// Problem is one verification failure: where, and what is wrong.
+type Problem struct {
+	Where  string `json:"where"`
+	Detail string `json:"detail"`
+	// Custody marks a finding about the custody log (its chain, its
+	// events' times, the archive hashes they record, the head noted
+	// earlier), not about the archive's own bytes and hashes.
+	Custody bool `json:"custody,omitempty"`
+}
+
+func (p Problem) String() string { return p.Where + ": " + p.Detail }

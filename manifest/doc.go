@@ -1,21 +1,9 @@
-// Package manifest is amber's evidence data model and archive format (v1):
-// the manifest, the hash-chained custody log, the per-layer file index, and
-// the reader and writer of the sealed NAME.tar.zst archive.
+// Package manifest is amber's evidence model: amber/manifest.json (what was
+// captured, from where, by whom, and where each piece lies in the archive),
+// the hash-chained custody log and the Recorder that appends to it, the
+// host record of an acquisition, and the names of members.
 //
-// # Layout
-//
-// An archive is a PAX tar stream cut into independent zstd frames, followed
-// by a seek table in the zstd seekable format. Inside the tar is an OCI image
-// layout (oci-layout, index.json, blobs/sha256/...) with uncompressed layers,
-// then amber/index/<layer> file indexes, amber/custody.jsonl,
-// amber/manifest.json, and a fixed-size amber/trailer that points at the
-// manifest. Open reads the seek table and the trailer at the end, then the
-// manifest and only the indexes it needs: no scan of the data.
-//
-// # Trust
-//
-// Every tar member's content is named by its SHA-256 in the manifest, the
-// manifest's SHA-256 is in the trailer, the bytes between members (headers,
-// padding) are hashed into the trailer too, and every frame carries zstd's
-// checksum and the seek table's. Verify recomputes all of them.
+// The archive container that holds the model is package archive; the
+// per-layer file index is package fileindex. This package knows neither:
+// it is the vocabulary both speak.
 package manifest

@@ -13,10 +13,14 @@ import (
 	"sort"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/source"
 )
 
 // Options tune a capture.
@@ -28,10 +32,14 @@ type Options struct {
 	// Progress, when set, receives progress lines.
 	Progress func(msg string)
 	// Perm is asked for the archive and its sidecars (the umask
-	// applies); 0: 0600 (manifest.WriterOptions.Perm).
+	// applies); 0: 0600 (archive.WriterOptions.Perm).
 	Perm os.FileMode
+	// Encoder compresses the archive's frames (nil: archive.Klauspost, pure
+	// Go). The command line chooses: libzstd (cgozstd.Encoder) where it is
+	// built in; nothing that only reads an archive links cgo.
+	Encoder *archive.Encoder
 	// MaxIndexStrings bounds the names, link targets and xattrs of one
-	// layer's index (0: manifest.DefaultMaxIndexStrings; negative: no
+	// layer's index (0: fileindex.DefaultMaxIndexStrings; negative: no
 	// limit): a hostile directory chain is refused past it.
 	MaxIndexStrings int64
 	// keepIndexes: every layer's parsed index is kept for later (a
@@ -61,8 +69,10 @@ const DefaultMaxExpansion = 1000
 // ErrDigestMismatch reports a layer whose content is not what its config says.
 var ErrDigestMismatch = errors.New("snapshot: layer digest mismatch")
 
-// ErrBomb reports a layer that expands past the allowed ratio.
-var ErrBomb = errors.New("snapshot: layer expands too much (decompression bomb?)")
+// ErrBomb reports a layer that expands past the allowed ratio (the
+// source package's: a layer read through a source's v1.Layer is held to
+// the same bound).
+var ErrBomb = source.ErrBomb
 
 // Captured is what a capture added to the archive.
 type Captured struct {
@@ -74,17 +84,17 @@ type Captured struct {
 	Index []descriptor
 	// Indexes are the parsed file indexes of the layers captured, by
 	// digest: what a container's changes are compared with.
-	Indexes map[hashing.Digest]*manifest.Index
+	Indexes map[hashing.Digest]*fileindex.Index
 }
 
 type layerDone struct {
 	layer     manifest.Layer
 	anomalies []manifest.Anomaly
-	index     *manifest.Index
+	index     *fileindex.Index
 }
 
 // WriteIndex writes index.json listing the image (and container) manifests.
-func WriteIndex(w *manifest.Writer, manifests []descriptor) error {
+func WriteIndex(w *archive.Writer, manifests []descriptor) error {
 	index := ociIndex{SchemaVersion: 2, MediaType: MediaTypeIndex, Manifests: manifests}
 	ib, err := json.MarshalIndent(index, "", "  ")
 	if err != nil {
@@ -105,13 +115,13 @@ func newLayerSet() *layerSet {
 	return &layerSet{done: map[hashing.Digest]*layerDone{}, reported: map[hashing.Digest]bool{}}
 }
 
-func (layers *layerSet) capture(ctx context.Context, src *Source, w *manifest.Writer, opts Options) (*Captured, error) {
+func (layers *layerSet) capture(ctx context.Context, src *source.Source, w *archive.Writer, opts Options) (*Captured, error) {
 	if !w.Has("oci-layout") {
 		if _, err := w.Add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`+"\n")); err != nil {
 			return nil, err
 		}
 	}
-	out := &Captured{Indexes: map[hashing.Digest]*manifest.Index{}}
+	out := &Captured{Indexes: map[hashing.Digest]*fileindex.Index{}}
 	out.Anomalies = append(out.Anomalies, src.Anomalies...)
 	done := layers.done
 	names := map[string]bool{}
@@ -138,7 +148,7 @@ func (layers *layerSet) capture(ctx context.Context, src *Source, w *manifest.Wr
 					opts.Progress(fmt.Sprintf("image %s: layer %d/%d %s", art.Name, i+1, len(img.Layers), diffID.Short()))
 				}
 				var err error
-				ld, err = captureLayer(ctx, src, w, ls, diffID, opts)
+				ld, err = captureLayer(ctx, src.Store(), w, ls, diffID, opts)
 				if err != nil {
 					return nil, fmt.Errorf("image %s, layer %d (%s): %w", art.Name, i, ls.Name, err)
 				}
@@ -206,9 +216,9 @@ func (layers *layerSet) capture(ctx context.Context, src *Source, w *manifest.Wr
 		}
 		out.Artifacts = append(out.Artifacts, art)
 		out.Anomalies = append(out.Anomalies, anomalies...)
-		out.Index = append(out.Index, descriptor{MediaType: a.ManifestDesc.MediaType, Digest: a.ManifestDesc.Digest, Size: a.ManifestDesc.Size,
+		out.Index = append(out.Index, descriptor{MediaType: string(a.ManifestDesc.MediaType), Digest: a.ManifestDesc.Digest.String(), Size: a.ManifestDesc.Size,
 			Annotations: map[string]string{AnnotationRefName: art.Name}})
-		details := map[string]string{"artifact": "artifacts/" + art.Name, "manifest": a.ManifestDesc.Digest, "type": art.ArtifactType, "blobs": fmt.Sprint(len(art.Blobs))}
+		details := map[string]string{"artifact": "artifacts/" + art.Name, "manifest": a.ManifestDesc.Digest.String(), "type": art.ArtifactType, "blobs": fmt.Sprint(len(art.Blobs))}
 		if art.Describes != "" {
 			details["describes"] = art.Describes
 		}
@@ -219,9 +229,9 @@ func (layers *layerSet) capture(ctx context.Context, src *Source, w *manifest.Wr
 }
 
 // missingLayer records a layer whose bytes the source does not hold.
-func missingLayer(ls LayerSource, diffID hashing.Digest) *layerDone {
+func missingLayer(ls source.Layer, diffID hashing.Digest) *layerDone {
 	l := manifest.Layer{Descriptor: manifest.Descriptor{MediaType: MediaTypeLayer, Digest: diffID},
-		SourceDigest: ls.Digest, SourceMediaType: ls.MediaType, SourceURLs: ls.URLs, SourceSize: ls.SourceSize, Missing: true}
+		SourceDigest: ls.Digest, SourceMediaType: string(ls.MediaType), SourceURLs: ls.URLs, SourceSize: ls.SourceSize, Missing: true}
 	detail := fmt.Sprintf("layer %s (%s, %d bytes", diffID, ls.MediaType, ls.SourceSize)
 	if len(ls.URLs) > 0 {
 		detail += ", at " + strings.Join(ls.URLs, " ")
@@ -233,10 +243,10 @@ func missingLayer(ls LayerSource, diffID hashing.Digest) *layerDone {
 // captureArtifact stores an OCI artifact's manifest, config and blobs byte
 // for byte, each checked against its digest; a blob the source lacks is
 // recorded as not present.
-func captureArtifact(ctx context.Context, src *Source, w *manifest.Writer, a *Artifact) (manifest.Artifact, []manifest.Anomaly, error) {
-	md, _ := hashing.Parse(a.ManifestDesc.Digest)
+func captureArtifact(ctx context.Context, src *source.Source, w *archive.Writer, a *source.Artifact) (manifest.Artifact, []manifest.Anomaly, error) {
+	md := source.Digest(a.ManifestDesc.Digest)
 	art := manifest.Artifact{Kind: manifest.KindArtifact, Name: a.Name(), Refs: a.Refs, ArtifactType: a.Kind, Subject: a.Subject,
-		Manifest: manifest.Descriptor{MediaType: a.ManifestDesc.MediaType, Digest: md, Size: a.ManifestDesc.Size}, SourceManifest: md}
+		Manifest: manifest.Descriptor{MediaType: string(a.ManifestDesc.MediaType), Digest: md, Size: a.ManifestDesc.Size}, SourceManifest: md}
 	if a.Describes != "" {
 		art.Describes = "images/" + a.Describes
 	}
@@ -246,11 +256,10 @@ func captureArtifact(ctx context.Context, src *Source, w *manifest.Writer, a *Ar
 			return art, nil, err
 		}
 	}
-	for i, d := range append([]descriptor{a.Config}, a.Blobs...) {
-		dg, _ := hashing.Parse(d.Digest)
-		b := manifest.Blob{Descriptor: manifest.Descriptor{MediaType: d.MediaType, Digest: dg, Size: d.Size}, Title: d.Annotations[annotationTitle]}
-		err := storeBlob(ctx, src, w, d)
-		if isNotPresent(err) {
+	for i, d := range append([]v1.Descriptor{a.Config}, a.Blobs...) {
+		b := manifest.Blob{Descriptor: manifest.Descriptor{MediaType: string(d.MediaType), Digest: source.Digest(d.Digest), Size: d.Size}, Title: d.Annotations[source.AnnotationTitle]}
+		err := storeBlob(ctx, src.Store(), w, b.Descriptor)
+		if source.IsNotPresent(err) {
 			b.Missing = true
 			what := "config"
 			if i > 0 {
@@ -267,21 +276,19 @@ func captureArtifact(ctx context.Context, src *Source, w *manifest.Writer, a *Ar
 		}
 		art.Blobs = append(art.Blobs, b)
 	}
-	art.MerkleRoot = manifest.ArtifactRoot(art)
+	art.MerkleRoot = archive.ArtifactRoot(art)
 	return art, anomalies, nil
 }
 
 // storeBlob copies a blob from the source into the archive under its
-// digest, checking digest and size as it streams.
-func storeBlob(ctx context.Context, src *Source, w *manifest.Writer, d descriptor) error {
-	name, want, err := blobPath(d.Digest)
-	if err != nil {
-		return err
-	}
+// digest (a sha256: the source checked), checking digest and size as it
+// streams.
+func storeBlob(ctx context.Context, st source.Store, w *archive.Writer, d manifest.Descriptor) error {
+	name, want := manifest.BlobName(d.Digest), d.Digest
 	if w.Has(name) {
 		return nil
 	}
-	rc, size, err := src.store.open(name)
+	rc, size, err := st.Open(name)
 	if err != nil {
 		return err
 	}
@@ -330,8 +337,8 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 // openLayer returns the layer's uncompressed stream.
-func openLayer(ctx context.Context, src *Source, ls LayerSource, kind string) (io.Reader, func(), error) {
-	rc, _, err := src.store.open(ls.Name)
+func openLayer(ctx context.Context, st source.Store, ls source.Layer, kind string) (io.Reader, func(), error) {
+	rc, _, err := st.Open(ls.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -383,8 +390,8 @@ func (l *limitExpansion) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls LayerSource, diffID hashing.Digest, opts Options) (*layerDone, error) {
-	rc, _, err := src.store.open(ls.Name)
+func captureLayer(ctx context.Context, st source.Store, w *archive.Writer, ls source.Layer, diffID hashing.Digest, opts Options) (*layerDone, error) {
+	rc, _, err := st.Open(ls.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -403,7 +410,7 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 		// and a tar header needs it first: one pass to measure and check,
 		// one to store. The compressed bytes are hashed as they are
 		// decompressed, so the first pass checks the source's digest too.
-		rc, _, err := src.store.open(ls.Name)
+		rc, _, err := st.Open(ls.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -440,7 +447,7 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 		}
 		size = h.Size()
 	}
-	r, closeFn, err := openLayer(ctx, src, ls, kind)
+	r, closeFn, err := openLayer(ctx, st, ls, kind)
 	if err != nil {
 		return nil, err
 	}
@@ -452,7 +459,7 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 	// Where the layer came from: its digest and media type as the source
 	// had them (a legacy tarball's uncompressed layer.tar: its diff_id).
 	l := &done.layer
-	l.SourceDigest, l.SourceMediaType, l.SourceURLs, l.SourceSize = rawDigest, ls.MediaType, ls.URLs, ls.Size
+	l.SourceDigest, l.SourceMediaType, l.SourceURLs, l.SourceSize = rawDigest, string(ls.MediaType), ls.URLs, ls.Size
 	if l.SourceDigest.IsZero() && kind == "" {
 		l.SourceDigest = diffID
 	}
@@ -462,9 +469,16 @@ func captureLayer(ctx context.Context, src *Source, w *manifest.Writer, ls Layer
 	return done, nil
 }
 
+// captureFileLayer stores the uncompressed layer tar at path (a
+// container's changes, a volume; size bytes of digest sum) through the
+// same checks as an image's layers; name names it in messages.
+func captureFileLayer(ctx context.Context, path, name string, size int64, sum hashing.Digest, w *archive.Writer, opts Options) (*layerDone, error) {
+	return captureLayer(ctx, source.FileStore(path), w, source.Layer{Name: name, Size: size, Digest: sum}, sum, opts)
+}
+
 // storeLayer writes exactly size bytes of an uncompressed layer from r as
 // its blob, with its file index, and checks the result against diffID.
-func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Digest, w *manifest.Writer, opts Options, maxSparse int64) (*layerDone, error) {
+func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Digest, w *archive.Writer, opts Options, maxSparse int64) (*layerDone, error) {
 	keep := opts.keepIndexes
 	name := manifest.BlobName(diffID)
 	if w.Has(name) {
@@ -473,10 +487,10 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 	if err := w.Begin(name, size); err != nil {
 		return nil, err
 	}
-	b := &manifest.IndexBuilder{TempDir: w.TempDir(), MaxStrings: opts.MaxIndexStrings}
+	b := &fileindex.IndexBuilder{TempDir: w.TempDir(), MaxStrings: opts.MaxIndexStrings}
 	defer b.Close()
 	var (
-		built *manifest.Built
+		built *fileindex.Built
 		berr  error
 	)
 	got, err := pipeLayer(ctx, r, size, w, b, maxSparse, func() { built, berr = b.Resolve(size) })
@@ -485,7 +499,7 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 			built.Close()
 		}
 	}()
-	if errors.Is(err, manifest.ErrTooSparse) {
+	if errors.Is(err, fileindex.ErrTooSparse) {
 		return nil, fmt.Errorf("%w (at most %d bytes for a layer of %d; --max-expansion 0 lifts it)", err, maxSparse, size)
 	}
 	if err != nil {
@@ -507,7 +521,7 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 	// The index: whole in memory up to keepIndexMax, else streamed into
 	// the archive from the resolved entries (and, when it is kept for a
 	// container's change list, read in pages from a temp file).
-	var ix *manifest.Index
+	var ix *fileindex.Index
 	var ie manifest.Entry
 	if built.Size <= keepIndexMax {
 		ib, err := built.Bytes()
@@ -517,7 +531,7 @@ func storeLayer(ctx context.Context, r io.Reader, size int64, diffID hashing.Dig
 		if ie, err = w.Add(manifest.IndexName(diffID), ib); err != nil {
 			return nil, err
 		}
-		if ix, err = manifest.ParseIndex(ib); err != nil {
+		if ix, err = fileindex.ParseIndex(ib); err != nil {
 			return nil, fmt.Errorf("indexing: %w", err)
 		}
 	} else {

@@ -8,8 +8,8 @@ import (
 	"os"
 
 	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/internal/tmpfile"
 	"github.com/amber-forensics/amber/layers"
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // A container's changes become one more OCI layer on top of its image's:
@@ -29,7 +29,7 @@ type layerFile struct {
 }
 
 func newLayerFile(dir string) (*layerFile, error) {
-	f, err := manifest.TempFile(dir, ".amber-changes-*.tar") // no name: nothing left by kill -9
+	f, err := tmpfile.TempFile(dir, ".amber-changes-*.tar") // no name: nothing left by kill -9
 	if err != nil {
 		return nil, fmt.Errorf("creating the changes layer: %w", err)
 	}
@@ -66,31 +66,12 @@ func (l *layerFile) finish() (size int64, sum hashing.Digest, err error) {
 }
 
 // path opens the layer again (it has no name).
-func (l *layerFile) path() string { return manifest.ReopenPath(l.f) }
+func (l *layerFile) path() string { return tmpfile.ReopenPath(l.f) }
 
 func (l *layerFile) remove() {
 	l.f.Close()
 	os.Remove(l.f.Name())
 }
-
-// fileStore serves one file as a store, for storing a changes layer
-// through the same path as image layers.
-type fileStore struct{ path string }
-
-func (s fileStore) open(string) (io.ReadCloser, int64, error) {
-	f, err := os.Open(s.path)
-	if err != nil {
-		return nil, 0, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	return f, st.Size(), nil
-}
-func (s fileStore) exists(string) bool { return true }
-func (s fileStore) key(string) string  { return s.path }
 
 // joinPath joins a name to a path inside a tree ("" is the root).
 func joinPath(dir, name string) string { return layers.JoinRel(dir, name) }

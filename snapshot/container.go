@@ -9,9 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/engine"
+	"github.com/amber-forensics/amber/snapshot/source"
 )
 
 // DefaultMaxLogBytes is far more than a container's logs hold where the
@@ -33,6 +36,10 @@ type EngineRequest struct {
 	Pause bool
 	// NoMemory skips the process memory.
 	NoMemory bool
+	// MaxProcessMemory bounds the bytes of memory taken from one process;
+	// mappings past it are recorded with no bytes. 0 means
+	// procmem.DefaultMaxBytes (64 GiB).
+	MaxProcessMemory uint64
 	// Volumes also captures the contents of the containers' volumes
 	// (never of bind mounts), each as an artifact of its own.
 	Volumes bool
@@ -76,7 +83,7 @@ type engineCapture struct {
 	mw       *archiveMembers
 	// what the images' capture left: the layers' indexes and sources
 	indexes map[hashing.Digest]*fileindex.Index
-	srcs    []*Source
+	srcs    []*source.Source
 	// volumes captured so far: volume name -> artifact
 	volumes map[string]*manifest.Artifact
 }
@@ -109,7 +116,7 @@ func CaptureEngine(ctx context.Context, rt engine.Runtime, req EngineRequest) (r
 	}
 	extra := map[string]string{"tool": req.Tool.Name + " " + req.Tool.Version,
 		"engine": info.Host, "engine_id": info.ID, "engine_name": info.Name, "engine_version": info.Version, "api_version": info.APIVersion}
-	if err := e.begin(req.CommandLine, extra, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm}, req.Output); err != nil {
+	if err := e.begin(req.CommandLine, extra, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Encoder: req.Encoder}, req.Output); err != nil {
 		return nil, err
 	}
 	defer e.abort()
@@ -295,7 +302,7 @@ func (e *engineCapture) memory(c *ctrCapture) error {
 	case !e.info.Local:
 		cc.MemorySkipped = "the engine is not on this host (" + e.info.Host + "); memory can only be taken locally"
 	default:
-		return captureMemory(e.ctx, c, e.mw, e.session, e.progress)
+		return captureMemory(e.ctx, c, e.mw, e.session, e.req.MaxProcessMemory, e.progress)
 	}
 	return nil
 }
@@ -346,7 +353,7 @@ func (e *engineCapture) images() (map[string]*manifest.Artifact, error) {
 
 // saveImage checks that ref is still the image it was when the capture
 // began and stores its layers from the runtime's save stream.
-func (e *engineCapture) saveImage(ref string, ls *layerSet) (*Source, error) {
+func (e *engineCapture) saveImage(ref string, ls *layerSet) (*source.Source, error) {
 	ii, err := e.rt.Image(e.ctx, ref)
 	if err != nil {
 		return nil, engine.Wrap(err, "image "+ref)

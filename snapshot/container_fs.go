@@ -83,7 +83,7 @@ func (e *engineCapture) storeChanges(c *ctrCapture, layer int) (*layerDone, erro
 	if err != nil {
 		return nil, err
 	}
-	ld, err := captureLayer(e.ctx, &Source{store: fileStore{lf.path()}}, e.w, LayerSource{Name: "changes", Size: size, Digest: sum}, sum, e.req.Options)
+	ld, err := captureFileLayer(e.ctx, lf.path(), "changes", size, sum, e.w, e.req.Options)
 	if err != nil {
 		return nil, fmt.Errorf("storing the changes layer: %w", err)
 	}

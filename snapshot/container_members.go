@@ -10,9 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/hashing"
+	"github.com/amber-forensics/amber/internal/tmpfile"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/engine"
+	"github.com/amber-forensics/amber/snapshot/procmem"
 )
 
 // A container's own files in the archive: memory dumps, its config, logs.
@@ -72,9 +75,10 @@ func (p *prefixed) end() error {
 // ContainerPrefix is where a container's own files lie in the archive.
 func ContainerPrefix(name string) string { return "amber/containers/" + name + "/" }
 
-func captureMemory(ctx context.Context, c *ctrCapture, mw *archiveMembers, s *session, progress func(string)) error {
+func captureMemory(ctx context.Context, c *ctrCapture, mw *archiveMembers, s *session, maxBytes uint64, progress func(string)) error {
 	cc := c.art.Container
-	pids, err := containerPIDs(c.ci.Pid, c.ci.ID)
+	opt := procmem.Options{MaxBytes: maxBytes}
+	pids, err := containerPIDs(c.ci.Pid, c.ci.ID, opt)
 	if errors.Is(err, errNotInContainer) {
 		// Never a host process's memory on the engine's word.
 		cc.MemorySkipped = "not dumped: " + err.Error()
@@ -90,11 +94,11 @@ func captureMemory(ctx context.Context, c *ctrCapture, mw *archiveMembers, s *se
 			return err
 		}
 		// The PID may have been reused since the list was made.
-		if err := inContainer(pid, c.ci.ID); errors.Is(err, errNotInContainer) {
+		if err := inContainer(pid, c.ci.ID, opt); errors.Is(err, errNotInContainer) {
 			s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Kind: "engine-claims-pid-outside-container", Detail: err.Error()})
 			continue
 		}
-		p, err := dumpProcess(pid, pm, progress)
+		p, err := dumpProcess(pid, pm, opt, progress)
 		if err != nil {
 			return fmt.Errorf("container %s, process %d: %w", c.name, pid, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/engine"
@@ -42,7 +43,7 @@ func (e *engineCapture) captureVolume(c *ctrCapture, name, source, dest string) 
 	if err != nil {
 		return nil, err
 	}
-	ld, err := captureLayer(e.ctx, &Source{store: fileStore{lf.path()}}, e.w, LayerSource{Name: "volume", Size: size, Digest: sum}, sum, e.req.Options)
+	ld, err := captureFileLayer(e.ctx, lf.path(), "volume", size, sum, e.w, e.req.Options)
 	if err != nil {
 		return nil, fmt.Errorf("storing the volume: %w", err)
 	}

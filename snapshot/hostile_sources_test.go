@@ -15,6 +15,7 @@ import (
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/snapshot"
+	"github.com/amber-forensics/amber/snapshot/source"
 )
 
 // allocated runs fn and returns the bytes it allocated.
@@ -94,14 +95,14 @@ func TestIndexFanOut(t *testing.T) {
 	}
 }
 
-// TestTooManyImages: past snapshot.MaxImages a source is refused, naming
+// TestTooManyImages: past source.MaxImages a source is refused, naming
 // the cause, before anything is stored.
 func TestTooManyImages(t *testing.T) {
 	dir := t.TempDir()
 	layer := fixture.Layer(fixture.File("a", "a"))
 	files := map[string][]byte{"l/layer.tar": layer}
 	var man []map[string]any
-	for i := 0; i <= snapshot.MaxImages; i++ {
+	for i := 0; i <= source.MaxImages; i++ {
 		cfg, _ := json.Marshal(map[string]any{"os": "linux", "n": i, "rootfs": map[string]any{"type": "layers", "diff_ids": []string{hashing.Sum(layer).String()}}})
 		files[fmt.Sprintf("c%d.json", i)] = cfg
 		man = append(man, map[string]any{"Config": fmt.Sprintf("c%d.json", i), "Layers": []string{"l/layer.tar"}})
@@ -111,7 +112,7 @@ func TestTooManyImages(t *testing.T) {
 	out := filepath.Join(dir, "out.tar.zst")
 	_, err := capture(t, src, out, snapshot.Options{})
 	if !errors.Is(err, snapshot.ErrSource) || !strings.Contains(err.Error(), "more than 1000 images") {
-		t.Errorf("capture of %d images: %v", snapshot.MaxImages+1, err)
+		t.Errorf("capture of %d images: %v", source.MaxImages+1, err)
 	}
 	noOutput(t, out)
 }

@@ -1,107 +1,40 @@
-//go:build linux
-
 package snapshot
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/procmem"
 )
 
-// procRoot is where /proc is; tests may point it elsewhere.
-var procRoot = "/proc"
+// A container's processes' memory, taken by procmem, stored as members
+// memory/<pid>-<comm>/{core,maps,...} and recorded as manifest.Process.
 
 // ErrProcAccess reports that /proc of the container's processes cannot be
 // read (not root, or a hardened /proc).
-var ErrProcAccess = errors.New("snapshot: cannot read the container's processes in /proc")
+var ErrProcAccess = procmem.ErrAccess
 
 // errNotInContainer reports a process whose cgroup does not name the
 // container: the engine's PID is not the container's (or was reused).
-var errNotInContainer = errors.New("not in the container's cgroup")
+var errNotInContainer = procmem.ErrNotInContainer
 
-// inContainer checks that the process's cgroup names the container's full
-// ID (docker/<id>, docker-<id>.scope, ...), as the kernel tells it.
-func inContainer(pid int, id string) error {
-	cg, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "cgroup"))
-	if err != nil {
-		return err
+// containerPIDs lists the PIDs of the container's processes (see
+// procmem.ContainerPIDs); an init process gone is ErrContainerGone.
+func containerPIDs(initPID int, id string, opt procmem.Options) ([]int, error) {
+	pids, err := procmem.ContainerPIDs(initPID, id, opt)
+	var gone *procmem.GoneError
+	if errors.As(err, &gone) {
+		return nil, fmt.Errorf("%w: %s", ErrContainerGone, gone.Detail)
 	}
-	return cgroupNames(pid, cg, id)
+	return pids, err
 }
 
-func cgroupNames(pid int, cg []byte, id string) error {
-	if len(id) == 64 && bytes.Contains(cg, []byte(id)) {
-		return nil
-	}
-	line := bytes.ReplaceAll(bytes.TrimSpace(cg), []byte("\n"), []byte("; "))
-	if len(line) > 400 {
-		line = line[:400]
-	}
-	return fmt.Errorf("%w: process %d is in cgroup %q, which does not name container %s", errNotInContainer, pid, line, id)
+// inContainer: see procmem.InContainer.
+func inContainer(pid int, id string, opt procmem.Options) error {
+	return procmem.InContainer(pid, id, opt)
 }
-
-// containerPIDs lists the host PIDs of every process in the cgroup of the
-// container's init process (docker exec'd processes included), sorted.
-// The engine's initPID is taken only if its cgroup names the container's
-// ID: never is a host process dumped on the engine's word.
-func containerPIDs(initPID int, id string) ([]int, error) {
-	want, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(initPID), "cgroup"))
-	if err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("%w: %v", ErrProcAccess, err)
-		}
-		return nil, fmt.Errorf("%w: the container's init process %d: %v", ErrContainerGone, initPID, err)
-	}
-	if err := cgroupNames(initPID, want, id); err != nil {
-		return nil, err
-	}
-	ents, err := os.ReadDir(procRoot)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrProcAccess, err)
-	}
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 0 {
-			continue
-		}
-		cg, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "cgroup"))
-		if err != nil || !bytes.Equal(cg, want) {
-			continue
-		}
-		pids = append(pids, pid)
-	}
-	sort.Ints(pids)
-	if len(pids) == 0 || !containsInt(pids, initPID) {
-		return nil, fmt.Errorf("%w: init process %d not found in /proc", ErrContainerGone, initPID)
-	}
-	return pids, nil
-}
-
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-// procFiles are copied as they are from /proc/PID.
-var procFiles = []string{"cmdline", "environ", "status", "stat", "maps", "limits", "mountinfo", "cgroup", "net/tcp", "net/tcp6", "net/udp", "net/udp6", "net/unix"}
-
-// procLinks are read as link targets into the "links" file.
-var procLinks = []string{"exe", "cwd", "root"}
 
 type memberWriter interface {
 	add(name string, data []byte) error
@@ -110,339 +43,66 @@ type memberWriter interface {
 	end() error
 }
 
+// memberStream writes into the member begun on a memberWriter.
+type memberStream struct{ mw memberWriter }
+
+func (s memberStream) Write(p []byte) (int, error) {
+	if err := s.mw.write(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
 // dumpProcess writes memory/<pid>-<comm>/{core,maps,...} for one process.
 // A process that exits on the way is recorded as such; what was taken
-// stays. Only a failing archive is an error.
-func dumpProcess(pid int, mw memberWriter, progress func(string)) (manifest.Process, error) {
-	dir := filepath.Join(procRoot, strconv.Itoa(pid))
-	comm, err := os.ReadFile(filepath.Join(dir, "comm"))
+// stays. Only a failing archive, or a process amber may not read, is an
+// error.
+func dumpProcess(pid int, mw memberWriter, opt procmem.Options, progress func(string)) (manifest.Process, error) {
 	p := manifest.Process{PID: pid}
+	pr, err := procmem.Read(pid, opt)
 	if err != nil {
-		p.Comm = "unknown"
-		p.Dir = fmt.Sprintf("memory/%d-unknown", pid)
-		p.Lost = "exited before its memory was read: " + err.Error()
-		return p, nil
+		return p, err
 	}
-	p.Comm = strings.TrimSpace(string(comm))
+	p.Comm = pr.Comm
 	safe := manifest.PathSafe(p.Comm)
 	if safe == "" {
 		safe = "unknown"
 	}
 	p.Dir = fmt.Sprintf("memory/%d-%s", pid, safe)
-	var lost []string
-	// The small files first: maps is needed for the core, and the rest
-	// describes the process as the core is taken.
-	files := map[string][]byte{}
-	for _, f := range procFiles {
-		b, err := readProc(filepath.Join(dir, f))
-		if errors.Is(err, os.ErrPermission) && (f == "maps" || f == "environ") {
-			return p, fmt.Errorf("%w: %v (run as root on the engine's host, or use --no-memory)", ErrProcAccess, err)
-		}
-		if err != nil {
-			lost = append(lost, f+": "+err.Error())
-			continue
-		}
-		files[f] = b
-	}
-	var links bytes.Buffer
-	for _, l := range procLinks {
-		t, err := os.Readlink(filepath.Join(dir, l))
-		if err != nil {
-			t = "? (" + err.Error() + ")"
-		}
-		fmt.Fprintf(&links, "%s -> %s\n", l, t)
-	}
-	files["links"] = links.Bytes()
-	files["fds"] = fdList(dir)
-	maps, err := ParseMaps(bytes.NewReader(files["maps"]))
-	if err != nil {
-		return p, fmt.Errorf("process %d: %w", pid, err)
-	}
-	p.Mappings = len(maps)
-	limitMappings(maps)
-	info := procInfo(dir, pid, files, p.Comm)
-	names := make([]string, 0, len(files))
-	for k := range files {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		if err := mw.add(p.Dir+"/"+strings.ReplaceAll(k, "/", "_"), files[k]); err != nil {
+	p.Mappings = pr.Mappings
+	for _, f := range pr.Files {
+		if err := mw.add(p.Dir+"/"+f.Name, f.Data); err != nil {
 			return p, err
 		}
 	}
-	if _, ok := files["maps"]; !ok {
-		p.Lost = strings.Join(append(lost, "core: no memory map"), "; ")
-		return p, nil
-	}
-	c, err := planCore(info, maps)
-	if err != nil {
-		lost = append(lost, "core: "+err.Error())
-		p.Lost = strings.Join(lost, "; ")
-		return p, nil
-	}
-	if progress != nil {
-		progress(fmt.Sprintf("memory: process %d (%s), %d MiB", pid, p.Comm, c.size>>20))
-	}
-	mem, merr := os.Open(filepath.Join(dir, "mem"))
-	switch {
-	case errors.Is(merr, os.ErrNotExist), errors.Is(merr, unix.ESRCH):
-		merr = errors.New("process exited")
-	case errors.Is(merr, os.ErrPermission):
-		// Not a vanished process: amber may not read it. An archive of
-		// zeros would look like evidence; stop instead.
-		return p, fmt.Errorf("%w: %v (run as root on the engine's host, or use --no-memory)", ErrProcAccess, merr)
-	}
-	if err := mw.begin(p.Dir+"/core", c.size); err != nil {
-		return p, err
-	}
-	if err := mw.write(c.head); err != nil {
-		return p, err
-	}
-	written := uint64(len(c.head))
-	buf := make([]byte, 1<<20)
-	zero := make([]byte, pageSize)
-	gone := false
-	for i, m := range maps {
-		if err := mw.write(zeros(zero, c.offs[i]-written)); err != nil {
+	if size := pr.CoreSize(); size >= 0 {
+		if progress != nil {
+			progress(fmt.Sprintf("memory: process %d (%s), %d MiB", pid, p.Comm, size>>20))
+		}
+		if err := writeCore(pr, p.Dir+"/core", mw); err != nil {
 			return p, err
 		}
-		written = c.offs[i]
-		if !m.Dump() {
-			if len(m.Perms) > 0 && m.Perms[0] == 'r' {
-				why := m.Skip
-				if why == "" {
-					why = "not dumped: " + m.Path
-				}
-				p.Unreadable = append(p.Unreadable, manifest.Region{Start: m.Start, End: m.End, Reason: why})
-			}
-			continue
-		}
-		for a := m.Start; a < m.End; {
-			n := min(uint64(len(buf)), m.End-a)
-			chunk := buf[:n]
-			if merr == nil && !gone {
-				got, err := mem.ReadAt(chunk, int64(a))
-				switch {
-				case got == int(n):
-				case exited(err):
-					gone = true
-					clear(chunk[got:])
-					addRegion(&p, a+uint64(got), a+n, "process exited")
-				default:
-					// Page by page: keep what can be read.
-					readPages(mem, chunk, a, &p, &gone)
-				}
-			} else {
-				why := "process exited"
-				if merr != nil {
-					why = merr.Error()
-				}
-				clear(chunk)
-				addRegion(&p, a, a+n, why)
-			}
-			if err := mw.write(chunk); err != nil {
-				return p, err
-			}
-			p.Bytes += int64(n)
-			a += n
-			written += n
-		}
 	}
-	if mem != nil {
-		mem.Close()
+	p.Bytes = pr.Bytes
+	for _, r := range pr.Unreadable {
+		p.Unreadable = append(p.Unreadable, manifest.Region{Start: r.Start, End: r.End, Reason: r.Reason})
 	}
-	if err := mw.end(); err != nil {
-		return p, err
-	}
-	if merr != nil {
-		lost = append(lost, "memory: "+merr.Error())
-	}
-	if gone {
-		lost = append(lost, "the process exited while its memory was read; the rest is zeros")
-	}
-	p.Lost = strings.Join(lost, "; ")
+	p.Lost = strings.Join(pr.Lost, "; ")
 	return p, nil
 }
 
-func zeros(z []byte, n uint64) []byte {
-	if n == 0 {
-		return nil
-	}
-	if n > uint64(len(z)) {
-		return make([]byte, n)
-	}
-	return z[:n]
-}
-
-// readPages fills chunk page by page from address a; unreadable pages are
-// zeros and recorded.
-func readPages(mem *os.File, chunk []byte, a uint64, p *manifest.Process, gone *bool) int {
-	good := 0
-	for off := 0; off < len(chunk); off += pageSize {
-		end := min(off+pageSize, len(chunk))
-		page := chunk[off:end]
-		if !*gone {
-			n, err := mem.ReadAt(page, int64(a)+int64(off))
-			if n == len(page) {
-				good += n
-				continue
-			}
-			if exited(err) || !procAlive(p.PID) {
-				*gone = true
-			}
-			clear(page[n:])
-			reason := "unreadable"
-			if err != nil {
-				reason = err.Error()
-			}
-			if *gone {
-				reason = "process exited"
-			}
-			addRegion(p, a+uint64(off)+uint64(n), a+uint64(end), reason)
-			continue
-		}
-		clear(page)
-		addRegion(p, a+uint64(off), a+uint64(end), "process exited")
-	}
-	return good
-}
-
-// exited reports whether a read of /proc/PID/mem failed because the
-// process's memory is gone: it reads nothing (io.EOF) once the process has
-// exited, even while /proc keeps the entry of a zombie not yet reaped.
-func exited(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, unix.ESRCH)
-}
-
-func procAlive(pid int) bool {
-	_, err := os.Stat(filepath.Join(procRoot, strconv.Itoa(pid)))
-	return err == nil
-}
-
-// addRegion records [s,e) as unreadable, merging with the last region.
-func addRegion(p *manifest.Process, s, e uint64, why string) {
-	if n := len(p.Unreadable); n > 0 {
-		last := &p.Unreadable[n-1]
-		if last.End == s && last.Reason == why {
-			last.End = e
-			return
-		}
-	}
-	p.Unreadable = append(p.Unreadable, manifest.Region{Start: s, End: e, Reason: why})
-}
-
-// readProc reads a /proc file (their sizes read as 0), bounded.
-func readProc(p string) ([]byte, error) {
-	f, err := os.Open(p)
+// writeCore stores the process's core as the member name.
+func writeCore(pr *procmem.Process, name string, mw memberWriter) error {
+	core, err := pr.OpenCore()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 64<<20))
-	if err != nil {
-		return nil, err
+	defer core.Close()
+	if err := mw.begin(name, core.Size()); err != nil {
+		return err
 	}
-	return b, nil
-}
-
-// fdList lists open files: "fd -> target" lines, with the position and
-// flags from fdinfo.
-func fdList(dir string) []byte {
-	ents, err := os.ReadDir(filepath.Join(dir, "fd"))
-	if err != nil {
-		return []byte("? (" + err.Error() + ")\n")
+	if _, err := core.WriteTo(memberStream{mw}); err != nil {
+		return err
 	}
-	sort.Slice(ents, func(i, j int) bool {
-		a, _ := strconv.Atoi(ents[i].Name())
-		b, _ := strconv.Atoi(ents[j].Name())
-		return a < b
-	})
-	var b bytes.Buffer
-	for _, e := range ents {
-		t, err := os.Readlink(filepath.Join(dir, "fd", e.Name()))
-		if err != nil {
-			t = "? (" + err.Error() + ")"
-		}
-		info, _ := os.ReadFile(filepath.Join(dir, "fdinfo", e.Name()))
-		fmt.Fprintf(&b, "%s -> %s\t%s\n", e.Name(), t, strings.Join(strings.Fields(string(info)), " "))
-	}
-	return b.Bytes()
-}
-
-// procInfo gathers what the core's notes need.
-func procInfo(dir string, pid int, files map[string][]byte, comm string) *ProcInfo {
-	info := &ProcInfo{PID: pid, Comm: comm}
-	parseStat(info, files["stat"])
-	parseStatus(info, files["status"])
-	info.Args = strings.TrimSpace(strings.ReplaceAll(string(files["cmdline"]), "\x00", " "))
-	info.Auxv, _ = readProc(filepath.Join(dir, "auxv"))
-	tasks, _ := os.ReadDir(filepath.Join(dir, "task"))
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
-		b, _ := os.ReadFile(filepath.Join(dir, "task", t.Name(), "syscall"))
-		th := parseSyscall(tid, b)
-		info.Threads = append(info.Threads, th)
-	}
-	sort.Slice(info.Threads, func(i, j int) bool { return info.Threads[i].TID < info.Threads[j].TID })
-	// The main thread first, as gdb expects.
-	for i, t := range info.Threads {
-		if t.TID == pid && i > 0 {
-			info.Threads[0], info.Threads[i] = info.Threads[i], info.Threads[0]
-		}
-	}
-	return info
-}
-
-// parseStat reads /proc/PID/stat: "pid (comm) state ppid pgrp session ...";
-// comm may hold spaces and ')'. What it cannot read stays zero.
-func parseStat(info *ProcInfo, st []byte) {
-	i := bytes.LastIndexByte(st, ')')
-	if i <= 0 || i+2 >= len(st) {
-		return
-	}
-	f := strings.Fields(string(st[i+2:]))
-	if len(f) <= 16 {
-		return
-	}
-	info.State = f[0][0]
-	info.PPID, _ = strconv.Atoi(f[1])
-	info.PGRP, _ = strconv.Atoi(f[2])
-	info.SID, _ = strconv.Atoi(f[3])
-	n, _ := strconv.Atoi(f[16])
-	info.Nice = int8(n)
-}
-
-// parseStatus reads the real UID and GID of /proc/PID/status.
-func parseStatus(info *ProcInfo, status []byte) {
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
-			if f := strings.Fields(v); len(f) > 0 {
-				u, _ := strconv.ParseUint(f[0], 10, 32)
-				info.UID = uint32(u)
-			}
-		}
-		if v, ok := strings.CutPrefix(line, "Gid:"); ok {
-			if f := strings.Fields(v); len(f) > 0 {
-				g, _ := strconv.ParseUint(f[0], 10, 32)
-				info.GID = uint32(g)
-			}
-		}
-	}
-}
-
-// parseSyscall reads /proc/PID/task/TID/syscall: "nr a1 a2 a3 a4 a5 a6 sp
-// pc", or "-1 sp pc", or "running".
-func parseSyscall(tid int, b []byte) Thread {
-	th := Thread{TID: tid, Syscall: -1}
-	f := strings.Fields(string(b))
-	if len(f) >= 3 {
-		th.Syscall, _ = strconv.ParseInt(f[0], 10, 64)
-		th.SP, _ = strconv.ParseUint(strings.TrimPrefix(f[len(f)-2], "0x"), 16, 64)
-		th.PC, _ = strconv.ParseUint(strings.TrimPrefix(f[len(f)-1], "0x"), 16, 64)
-	}
-	return th
+	return mw.end()
 }

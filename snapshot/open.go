@@ -1,12 +1,14 @@
 package snapshot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/manifest"
 )
 
@@ -14,9 +16,10 @@ import (
 // source (a docker-save tarball, an OCI archive or layout), indexes it into
 // a temporary archive first (fast zstd level 1; removed by close). plain
 // says which: a temporary archive is a view, not evidence, and takes no
-// custody events. tool and commandLine are what its manifest records.
-func OpenAny(ctx context.Context, path string, tool manifest.Tool, commandLine []string) (a *manifest.Archive, plain bool, close func(), err error) {
-	a, err = manifest.Open(path)
+// custody events. tool and commandLine are what its manifest records; of
+// opts, the Encoder (MaxExpansion defaults to DefaultMaxExpansion).
+func OpenAny(ctx context.Context, path string, tool manifest.Tool, commandLine []string, opts Options) (a *archive.Archive, plain bool, close func(), err error) {
+	a, err = archive.Open(path)
 	if err == nil {
 		return a, false, func() { a.Close() }, nil
 	}
@@ -29,9 +32,9 @@ func OpenAny(ctx context.Context, path string, tool manifest.Tool, commandLine [
 	}
 	out := filepath.Join(tmp, "index.tar.zst")
 	_, err = CaptureImageFiles(ctx, Request{Sources: []string{path}, Output: out, Level: 1, CommandLine: commandLine,
-		Tool: tool, Options: Options{MaxExpansion: DefaultMaxExpansion}})
+		Tool: tool, Options: Options{MaxExpansion: cmp.Or(opts.MaxExpansion, DefaultMaxExpansion), Encoder: opts.Encoder}})
 	if err == nil {
-		a, err = manifest.Open(out)
+		a, err = archive.Open(out)
 	}
 	if err != nil {
 		os.RemoveAll(tmp)

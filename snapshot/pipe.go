@@ -6,7 +6,8 @@ import (
 	"io"
 	"sync"
 
-	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 )
 
 // The layer pipeline keeps both cores busy: one goroutine reads the source,
@@ -47,13 +48,13 @@ func (c *chunkReader) next() error {
 		case ch, ok := <-c.in:
 			if !ok {
 				if *c.srcErr != nil {
-					return manifest.SourceError(*c.srcErr)
+					return fileindex.SourceError(*c.srcErr)
 				}
 				return io.EOF
 			}
 			c.cur, c.off = ch, 0
 		case <-c.ctx.Done():
-			return manifest.SourceError(c.ctx.Err())
+			return fileindex.SourceError(c.ctx.Err())
 		}
 	}
 	return nil
@@ -97,7 +98,7 @@ func (c *chunkReader) forward() {
 // w, while scanning them into b.
 // onScanned runs once the scan is complete, while the archive still writes
 // the layer's last bytes: the index is built in that time.
-func pipeLayer(parent context.Context, r io.Reader, size int64, w *manifest.Writer, b *manifest.IndexBuilder, maxExpanded int64, onScanned func()) (scanned int64, err error) {
+func pipeLayer(parent context.Context, r io.Reader, size int64, w *archive.Writer, b *fileindex.IndexBuilder, maxExpanded int64, onScanned func()) (scanned int64, err error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	toScan := make(chan *chunk, 4)
@@ -151,9 +152,9 @@ func pipeLayer(parent context.Context, r io.Reader, size int64, w *manifest.Writ
 		archDone <- err
 	}()
 	cr := &chunkReader{in: toScan, out: toArchive, ctx: ctx, srcErr: &readErr}
-	scanned, err = manifest.ScanLayerWith(cr, b, func(off int64) {
+	scanned, err = fileindex.ScanLayerWith(cr, b, func(off int64) {
 		cr.hints = append(cr.hints, off)
-	}, manifest.ScanOptions{Ctx: ctx, MaxExpanded: maxExpanded})
+	}, fileindex.ScanOptions{Ctx: ctx, MaxExpanded: maxExpanded})
 	if cr.cur != nil {
 		cr.forward()
 	}
@@ -176,7 +177,7 @@ func pipeLayer(parent context.Context, r io.Reader, size int64, w *manifest.Writ
 
 // writeChunk writes a chunk that starts at layer offset off, telling the
 // archive about each entry boundary where it falls.
-func writeChunk(w *manifest.Writer, ch *chunk, off int64) error {
+func writeChunk(w *archive.Writer, ch *chunk, off int64) error {
 	b := ch.b
 	pos := off
 	for _, h := range ch.hints {

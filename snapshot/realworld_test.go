@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/manifest"
@@ -35,7 +36,7 @@ func TestLayoutWithArtifacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := manifest.Verify(out, manifest.VerifyOptions{})
+	r, err := archive.Verify(out, archive.VerifyOptions{})
 	if err != nil || !r.OK() {
 		t.Fatalf("verify: %v %v", err, r.Problems)
 	}
@@ -210,7 +211,7 @@ func TestForeignLayers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, err := manifest.Verify(out, manifest.VerifyOptions{}); err != nil || !r.OK() {
+	if r, err := archive.Verify(out, archive.VerifyOptions{}); err != nil || !r.OK() {
 		t.Fatalf("verify: %v %v", err, r.Problems)
 	}
 	art := res.Manifest.Artifacts[0]

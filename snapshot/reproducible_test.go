@@ -18,6 +18,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
@@ -57,7 +58,7 @@ func reproducibleCapture(t *testing.T, src, dir, run, name string) string {
 		CommandLine: []string{"amber", "capture", "image", src, "-o", name + ".tar.zst", "--md5", "--sha1", "--hash-source"},
 		Tool:        manifest.Tool{Name: "amber", Version: "golden"},
 		MD5:         true, SHA1: true, HashSources: true,
-		Options: snapshot.Options{MaxExpansion: snapshot.DefaultMaxExpansion},
+		Options: snapshot.Options{MaxExpansion: snapshot.DefaultMaxExpansion, Encoder: fixture.Encoder()},
 		Now:     func() time.Time { return goldenTime },
 		Host:    &goldenHost,
 	})
@@ -117,13 +118,13 @@ func TestReproducibleCapture(t *testing.T) {
 	var one, four string
 	withProcs(1, func() { one = reproducibleCapture(t, src, dir, "procs1", "big") })
 	withProcs(4, func() { four = reproducibleCapture(t, src, dir, "procs4", "big") })
-	a, err := manifest.Open(one)
+	a, err := archive.Open(one)
 	if err != nil {
 		t.Fatal(err)
 	}
 	frames := a.Trailer.TarOffset
 	a.Close()
-	if frames < 4*manifest.FrameMax {
+	if frames < 4*archive.FrameMax {
 		t.Fatalf("the image is too small to test parallel compression: %d bytes of tar", frames)
 	}
 	sameCapture(t, "GOMAXPROCS 1 and 4", captureBytes(t, one), captureBytes(t, four))
@@ -152,7 +153,7 @@ func TestArchiveDigests(t *testing.T) {
 		withProcs(2, func() { second = reproducibleCapture(t, src, dir, "procs2", e.Name()) })
 		files := captureBytes(t, first)
 		sameCapture(t, e.Name(), files, captureBytes(t, second))
-		r, err := manifest.Verify(first, manifest.VerifyOptions{})
+		r, err := archive.Verify(first, archive.VerifyOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,22 +165,22 @@ func TestArchiveDigests(t *testing.T) {
 		}
 		got[e.Name()+" tar-stream"] = hexSum(tarStream(t, files["archive"]))
 	}
-	want, others := readDigests(t, manifest.EncoderName)
+	want, others := readDigests(t, fixture.EncoderName())
 	if *updateDigests {
 		writeDigests(t, got, others)
 		return
 	}
 	if len(want) == 0 {
-		t.Fatalf("%s has no digests for the %s encoder (run with -update to record them)", digestsFile, manifest.EncoderName)
+		t.Fatalf("%s has no digests for the %s encoder (run with -update to record them)", digestsFile, fixture.EncoderName())
 	}
 	for _, k := range sortedKeys(got, want) {
 		switch g, w := got[k], want[k]; {
 		case w == "":
-			t.Errorf("%s %s: not in %s (a new fixture? run with -update)", manifest.EncoderName, k, digestsFile)
+			t.Errorf("%s %s: not in %s (a new fixture? run with -update)", fixture.EncoderName(), k, digestsFile)
 		case g == "":
-			t.Errorf("%s %s: in %s but not captured (a fixture removed?)", manifest.EncoderName, k, digestsFile)
+			t.Errorf("%s %s: in %s but not captured (a fixture removed?)", fixture.EncoderName(), k, digestsFile)
 		case g != w:
-			t.Errorf("%s %s: sha256 %s, want %s: the capture of the same input changed (update the digests only with a deliberate format change, never in a refactor)", manifest.EncoderName, k, g, w)
+			t.Errorf("%s %s: sha256 %s, want %s: the capture of the same input changed (update the digests only with a deliberate format change, never in a refactor)", fixture.EncoderName(), k, g, w)
 		}
 	}
 }
@@ -240,7 +241,7 @@ func writeDigests(t *testing.T, mine map[string]string, others []string) {
 	t.Helper()
 	lines := append([]string(nil), others...)
 	for k, v := range mine {
-		lines = append(lines, manifest.EncoderName+" "+k+" "+v)
+		lines = append(lines, fixture.EncoderName()+" "+k+" "+v)
 	}
 	sort.Strings(lines)
 	var b strings.Builder

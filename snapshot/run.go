@@ -9,8 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/source"
 )
 
 // Request is one capture of image sources into one archive.
@@ -85,14 +87,14 @@ func Actor(c manifest.Case, a manifest.Acquisition) string {
 func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 	s := newSession(req.Tool, req.Case, req.CommandLine, req.Now, req.Host)
 	acq := &s.m.Acquisition
-	var srcs []*Source
+	var srcs []*source.Source
 	defer func() {
 		for _, s := range srcs {
 			s.Close()
 		}
 	}()
 	for _, p := range req.Sources {
-		src, err := OpenSource(p)
+		src, err := source.Open(p)
 		if err != nil {
 			return nil, err
 		}
@@ -104,7 +106,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 		acq.Sources = append(acq.Sources, rec)
 	}
 	waitSums := hashSources(ctx, req, acq.Sources)
-	if err := s.begin(req.CommandLine, nil, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm}, req.Output); err != nil {
+	if err := s.begin(req.CommandLine, nil, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Encoder: req.Encoder}, req.Output); err != nil {
 		return nil, err
 	}
 	defer s.abort()
@@ -150,7 +152,7 @@ func hashSources(ctx context.Context, req Request, recs []manifest.Source) func(
 	sums := make([]chan srcSum, len(req.Sources))
 	for i, p := range req.Sources {
 		sums[i] = make(chan srcSum, 1)
-		if !req.HashSources || recs[i].Size == 0 && recs[i].Kind == KindOCILayout {
+		if !req.HashSources || recs[i].Size == 0 && recs[i].Kind == source.KindOCILayout {
 			sums[i] <- srcSum{}
 			continue
 		}

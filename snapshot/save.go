@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,9 +9,12 @@ import (
 	"path"
 	"strings"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
-	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/internal/tmpfile"
 	"github.com/amber-forensics/amber/snapshot/engine"
+	"github.com/amber-forensics/amber/snapshot/source"
 )
 
 // An image from the engine is captured as the engine's save stream
@@ -23,58 +25,17 @@ import (
 // temporary file beside the output while it is hashed, then stored under
 // its digest. Either way every layer is checked against its diff_id.
 
-// memStore holds a save stream's small members in memory and remembers
-// the layers already stored from it.
-type memStore struct {
-	files  map[string][]byte
-	layers map[string]int64  // streamed layer members: their size
-	links  map[string]string // symlinked members (legacy layout): target
-}
-
-func (m *memStore) resolve(name string) string {
-	name, _ = fileindex.CleanName(name)
-	for i := 0; i < 8; i++ {
-		t, ok := m.links[name]
-		if !ok {
-			break
-		}
-		name = t
-	}
-	return name
-}
-
-func (m *memStore) open(name string) (io.ReadCloser, int64, error) {
-	name = m.resolve(name)
-	if b, ok := m.files[name]; ok {
-		return io.NopCloser(bytes.NewReader(b)), int64(len(b)), nil
-	}
-	if n, ok := m.layers[name]; ok {
-		// Already stored in the archive; the reader only measures it.
-		return io.NopCloser(bytes.NewReader(nil)), n, nil
-	}
-	return nil, 0, fmt.Errorf("%w: the engine's save stream has no member %q: %w", ErrSource, name, errNoMember)
-}
-
-func (m *memStore) key(name string) string { return m.resolve(name) }
-
-func (m *memStore) exists(name string) bool {
-	name = m.resolve(name)
-	_, a := m.files[name]
-	_, b := m.layers[name]
-	return a || b
-}
-
 // saveStream captures one image from the engine's save stream into w.
 // diffIDs are the image's layers as the engine inspects them. It returns a
 // Source over the stream's metadata whose layers are all in layers.
-func saveStream(ctx context.Context, rt engine.Runtime, ref string, diffIDs []hashing.Digest, spoolDir string, w *archive.Writer, layers *layerSet, opts Options, progress func(string)) (*Source, error) {
+func saveStream(ctx context.Context, rt engine.Runtime, ref string, diffIDs []hashing.Digest, spoolDir string, w *archive.Writer, layers *layerSet, opts Options, progress func(string)) (*source.Source, error) {
 	rc, err := rt.SaveImage(ctx, ref)
 	if err != nil {
 		return nil, engine.Wrap(err, "saving image "+ref)
 	}
 	defer rc.Close()
 	sv := &saveReader{ctx: ctx, ref: ref, want: map[hashing.Digest]bool{}, spoolDir: spoolDir, w: w, layers: layers, opts: opts, progress: progress,
-		st: &memStore{files: map[string][]byte{}, layers: map[string]int64{}, links: map[string]string{}}}
+		st: source.NewStreamStore()}
 	for _, d := range diffIDs {
 		sv.want[d] = true
 	}
@@ -102,7 +63,7 @@ type saveReader struct {
 	ctx      context.Context
 	ref      string
 	want     map[hashing.Digest]bool // the image's diff_ids
-	st       *memStore
+	st       *source.StreamStore
 	spoolDir string
 	w        *archive.Writer
 	layers   *layerSet
@@ -117,7 +78,8 @@ func (sv *saveReader) member(tr *tar.Reader, h *tar.Header) error {
 	name, _ := fileindex.CleanName(h.Name)
 	switch h.Typeflag {
 	case tar.TypeSymlink:
-		sv.st.links[name], _ = fileindex.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
+		target, _ := fileindex.CleanName(path.Join(path.Dir("/"+name), h.Linkname))
+		sv.st.AddLink(name, target)
 		return nil
 	case tar.TypeReg:
 	default:
@@ -142,17 +104,17 @@ func (sv *saveReader) member(tr *tar.Reader, h *tar.Header) error {
 		layer, isLayer, body = d, true, f
 	}
 	if !isLayer {
-		if h.Size > maxJSON {
+		if h.Size > source.MaxJSON {
 			return fmt.Errorf("%w: the save stream of %s has an unexpected member %q of %d bytes", ErrEngine, sv.ref, name, h.Size)
 		}
 		b, err := io.ReadAll(tr)
 		if err != nil {
 			return fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, sv.ref, err)
 		}
-		sv.st.files[name] = b
+		sv.st.AddFile(name, b)
 		return nil
 	}
-	sv.st.layers[name] = h.Size
+	sv.st.AddLayer(name, h.Size)
 	return sv.layer(body, h.Size, layer)
 }
 
@@ -185,18 +147,12 @@ func (sv *saveReader) layer(body io.Reader, size int64, layer hashing.Digest) er
 
 // source reads the stream's metadata (docker-save or OCI) and checks
 // that every layer it names was in the stream.
-func (sv *saveReader) source() (*Source, error) {
+func (sv *saveReader) source() (*source.Source, error) {
 	st, ref := sv.st, sv.ref
-	src := &Source{Kind: "docker-engine", Path: ref, store: st, closer: io.NopCloser(nil)}
-	var err error
-	switch {
-	case st.exists("manifest.json"):
-		err = src.readDockerSave()
-	case st.exists("index.json"):
-		err = src.readOCI()
-	default:
-		err = fmt.Errorf("%w: the save stream of %s has neither manifest.json nor index.json", ErrEngine, ref)
+	if !st.Exists("manifest.json") && !st.Exists("index.json") {
+		return nil, fmt.Errorf("%w: the save stream of %s has neither manifest.json nor index.json", ErrEngine, ref)
 	}
+	src, err := source.FromStore(st, source.KindDockerEngine, ref)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
@@ -70,7 +71,7 @@ func TestSourceKinds(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		r, err := manifest.Verify(out, manifest.VerifyOptions{})
+		r, err := archive.Verify(out, archive.VerifyOptions{})
 		if err != nil || !r.OK() {
 			t.Fatalf("%s: verify: %v %v", name, err, r.Problems)
 		}
@@ -261,7 +262,7 @@ func TestHostileLayers(t *testing.T) {
 			t.Errorf("anomaly %s not recorded: %+v", k, res.Manifest.Anomalies)
 		}
 	}
-	r, err := manifest.Verify(out, manifest.VerifyOptions{})
+	r, err := archive.Verify(out, archive.VerifyOptions{})
 	if err != nil || !r.OK() {
 		t.Fatalf("verify: %v %v", err, r.Problems)
 	}
@@ -317,7 +318,7 @@ func TestCancelLeavesNothing(t *testing.T) {
 		cancel()
 		if err == nil {
 			// Finished before the deadline: then it must be whole.
-			if r, err := manifest.Verify(out, manifest.VerifyOptions{}); err != nil || !r.OK() {
+			if r, err := archive.Verify(out, archive.VerifyOptions{}); err != nil || !r.OK() {
 				t.Errorf("delay %v: finished archive does not verify", delay)
 			}
 			continue
@@ -366,7 +367,7 @@ func TestStreamedIndex(t *testing.T) {
 	if n < 3 {
 		t.Fatalf("only %d layers compared", n)
 	}
-	if r, err := manifest.Verify(streamed, manifest.VerifyOptions{}); err != nil || !r.OK() {
+	if r, err := archive.Verify(streamed, archive.VerifyOptions{}); err != nil || !r.OK() {
 		t.Fatalf("the archive with streamed indexes does not verify: %v %v", err, r.Problems)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
 )
@@ -50,15 +52,15 @@ func Escape(s string) string {
 func ModeString(typ byte, mode uint32) string {
 	t := "r"
 	switch typ {
-	case manifest.TypeDir:
+	case fileindex.TypeDir:
 		t = "d"
-	case manifest.TypeSymlink:
+	case fileindex.TypeSymlink:
 		t = "l"
-	case manifest.TypeChar:
+	case fileindex.TypeChar:
 		t = "c"
-	case manifest.TypeBlock:
+	case fileindex.TypeBlock:
 		t = "b"
-	case manifest.TypeFifo:
+	case fileindex.TypeFifo:
 		t = "p"
 	}
 	return t + "/" + t + view.ModeString(typ, mode)[1:]
@@ -110,7 +112,7 @@ func write(w io.Writer, r Row, asJSON bool) {
 }
 
 // Write writes the body file of a to w.
-func Write(w io.Writer, a *manifest.Archive, opts Options) error {
+func Write(w io.Writer, a *archive.Archive, opts Options) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	m := a.Manifest
 	done := map[string]bool{}
@@ -161,7 +163,7 @@ func Write(w io.Writer, a *manifest.Archive, opts Options) error {
 	return bw.Flush()
 }
 
-func writeLayer(w io.Writer, a *manifest.Archive, l manifest.Layer, prefix string, asJSON bool) error {
+func writeLayer(w io.Writer, a *archive.Archive, l manifest.Layer, prefix string, asJSON bool) error {
 	ix, err := a.Index(l.Digest)
 	if err != nil {
 		return err
@@ -171,15 +173,15 @@ func writeLayer(w io.Writer, a *manifest.Archive, l manifest.Layer, prefix strin
 		if err != nil {
 			return err
 		}
-		if r.Has(manifest.FlagImplicit) {
+		if r.Has(fileindex.FlagImplicit) {
 			continue // no tar entry: no times of its own
 		}
 		name := prefix + "/" + r.Path
-		if r.Type == manifest.TypeSymlink {
+		if r.Type == fileindex.TypeSymlink {
 			name += " -> " + r.Linkname
 		}
 		size := r.Size
-		if r.Type != manifest.TypeReg {
+		if r.Type != fileindex.TypeReg {
 			size = 0
 		}
 		write(w, Row{MD5: "0", Name: name, Inode: uint64(r.Ino) + 2, Mode: ModeString(r.Type, r.Mode), UID: r.UID, GID: r.GID, Size: size,

@@ -3,7 +3,7 @@ package timeline
 import (
 	"testing"
 
-	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/fileindex"
 )
 
 func TestEscape(t *testing.T) {
@@ -23,9 +23,9 @@ func TestModeString(t *testing.T) {
 		mode uint32
 		want string
 	}{
-		{manifest.TypeReg, 0o644, "r/rrw-r--r--"}, {manifest.TypeDir, 0o755, "d/drwxr-xr-x"}, {manifest.TypeSymlink, 0o777, "l/lrwxrwxrwx"},
-		{manifest.TypeReg, 0o4755, "r/rrwsr-xr-x"}, {manifest.TypeDir, 0o1777, "d/drwxrwxrwt"}, {manifest.TypeReg, 0o2644, "r/rrw-r-Sr--"},
-		{manifest.TypeChar, 0o600, "c/crw-------"}, {manifest.TypeFifo, 0o644, "p/prw-r--r--"},
+		{fileindex.TypeReg, 0o644, "r/rrw-r--r--"}, {fileindex.TypeDir, 0o755, "d/drwxr-xr-x"}, {fileindex.TypeSymlink, 0o777, "l/lrwxrwxrwx"},
+		{fileindex.TypeReg, 0o4755, "r/rrwsr-xr-x"}, {fileindex.TypeDir, 0o1777, "d/drwxrwxrwt"}, {fileindex.TypeReg, 0o2644, "r/rrw-r-Sr--"},
+		{fileindex.TypeChar, 0o600, "c/crw-------"}, {fileindex.TypeFifo, 0o644, "p/prw-r--r--"},
 	} {
 		if got := ModeString(c.typ, c.mode); got != c.want {
 			t.Errorf("ModeString(%c, %o) = %q, want %q", c.typ, c.mode, got, c.want)

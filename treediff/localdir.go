@@ -16,8 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
-	"github.com/amber-forensics/amber/manifest"
 )
 
 // DirTree is a directory on local disk (an extracted tree, a mounted
@@ -84,22 +84,22 @@ func (t *DirTree) node(key, name string) (*Node, error) {
 		ModTime: fi.ModTime(), key: key}
 	switch st.Mode & syscall.S_IFMT {
 	case syscall.S_IFDIR:
-		n.Type = manifest.TypeDir
+		n.Type = fileindex.TypeDir
 	case syscall.S_IFLNK:
-		n.Type = manifest.TypeSymlink
+		n.Type = fileindex.TypeSymlink
 		if n.Link, err = t.root.Readlink(key); err != nil {
 			return nil, err
 		}
 	case syscall.S_IFCHR, syscall.S_IFBLK:
-		n.Type = manifest.TypeChar
+		n.Type = fileindex.TypeChar
 		if st.Mode&syscall.S_IFMT == syscall.S_IFBLK {
-			n.Type = manifest.TypeBlock
+			n.Type = fileindex.TypeBlock
 		}
 		n.DevMajor, n.DevMinor = unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))
 	case syscall.S_IFIFO:
-		n.Type = manifest.TypeFifo
+		n.Type = fileindex.TypeFifo
 	default:
-		n.Type = manifest.TypeReg
+		n.Type = fileindex.TypeReg
 		n.Size = st.Size
 		n.sum = func() (hashing.Digest, error) {
 			f, err := t.root.Open(key)

@@ -6,15 +6,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
-	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
 )
 
 // Node is one entry of a tree, as the comparison sees it.
 type Node struct {
 	Name     string
-	Type     byte // manifest.Type*
+	Type     byte // fileindex.Type*
 	Mode     uint32
 	UID, GID uint32
 	Size     int64
@@ -31,7 +31,7 @@ type Node struct {
 }
 
 // IsDir reports whether n is a directory.
-func (n *Node) IsDir() bool { return n.Type == manifest.TypeDir }
+func (n *Node) IsDir() bool { return n.Type == fileindex.TypeDir }
 
 // SHA256 is a regular file's content digest (computed on first use for a
 // local directory).
@@ -39,7 +39,7 @@ func (n *Node) SHA256() (hashing.Digest, error) {
 	if n.digest != nil {
 		return *n.digest, nil
 	}
-	if n.sum == nil || n.Type != manifest.TypeReg {
+	if n.sum == nil || n.Type != fileindex.TypeReg {
 		return hashing.Digest{}, nil
 	}
 	d, err := n.sum()
@@ -79,10 +79,10 @@ func (t ViewTree) ReadDir(n *Node) ([]*Node, error) {
 
 func viewNode(e *view.Entry) *Node {
 	n := &Node{Name: e.Name, Type: e.Type, Mode: e.Mode & 0o7777, Size: e.Size, ModTime: e.ModTime, key: e}
-	if e.Type != manifest.TypeReg {
+	if e.Type != fileindex.TypeReg {
 		n.Size = 0
 	}
-	if e.Type == manifest.TypeReg {
+	if e.Type == fileindex.TypeReg {
 		d := e.SHA256()
 		n.digest = &d
 	}
@@ -299,7 +299,7 @@ func differs(a, b *Node) ([]string, error) {
 		return []string{FieldType}, nil
 	}
 	var w []string
-	if a.Type == manifest.TypeReg {
+	if a.Type == fileindex.TypeReg {
 		if a.Size != b.Size {
 			w = append(w, FieldSize)
 		} else {
@@ -327,16 +327,16 @@ func differs(a, b *Node) ([]string, error) {
 	if a.HasOwner && b.HasOwner && (a.UID != b.UID || a.GID != b.GID) {
 		w = append(w, FieldOwner)
 	}
-	if a.Type == manifest.TypeSymlink && a.Link != b.Link {
+	if a.Type == fileindex.TypeSymlink && a.Link != b.Link {
 		w = append(w, FieldTarget)
 	}
-	if (a.Type == manifest.TypeChar || a.Type == manifest.TypeBlock) && (a.DevMajor != b.DevMajor || a.DevMinor != b.DevMinor) {
+	if (a.Type == fileindex.TypeChar || a.Type == fileindex.TypeBlock) && (a.DevMajor != b.DevMajor || a.DevMinor != b.DevMinor) {
 		w = append(w, FieldDevice)
 	}
-	if a.HasOwner && b.HasOwner && !manifest.SameXattrs(a.Xattrs, b.Xattrs) {
+	if a.HasOwner && b.HasOwner && !fileindex.SameXattrs(a.Xattrs, b.Xattrs) {
 		w = append(w, FieldXattrs)
 	}
-	if !manifest.SameMtime(a.ModTime, b.ModTime) {
+	if !fileindex.SameMtime(a.ModTime, b.ModTime) {
 		w = append(w, FieldMtime)
 	}
 	return w, nil

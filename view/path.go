@@ -1,17 +1,15 @@
 package view
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/imageconfig"
 	"github.com/amber-forensics/amber/layers"
@@ -26,7 +24,7 @@ var ErrNotDir = errors.New("view: not a directory")
 
 // View resolves mount-layout paths over an archive.
 type View struct {
-	A *manifest.Archive
+	A *archive.Archive
 }
 
 // Entry is one path of the view: a virtual directory or file of the
@@ -35,7 +33,7 @@ type Entry struct {
 	// Path is the full view path, without leading slash.
 	Path string
 	Name string
-	Type byte // manifest.Type*
+	Type byte // fileindex.Type*
 	Mode uint32
 	Size int64
 	// Virtual entries are made by amber (manifest.json, images/...).
@@ -88,18 +86,18 @@ func (v *View) artifactIndex(a *manifest.Artifact) int {
 // SHA256 is the content digest of a regular file ("" otherwise).
 func (e *Entry) SHA256() hashing.Digest {
 	switch {
-	case e.Node != nil && e.Node.Rec.Type == manifest.TypeReg:
+	case e.Node != nil && e.Node.Rec.Type == fileindex.TypeReg:
 		return e.Node.Rec.SHA256
 	case e.Member != nil:
 		return e.Member.SHA256
-	case e.Virtual && e.Type == manifest.TypeReg:
+	case e.Virtual && e.Type == fileindex.TypeReg:
 		return hashing.Sum(e.data)
 	}
 	return hashing.Digest{}
 }
 
 // IsDir reports whether e is a directory.
-func (e *Entry) IsDir() bool { return e.Type == manifest.TypeDir }
+func (e *Entry) IsDir() bool { return e.Type == fileindex.TypeDir }
 
 // LayerDigest is the digest of the layer the entry's record is in.
 func (e *Entry) LayerDigest() hashing.Digest {
@@ -130,11 +128,11 @@ func clean(p string) []string {
 }
 
 func (v *View) dir(path, name string) *Entry {
-	return &Entry{Path: path, Name: name, Type: manifest.TypeDir, Mode: 0o555, Virtual: true, ModTime: v.A.Manifest.Acquisition.Finished}
+	return &Entry{Path: path, Name: name, Type: fileindex.TypeDir, Mode: 0o555, Virtual: true, ModTime: v.A.Manifest.Acquisition.Finished}
 }
 
 func (v *View) file(path, name string, data []byte) *Entry {
-	return &Entry{Path: path, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, data: data, Size: int64(len(data)), ModTime: v.A.Manifest.Acquisition.Finished}
+	return &Entry{Path: path, Name: name, Type: fileindex.TypeReg, Mode: 0o444, Virtual: true, data: data, Size: int64(len(data)), ModTime: v.A.Manifest.Acquisition.Finished}
 }
 
 func (v *View) artifact(kind, name string) (*manifest.Artifact, error) {
@@ -147,124 +145,6 @@ func (v *View) artifact(kind, name string) (*manifest.Artifact, error) {
 
 // kindDirs maps the top directories of the layout to artifact kinds.
 var kindDirs = map[string]string{"images": manifest.KindImage, "containers": manifest.KindContainer, "volumes": manifest.KindVolume, "artifacts": manifest.KindArtifact}
-
-// artifactEntry resolves rel in an OCI artifact's directory: its manifest
-// as the source had it, its config, and its blobs by number, each a blob
-// of the archive read in place.
-func (v *View) artifactEntry(a *manifest.Artifact, full string, rel []string) (*Entry, error) {
-	name := full[strings.LastIndexByte(full, '/')+1:]
-	blob := func(d manifest.Descriptor) (*Entry, error) {
-		e, ok := v.A.Manifest.Entry(manifest.BlobName(d.Digest))
-		if !ok {
-			return nil, fmt.Errorf("%w: %s (not in the archive)", ErrNotFound, full)
-		}
-		m := &manifest.Member{Path: strings.Join(rel, "/"), Entry: e.Name, Size: e.Size, SHA256: e.SHA256}
-		return &Entry{Path: full, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, Size: e.Size, Member: m, offset: e.Offset,
-			ModTime: v.A.Manifest.Acquisition.Finished}, nil
-	}
-	switch {
-	case len(rel) == 1 && rel[0] == "manifest.json":
-		return blob(a.Manifest)
-	case len(rel) == 1 && rel[0] == "config":
-		return blob(a.Config)
-	case len(rel) == 1 && rel[0] == "blobs":
-		return v.dir(full, name), nil
-	case len(rel) == 2 && rel[0] == "blobs":
-		n, err := strconv.Atoi(rel[1])
-		if err == nil && n >= 0 && n < len(a.Blobs) && strconv.Itoa(n) == rel[1] && !a.Blobs[n].Missing {
-			return blob(a.Blobs[n].Descriptor)
-		}
-	}
-	return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
-}
-
-// artifactNames lists a directory of an OCI artifact.
-func artifactNames(a *manifest.Artifact, rel []string) []string {
-	if len(rel) == 0 {
-		return []string{"blobs", "config", "manifest.json"}
-	}
-	var out []string
-	for i, b := range a.Blobs {
-		if !b.Missing {
-			out = append(out, strconv.Itoa(i))
-		}
-	}
-	return out
-}
-
-// memberEntry resolves rel among a container's own files: a file, or a
-// directory that holds some.
-func (v *View) memberEntry(a *manifest.Artifact, full, rel string) (*Entry, error) {
-	if a.Container == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
-	}
-	for i := range a.Container.Members {
-		m := &a.Container.Members[i]
-		if m.Path == rel {
-			e, ok := v.A.Manifest.Entry(m.Entry)
-			if !ok {
-				return nil, fmt.Errorf("%w: %s: member %s is not in the archive", manifest.ErrCorrupt, full, m.Entry)
-			}
-			name := full[strings.LastIndexByte(full, '/')+1:]
-			mode := uint32(0o444)
-			if sensitiveMember(rel) {
-				mode = 0o400
-			}
-			return &Entry{Path: full, Name: name, Type: manifest.TypeReg, Mode: mode, Virtual: true, Size: m.Size, Member: m, offset: e.Offset,
-				ModTime: v.A.Manifest.Acquisition.Finished}, nil
-		}
-	}
-	for _, m := range a.Container.Members {
-		if strings.HasPrefix(m.Path, rel+"/") {
-			d := v.dir(full, full[strings.LastIndexByte(full, '/')+1:])
-			if sensitiveMember(rel) {
-				d.Mode = 0o500
-			}
-			return d, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
-}
-
-// sensitiveMember reports whether a container's own file (or directory),
-// by its path under containers/<name>/, holds what only the examiner who
-// mounted should read: process memory and environments (keys, tokens),
-// inspect.json (the environment again) and the logs. The mount is shown
-// to other local users under --allow-other; these are 0400 (0500 for
-// directories) there, owned by the mounting user.
-func sensitiveMember(rel string) bool {
-	top, _, _ := strings.Cut(rel, "/")
-	return top == "memory" || top == "logs" || rel == "inspect.json"
-}
-
-// memberNames lists the names directly under rel ("" for the top) among a
-// container's own files.
-func memberNames(a *manifest.Artifact, rel string) []string {
-	if a.Container == nil {
-		return nil
-	}
-	seen := map[string]bool{}
-	var out []string
-	prefix := ""
-	if rel != "" {
-		prefix = rel + "/"
-	}
-	for _, m := range a.Container.Members {
-		r, ok := strings.CutPrefix(m.Path, prefix)
-		if !ok || r == "" {
-			continue
-		}
-		if i := strings.IndexByte(r, '/'); i >= 0 {
-			r = r[:i]
-		}
-		if !seen[r] {
-			seen[r] = true
-			out = append(out, r)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
 
 func (v *View) names(kind string) []string {
 	var n []string
@@ -282,11 +162,11 @@ func (v *View) layered(a *manifest.Artifact, upto int, raw bool) (*layers.Stack,
 	var ds []hashing.Digest
 	if upto < 0 {
 		// An image of a config alone: an empty tree.
-		ix, err := manifest.EmptyIndex()
+		ix, err := archive.EmptyIndex()
 		if err != nil {
 			return nil, nil, err
 		}
-		return &layers.Stack{Raw: raw, Indexes: []*manifest.Index{ix}}, []hashing.Digest{{}}, nil
+		return &layers.Stack{Raw: raw, Indexes: []*fileindex.Index{ix}}, []hashing.Digest{{}}, nil
 	}
 	from := 0
 	if raw {
@@ -522,7 +402,7 @@ func (v *View) trailing(a *manifest.Artifact, full string) (*Entry, error) {
 	// names no tar member, so nothing takes it for the whole blob; the
 	// mount keys its content check by it.
 	m := &manifest.Member{Path: "layers/" + name, Entry: blob.Name + trailingSuffix, Size: t.Size, SHA256: t.SHA256}
-	return &Entry{Path: full, Name: name, Type: manifest.TypeReg, Mode: 0o444, Virtual: true, Size: t.Size, Member: m, offset: blob.Offset + t.Offset,
+	return &Entry{Path: full, Name: name, Type: fileindex.TypeReg, Mode: 0o444, Virtual: true, Size: t.Size, Member: m, offset: blob.Offset + t.Offset,
 		ModTime: v.A.Manifest.Acquisition.Finished}, nil
 }
 
@@ -545,208 +425,4 @@ func (v *View) treeEntry(t *layers.Stack, ds []hashing.Digest, id int, prefix st
 func (v *View) nodeEntry(t *layers.Stack, ds []hashing.Digest, id int, full, rel string, n *layers.Node) *Entry {
 	name := full[strings.LastIndexByte(full, '/')+1:]
 	return &Entry{Path: full, Name: name, Type: n.Rec.Type, Mode: n.Rec.Mode, Size: n.Rec.Size, ModTime: n.Rec.ModTime, Node: n, ViewID: id, Merged: !t.Raw, tree: t, digests: ds, rel: rel}
-}
-
-// Child resolves name in directory e, reusing e's tree (no walk from the
-// top): what a file system lookup needs.
-func (v *View) Child(e *Entry, name string) (*Entry, error) {
-	if !e.IsDir() {
-		return nil, fmt.Errorf("%w: %s", ErrNotDir, e.Path)
-	}
-	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
-		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, e.Path, name)
-	}
-	if e.Node == nil {
-		p := name
-		if e.Path != "" {
-			p = e.Path + "/" + name
-		}
-		return v.Stat(p)
-	}
-	rel := name
-	if e.rel != "" {
-		rel = e.rel + "/" + name
-	}
-	n, ok, err := e.tree.Lookup(rel)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, e.Path, name)
-	}
-	ce := v.nodeEntry(e.tree, e.digests, e.ViewID, e.Path+"/"+name, rel, &n)
-	ce.first = e.first
-	return ce, nil
-}
-
-// ReadDir lists a directory of the view.
-func (v *View) ReadDir(p string) ([]*Entry, error) {
-	e, err := v.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	return v.ReadDirOf(e)
-}
-
-// ReadDirOf lists directory e, reusing its tree (no walk from the top):
-// what a file system's READDIR needs.
-func (v *View) ReadDirOf(e *Entry) ([]*Entry, error) {
-	if !e.IsDir() {
-		return nil, fmt.Errorf("%w: %s", ErrNotDir, e.Path)
-	}
-	join := func(n string) string {
-		if e.Path == "" {
-			return n
-		}
-		return e.Path + "/" + n
-	}
-	if e.Node != nil {
-		nodes, err := e.tree.ReadDir(e.rel)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]*Entry, 0, len(nodes))
-		// The entries point into nodes: one allocation for the directory.
-		for i := range nodes {
-			n := &nodes[i]
-			ce := v.nodeEntry(e.tree, e.digests, e.ViewID, join(n.Rec.Name()), n.Rec.Path, n)
-			ce.first = e.first
-			out = append(out, ce)
-		}
-		return out, nil
-	}
-	_, names, err := v.route(clean(e.Path))
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*Entry, 0, len(names))
-	for _, n := range names {
-		ce, err := v.Stat(join(n))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ce)
-	}
-	return out, nil
-}
-
-// Open returns the content of a regular file.
-func (v *View) Open(e *Entry) (io.Reader, error) {
-	if e.Type != manifest.TypeReg {
-		return nil, fmt.Errorf("%s is not a regular file", e.Path)
-	}
-	if e.Member != nil {
-		return v.A.Section(e.offset, e.Size), nil
-	}
-	if e.Virtual {
-		return bytes.NewReader(e.data), nil
-	}
-	return v.A.Content(e.LayerDigest(), &e.Node.Rec)
-}
-
-// Walk calls fn for e and, if it is a directory, everything below it,
-// depth first in name order.
-func (v *View) Walk(e *Entry, fn func(e *Entry) error) error {
-	if err := fn(e); err != nil {
-		return err
-	}
-	if !e.IsDir() {
-		return nil
-	}
-	kids, err := v.ReadDir(e.Path)
-	if err != nil {
-		return err
-	}
-	for _, k := range kids {
-		if err := v.Walk(k, fn); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// TypeName names an entry type as amber's JSON outputs do.
-func TypeName(t byte) string {
-	switch t {
-	case manifest.TypeDir:
-		return "dir"
-	case manifest.TypeSymlink:
-		return "symlink"
-	case manifest.TypeChar:
-		return "char"
-	case manifest.TypeBlock:
-		return "block"
-	case manifest.TypeFifo:
-		return "fifo"
-	case manifest.TypeLink:
-		return "hardlink"
-	}
-	return "file"
-}
-
-// ModeString renders type and permissions as ls -l does.
-func ModeString(typ byte, mode uint32) string {
-	// ls folds setuid/setgid/sticky into the execute columns.
-	perm := []byte(os.FileMode(mode & 0o777).String())[1:]
-	if mode&0o4000 != 0 {
-		perm[2] = sOr(perm[2], 's', 'S')
-	}
-	if mode&0o2000 != 0 {
-		perm[5] = sOr(perm[5], 's', 'S')
-	}
-	if mode&0o1000 != 0 {
-		perm[8] = sOr(perm[8], 't', 'T')
-	}
-	letter := byte('-')
-	switch typ {
-	case manifest.TypeDir:
-		letter = 'd'
-	case manifest.TypeSymlink:
-		letter = 'l'
-	case manifest.TypeChar:
-		letter = 'c'
-	case manifest.TypeBlock:
-		letter = 'b'
-	case manifest.TypeFifo:
-		letter = 'p'
-	case manifest.TypeLink:
-		letter = 'h'
-	}
-	return string(letter) + string(perm)
-}
-
-func sOr(x byte, set, unset byte) byte {
-	if x == 'x' {
-		return set
-	}
-	return unset
-}
-
-// RebaseLink returns the target a symlink at p (a path inside a tree) has
-// once resolved as inside a container's root, as a path relative to p's
-// directory: an absolute target starts at the tree's root, and ".." never
-// climbs above it (as under chroot). Followed on a mount, it stays inside
-// the view wherever the view is mounted, instead of reaching into the
-// examiner's own host ("/etc/shadow", "../../../../etc/shadow").
-func RebaseLink(p, target string) string {
-	dir := path.Dir("/" + strings.Trim(p, "/"))
-	abs := target
-	if !strings.HasPrefix(target, "/") {
-		abs = path.Join(dir, target)
-	}
-	abs = path.Clean("/" + abs) // "/.." is "/": the root's parent is itself
-	from, to := clean(dir), clean(abs)
-	i := 0
-	for i < len(from) && i < len(to) && from[i] == to[i] {
-		i++
-	}
-	var parts []string
-	for range from[i:] {
-		parts = append(parts, "..")
-	}
-	parts = append(parts, to[i:]...)
-	if len(parts) == 0 {
-		return "."
-	}
-	return strings.Join(parts, "/")
 }

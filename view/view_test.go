@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/internal/fixture"
-	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
 )
 
@@ -103,7 +103,7 @@ func TestMergedViews(t *testing.T) {
 	// Hard links share one record (inode) and count their names.
 	tl, _ := v.Stat("images/wh_1/layers/0/tl")
 	tf, _ := v.Stat("images/wh_1/layers/0/t")
-	if tl.Node.Rec.Ino != tf.Node.Rec.Ino || tl.Node.Rec.Nlink != 2 || !tl.Node.Rec.Has(manifest.FlagHardlink) {
+	if tl.Node.Rec.Ino != tf.Node.Rec.Ino || tl.Node.Rec.Nlink != 2 || !tl.Node.Rec.Has(fileindex.FlagHardlink) {
 		t.Errorf("hard link: ino %d vs %d, nlink %d", tl.Node.Rec.Ino, tf.Node.Rec.Ino, tl.Node.Rec.Nlink)
 	}
 }
@@ -128,7 +128,7 @@ func TestModeString(t *testing.T) {
 		typ  byte
 		mode uint32
 		want string
-	}{{manifest.TypeReg, 0o4755, "-rwsr-xr-x"}, {manifest.TypeDir, 0o1777, "drwxrwxrwt"}, {manifest.TypeSymlink, 0o777, "lrwxrwxrwx"}, {manifest.TypeReg, 0o2644, "-rw-r-Sr--"}} {
+	}{{fileindex.TypeReg, 0o4755, "-rwsr-xr-x"}, {fileindex.TypeDir, 0o1777, "drwxrwxrwt"}, {fileindex.TypeSymlink, 0o777, "lrwxrwxrwx"}, {fileindex.TypeReg, 0o2644, "-rw-r-Sr--"}} {
 		if got := view.ModeString(tt.typ, tt.mode); got != tt.want {
 			t.Errorf("ModeString(%c, %o) = %s, want %s", tt.typ, tt.mode, got, tt.want)
 		}
@@ -156,7 +156,7 @@ func TestTrailingFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Type != manifest.TypeReg || e.Mode != 0o444 || e.Size != int64(len(hidden)) || e.SHA256() != hashing.Sum([]byte(hidden)) || e.IsDir() {
+	if e.Type != fileindex.TypeReg || e.Mode != 0o444 || e.Size != int64(len(hidden)) || e.SHA256() != hashing.Sum([]byte(hidden)) || e.IsDir() {
 		t.Errorf("layers/1.trailing: %+v", e)
 	}
 	for _, gone := range []string{"images/tr_1/layers/0.trailing", "images/tr_1/layers/2.trailing", "images/tr_1/layers/01.trailing",

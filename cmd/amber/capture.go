@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/archive/cgozstd"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
 	"github.com/amber-forensics/amber/snapshot/docker"
@@ -310,7 +312,7 @@ func (e *env) printCapture(o *captureOptions, res *snapshot.Result) error {
 // snapshotOptions applies the limits of the command line.
 func (o *captureOptions) snapshotOptions() snapshot.Options {
 	lessGarbage()
-	opts := snapshot.Options{MaxExpansion: o.maxExpansion, MaxIndexStrings: o.maxIndexMiB << 20}
+	opts := snapshot.Options{MaxExpansion: o.maxExpansion, MaxIndexStrings: o.maxIndexMiB << 20, Encoder: cgozstd.Encoder()}
 	if o.maxIndexMiB == 0 {
 		opts.MaxIndexStrings = -1 // no limit
 	}

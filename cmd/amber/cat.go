@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
@@ -32,8 +34,8 @@ reported at the end (exit 3). Symlinks are shown, never followed.`,
 
 const catBuffer = 64 << 20
 
-func (e *env) runCat(archive, p string) error {
-	a, err := manifest.Open(archive)
+func (e *env) runCat(archivePath, p string) error {
+	a, err := archive.Open(archivePath)
 	if err != nil {
 		return err
 	}
@@ -44,10 +46,10 @@ func (e *env) runCat(archive, p string) error {
 		return err
 	}
 	switch en.Type {
-	case manifest.TypeReg:
-	case manifest.TypeSymlink:
+	case fileindex.TypeReg:
+	case fileindex.TypeSymlink:
 		return fmt.Errorf("%s is a symlink to %q; amber never follows links (cat the target's view path)", en.Path, en.Node.Rec.Linkname)
-	case manifest.TypeDir:
+	case fileindex.TypeDir:
 		return fmt.Errorf("%s is a directory (use amber ls)", en.Path)
 	default:
 		return fmt.Errorf("%s is a %s, it has no content", en.Path, view.TypeName(en.Type))

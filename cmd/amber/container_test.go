@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/internal/testenv"
 	"github.com/amber-forensics/amber/manifest"
 )
@@ -78,7 +79,7 @@ func sortedLines(s string) string {
 
 func readManifest(t *testing.T, arch string) *manifest.Manifest {
 	t.Helper()
-	a, err := manifest.Open(arch)
+	a, err := archive.Open(arch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func readManifest(t *testing.T, arch string) *manifest.Manifest {
 // recordedAtime is the access time the changes layer records for p.
 func recordedAtime(t *testing.T, arch string, a *manifest.Artifact, p string) string {
 	t.Helper()
-	ar, err := manifest.Open(arch)
+	ar, err := archive.Open(arch)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/internal/textsafe"
-	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/treediff"
 	"github.com/amber-forensics/amber/view"
 )
@@ -250,7 +250,7 @@ func (e *env) showContentDiff(ta, tb treediff.Tree, va, vb *view.View, ra, rb tr
 			root := t.(treediff.ViewTree).Dir
 			label = root.Path + rel
 			en, err := v.Stat(root.Path + rel)
-			if err != nil || en.Type != manifest.TypeReg || en.Size > 64<<10 {
+			if err != nil || en.Type != fileindex.TypeReg || en.Size > 64<<10 {
 				return nil, label, false
 			}
 			rd, err := v.Open(en)

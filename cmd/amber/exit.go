@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/amber-forensics/amber/extract"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/fusefs"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
@@ -54,9 +55,9 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
-	case errors.Is(err, manifest.ErrTempSpace):
+	case errors.Is(err, fileindex.ErrTempSpace):
 		return exitError // this machine's temp space, whatever the cause
-	case errors.Is(err, errTampered), errors.Is(err, manifest.ErrCorrupt), errors.Is(err, manifest.ErrChainBroken), errors.Is(err, manifest.ErrBadIndex):
+	case errors.Is(err, errTampered), errors.Is(err, manifest.ErrCorrupt), errors.Is(err, manifest.ErrChainBroken), errors.Is(err, fileindex.ErrBadIndex):
 		return exitTampered
 	case errors.Is(err, manifest.ErrNotArchive), errors.Is(err, manifest.ErrUnsupportedVersion):
 		return exitUnreadable
@@ -64,7 +65,7 @@ func exitCode(err error) int {
 		return exitExists
 	case errors.Is(err, extract.ErrIncomplete):
 		return exitIncomplete
-	case errors.Is(err, errForeignMount):
+	case errors.Is(err, fusefs.ErrForeign):
 		return exitForeignMount
 	case errors.Is(err, errNeedsLinux):
 		return exitNeedsLinux
@@ -82,17 +83,16 @@ func exitCode(err error) int {
 		return exitEngine
 	case errors.Is(err, view.ErrNotFound), errors.Is(err, manifest.ErrNotFound), errors.Is(err, os.ErrNotExist):
 		return exitNotFound
-	case errors.Is(err, snapshot.ErrSource), errors.Is(err, snapshot.ErrDigestMismatch), errors.Is(err, snapshot.ErrBomb), errors.Is(err, manifest.ErrIndexTooBig),
-		errors.Is(err, manifest.ErrTooSparse):
+	case errors.Is(err, snapshot.ErrSource), errors.Is(err, snapshot.ErrDigestMismatch), errors.Is(err, snapshot.ErrBomb), errors.Is(err, fileindex.ErrIndexTooBig),
+		errors.Is(err, fileindex.ErrTooSparse):
 		return exitSource
 	}
 	return exitError
 }
 
 var (
-	errTampered     = errors.New("verification failed")
-	errForeignMount = errors.New("not an amber mount")
-	errNeedsLinux   = errors.New("needs Linux")
+	errTampered   = errors.New("verification failed")
+	errNeedsLinux = errors.New("needs Linux")
 )
 
 // report prints err, escaped: an error names what failed, and that is

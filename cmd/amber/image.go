@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/archive/cgozstd"
 	"github.com/amber-forensics/amber/imageconfig"
 	"github.com/amber-forensics/amber/internal/textsafe"
 	"github.com/amber-forensics/amber/manifest"
@@ -17,13 +19,13 @@ import (
 
 // openAny opens an amber archive, or indexes a plain docker-save tarball
 // or OCI layout into a temporary one (removed by the returned cleanup).
-func (e *env) openAny(p string) (*manifest.Archive, func(), error) {
+func (e *env) openAny(p string) (*archive.Archive, func(), error) {
 	a, done, _, err := e.openAnyPlain(p)
 	return a, done, err
 }
 
 // openAnyPlain is openAny, and says whether p was a plain source.
-func (e *env) openAnyPlain(p string) (*manifest.Archive, func(), bool, error) {
+func (e *env) openAnyPlain(p string) (*archive.Archive, func(), bool, error) {
 	a, done, err := e.openArchiveOrSource(p)
 	if err != nil {
 		return nil, nil, false, err
@@ -32,8 +34,8 @@ func (e *env) openAnyPlain(p string) (*manifest.Archive, func(), bool, error) {
 	return a, done, plain, nil
 }
 
-func (e *env) openArchiveOrSource(p string) (*manifest.Archive, func(), error) {
-	a, plain, done, err := snapshot.OpenAny(e.ctx, p, manifest.Tool{Name: "amber", Version: version}, e.args)
+func (e *env) openArchiveOrSource(p string) (*archive.Archive, func(), error) {
+	a, plain, done, err := snapshot.OpenAny(e.ctx, p, manifest.Tool{Name: "amber", Version: version}, e.args, snapshot.Options{Encoder: cgozstd.Encoder()})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -54,7 +56,7 @@ func (e *env) notePlain(p string) {
 
 // artifactArg resolves "images/NAME" or "containers/NAME" (or nothing,
 // when the archive holds one image) to an artifact.
-func artifactArg(a *manifest.Archive, arg string) (*manifest.Artifact, error) {
+func artifactArg(a *archive.Archive, arg string) (*manifest.Artifact, error) {
 	if arg == "" {
 		var imgs []*manifest.Artifact
 		for i := range a.Manifest.Artifacts {
@@ -85,7 +87,7 @@ func artifactArg(a *manifest.Archive, arg string) (*manifest.Artifact, error) {
 
 // openArtifact opens an archive (or plain source), args[0], and resolves
 // the artifact named by args[1], if given, in it; done releases the archive.
-func (e *env) openArtifact(args []string) (*manifest.Archive, *manifest.Artifact, func(), error) {
+func (e *env) openArtifact(args []string) (*archive.Archive, *manifest.Artifact, func(), error) {
 	arg := ""
 	if len(args) > 1 {
 		arg = args[1]
@@ -102,7 +104,7 @@ func (e *env) openArtifact(args []string) (*manifest.Archive, *manifest.Artifact
 	return a, art, done, nil
 }
 
-func readConfig(a *manifest.Archive, art *manifest.Artifact) (*imageconfig.Config, error) {
+func readConfig(a *archive.Archive, art *manifest.Artifact) (*imageconfig.Config, error) {
 	b, err := a.ReadEntry(manifest.BlobName(art.Config.Digest), imageconfig.MaxConfigSize)
 	if err != nil {
 		return nil, err
@@ -116,7 +118,7 @@ func readConfig(a *manifest.Archive, art *manifest.Artifact) (*imageconfig.Confi
 
 func (e *env) newConfigCmds() []*cobra.Command {
 	var asJSON bool
-	mk := func(use, short, long, example string, run func(a *manifest.Archive, art *manifest.Artifact, c *imageconfig.Config) error) *cobra.Command {
+	mk := func(use, short, long, example string, run func(a *archive.Archive, art *manifest.Artifact, c *imageconfig.Config) error) *cobra.Command {
 		cmd := &cobra.Command{
 			Use: use + " ARCHIVE [images/NAME|containers/NAME]", Short: short, Long: long, Example: example,
 			Args: argsRange(1, 2),
@@ -143,7 +145,7 @@ the uncompressed layer tar), and the command. A container shows its image's
 steps and, last, amber's own step that added its changes layer.`,
 		`  amber history case.tar.zst images/lamp-wordpress_v2
   amber history image.tar --json | jq '.[] | select(.layer >= 0)'`,
-		func(a *manifest.Archive, art *manifest.Artifact, c *imageconfig.Config) error {
+		func(a *archive.Archive, art *manifest.Artifact, c *imageconfig.Config) error {
 			sizes := make([]int64, len(art.Layers))
 			for i, l := range art.Layers {
 				sizes[i] = l.Size
@@ -190,7 +192,7 @@ never a guess. The base image's own steps are included: its name is not
 recorded in the config.`,
 		`  amber dockerfile case.tar.zst images/lamp-wordpress_v2
   amber dockerfile image.tar`,
-		func(a *manifest.Archive, art *manifest.Artifact, c *imageconfig.Config) error {
+		func(a *archive.Archive, art *manifest.Artifact, c *imageconfig.Config) error {
 			if !asJSON {
 				_, err := e.stdout.Write(imageconfig.Dockerfile(c))
 				return err
@@ -216,7 +218,7 @@ volumes, healthcheck, stop signal, shell, onbuild triggers, platform and
 creation time.`,
 		`  amber inspect case.tar.zst images/lamp-wordpress_v2
   amber inspect case.tar.zst containers/wordpress --json | jq .env`,
-		func(a *manifest.Archive, art *manifest.Artifact, c *imageconfig.Config) error {
+		func(a *archive.Archive, art *manifest.Artifact, c *imageconfig.Config) error {
 			r := c.Config
 			out := map[string]any{
 				"artifact": art.Kind + "s/" + art.Name, "image_id": art.ImageID.String(), "refs": art.Refs,

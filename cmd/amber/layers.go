@@ -5,12 +5,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/layers"
 	"github.com/amber-forensics/amber/manifest"
 )
 
-func layerIndexes(a *manifest.Archive, art *manifest.Artifact) ([]*manifest.Index, error) {
-	var ixs []*manifest.Index
+func layerIndexes(a *archive.Archive, art *manifest.Artifact) ([]*fileindex.Index, error) {
+	var ixs []*fileindex.Index
 	for _, l := range art.Layers {
 		ix, err := a.Index(l.Digest)
 		if err != nil {

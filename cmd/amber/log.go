@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 )
@@ -59,7 +60,7 @@ func (e *env) runLog(o *logOptions, path string) error {
 	if err != nil {
 		return err
 	}
-	a, err := manifest.Open(path)
+	a, err := archive.Open(path)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/internal/textsafe"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/view"
@@ -99,8 +101,8 @@ func flagNames(f uint8) []string {
 	for _, x := range []struct {
 		b uint8
 		n string
-	}{{manifest.FlagImplicit, "implicit"}, {manifest.FlagHardlink, "hardlink"}, {manifest.FlagSparse, "sparse"}, {manifest.FlagUnsafe, "unsafe-name"},
-		{manifest.FlagWhiteout, "whiteout"}, {manifest.FlagOpaque, "opaque"}, {manifest.FlagShadowed, "shadowed"}, {manifest.FlagDangling, "dangling"}} {
+	}{{fileindex.FlagImplicit, "implicit"}, {fileindex.FlagHardlink, "hardlink"}, {fileindex.FlagSparse, "sparse"}, {fileindex.FlagUnsafe, "unsafe-name"},
+		{fileindex.FlagWhiteout, "whiteout"}, {fileindex.FlagOpaque, "opaque"}, {fileindex.FlagShadowed, "shadowed"}, {fileindex.FlagDangling, "dangling"}} {
 		if f&x.b != 0 {
 			out = append(out, x.n)
 		}
@@ -125,15 +127,15 @@ func toLsEntry(en *view.Entry, rel string) lsEntry {
 		le.Xattrs = r.Xattrs
 		le.Flags = flagNames(r.Flags)
 		switch {
-		case r.Type == manifest.TypeSymlink:
+		case r.Type == fileindex.TypeSymlink:
 			le.Link = r.Linkname
 			if !utf8.ValidString(r.Linkname) {
 				le.LinkBase64 = base64.StdEncoding.EncodeToString([]byte(r.Linkname))
 			}
-		case r.Has(manifest.FlagHardlink) || r.Type == manifest.TypeLink:
+		case r.Has(fileindex.FlagHardlink) || r.Type == fileindex.TypeLink:
 			le.Hardlink = r.Linkname
 		}
-		if r.Type == manifest.TypeChar || r.Type == manifest.TypeBlock {
+		if r.Type == fileindex.TypeChar || r.Type == fileindex.TypeBlock {
 			le.Device = fmt.Sprintf("%d,%d", r.DevMajor, r.DevMinor)
 		}
 	}
@@ -145,8 +147,8 @@ func toLsEntry(en *view.Entry, rel string) lsEntry {
 // nothing in them acts on the terminal. --json has the exact bytes.
 func escapeName(s string) string { return textsafe.Escape(s) }
 
-func (e *env) runLs(o *lsOptions, archive, p string) error {
-	a, err := manifest.Open(archive)
+func (e *env) runLs(o *lsOptions, archivePath, p string) error {
+	a, err := archive.Open(archivePath)
 	if err != nil {
 		return err
 	}
@@ -164,7 +166,7 @@ func (e *env) runLs(o *lsOptions, archive, p string) error {
 	if o.sha256sum {
 		tty := isTerminal(e.stdout)
 		return v.Walk(root, func(en *view.Entry) error {
-			if en.Type != manifest.TypeReg {
+			if en.Type != fileindex.TypeReg {
 				return nil
 			}
 			rel := strings.TrimPrefix(strings.TrimPrefix(en.Path, root.Path), "/")
@@ -240,7 +242,7 @@ func writeSumLine(w io.Writer, hexsum, name string) {
 	fmt.Fprintf(w, "%s  %s\n", hexsum, name)
 }
 
-func lsSummary(w io.Writer, a *manifest.Archive, asJSON bool) error {
+func lsSummary(w io.Writer, a *archive.Archive, asJSON bool) error {
 	m := a.Manifest
 	if asJSON {
 		enc := json.NewEncoder(w)

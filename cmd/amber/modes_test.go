@@ -100,6 +100,34 @@ func modePaths(m map[string]statMode) []string {
 	return k
 }
 
+// engineModes runs stat in a container of image on the paths abs (under
+// /m) and returns each one's raw mode (hex), by its path under /m ("." for
+// /m itself).
+func engineModes(t *testing.T, image string, abs []string) map[string]string {
+	t.Helper()
+	engine := map[string]string{}
+	out := testenv.Run(t, "docker", append([]string{"run", "--rm", image, "stat", "-c", "%f|%n"}, abs...)...)
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		raw, p, _ := strings.Cut(l, "|")
+		engine[strings.TrimPrefix(strings.TrimPrefix(p, "/m"), "/")] = raw
+	}
+	engine["."] = engine[""]
+	return engine
+}
+
+// layerTarModes lists the layer blob hex of archive arch with GNU tar and
+// returns each member's mode string by its path.
+func layerTarModes(t *testing.T, arch, hex string) map[string]string {
+	t.Helper()
+	modes := map[string]string{}
+	out := testenv.Shell(t, fmt.Sprintf("zstd -dc %q | tar -xO blobs/sha256/%s | tar -tv --numeric-owner", arch, hex))
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(l)
+		modes[strings.TrimSuffix(strings.TrimPrefix(f[len(f)-1], "./"), "/")] = f[0]
+	}
+	return modes
+}
+
 // TestMountShowsModesAsStored: files and directories of modes 0000, 0001,
 // 4000 and 7777 have the same mode through the mount (rootfs/ and
 // layers/N/, a .wh. marker included) as in amber ls, in a container of the
@@ -131,13 +159,7 @@ func TestMountShowsModesAsStored(t *testing.T) {
 	for _, p := range paths {
 		abs = append(abs, filepath.Join("/m", p))
 	}
-	engine := map[string]string{}
-	out := testenv.Run(t, "docker", append([]string{"run", "--rm", image, "stat", "-c", "%f|%n"}, abs...)...)
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		raw, p, _ := strings.Cut(l, "|")
-		engine[strings.TrimPrefix(strings.TrimPrefix(p, "/m"), "/")] = raw
-	}
-	engine["."] = engine[""]
+	engine := engineModes(t, image, abs)
 	for _, p := range paths {
 		g, want := got[p], ls[p]
 		if g.perm != want.perm || g.str != want.str {
@@ -162,12 +184,7 @@ func TestMountShowsModesAsStored(t *testing.T) {
 	}
 	for n := 1; n < 3; n++ {
 		view := fmt.Sprintf("%s/layers/%d", img, n)
-		tarModes := map[string]string{}
-		out := testenv.Shell(t, fmt.Sprintf("zstd -dc %q | tar -xO blobs/sha256/%s | tar -tv --numeric-owner", arch, a.Layers[n].Digest.Hex()))
-		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-			f := strings.Fields(l)
-			tarModes[strings.TrimSuffix(strings.TrimPrefix(f[len(f)-1], "./"), "/")] = f[0]
-		}
+		tarModes := layerTarModes(t, arch, a.Layers[n].Digest.Hex())
 		ls := lsModes(t, arch, view)
 		delete(ls, ".") // the layer's root: not in its tar
 		paths := modePaths(ls)

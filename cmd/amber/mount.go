@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/manifest"
 )
 
@@ -93,7 +94,7 @@ unmount the evidence disk or the system's own mounts.`,
 	return c
 }
 
-func (e *env) custodyEvent(archive string, a *manifest.Archive, action string, details map[string]string) {
+func (e *env) custodyEvent(archive string, a *archive.Archive, action string, details map[string]string) {
 	if _, _, err := manifest.NewRecorder().Record(archive, a.Manifest, action, details); err != nil {
 		fmt.Fprintf(e.stderr, "amber: warning: could not record %q in the custody log: %s\n", action, escapeName(err.Error()))
 	}

@@ -42,6 +42,28 @@ func TestArchiveModes(t *testing.T) {
 	}
 }
 
+// memberModes is the mode a container's own files and their directories
+// should show: 0400 (0500) for inspect.json, logs and memory, else 0444
+// (0555).
+func memberModes(members []manifest.Member) map[string]uint64 {
+	want := map[string]uint64{}
+	for _, mem := range members {
+		p := mem.Path
+		perm := uint64(0o444)
+		if p == "inspect.json" || strings.HasPrefix(p, "logs/") || strings.HasPrefix(p, "memory/") {
+			perm = 0o400
+		}
+		want[p] = perm
+		for d := filepath.Dir(p); d != "."; d = filepath.Dir(d) {
+			want[d] = 0o555
+			if perm == 0o400 {
+				want[d] = 0o500
+			}
+		}
+	}
+	return want
+}
+
 // TestMountSensitiveMembers: a container's memory (cores, environ,
 // cmdline, maps, ...), inspect.json and logs are 0400 on the mount (their
 // directories 0500), in amber ls as on the mount, so that under
@@ -76,21 +98,7 @@ func TestMountSensitiveMembers(t *testing.T) {
 
 	m := readManifest(t, arch)
 	ca, _ := m.Artifact(manifest.KindContainer, name)
-	want := map[string]uint64{}
-	for _, mem := range ca.Container.Members {
-		p := mem.Path
-		perm := uint64(0o444)
-		if p == "inspect.json" || strings.HasPrefix(p, "logs/") || strings.HasPrefix(p, "memory/") {
-			perm = 0o400
-		}
-		want[p] = perm
-		for d := filepath.Dir(p); d != "."; d = filepath.Dir(d) {
-			want[d] = 0o555
-			if perm == 0o400 {
-				want[d] = 0o500
-			}
-		}
-	}
+	want := memberModes(ca.Container.Members)
 	for _, p := range []string{"inspect.json", "logs/stdout", "changes.txt", "memory"} {
 		if _, ok := want[p]; !ok {
 			t.Fatalf("the capture has no %s: %v", p, want)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/timeline"
@@ -62,7 +63,7 @@ file indexes are read.`,
 
 // custodyEvents reads the sealed custody log and the sidecar's later
 // events, the chain checked.
-func custodyEvents(path string, a *manifest.Archive) ([]manifest.Event, error) {
+func custodyEvents(path string, a *archive.Archive) ([]manifest.Event, error) {
 	m := a.Manifest
 	if m.Custody.Entry == "" {
 		return nil, nil

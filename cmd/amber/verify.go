@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 )
@@ -85,7 +86,7 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 	}
 	// A layer of many files is re-indexed in memory: collect garbage
 	// sooner then (for the others Go's default is a few percent faster).
-	if a, err := manifest.Open(path); err == nil {
+	if a, err := archive.Open(path); err == nil {
 		for _, art := range a.Manifest.Artifacts {
 			for _, l := range art.Layers {
 				if l.Files > manyFiles {
@@ -95,7 +96,7 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 		}
 		a.Close()
 	}
-	opts := manifest.VerifyOptions{ExpectHead: expect, Ctx: e.ctx}
+	opts := archive.VerifyOptions{ExpectHead: expect, Ctx: e.ctx}
 	prog := isTerminal(e.stderr)
 	start := time.Now()
 	if prog {
@@ -107,7 +108,7 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 			}
 		}
 	}
-	r, err := manifest.Verify(path, opts)
+	r, err := archive.Verify(path, opts)
 	if prog {
 		fmt.Fprint(e.stderr, "\r\033[K")
 	}

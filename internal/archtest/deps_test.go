@@ -11,39 +11,70 @@ const mod = "github.com/amber-forensics/amber/"
 
 // allowed lists, per package, the amber packages it may import.
 var allowed = map[string][]string{
-	"hashing":     {},
-	"manifest":    {"hashing"},
-	"imageconfig": {"internal/textsafe"},
-	"timeline":    {"manifest", "hashing", "view"},
-	"treediff":    {"manifest", "hashing", "view"},
-	"extract":     {"manifest", "hashing", "view"},
-	"view":        {"manifest", "hashing", "imageconfig", "layers"},
+	"hashing": {},
+	// The evidence model: manifest.json, custody, names.
+	"manifest": {"hashing"},
+	// The per-layer file index and the archive container. archive writes
+	// and verifies indexes, so it may use fileindex; never the reverse.
+	"fileindex":       {"manifest", "hashing", "internal/extsort", "internal/bufpool"},
+	"archive":         {"manifest", "hashing", "fileindex", "internal/extsort", "internal/bufpool", "internal/tmpfile"},
+	"archive/cgozstd": {"archive"},
+	"imageconfig":     {"internal/textsafe"},
 	// OCI layer semantics in one place; acquisition uses them, not the
 	// mount layout.
-	"layers":   {"manifest", "hashing", "internal/textsafe"},
-	"snapshot": {"manifest", "hashing", "layers", "internal/textsafe", "snapshot/engine"},
+	"layers": {"fileindex", "manifest", "hashing", "internal/textsafe"},
+	"view":   {"archive", "fileindex", "manifest", "hashing", "imageconfig", "layers"},
+	// Examination: one package per job, over the view.
+	"timeline": {"view", "archive", "fileindex", "manifest", "hashing"},
+	"treediff": {"view", "archive", "fileindex", "manifest", "hashing"},
+	"extract":  {"view", "archive", "fileindex", "manifest", "hashing"},
+	"fusefs":   {"view", "archive", "fileindex", "manifest", "hashing", "internal/textsafe"},
+	// Acquisition never imports the mount layout (view) or fusefs.
+	"snapshot": {"archive", "fileindex", "manifest", "hashing", "layers", "internal/textsafe", "internal/tmpfile", "snapshot/procmem", "snapshot/source", "snapshot/engine"},
 	// The seam to container runtimes: a leaf that snapshot and every
 	// runtime package import, so that neither needs the other.
 	"snapshot/engine": {"manifest", "hashing"},
 	"snapshot/docker": {"manifest", "hashing", "snapshot/engine"},
-	"fusefs":          {"manifest", "hashing", "view"},
-	"cmd/amber":       {"manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
+	// Process memory and ELF cores: the standard library and x/sys only.
+	"snapshot/procmem": {},
+	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
 	// The one escaping of evidence strings printed for a person.
 	"internal/textsafe": {},
+	// Building blocks of archive and fileindex.
+	"internal/extsort": {"internal/tmpfile"},
+	"internal/bufpool": {},
+	"internal/tmpfile": {},
 	// Test support may use what it tests; nothing but tests and the
 	// generator may use it.
-	"internal/fixture":        {"manifest", "hashing", "snapshot"},
+	"internal/fixture":        {"archive", "archive/cgozstd", "manifest", "hashing", "snapshot"},
 	"internal/fixture/gen":    {"internal/fixture", "manifest", "hashing", "snapshot"},
 	"internal/fixture/bounds": {},
 	"internal/testenv":        {},
 	"internal/archtest":       {},
+
+	// Image sources over amber's hardened stores, as go-containerregistry
+	// types; they read sources, never write archives.
+	"snapshot/source": {"fileindex", "manifest", "hashing"},
 }
 
 // Only snapshot/docker talks to Docker; only snapshot to
 // go-containerregistry.
 var external = map[string][]string{
 	"github.com/docker/":                     {"snapshot/docker"},
-	"github.com/google/go-containerregistry": {"snapshot"},
+	"github.com/google/go-containerregistry": {"snapshot", "snapshot/source"},
+}
+
+// ociTypes are the go-containerregistry packages that are only OCI types
+// (DESIGN.md: one set of OCI types everywhere), which a reader may use
+// without talking to a registry.
+var ociTypes = map[string][]string{
+	"archive": {"github.com/google/go-containerregistry/pkg/v1", "github.com/google/go-containerregistry/pkg/v1/types"},
+}
+
+// onlyModules: these packages import, besides the standard library and
+// the amber packages allowed above, only modules under these prefixes.
+var onlyModules = map[string][]string{
+	"snapshot/procmem": {"golang.org/x/sys/"},
 }
 
 func TestImportDirection(t *testing.T) {
@@ -75,8 +106,11 @@ func TestImportDirection(t *testing.T) {
 					t.Errorf("%s imports %s: not allowed", name, dep)
 				}
 			}
+			if only, ok := onlyModules[name]; ok && !strings.HasPrefix(imp, mod) && strings.Contains(strings.SplitN(imp, "/", 2)[0], ".") && !hasPrefix(imp, only) {
+				t.Errorf("%s imports %s: only the standard library and %v", name, imp, only)
+			}
 			for prefix, who := range external {
-				if strings.HasPrefix(imp, prefix) && !contains(who, name) {
+				if strings.HasPrefix(imp, prefix) && !contains(who, name) && !contains(ociTypes[name], imp) {
 					t.Errorf("%s imports %s: only %v may", name, imp, who)
 				}
 			}
@@ -87,9 +121,44 @@ func TestImportDirection(t *testing.T) {
 	}
 }
 
+// TestReadersPureGo: nothing that only reads an archive links the cgo
+// zstd encoder (DESIGN.md: readers are pure Go; cmd/amber chooses the
+// encoder for capture).
+func TestReadersPureGo(t *testing.T) {
+	readers := []string{"archive", "fileindex", "manifest", "layers", "view", "fusefs", "treediff", "timeline", "extract"}
+	for _, r := range readers {
+		out, err := exec.Command("go", "list", "-deps", mod+r).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", r, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if strings.HasPrefix(dep, "github.com/DataDog/zstd") || dep == mod+"archive/cgozstd" {
+				t.Errorf("%s links %s", r, dep)
+			}
+		}
+	}
+	// The check can fail: the command line does link it (with cgo).
+	out, err := exec.Command("go", "list", "-deps", mod+"cmd/amber").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), mod+"archive/cgozstd") {
+		t.Error("cmd/amber does not link archive/cgozstd: the check above proves nothing")
+	}
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func hasPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
 			return true
 		}
 	}

@@ -1,5 +1,0 @@
-//go:build !linux
-
-package manifest
-
-func mapSlab(n int) []byte { return nil }
