@@ -1,9 +1,6 @@
 package snapshot
 
 import (
-	"bufio"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +11,6 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/fileindex"
@@ -312,17 +308,6 @@ func storeBlob(ctx context.Context, st source.Store, w *archive.Writer, d manife
 	return nil
 }
 
-// compression sniffs the first bytes of a layer.
-func compression(b []byte) string {
-	switch {
-	case len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b:
-		return "gzip"
-	case len(b) >= 4 && bytes.Equal(b[:4], []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return "zstd"
-	}
-	return ""
-}
-
 // ctxReader stops a long copy when the capture is cancelled.
 type ctxReader struct {
 	ctx context.Context
@@ -342,52 +327,12 @@ func openLayer(ctx context.Context, st source.Store, ls source.Layer, kind strin
 	if err != nil {
 		return nil, nil, err
 	}
-	r, closeFn, err := decompressor(ctxReader{ctx, rc}, kind)
+	r, closeFn, err := source.Decompressor(ctxReader{ctx, rc}, kind)
 	if err != nil {
 		rc.Close()
 		return nil, nil, err
 	}
 	return r, func() { closeFn(); rc.Close() }, nil
-}
-
-// decompressor reads kind ("", "gzip" or "zstd") from r.
-func decompressor(r io.Reader, kind string) (io.Reader, func(), error) {
-	if kind == "" {
-		return r, func() {}, nil
-	}
-	br := bufio.NewReaderSize(r, 1<<20)
-	switch kind {
-	case "gzip":
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, nil, fmt.Errorf("gzip: %w", err)
-		}
-		zr.Multistream(true)
-		return zr, func() {}, nil
-	case "zstd":
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<30))
-		if err != nil {
-			return nil, nil, fmt.Errorf("zstd: %w", err)
-		}
-		return zr, zr.Close, nil
-	}
-	return nil, nil, fmt.Errorf("unknown compression %q", kind)
-}
-
-// limitExpansion fails a read once more than max bytes have come out.
-type limitExpansion struct {
-	r   io.Reader
-	n   int64
-	max int64
-}
-
-func (l *limitExpansion) Read(p []byte) (int, error) {
-	n, err := l.r.Read(p)
-	l.n += int64(n)
-	if l.max > 0 && l.n > l.max {
-		return n, ErrBomb
-	}
-	return n, err
 }
 
 func captureLayer(ctx context.Context, st source.Store, w *archive.Writer, ls source.Layer, diffID hashing.Digest, opts Options) (*layerDone, error) {
@@ -398,7 +343,7 @@ func captureLayer(ctx context.Context, st source.Store, w *archive.Writer, ls so
 	var head [4]byte
 	n, _ := io.ReadFull(rc, head[:])
 	rc.Close()
-	kind := compression(head[:n])
+	kind := source.Compression(head[:n])
 	size := ls.Size
 	rawDigest := ls.Digest
 	var maxOut int64
@@ -416,12 +361,12 @@ func captureLayer(ctx context.Context, st source.Store, w *archive.Writer, ls so
 		}
 		raw := hashing.NewMulti(false, false)
 		tee := io.TeeReader(ctxReader{ctx, rc}, raw)
-		r, closeFn, err := decompressor(tee, kind)
+		r, closeFn, err := source.Decompressor(tee, kind)
 		if err != nil {
 			rc.Close()
 			return nil, err
 		}
-		lim := &limitExpansion{r: r, max: maxOut}
+		lim := &source.LimitExpansion{R: r, Max: maxOut}
 		h := hashing.NewMulti(false, false)
 		_, err = io.Copy(h, lim)
 		if err == nil {

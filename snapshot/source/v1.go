@@ -3,7 +3,6 @@ package source
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/amber-forensics/amber/hashing"
 )
@@ -165,46 +163,20 @@ func (l *v1Layer) Uncompressed() (io.ReadCloser, error) {
 	}
 	br := bufio.NewReader(rc)
 	head, _ := br.Peek(4)
-	var r io.Reader = br
-	closeFn := func() {}
-	switch {
-	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			rc.Close()
-			return nil, fmt.Errorf("%w: layer %s: gzip: %v", ErrSource, l.digest(), err)
-		}
-		r = zr
-	case len(head) == 4 && string(head) == "\x28\xb5\x2f\xfd":
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<30))
-		if err != nil {
-			rc.Close()
-			return nil, fmt.Errorf("%w: layer %s: zstd: %v", ErrSource, l.digest(), err)
-		}
-		r, closeFn = zr, zr.Close
-	default:
+	kind := Compression(head)
+	if kind == "" {
 		return readCloser{br, rc}, nil // stored uncompressed
+	}
+	r, closeFn, err := Decompressor(br, kind)
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("%w: layer %s: %v", ErrSource, l.digest(), err)
 	}
 	var limit int64
 	if l.maxExpansion > 0 {
 		limit = max(l.size()*l.maxExpansion, 64<<20)
 	}
-	return readCloser{&bounded{r: r, max: limit}, closerFunc(func() error { closeFn(); return rc.Close() })}, nil
-}
-
-// bounded fails a read once more than max bytes have come out (0: no bound).
-type bounded struct {
-	r      io.Reader
-	n, max int64
-}
-
-func (b *bounded) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	b.n += int64(n)
-	if b.max > 0 && b.n > b.max {
-		return n, fmt.Errorf("%w: past %d bytes", ErrBomb, b.max)
-	}
-	return n, err
+	return readCloser{&LimitExpansion{R: r, Max: limit}, closerFunc(func() error { closeFn(); return rc.Close() })}, nil
 }
 
 type readCloser struct {
