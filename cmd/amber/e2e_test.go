@@ -57,6 +57,10 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if imageTar != "" {
+		// The test image's build directory, made once per run.
+		os.RemoveAll(filepath.Dir(imageTar))
+	}
 	os.Exit(code)
 }
 
