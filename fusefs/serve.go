@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/internal/textsafe"
@@ -26,6 +27,11 @@ type Session struct {
 	// restore undoes the memory settings of the session (Options.GCPercent,
 	// Options.MemoryFloor) once it has ended.
 	restore func()
+	// held is the mount point's own directory (under the mount), opened
+	// and share-locked before mounting, until Close: UnmountAmber waits for
+	// the lock, so that it returns only once the serving process has
+	// finished (its custody event written), not when the kernel lets go.
+	held *os.File
 }
 
 // unmountTries and unmountPause bound the clean unmount of a busy mount
@@ -51,12 +57,24 @@ func Serve(ctx context.Context, dir string, open func() (*archive.Archive, error
 		restore()
 		return nil, err
 	}
-	server, err := Mount(a, dir, o)
+	// Checked before it is opened to be held: a dead FUSE mount there
+	// fails (or hangs) an open, and is named as such by the check.
+	if err := CheckMountpoint(dir); err != nil {
+		restore()
+		return nil, err
+	}
+	held, err := holdMountpoint(dir)
 	if err != nil {
 		restore()
 		return nil, err
 	}
-	s := &Session{server: server, dir: dir, ctx: ctx, done: make(chan struct{}), restore: restore}
+	server, err := Mount(a, dir, o)
+	if err != nil {
+		held.Close()
+		restore()
+		return nil, err
+	}
+	s := &Session{server: server, dir: dir, ctx: ctx, done: make(chan struct{}), restore: restore, held: held}
 	go func() { server.Wait(); close(s.done) }()
 	return s, nil
 }
@@ -69,6 +87,50 @@ func (s *Session) Wait() {
 	case <-s.done:
 	case <-s.ctx.Done():
 		s.Unmount()
+	}
+}
+
+// Close lets UnmountAmber return: call it once the session has ended and
+// whatever follows it (the custody event) is done. Exiting the process
+// does the same.
+func (s *Session) Close() {
+	if s.held != nil {
+		s.held.Close()
+		s.held = nil
+	}
+}
+
+// holdMountpoint opens dir and takes a shared lock on it, released when
+// the file is closed (or the process exits).
+func holdMountpoint(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s is held by another amber mount: %w", dir, err)
+	}
+	return f, nil
+}
+
+// waitReleased waits, up to d, until no serving process holds dir (see
+// Session.held). A mount made by anything else holds nothing.
+func waitReleased(dir string, d time.Duration) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	for deadline := time.Now().Add(d); ; {
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			unix.Flock(int(f.Fd()), unix.LOCK_UN)
+			return
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -101,7 +163,9 @@ func (s *Session) Unmount() error {
 
 // UnmountAmber unmounts dir when it is an amber mount, live or left stale
 // by a killed amber, or, with force, whatever is mounted there, and waits
-// up to 5 s for it to be gone. Any other mount (a tmpfs, a bind mount,
+// up to 5 s for it to be gone, and up to 5 s more for the process that
+// served it to finish (its "unmounted" custody event written: a script
+// that reads the custody log after amber umount finds it). Any other mount (a tmpfs, a bind mount,
 // another FUSE file system) is refused with ErrForeign: a mistyped path
 // must not unmount the evidence disk or the system's own mounts. The
 // names in the error are escaped (a mount's source is anyone's text).
@@ -120,6 +184,7 @@ func UnmountAmber(dir string, force bool) error {
 	if !WaitUnmounted(dir, 5*time.Second) {
 		return fmt.Errorf("%s is still mounted", dir)
 	}
+	waitReleased(dir, 5*time.Second)
 	return nil
 }
 

@@ -5,6 +5,7 @@ package fusefs_test
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
@@ -133,5 +134,56 @@ func TestServeFailsClean(t *testing.T) {
 	}
 	if gc, limit := gcPercent(), debug.SetMemoryLimit(-1); gc != gc0 || limit != limit0 {
 		t.Errorf("after failing: GC percent %d, memory limit %d; want %d and %d", gc, limit, gc0, limit0)
+	}
+}
+
+// TestUmountWaitsForServer: UnmountAmber returns only once the session
+// that served the mount is closed (cmd/amber closes it after writing the
+// "unmounted" custody event), not as soon as the kernel lets go; a mount
+// point nothing holds is not waited on.
+func TestUmountWaitsForServer(t *testing.T) {
+	testenv.FUSE(t)
+	p := fixture.Capture(t, t.TempDir(), "wh", fixture.WhiteoutImage())
+	dir := t.TempDir()
+	a, err := archive.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	s, err := fusefs.Serve(context.Background(), dir, func() (*archive.Archive, error) { return a, nil }, fusefs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if fusefs.IsMountpoint(dir) {
+			fusefs.Unmount(dir)
+		}
+	})
+	const hold = 400 * time.Millisecond
+	go func() {
+		s.Wait()
+		time.Sleep(hold) // the custody event being written
+		s.Close()
+	}()
+	start := time.Now()
+	if err := fusefs.UnmountAmber(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < hold {
+		t.Errorf("UnmountAmber returned after %v, before the session was closed (%v after it ended)", took, hold)
+	}
+	start = time.Now()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "none", dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("mounting a tmpfs: %v %s", err, out)
+		}
+		t.Logf("no tmpfs mount (%v): the unheld case is not checked", err)
+		return
+	}
+	if err := fusefs.UnmountAmber(dir, true); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("a mount nothing holds took %v to unmount", took)
 	}
 }

@@ -104,6 +104,9 @@ func (e *env) runMount(o *mountOptions, archivePath, dir string) error {
 		ready(err)
 		return err
 	}
+	// Released once the unmounted event below is written: amber umount
+	// waits for it.
+	defer session.Close()
 	if !o.noLog {
 		details := map[string]string{"mountpoint": absDir, "pid": fmt.Sprint(os.Getpid()), "tool": "amber " + version}
 		if o.rebaseLinks {
