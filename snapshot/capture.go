@@ -16,6 +16,7 @@ import (
 	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/engine"
 	"github.com/amber-forensics/amber/snapshot/source"
 )
 
@@ -295,7 +296,7 @@ func storeBlob(ctx context.Context, st source.Store, w *archive.Writer, d manife
 	if err := w.Begin(name, size); err != nil {
 		return err
 	}
-	if _, err := io.Copy(w, ctxReader{ctx, io.LimitReader(rc, size)}); err != nil {
+	if _, err := io.Copy(w, engine.ContextReader(ctx, io.LimitReader(rc, size))); err != nil {
 		return fmt.Errorf("copying %s: %w", name, err)
 	}
 	e, err := w.End()
@@ -308,26 +309,13 @@ func storeBlob(ctx context.Context, st source.Store, w *archive.Writer, d manife
 	return nil
 }
 
-// ctxReader stops a long copy when the capture is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // openLayer returns the layer's uncompressed stream.
 func openLayer(ctx context.Context, st source.Store, ls source.Layer, kind string) (io.Reader, func(), error) {
 	rc, _, err := st.Open(ls.Name)
 	if err != nil {
 		return nil, nil, err
 	}
-	r, closeFn, err := source.Decompressor(ctxReader{ctx, rc}, kind)
+	r, closeFn, err := source.Decompressor(engine.ContextReader(ctx, rc), kind)
 	if err != nil {
 		rc.Close()
 		return nil, nil, err
@@ -360,7 +348,7 @@ func captureLayer(ctx context.Context, st source.Store, w *archive.Writer, ls so
 			return nil, err
 		}
 		raw := hashing.NewMulti(false, false)
-		tee := io.TeeReader(ctxReader{ctx, rc}, raw)
+		tee := io.TeeReader(engine.ContextReader(ctx, rc), raw)
 		r, closeFn, err := source.Decompressor(tee, kind)
 		if err != nil {
 			rc.Close()

@@ -74,7 +74,7 @@ func copyFromContainer(ctx context.Context, rt engine.Runtime, id, p string, lf 
 		return engine.Wrap(err, "reading "+p+" of container "+id)
 	}
 	defer rc.Close()
-	tr := tar.NewReader(ctxReader{ctx, rc})
+	tr := tar.NewReader(engine.ContextReader(ctx, rc))
 	base := path.Base(path.Clean("/" + p))
 	for {
 		h, err := tr.Next()

@@ -32,7 +32,7 @@ func readExport(ctx context.Context, rt engine.Runtime, id string, pristine *lay
 		return engine.Wrap(err, "exporting container "+id)
 	}
 	defer rc.Close()
-	x := &exportReader{ctx: ctx, rt: rt, id: id, pristine: pristine, lf: lf, anomalies: anomalies, tr: tar.NewReader(ctxReader{ctx, rc}),
+	x := &exportReader{ctx: ctx, rt: rt, id: id, pristine: pristine, lf: lf, anomalies: anomalies, tr: tar.NewReader(engine.ContextReader(ctx, rc)),
 		seen: map[string]byte{}, written: map[string]bool{}, buf: make([]byte, 1<<20)}
 	for {
 		h, err := x.tr.Next()

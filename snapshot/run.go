@@ -12,6 +12,7 @@ import (
 	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/engine"
 	"github.com/amber-forensics/amber/snapshot/source"
 )
 
@@ -253,7 +254,7 @@ func hashFile(ctx context.Context, p string) (hashing.Digest, int64, error) {
 	}
 	defer f.Close()
 	h := hashing.NewMulti(false, false)
-	if _, err := io.CopyBuffer(h, ctxReader{ctx, f}, make([]byte, 1<<20)); err != nil {
+	if _, err := io.CopyBuffer(h, engine.ContextReader(ctx, f), make([]byte, 1<<20)); err != nil {
 		return hashing.Digest{}, 0, err
 	}
 	return h.SHA256(), h.Size(), nil

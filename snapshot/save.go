@@ -39,7 +39,7 @@ func saveStream(ctx context.Context, rt engine.Runtime, ref string, diffIDs []ha
 	for _, d := range diffIDs {
 		sv.want[d] = true
 	}
-	tr := tar.NewReader(ctxReader{ctx, rc})
+	tr := tar.NewReader(engine.ContextReader(ctx, rc))
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -174,7 +174,7 @@ func spool(ctx context.Context, r io.Reader, dir string) (*os.File, hashing.Dige
 		return nil, hashing.Digest{}, err
 	}
 	hm := hashing.NewMulti(false, false)
-	_, err = io.CopyBuffer(io.MultiWriter(f, hm), ctxReader{ctx, r}, make([]byte, 1<<20))
+	_, err = io.CopyBuffer(io.MultiWriter(f, hm), engine.ContextReader(ctx, r), make([]byte, 1<<20))
 	if err == nil {
 		_, err = f.Seek(0, io.SeekStart)
 	}

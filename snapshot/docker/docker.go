@@ -251,7 +251,7 @@ type logStream struct {
 // Copy writes the logs: one stream with a terminal, else the engine's
 // multiplexed stdout and stderr.
 func (l *logStream) Copy(stdout, stderr io.Writer) error {
-	r := ctxReader{l.ctx, l.rc}
+	r := engine.ContextReader(l.ctx, l.rc)
 	if l.tty {
 		_, err := io.Copy(stdout, r)
 		return err
@@ -261,19 +261,6 @@ func (l *logStream) Copy(stdout, stderr io.Writer) error {
 }
 
 func (l *logStream) Close() error { return l.rc.Close() }
-
-// ctxReader ends a stream when the context is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
 
 // Pause is docker pause.
 func (e *Engine) Pause(ctx context.Context, id string) error {

@@ -177,3 +177,19 @@ func Wrap(err error, what string) error {
 	}
 	return fmt.Errorf("%w: %s: %v", ErrEngine, what, err)
 }
+
+// ContextReader reads r until ctx is done, then fails with ctx's error: a
+// long copy from a runtime's stream stops when the capture is cancelled.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
