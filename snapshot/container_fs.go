@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -47,15 +48,26 @@ func (e *engineCapture) captureContainerFS(c *ctrCapture, img manifest.Artifact)
 	e.progress(fmt.Sprintf("container %s: the engine's change list", c.name))
 	ed := <-fs.diff
 	fs.diff = nil
-	if ed.err != nil {
+	// A runtime that keeps no change list (containerd) says so: the
+	// content comparison is then the only list, and an empty
+	// engine-changes.txt would claim the runtime saw no change.
+	var none *engine.Unavailable
+	if ed.err != nil && !errors.As(ed.err, &none) {
 		return descriptor{}, engine.Wrap(ed.err, "asking the engine for the change list")
 	}
-	eng := e.compareChanges(c, len(img.Layers), changes, ed.changes)
 	if err := pm.add("changes.txt", layers.FormatChanges(changes)); err != nil {
 		return descriptor{}, err
 	}
-	if err := pm.add("engine-changes.txt", layers.FormatChanges(eng)); err != nil {
-		return descriptor{}, err
+	if none != nil {
+		e.compareChanges(c, len(img.Layers), changes, nil, false)
+		if err := pm.add("engine-changes.unavailable", []byte("the runtime gives no change list: "+none.Why+"\n")); err != nil {
+			return descriptor{}, err
+		}
+	} else {
+		eng := e.compareChanges(c, len(img.Layers), changes, ed.changes, true)
+		if err := pm.add("engine-changes.txt", layers.FormatChanges(eng)); err != nil {
+			return descriptor{}, err
+		}
 	}
 	if err := pm.add("inspect.json", c.ci.Raw); err != nil {
 		return descriptor{}, err
@@ -97,8 +109,9 @@ func (e *engineCapture) storeChanges(c *ctrCapture, layer int) (*layerDone, erro
 
 // compareChanges counts the container's changes, records every path on
 // which the engine's change list disagrees with the content comparison,
-// and returns the engine's list sorted.
-func (e *engineCapture) compareChanges(c *ctrCapture, layer int, changes []layers.Change, engineChanges []engine.Change) []layers.Change {
+// and returns the engine's list sorted. listed false: the runtime keeps
+// no change list, and the changes are only counted.
+func (e *engineCapture) compareChanges(c *ctrCapture, layer int, changes []layers.Change, engineChanges []engine.Change, listed bool) []layers.Change {
 	cc := c.art.Container
 	ours := map[string]layers.Change{}
 	for _, ch := range changes {
@@ -111,6 +124,9 @@ func (e *engineCapture) compareChanges(c *ctrCapture, layer int, changes []layer
 		case 'D':
 			cc.Changes.Deleted++
 		}
+	}
+	if !listed {
+		return nil
 	}
 	var eng []layers.Change
 	theirs := map[string]byte{}

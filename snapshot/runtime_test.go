@@ -39,6 +39,9 @@ type fakeRuntime struct {
 	// exportBody, when set, replaces the export stream.
 	exportBody func(ctx context.Context) io.Reader
 	upperDirs  func(c *engine.Container) ([]string, error)
+	// noChangeList, when set, makes Changes answer as a runtime that
+	// keeps no change list (containerd).
+	noChangeList bool
 
 	mu                sync.Mutex
 	paused            map[string]bool
@@ -144,6 +147,9 @@ func (f *fakeRuntime) VolumeDir(name, source string) (string, error) {
 func (f *fakeRuntime) Changes(ctx context.Context, id string) ([]engine.Change, error) {
 	if err := f.fault("Changes", id); err != nil {
 		return nil, err
+	}
+	if f.noChangeList {
+		return nil, &engine.Unavailable{Why: "the fake keeps no change list"}
 	}
 	return []engine.Change{{Kind: 'A', Path: "/srv/dropped"}}, nil
 }
@@ -264,6 +270,53 @@ func TestFakeRuntimeCapture(t *testing.T) {
 	}
 	if evs := strings.Join(events(t, res), " "); !strings.Contains(evs, "acquisition-started paused ") || !strings.Contains(evs, " captured unpaused sealing") {
 		t.Errorf("custody events: %s; want paused first, unpaused once all is read", evs)
+	}
+}
+
+// TestNoChangeList: a runtime that keeps no change list of its own
+// (containerd) answers Changes with *engine.Unavailable: the capture goes
+// on with the content comparison alone (changes.txt), says why there is
+// no engine-changes.txt in engine-changes.unavailable, and records no
+// disagreement.
+func TestNoChangeList(t *testing.T) {
+	f := newFakeRuntime(t, "web")
+	f.noChangeList = true
+	res, err := f.capture(context.Background(), t.TempDir(), false, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, ok := res.Manifest.Artifact(manifest.KindContainer, "web")
+	if !ok {
+		t.Fatalf("no container artifact: %+v", res.Manifest.Artifacts)
+	}
+	if a.Container.Changes.Added != 1 || a.Container.Changes.Disagree != 0 {
+		t.Errorf("changes %+v: want the one added file and no disagreement", a.Container.Changes)
+	}
+	members := map[string]manifest.Member{}
+	for _, m := range a.Container.Members {
+		members[m.Path] = m
+	}
+	if _, ok := members["engine-changes.txt"]; ok {
+		t.Error("engine-changes.txt stored for a runtime that has no change list")
+	}
+	if _, ok := members["changes.txt"]; !ok {
+		t.Error("no changes.txt")
+	}
+	m, ok := members["engine-changes.unavailable"]
+	if !ok {
+		t.Fatalf("no engine-changes.unavailable among %v", a.Container.Members)
+	}
+	b, err := fixture.Open(t, res.Sealed.Path).ReadEntry(m.Entry, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "the fake keeps no change list") {
+		t.Errorf("engine-changes.unavailable says %q", b)
+	}
+	for _, an := range res.Manifest.Anomalies {
+		if an.Kind == "engine-change-list" {
+			t.Errorf("anomaly %+v for a runtime without a change list", an)
+		}
 	}
 }
 

@@ -42,7 +42,9 @@ type Runtime interface {
 	// read (an ErrEngineClaim error otherwise).
 	VolumeDir(name, source string) (string, error)
 	// Changes is the runtime's own change list of the container
-	// (docker diff).
+	// (docker diff). An *Unavailable error says the runtime keeps none
+	// (containerd): the capture then lists the changes by content
+	// comparison alone.
 	Changes(ctx context.Context, id string) ([]Change, error)
 	// Logs opens the container's stdout and stderr as the runtime keeps
 	// them, each line prefixed with its timestamp; tty says the
