@@ -93,6 +93,10 @@ type Engine struct {
 	Kernel        string `json:"kernel,omitempty"`
 	StorageDriver string `json:"storage_driver,omitempty"`
 	Local         bool   `json:"local"`
+	// Runtime is the runtime's kind when it is not a Docker engine
+	// ("containerd"); Namespace the runtime's namespace captured from.
+	Runtime   string `json:"runtime,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // Source is one input the capture read.

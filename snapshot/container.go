@@ -116,6 +116,13 @@ func CaptureEngine(ctx context.Context, rt engine.Runtime, req EngineRequest) (r
 	}
 	extra := map[string]string{"tool": req.Tool.Name + " " + req.Tool.Version,
 		"engine": info.Host, "engine_id": info.ID, "engine_name": info.Name, "engine_version": info.Version, "api_version": info.APIVersion}
+	// A runtime other than Docker's says which, and its namespace.
+	if info.Runtime != "" {
+		extra["runtime"] = info.Runtime
+	}
+	if info.Namespace != "" {
+		extra["namespace"] = info.Namespace
+	}
 	if err := e.begin(req.CommandLine, extra, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Encoder: req.Encoder}, req.Output); err != nil {
 		return nil, err
 	}

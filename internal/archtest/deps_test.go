@@ -33,8 +33,9 @@ var allowed = map[string][]string{
 	"snapshot": {"archive", "fileindex", "manifest", "hashing", "layers", "internal/textsafe", "internal/tmpfile", "snapshot/procmem", "snapshot/source", "snapshot/engine"},
 	// The seam to container runtimes: a leaf that snapshot and every
 	// runtime package import, so that neither needs the other.
-	"snapshot/engine": {"manifest", "hashing"},
-	"snapshot/docker": {"manifest", "hashing", "snapshot/engine"},
+	"snapshot/engine":     {"manifest", "hashing"},
+	"snapshot/docker":     {"manifest", "hashing", "snapshot/engine"},
+	"snapshot/containerd": {"manifest", "hashing", "snapshot/engine"},
 	// Process memory and ELF cores: the standard library and x/sys only.
 	"snapshot/procmem": {},
 	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
@@ -57,10 +58,11 @@ var allowed = map[string][]string{
 	"snapshot/source": {"fileindex", "manifest", "hashing"},
 }
 
-// Only snapshot/docker talks to Docker; only snapshot to
-// go-containerregistry.
+// Only snapshot/docker talks to Docker, only snapshot/containerd to
+// containerd; only snapshot to go-containerregistry.
 var external = map[string][]string{
 	"github.com/docker/":                     {"snapshot/docker"},
+	"github.com/containerd/containerd/":      {"snapshot/containerd"},
 	"github.com/google/go-containerregistry": {"snapshot", "snapshot/source"},
 }
 

@@ -2,9 +2,12 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -81,4 +84,104 @@ func Root(t testing.TB) {
 	if os.Geteuid() != 0 {
 		missing(t, "needs root")
 	}
+}
+
+// ContainerdDaemon is a containerd of the test's own: its root, state
+// directory and socket under a temporary directory, stopped (its tasks
+// killed, its mounts undone, the directory removed) when the test ends.
+type ContainerdDaemon struct {
+	Address, Root, State string
+	dir                  string
+	cmd                  *exec.Cmd
+}
+
+// Containerd starts a private containerd (Debian's containerd package,
+// without its CRI plugin), failing in CI and skipping elsewhere when it
+// cannot. The system's own containerd (/run/containerd) is never touched.
+func Containerd(t testing.TB) *ContainerdDaemon {
+	t.Helper()
+	Root(t)
+	bin := Tool(t, "containerd")
+	Tool(t, "ctr")
+	Tool(t, "runc")
+	dir, err := os.MkdirTemp("", "amber-containerd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &ContainerdDaemon{Address: filepath.Join(dir, "sock"), Root: filepath.Join(dir, "root"), State: filepath.Join(dir, "state"), dir: dir}
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+`, d.Root, d.State, d.Address, d.Address+".ttrpc")
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command(bin, "--config", filepath.Join(dir, "config.toml"))
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		missing(t, "starting containerd: %v", err)
+	}
+	t.Cleanup(d.stop)
+	for start := time.Now(); exec.Command("ctr", "-a", d.Address, "version").Run() != nil; time.Sleep(100 * time.Millisecond) {
+		if time.Since(start) > 30*time.Second {
+			log, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
+			t.Fatalf("own containerd did not come up:\n%s", log)
+		}
+	}
+	return d
+}
+
+// Ctr runs ctr against this containerd in namespace ns, failing the test
+// on error, and returns its output.
+func (d *ContainerdDaemon) Ctr(t testing.TB, ns string, args ...string) string {
+	t.Helper()
+	return Run(t, "ctr", append([]string{"-a", d.Address, "-n", ns}, args...)...)
+}
+
+// stop kills every task (their shims exit with them), stops containerd
+// and removes what it left.
+func (d *ContainerdDaemon) stop() {
+	ctr := func(args ...string) string {
+		out, _ := exec.Command("ctr", append([]string{"-a", d.Address}, args...)...).Output()
+		return string(out)
+	}
+	for _, ns := range strings.Fields(ctr("namespaces", "ls", "-q")) {
+		for _, id := range strings.Fields(ctr("-n", ns, "tasks", "ls", "-q")) {
+			ctr("-n", ns, "tasks", "kill", "-s", "SIGKILL", id)
+			for i := 0; i < 50; i++ {
+				if !strings.Contains(ctr("-n", ns, "tasks", "ls"), "RUNNING") {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			ctr("-n", ns, "tasks", "delete", "-f", id)
+		}
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
+		<-done
+	}
+	if b, err := os.ReadFile("/proc/self/mounts"); err == nil {
+		lines := strings.Split(string(b), "\n")
+		for i := len(lines) - 1; i >= 0; i-- {
+			if f := strings.Fields(lines[i]); len(f) > 1 && strings.HasPrefix(f[1], d.dir+"/") {
+				exec.Command("umount", "-l", f[1]).Run()
+			}
+		}
+	}
+	os.RemoveAll(d.dir)
 }

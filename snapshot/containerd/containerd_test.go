@@ -1,0 +1,434 @@
+package containerd_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/fileindex"
+	"github.com/amber-forensics/amber/internal/fixture"
+	"github.com/amber-forensics/amber/internal/testenv"
+	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot"
+	"github.com/amber-forensics/amber/snapshot/containerd"
+	"github.com/amber-forensics/amber/snapshot/engine"
+	"github.com/amber-forensics/amber/view"
+)
+
+const (
+	ns        = "amber-test"
+	imageName = "docker.io/library/amber-containerd-test:1"
+	memSecret = "amber-mem-secret-c7d1"
+	// The secret is only ever in sh's memory: its pieces are joined there.
+	ctrCommand = `a=amber-mem; b=c7d1; S="${a}-secret-${b}"; while :; do sleep 3600; done`
+	// The attacker adds, changes (content only, mtime put back), deletes,
+	// changes a mode, and adds a link and a directory.
+	attack = `set -e; echo new > /srv/added; mkdir /srv/dir; chmod 700 /srv/dir; ln -s /srv/app /srv/link
+touch -r /srv/app /srv/.ref; echo HELLO > /srv/app; touch -r /srv/.ref /srv/app; rm /srv/.ref; rm /srv/old`
+)
+
+var (
+	imageOnce sync.Once
+	imageTar  string
+	imageErr  error
+)
+
+// testImage builds a two-layer busybox image with the host's Docker
+// engine (as cmd/amber's tests do) and returns its docker save.
+func testImage(t *testing.T) string {
+	t.Helper()
+	testenv.Docker(t)
+	busybox := testenv.Tool(t, "busybox")
+	imageOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "amber-ctrd-image")
+		if err != nil {
+			imageErr = err
+			return
+		}
+		script := fmt.Sprintf(`set -e
+cd %q
+mkdir -p rootfs/bin rootfs/etc rootfs/tmp
+cp %q rootfs/bin/busybox
+for a in $(rootfs/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox rootfs/bin/$a; done
+echo 'root:x:0:0:root:/root:/bin/sh' > rootfs/etc/passwd
+tar -C rootfs -c . | docker import - amber-containerd-test-base:1 >/dev/null
+printf 'FROM amber-containerd-test-base:1\nRUN mkdir -p /srv && echo hello > /srv/app && echo gone > /srv/old\n' > Dockerfile
+docker build -q -t amber-containerd-test:1 . >/dev/null
+docker save -o image.tar amber-containerd-test:1
+docker rmi amber-containerd-test:1 amber-containerd-test-base:1 >/dev/null
+`, dir, busybox)
+		if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
+			imageErr = fmt.Errorf("building the test image: %v\n%s", err, out)
+			return
+		}
+		imageTar = filepath.Join(dir, "image.tar")
+	})
+	if imageErr != nil {
+		t.Fatal(imageErr)
+	}
+	return imageTar
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if imageTar != "" {
+		os.RemoveAll(filepath.Dir(imageTar))
+	}
+	os.Exit(code)
+}
+
+func hexID(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// state lists what containerd holds: every capture must leave it as found.
+func state(t *testing.T, d *testenv.ContainerdDaemon) string {
+	t.Helper()
+	var b strings.Builder
+	for _, what := range [][]string{{"containers", "ls"}, {"images", "ls"}, {"snapshots", "ls"}, {"leases", "ls"}, {"content", "ls", "-q"}} {
+		fmt.Fprintf(&b, "== %s\n%s", strings.Join(what, " "), d.Ctr(t, ns, what...))
+	}
+	return b.String()
+}
+
+// running starts a container of the test image that holds the secret in
+// memory, and plays the attacker in it.
+func running(t *testing.T, d *testenv.ContainerdDaemon, id string) {
+	t.Helper()
+	d.Ctr(t, ns, "run", "-d", imageName, id, "sh", "-c", ctrCommand)
+	d.Ctr(t, ns, "tasks", "exec", "--exec-id", "attacker", id, "sh", "-c", attack)
+}
+
+// TestCaptureContainerd: a container of the test's own containerd,
+// captured through CaptureEngine with --pause: the archive verifies; its
+// rootfs equals the container's snapshot mounted read-only (names, types,
+// modes, owners, sizes, times, link targets, content); changes.txt lists
+// the content-only change; the memory-only secret is in a core readelf
+// parses; the task runs again; containerd's lists are as before.
+func TestCaptureContainerd(t *testing.T) {
+	img := testImage(t)
+	d := testenv.Containerd(t)
+	testenv.Tool(t, "readelf")
+	d.Ctr(t, ns, "images", "import", img)
+	id := hexID(t.Name())
+	running(t, d, id)
+	before := state(t, d)
+
+	ctx := context.Background()
+	rt, err := containerd.Dial(ctx, d.Address, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	if info := rt.Info(); info.Runtime != "containerd" || info.Namespace != ns || !info.Local || info.Host != "unix://"+d.Address || !strings.HasPrefix(info.Version, "1.") {
+		t.Errorf("Info() = %+v", info)
+	}
+	out := filepath.Join(t.TempDir(), "c.tar.zst")
+	res, err := snapshot.CaptureEngine(ctx, rt, snapshot.EngineRequest{Containers: []string{id[:10]}, Output: out, Pause: true,
+		Tool: manifest.Tool{Name: "amber", Version: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := state(t, d); after != before {
+		t.Errorf("containerd's lists changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if st := d.Ctr(t, ns, "tasks", "ls"); !regexp.MustCompile(id + `\s+\d+\s+RUNNING`).MatchString(st) {
+		t.Errorf("the task is not running again after the capture:\n%s", st)
+	}
+	rep, err := archive.Verify(out, archive.VerifyOptions{})
+	if err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("verify: %v %+v", err, rep)
+	}
+	a, ok := res.Manifest.Artifact(manifest.KindContainer, id)
+	if !ok {
+		t.Fatalf("no container artifact %s: %+v", id, res.Manifest.Artifacts)
+	}
+	c := a.Container
+	if c.Route != snapshot.RouteUpperdir || !c.Paused || c.Driver != "overlayfs" {
+		t.Errorf("container record: route %q paused %v driver %q", c.Route, c.Paused, c.Driver)
+	}
+	if acq := res.Manifest.Acquisition.Docker; acq == nil || acq.Runtime != "containerd" || acq.Namespace != ns {
+		t.Errorf("acquisition engine: %+v", acq)
+	}
+
+	v := &view.View{A: fixture.Open(t, out)}
+	base := "containers/" + id
+	// The reconstruction: the snapshot's mounts, read-only.
+	mnt := t.TempDir()
+	mountSnapshot(t, d, id, mnt)
+	want := listDir(t, mnt)
+	got := listView(t, v, base+"/rootfs")
+	t.Logf("%d entries in the rootfs, %d in the mount; changes.txt:\n%s", len(got), len(want), member(t, v, base+"/changes.txt"))
+	if diff := diffLists(want, got); diff != "" {
+		t.Errorf("the captured rootfs differs from the snapshot's mounts (- mount, + archive):\n%s", diff)
+	}
+	for _, p := range []string{"srv/added", "srv/link", "srv/dir"} {
+		if _, ok := got[p]; !ok {
+			t.Errorf("the attacker's %s is not in the captured rootfs", p)
+		}
+	}
+	if _, ok := got["srv/old"]; ok {
+		t.Error("the deleted srv/old is in the captured rootfs")
+	}
+	changes := member(t, v, base+"/changes.txt")
+	for _, l := range []string{"C /srv/app", "A /srv/added", "D /srv/old", "A /srv/link"} {
+		if !strings.Contains(changes, l+"\n") {
+			t.Errorf("changes.txt lacks %q:\n%s", l, changes)
+		}
+	}
+	if why := member(t, v, base+"/engine-changes.unavailable"); !strings.Contains(why, "containerd keeps no change list") {
+		t.Errorf("engine-changes.unavailable: %q", why)
+	}
+	if why := member(t, v, base+"/logs/unavailable"); !strings.Contains(why, "containerd keeps no logs") {
+		t.Errorf("logs/unavailable: %q", why)
+	}
+	if insp := member(t, v, base+"/inspect.json"); !strings.Contains(insp, `"SnapshotKey": "`+id+`"`) || !strings.Contains(insp, `"Snapshotter": "overlayfs"`) {
+		t.Errorf("inspect.json: %.400s", insp)
+	}
+
+	// Memory: the secret in sh's core, which readelf parses.
+	var core string
+	for _, p := range c.Processes {
+		if p.Comm != "sh" {
+			continue
+		}
+		e, err := v.Stat(base + "/" + p.Dir + "/core")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := v.Open(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		core = filepath.Join(t.TempDir(), "core")
+		f, _ := os.Create(core)
+		io.Copy(f, r)
+		f.Close()
+		if b, _ := os.ReadFile(core); strings.Contains(string(b), memSecret) {
+			break
+		}
+		core = ""
+	}
+	if core == "" {
+		t.Fatalf("the secret is in no core of sh: %+v", c.Processes)
+	}
+	if rl := testenv.Run(t, "readelf", "-l", core); !strings.Contains(rl, "CORE (Core file)") || strings.Count(rl, "LOAD") < 3 {
+		t.Errorf("readelf -l of the core:\n%s", rl)
+	}
+}
+
+// mountSnapshot mounts the container's active snapshot read-only at dir,
+// as ctr snapshots mounts says: its upper and lower directories as the
+// lower layers of a read-only overlay (the upper is in use by the
+// container's own mount).
+func mountSnapshot(t *testing.T, d *testenv.ContainerdDaemon, key, dir string) {
+	t.Helper()
+	line := d.Ctr(t, ns, "snapshots", "mounts", dir, key)
+	var upper, lower string
+	for _, o := range strings.Split(regexp.MustCompile(` -o (\S+)`).FindStringSubmatch(line)[1], ",") {
+		if v, ok := strings.CutPrefix(o, "upperdir="); ok {
+			upper = v
+		}
+		if v, ok := strings.CutPrefix(o, "lowerdir="); ok {
+			lower = v
+		}
+	}
+	if upper == "" || lower == "" {
+		t.Fatalf("ctr snapshots mounts: %s", line)
+	}
+	testenv.Run(t, "mount", "-t", "overlay", "overlay", "-o", "ro,lowerdir="+upper+":"+lower, dir)
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+}
+
+// listDir lists a directory tree, one line per entry: type, mode, owner,
+// size, mtime, link target or content hash.
+func listDir(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		typ, extra := "file", ""
+		switch st.Mode & syscall.S_IFMT {
+		case syscall.S_IFDIR:
+			typ = "dir"
+		case syscall.S_IFLNK:
+			typ = "symlink"
+			extra, _ = os.Readlink(p)
+		case syscall.S_IFCHR:
+			typ = "char"
+		case syscall.S_IFIFO:
+			typ = "fifo"
+		default:
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h := sha256.Sum256(b)
+			extra = hex.EncodeToString(h[:])
+		}
+		size := st.Size
+		if typ != "file" {
+			size = 0
+		}
+		out[rel] = fmt.Sprintf("%s %o %d:%d %d %d.%09d %s", typ, st.Mode&0o7777, st.Uid, st.Gid, size, st.Mtim.Sec, st.Mtim.Nsec, extra)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// listView lists a tree of the archive's view as listDir does.
+func listView(t *testing.T, v *view.View, root string) map[string]string {
+	t.Helper()
+	top, err := v.Stat(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	err = v.Walk(top, func(e *view.Entry) error {
+		if e.Path == top.Path {
+			return nil
+		}
+		rel := strings.TrimPrefix(e.Path, top.Path+"/")
+		typ, extra, size := view.TypeName(e.Type), "", int64(0)
+		switch e.Type {
+		case fileindex.TypeSymlink:
+			extra = e.Node.Rec.Linkname
+		case fileindex.TypeReg:
+			r, err := v.Open(e)
+			if err != nil {
+				return err
+			}
+			h := sha256.New()
+			if _, err := io.Copy(h, r); err != nil {
+				return err
+			}
+			extra, size = hex.EncodeToString(h.Sum(nil)), e.Size
+		}
+		out[rel] = fmt.Sprintf("%s %o %d:%d %d %d.%09d %s", typ, e.Mode&0o7777, e.Node.Rec.UID, e.Node.Rec.GID, size, e.ModTime.Unix(), e.ModTime.Nanosecond(), extra)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func diffLists(want, got map[string]string) string {
+	var keys []string
+	for k := range want {
+		keys = append(keys, k)
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		if w, g := want[k], got[k]; w != g {
+			fmt.Fprintf(&b, "- %s %s\n+ %s %s\n", k, w, k, g)
+		}
+	}
+	return b.String()
+}
+
+func member(t *testing.T, v *view.View, p string) string {
+	t.Helper()
+	e, err := v.Stat(p)
+	if err != nil {
+		t.Errorf("%s: %v", p, err)
+		return ""
+	}
+	r, err := v.Open(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestContainerdLookups: a container is found by its ID, a unique prefix
+// or not at all (ErrNoSuchObject); an image by its name, its short Docker
+// name and its config digest, with the config's diff_ids; a container
+// with no task is not running.
+func TestContainerdLookups(t *testing.T) {
+	img := testImage(t)
+	d := testenv.Containerd(t)
+	d.Ctr(t, ns, "images", "import", img)
+	id := hexID(t.Name())
+	d.Ctr(t, ns, "containers", "create", imageName, id, "true")
+	ctx := context.Background()
+	rt, err := containerd.Dial(ctx, d.Address, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	for _, ref := range []string{id, id[:8]} {
+		c, err := rt.Container(ctx, ref)
+		if err != nil {
+			t.Fatalf("Container(%s): %v", ref, err)
+		}
+		if c.ID != id || c.Running || c.State != "created" || c.Pid != 0 || c.ImageRef != imageName || !strings.HasPrefix(c.Image, "sha256:") {
+			t.Errorf("Container(%s) = %+v", ref, c)
+		}
+	}
+	for _, ref := range []string{"nothere", "../x", hexID("other")} {
+		if _, err := rt.Container(ctx, ref); !errors.Is(err, engine.ErrNoSuchObject) {
+			t.Errorf("Container(%q): %v, want ErrNoSuchObject", ref, err)
+		}
+	}
+	c, _ := rt.Container(ctx, id)
+	var first *engine.Image
+	for _, ref := range []string{imageName, "amber-containerd-test:1", c.Image} {
+		ii, err := rt.Image(ctx, ref)
+		if err != nil {
+			t.Fatalf("Image(%s): %v", ref, err)
+		}
+		if ii.ID != c.Image || len(ii.DiffIDs) != 2 {
+			t.Errorf("Image(%s) = %+v, want ID %s and 2 layers", ref, ii, c.Image)
+		}
+		first = ii
+	}
+	_ = first
+	if _, err := rt.Image(ctx, "nothere:1"); !errors.Is(err, engine.ErrNoSuchObject) {
+		t.Errorf("Image(nothere:1): %v", err)
+	}
+}
+
+// TestContainerdDown: a containerd that does not answer is an engine
+// error naming it.
+func TestContainerdDown(t *testing.T) {
+	_, err := containerd.Dial(context.Background(), filepath.Join(t.TempDir(), "nosock"), ns)
+	if !errors.Is(err, engine.ErrEngine) || !strings.Contains(err.Error(), "containerd") {
+		t.Errorf("Dial of no socket: %v", err)
+	}
+}
