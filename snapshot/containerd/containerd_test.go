@@ -1,6 +1,8 @@
 package containerd_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/fileindex"
@@ -431,4 +435,85 @@ func TestContainerdDown(t *testing.T) {
 	if !errors.Is(err, engine.ErrEngine) || !strings.Contains(err.Error(), "containerd") {
 		t.Errorf("Dial of no socket: %v", err)
 	}
+}
+
+// TestSaveCompressedImage: an image whose layers the content store holds
+// gzip- and zstd-compressed (as pulled from a registry) is captured with
+// its layers uncompressed, each the diff_id its config lists; a save
+// abandoned half-way leaves no lease; containerd's lists are as before.
+func TestSaveCompressedImage(t *testing.T) {
+	d := testenv.Containerd(t)
+	l0 := fixture.Layer(fixture.Dir("etc/"), fixture.File("etc/hostname", "gz\n"), fixture.File("etc/big", strings.Repeat("amber ", 50000)))
+	l1 := fixture.Layer(fixture.Dir("srv/"), fixture.File("srv/app", "zstd\n"))
+	img := fixture.Image{Layers: [][]byte{l0, l1}}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(l0)
+	zw.Close()
+	enc, _ := zstd.NewWriter(nil)
+	zs := enc.EncodeAll(l1, nil)
+	lay := fixture.NewLayout()
+	cfg := lay.Blob("application/vnd.oci.image.config.v1+json", img.Config())
+	m := lay.Manifest(fixture.Desc{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": cfg,
+		"layers": []fixture.Desc{lay.Blob("application/vnd.oci.image.layer.v1.tar+gzip", gz.Bytes()), lay.Blob("application/vnd.oci.image.layer.v1.tar+zstd", zs)}})
+	dir := t.TempDir()
+	if err := lay.Write(filepath.Join(dir, "layout"), m.With("annotations", map[string]string{"io.containerd.image.name": "docker.io/library/amber-compressed:1"})); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Run(t, "tar", "-C", filepath.Join(dir, "layout"), "-cf", filepath.Join(dir, "layout.tar"), ".")
+	d.Ctr(t, ns, "images", "import", "--no-unpack", filepath.Join(dir, "layout.tar"))
+	before := state(t, d)
+
+	ctx := context.Background()
+	rt, err := containerd.Dial(ctx, d.Address, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	// Abandoned after a few bytes: Close still deletes the lease.
+	rc, err := rt.SaveImage(ctx, "amber-compressed:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leases := d.Ctr(t, ns, "leases", "ls", "-q"); strings.TrimSpace(leases) == "" {
+		t.Error("no lease holds the image's content while it is saved")
+	}
+	if _, err := io.ReadFull(rc, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if leases := d.Ctr(t, ns, "leases", "ls", "-q"); strings.TrimSpace(leases) != "" {
+		t.Errorf("a lease is left after the save was closed: %s", leases)
+	}
+
+	out := filepath.Join(dir, "i.tar.zst")
+	res, err := snapshot.CaptureEngine(ctx, rt, snapshot.EngineRequest{Images: []string{"amber-compressed:1"}, Output: out,
+		Tool: manifest.Tool{Name: "amber", Version: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := state(t, d); after != before {
+		t.Errorf("containerd's lists changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if rep, err := archive.Verify(out, archive.VerifyOptions{}); err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("verify: %v %+v", err, rep)
+	}
+	a, ok := res.Manifest.Artifact(manifest.KindImage, "amber-compressed_1")
+	if !ok {
+		t.Fatalf("no image artifact: %+v", res.Manifest.Artifacts)
+	}
+	if len(a.Layers) != 2 || a.Layers[0].Digest.String() != sum(l0) || a.Layers[1].Digest.String() != sum(l1) || a.Layers[0].Size != int64(len(l0)) {
+		t.Errorf("layers %+v: want the uncompressed %s and %s", a.Layers, sum(l0), sum(l1))
+	}
+	v := &view.View{A: fixture.Open(t, out)}
+	if got := member(t, v, "images/amber-compressed_1/rootfs/srv/app"); got != "zstd\n" {
+		t.Errorf("srv/app of the captured image: %q", got)
+	}
+}
+
+func sum(b []byte) string {
+	h := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(h[:])
 }
