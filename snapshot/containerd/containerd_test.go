@@ -166,6 +166,10 @@ func TestCaptureContainerd(t *testing.T) {
 	if c.Route != snapshot.RouteUpperdir || !c.Paused || c.Driver != "overlayfs" {
 		t.Errorf("container record: route %q paused %v driver %q", c.Route, c.Paused, c.Driver)
 	}
+	// The image is named as Docker names it (amber-containerd-test:1).
+	if im, ok := res.Manifest.Artifact(manifest.KindImage, "amber-containerd-test_1"); !ok || c.Image != im.Name || im.ImageID != a.ImageID {
+		t.Errorf("image artifact %+v of container image %q: want amber-containerd-test_1", im, c.Image)
+	}
 	if acq := res.Manifest.Acquisition.Docker; acq == nil || acq.Runtime != "containerd" || acq.Namespace != ns {
 		t.Errorf("acquisition engine: %+v", acq)
 	}
@@ -383,7 +387,7 @@ func member(t *testing.T, v *view.View, p string) string {
 // TestContainerdLookups: a container is found by its ID, a unique prefix
 // or not at all (ErrNoSuchObject); an image by its name, its short Docker
 // name and its config digest, with the config's diff_ids; a container
-// with no task is not running.
+// with no task is not running, and is captured without memory.
 func TestContainerdLookups(t *testing.T) {
 	img := testImage(t)
 	d := testenv.Containerd(t)
@@ -425,6 +429,20 @@ func TestContainerdLookups(t *testing.T) {
 	_ = first
 	if _, err := rt.Image(ctx, "nothere:1"); !errors.Is(err, engine.ErrNoSuchObject) {
 		t.Errorf("Image(nothere:1): %v", err)
+	}
+	// A container with no task is captured without memory, through its
+	// snapshot's upper directory, and left as found.
+	before := state(t, d)
+	res, err := snapshot.CaptureEngine(ctx, rt, snapshot.EngineRequest{Containers: []string{id}, Output: filepath.Join(t.TempDir(), "c.tar.zst"), Pause: true,
+		Tool: manifest.Tool{Name: "amber", Version: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := res.Manifest.Artifact(manifest.KindContainer, id); !ok || a.Container.Route != snapshot.RouteUpperdir || a.Container.Paused || !strings.Contains(a.Container.MemorySkipped, "not running") {
+		t.Errorf("container record of a container with no task: %+v", a.Container)
+	}
+	if after := state(t, d); after != before {
+		t.Errorf("containerd's lists changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
 
