@@ -187,7 +187,7 @@ func (p *Pod) sandbox(ctx context.Context, rs RuntimeService, s *runtimeapi.PodS
 	if err := p.sameLabels(ss.GetLabels(), "sandbox "+s.GetId()); err != nil {
 		return err
 	}
-	raw, _ := protojson.Marshal(st)
+	raw, _ := statusJSON.Marshal(st)
 	var info struct {
 		Pid    int `json:"pid"`
 		Config struct {
@@ -225,7 +225,7 @@ func (p *Pod) container(ctx context.Context, rs RuntimeService, c *runtimeapi.Co
 	if !dnsLabel.MatchString(name) {
 		return Container{}, engine.Claimf("container %s of pod %s/%s has the name %q, not a Kubernetes container name", c.GetId(), p.Namespace, p.Name, name)
 	}
-	raw, _ := protojson.Marshal(st)
+	raw, _ := statusJSON.Marshal(st)
 	var info struct {
 		Pid int `json:"pid"`
 	}
@@ -276,6 +276,10 @@ func classify(err error) error {
 	}
 	return &engine.Fault{Kind: engine.ErrEngine, Err: err}
 }
+
+// statusJSON writes a CRI answer whole: zero values too (a ready
+// sandbox's state is the enum's zero, which protojson leaves out).
+var statusJSON = protojson.MarshalOptions{EmitUnpopulated: true}
 
 var (
 	hexID = regexp.MustCompile(`^[0-9a-f]{64}$`)
