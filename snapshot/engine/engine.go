@@ -42,7 +42,8 @@ type Runtime interface {
 	// read (an ErrEngineClaim error otherwise).
 	VolumeDir(name, source string) (string, error)
 	// Changes is the runtime's own change list of the container
-	// (docker diff).
+	// (docker diff). An *Unavailable error says the runtime keeps none:
+	// the capture's content comparison then stands alone.
 	Changes(ctx context.Context, id string) ([]Change, error)
 	// Logs opens the container's stdout and stderr as the runtime keeps
 	// them, each line prefixed with its timestamp; tty says the
