@@ -216,6 +216,13 @@ func (s *Storage) assemble(ctx context.Context, layer, dir string, w io.Writer) 
 		if e.Size == 0 {
 			return nil
 		}
+		// containers/storage refuses ".." when it unpacks a layer: a
+		// record that names one is not its own.
+		for _, part := range strings.Split(e.GetName(), "/") {
+			if part == ".." {
+				return engine.Claimf("the layer's tar-split record names %q, outside the layer", e.GetName())
+			}
+		}
 		name := filepath.Clean("/" + e.GetName())[1:]
 		f, err := openBeneath(dir, name, true)
 		if err != nil {
