@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,6 +48,10 @@ func TestPs(t *testing.T) {
 		t.Errorf("table:\n%s", table)
 	}
 	if r := amber(t, "ps", "--runtime", "nosuch"); r.code != exitUsage || !strings.Contains(r.stderr, "nosuch") {
-		t.Errorf("--runtime nosuch: exit %d %s", r.code, r.stderr)
+		t.Errorf("ps --runtime nosuch: exit %d %s", r.code, r.stderr)
+	}
+	out2 := filepath.Join(t.TempDir(), "x.tar.zst")
+	if r := amber(t, "capture", "container", "--runtime", "nosuch", id, "-o", out2); r.code != exitUsage || !strings.Contains(r.stderr, "nosuch") {
+		t.Errorf("capture container --runtime nosuch: exit %d %s", r.code, r.stderr)
 	}
 }
