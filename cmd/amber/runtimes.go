@@ -9,28 +9,35 @@ import (
 
 	"github.com/amber-forensics/amber/snapshot/docker"
 	"github.com/amber-forensics/amber/snapshot/engine"
+	"github.com/amber-forensics/amber/snapshot/podman"
 )
 
 // runtimeFlags choose the container runtime a command talks to.
 type runtimeFlags struct {
-	name      string // "auto" or one of runtimeNames
-	namespace string
-	address   string
+	name string // "auto" or one of runtimeNames
+	// podmanRoot and podmanRunRoot are Podman's storage (podman --root,
+	// --runroot), read directly.
+	podmanRoot, podmanRunRoot string
 }
 
 func (r *runtimeFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&r.name, "runtime", "auto", "container runtime: auto (every one reachable), or docker")
+	f := cmd.Flags()
+	f.StringVar(&r.name, "runtime", "auto", "container runtime: auto (every one reachable), docker, or podman (its storage, read directly: no service needed)")
+	f.StringVar(&r.podmanRoot, "podman-root", podman.DefaultGraphRoot, "Podman's storage graph root (podman --root)")
+	f.StringVar(&r.podmanRunRoot, "podman-runroot", podman.DefaultRunRoot, "Podman's run root (podman --runroot), where running containers' pidfiles are")
 }
 
 // runtimeNames are the runtimes this build talks to, in the order auto
 // tries them.
-var runtimeNames = []string{"docker"}
+var runtimeNames = []string{"docker", "podman"}
 
 // dialRuntime connects to one runtime: the one place cmd chooses.
-func dialRuntime(ctx context.Context, name string, _ runtimeFlags) (engine.Runtime, error) {
+func dialRuntime(ctx context.Context, name string, rf runtimeFlags) (engine.Runtime, error) {
 	switch name {
 	case "docker":
 		return docker.Dial(ctx)
+	case "podman":
+		return podman.Open(podman.Options{GraphRoot: rf.podmanRoot, RunRoot: rf.podmanRunRoot})
 	}
 	return nil, usageError{fmt.Errorf("--runtime %q: this build knows %v (or auto)", name, runtimeNames)}
 }
