@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -47,14 +48,21 @@ func (e *engineCapture) captureContainerFS(c *ctrCapture, img manifest.Artifact)
 	e.progress(fmt.Sprintf("container %s: the engine's change list", c.name))
 	ed := <-fs.diff
 	fs.diff = nil
-	if ed.err != nil {
+	// A runtime that keeps no change list (Podman's storage read
+	// directly) leaves the content comparison alone, and says so.
+	var none *engine.Unavailable
+	noList := errors.As(ed.err, &none)
+	if ed.err != nil && !noList {
 		return descriptor{}, engine.Wrap(ed.err, "asking the engine for the change list")
 	}
-	eng := e.compareChanges(c, len(img.Layers), changes, ed.changes)
+	eng := e.compareChanges(c, len(img.Layers), changes, ed.changes, !noList)
 	if err := pm.add("changes.txt", layers.FormatChanges(changes)); err != nil {
 		return descriptor{}, err
 	}
-	if err := pm.add("engine-changes.txt", layers.FormatChanges(eng)); err != nil {
+	if noList {
+		e.m.Anomalies = append(e.m.Anomalies, manifest.Anomaly{Artifact: c.name, Layer: len(img.Layers), Kind: "engine-change-list",
+			Detail: "no engine-changes.txt: " + none.Why + "; changes.txt is amber's content comparison alone"})
+	} else if err := pm.add("engine-changes.txt", layers.FormatChanges(eng)); err != nil {
 		return descriptor{}, err
 	}
 	if err := pm.add("inspect.json", c.ci.Raw); err != nil {
@@ -96,9 +104,10 @@ func (e *engineCapture) storeChanges(c *ctrCapture, layer int) (*layerDone, erro
 }
 
 // compareChanges counts the container's changes, records every path on
-// which the engine's change list disagrees with the content comparison,
-// and returns the engine's list sorted.
-func (e *engineCapture) compareChanges(c *ctrCapture, layer int, changes []layers.Change, engineChanges []engine.Change) []layers.Change {
+// which the engine's change list disagrees with the content comparison
+// (when the engine has one: hasList), and returns the engine's list
+// sorted.
+func (e *engineCapture) compareChanges(c *ctrCapture, layer int, changes []layers.Change, engineChanges []engine.Change, hasList bool) []layers.Change {
 	cc := c.art.Container
 	ours := map[string]layers.Change{}
 	for _, ch := range changes {
@@ -119,6 +128,9 @@ func (e *engineCapture) compareChanges(c *ctrCapture, layer int, changes []layer
 		eng = append(eng, layers.Change{Kind: ch.Kind, Path: ch.Path})
 	}
 	sort.Slice(eng, func(i, j int) bool { return eng[i].Path < eng[j].Path })
+	if !hasList {
+		return eng
+	}
 	for _, p := range unionKeys(ours, theirs) {
 		o, ok := ours[p]
 		t, tok := theirs[p]

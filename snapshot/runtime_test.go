@@ -267,6 +267,48 @@ func TestFakeRuntimeCapture(t *testing.T) {
 	}
 }
 
+// TestNoEngineChangeList: a runtime that keeps no change list of its own
+// (Changes answers *engine.Unavailable, as Podman's storage read directly
+// does) does not fail the capture: changes.txt is the content comparison,
+// no engine-changes.txt is stored, nothing is counted as a disagreement,
+// and one anomaly says why.
+func TestNoEngineChangeList(t *testing.T) {
+	f := newFakeRuntime(t, "web")
+	f.fail = func(call, id string) error {
+		if call == "Changes" {
+			return &engine.Unavailable{Why: "no list here"}
+		}
+		return nil
+	}
+	res, err := f.capture(context.Background(), t.TempDir(), false, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, ok := res.Manifest.Artifact(manifest.KindContainer, "web")
+	if !ok {
+		t.Fatalf("no container artifact: %+v", res.Manifest.Artifacts)
+	}
+	if c := a.Container.Changes; c.Added != 1 || c.Disagree != 0 {
+		t.Errorf("changes %+v: want the content comparison's one addition, no disagreement", c)
+	}
+	var members []string
+	for _, m := range a.Container.Members {
+		members = append(members, m.Path)
+	}
+	if got := strings.Join(members, " "); !strings.Contains(got, "changes.txt") || strings.Contains(got, "engine-changes.txt") {
+		t.Errorf("members %s: want changes.txt and no engine-changes.txt", got)
+	}
+	var why []string
+	for _, an := range res.Manifest.Anomalies {
+		if an.Kind == "engine-change-list" {
+			why = append(why, an.Detail)
+		}
+	}
+	if len(why) != 1 || !strings.Contains(why[0], "no list here") {
+		t.Errorf("engine-change-list anomalies %q: want one giving the runtime's reason", why)
+	}
+}
+
 // TestPauseFailureUnpausesTheOthers: when the engine refuses to pause the
 // second container, the capture fails as an engine error, the first
 // container (already paused) is unpaused, and nothing is left.

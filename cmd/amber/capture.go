@@ -14,7 +14,6 @@ import (
 	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
-	"github.com/amber-forensics/amber/snapshot/docker"
 )
 
 type captureOptions struct {
@@ -33,6 +32,7 @@ type captureOptions struct {
 	route    string
 	engine   bool
 	volumes  bool
+	runtime  runtimeFlags
 }
 
 func (o *captureOptions) addFlags(cmd *cobra.Command) {
@@ -139,6 +139,7 @@ error; both are in the custody log.`,
 	ctr.Flags().BoolVar(&co.noMemory, "no-memory", false, "do not take the processes' memory")
 	ctr.Flags().BoolVar(&co.volumes, "volumes", false, "also capture the contents of the containers' volumes (bind mounts are recorded, never walked)")
 	ctr.Flags().StringVar(&co.route, "route", snapshot.RouteAuto, "how to read the filesystem: auto, upperdir (local overlay2 only) or export (through the engine)")
+	co.runtime.add(ctr)
 	c.AddCommand(img, ctr)
 	return c
 }
@@ -228,9 +229,9 @@ func (e *env) runCaptureEngine(o *captureOptions, images, containers []string) e
 	} else if !o.json {
 		req.Progress = func(msg string) { fmt.Fprintf(e.stderr, "amber: %s\n", escapeName(msg)) }
 	}
-	// The one place the runtime is chosen: the Docker engine, as the
-	// environment names it.
-	rt, err := docker.Dial(e.ctx)
+	// The one place the runtime is chosen: --runtime, or the one
+	// reachable runtime that knows the containers.
+	rt, err := e.runtimeFor(o.runtime, containers)
 	if err != nil {
 		return err
 	}

@@ -82,3 +82,13 @@ func Root(t testing.TB) {
 		missing(t, "needs root")
 	}
 }
+
+// Podman checks that Podman is installed and the test runs as root
+// (rootful Podman, the storage the capture reads), failing in CI and
+// skipping elsewhere. Tests give it their own --root, --runroot and
+// --tmpdir, never the machine's storage.
+func Podman(t testing.TB) string {
+	t.Helper()
+	Root(t)
+	return Tool(t, "podman")
+}
