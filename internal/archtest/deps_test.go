@@ -38,6 +38,8 @@ var allowed = map[string][]string{
 	// Podman's storage read directly: the container's PID is checked
 	// against its cgroup as procmem checks it.
 	"snapshot/podman": {"manifest", "hashing", "snapshot/engine", "snapshot/procmem"},
+	// Kubernetes pods through the CRI: finding a pod's containers, their logs.
+	"snapshot/kube": {"snapshot/engine"},
 	// Process memory and ELF cores: the standard library and x/sys only.
 	"snapshot/procmem": {},
 	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/podman", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
