@@ -1,12 +1,14 @@
 #!/bin/sh
 # Brings up what amber's tests and benchmarks need on Debian: the packages
-# below and a running Docker engine. Idempotent; as root it installs and
-# starts what is missing, otherwise it says what is missing.
+# below and a running Docker engine. containerd (with its CRI plugin) and
+# Podman are run by the tests themselves, each with its own root, state and
+# socket. Idempotent; as root it installs and starts what is missing,
+# otherwise it says what is missing.
 set -eu
 
-PKGS="file docker.io fuse3 busybox-static zstd umoci skopeo squashfs-tools squashfuse sleuthkit attr hyperfine"
+PKGS="file docker.io containerd runc podman fuse3 busybox-static zstd umoci skopeo squashfs-tools squashfuse sleuthkit attr hyperfine"
 need=""
-for pair in docker:docker.io dockerd:docker.io fusermount3:fuse3 busybox:busybox-static zstd:zstd umoci:umoci \
+for pair in docker:docker.io dockerd:docker.io containerd:containerd ctr:containerd runc:runc podman:podman fusermount3:fuse3 busybox:busybox-static zstd:zstd umoci:umoci \
             skopeo:skopeo mksquashfs:squashfs-tools squashfuse_ll:squashfuse mactime:sleuthkit getfattr:attr hyperfine:hyperfine; do
 	cmd=${pair%%:*}; pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"

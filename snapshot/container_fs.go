@@ -48,26 +48,22 @@ func (e *engineCapture) captureContainerFS(c *ctrCapture, img manifest.Artifact)
 	e.progress(fmt.Sprintf("container %s: the engine's change list", c.name))
 	ed := <-fs.diff
 	fs.diff = nil
-	// A runtime that keeps no change list (containerd) says so: the
-	// content comparison is then the only list, and an empty
-	// engine-changes.txt would claim the runtime saw no change.
+	// A runtime that keeps no change list (Podman's storage read
+	// directly) leaves the content comparison alone, and says so.
 	var none *engine.Unavailable
-	if ed.err != nil && !errors.As(ed.err, &none) {
+	noList := errors.As(ed.err, &none)
+	if ed.err != nil && !noList {
 		return descriptor{}, engine.Wrap(ed.err, "asking the engine for the change list")
 	}
+	eng := e.compareChanges(c, len(img.Layers), changes, ed.changes, !noList)
 	if err := pm.add("changes.txt", layers.FormatChanges(changes)); err != nil {
 		return descriptor{}, err
 	}
-	if none != nil {
-		e.compareChanges(c, len(img.Layers), changes, nil, false)
-		if err := pm.add("engine-changes.unavailable", []byte("the runtime gives no change list: "+none.Why+"\n")); err != nil {
-			return descriptor{}, err
-		}
-	} else {
-		eng := e.compareChanges(c, len(img.Layers), changes, ed.changes, true)
-		if err := pm.add("engine-changes.txt", layers.FormatChanges(eng)); err != nil {
-			return descriptor{}, err
-		}
+	if noList {
+		e.m.Anomalies = append(e.m.Anomalies, manifest.Anomaly{Artifact: c.name, Layer: len(img.Layers), Kind: "engine-change-list",
+			Detail: "no engine-changes.txt: " + none.Why + "; changes.txt is amber's content comparison alone"})
+	} else if err := pm.add("engine-changes.txt", layers.FormatChanges(eng)); err != nil {
+		return descriptor{}, err
 	}
 	if err := pm.add("inspect.json", c.ci.Raw); err != nil {
 		return descriptor{}, err
@@ -108,10 +104,10 @@ func (e *engineCapture) storeChanges(c *ctrCapture, layer int) (*layerDone, erro
 }
 
 // compareChanges counts the container's changes, records every path on
-// which the engine's change list disagrees with the content comparison,
-// and returns the engine's list sorted. listed false: the runtime keeps
-// no change list, and the changes are only counted.
-func (e *engineCapture) compareChanges(c *ctrCapture, layer int, changes []layers.Change, engineChanges []engine.Change, listed bool) []layers.Change {
+// which the engine's change list disagrees with the content comparison
+// (when the engine has one: hasList), and returns the engine's list
+// sorted.
+func (e *engineCapture) compareChanges(c *ctrCapture, layer int, changes []layers.Change, engineChanges []engine.Change, hasList bool) []layers.Change {
 	cc := c.art.Container
 	ours := map[string]layers.Change{}
 	for _, ch := range changes {
@@ -125,9 +121,6 @@ func (e *engineCapture) compareChanges(c *ctrCapture, layer int, changes []layer
 			cc.Changes.Deleted++
 		}
 	}
-	if !listed {
-		return nil
-	}
 	var eng []layers.Change
 	theirs := map[string]byte{}
 	for _, ch := range engineChanges {
@@ -135,6 +128,9 @@ func (e *engineCapture) compareChanges(c *ctrCapture, layer int, changes []layer
 		eng = append(eng, layers.Change{Kind: ch.Kind, Path: ch.Path})
 	}
 	sort.Slice(eng, func(i, j int) bool { return eng[i].Path < eng[j].Path })
+	if !hasList {
+		return eng
+	}
 	for _, p := range unionKeys(ours, theirs) {
 		o, ok := ours[p]
 		t, tok := theirs[p]

@@ -14,7 +14,6 @@ import (
 	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
-	"github.com/amber-forensics/amber/snapshot/docker"
 )
 
 type captureOptions struct {
@@ -33,6 +32,7 @@ type captureOptions struct {
 	route    string
 	engine   bool
 	volumes  bool
+	runtime  runtimeFlags
 }
 
 func (o *captureOptions) addFlags(cmd *cobra.Command) {
@@ -94,9 +94,13 @@ they are made (about twice the index's size: ~400 MB for a million files).`,
 	co := &captureOptions{}
 	ctr := &cobra.Command{
 		Use:   "container CONTAINER... -o ARCHIVE.tar.zst",
-		Short: "Capture running or stopped containers from the Docker engine",
-		Long: `Capture each CONTAINER (name or ID) from the Docker engine (DOCKER_HOST,
-else the default socket) into one sealed archive, in order of volatility:
+		Short: "Capture running or stopped containers (Docker, Podman)",
+		Long: `Capture each CONTAINER (name or ID) into one sealed archive, in order of
+volatility. The runtime: --runtime auto (the default) asks each runtime this
+build knows — the Docker engine (DOCKER_HOST, else the default socket) and
+Podman's storage, read directly with no podman service (--podman-root,
+--podman-runroot) — and takes the one that knows every CONTAINER; two that
+do is an error naming both (choose with --runtime). amber ps lists them.
 
   1. memory: every process of the container (host PIDs, from its cgroup) as
      an ELF core file of its mappings (readelf, gdb), with maps, cmdline,
@@ -125,6 +129,7 @@ error; both are in the custody log.`,
   amber capture container wordpress db cache -o case.tar.zst
   amber capture container wordpress --no-memory --pause -o case.tar.zst
   amber capture container wordpress --volumes -o case.tar.zst    # named volumes' contents too
+  amber capture container --runtime podman web -o web.tar.zst      # rootful Podman, from /var/lib/containers/storage
   DOCKER_HOST=ssh://admin@web-3 amber capture container web -o web.tar.zst   # remote: no memory`,
 		Args: argsRange(1, -1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -139,6 +144,7 @@ error; both are in the custody log.`,
 	ctr.Flags().BoolVar(&co.noMemory, "no-memory", false, "do not take the processes' memory")
 	ctr.Flags().BoolVar(&co.volumes, "volumes", false, "also capture the contents of the containers' volumes (bind mounts are recorded, never walked)")
 	ctr.Flags().StringVar(&co.route, "route", snapshot.RouteAuto, "how to read the filesystem: auto, upperdir (local overlay2 only) or export (through the engine)")
+	co.runtime.add(ctr)
 	c.AddCommand(img, ctr)
 	return c
 }
@@ -228,9 +234,9 @@ func (e *env) runCaptureEngine(o *captureOptions, images, containers []string) e
 	} else if !o.json {
 		req.Progress = func(msg string) { fmt.Fprintf(e.stderr, "amber: %s\n", escapeName(msg)) }
 	}
-	// The one place the runtime is chosen: the Docker engine, as the
-	// environment names it.
-	rt, err := docker.Dial(e.ctx)
+	// The one place the runtime is chosen: --runtime, or the one
+	// reachable runtime that knows the containers.
+	rt, err := e.runtimeFor(o.runtime, containers)
 	if err != nil {
 		return err
 	}

@@ -36,9 +36,14 @@ var allowed = map[string][]string{
 	"snapshot/engine":     {"manifest", "hashing"},
 	"snapshot/docker":     {"manifest", "hashing", "snapshot/engine"},
 	"snapshot/containerd": {"manifest", "hashing", "snapshot/engine"},
+	// Podman's storage read directly: the container's PID is checked
+	// against its cgroup as procmem checks it.
+	"snapshot/podman": {"manifest", "hashing", "snapshot/engine", "snapshot/procmem"},
+	// Kubernetes pods through the CRI: finding a pod's containers, their logs.
+	"snapshot/kube": {"snapshot/engine"},
 	// Process memory and ELF cores: the standard library and x/sys only.
 	"snapshot/procmem": {},
-	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
+	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/podman", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
 	// The one escaping of evidence strings printed for a person.
 	"internal/textsafe": {},
 	// Building blocks of archive and fileindex.
@@ -77,6 +82,7 @@ var ociTypes = map[string][]string{
 // the amber packages allowed above, only modules under these prefixes.
 var onlyModules = map[string][]string{
 	"snapshot/procmem": {"golang.org/x/sys/"},
+	"snapshot/podman":  {"golang.org/x/sys/", "github.com/vbatts/tar-split/"},
 }
 
 func TestImportDirection(t *testing.T) {

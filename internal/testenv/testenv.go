@@ -185,3 +185,13 @@ func (d *ContainerdDaemon) stop() {
 	}
 	os.RemoveAll(d.dir)
 }
+
+// Podman checks that Podman is installed and the test runs as root
+// (rootful Podman, the storage the capture reads), failing in CI and
+// skipping elsewhere. Tests give it their own --root, --runroot and
+// --tmpdir, never the machine's storage.
+func Podman(t testing.TB) string {
+	t.Helper()
+	Root(t)
+	return Tool(t, "podman")
+}

@@ -190,6 +190,31 @@ func (e *Engine) Container(ctx context.Context, ref string) (*engine.Container, 
 	return c, nil
 }
 
+// List lists the engine's containers, running or not, each with its first
+// process (one inspect per running container: the list has no PIDs).
+func (e *Engine) List(ctx context.Context) ([]engine.Summary, error) {
+	cs, err := e.c.ContainerList(ctx, container.ListOptions{All: true})
+	if err != nil {
+		return nil, wrap(err, "listing containers")
+	}
+	out := make([]engine.Summary, 0, len(cs))
+	for _, c := range cs {
+		s := engine.Summary{Runtime: "docker", ID: c.ID, Image: c.Image, State: string(c.State), Pod: engine.PodOf(c.Labels)}
+		if len(c.Names) > 0 {
+			s.Name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		if s.State == "running" || s.State == "paused" {
+			if ci, err := e.c.ContainerInspect(ctx, c.ID); err == nil && ci.ContainerJSONBase != nil && ci.State != nil {
+				s.Pid = ci.State.Pid
+			}
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+var _ engine.Lister = (*Engine)(nil)
+
 // Image inspects an image.
 func (e *Engine) Image(ctx context.Context, ref string) (*engine.Image, error) {
 	ii, err := e.c.ImageInspect(ctx, ref)

@@ -42,9 +42,8 @@ type Runtime interface {
 	// read (an ErrEngineClaim error otherwise).
 	VolumeDir(name, source string) (string, error)
 	// Changes is the runtime's own change list of the container
-	// (docker diff). An *Unavailable error says the runtime keeps none
-	// (containerd): the capture then lists the changes by content
-	// comparison alone.
+	// (docker diff). An *Unavailable error says the runtime keeps none:
+	// the capture's content comparison then stands alone.
 	Changes(ctx context.Context, id string) ([]Change, error)
 	// Logs opens the container's stdout and stderr as the runtime keeps
 	// them, each line prefixed with its timestamp; tty says the
@@ -194,4 +193,35 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// Summary is one container as a runtime lists it (amber ps).
+type Summary struct {
+	Runtime   string `json:"runtime"`
+	Namespace string `json:"namespace,omitempty"`
+	// Pod is the Kubernetes pod ("namespace/name") the container is
+	// part of, from the labels the kubelet sets; "" for none.
+	Pod   string `json:"pod,omitempty"`
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Image string `json:"image"`
+	State string `json:"state"`
+	// Pid is the container's first process (0: none running).
+	Pid int `json:"pid,omitempty"`
+}
+
+// Lister is a runtime that can list its containers: amber ps, and
+// --runtime auto finding which runtime knows a name.
+type Lister interface {
+	List(ctx context.Context) ([]Summary, error)
+}
+
+// PodOf is the pod ("namespace/name") that the labels a kubelet sets name,
+// or "".
+func PodOf(labels map[string]string) string {
+	ns, name := labels["io.kubernetes.pod.namespace"], labels["io.kubernetes.pod.name"]
+	if name == "" {
+		return ""
+	}
+	return ns + "/" + name
 }

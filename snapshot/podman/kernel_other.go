@@ -1,0 +1,5 @@
+//go:build !linux
+
+package podman
+
+func kernel() string { return "" }
