@@ -95,18 +95,27 @@ func (e *env) runPs(rf runtimeFlags, asJSON bool) error {
 	return tw.Flush()
 }
 
-// listRuntime dials one runtime and lists its containers.
+// listRuntime dials one runtime (each of its namespaces) and lists its
+// containers.
 func (e *env) listRuntime(name string, rf runtimeFlags) ([]engine.Summary, error) {
-	rt, err := dialRuntime(e.ctx, name, rf)
+	rts, err := dialRuntimes(e.ctx, name, rf)
 	if err != nil {
 		return nil, err
 	}
-	defer rt.Close()
-	l, ok := rt.(engine.Lister)
-	if !ok {
-		return nil, fmt.Errorf("%s: listing containers is not supported", name)
+	defer closeAll(rts)
+	var out []engine.Summary
+	for _, r := range rts {
+		l, ok := r.rt.(engine.Lister)
+		if !ok {
+			return nil, fmt.Errorf("%s: listing containers is not supported", r.name)
+		}
+		ss, err := l.List(e.ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ss...)
 	}
-	return l.List(e.ctx)
+	return out, nil
 }
 
 // pidsOf lists a running container's processes from its cgroup; the

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/amber-forensics/amber/snapshot/containerd"
 	"github.com/amber-forensics/amber/snapshot/docker"
 	"github.com/amber-forensics/amber/snapshot/engine"
 	"github.com/amber-forensics/amber/snapshot/podman"
@@ -15,6 +16,9 @@ import (
 // runtimeFlags choose the container runtime a command talks to.
 type runtimeFlags struct {
 	name string // "auto" or one of runtimeNames
+	// address and namespace are containerd's socket and namespace ("":
+	// every namespace but Docker's own).
+	address, namespace string
 	// podmanRoot and podmanRunRoot are Podman's storage (podman --root,
 	// --runroot), read directly.
 	podmanRoot, podmanRunRoot string
@@ -22,27 +26,82 @@ type runtimeFlags struct {
 
 func (r *runtimeFlags) add(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&r.name, "runtime", "auto", "container runtime: auto (every one reachable), docker, or podman (its storage, read directly: no service needed)")
+	f.StringVar(&r.name, "runtime", "auto", "container runtime: auto (every one reachable), docker, containerd, or podman (its storage, read directly: no service needed)")
+	f.StringVar(&r.address, "address", containerd.DefaultAddress, "containerd's socket")
+	f.StringVar(&r.namespace, "namespace", "", "containerd namespace (k8s.io for Kubernetes, default for ctr); empty: every namespace but Docker's (moby)")
 	f.StringVar(&r.podmanRoot, "podman-root", podman.DefaultGraphRoot, "Podman's storage graph root (podman --root)")
 	f.StringVar(&r.podmanRunRoot, "podman-runroot", podman.DefaultRunRoot, "Podman's run root (podman --runroot), where running containers' pidfiles are")
 }
 
 // runtimeNames are the runtimes this build talks to, in the order auto
 // tries them.
-var runtimeNames = []string{"docker", "podman"}
+var runtimeNames = []string{"docker", "containerd", "podman"}
 
-// dialRuntime connects to one runtime: the one place cmd chooses.
-func dialRuntime(ctx context.Context, name string, rf runtimeFlags) (engine.Runtime, error) {
+// namedRuntime is one runtime dialed, with the name it is shown by
+// ("containerd/k8s.io" for a containerd namespace).
+type namedRuntime struct {
+	name string
+	rt   engine.Runtime
+}
+
+// dialRuntimes connects to one runtime: the one place cmd chooses. A
+// containerd with no --namespace is one runtime per namespace (but
+// Docker's own, moby: those containers are Docker's).
+func dialRuntimes(ctx context.Context, name string, rf runtimeFlags) ([]namedRuntime, error) {
 	switch name {
 	case "docker":
-		return docker.Dial(ctx)
+		rt, err := docker.Dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return []namedRuntime{{name, rt}}, nil
 	case "podman":
-		return podman.Open(podman.Options{GraphRoot: rf.podmanRoot, RunRoot: rf.podmanRunRoot})
+		rt, err := podman.Open(podman.Options{GraphRoot: rf.podmanRoot, RunRoot: rf.podmanRunRoot})
+		if err != nil {
+			return nil, err
+		}
+		return []namedRuntime{{name, rt}}, nil
+	case "containerd":
+		if rf.namespace != "" {
+			rt, err := containerd.Dial(ctx, rf.address, rf.namespace)
+			if err != nil {
+				return nil, err
+			}
+			return []namedRuntime{{name + "/" + rf.namespace, rt}}, nil
+		}
+		first, err := containerd.Dial(ctx, rf.address, "default")
+		if err != nil {
+			return nil, err
+		}
+		nss, err := first.Namespaces(ctx)
+		first.Close()
+		if err != nil {
+			return nil, err
+		}
+		var out []namedRuntime
+		for _, ns := range nss {
+			if ns == containerd.DockerNamespace {
+				continue
+			}
+			rt, err := containerd.Dial(ctx, rf.address, ns)
+			if err != nil {
+				closeAll(out)
+				return nil, err
+			}
+			out = append(out, namedRuntime{name + "/" + ns, rt})
+		}
+		return out, nil
 	}
 	return nil, usageError{fmt.Errorf("--runtime %q: this build knows %v (or auto)", name, runtimeNames)}
 }
 
-// chosenRuntimes are the names --runtime asks for: one, or all for auto.
+func closeAll(rts []namedRuntime) {
+	for _, r := range rts {
+		r.rt.Close()
+	}
+}
+
+// chosen are the names --runtime asks for: one, or all for auto.
 func (r runtimeFlags) chosen() ([]string, error) {
 	if r.name == "" || r.name == "auto" {
 		return runtimeNames, nil
@@ -64,40 +123,56 @@ func (e *env) runtimeFor(rf runtimeFlags, refs []string) (engine.Runtime, error)
 	if err != nil {
 		return nil, err
 	}
-	if len(names) == 1 || len(refs) == 0 {
-		return dialRuntime(e.ctx, names[0], rf)
-	}
-	var found []engine.Runtime
-	var foundNames, asked []string
+	var candidates []namedRuntime
 	var firstErr error
 	for _, name := range names {
-		rt, err := dialRuntime(e.ctx, name, rf)
+		rts, err := dialRuntimes(e.ctx, name, rf)
 		if err != nil {
+			if len(names) == 1 {
+				return nil, err // the runtime asked for: its own error
+			}
 			if firstErr == nil {
 				firstErr = err
 			}
 			continue
 		}
-		asked = append(asked, name)
-		if knowsAll(e.ctx, rt, refs) {
-			found = append(found, rt)
-			foundNames = append(foundNames, name)
-			continue
-		}
-		rt.Close()
+		candidates = append(candidates, rts...)
 	}
-	switch {
-	case len(found) == 1:
-		return found[0], nil
-	case len(found) > 1:
-		for _, rt := range found {
-			rt.Close()
+	if len(candidates) == 0 {
+		if firstErr == nil {
+			firstErr = fmt.Errorf("%w: no namespace to look in", engine.ErrNoSuchObject)
 		}
-		return nil, usageError{fmt.Errorf("%s: known to %s; choose one with --runtime", strings.Join(refs, ", "), strings.Join(foundNames, " and "))}
-	case len(asked) == 0:
 		return nil, firstErr
 	}
-	return nil, fmt.Errorf("%w: no reachable runtime knows %s (asked %s)", engine.ErrNoSuchObject, strings.Join(refs, ", "), strings.Join(asked, ", "))
+	if len(candidates) == 1 || len(refs) == 0 {
+		closeAll(candidates[1:])
+		return candidates[0].rt, nil
+	}
+	var found, asked []namedRuntime
+	for _, c := range candidates {
+		asked = append(asked, c)
+		if knowsAll(e.ctx, c.rt, refs) {
+			found = append(found, c)
+		} else {
+			c.rt.Close()
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0].rt, nil
+	case 0:
+		return nil, fmt.Errorf("%w: no reachable runtime knows %s (asked %s)", engine.ErrNoSuchObject, strings.Join(refs, ", "), names2(asked))
+	}
+	closeAll(found)
+	return nil, usageError{fmt.Errorf("%s: known to %s; choose one with --runtime (and --namespace)", strings.Join(refs, ", "), strings.ReplaceAll(names2(found), ", ", " and "))}
+}
+
+func names2(rts []namedRuntime) string {
+	var s []string
+	for _, r := range rts {
+		s = append(s, r.name)
+	}
+	return strings.Join(s, ", ")
 }
 
 // knowsAll says whether rt has every container of refs.

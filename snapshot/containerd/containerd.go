@@ -59,6 +59,14 @@ func Dial(ctx context.Context, address, namespace string) (*Runtime, error) {
 		return nil, fmt.Errorf("containerd namespace %q: %w", namespace, err)
 	}
 	r := &Runtime{address: address, ns: namespace}
+	// No socket there: say so at once (the client would wait out its
+	// timeout, and every auto lookup with it).
+	if st, err := os.Stat(address); err != nil || st.Mode()&os.ModeSocket == 0 {
+		if err == nil {
+			err = fmt.Errorf("%s is not a socket", address)
+		}
+		return nil, engine.Wrap(&engine.Fault{Kind: engine.ErrEngine, Note: "is containerd running? (--address)", Err: err}, "reaching containerd at "+address)
+	}
 	c, err := client.New(address, client.WithDefaultNamespace(namespace), client.WithTimeout(10*time.Second))
 	if err != nil {
 		return nil, r.wrap(err, "reaching containerd at "+address)

@@ -115,7 +115,7 @@ type LogStream interface {
 
 // ErrEngine reports a container runtime that cannot be reached or that
 // failed.
-var ErrEngine = errors.New("snapshot: docker engine")
+var ErrEngine = errors.New("snapshot: container runtime")
 
 // ErrNoSuchObject reports a container or image the runtime does not know.
 var ErrNoSuchObject = errors.New("snapshot: no such container or image")
