@@ -94,13 +94,15 @@ they are made (about twice the index's size: ~400 MB for a million files).`,
 	co := &captureOptions{}
 	ctr := &cobra.Command{
 		Use:   "container CONTAINER... -o ARCHIVE.tar.zst",
-		Short: "Capture running or stopped containers (Docker, Podman)",
+		Short: "Capture running or stopped containers (Docker, containerd, Podman)",
 		Long: `Capture each CONTAINER (name or ID) into one sealed archive, in order of
 volatility. The runtime: --runtime auto (the default) asks each runtime this
-build knows — the Docker engine (DOCKER_HOST, else the default socket) and
-Podman's storage, read directly with no podman service (--podman-root,
---podman-runroot) — and takes the one that knows every CONTAINER; two that
-do is an error naming both (choose with --runtime). amber ps lists them.
+build knows — the Docker engine (DOCKER_HOST, else the default socket),
+containerd (--address; every namespace but Docker's own moby, or the one
+--namespace names) and Podman's storage, read directly with no podman
+service (--podman-root, --podman-runroot) — and takes the one that knows
+every CONTAINER; two that do is an error naming both (choose with --runtime
+and --namespace). amber ps lists them.
 
   1. memory: every process of the container (host PIDs, from its cgroup) as
      an ELF core file of its mappings (readelf, gdb), with maps, cmdline,
@@ -130,6 +132,7 @@ error; both are in the custody log.`,
   amber capture container wordpress --no-memory --pause -o case.tar.zst
   amber capture container wordpress --volumes -o case.tar.zst    # named volumes' contents too
   amber capture container --runtime podman web -o web.tar.zst      # rootful Podman, from /var/lib/containers/storage
+  amber capture container --runtime containerd --namespace k8s.io 3f2a9c -o pod.tar.zst   # a Kubernetes node's container
   DOCKER_HOST=ssh://admin@web-3 amber capture container web -o web.tar.zst   # remote: no memory`,
 		Args: argsRange(1, -1),
 		RunE: func(cmd *cobra.Command, args []string) error {
