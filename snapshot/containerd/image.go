@@ -400,6 +400,11 @@ type readCloser struct {
 func (r readCloser) Close() error { return r.close() }
 
 // compressed says a layer's media type is gzip or zstd.
+// nonDistributableLayer is OCI's deprecated media type of an uncompressed
+// non-distributable layer (image-spec 1.1 deprecates it; stores still hold
+// images that use it).
+const nonDistributableLayer = "application/vnd.oci.image.layer.nondistributable.v1.tar"
+
 func compressed(mt string) bool {
 	return strings.HasSuffix(mt, "gzip") || strings.HasSuffix(mt, "zstd")
 }
@@ -416,7 +421,7 @@ func decompress(mt string, r io.Reader) (io.ReadCloser, error) {
 		}
 		return d.IOReadCloser(), nil
 	case mt == images.MediaTypeDockerSchema2Layer, mt == ocispec.MediaTypeImageLayer, mt == images.MediaTypeDockerSchema2LayerForeign,
-		mt == ocispec.MediaTypeImageLayerNonDistributable: //nolint:staticcheck // still found in stores
+		mt == nonDistributableLayer:
 		return io.NopCloser(r), nil
 	}
 	return nil, engine.Claimf("a layer of media type %q, which amber does not know", mt)

@@ -73,12 +73,12 @@ func TestHostileStorage(t *testing.T) {
 	ctx := context.Background()
 	id := strings.Repeat("bb", 32)
 
-	s, root := hostileStorage(t, "../../etc", "etc/passwd")
+	s, _ := hostileStorage(t, "../../etc", "etc/passwd")
 	_, err := s.Container(ctx, "web")
 	claimed(t, "a container ID that is a path", err)
 
 	// The good case first: the layer's file is read.
-	s, root = hostileStorage(t, id, "etc/passwd")
+	s, root := hostileStorage(t, id, "etc/passwd")
 	rc, err := s.SaveImage(ctx, "x:1")
 	if err != nil {
 		t.Fatal(err)
