@@ -44,8 +44,15 @@ lint: $(STATICCHECK)
 $(STATICCHECK):
 	GOBIN=$(CURDIR)/$(@D) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+# The packages that drive the Docker engine or start their own runtimes
+# run one at a time, after the rest: each checks that the engine's lists
+# are as it left them, which another package building its test images at
+# the same moment would upset.
+ENGINE_PKGS := ./cmd/amber ./snapshot/docker ./snapshot/podman ./snapshot/containerd ./snapshot/kube ./internal/testenv
+
 unit:
-	$(GO) test -count=1 -timeout 12m ./...
+	$(GO) test -count=1 -timeout 12m $$($(GO) list ./... | grep -v -e /cmd/amber$$ -e /snapshot/docker$$ -e /snapshot/podman$$ -e /snapshot/containerd$$ -e /snapshot/kube$$ -e /internal/testenv$$)
+	$(GO) test -count=1 -timeout 12m -p 1 $(ENGINE_PKGS)
 	$(GO) test -count=1 -timeout 5m -tags amber_purego ./archive/... ./fileindex ./snapshot
 
 # The concurrent packages again under the race detector.
@@ -84,7 +91,7 @@ COVERPKG = $(shell $(GO) list ./... | grep -v -e /internal/fixture -e /internal/
 .PHONY: cover
 cover: deps
 	rm -rf $(COVERDIR) && mkdir -p $(COVERDIR)/data && chmod 0777 $(COVERDIR)/data
-	$(GO) test -count=1 -timeout 30m -cover -covermode=atomic -coverpkg=$(COVERPKG) ./... -args -test.gocoverdir=$(COVERDIR)/data; \
+	$(GO) test -count=1 -timeout 30m -p 1 -cover -covermode=atomic -coverpkg=$(COVERPKG) ./... -args -test.gocoverdir=$(COVERDIR)/data; \
 	  rc=$$?; \
 	  $(GO) tool covdata percent -i=$(COVERDIR)/data && \
 	  $(GO) tool covdata textfmt -i=$(COVERDIR)/data -o $(COVERDIR)/coverage.out && \
