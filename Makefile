@@ -103,6 +103,7 @@ bench: deps build
 	./bench/run.sh
 	./bench/mount.sh
 	./bench/container.sh
+	./bench/containerd.sh
 	./bench/bounds.sh
 
 # 16 concurrent readers on the mounted corpus for SOAK_SECONDS (default
