@@ -95,6 +95,10 @@ func (v *verifier) checkModel() {
 			v.checkArtifact(a)
 			continue
 		}
+		if a.Kind == manifest.KindPod { // its sandbox's metadata: members only
+			v.checkMembers(a)
+			continue
+		}
 		v.checkLayers(a)
 		v.checkMembers(a)
 		if a.Kind != manifest.KindVolume { // a volume's contents: one layer, no image manifest
@@ -145,13 +149,14 @@ func (v *verifier) checkLayers(a manifest.Artifact) {
 // checkMembers checks that a container's own files are the members the
 // manifest records.
 func (v *verifier) checkMembers(a manifest.Artifact) {
-	if a.Container == nil {
+	members := a.Members()
+	if members == nil {
 		return
 	}
 	where := a.Kind + "s/" + a.Name
-	for _, mem := range a.Container.Members {
+	for _, mem := range members {
 		e, ok := v.a.Manifest.Entry(mem.Entry)
-		if !ok || !strings.HasPrefix(mem.Entry, "amber/containers/"+a.Name+"/") {
+		if !ok || !strings.HasPrefix(mem.Entry, "amber/"+a.Kind+"s/"+a.Name+"/") {
 			v.add(where+"/"+mem.Path, "member %s is missing", mem.Entry)
 		} else if e.SHA256 != mem.SHA256 || e.Size != mem.Size {
 			v.add(where+"/"+mem.Path, "member %s is recorded with a different digest or size", mem.Entry)
@@ -203,7 +208,7 @@ func (v *verifier) checkIndexJSON() {
 		listed[d.Digest.String()+" "+d.Annotations[refNameAnnotation]] = true
 	}
 	for _, a := range v.a.Manifest.Artifacts {
-		if a.Kind != manifest.KindVolume && !listed[a.Manifest.Digest.String()+" "+a.Name] {
+		if a.Kind != manifest.KindVolume && a.Kind != manifest.KindPod && !listed[a.Manifest.Digest.String()+" "+a.Name] {
 			v.add("index.json", "does not name %s/%s", a.Kind, a.Name)
 		}
 	}

@@ -84,11 +84,11 @@ func New(a *archive.Archive) *FS {
 				f.layers[l.Digest] = uint64(len(f.layers))
 			}
 		}
-		// A container's own files and their directories, numbered in
-		// path order: stable for the archive.
-		if art.Container != nil {
+		// A container's (or pod's) own files and their directories,
+		// numbered in path order: stable for the archive.
+		if members := art.Members(); members != nil {
 			paths := map[string]bool{}
-			for _, m := range art.Container.Members {
+			for _, m := range members {
 				for p := m.Path; p != "." && p != ""; p = path.Dir(p) {
 					paths[p] = true
 				}

@@ -117,6 +117,10 @@ const (
 	// attestation, a Helm chart): its manifest, config and blobs kept
 	// byte for byte, with no file index (its blobs are not filesystems).
 	KindArtifact = "artifact"
+	// KindPod is a Kubernetes pod: its sandbox's metadata as the CRI gave
+	// it (members under pods/<namespace>_<name>/); its containers are
+	// container artifacts of their own.
+	KindPod = "pod"
 )
 
 // Artifact is one captured thing: an image, or a container (its image's
@@ -141,6 +145,8 @@ type Artifact struct {
 	Files      int            `json:"files"`
 	// Container is set for a container artifact.
 	Container *Container `json:"container,omitempty"`
+	// Pod is set for a pod artifact.
+	Pod *Pod `json:"pod,omitempty"`
 	// Platform is an image's os/architecture[/variant], as the index that
 	// listed it (else its config) says.
 	Platform string `json:"platform,omitempty"`
@@ -190,6 +196,23 @@ type Container struct {
 	// MemorySkipped says why memory was not taken, when it was not.
 	MemorySkipped string  `json:"memory_skipped,omitempty"`
 	Mounts        []Mount `json:"mounts,omitempty"`
+}
+
+// Pod is a Kubernetes pod as the CRI described it at capture.
+type Pod struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid,omitempty"`
+	// SandboxID is the pod sandbox's (pause container's) ID; the sandbox
+	// is recorded, not captured.
+	SandboxID string `json:"sandbox_id"`
+	// Containers are the pod's containers as container artifacts of the
+	// archive (containers/<name>), by their Kubernetes names.
+	Containers map[string]string `json:"containers"`
+	// Members are the pod's files in the archive, by their path under
+	// pods/<name>/ (sandbox.json: the CRI's status of the sandbox, its
+	// labels and annotations; containers.json: its containers' statuses).
+	Members []Member `json:"members"`
 }
 
 // Member is a file of an artifact stored as its own tar member.
@@ -410,4 +433,16 @@ func (m *Manifest) Artifact(kind, name string) (*Artifact, bool) {
 		}
 	}
 	return nil, false
+}
+
+// Members are a container's or a pod's files stored as members (nil for
+// other artifacts).
+func (a *Artifact) Members() []Member {
+	switch {
+	case a.Container != nil:
+		return a.Container.Members
+	case a.Pod != nil:
+		return a.Pod.Members
+	}
+	return nil
 }

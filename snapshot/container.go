@@ -50,6 +50,9 @@ type EngineRequest struct {
 	// together); past it they are cut and flagged logs-truncated. 0 means
 	// DefaultMaxLogBytes.
 	MaxLogBytes int64
+	// Pods are Kubernetes pods whose containers are among Containers:
+	// each is recorded as a pod artifact (pods/<namespace>_<name>/).
+	Pods []PodRecord
 	Options
 	WriteProgress func(int64)
 }
@@ -123,6 +126,9 @@ func CaptureEngine(ctx context.Context, rt engine.Runtime, req EngineRequest) (r
 	if info.Namespace != "" {
 		extra["namespace"] = info.Namespace
 	}
+	for i, p := range req.Pods {
+		extra[fmt.Sprintf("pod_%d", i)] = p.Namespace + "/" + p.Name + " sandbox " + p.SandboxID
+	}
 	if err := e.begin(req.CommandLine, extra, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Encoder: req.Encoder}, req.Output); err != nil {
 		return nil, err
 	}
@@ -173,6 +179,13 @@ func CaptureEngine(ctx context.Context, rt engine.Runtime, req EngineRequest) (r
 		for _, v := range c.volumes {
 			e.m.Artifacts = append(e.m.Artifacts, *v)
 		}
+	}
+	for _, p := range req.Pods {
+		a, err := e.pod(p)
+		if err != nil {
+			return nil, err
+		}
+		e.m.Artifacts = append(e.m.Artifacts, a)
 	}
 	if err := e.unpause(); err != nil {
 		return nil, err

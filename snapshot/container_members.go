@@ -161,6 +161,10 @@ func captureLogs(ctx context.Context, rt engine.Runtime, c *ctrCapture, pm *pref
 	tty := c.ci.Tty
 	rc, err := rt.Logs(ctx, c.ci.ID, tty)
 	if err != nil {
+		if errors.Is(err, engine.ErrEngineClaim) {
+			// A log file the runtime names where amber does not read.
+			s.m.Anomalies = append(s.m.Anomalies, manifest.Anomaly{Artifact: c.name, Path: "logs", Kind: "engine-claims-log-path", Detail: err.Error()})
+		}
 		return pm.add("logs/unavailable", []byte(fmt.Sprintf("the engine gives no logs: %v\n", err)))
 	}
 	defer rc.Close()

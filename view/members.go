@@ -57,14 +57,15 @@ func artifactNames(a *manifest.Artifact, rel []string) []string {
 	return out
 }
 
-// memberEntry resolves rel among a container's own files: a file, or a
-// directory that holds some.
+// memberEntry resolves rel among a container's (or a pod's) own files: a
+// file, or a directory that holds some.
 func (v *View) memberEntry(a *manifest.Artifact, full, rel string) (*Entry, error) {
-	if a.Container == nil {
+	members := a.Members()
+	if members == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, full)
 	}
-	for i := range a.Container.Members {
-		m := &a.Container.Members[i]
+	for i := range members {
+		m := &members[i]
 		if m.Path == rel {
 			e, ok := v.A.Manifest.Entry(m.Entry)
 			if !ok {
@@ -79,7 +80,7 @@ func (v *View) memberEntry(a *manifest.Artifact, full, rel string) (*Entry, erro
 				ModTime: v.A.Manifest.Acquisition.Finished}, nil
 		}
 	}
-	for _, m := range a.Container.Members {
+	for _, m := range members {
 		if strings.HasPrefix(m.Path, rel+"/") {
 			d := v.dir(full, full[strings.LastIndexByte(full, '/')+1:])
 			if sensitiveMember(rel) {
@@ -105,16 +106,13 @@ func sensitiveMember(rel string) bool {
 // memberNames lists the names directly under rel ("" for the top) among a
 // container's own files.
 func memberNames(a *manifest.Artifact, rel string) []string {
-	if a.Container == nil {
-		return nil
-	}
 	seen := map[string]bool{}
 	var out []string
 	prefix := ""
 	if rel != "" {
 		prefix = rel + "/"
 	}
-	for _, m := range a.Container.Members {
+	for _, m := range a.Members() {
 		r, ok := strings.CutPrefix(m.Path, prefix)
 		if !ok || r == "" {
 			continue

@@ -144,7 +144,8 @@ func (v *View) artifact(kind, name string) (*manifest.Artifact, error) {
 }
 
 // kindDirs maps the top directories of the layout to artifact kinds.
-var kindDirs = map[string]string{"images": manifest.KindImage, "containers": manifest.KindContainer, "volumes": manifest.KindVolume, "artifacts": manifest.KindArtifact}
+var kindDirs = map[string]string{"images": manifest.KindImage, "containers": manifest.KindContainer, "volumes": manifest.KindVolume,
+	"artifacts": manifest.KindArtifact, "pods": manifest.KindPod}
 
 func (v *View) names(kind string) []string {
 	var n []string
@@ -200,12 +201,13 @@ func (v *View) Stat(p string) (*Entry, error) {
 //	containers/NAME/{rootfs,pristine,changes}/..., and its members
 //	volumes/NAME/...
 //	artifacts/NAME/{manifest.json,config,blobs/N}
+//	pods/NAME/{sandbox.json,containers.json}
 func (v *View) route(c []string) (*Entry, []string, error) {
 	full := strings.Join(c, "/")
 	notFound := fmt.Errorf("%w: %s", ErrNotFound, full)
 	if len(c) == 0 {
 		names := []string{"images", "manifest.json"}
-		for _, top := range []string{"containers", "volumes", "artifacts"} {
+		for _, top := range []string{"containers", "volumes", "artifacts", "pods"} {
 			if len(v.names(kindDirs[top])) > 0 {
 				names = append(names, top)
 			}
@@ -234,6 +236,8 @@ func (v *View) route(c []string) (*Entry, []string, error) {
 		return r.tree(0, true, v.viewID(r.ai, "layers", 0), 2)
 	case manifest.KindArtifact:
 		return r.ociArtifact()
+	case manifest.KindPod:
+		return r.members()
 	case manifest.KindContainer:
 		return r.container()
 	}
@@ -300,6 +304,19 @@ func (r artifactRoute) container() (*Entry, []string, error) {
 		return e, nil, err
 	}
 	return e, memberNames(a, rel), nil
+}
+
+// members resolves a pod's directory: its own files alone.
+func (r artifactRoute) members() (*Entry, []string, error) {
+	if len(r.c) == 2 {
+		return r.v.dir(r.full, r.c[1]), memberNames(r.a, ""), nil
+	}
+	rel := strings.Join(r.c[2:], "/")
+	e, err := r.v.memberEntry(r.a, r.full, rel)
+	if err != nil || !e.IsDir() {
+		return e, nil, err
+	}
+	return e, memberNames(r.a, rel), nil
 }
 
 func (r artifactRoute) image() (*Entry, []string, error) {

@@ -14,6 +14,7 @@ import (
 	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
+	"github.com/amber-forensics/amber/snapshot/engine"
 )
 
 type captureOptions struct {
@@ -148,7 +149,7 @@ error; both are in the custody log.`,
 	ctr.Flags().BoolVar(&co.volumes, "volumes", false, "also capture the contents of the containers' volumes (bind mounts are recorded, never walked)")
 	ctr.Flags().StringVar(&co.route, "route", snapshot.RouteAuto, "how to read the filesystem: auto, upperdir (local overlay2 only) or export (through the engine)")
 	co.runtime.add(ctr)
-	c.AddCommand(img, ctr)
+	c.AddCommand(img, ctr, e.newCapturePodCmd())
 	return c
 }
 
@@ -210,13 +211,30 @@ func (e *env) runCaptureImage(o *captureOptions, sources []string) error {
 }
 
 func (e *env) runCaptureEngine(o *captureOptions, images, containers []string) error {
-	if err := o.check("container"); err != nil {
+	req, err := e.engineRequest(o, images, containers)
+	if err != nil {
 		return err
+	}
+	// The one place the runtime is chosen: --runtime, or the one
+	// reachable runtime that knows the containers.
+	rt, err := e.runtimeFor(o.runtime, containers)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	return e.captureWith(o, rt, req)
+}
+
+// engineRequest checks the options of a capture from a runtime and makes
+// its request, progress on stderr included.
+func (e *env) engineRequest(o *captureOptions, images, containers []string) (snapshot.EngineRequest, error) {
+	if err := o.check("container"); err != nil {
+		return snapshot.EngineRequest{}, err
 	}
 	switch o.route {
 	case snapshot.RouteAuto, snapshot.RouteUpperdir, snapshot.RouteExport, "":
 	default:
-		return usageError{fmt.Errorf("--route %q: use auto, upperdir or export", o.route)}
+		return snapshot.EngineRequest{}, usageError{fmt.Errorf("--route %q: use auto, upperdir or export", o.route)}
 	}
 	req := snapshot.EngineRequest{
 		Images: images, Containers: containers, Output: o.output, Case: o.c, CommandLine: e.args,
@@ -237,13 +255,11 @@ func (e *env) runCaptureEngine(o *captureOptions, images, containers []string) e
 	} else if !o.json {
 		req.Progress = func(msg string) { fmt.Fprintf(e.stderr, "amber: %s\n", escapeName(msg)) }
 	}
-	// The one place the runtime is chosen: --runtime, or the one
-	// reachable runtime that knows the containers.
-	rt, err := e.runtimeFor(o.runtime, containers)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
+	return req, nil
+}
+
+// captureWith runs a capture from rt and prints what it sealed.
+func (e *env) captureWith(o *captureOptions, rt engine.Runtime, req snapshot.EngineRequest) error {
 	res, err := snapshot.CaptureEngine(e.ctx, rt, req)
 	if isTerminal(e.stderr) {
 		fmt.Fprint(e.stderr, "\r\033[K")

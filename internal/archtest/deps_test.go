@@ -43,7 +43,7 @@ var allowed = map[string][]string{
 	"snapshot/kube": {"snapshot/engine"},
 	// Process memory and ELF cores: the standard library and x/sys only.
 	"snapshot/procmem": {},
-	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
+	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/kube", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
 	// The one escaping of evidence strings printed for a person.
 	"internal/textsafe": {},
 	// Building blocks of archive and fileindex.

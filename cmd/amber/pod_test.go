@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/amber-forensics/amber/internal/testenv"
+)
+
+// TestCapturePod: a pod of two containers that the test's own containerd
+// runs through its CRI as kubelet would, captured with amber capture pod:
+// both containers as containers/<ns>_<pod>_<container> (rootfs, memory,
+// the logs from the CRI log files with their times), the pod's metadata
+// under pods/<ns>_<pod>/, the archive verifies, the custody log names the
+// pod and containerd, and the sandbox is recorded, not captured.
+func TestCapturePod(t *testing.T) {
+	r := testenv.CRI(t)
+	const ns, name, uid = "prod", "web-7d9f", "0b9a8c7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d"
+	p := r.RunPod(ns, name, uid,
+		testenv.CRIContainer{Name: "app", Command: []string{"sh", "-c", "echo app-out; echo app-err >&2; echo planted > /tmp/planted; exec sleep 2147483647"}},
+		testenv.CRIContainer{Name: "sidecar", Command: []string{"sh", "-c", "echo side-out; exec sleep 2147483647"}})
+	// The containers have written their lines once their files show them.
+	testenv.Shell(t, `for i in $(seq 100); do grep -q app-err `+filepath.Join(p.LogDir, "app", "0.log")+` 2>/dev/null && exit 0; sleep 0.1; done; exit 1`)
+
+	arch := filepath.Join(t.TempDir(), "pod.tar.zst")
+	mustAmber(t, "capture", "pod", ns+"/"+name, "-o", arch, "--cri", r.Socket, "--address", r.Socket, "--pod-log-root", r.LogRoot)
+	mustAmber(t, "verify", "--no-log", arch)
+
+	app, side := "containers/prod_web-7d9f_app/", "containers/prod_web-7d9f_sidecar/"
+	if got := mustAmber(t, "cat", arch, app+"rootfs/tmp/planted"); got != "planted\n" {
+		t.Errorf("the app container's file: %q", got)
+	}
+	if out := mustAmber(t, "cat", arch, app+"logs/stdout"); !strings.Contains(out, "app-out") || !strings.HasPrefix(out, "20") {
+		t.Errorf("app stdout (from the CRI log file, each line timed): %q", out)
+	}
+	if errs := mustAmber(t, "cat", arch, app+"logs/stderr"); !strings.Contains(errs, "app-err") {
+		t.Errorf("app stderr: %q", errs)
+	}
+	if out := mustAmber(t, "cat", arch, side+"logs/stdout"); !strings.Contains(out, "side-out") {
+		t.Errorf("sidecar stdout: %q", out)
+	}
+	if ls := mustAmber(t, "ls", arch, app+"memory"); !strings.Contains(ls, "sleep") {
+		t.Errorf("no memory of the app's process:\n%s", ls)
+	}
+
+	// The pod's own directory: the CRI's word on the sandbox and its
+	// containers.
+	if ls := mustAmber(t, "ls", arch, "pods/prod_web-7d9f"); !strings.Contains(ls, "sandbox.json") || !strings.Contains(ls, "containers.json") {
+		t.Errorf("pods/prod_web-7d9f:\n%s", ls)
+	}
+	var sb struct {
+		ID     string
+		Labels map[string]string
+	}
+	if err := json.Unmarshal([]byte(mustAmber(t, "cat", arch, "pods/prod_web-7d9f/sandbox.json")), &sb); err != nil {
+		t.Fatal(err)
+	}
+	if sb.ID != p.SandboxID || sb.Labels["io.kubernetes.pod.name"] != name {
+		t.Errorf("sandbox.json: %+v, want sandbox %s", sb, p.SandboxID)
+	}
+	m := readManifest(t, arch)
+	pods, ctrs := 0, 0
+	for _, a := range m.Artifacts {
+		switch a.Kind {
+		case "pod":
+			pods++
+			if a.Pod == nil || a.Pod.SandboxID != p.SandboxID || a.Pod.Containers["app"] != "prod_web-7d9f_app" || a.Pod.Containers["sidecar"] != "prod_web-7d9f_sidecar" {
+				t.Errorf("pod artifact %+v", a.Pod)
+			}
+		case "container":
+			ctrs++
+			if a.Container.ID == p.SandboxID {
+				t.Error("the sandbox (pause) container was captured")
+			}
+		}
+	}
+	if pods != 1 || ctrs != 2 {
+		t.Errorf("%d pods and %d containers in the archive, want 1 and 2", pods, ctrs)
+	}
+	custody := mustAmber(t, "log", arch)
+	if !strings.Contains(custody, "prod/web-7d9f") || !strings.Contains(custody, "containerd") {
+		t.Errorf("the custody log does not name the pod and containerd:\n%s", custody)
+	}
+}
