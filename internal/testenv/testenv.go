@@ -91,7 +91,7 @@ func Root(t testing.TB) {
 // killed, its mounts undone, the directory removed) when the test ends.
 type ContainerdDaemon struct {
 	Address, Root, State string
-	dir                  string
+	dir, bin             string
 	cmd                  *exec.Cmd
 }
 
@@ -121,23 +121,75 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.cmd = exec.Command(bin, "--config", filepath.Join(dir, "config.toml"))
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	if err := d.cmd.Start(); err != nil {
+	d.bin = bin
+	t.Cleanup(d.stop)
+	if err := d.start(); err != nil {
 		missing(t, "starting containerd: %v", err)
 	}
-	t.Cleanup(d.stop)
+	return d
+}
+
+// start starts containerd on the daemon's directory and waits until it
+// answers.
+func (d *ContainerdDaemon) start() error {
+	logf, err := os.OpenFile(filepath.Join(d.dir, "containerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(d.bin, "--config", filepath.Join(d.dir, "config.toml"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	d.cmd = cmd
 	for start := time.Now(); exec.Command("ctr", "-a", d.Address, "version").Run() != nil; time.Sleep(100 * time.Millisecond) {
 		if time.Since(start) > 30*time.Second {
-			log, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
-			t.Fatalf("own containerd did not come up:\n%s", log)
+			log, _ := os.ReadFile(filepath.Join(d.dir, "containerd.log"))
+			return fmt.Errorf("own containerd did not come up:\n%s", log)
 		}
 	}
-	return d
+	return nil
+}
+
+// Pid is the running containerd's process ID (0 when stopped).
+func (d *ContainerdDaemon) Pid() int {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return 0
+	}
+	return d.cmd.Process.Pid
+}
+
+// Kill sends sig to containerd and waits for it to exit, as systemctl
+// stop (SIGTERM) or a crash (SIGKILL) would: its tasks and their shims
+// live on, as they do when containerd stops.
+func (d *ContainerdDaemon) Kill(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if d.cmd == nil {
+		return
+	}
+	d.cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		d.cmd.Process.Kill()
+		<-done
+	}
+	d.cmd = nil
+}
+
+// Restart starts containerd again after Kill, on the same root, state
+// and socket: it takes its running tasks' shims over.
+func (d *ContainerdDaemon) Restart(t testing.TB) {
+	t.Helper()
+	if d.cmd != nil {
+		return
+	}
+	if err := d.start(); err != nil {
+		t.Fatalf("restarting containerd: %v", err)
+	}
 }
 
 // Ctr runs ctr against this containerd in namespace ns, failing the test
@@ -150,12 +202,18 @@ func (d *ContainerdDaemon) Ctr(t testing.TB, ns string, args ...string) string {
 // stop kills every task (their shims exit with them), stops containerd
 // and removes what it left.
 func (d *ContainerdDaemon) stop() {
+	// A containerd a test stopped comes back to kill its tasks.
+	if d.cmd == nil {
+		d.start()
+	}
 	ctr := func(args ...string) string {
 		out, _ := exec.Command("ctr", append([]string{"-a", d.Address}, args...)...).Output()
 		return string(out)
 	}
 	for _, ns := range strings.Fields(ctr("namespaces", "ls", "-q")) {
 		for _, id := range strings.Fields(ctr("-n", ns, "tasks", "ls", "-q")) {
+			// A frozen task (a test that failed) takes no signal.
+			ctr("-n", ns, "tasks", "resume", id)
 			ctr("-n", ns, "tasks", "kill", "-s", "SIGKILL", id)
 			for i := 0; i < 50; i++ {
 				if !strings.Contains(ctr("-n", ns, "tasks", "ls"), "RUNNING") {
@@ -166,14 +224,16 @@ func (d *ContainerdDaemon) stop() {
 			ctr("-n", ns, "tasks", "delete", "-f", id)
 		}
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { d.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		d.cmd.Process.Kill()
-		<-done
+	if d.cmd != nil {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { d.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			d.cmd.Process.Kill()
+			<-done
+		}
 	}
 	if b, err := os.ReadFile("/proc/self/mounts"); err == nil {
 		lines := strings.Split(string(b), "\n")

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
@@ -44,6 +45,10 @@ type Runtime struct {
 	// containerd reports it: the only place where amber reads a
 	// container's upper directory ("" when it has none).
 	overlayRoot string
+	// frozen is the cgroup freezer file of each task Pause froze: Unpause
+	// thaws it itself when containerd cannot be reached.
+	mu     sync.Mutex
+	frozen map[string]string
 }
 
 var _ engine.Runtime = (*Runtime)(nil)
@@ -58,7 +63,7 @@ func Dial(ctx context.Context, address, namespace string) (*Runtime, error) {
 	if err := identifiers.Validate(namespace); err != nil {
 		return nil, fmt.Errorf("containerd namespace %q: %w", namespace, err)
 	}
-	r := &Runtime{address: address, ns: namespace}
+	r := &Runtime{address: address, ns: namespace, frozen: map[string]string{}}
 	// No socket there: say so at once (the client would wait out its
 	// timeout, and every auto lookup with it).
 	if st, err := os.Stat(address); err != nil || st.Mode()&os.ModeSocket == 0 {
@@ -436,14 +441,54 @@ func (r *Runtime) Logs(ctx context.Context, id string, tty bool) (engine.LogStre
 	return nil, &engine.Unavailable{Why: "containerd keeps no logs of a container (ctr run -d discards them; a Kubernetes container's are the CRI log files under /var/log/pods)"}
 }
 
-// Pause freezes the container's task (cgroup freezer).
+// Pause freezes the container's task (cgroup freezer), after noting its
+// cgroup's freezer: see Unpause.
 func (r *Runtime) Pause(ctx context.Context, id string) error {
-	_, err := r.c.TaskService().Pause(r.nsCtx(ctx), &tasks.PauseTaskRequest{ContainerID: id})
+	ctx = r.nsCtx(ctx)
+	resp, err := r.c.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: id})
+	if err != nil {
+		return r.fault(err)
+	}
+	// Without a freezer found, the pause is containerd's alone (as
+	// before): a capture never fails for want of the fallback.
+	if pid := resp.GetProcess().GetPid(); pid > 0 && pid < 1<<22 {
+		if f, err := freezerFile(int(pid), id); err == nil {
+			r.mu.Lock()
+			r.frozen[id] = f
+			r.mu.Unlock()
+		}
+	}
+	_, err = r.c.TaskService().Pause(ctx, &tasks.PauseTaskRequest{ContainerID: id})
 	return r.fault(err)
 }
 
 // Unpause thaws the container's task; ErrNotPaused when it is not frozen.
+// When containerd cannot be reached (stopped or crashed during the
+// capture), the task's shim and frozen processes live on and nobody would
+// thaw them: amber thaws the cgroup Pause froze itself, as runc resume
+// does (containerd, restarted, reads the task as running).
 func (r *Runtime) Unpause(ctx context.Context, id string) error {
+	err := r.resume(ctx, id)
+	r.mu.Lock()
+	f, ok := r.frozen[id]
+	r.mu.Unlock()
+	if err != nil && ok && !errors.Is(err, engine.ErrNotPaused) && !errors.Is(err, engine.ErrNoSuchObject) {
+		if terr := thaw(f); terr == nil || errors.Is(terr, engine.ErrNotPaused) {
+			err = terr
+		} else {
+			err = errors.Join(err, fmt.Errorf("thawing its cgroup %s: %w", filepath.Dir(f), terr))
+		}
+	}
+	if err == nil || errors.Is(err, engine.ErrNotPaused) {
+		r.mu.Lock()
+		delete(r.frozen, id)
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// resume asks containerd to resume the task.
+func (r *Runtime) resume(ctx context.Context, id string) error {
 	ctx = r.nsCtx(ctx)
 	resp, err := r.c.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: id})
 	if err != nil {

@@ -360,7 +360,7 @@ func (r *Runtime) writeLayer(ctx context.Context, tw *tar.Writer, name string, l
 			ra.Close()
 			return nil, engine.Claimf("blob %s has %d bytes in the content store, %d in the manifest", l.Digest, ra.Size(), l.Size)
 		}
-		rd, err := decompress(l.MediaType, engine.ContextReader(ctx, content.NewReader(ra)))
+		rd, err := decompress(l.MediaType, engine.ContextReader(ctx, faultReader{content.NewReader(ra), r}))
 		if err != nil {
 			ra.Close()
 			return nil, err
@@ -390,6 +390,22 @@ func (r *Runtime) writeLayer(ctx context.Context, tw *tar.Writer, name string, l
 		return err
 	}
 	return nil
+}
+
+// faultReader classifies the errors of a blob read as the runtime's own
+// (containerd stopped in the middle of a layer is the runtime failing,
+// exit 8, not an I/O error of amber's).
+type faultReader struct {
+	rd io.Reader
+	r  *Runtime
+}
+
+func (f faultReader) Read(p []byte) (int, error) {
+	n, err := f.rd.Read(p)
+	if err != nil && err != io.EOF {
+		err = f.r.wrap(err, "reading from containerd's content store")
+	}
+	return n, err
 }
 
 type readCloser struct {

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/amber-forensics/amber/internal/testenv"
+)
+
+// bigMemory is a container command whose shell holds 100 MB (its memory
+// dump takes a while) and says when it does.
+const bigMemory = `x=$(head -c 100000000 /dev/zero | tr '\0' a); touch /tmp/ready; while :; do sleep 1; done`
+
+// freezerFile is the cgroup freezer file of pid's cgroup: v1's
+// freezer.state, or v2's cgroup.freeze ("" when pid has none).
+func freezerFile(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return ""
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	var v2 string
+	for sc.Scan() {
+		f := strings.SplitN(sc.Text(), ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(f[1], ",") {
+			if c == "freezer" {
+				return filepath.Join("/sys/fs/cgroup/freezer", f[2], "freezer.state")
+			}
+		}
+		if f[0] == "0" {
+			v2 = filepath.Join("/sys/fs/cgroup", f[2], "cgroup.freeze")
+		}
+	}
+	return v2
+}
+
+// frozen says whether the kernel holds pid's cgroup frozen, read from the
+// cgroup freezer itself (an independent oracle: no runtime asked).
+func frozen(t *testing.T, pid int) bool {
+	t.Helper()
+	f := freezerFile(pid)
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatalf("the freezer of process %d (%q): %v", pid, f, err)
+	}
+	v := strings.TrimSpace(string(b))
+	return v == "FROZEN" || v == "FREEZING" || v == "1"
+}
+
+// ctrTask is one task of `ctr tasks ls`: its PID and status.
+func ctrTask(t *testing.T, d *testenv.ContainerdDaemon, ns, id string) (int, string) {
+	t.Helper()
+	for _, l := range strings.Split(d.Ctr(t, ns, "tasks", "ls"), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == id {
+			pid, _ := strconv.Atoi(f[1])
+			return pid, f[2]
+		}
+	}
+	return 0, ""
+}
+
+// ctrVictim runs a containerd task holding 100 MB, unless one runs, and
+// returns its PID.
+func ctrVictim(t *testing.T, d *testenv.ContainerdDaemon, ns, id string) int {
+	t.Helper()
+	if pid, st := ctrTask(t, d, ns, id); st == "RUNNING" {
+		return pid
+	}
+	exec.Command("ctr", "-a", d.Address, "-n", ns, "tasks", "kill", "-s", "SIGKILL", id).Run()
+	time.Sleep(200 * time.Millisecond)
+	exec.Command("ctr", "-a", d.Address, "-n", ns, "tasks", "delete", "-f", id).Run()
+	exec.Command("ctr", "-a", d.Address, "-n", ns, "containers", "delete", id).Run()
+	d.Ctr(t, ns, "run", "-d", "docker.io/library/amber-test:1", id, "sh", "-c", bigMemory)
+	for i := 0; i < 400; i++ {
+		if exec.Command("ctr", "-a", d.Address, "-n", ns, "tasks", "exec", "--exec-id", fmt.Sprintf("ready%d", i), id, "test", "-e", "/tmp/ready").Run() == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pid, st := ctrTask(t, d, ns, id)
+	if st != "RUNNING" {
+		t.Fatalf("the victim task is %q", st)
+	}
+	return pid
+}
+
+// outputsLeft lists what a capture left at the output name out: the
+// archive, its partial file, its sidecars.
+func outputsLeft(out string) []string {
+	left, _ := filepath.Glob(out + "*")
+	return left
+}
+
+// TestCaptureContainerdStopped: containerd is stopped (SIGTERM, as
+// systemctl stop does, or SIGKILL) at random moments of a --pause capture
+// of one of its containers: the capture either finished before (and the
+// archive verifies) or fails with exit 8 and a message naming containerd,
+// with nothing at the output name (no archive, no partial file, no
+// sidecar); either way the container is not left frozen (its cgroup
+// freezer read directly): amber thaws it itself when containerd is gone.
+func TestCaptureContainerdStopped(t *testing.T) {
+	save := dockerImage(t)
+	d := testenv.Containerd(t)
+	const ns = "amber-fault"
+	h := sha256.Sum256([]byte(t.Name()))
+	id := hex.EncodeToString(h[:])
+	d.Ctr(t, ns, "images", "import", save)
+	dir := t.TempDir()
+	capture := func(out string) *exec.Cmd {
+		return exec.Command(amberBin, "capture", "container", "--runtime", "containerd", "--address", d.Address, "--namespace", ns,
+			id, "--pause", "-o", out)
+	}
+	pid := ctrVictim(t, d, ns, id)
+	start := time.Now()
+	if out, err := capture(filepath.Join(dir, "whole.tar.zst")).CombinedOutput(); err != nil {
+		t.Fatalf("capture from the test's own containerd: %v\n%s", err, out)
+	}
+	took := time.Since(start)
+	mustAmber(t, "verify", "--no-log", filepath.Join(dir, "whole.tar.zst"))
+	if frozen(t, pid) {
+		t.Fatal("a whole --pause capture left the container frozen")
+	}
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	failed := 0
+	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL, syscall.SIGTERM, syscall.SIGKILL, syscall.SIGTERM, syscall.SIGKILL} {
+		pid := ctrVictim(t, d, ns, id)
+		out := filepath.Join(dir, fmt.Sprintf("stopped%d.tar.zst", i))
+		cmd := capture(out)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		delay := time.Duration(rng.Int63n(int64(took)))
+		time.Sleep(delay)
+		d.Kill(t, sig)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(2 * time.Minute):
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("%v of containerd at %v: the capture hangs", sig, delay)
+		}
+		when := fmt.Sprintf("%v of containerd at %v of %v", sig, delay.Round(time.Millisecond), took.Round(time.Millisecond))
+		t.Logf("%s: %v %s", when, err, strings.TrimSpace(stderr.String()))
+		if frozen(t, pid) {
+			t.Errorf("%s: the container is left frozen", when)
+		}
+		if err == nil {
+			mustAmber(t, "verify", "--no-log", out)
+		} else {
+			failed++
+			if code := cmd.ProcessState.ExitCode(); code != exitEngine {
+				t.Errorf("%s: exit %d, want %d\n%s", when, code, exitEngine, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), "containerd") {
+				t.Errorf("%s: the message does not name containerd: %s", when, stderr.String())
+			}
+			if left := outputsLeft(out); len(left) > 0 {
+				t.Errorf("%s: left at the output name: %v", when, left)
+			}
+		}
+		noLeftovers(t, dir, when)
+		// A task amber thawed itself while containerd was away is still
+		// paused in its shim's record (runc resume refuses a thawed
+		// cgroup): its processes run, which is what matters; the next
+		// round starts a new task.
+		d.Restart(t)
+		if p, st := ctrTask(t, d, ns, id); p != pid || frozen(t, pid) {
+			t.Errorf("%s: after containerd's restart the task is %q (pid %d, was %d), frozen", when, st, p, pid)
+		} else {
+			t.Logf("%s: after containerd's restart containerd says %s; the cgroup is thawed", when, st)
+		}
+	}
+	if failed == 0 {
+		t.Errorf("containerd never stopped before a capture ended (captures take %v): the test proved nothing", took)
+	}
+}
