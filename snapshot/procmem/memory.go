@@ -214,6 +214,13 @@ func (c *Core) WriteTo(w io.Writer) (int64, error) {
 			return cw.n, err
 		}
 	}
+	// The headers' padding to a page, when no mapping follows them (a
+	// zombie's empty memory map): the core is always the size announced.
+	if cw.n < c.p.core.size {
+		if _, err := cw.Write(zeros(zero, uint64(c.p.core.size-cw.n))); err != nil {
+			return cw.n, err
+		}
+	}
 	if c.merr != nil {
 		c.p.Lost = append(c.p.Lost, "memory: "+c.merr.Error())
 	}

@@ -353,3 +353,41 @@ func FuzzProcFiles(f *testing.F) {
 		}
 	})
 }
+
+// TestZombieCoreSize: a process that is a zombie before its memory is read
+// (its maps empty: killed while the capture began) has a core of headers
+// alone, padded to a page: written at exactly the size announced (the
+// archive writer refuses a member short of it, which failed the capture).
+func TestZombieCoreSize(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	cmd.Process.Signal(syscall.SIGKILL)
+	stat := filepath.Join("/proc", fmt.Sprint(cmd.Process.Pid), "stat")
+	for i := 0; ; i++ {
+		b, err := os.ReadFile(stat)
+		if err == nil && strings.Contains(string(b), ") Z ") {
+			break
+		}
+		if i > 500 {
+			t.Fatalf("the process is not a zombie: %s %v", b, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p, err := Read(cmd.Process.Pid, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.OpenCore()
+	if err != nil || c == nil {
+		t.Fatalf("core of a zombie: %v %v (lost %q)", c, err, p.Lost)
+	}
+	defer c.Close()
+	var buf bytes.Buffer
+	n, err := c.WriteTo(&buf)
+	if err != nil || n != p.CoreSize() || int64(buf.Len()) != n {
+		t.Errorf("core of a zombie: %d bytes written (%d), %d announced: %v", n, buf.Len(), p.CoreSize(), err)
+	}
+}
