@@ -206,7 +206,7 @@ func (e *engineCapture) resolve() error {
 		c := &ctrCapture{ref: ref, ci: ci}
 		c.name = manifest.PathSafe(strings.TrimPrefix(ci.Name, "/"))
 		if c.name == "" {
-			c.name = ci.ID[:12]
+			c.name = engine.ShortID(ci.ID)
 		}
 		if names[c.name] {
 			return fmt.Errorf("container %s named twice", ref)
@@ -296,7 +296,7 @@ func (e *engineCapture) unpause() error {
 		}
 		if err != nil {
 			if first == nil {
-				first = engine.Wrap(err, "unpausing container "+c.name+" (run: docker unpause "+c.ci.ID[:12]+")")
+				first = engine.Wrap(err, "unpausing container "+c.name+" (run: docker unpause "+engine.ShortID(c.ci.ID)+")")
 			}
 			continue
 		}

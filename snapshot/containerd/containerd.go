@@ -155,6 +155,12 @@ func (r *Runtime) wrap(err error, what string) error { return engine.Wrap(r.faul
 // rules (letters, digits, '_', '.', '-'; 76 at most).
 var identifier = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,75}$`)
 
+var _ engine.IDChecker = (*Runtime)(nil)
+
+// CheckID takes containerd's own IDs: identifiers (letters, digits, '_',
+// '.', '-', 76 at most; ctr run IMG web), not only Docker's 64 hex digits.
+func (r *Runtime) CheckID(id string) error { return identifiers.Validate(id) }
+
 // Container inspects a container of the namespace: by its ID, a unique
 // prefix of one, or its nerdctl name (containerd itself names none).
 func (r *Runtime) Container(ctx context.Context, ref string) (*engine.Container, error) {
