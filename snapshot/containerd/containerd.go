@@ -411,6 +411,68 @@ func (r *Runtime) UpperDirs(c *engine.Container) ([]string, error) {
 	return []string{real}, nil
 }
 
+var _ engine.SnapshotMounter = (*Runtime)(nil)
+
+// SnapshotMounts gives the mounts of the container's active snapshot for
+// the snapshot route, when the snapshotter is not overlayfs (whose upper
+// directory is read directly): one bind mount of a directory
+// <root>/snapshots/<number> of the snapshotter's own root (native),
+// symbolic links resolved. Anything else (a block device, several mounts)
+// is Unavailable; a directory elsewhere is a claim refused.
+func (r *Runtime) SnapshotMounts(ctx context.Context, c *engine.Container) ([]engine.SnapshotMount, error) {
+	ctx = r.nsCtx(ctx)
+	sn, key := c.Storage["Snapshotter"], c.Storage["SnapshotKey"]
+	if sn == "" || key == "" {
+		return nil, &engine.Unavailable{Why: "the container has no snapshot"}
+	}
+	if err := identifiers.Validate(sn); err != nil {
+		return nil, engine.Claimf("containerd names the container's snapshotter %q: %v", sn, err)
+	}
+	plugins, err := r.c.IntrospectionService().Plugins(ctx, "type==io.containerd.snapshotter.v1,id=="+sn)
+	if err != nil {
+		return nil, r.wrap(err, "asking containerd for the snapshotter "+sn)
+	}
+	root := ""
+	for _, p := range plugins.GetPlugins() {
+		if p.GetInitErr() == nil {
+			root = p.GetExports()["root"]
+		}
+	}
+	if root == "" && filepath.IsAbs(r.overlayRoot) {
+		// containerd 1.6's native snapshotter exports none: a plugin's
+		// root is <containerd's root>/<type>.<id>, as overlayfs's says.
+		root = filepath.Join(filepath.Dir(r.overlayRoot), "io.containerd.snapshotter.v1."+sn)
+	}
+	if !filepath.IsAbs(root) {
+		return nil, &engine.Unavailable{Why: fmt.Sprintf("containerd reports no root directory of the snapshotter %s", sn)}
+	}
+	mounts, err := r.c.SnapshotService(sn).Mounts(ctx, key)
+	if err != nil {
+		return nil, r.wrap(err, "the mounts of snapshot "+key)
+	}
+	if len(mounts) != 1 || mounts[0].Type != "bind" {
+		return nil, &engine.Unavailable{Why: fmt.Sprintf("the snapshot of %s is %d mounts, not one bind mount of a directory", sn, len(mounts))}
+	}
+	src := mounts[0].Source
+	n := filepath.Base(filepath.Clean(src))
+	want := filepath.Join(root, "snapshots", n)
+	if !snapshotID.MatchString(n) || filepath.Clean(src) != want {
+		return nil, engine.Claimf("containerd places the container's snapshot at %s, not at snapshots/<number> under the %s snapshotter's root %s", src, sn, root)
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, engine.Claimf("the %s snapshotter's root %s: %v", sn, root, err)
+	}
+	real, err := filepath.EvalSymlinks(want)
+	if err != nil {
+		return nil, engine.Claimf("containerd places the container's snapshot at %s: %v", src, err)
+	}
+	if real != filepath.Join(realRoot, "snapshots", n) {
+		return nil, engine.Claimf("containerd places the container's snapshot at %s, which is really %s, outside the %s snapshotter's root %s", src, real, sn, realRoot)
+	}
+	return []engine.SnapshotMount{{Type: "bind", Source: real, Options: []string{"ro"}}}, nil
+}
+
 // VolumeDir refuses: containerd has no named volumes (a container's
 // mounts are binds of host paths, recorded and never walked).
 func (r *Runtime) VolumeDir(name, source string) (string, error) {

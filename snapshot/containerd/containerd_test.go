@@ -618,3 +618,75 @@ func TestCaptureShortID(t *testing.T) {
 		t.Errorf("the attacker's changes are not in the captured rootfs")
 	}
 }
+
+// TestCaptureNativeSnapshotter: a container of the native snapshotter (no
+// overlay upper directory) is captured through the snapshot route: its
+// rootfs equals the snapshot's directory as mount shows it (names, types,
+// modes, owners, sizes, times, link targets, content); changes.txt lists
+// the attacker's changes; nothing is left mounted; containerd's lists are
+// as before.
+func TestCaptureNativeSnapshotter(t *testing.T) {
+	img := testImage(t)
+	d := testenv.Containerd(t)
+	d.Ctr(t, ns, "images", "import", "--snapshotter", "native", img)
+	id := "native-web"
+	d.Ctr(t, ns, "run", "-d", "--snapshotter", "native", imageName, id, "sh", "-c", ctrCommand)
+	d.Ctr(t, ns, "tasks", "exec", "--exec-id", "attacker", id, "sh", "-c", attack)
+	before := state(t, d)
+
+	ctx := context.Background()
+	rt, err := containerd.Dial(ctx, d.Address, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	out := filepath.Join(t.TempDir(), "c.tar.zst")
+	res, err := snapshot.CaptureEngine(ctx, rt, snapshot.EngineRequest{Containers: []string{id}, Output: out, Pause: true,
+		Route: snapshot.RouteAuto, Tool: manifest.Tool{Name: "amber", Version: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := state(t, d); after != before {
+		t.Errorf("containerd's lists changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	// Other tests mount meanwhile: the route's own mount point is the one
+	// that must be gone.
+	if after, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(after), "amber-snapshot-") {
+		t.Errorf("the snapshot is left mounted:\n%s", after)
+	}
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "amber-snapshot-*")); len(left) > 0 {
+		t.Errorf("mount points left: %v", left)
+	}
+	if rep, err := archive.Verify(out, archive.VerifyOptions{}); err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("verify: %v %+v", err, rep)
+	}
+	a, ok := res.Manifest.Artifact(manifest.KindContainer, id)
+	if !ok || a.Container.Route != snapshot.RouteSnapshot || a.Container.Driver != "native" {
+		t.Fatalf("container artifact %+v: want route snapshot, driver native", a.Container)
+	}
+	// The oracle: the snapshot's directory as ctr names it, bind-mounted
+	// read-only by mount(8).
+	line := d.Ctr(t, ns, "snapshots", "--snapshotter", "native", "mounts", "/x", id)
+	m := regexp.MustCompile(`mount -t bind (\S+) /x`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("ctr snapshots mounts: %s", line)
+	}
+	mnt := t.TempDir()
+	testenv.Run(t, "mount", "--bind", "-o", "ro", m[1], mnt)
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	v := &view.View{A: fixture.Open(t, out)}
+	base := "containers/" + id
+	want, got := listDir(t, mnt), listView(t, v, base+"/rootfs")
+	if diff := diffLists(want, got); diff != "" {
+		t.Errorf("the captured rootfs differs from the snapshot (- snapshot, + archive):\n%s", diff)
+	}
+	changes := member(t, v, base+"/changes.txt")
+	for _, l := range []string{"C /srv/app", "A /srv/added", "D /srv/old", "A /srv/link", "A /srv/dir"} {
+		if !strings.Contains(changes, l+"\n") {
+			t.Errorf("changes.txt lacks %q:\n%s", l, changes)
+		}
+	}
+	if strings.Contains(changes, "/bin/") {
+		t.Errorf("changes.txt lists the image's own files:\n%s", changes)
+	}
+}

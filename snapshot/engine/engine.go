@@ -107,6 +107,24 @@ func ShortID(id string) string {
 	return id
 }
 
+// SnapshotMounter is a runtime that gives a container's filesystem as the
+// mounts that make it (containerd's active snapshot), for a snapshotter
+// whose upper directory cannot be read alone (native): the snapshot route
+// mounts them read-only in a private directory and compares the tree with
+// the image. SnapshotMounts checks that every source lies where the
+// runtime keeps snapshots (an ErrEngineClaim otherwise); an *Unavailable
+// says why they cannot be mounted (a block device, no snapshot).
+type SnapshotMounter interface {
+	SnapshotMounts(ctx context.Context, c *Container) ([]SnapshotMount, error)
+}
+
+// SnapshotMount is one mount of a container's snapshot: Type "bind" (a
+// directory) is the one amber mounts.
+type SnapshotMount struct {
+	Type, Source string
+	Options      []string
+}
+
 // Container is a container as the runtime inspects it.
 type Container struct {
 	// ID is the runtime's ID: checked by the capture (CheckID) to be 64
