@@ -151,3 +151,32 @@ func TestPodmanThroughSocket(t *testing.T) {
 		t.Errorf("podman's lists changed:\n%s\n---\n%s", before, after)
 	}
 }
+
+// TestPodmanSocketChecks: --podman-socket with --podman-root is a usage
+// error (the service or the storage, not both); a socket where Docker, not
+// Podman, answers is refused as not Podman's service (exit 8), and one
+// with nothing behind it is an engine error naming it.
+func TestPodmanSocketChecks(t *testing.T) {
+	testenv.Docker(t)
+	out := filepath.Join(t.TempDir(), "x.tar.zst")
+	r := amber(t, "capture", "container", "x", "-o", out, "--runtime", "podman", "--podman-socket", "unix:///nowhere.sock", "--podman-root", t.TempDir())
+	if r.code != exitUsage || !strings.Contains(r.stderr, "one or the other") {
+		t.Errorf("--podman-socket with --podman-root: exit %d %s", r.code, r.stderr)
+	}
+	dockerHost := os.Getenv("DOCKER_HOST")
+	if dockerHost == "" {
+		dockerHost = "unix:///var/run/docker.sock"
+	}
+	r = amber(t, "capture", "container", "x", "-o", out, "--runtime", "podman", "--podman-socket", dockerHost)
+	if r.code != exitEngine || !strings.Contains(r.stderr, "not Podman's service") {
+		t.Errorf("--podman-socket at Docker's engine: exit %d %s", r.code, r.stderr)
+	}
+	gone := filepath.Join(t.TempDir(), "none.sock")
+	r = amber(t, "capture", "container", "x", "-o", out, "--runtime", "podman", "--podman-socket", gone)
+	if r.code != exitEngine || !strings.Contains(r.stderr, gone) || !strings.Contains(r.stderr, "podman system service") {
+		t.Errorf("--podman-socket with nothing behind it: exit %d %s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("%s was written", out)
+	}
+}

@@ -30,7 +30,7 @@ type runtimeFlags struct {
 
 func (r *runtimeFlags) add(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&r.name, "runtime", "auto", "container runtime: auto (every one reachable), docker, containerd, or podman (its storage, read directly: no service needed)")
+	f.StringVar(&r.name, "runtime", "auto", "container runtime: auto (every one reachable), docker, containerd, or podman (its API service, else its storage read directly: no service needed)")
 	f.StringVar(&r.address, "address", containerd.DefaultAddress, "containerd's socket")
 	f.StringVar(&r.namespace, "namespace", "", "containerd namespace (k8s.io for Kubernetes, default for ctr); empty: every namespace but Docker's (moby)")
 	f.StringVar(&r.podmanRoot, "podman-root", "", "Podman's storage graph root (podman --root), read directly (default "+podman.DefaultGraphRoot+")")
