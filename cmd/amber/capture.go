@@ -100,10 +100,13 @@ they are made (about twice the index's size: ~400 MB for a million files).`,
 volatility. The runtime: --runtime auto (the default) asks each runtime this
 build knows — the Docker engine (DOCKER_HOST, else the default socket),
 containerd (--address; every namespace but Docker's own moby, or the one
---namespace names) and Podman's storage, read directly with no podman
-service (--podman-root, --podman-runroot) — and takes the one that knows
-every CONTAINER; two that do is an error naming both (choose with --runtime
-and --namespace). amber ps lists them.
+--namespace names) and Podman: through its Docker-compatible API service
+(--podman-socket, else /run/podman/podman.sock when it exists and no
+storage is named) or its storage, read directly with no service
+(--podman-root, --podman-runroot) — and takes the one that knows every
+CONTAINER; two that do is an error naming both (choose with --runtime and
+--namespace). One storage reached twice (DOCKER_HOST at Podman's socket)
+counts once, as podman. amber ps lists them.
 
   1. memory: every process of the container (host PIDs, from its cgroup) as
      an ELF core file of its mappings (readelf, gdb), with maps, cmdline,
