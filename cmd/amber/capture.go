@@ -150,7 +150,7 @@ error; both are in the custody log.`,
 	ctr.Flags().BoolVar(&co.pause, "pause", false, "freeze the containers during the capture (always unpaused afterwards)")
 	ctr.Flags().BoolVar(&co.noMemory, "no-memory", false, "do not take the processes' memory")
 	ctr.Flags().BoolVar(&co.volumes, "volumes", false, "also capture the contents of the containers' volumes (bind mounts are recorded, never walked)")
-	ctr.Flags().StringVar(&co.route, "route", snapshot.RouteAuto, "how to read the filesystem: auto, upperdir (local overlay2 only) or export (through the engine)")
+	ctr.Flags().StringVar(&co.route, "route", snapshot.RouteAuto, "how to read the filesystem: auto, upperdir (a local overlay upper directory) or export (through the engine); auto also reads a containerd snapshot mounted read-only when there is no upper directory")
 	co.runtime.add(ctr)
 	c.AddCommand(img, ctr, e.newCapturePodCmd())
 	return c
