@@ -180,9 +180,10 @@ type Container struct {
 	ImageRef string `json:"image_ref,omitempty"`
 	State    string `json:"state"`
 	Paused   bool   `json:"paused_by_amber,omitempty"`
-	// Route is how the filesystem was read: "upperdir" (the overlay2
-	// upper directory, read directly) or "export" (the engine's export
-	// stream compared with the image by content).
+	// Route is how the filesystem was read: "upperdir" (the overlay
+	// upper directory, read directly), "export" (the engine's export
+	// stream compared with the image by content) or "snapshot" (the
+	// container's snapshot mounted read-only, compared likewise).
 	Route  string `json:"route"`
 	Driver string `json:"storage_driver,omitempty"`
 	// Members are the container's other files in the archive, by their

@@ -206,7 +206,7 @@ func (e *engineCapture) resolve() error {
 		c := &ctrCapture{ref: ref, ci: ci}
 		c.name = manifest.PathSafe(strings.TrimPrefix(ci.Name, "/"))
 		if c.name == "" {
-			c.name = ci.ID[:12]
+			c.name = engine.ShortID(ci.ID)
 		}
 		if names[c.name] {
 			return fmt.Errorf("container %s named twice", ref)
@@ -222,7 +222,7 @@ func (e *engineCapture) resolve() error {
 			}
 		}
 		e.ctrs = append(e.ctrs, c)
-		acq.Sources = append(acq.Sources, manifest.Source{Kind: "docker-container", Path: e.info.Host + " " + c.name + " " + ci.ID})
+		acq.Sources = append(acq.Sources, manifest.Source{Kind: runtimeName(e.info) + "-container", Path: e.info.Host + " " + c.name + " " + ci.ID})
 	}
 	for _, ref := range e.req.Images {
 		ii, err := e.rt.Image(e.ctx, ref)
@@ -296,7 +296,7 @@ func (e *engineCapture) unpause() error {
 		}
 		if err != nil {
 			if first == nil {
-				first = engine.Wrap(err, "unpausing container "+c.name+" (run: docker unpause "+c.ci.ID[:12]+")")
+				first = engine.Wrap(err, "unpausing container "+c.name+" (run: "+unpauseHint(e.info, c.ci.ID)+")")
 			}
 			continue
 		}
@@ -412,4 +412,25 @@ func (e *engineCapture) container(c *ctrCapture, byID map[string]*manifest.Artif
 	}
 	e.index = append(e.index, desc)
 	return nil
+}
+
+// runtimeName is the runtime the acquisition record names: Docker's engine
+// unless the runtime says otherwise.
+func runtimeName(info manifest.Engine) string {
+	if info.Runtime != "" {
+		return info.Runtime
+	}
+	return "docker"
+}
+
+// unpauseHint is the command that thaws a container its runtime left
+// frozen, for the examiner to run when amber could not.
+func unpauseHint(info manifest.Engine, id string) string {
+	switch runtimeName(info) {
+	case "containerd":
+		return "ctr -n " + info.Namespace + " tasks resume " + id
+	case "podman":
+		return "podman unpause " + engine.ShortID(id)
+	}
+	return "docker unpause " + engine.ShortID(id)
 }

@@ -17,6 +17,9 @@ const (
 	RouteAuto     = "auto"
 	RouteUpperdir = "upperdir"
 	RouteExport   = "export"
+	// RouteSnapshot is the container's snapshot mounted read-only
+	// (taken by auto when the upper directory cannot be read).
+	RouteSnapshot = "snapshot"
 )
 
 // route is one way of reading a container's (or a volume's) files into
@@ -64,6 +67,24 @@ func (r exportRoute) read(ctx context.Context, pristine *layers.Stack, lf *layer
 	return readExport(ctx, r.rt, r.id, pristine, lf, anomalies)
 }
 
+// snapshotRoute mounts the container's snapshot read-only in a private
+// directory (a snapshotter with no upper directory to read: containerd's
+// native), reads the whole tree as the upperdir route reads a volume, and
+// compares it with the image as the export route compares the export
+// stream (readTree); the mount is undone before the comparison, and on
+// failure.
+type snapshotRoute struct {
+	rt     engine.Runtime
+	id     string
+	mounts []engine.SnapshotMount
+}
+
+func (r snapshotRoute) Name() string     { return RouteSnapshot }
+func (r snapshotRoute) needsImage() bool { return true }
+func (r snapshotRoute) read(ctx context.Context, pristine *layers.Stack, lf *layerFile, anomalies *[]manifest.Anomaly) error {
+	return readSnapshot(ctx, r.rt, r.id, r.mounts, pristine, lf, anomalies)
+}
+
 // copyRoute reads the tree at a path of the container through the
 // runtime (copyFromContainer): a volume of a remote engine.
 type copyRoute struct {
@@ -96,7 +117,7 @@ type engineDiff struct {
 // directory when asked or (auto) when the runtime is local and reports one
 // it keeps, else the export. Why the upper directory was not taken is an
 // anomaly; with --route upperdir, an error.
-func chooseRoute(rt engine.Runtime, c *ctrCapture, asked string, fs *containerFS) (route, error) {
+func chooseRoute(ctx context.Context, rt engine.Runtime, c *ctrCapture, asked string, fs *containerFS) (route, error) {
 	export := exportRoute{rt: rt, id: c.ci.ID}
 	if asked != RouteAuto && asked != RouteUpperdir {
 		return export, nil
@@ -126,6 +147,18 @@ func chooseRoute(rt engine.Runtime, c *ctrCapture, asked string, fs *containerFS
 			why = "the upper directory cannot be read: " + err.Error()
 		}
 	}
+	if why != "" && asked == RouteAuto && un != nil {
+		// No upper directory (another snapshotter): the snapshot's mounts,
+		// when the runtime gives them.
+		if sm, ok := rt.(engine.SnapshotMounter); ok {
+			mounts, err := sm.SnapshotMounts(ctx, c.ci)
+			if err == nil {
+				fs.anomalies = append(fs.anomalies, manifest.Anomaly{Kind: "route", Detail: "filesystem read from the snapshot mounted read-only: " + why})
+				return snapshotRoute{rt: rt, id: c.ci.ID, mounts: mounts}, nil
+			}
+			why += "; the snapshot: " + err.Error()
+		}
+	}
 	if why != "" {
 		if asked == RouteUpperdir {
 			return nil, fmt.Errorf("%w: --route upperdir: %s", ErrNotLocal, why)
@@ -142,7 +175,7 @@ func chooseRoute(rt engine.Runtime, c *ctrCapture, asked string, fs *containerFS
 // export route when the route was not asked for.
 func (e *engineCapture) readEarly(c *ctrCapture) error {
 	c.fs = &containerFS{}
-	r, err := chooseRoute(e.rt, c, e.req.Route, c.fs)
+	r, err := chooseRoute(e.ctx, e.rt, c, e.req.Route, c.fs)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,7 @@ package snapshot
 import (
 	"context"
 	"errors"
-	"regexp"
+	"fmt"
 
 	"github.com/amber-forensics/amber/snapshot/engine"
 )
@@ -31,16 +31,15 @@ var ErrContainerGone = errors.New("snapshot: the container went away during the 
 
 // inspect returns a container as the runtime inspects it. The ID names
 // the container's cgroup, its layers and its files in the archive: only a
-// real one is taken, whichever runtime answers.
+// real one is taken, whichever runtime answers (engine.CheckID: 64 hex
+// digits, or the runtime's own grammar).
 func inspect(ctx context.Context, rt engine.Runtime, ref string) (*engine.Container, error) {
 	ci, err := rt.Container(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
-	if !fullID.MatchString(ci.ID) {
-		return nil, engine.Claimf("the engine answers container %s with ID %q, not 64 hex digits", ref, ci.ID)
+	if err := engine.CheckID(rt, ci.ID); err != nil {
+		return nil, fmt.Errorf("container %s: %w", ref, err)
 	}
 	return ci, nil
 }
-
-var fullID = regexp.MustCompile(`^[0-9a-f]{64}$`)

@@ -475,6 +475,70 @@ func TestCancelledMidExport(t *testing.T) {
 	nothingLeft(t, dir, "cancelled")
 }
 
+// idRuntime is a runtime with its own ID grammar (containerd's
+// identifiers, here: anything the check says yes to).
+type idRuntime struct {
+	*fakeRuntime
+	check func(id string) error
+}
+
+func (r idRuntime) CheckID(id string) error { return r.check(id) }
+
+// TestRuntimeIDGrammar: a runtime whose IDs are not 64 hex digits
+// (engine.IDChecker: containerd's "web") has them captured under its own
+// rule; a runtime that is no IDChecker keeps Docker's; and whatever a
+// runtime's rule says, an ID that is not one path element is refused
+// before anything is written.
+func TestRuntimeIDGrammar(t *testing.T) {
+	yes := func(string) error { return nil }
+	for _, tc := range []struct {
+		id    string
+		check func(string) error
+		ok    bool
+	}{
+		{"web", yes, true},
+		{"my.app_1-x", yes, true},
+		{"web", nil, false},
+		{"web", func(string) error { return errors.New("no") }, false},
+		{"../web", yes, false},
+		{"..", yes, false},
+		{".", yes, false},
+		{"a/b", yes, false},
+		{"", yes, false},
+		{"-web", yes, false},
+		{"web\n", yes, false},
+		{strings.Repeat("w", 129), yes, false},
+	} {
+		f := newFakeRuntime(t, "a")
+		f.ctrs["a"].ID, f.ctrs["a"].Name = tc.id, tc.id
+		var rt engine.Runtime = f
+		if tc.check != nil {
+			rt = idRuntime{f, tc.check}
+		}
+		dir := t.TempDir()
+		res, err := snapshot.CaptureEngine(context.Background(), rt, snapshot.EngineRequest{Containers: []string{"a"}, Output: filepath.Join(dir, "out.tar.zst"),
+			Tool: manifest.Tool{Name: "amber", Version: "test"}, Pause: true, Route: snapshot.RouteAuto})
+		if !tc.ok {
+			if !errors.Is(err, snapshot.ErrEngineClaim) {
+				t.Errorf("ID %q (own rule %v): %v, want refused", tc.id, tc.check != nil, err)
+			}
+			if len(f.pauses) != 0 {
+				t.Errorf("ID %q: paused before the ID was checked", tc.id)
+			}
+			nothingLeft(t, dir, "ID "+tc.id)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("ID %q: %v", tc.id, err)
+		}
+		a, ok := res.Manifest.Artifact(manifest.KindContainer, tc.id)
+		if !ok || a.Container.ID != tc.id {
+			t.Errorf("ID %q: no container artifact of that name: %+v", tc.id, res.Manifest.Artifacts)
+		}
+		fixture.Open(t, res.Sealed.Path)
+	}
+}
+
 // TestHostileInspect: a runtime's answers that amber does not act on.
 // An ID that is not 64 hex digits is refused before anything is written;
 // an upper directory the runtime places outside its storage is not read

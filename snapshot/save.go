@@ -88,7 +88,7 @@ func (sv *saveReader) member(tr *tar.Reader, h *tar.Header) error {
 	var layer hashing.Digest
 	var body io.Reader = fileindex.SourceReader(tr)
 	isLayer := false
-	if hex, ok := strings.CutPrefix(name, "blobs/sha256/"); ok {
+	if hex, ok := digestNamed(name); ok {
 		if d, err := hashing.Parse(hex); err == nil && sv.want[d] {
 			layer, isLayer = d, true
 		}
@@ -116,6 +116,20 @@ func (sv *saveReader) member(tr *tar.Reader, h *tar.Header) error {
 	}
 	sv.st.AddLayer(name, h.Size)
 	return sv.layer(body, h.Size, layer)
+}
+
+// digestNamed is the digest a member's name gives a layer: the OCI
+// layout's blobs/sha256/<hex>, or <hex>.tar at the top, as Podman's save
+// stream (containers/image's docker-archive) names each layer by its
+// diff_id, its legacy <id>/layer.tar a link to it.
+func digestNamed(name string) (string, bool) {
+	if hex, ok := strings.CutPrefix(name, "blobs/sha256/"); ok {
+		return hex, true
+	}
+	if hex, ok := strings.CutSuffix(name, ".tar"); ok && !strings.Contains(hex, "/") && len(hex) == 64 {
+		return hex, true
+	}
+	return "", false
 }
 
 // layer stores a layer of the stream, or checks it is the one stored

@@ -100,10 +100,13 @@ they are made (about twice the index's size: ~400 MB for a million files).`,
 volatility. The runtime: --runtime auto (the default) asks each runtime this
 build knows — the Docker engine (DOCKER_HOST, else the default socket),
 containerd (--address; every namespace but Docker's own moby, or the one
---namespace names) and Podman's storage, read directly with no podman
-service (--podman-root, --podman-runroot) — and takes the one that knows
-every CONTAINER; two that do is an error naming both (choose with --runtime
-and --namespace). amber ps lists them.
+--namespace names) and Podman: through its Docker-compatible API service
+(--podman-socket, else /run/podman/podman.sock when it exists and no
+storage is named) or its storage, read directly with no service
+(--podman-root, --podman-runroot) — and takes the one that knows every
+CONTAINER; two that do is an error naming both (choose with --runtime and
+--namespace). One storage reached twice (DOCKER_HOST at Podman's socket)
+counts once, as podman. amber ps lists them.
 
   1. memory: every process of the container (host PIDs, from its cgroup) as
      an ELF core file of its mappings (readelf, gdb), with maps, cmdline,
@@ -147,7 +150,7 @@ error; both are in the custody log.`,
 	ctr.Flags().BoolVar(&co.pause, "pause", false, "freeze the containers during the capture (always unpaused afterwards)")
 	ctr.Flags().BoolVar(&co.noMemory, "no-memory", false, "do not take the processes' memory")
 	ctr.Flags().BoolVar(&co.volumes, "volumes", false, "also capture the contents of the containers' volumes (bind mounts are recorded, never walked)")
-	ctr.Flags().StringVar(&co.route, "route", snapshot.RouteAuto, "how to read the filesystem: auto, upperdir (local overlay2 only) or export (through the engine)")
+	ctr.Flags().StringVar(&co.route, "route", snapshot.RouteAuto, "how to read the filesystem: auto, upperdir (a local overlay upper directory) or export (through the engine); auto also reads a containerd snapshot mounted read-only when there is no upper directory")
 	co.runtime.add(ctr)
 	c.AddCommand(img, ctr, e.newCapturePodCmd())
 	return c

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -283,6 +284,16 @@ func lsSummary(w io.Writer, a *archive.Archive, asJSON bool) error {
 				}
 				fmt.Fprintf(w, "  blobs/%-4d %s %12d bytes  %s%s\n", i, b.Digest, b.Size, escapeName(b.MediaType), state)
 			}
+			continue
+		}
+		if art.Kind == manifest.KindPod && art.Pod != nil {
+			names := make([]string, 0, len(art.Pod.Containers))
+			for k8s, name := range art.Pod.Containers {
+				names = append(names, escapeName(k8s)+"=containers/"+name)
+			}
+			slices.Sort(names)
+			fmt.Fprintf(w, "\npods/%s  pod %s/%s  uid %s  sandbox %s  containers %s\n", art.Name, escapeName(art.Pod.Namespace), escapeName(art.Pod.Name),
+				escapeName(dash(art.Pod.UID)), escapeName(art.Pod.SandboxID), strings.Join(names, " "))
 			continue
 		}
 		platform := ""

@@ -45,6 +45,9 @@ func TestCapturePod(t *testing.T) {
 		t.Errorf("no memory of the app's process:\n%s", ls)
 	}
 
+	if sum := mustAmber(t, "ls", arch); !strings.Contains(sum, "pods/prod_web-7d9f  pod prod/web-7d9f  uid "+uid) || !strings.Contains(sum, "app=containers/prod_web-7d9f_app") {
+		t.Errorf("amber ls summary:\n%s", sum)
+	}
 	// The pod's own directory: the CRI's word on the sandbox and its
 	// containers.
 	if ls := mustAmber(t, "ls", arch, "pods/prod_web-7d9f"); !strings.Contains(ls, "sandbox.json") || !strings.Contains(ls, "containers.json") {

@@ -50,8 +50,9 @@ func (e *env) runPs(rf runtimeFlags, asJSON bool) error {
 	rows := []psRow{}
 	var unreachable []string
 	var lastErr error
+	seen := map[string]bool{}
 	for _, name := range names {
-		ss, err := e.listRuntime(name, rf)
+		ss, err := e.listRuntime(name, rf, seen)
 		if err != nil {
 			lastErr = err
 			unreachable = append(unreachable, name+": "+err.Error())
@@ -96,8 +97,9 @@ func (e *env) runPs(rf runtimeFlags, asJSON bool) error {
 }
 
 // listRuntime dials one runtime (each of its namespaces) and lists its
-// containers.
-func (e *env) listRuntime(name string, rf runtimeFlags) ([]engine.Summary, error) {
+// containers, but those of a storage seen already (storageKey: Podman's
+// service reached at DOCKER_HOST too).
+func (e *env) listRuntime(name string, rf runtimeFlags, seen map[string]bool) ([]engine.Summary, error) {
 	rts, err := dialRuntimes(e.ctx, name, rf)
 	if err != nil {
 		return nil, err
@@ -105,6 +107,12 @@ func (e *env) listRuntime(name string, rf runtimeFlags) ([]engine.Summary, error
 	defer closeAll(rts)
 	var out []engine.Summary
 	for _, r := range rts {
+		if k := storageKey(r.rt); k != "" {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+		}
 		l, ok := r.rt.(engine.Lister)
 		if !ok {
 			return nil, fmt.Errorf("%s: listing containers is not supported", r.name)

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -20,17 +23,60 @@ type runtimeFlags struct {
 	// every namespace but Docker's own).
 	address, namespace string
 	// podmanRoot and podmanRunRoot are Podman's storage (podman --root,
-	// --runroot), read directly.
-	podmanRoot, podmanRunRoot string
+	// --runroot), read directly ("": the default places). podmanSocket
+	// is Podman's API service instead (podman system service).
+	podmanRoot, podmanRunRoot, podmanSocket string
 }
 
 func (r *runtimeFlags) add(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&r.name, "runtime", "auto", "container runtime: auto (every one reachable), docker, containerd, or podman (its storage, read directly: no service needed)")
+	f.StringVar(&r.name, "runtime", "auto", "container runtime: auto (every one reachable), docker, containerd, or podman (its API service, else its storage read directly: no service needed)")
 	f.StringVar(&r.address, "address", containerd.DefaultAddress, "containerd's socket")
 	f.StringVar(&r.namespace, "namespace", "", "containerd namespace (k8s.io for Kubernetes, default for ctr); empty: every namespace but Docker's (moby)")
-	f.StringVar(&r.podmanRoot, "podman-root", podman.DefaultGraphRoot, "Podman's storage graph root (podman --root)")
-	f.StringVar(&r.podmanRunRoot, "podman-runroot", podman.DefaultRunRoot, "Podman's run root (podman --runroot), where running containers' pidfiles are")
+	f.StringVar(&r.podmanRoot, "podman-root", "", "Podman's storage graph root (podman --root), read directly (default "+podman.DefaultGraphRoot+")")
+	f.StringVar(&r.podmanRunRoot, "podman-runroot", "", "Podman's run root (podman --runroot), where running containers' pidfiles are (default "+podman.DefaultRunRoot+")")
+	f.StringVar(&r.podmanSocket, "podman-socket", "", "Podman's API service (podman system service), e.g. unix://"+defaultPodmanSocket+"; by default that socket when it exists and no --podman-root or --podman-runroot is given, else Podman's storage read directly")
+}
+
+// defaultPodmanSocket is rootful Podman's API socket (podman.socket,
+// podman system service).
+const defaultPodmanSocket = "/run/podman/podman.sock"
+
+// podmanHost is the Podman service --runtime podman talks to, and whether
+// --podman-socket named it: the socket named; else, when no storage is
+// named, the rootful default socket when there is one; "" is Podman's
+// storage, read directly.
+func (r runtimeFlags) podmanHost() (host string, named bool, err error) {
+	if r.podmanSocket != "" {
+		if r.podmanRoot != "" || r.podmanRunRoot != "" {
+			return "", false, usageError{errors.New("--podman-socket reaches Podman through its service, --podman-root and --podman-runroot read its storage directly: give one or the other")}
+		}
+		if strings.HasPrefix(r.podmanSocket, "/") {
+			return "unix://" + r.podmanSocket, true, nil
+		}
+		return r.podmanSocket, true, nil
+	}
+	if r.podmanRoot != "" || r.podmanRunRoot != "" {
+		return "", false, nil
+	}
+	if fi, err := os.Stat(defaultPodmanSocket); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		return "unix://" + defaultPodmanSocket, false, nil
+	}
+	return "", false, nil
+}
+
+// dialPodman reaches Podman's service through the Docker-compatible API
+// (snapshot/docker): what answers there must name itself Podman.
+func dialPodman(ctx context.Context, host string) (*docker.Engine, error) {
+	rt, err := docker.Dial(ctx, docker.WithHost(host))
+	if err != nil {
+		return nil, err
+	}
+	if rt.Info().Runtime != "podman" {
+		rt.Close()
+		return nil, fmt.Errorf("%w: %s answers the Docker API but its version names no Podman Engine: not Podman's service (use --runtime docker with DOCKER_HOST)", engine.ErrEngine, host)
+	}
+	return rt, nil
 }
 
 // runtimeNames are the runtimes this build talks to, in the order auto
@@ -56,6 +102,21 @@ func dialRuntimes(ctx context.Context, name string, rf runtimeFlags) ([]namedRun
 		}
 		return []namedRuntime{{name, rt}}, nil
 	case "podman":
+		host, named, err := rf.podmanHost()
+		if err != nil {
+			return nil, err
+		}
+		if host != "" {
+			rt, err := dialPodman(ctx, host)
+			if err == nil {
+				return []namedRuntime{{name, rt}}, nil
+			}
+			if named {
+				return nil, err
+			}
+			// The default socket with no service behind it: the
+			// storage, read directly.
+		}
 		rt, err := podman.Open(podman.Options{GraphRoot: rf.podmanRoot, RunRoot: rf.podmanRunRoot})
 		if err != nil {
 			return nil, err
@@ -138,6 +199,7 @@ func (e *env) runtimeFor(rf runtimeFlags, refs []string) (engine.Runtime, error)
 		}
 		candidates = append(candidates, rts...)
 	}
+	candidates = dedupe(candidates)
 	if len(candidates) == 0 {
 		if firstErr == nil {
 			firstErr = fmt.Errorf("%w: no namespace to look in", engine.ErrNoSuchObject)
@@ -165,6 +227,55 @@ func (e *env) runtimeFor(rf runtimeFlags, refs []string) (engine.Runtime, error)
 	}
 	closeAll(found)
 	return nil, usageError{fmt.Errorf("%s: known to %s; choose one with --runtime (and --namespace)", strings.Join(refs, ", "), strings.ReplaceAll(names2(found), ", ", " and "))}
+}
+
+// storageKey names the storage a runtime reads, to tell one runtime reached
+// twice from two: the Docker API at DOCKER_HOST may be Podman's service
+// (podman-docker links /var/run/docker.sock to its socket), which --runtime
+// podman reaches too, or whose storage it reads directly. The kind, the
+// host's name and the graph root (real path, on this host) say which
+// storage; "" when the runtime does not say (containerd: one per
+// namespace, never twice).
+func storageKey(rt engine.Runtime) string {
+	g, ok := rt.(interface{ GraphRoot() string })
+	if !ok || g.GraphRoot() == "" {
+		return ""
+	}
+	info, root := rt.Info(), g.GraphRoot()
+	if info.Local {
+		if r, err := filepath.EvalSymlinks(root); err == nil {
+			root = r
+		}
+	}
+	kind := info.Runtime
+	if kind == "" {
+		kind = "docker"
+	}
+	return kind + "\x00" + info.Name + "\x00" + root
+}
+
+// dedupe keeps one of the candidates that read the same storage (Podman
+// reached at DOCKER_HOST and at its own socket), so that a container is
+// not "known to both": the one reached under its own name (podman rather
+// than docker) is kept, the others closed.
+func dedupe(cands []namedRuntime) []namedRuntime {
+	var out []namedRuntime
+	at := map[string]int{}
+	for _, c := range cands {
+		k := storageKey(c.rt)
+		i, seen := at[k]
+		switch {
+		case k == "" || !seen:
+			at[k] = len(out)
+			out = append(out, c)
+		case c.name == c.rt.Info().Runtime && out[i].name != out[i].rt.Info().Runtime:
+			out[i].rt.Close()
+			out[i] = c
+		default:
+			c.rt.Close()
+		}
+	}
+	return out
 }
 
 func names2(rts []namedRuntime) string {

@@ -160,6 +160,12 @@ func (r *Runtime) wrap(err error, what string) error { return engine.Wrap(r.faul
 // rules (letters, digits, '_', '.', '-'; 76 at most).
 var identifier = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,75}$`)
 
+var _ engine.IDChecker = (*Runtime)(nil)
+
+// CheckID takes containerd's own IDs: identifiers (letters, digits, '_',
+// '.', '-', 76 at most; ctr run IMG web), not only Docker's 64 hex digits.
+func (r *Runtime) CheckID(id string) error { return identifiers.Validate(id) }
+
 // Container inspects a container of the namespace: by its ID, a unique
 // prefix of one, or its nerdctl name (containerd itself names none).
 func (r *Runtime) Container(ctx context.Context, ref string) (*engine.Container, error) {
@@ -408,6 +414,68 @@ func (r *Runtime) UpperDirs(c *engine.Container) ([]string, error) {
 		return nil, engine.Claimf("containerd places the container's upper directory at %s, which is really %s, outside the overlayfs snapshotter's root %s", upper, real, realRoot)
 	}
 	return []string{real}, nil
+}
+
+var _ engine.SnapshotMounter = (*Runtime)(nil)
+
+// SnapshotMounts gives the mounts of the container's active snapshot for
+// the snapshot route, when the snapshotter is not overlayfs (whose upper
+// directory is read directly): one bind mount of a directory
+// <root>/snapshots/<number> of the snapshotter's own root (native),
+// symbolic links resolved. Anything else (a block device, several mounts)
+// is Unavailable; a directory elsewhere is a claim refused.
+func (r *Runtime) SnapshotMounts(ctx context.Context, c *engine.Container) ([]engine.SnapshotMount, error) {
+	ctx = r.nsCtx(ctx)
+	sn, key := c.Storage["Snapshotter"], c.Storage["SnapshotKey"]
+	if sn == "" || key == "" {
+		return nil, &engine.Unavailable{Why: "the container has no snapshot"}
+	}
+	if err := identifiers.Validate(sn); err != nil {
+		return nil, engine.Claimf("containerd names the container's snapshotter %q: %v", sn, err)
+	}
+	plugins, err := r.c.IntrospectionService().Plugins(ctx, "type==io.containerd.snapshotter.v1,id=="+sn)
+	if err != nil {
+		return nil, r.wrap(err, "asking containerd for the snapshotter "+sn)
+	}
+	root := ""
+	for _, p := range plugins.GetPlugins() {
+		if p.GetInitErr() == nil {
+			root = p.GetExports()["root"]
+		}
+	}
+	if root == "" && filepath.IsAbs(r.overlayRoot) {
+		// containerd 1.6's native snapshotter exports none: a plugin's
+		// root is <containerd's root>/<type>.<id>, as overlayfs's says.
+		root = filepath.Join(filepath.Dir(r.overlayRoot), "io.containerd.snapshotter.v1."+sn)
+	}
+	if !filepath.IsAbs(root) {
+		return nil, &engine.Unavailable{Why: fmt.Sprintf("containerd reports no root directory of the snapshotter %s", sn)}
+	}
+	mounts, err := r.c.SnapshotService(sn).Mounts(ctx, key)
+	if err != nil {
+		return nil, r.wrap(err, "the mounts of snapshot "+key)
+	}
+	if len(mounts) != 1 || mounts[0].Type != "bind" {
+		return nil, &engine.Unavailable{Why: fmt.Sprintf("the snapshot of %s is %d mounts, not one bind mount of a directory", sn, len(mounts))}
+	}
+	src := mounts[0].Source
+	n := filepath.Base(filepath.Clean(src))
+	want := filepath.Join(root, "snapshots", n)
+	if !snapshotID.MatchString(n) || filepath.Clean(src) != want {
+		return nil, engine.Claimf("containerd places the container's snapshot at %s, not at snapshots/<number> under the %s snapshotter's root %s", src, sn, root)
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, engine.Claimf("the %s snapshotter's root %s: %v", sn, root, err)
+	}
+	real, err := filepath.EvalSymlinks(want)
+	if err != nil {
+		return nil, engine.Claimf("containerd places the container's snapshot at %s: %v", src, err)
+	}
+	if real != filepath.Join(realRoot, "snapshots", n) {
+		return nil, engine.Claimf("containerd places the container's snapshot at %s, which is really %s, outside the %s snapshotter's root %s", src, real, sn, realRoot)
+	}
+	return []engine.SnapshotMount{{Type: "bind", Source: real, Options: []string{"ro"}}}, nil
 }
 
 // VolumeDir refuses: containerd has no named volumes (a container's

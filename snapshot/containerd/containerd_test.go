@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -542,4 +543,150 @@ func TestSaveCompressedImage(t *testing.T) {
 func sum(b []byte) string {
 	h := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(h[:])
+}
+
+// TestCaptureShortID: a container of containerd's own ID grammar (ctr run
+// IMG web, not 64 hex digits) is captured with its memory: the archive
+// verifies and names it containers/web; its processes are those of its
+// cgroup (/<namespace>/web), none of the look-alike webapp's running
+// beside it; the memory-only secret is in a core; containerd's lists are
+// as before.
+func TestCaptureShortID(t *testing.T) {
+	img := testImage(t)
+	d := testenv.Containerd(t)
+	d.Ctr(t, ns, "images", "import", img)
+	running(t, d, "web")
+	d.Ctr(t, ns, "run", "-d", imageName, "webapp", "sh", "-c", "while :; do sleep 3600; done")
+	before := state(t, d)
+
+	ctx := context.Background()
+	rt, err := containerd.Dial(ctx, d.Address, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	out := filepath.Join(t.TempDir(), "c.tar.zst")
+	res, err := snapshot.CaptureEngine(ctx, rt, snapshot.EngineRequest{Containers: []string{"web"}, Output: out, Pause: true,
+		Tool: manifest.Tool{Name: "amber", Version: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := state(t, d); after != before {
+		t.Errorf("containerd's lists changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if rep, err := archive.Verify(out, archive.VerifyOptions{}); err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("verify: %v %+v", err, rep)
+	}
+	a, ok := res.Manifest.Artifact(manifest.KindContainer, "web")
+	if !ok || a.Container.ID != "web" {
+		t.Fatalf("no container artifact web: %+v", res.Manifest.Artifacts)
+	}
+	for _, an := range res.Manifest.Anomalies {
+		if strings.HasPrefix(an.Kind, "engine-claims") {
+			t.Errorf("anomaly %+v", an)
+		}
+	}
+	// The oracle of which processes are web's: the kernel's cgroup
+	// listing of its task.
+	want := map[int]bool{}
+	for _, f := range strings.Fields(d.Ctr(t, ns, "tasks", "ps", "web")) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+				want[pid] = true
+			}
+		}
+	}
+	c := a.Container
+	if c.MemorySkipped != "" || len(c.Processes) == 0 {
+		t.Fatalf("no memory taken: %q %+v", c.MemorySkipped, c.Processes)
+	}
+	v := &view.View{A: fixture.Open(t, out)}
+	secret := false
+	for _, p := range c.Processes {
+		cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", p.PID))
+		if !want[p.PID] || strings.Contains(string(cg), "webapp") {
+			t.Errorf("process %d (%s) is not web's: cgroup %q, ctr tasks ps %v", p.PID, p.Comm, cg, want)
+		}
+		if p.Comm == "sh" && strings.Contains(member(t, v, "containers/web/"+p.Dir+"/core"), memSecret) {
+			secret = true
+		}
+	}
+	if !secret {
+		t.Errorf("the secret is in no core of sh: %+v", c.Processes)
+	}
+	if got := listView(t, v, "containers/web/rootfs"); got["srv/added"] == "" || got["srv/old"] != "" {
+		t.Errorf("the attacker's changes are not in the captured rootfs")
+	}
+}
+
+// TestCaptureNativeSnapshotter: a container of the native snapshotter (no
+// overlay upper directory) is captured through the snapshot route: its
+// rootfs equals the snapshot's directory as mount shows it (names, types,
+// modes, owners, sizes, times, link targets, content); changes.txt lists
+// the attacker's changes; nothing is left mounted; containerd's lists are
+// as before.
+func TestCaptureNativeSnapshotter(t *testing.T) {
+	img := testImage(t)
+	d := testenv.Containerd(t)
+	d.Ctr(t, ns, "images", "import", "--snapshotter", "native", img)
+	id := "native-web"
+	d.Ctr(t, ns, "run", "-d", "--snapshotter", "native", imageName, id, "sh", "-c", ctrCommand)
+	d.Ctr(t, ns, "tasks", "exec", "--exec-id", "attacker", id, "sh", "-c", attack)
+	before := state(t, d)
+
+	ctx := context.Background()
+	rt, err := containerd.Dial(ctx, d.Address, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	out := filepath.Join(t.TempDir(), "c.tar.zst")
+	res, err := snapshot.CaptureEngine(ctx, rt, snapshot.EngineRequest{Containers: []string{id}, Output: out, Pause: true,
+		Route: snapshot.RouteAuto, Tool: manifest.Tool{Name: "amber", Version: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := state(t, d); after != before {
+		t.Errorf("containerd's lists changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	// Other tests mount meanwhile: the route's own mount point is the one
+	// that must be gone.
+	if after, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(after), "amber-snapshot-") {
+		t.Errorf("the snapshot is left mounted:\n%s", after)
+	}
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "amber-snapshot-*")); len(left) > 0 {
+		t.Errorf("mount points left: %v", left)
+	}
+	if rep, err := archive.Verify(out, archive.VerifyOptions{}); err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("verify: %v %+v", err, rep)
+	}
+	a, ok := res.Manifest.Artifact(manifest.KindContainer, id)
+	if !ok || a.Container.Route != snapshot.RouteSnapshot || a.Container.Driver != "native" {
+		t.Fatalf("container artifact %+v: want route snapshot, driver native", a.Container)
+	}
+	// The oracle: the snapshot's directory as ctr names it, bind-mounted
+	// read-only by mount(8).
+	line := d.Ctr(t, ns, "snapshots", "--snapshotter", "native", "mounts", "/x", id)
+	m := regexp.MustCompile(`mount -t bind (\S+) /x`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("ctr snapshots mounts: %s", line)
+	}
+	mnt := t.TempDir()
+	testenv.Run(t, "mount", "--bind", "-o", "ro", m[1], mnt)
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	v := &view.View{A: fixture.Open(t, out)}
+	base := "containers/" + id
+	want, got := listDir(t, mnt), listView(t, v, base+"/rootfs")
+	if diff := diffLists(want, got); diff != "" {
+		t.Errorf("the captured rootfs differs from the snapshot (- snapshot, + archive):\n%s", diff)
+	}
+	changes := member(t, v, base+"/changes.txt")
+	for _, l := range []string{"C /srv/app", "A /srv/added", "D /srv/old", "A /srv/link", "A /srv/dir"} {
+		if !strings.Contains(changes, l+"\n") {
+			t.Errorf("changes.txt lacks %q:\n%s", l, changes)
+		}
+	}
+	if strings.Contains(changes, "/bin/") {
+		t.Errorf("changes.txt lists the image's own files:\n%s", changes)
+	}
 }

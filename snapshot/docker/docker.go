@@ -83,8 +83,26 @@ type Engine struct {
 
 var _ engine.Runtime = (*Engine)(nil)
 
-// Dial connects to the engine and records who it is.
-func Dial(ctx context.Context) (*Engine, error) {
+// Option changes how Dial reaches the engine.
+type Option func(*dialConfig)
+
+type dialConfig struct{ host string }
+
+// WithHost reaches the engine at host (unix:///run/podman/podman.sock,
+// tcp://host:2375) instead of where the environment says (DOCKER_HOST,
+// DOCKER_CERT_PATH, ...: none of it is read then).
+func WithHost(host string) Option { return func(c *dialConfig) { c.host = host } }
+
+// Dial connects to the engine and records who it is: by default the one
+// the environment names (DOCKER_HOST, else the default socket), as the
+// docker command would. An engine that names itself Podman Engine in its
+// version (Podman's Docker-compatible service) is recorded as runtime
+// podman, with Podman's version.
+func Dial(ctx context.Context, opts ...Option) (*Engine, error) {
+	var cfg dialConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	e := &Engine{}
 	// The client's own transport, as the environment configured it, under
 	// boundedTransport.
@@ -105,7 +123,11 @@ func Dial(ctx context.Context) (*Engine, error) {
 		hc.Transport = boundedTransport{tr}
 		return client.WithHTTPClient(hc)(c)
 	}
-	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation(), bound)
+	where := client.FromEnv
+	if cfg.host != "" {
+		where = client.WithHost(cfg.host)
+	}
+	c, err := client.NewClientWithOpts(where, client.WithAPIVersionNegotiation(), bound)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", engine.ErrEngine, err)
 	}
@@ -113,6 +135,10 @@ func Dial(ctx context.Context) (*Engine, error) {
 	host := c.DaemonHost()
 	if _, err := c.Ping(ctx); err != nil {
 		c.Close()
+		if cfg.host != "" && client.IsErrConnectionFailed(err) {
+			// Not DOCKER_HOST's engine: fault's note would mislead.
+			return nil, engine.Wrap(&engine.Fault{Kind: engine.ErrEngine, Note: "cannot connect (is the service running? podman system service)", Err: err}, "reaching the engine at "+host)
+		}
 		return nil, wrap(err, "reaching the engine at "+host)
 	}
 	info, err := c.Info(ctx)
@@ -128,6 +154,13 @@ func Dial(ctx context.Context) (*Engine, error) {
 	e.info = manifest.Engine{Host: host, ID: info.ID, Name: info.Name, Version: v.Version, APIVersion: c.ClientVersion(),
 		OS: info.OperatingSystem, Kernel: info.KernelVersion, StorageDriver: info.Driver}
 	e.root = info.DockerRootDir
+	// Podman's service answers the Docker API; its version names it
+	// (Components: "Podman Engine"), and its version is Podman's.
+	for _, comp := range v.Components {
+		if comp.Name == "Podman Engine" {
+			e.info.Runtime, e.info.Version = "podman", comp.Version
+		}
+	}
 	// A unix socket can be forwarded from another machine: the engine is
 	// local when it also reports this machine's hostname.
 	h, _ := os.Hostname()
@@ -137,6 +170,19 @@ func Dial(ctx context.Context) (*Engine, error) {
 
 // Info describes the engine as Dial found it.
 func (e *Engine) Info() manifest.Engine { return e.info }
+
+// kind is the runtime the engine is: docker, or podman.
+func (e *Engine) kind() string {
+	if e.info.Runtime != "" {
+		return e.info.Runtime
+	}
+	return "docker"
+}
+
+// GraphRoot is the engine's root directory as it reports it
+// (DockerRootDir; Podman's graph root): with the hostname it tells one
+// engine reached twice (DOCKER_HOST and Podman's socket) from two.
+func (e *Engine) GraphRoot() string { return e.root }
 
 // Close releases the connection.
 func (e *Engine) Close() error {
@@ -199,7 +245,7 @@ func (e *Engine) List(ctx context.Context) ([]engine.Summary, error) {
 	}
 	out := make([]engine.Summary, 0, len(cs))
 	for _, c := range cs {
-		s := engine.Summary{Runtime: "docker", ID: c.ID, Image: c.Image, State: string(c.State), Pod: engine.PodOf(c.Labels)}
+		s := engine.Summary{Runtime: e.kind(), ID: c.ID, Image: c.Image, State: string(c.State), Pod: engine.PodOf(c.Labels)}
 		if len(c.Names) > 0 {
 			s.Name = strings.TrimPrefix(c.Names[0], "/")
 		}
@@ -310,6 +356,9 @@ var fullID = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // read directly only where the engine keeps them:
 // <root>/overlay2/<id>/diff and <root>/overlay2/<id>-init/diff.
 func (e *Engine) UpperDirs(c *engine.Container) ([]string, error) {
+	if e.info.Runtime == "podman" {
+		return e.podmanUpperDirs(c)
+	}
 	upper := c.Storage["UpperDir"]
 	switch {
 	case c.Driver != "overlay2":
@@ -334,6 +383,31 @@ func (e *Engine) UpperDirs(c *engine.Container) ([]string, error) {
 		dirs = append(dirs, init)
 	}
 	return dirs, nil
+}
+
+// podmanUpperDirs is the upper directory of Podman's overlay driver
+// (containers/storage): <graph root>/overlay/<layer ID>/diff, read
+// directly only there, as snapshot/podman reads it. Podman has no init
+// layer: the files it makes for the container (hosts, resolv.conf, ...)
+// are bind mounts from its userdata directory, their mount points in the
+// upper directory.
+func (e *Engine) podmanUpperDirs(c *engine.Container) ([]string, error) {
+	upper := c.Storage["UpperDir"]
+	switch {
+	case c.Driver != "overlay":
+		return nil, &engine.Unavailable{Why: "podman's storage driver is " + c.Driver + ", not overlay"}
+	case upper == "":
+		return nil, &engine.Unavailable{Why: "podman does not report an upper directory"}
+	}
+	id := filepath.Base(filepath.Dir(filepath.Clean(upper)))
+	if !fullID.MatchString(id) {
+		return nil, engine.Claimf("podman places the container's upper directory at %s, not at overlay/<64 hex digits>/diff under its graph root %s", upper, e.root)
+	}
+	real, err := e.inRoot(upper, "overlay", id, "diff")
+	if err != nil {
+		return nil, err
+	}
+	return []string{real}, nil
 }
 
 // VolumeDir checks a volume's place: <root>/volumes/<name>/_data.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/engine"
 )
 
@@ -100,3 +101,47 @@ func TestUpperDirsClaims(t *testing.T) {
 		}
 	}
 }
+
+// TestPodmanUpperDirs: through Podman's service, the upper directory is
+// read directly only as <graph root>/overlay/<64 hex>/diff, with no init
+// layer (the first lower directory is an image layer); Docker's overlay2
+// places, ".." and a link out are refused or unavailable, never read.
+func TestPodmanUpperDirs(t *testing.T) {
+	root := t.TempDir()
+	id, lower := strings.Repeat("ab", 32), strings.Repeat("cd", 32)
+	for _, d := range []string{"overlay/" + id + "/diff", "overlay/" + lower + "/diff", "overlay2/" + id + "/diff"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	linked := strings.Repeat("ef", 32)
+	os.MkdirAll(filepath.Join(root, "overlay", linked), 0o755)
+	os.Symlink(t.TempDir(), filepath.Join(root, "overlay", linked, "diff"))
+	e := &Engine{root: root, info: manifestPodman}
+	upper := filepath.Join(root, "overlay", id, "diff")
+	ctr := func(driver, up string) *engine.Container {
+		return &engine.Container{Driver: driver, Storage: map[string]string{"UpperDir": up, "LowerDir": filepath.Join(root, "overlay", lower, "diff")}}
+	}
+	if dirs, err := e.UpperDirs(ctr("overlay", upper)); err != nil || len(dirs) != 1 || dirs[0] != upper {
+		t.Errorf("podman's own upper directory: %q %v", dirs, err)
+	}
+	var un *engine.Unavailable
+	for _, c := range []*engine.Container{ctr("overlay2", filepath.Join(root, "overlay2", id, "diff")), ctr("vfs", upper), ctr("overlay", "")} {
+		if dirs, err := e.UpperDirs(c); !errors.As(err, &un) || dirs != nil {
+			t.Errorf("%+v: %q %v, want unavailable", c, dirs, err)
+		}
+	}
+	for _, c := range []*engine.Container{
+		ctr("overlay", filepath.Join(root, "overlay2", id, "diff")),
+		ctr("overlay", filepath.Join(root, "overlay", lower, "..", "..", "..", id, "diff")),
+		ctr("overlay", "/etc/overlay/"+id+"/diff"),
+		ctr("overlay", filepath.Join(root, "overlay", "l", "diff")),
+		ctr("overlay", filepath.Join(root, "overlay", linked, "diff")),
+	} {
+		if dirs, err := e.UpperDirs(c); !errors.Is(err, engine.ErrEngineClaim) {
+			t.Errorf("%v: %q %v, want refused", c.Storage, dirs, err)
+		}
+	}
+}
+
+var manifestPodman = manifest.Engine{Runtime: "podman"}

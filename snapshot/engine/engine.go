@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 
 	"github.com/amber-forensics/amber/manifest"
 )
@@ -57,9 +58,77 @@ type Runtime interface {
 	Close() error
 }
 
+// IDChecker is a runtime whose container IDs are not Docker's 64 hex
+// digits (containerd's are identifiers: "web"). CheckID says whether id
+// is one of its own; CheckID below holds every answer to the rules that
+// keep an ID one path element.
+type IDChecker interface {
+	CheckID(id string) error
+}
+
+// fullID is Docker's container ID, the rule of a runtime that is no
+// IDChecker.
+var fullID = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// safeID bounds every runtime's IDs: an ID names the container's cgroup
+// and its files in the archive, so it is one path element, never "." or
+// "..", whatever grammar a runtime claims.
+var safeID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// CheckID checks a container ID the runtime answered with: its own
+// grammar (IDChecker), else 64 hex digits; always one path element. An
+// ID that is not one is an ErrEngineClaim.
+func CheckID(rt Runtime, id string) error {
+	if !safeID.MatchString(id) {
+		return Claimf("the engine answers with container ID %q, not an identifier", id)
+	}
+	if c, ok := rt.(IDChecker); ok {
+		if err := c.CheckID(id); err != nil {
+			return Claimf("the engine answers with container ID %q: %v", id, err)
+		}
+		return nil
+	}
+	if !fullID.MatchString(id) {
+		return Claimf("the engine answers with container ID %q, not 64 hex digits", id)
+	}
+	return nil
+}
+
+// IsFullID says whether id is a 64-hex ID (Docker's), whose first 12
+// digits are its short form.
+func IsFullID(id string) bool { return fullID.MatchString(id) }
+
+// ShortID is the ID as a person types it: the first 12 of 64 hex digits,
+// any other ID whole.
+func ShortID(id string) string {
+	if IsFullID(id) {
+		return id[:12]
+	}
+	return id
+}
+
+// SnapshotMounter is a runtime that gives a container's filesystem as the
+// mounts that make it (containerd's active snapshot), for a snapshotter
+// whose upper directory cannot be read alone (native): the snapshot route
+// mounts them read-only in a private directory and compares the tree with
+// the image. SnapshotMounts checks that every source lies where the
+// runtime keeps snapshots (an ErrEngineClaim otherwise); an *Unavailable
+// says why they cannot be mounted (a block device, no snapshot).
+type SnapshotMounter interface {
+	SnapshotMounts(ctx context.Context, c *Container) ([]SnapshotMount, error)
+}
+
+// SnapshotMount is one mount of a container's snapshot: Type "bind" (a
+// directory) is the one amber mounts.
+type SnapshotMount struct {
+	Type, Source string
+	Options      []string
+}
+
 // Container is a container as the runtime inspects it.
 type Container struct {
-	// ID is the runtime's ID: checked by the capture to be 64 hex digits.
+	// ID is the runtime's ID: checked by the capture (CheckID) to be 64
+	// hex digits, or an ID of the runtime's own grammar (IDChecker).
 	ID string
 	// Name is the runtime's name for it ("/web" for Docker).
 	Name string

@@ -61,3 +61,29 @@ func (r *PodRuntime) Logs(ctx context.Context, id string, tty bool) (engine.LogS
 	}
 	return r.Pod.OpenLog(root, c, r.MaxLine)
 }
+
+// CheckID is the pod's runtime's own ID rule, when it has one; else the
+// 64 hex digits of a runtime that has none.
+func (r *PodRuntime) CheckID(id string) error {
+	if c, ok := r.Runtime.(engine.IDChecker); ok {
+		return c.CheckID(id)
+	}
+	if engine.IsFullID(id) {
+		return nil
+	}
+	return engine.Claimf("the engine answers with container ID %q, not 64 hex digits", id)
+}
+
+// SnapshotMounts are the pod's runtime's, when it gives them (a snapshotter
+// with no upper directory).
+func (r *PodRuntime) SnapshotMounts(ctx context.Context, c *engine.Container) ([]engine.SnapshotMount, error) {
+	if m, ok := r.Runtime.(engine.SnapshotMounter); ok {
+		return m.SnapshotMounts(ctx, c)
+	}
+	return nil, &engine.Unavailable{Why: "the runtime gives no snapshot mounts"}
+}
+
+var (
+	_ engine.IDChecker       = (*PodRuntime)(nil)
+	_ engine.SnapshotMounter = (*PodRuntime)(nil)
+)

@@ -95,6 +95,10 @@ func Open(opts Options) (*Storage, error) {
 // names it. No version: no podman is asked.
 func (s *Storage) Info() manifest.Engine { return s.info }
 
+// GraphRoot is the storage's graph root, its real path: the same storage
+// reached through Podman's service reports it too.
+func (s *Storage) GraphRoot() string { return s.root }
+
 // Close releases nothing: every file is closed when read.
 func (s *Storage) Close() error { return nil }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,7 +19,9 @@ import (
 
 // InContainer checks that the process's cgroup names the container's full
 // ID (docker/<id>, docker-<id>.scope, ...), as the kernel tells it; else
-// the error wraps ErrNotInContainer.
+// the error wraps ErrNotInContainer. A 64-hex ID may appear anywhere in
+// the cgroup; any other ID (containerd's "web") only as the whole last
+// element of a cgroup path or as a runtime's scope (cri-containerd-web.scope).
 func InContainer(pid int, id string, opt Options) error {
 	cg, err := os.ReadFile(filepath.Join(opt.root(), strconv.Itoa(pid), "cgroup"))
 	if err != nil {
@@ -28,7 +31,7 @@ func InContainer(pid int, id string, opt Options) error {
 }
 
 func cgroupNames(pid int, cg []byte, id string) error {
-	if len(id) == 64 && bytes.Contains(cg, []byte(id)) {
+	if namesContainer(cg, id) {
 		return nil
 	}
 	line := bytes.ReplaceAll(bytes.TrimSpace(cg), []byte("\n"), []byte("; "))
@@ -36,6 +39,51 @@ func cgroupNames(pid int, cg []byte, id string) error {
 		line = line[:400]
 	}
 	return fmt.Errorf("%w: process %d is in cgroup %q, which does not name container %s", ErrNotInContainer, pid, line, id)
+}
+
+// hexID is Docker's (and Podman's, and the CRI's) container ID: 64 hex
+// digits, which no other cgroup name contains by chance.
+var hexID = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// shortID is any other runtime's container ID: containerd's identifiers
+// ([A-Za-z0-9][A-Za-z0-9_.-]*, 76 at most), with room to spare. No '/',
+// no "." or "..": it can only ever be one path element.
+var shortID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// scopePrefixes are the runtimes that name a container's systemd scope
+// <prefix>-<id>.scope (runc's "slice:prefix:name" cgroups path).
+var scopePrefixes = []string{"docker", "cri-containerd", "containerd", "crio", "libpod", "nerdctl"}
+
+// namesContainer says whether the cgroup file cg names the container id.
+// A short ID ("web") is matched as a whole: the last element of a line's
+// path is the ID (ctr's /<namespace>/<id>, the kubelet's cgroupfs
+// .../pod<uid>/<id>) or a runtime's scope of it; never part of a name
+// (web-server.service, webapp), never a parent (a namespace named like
+// the container: /web/other).
+func namesContainer(cg []byte, id string) bool {
+	if hexID.MatchString(id) {
+		return bytes.Contains(cg, []byte(id))
+	}
+	if !shortID.MatchString(id) {
+		return false
+	}
+	for _, line := range strings.Split(string(cg), "\n") {
+		// hierarchy-ID:controller-list:cgroup-path
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 || !strings.HasPrefix(f[2], "/") {
+			continue
+		}
+		leaf := f[2][strings.LastIndexByte(f[2], '/')+1:]
+		if leaf == id {
+			return true
+		}
+		for _, p := range scopePrefixes {
+			if leaf == p+"-"+id+".scope" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ContainerPIDs lists the host PIDs of every process in the cgroup of the

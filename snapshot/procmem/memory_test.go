@@ -279,7 +279,8 @@ func FuzzParseMaps(f *testing.F) {
 
 // TestCgroupNames: a process is the container's only when its cgroup, as
 // the kernel shows it, names the container's full ID: with the cgroupfs
-// and systemd drivers, cgroup v1 and v2.
+// and systemd drivers, cgroup v1 and v2. A short ID (containerd's "web")
+// must be a whole element of the path, never part of a look-alike's.
 func TestCgroupNames(t *testing.T) {
 	id := strings.Repeat("0123456789abcdef", 4)
 	for _, tc := range []struct {
@@ -295,6 +296,28 @@ func TestCgroupNames(t *testing.T) {
 		{"0::/docker/" + id[:63] + "\n", id, false},
 		{"0::/docker/" + id + "\n", "", false},
 		{"0::/docker/" + id + "\n", id[:12], false},
+		// containerd's own IDs (ctr run IMG web): the ID is the whole
+		// last element of the cgroup path, or a runtime's systemd scope.
+		{"0::/amber-test/web\n", "web", true},
+		{"4:memory:/amber-test/web\n0::/\n", "web", true},
+		{"0::/system.slice/cri-containerd-web.scope\n", "web", true},
+		{"0::/kubepods.slice/kubepods-besteffort.slice/cri-containerd-my.app_1.scope\n", "my.app_1", true},
+		{"0::/default/default\n", "default", true},
+		// Look-alikes of a short ID are not its cgroup.
+		{"0::/system.slice/web-server.service\n", "web", false},
+		{"0::/kubepods/besteffort/pod1/webapp\n", "web", false},
+		{"0::/kubepods/besteffort/pod1/myweb\n", "web", false},
+		{"0::/web/other\n", "web", false},
+		{"0::/web/init.scope\n", "web", false},
+		{"0::/system.slice/session-web.scope\n", "web", false},
+		{"0::/system.slice/web.service\n", "web", false},
+		{"0::/user.slice/docker-web.scope.d/x\n", "web", false},
+		{"0::/a/web\n", "a/web", false},
+		{"0::/a/..\n", "..", false},
+		{"0::/a/.\n", ".", false},
+		{"0::/a/web\n", "web\n", false},
+		{"0::/a/" + strings.Repeat("w", 200) + "\n", strings.Repeat("w", 200), false},
+		{"0::/a/abc123\n", "abc", false},
 	} {
 		err := cgroupNames(42, []byte(tc.cg), tc.id)
 		if got := err == nil; got != tc.want {
