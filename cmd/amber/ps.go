@@ -49,21 +49,29 @@ func (e *env) runPs(rf runtimeFlags, asJSON bool) error {
 	}
 	rows := []psRow{}
 	var unreachable []string
-	var lastErr error
+	var firstErr error
 	seen := map[string]bool{}
+	listed := 0
 	for _, name := range names {
 		ss, err := e.listRuntime(name, rf, seen)
 		if err != nil {
-			lastErr = err
-			unreachable = append(unreachable, name+": "+err.Error())
+			if firstErr == nil {
+				firstErr = err
+			}
+			// A runtime not installed here is passed over quietly by
+			// auto; one that is there and fails is named.
+			if len(names) == 1 || !rf.absent(name) {
+				unreachable = append(unreachable, name+": "+err.Error())
+			}
 			continue
 		}
+		listed++
 		for _, s := range ss {
 			rows = append(rows, psRow{Summary: s, PIDs: pidsOf(s)})
 		}
 	}
-	if len(unreachable) == len(names) {
-		return lastErr
+	if listed == 0 {
+		return firstErr
 	}
 	if asJSON {
 		out := map[string]any{"containers": rows}

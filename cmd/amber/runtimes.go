@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -175,6 +176,29 @@ func (r runtimeFlags) chosen() ([]string, error) {
 	return nil, usageError{fmt.Errorf("--runtime %q: this build knows %v (or auto)", r.name, runtimeNames)}
 }
 
+// absent says that a runtime is not installed on this host at all, as
+// far as auto can tell without asking it: no socket, no storage, and no
+// flag or environment naming one. Auto passes over such a runtime quietly;
+// one that is there and fails is an error.
+func (r runtimeFlags) absent(name string) bool {
+	missing := func(p string) bool {
+		_, err := os.Stat(p)
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	switch name {
+	case "docker":
+		return os.Getenv("DOCKER_HOST") == "" && missing("/var/run/docker.sock")
+	case "containerd":
+		return missing(r.address)
+	case "podman":
+		if r.podmanSocket != "" || r.podmanRoot != "" || r.podmanRunRoot != "" {
+			return false
+		}
+		return missing(defaultPodmanSocket) && missing(podman.DefaultGraphRoot)
+	}
+	return false
+}
+
 // runtimeFor dials the runtime a capture of refs talks to: the one
 // --runtime names, else (auto) the one reachable runtime that knows every
 // ref. Two that do is an error naming both; none reachable is the first
@@ -185,14 +209,21 @@ func (e *env) runtimeFor(rf runtimeFlags, refs []string) (engine.Runtime, error)
 		return nil, err
 	}
 	var candidates []namedRuntime
-	var firstErr error
+	// firstErr is the first error of a runtime that is there; absentErr
+	// that of one that is not installed (the answer only when no runtime
+	// is there at all: Docker's, first, says how to reach one).
+	var firstErr, absentErr error
 	for _, name := range names {
 		rts, err := dialRuntimes(e.ctx, name, rf)
 		if err != nil {
-			if len(names) == 1 {
+			switch {
+			case len(names) == 1:
 				return nil, err // the runtime asked for: its own error
-			}
-			if firstErr == nil {
+			case rf.absent(name):
+				if absentErr == nil {
+					absentErr = err
+				}
+			case firstErr == nil:
 				firstErr = err
 			}
 			continue
@@ -201,12 +232,16 @@ func (e *env) runtimeFor(rf runtimeFlags, refs []string) (engine.Runtime, error)
 	}
 	candidates = dedupe(candidates)
 	if len(candidates) == 0 {
-		if firstErr == nil {
-			firstErr = fmt.Errorf("%w: no namespace to look in", engine.ErrNoSuchObject)
+		switch {
+		case firstErr != nil:
+			return nil, firstErr
+		case absentErr != nil:
+			return nil, absentErr
 		}
-		return nil, firstErr
+		return nil, fmt.Errorf("%w: no namespace to look in", engine.ErrNoSuchObject)
 	}
-	if len(candidates) == 1 || len(refs) == 0 {
+	// The one runtime named, or nothing to look for: no asking around.
+	if len(names) == 1 || len(refs) == 0 {
 		closeAll(candidates[1:])
 		return candidates[0].rt, nil
 	}
@@ -219,10 +254,14 @@ func (e *env) runtimeFor(rf runtimeFlags, refs []string) (engine.Runtime, error)
 			c.rt.Close()
 		}
 	}
-	switch len(found) {
-	case 1:
+	switch {
+	case len(found) == 1:
 		return found[0].rt, nil
-	case 0:
+	case len(found) == 0 && firstErr != nil:
+		// A runtime could not be asked: the containers may be its. Its
+		// error is the answer (exit 8), with what the others said.
+		return nil, fmt.Errorf("%w (and %s: no %s)", firstErr, names2(asked), strings.Join(refs, ", "))
+	case len(found) == 0:
 		return nil, fmt.Errorf("%w: no reachable runtime knows %s (asked %s)", engine.ErrNoSuchObject, strings.Join(refs, ", "), names2(asked))
 	}
 	closeAll(found)
