@@ -16,6 +16,8 @@ import (
 // podFlags locate a Kubernetes node's runtime.
 type podFlags struct {
 	cri, address, namespace, logRoot string
+	// sandbox: capture the pod's sandbox (pause) container too.
+	sandbox bool
 }
 
 func (e *env) newCapturePodCmd() *cobra.Command {
@@ -34,7 +36,9 @@ files kubelet keeps (--pod-log-root, /var/log/pods), read only beneath the
 pod's own log directory. pods/<namespace>_<pod>/ holds what the CRI said
 of the pod: sandbox.json (its sandbox, labels, annotations and status) and
 containers.json (its containers and their statuses). The sandbox (pause)
-container is recorded, not captured; of a container restarted by kubelet,
+container is recorded, not captured, unless --sandbox is given: then it is
+captured too, as containers/<namespace>_<pod>_POD (kubelet's own name for
+it); of a container restarted by kubelet,
 the latest attempt is captured and the earlier ones are listed.`,
 		Example: `  amber capture pod prod/web-7d9f -o web.tar.zst --case 2026-041
   amber capture pod prod/web-7d9f --pause -o web.tar.zst
@@ -50,6 +54,7 @@ the latest attempt is captured and the earlier ones are listed.`,
 	o.addFlags(c)
 	c.Flags().BoolVar(&o.pause, "pause", false, "freeze the containers during the capture (always thawed afterwards)")
 	c.Flags().BoolVar(&o.noMemory, "no-memory", false, "do not take the processes' memory")
+	c.Flags().BoolVar(&pf.sandbox, "sandbox", false, "capture the sandbox (pause) container too, as <namespace>_<pod>_POD")
 	c.Flags().StringVar(&pf.cri, "cri", containerd.DefaultAddress, "the CRI socket (containerd's)")
 	c.Flags().StringVar(&pf.address, "address", containerd.DefaultAddress, "containerd's socket")
 	c.Flags().StringVar(&pf.namespace, "namespace", "k8s.io", "containerd's namespace of the pod's containers")
@@ -100,6 +105,16 @@ func (e *env) runCapturePod(o *captureOptions, pf *podFlags, ref string) error {
 		}
 		rec.Files[file] = append(b, '\n')
 	}
+	// The sandbox is added after the CRI's word is recorded: it is named
+	// by kubelet's own name for it, and the CRI gives it no log file.
+	rtPod := *pod
+	if pf.sandbox {
+		rec.Containers[kube.SandboxName] = pod.Sandbox.ID
+		ids = append(ids, pod.Sandbox.ID)
+		rtPod.Containers = append(slices.Clone(pod.Containers), kube.Container{ID: pod.Sandbox.ID, Name: kube.SandboxName,
+			Attempt: pod.Sandbox.Attempt, CreatedAt: pod.Sandbox.CreatedAt, Pid: pod.Sandbox.Pid,
+			Labels: pod.Sandbox.Labels, Annotations: pod.Sandbox.Annotations})
+	}
 	req, err := e.engineRequest(o, nil, ids)
 	if err != nil {
 		return err
@@ -110,5 +125,5 @@ func (e *env) runCapturePod(o *captureOptions, pf *podFlags, ref string) error {
 		return err
 	}
 	defer rt.Close()
-	return e.captureWith(o, &kube.PodRuntime{Runtime: rt, Pod: pod, LogRoot: pf.logRoot}, req)
+	return e.captureWith(o, &kube.PodRuntime{Runtime: rt, Pod: &rtPod, LogRoot: pf.logRoot}, req)
 }

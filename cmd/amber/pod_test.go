@@ -14,7 +14,8 @@ import (
 // both containers as containers/<ns>_<pod>_<container> (rootfs, memory,
 // the logs from the CRI log files with their times), the pod's metadata
 // under pods/<ns>_<pod>/, the archive verifies, the custody log names the
-// pod and containerd, and the sandbox is recorded, not captured.
+// pod and containerd, and the sandbox is recorded, not captured; with
+// --sandbox it is captured too, as containers/<ns>_<pod>_POD.
 func TestCapturePod(t *testing.T) {
 	r := testenv.CRI(t)
 	const ns, name, uid = "prod", "web-7d9f", "0b9a8c7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d"
@@ -85,5 +86,29 @@ func TestCapturePod(t *testing.T) {
 	custody := mustAmber(t, "log", arch)
 	if !strings.Contains(custody, "prod/web-7d9f") || !strings.Contains(custody, "containerd") {
 		t.Errorf("the custody log does not name the pod and containerd:\n%s", custody)
+	}
+
+	// With --sandbox, the sandbox (pause) container is captured too, by
+	// kubelet's name for it.
+	withSB := filepath.Join(t.TempDir(), "pod-sandbox.tar.zst")
+	mustAmber(t, "capture", "pod", ns+"/"+name, "--sandbox", "--no-memory", "-o", withSB, "--cri", r.Socket, "--address", r.Socket, "--pod-log-root", r.LogRoot)
+	mustAmber(t, "verify", "--no-log", withSB)
+	if ls := mustAmber(t, "ls", withSB, "containers"); !strings.Contains(ls, "prod_web-7d9f_POD") || !strings.Contains(ls, "prod_web-7d9f_app") {
+		t.Errorf("containers/ with --sandbox:\n%s", ls)
+	}
+	if ls := mustAmber(t, "ls", withSB, "containers/prod_web-7d9f_POD"); !strings.Contains(ls, "rootfs") || !strings.Contains(ls, "inspect.json") {
+		t.Errorf("containers/prod_web-7d9f_POD:\n%s", ls)
+	}
+	sbCaptured := false
+	for _, a := range readManifest(t, withSB).Artifacts {
+		switch {
+		case a.Kind == "pod" && (a.Pod == nil || a.Pod.Containers["POD"] != "prod_web-7d9f_POD" || a.Pod.Containers["app"] != "prod_web-7d9f_app"):
+			t.Errorf("pod artifact with --sandbox: %+v", a.Pod)
+		case a.Kind == "container" && a.Container.ID == p.SandboxID:
+			sbCaptured = true
+		}
+	}
+	if !sbCaptured {
+		t.Error("with --sandbox, the sandbox container was not captured")
 	}
 }
