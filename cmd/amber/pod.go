@@ -30,6 +30,9 @@ func (e *env) newCapturePodCmd() *cobra.Command {
 node, as capture container does for each (memory first, then images,
 filesystems, metadata), into one sealed archive. The pod is found through
 the CRI (--cri, containerd's socket by default) by the labels kubelet sets;
+with --cri "", or a CRI that cannot be asked, by those labels on
+containerd's own containers (then no log file is known: logs are recorded
+as unavailable, and sandbox.json says "FoundBy": "labels");
 its containers are read from containerd (--address, namespace k8s.io) and
 named containers/<namespace>_<pod>_<container>; their logs are the CRI log
 files kubelet keeps (--pod-log-root, /var/log/pods), read only beneath the
@@ -55,7 +58,7 @@ the latest attempt is captured and the earlier ones are listed.`,
 	c.Flags().BoolVar(&o.pause, "pause", false, "freeze the containers during the capture (always thawed afterwards)")
 	c.Flags().BoolVar(&o.noMemory, "no-memory", false, "do not take the processes' memory")
 	c.Flags().BoolVar(&pf.sandbox, "sandbox", false, "capture the sandbox (pause) container too, as <namespace>_<pod>_POD")
-	c.Flags().StringVar(&pf.cri, "cri", containerd.DefaultAddress, "the CRI socket (containerd's)")
+	c.Flags().StringVar(&pf.cri, "cri", containerd.DefaultAddress, "the CRI socket (containerd's); \"\": find the pod by its labels in containerd")
 	c.Flags().StringVar(&pf.address, "address", containerd.DefaultAddress, "containerd's socket")
 	c.Flags().StringVar(&pf.namespace, "namespace", "k8s.io", "containerd's namespace of the pod's containers")
 	c.Flags().StringVar(&pf.logRoot, "pod-log-root", kube.DefaultLogRoot, "where kubelet keeps pod logs")
@@ -67,12 +70,12 @@ func (e *env) runCapturePod(o *captureOptions, pf *podFlags, ref string) error {
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
 		return usageError{fmt.Errorf("pod %q: give NAMESPACE/NAME", ref)}
 	}
-	cri, err := kube.Dial(pf.cri)
+	rt, err := containerd.Dial(e.ctx, pf.address, pf.namespace)
 	if err != nil {
 		return err
 	}
-	defer cri.Close()
-	pod, err := kube.FindPod(e.ctx, cri, ns, name)
+	defer rt.Close()
+	pod, err := e.findPod(rt, pf.cri, ns, name)
 	if err != nil {
 		return err
 	}
@@ -120,10 +123,24 @@ func (e *env) runCapturePod(o *captureOptions, pf *podFlags, ref string) error {
 		return err
 	}
 	req.Pods = []snapshot.PodRecord{rec}
-	rt, err := containerd.Dial(e.ctx, pf.address, pf.namespace)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
 	return e.captureWith(o, &kube.PodRuntime{Runtime: rt, Pod: &rtPod, LogRoot: pf.logRoot}, req)
+}
+
+// findPod finds the pod through the CRI at socket; with no socket, or a
+// CRI that cannot be asked (none there, or no CRI service behind it), by
+// the labels kubelet set on containerd's own containers, and says so.
+func (e *env) findPod(rt *containerd.Runtime, socket, ns, name string) (*kube.Pod, error) {
+	if socket != "" {
+		cri, err := kube.Dial(socket)
+		if err != nil {
+			return nil, err
+		}
+		defer cri.Close()
+		err = cri.Ping(e.ctx)
+		if !kube.CRIUnreachable(err) {
+			return kube.FindPod(e.ctx, cri, ns, name)
+		}
+		fmt.Fprintf(e.stderr, "amber: the CRI at %s cannot be asked (%v): finding pod %s/%s by its labels in containerd\n", escapeName(socket), escapeName(err.Error()), ns, name)
+	}
+	return kube.FindPodByLabels(e.ctx, rt, ns, name)
 }

@@ -112,3 +112,57 @@ func TestCapturePod(t *testing.T) {
 		t.Error("with --sandbox, the sandbox container was not captured")
 	}
 }
+
+// TestCapturePodByLabels: with no CRI to ask (--cri /nonexistent, then
+// --cri ""), the pod is found by the labels kubelet set on containerd's
+// own containers: both containers captured and named as through the CRI,
+// the sandbox recorded (not captured), sandbox.json saying the pod was
+// found by labels, and no log file known.
+func TestCapturePodByLabels(t *testing.T) {
+	r := testenv.CRI(t)
+	const ns, name, uid = "prod", "web-7d9f", "0b9a8c7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d"
+	p := r.RunPod(ns, name, uid,
+		testenv.CRIContainer{Name: "app", Command: []string{"sh", "-c", "echo planted > /tmp/planted; exec sleep 2147483647"}},
+		testenv.CRIContainer{Name: "sidecar", Command: []string{"sh", "-c", "exec sleep 2147483647"}})
+	// Another pod of the same node: not to be taken.
+	other := r.RunPod(ns, "web-other", "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+		testenv.CRIContainer{Name: "app", Command: []string{"sleep", "2147483647"}})
+
+	for _, cri := range []string{"/nonexistent/containerd.sock", ""} {
+		arch := filepath.Join(t.TempDir(), "pod.tar.zst")
+		mustAmber(t, "capture", "pod", ns+"/"+name, "--no-memory", "-o", arch, "--cri", cri, "--address", r.Socket, "--pod-log-root", r.LogRoot)
+		mustAmber(t, "verify", "--no-log", arch)
+		if got := mustAmber(t, "cat", arch, "containers/prod_web-7d9f_app/rootfs/tmp/planted"); got != "planted\n" {
+			t.Errorf("--cri %q: the app container's file: %q", cri, got)
+		}
+		var sb struct {
+			ID, FoundBy string
+			Labels      map[string]string
+		}
+		if err := json.Unmarshal([]byte(mustAmber(t, "cat", arch, "pods/prod_web-7d9f/sandbox.json")), &sb); err != nil {
+			t.Fatal(err)
+		}
+		if sb.ID != p.SandboxID || sb.FoundBy != "labels" || sb.Labels["io.kubernetes.pod.uid"] != uid {
+			t.Errorf("--cri %q: sandbox.json: %+v, want sandbox %s found by labels", cri, sb, p.SandboxID)
+		}
+		pods, ctrs := 0, 0
+		for _, a := range readManifest(t, arch).Artifacts {
+			switch a.Kind {
+			case "pod":
+				pods++
+				if a.Pod == nil || a.Pod.UID != uid || a.Pod.SandboxID != p.SandboxID || len(a.Pod.Containers) != 2 ||
+					a.Pod.Containers["app"] != "prod_web-7d9f_app" || a.Pod.Containers["sidecar"] != "prod_web-7d9f_sidecar" {
+					t.Errorf("--cri %q: pod artifact %+v", cri, a.Pod)
+				}
+			case "container":
+				ctrs++
+				if id := a.Container.ID; id != p.Containers["app"] && id != p.Containers["sidecar"] {
+					t.Errorf("--cri %q: captured container %s, not one of the pod's (sandbox %s, other pod's sandbox %s)", cri, id, p.SandboxID, other.SandboxID)
+				}
+			}
+		}
+		if pods != 1 || ctrs != 2 {
+			t.Errorf("--cri %q: %d pods and %d containers in the archive, want 1 and 2", cri, pods, ctrs)
+		}
+	}
+}

@@ -81,6 +81,8 @@ type Sandbox struct {
 	// Status is the runtime's PodSandboxStatus answer, verbose info
 	// included, as JSON (protojson): recorded as the runtime gave it.
 	Status json.RawMessage
+	// FoundBy is how the pod was found: FoundByCRI or FoundByLabels.
+	FoundBy string
 }
 
 // Container is one container of the pod.
@@ -197,7 +199,7 @@ func (p *Pod) sandbox(ctx context.Context, rs RuntimeService, s *runtimeapi.PodS
 	json.Unmarshal([]byte(st.GetInfo()["info"]), &info) // absent or not JSON: nothing learnt
 	p.Sandbox = Sandbox{ID: s.GetId(), Attempt: ss.GetMetadata().GetAttempt(), State: ss.GetState().String(),
 		CreatedAt: nanos(ss.GetCreatedAt()), Pid: max(info.Pid, 0), Labels: ss.GetLabels(), Annotations: ss.GetAnnotations(),
-		LogDirectory: info.Config.LogDirectory, Status: raw}
+		LogDirectory: info.Config.LogDirectory, Status: raw, FoundBy: FoundByCRI}
 	return nil
 }
 

@@ -53,7 +53,11 @@ func (r *PodRuntime) Container(ctx context.Context, ref string) (*engine.Contain
 func (r *PodRuntime) Logs(ctx context.Context, id string, tty bool) (engine.LogStream, error) {
 	c, ok := r.byID(id)
 	if !ok || c.LogPath == "" {
-		return nil, &engine.Unavailable{Why: fmt.Sprintf("the CRI reports no log file for container %s", id)}
+		why := fmt.Sprintf("the CRI reports no log file for container %s", id)
+		if r.Pod.Sandbox.FoundBy == FoundByLabels {
+			why = fmt.Sprintf("pod found by its labels, without the CRI: no log file known for container %s", id)
+		}
+		return nil, &engine.Unavailable{Why: why}
 	}
 	root := r.LogRoot
 	if root == "" {
