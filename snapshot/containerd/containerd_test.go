@@ -23,11 +23,13 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/fileindex"
+	"github.com/amber-forensics/amber/fusefs"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/internal/testenv"
 	"github.com/amber-forensics/amber/manifest"
@@ -190,6 +192,7 @@ func TestCaptureContainerd(t *testing.T) {
 		t.Errorf("the captured rootfs differs from the snapshot's mounts (- mount, + archive):\n%s", diff)
 	}
 	umociMatches(t, out, a.Name, mnt)
+	fuseMatches(t, out, base+"/rootfs", mnt)
 	for _, p := range []string{"srv/added", "srv/link", "srv/dir"} {
 		if _, ok := got[p]; !ok {
 			t.Errorf("the attacker's %s is not in the captured rootfs", p)
@@ -291,6 +294,42 @@ func umociMatches(t *testing.T, arch, ref, mnt string) {
 	}
 	if out, err := exec.Command("diff", "-r", "--no-dereference", mnt, rootfs).CombinedOutput(); err != nil {
 		t.Errorf("diff -r --no-dereference mount umoci: %v\n%s", err, out)
+	}
+}
+
+// fuseMatches serves the archive on amber's read-only FUSE mount and
+// compares its tree at rootfs with the snapshot mounted at mnt by diff -r
+// --no-dereference: the view's content through the file system a user
+// reads, by a tool that is not amber's.
+func fuseMatches(t *testing.T, arch, rootfs, mnt string) {
+	t.Helper()
+	testenv.FUSE(t)
+	testenv.Tool(t, "diff")
+	a, err := archive.Open(arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	srv, err := fusefs.Mount(a, dir, fusefs.Options{})
+	if err != nil {
+		a.Close()
+		t.Fatalf("mount: %v", err)
+	}
+	defer func() {
+		for i := 0; i < 50 && srv.Unmount() != nil; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if fusefs.IsMountpoint(dir) {
+			fusefs.Unmount(dir)
+		}
+		a.Close()
+	}()
+	// This process serves the mount: go-fuse's poll hack must run first.
+	if err := srv.WaitMount(); err != nil {
+		t.Fatalf("wait mount: %v", err)
+	}
+	if out, err := exec.Command("diff", "-r", "--no-dereference", mnt, filepath.Join(dir, rootfs)).CombinedOutput(); err != nil {
+		t.Errorf("diff -r --no-dereference mount amber-fuse: %v\n%s", err, out)
 	}
 }
 
