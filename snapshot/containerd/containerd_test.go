@@ -127,9 +127,11 @@ func running(t *testing.T, d *testenv.ContainerdDaemon, id string) {
 // TestCaptureContainerd: a container of the test's own containerd,
 // captured through CaptureEngine with --pause: the archive verifies; its
 // rootfs equals the container's snapshot mounted read-only (names, types,
-// modes, owners, sizes, times, link targets, content); changes.txt lists
-// the content-only change; the memory-only secret is in a core readelf
-// parses; the task runs again; containerd's lists are as before.
+// modes, owners, sizes, times, link targets, content), and so do umoci's
+// unpack of the archive's layout and amber's FUSE mount (find listing and
+// diff -r --no-dereference); changes.txt lists the content-only change;
+// the memory-only secret is in a core readelf parses; the task runs
+// again; containerd's lists are as before.
 func TestCaptureContainerd(t *testing.T) {
 	img := testImage(t)
 	d := testenv.Containerd(t)
