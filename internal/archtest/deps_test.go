@@ -35,10 +35,12 @@ var allowed = map[string][]string{
 	// runtime package import, so that neither needs the other.
 	"snapshot/engine":     {"manifest", "hashing"},
 	"snapshot/docker":     {"manifest", "hashing", "snapshot/engine"},
-	"snapshot/containerd": {"manifest", "hashing", "snapshot/engine"},
+	"snapshot/containerd": {"manifest", "hashing", "snapshot/engine", "snapshot/freezer"},
+	// The cgroup freezer of a container's processes (pause without a runtime).
+	"snapshot/freezer": {"snapshot/engine"},
 	// Podman's storage read directly: the container's PID is checked
 	// against its cgroup as procmem checks it.
-	"snapshot/podman": {"manifest", "hashing", "snapshot/engine", "snapshot/procmem"},
+	"snapshot/podman": {"manifest", "hashing", "snapshot/engine", "snapshot/procmem", "snapshot/freezer"},
 	// Kubernetes pods through the CRI: finding a pod's containers, their logs.
 	"snapshot/kube": {"snapshot/engine"},
 	// Process memory and ELF cores: the standard library and x/sys only.

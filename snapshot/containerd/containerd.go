@@ -27,6 +27,7 @@ import (
 
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/engine"
+	"github.com/amber-forensics/amber/snapshot/freezer"
 )
 
 // DefaultAddress is containerd's own socket.
@@ -45,10 +46,10 @@ type Runtime struct {
 	// containerd reports it: the only place where amber reads a
 	// container's upper directory ("" when it has none).
 	overlayRoot string
-	// frozen is the cgroup freezer file of each task Pause froze: Unpause
+	// frozen is the cgroup freezer of each task Pause froze: Unpause
 	// thaws it itself when containerd cannot be reached.
 	mu     sync.Mutex
-	frozen map[string]string
+	frozen map[string]freezer.Freezer
 }
 
 var _ engine.Runtime = (*Runtime)(nil)
@@ -63,7 +64,7 @@ func Dial(ctx context.Context, address, namespace string) (*Runtime, error) {
 	if err := identifiers.Validate(namespace); err != nil {
 		return nil, fmt.Errorf("containerd namespace %q: %w", namespace, err)
 	}
-	r := &Runtime{address: address, ns: namespace, frozen: map[string]string{}}
+	r := &Runtime{address: address, ns: namespace, frozen: map[string]freezer.Freezer{}}
 	// No socket there: say so at once (the client would wait out its
 	// timeout, and every auto lookup with it).
 	if st, err := os.Stat(address); err != nil || st.Mode()&os.ModeSocket == 0 {
@@ -520,7 +521,7 @@ func (r *Runtime) Pause(ctx context.Context, id string) error {
 	// Without a freezer found, the pause is containerd's alone (as
 	// before): a capture never fails for want of the fallback.
 	if pid := resp.GetProcess().GetPid(); pid > 0 && pid < 1<<22 {
-		if f, err := freezerFile(int(pid), id); err == nil {
+		if f, err := freezer.Of("", "", int(pid), id); err == nil {
 			r.mu.Lock()
 			r.frozen[id] = f
 			r.mu.Unlock()
@@ -541,10 +542,10 @@ func (r *Runtime) Unpause(ctx context.Context, id string) error {
 	f, ok := r.frozen[id]
 	r.mu.Unlock()
 	if err != nil && ok && !errors.Is(err, engine.ErrNotPaused) && !errors.Is(err, engine.ErrNoSuchObject) {
-		if terr := thaw(f); terr == nil || errors.Is(terr, engine.ErrNotPaused) {
+		if terr := f.ThawAndHold(settle); terr == nil || errors.Is(terr, engine.ErrNotPaused) {
 			err = terr
 		} else {
-			err = errors.Join(err, fmt.Errorf("thawing its cgroup %s: %w", filepath.Dir(f), terr))
+			err = errors.Join(err, fmt.Errorf("thawing its cgroup %s: %w", filepath.Dir(f.File()), terr))
 		}
 	}
 	if err == nil || errors.Is(err, engine.ErrNotPaused) {
@@ -554,6 +555,11 @@ func (r *Runtime) Unpause(ctx context.Context, id string) error {
 	}
 	return err
 }
+
+// settle is how long Unpause keeps a cgroup it thawed itself thawed: a
+// pause containerd passed on to the task's shim just before it went away
+// may still be carried out by the shim.
+const settle = time.Second
 
 // resume asks containerd to resume the task.
 func (r *Runtime) resume(ctx context.Context, id string) error {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,11 +23,13 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/fileindex"
+	"github.com/amber-forensics/amber/fusefs"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/internal/testenv"
 	"github.com/amber-forensics/amber/manifest"
@@ -124,9 +127,11 @@ func running(t *testing.T, d *testenv.ContainerdDaemon, id string) {
 // TestCaptureContainerd: a container of the test's own containerd,
 // captured through CaptureEngine with --pause: the archive verifies; its
 // rootfs equals the container's snapshot mounted read-only (names, types,
-// modes, owners, sizes, times, link targets, content); changes.txt lists
-// the content-only change; the memory-only secret is in a core readelf
-// parses; the task runs again; containerd's lists are as before.
+// modes, owners, sizes, times, link targets, content), and so do umoci's
+// unpack of the archive's layout and amber's FUSE mount (find listing and
+// diff -r --no-dereference); changes.txt lists the content-only change;
+// the memory-only secret is in a core readelf parses; the task runs
+// again; containerd's lists are as before.
 func TestCaptureContainerd(t *testing.T) {
 	img := testImage(t)
 	d := testenv.Containerd(t)
@@ -188,6 +193,8 @@ func TestCaptureContainerd(t *testing.T) {
 	if diff := diffLists(want, got); diff != "" {
 		t.Errorf("the captured rootfs differs from the snapshot's mounts (- mount, + archive):\n%s", diff)
 	}
+	umociMatches(t, out, a.Name, mnt)
+	fuseMatches(t, out, base+"/rootfs", mnt)
 	for _, p := range []string{"srv/added", "srv/link", "srv/dir"} {
 		if _, ok := got[p]; !ok {
 			t.Errorf("the attacker's %s is not in the captured rootfs", p)
@@ -247,6 +254,130 @@ func TestCaptureContainerd(t *testing.T) {
 	if rl := testenv.Run(t, "readelf", "-l", core); !strings.Contains(rl, "CORE (Core file)") || strings.Count(rl, "LOAD") < 3 {
 		t.Errorf("readelf -l of the core:\n%s", rl)
 	}
+}
+
+// umociMatches checks the archive with an independent OCI tool: the
+// archive is extracted as the OCI layout it is, the container's manifest
+// (its index.json ref.name) unpacked by umoci, and the rootfs umoci makes
+// compared with the snapshot mounted read-only at mnt: find's listing of
+// type, mode, owner, size, link target and mtime (to the second: umoci
+// need not keep more), then diff -r --no-dereference for the content.
+func umociMatches(t *testing.T, arch, ref, mnt string) {
+	t.Helper()
+	for _, tool := range []string{"umoci", "zstd", "tar", "find", "diff"} {
+		testenv.Tool(t, tool)
+	}
+	dir := t.TempDir()
+	layout, bundle := filepath.Join(dir, "x"), filepath.Join(dir, "bundle")
+	testenv.Shell(t, fmt.Sprintf("mkdir %q && zstd -dc %q | tar -x -C %q", layout, arch, layout))
+	b, err := os.ReadFile(filepath.Join(layout, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var index struct {
+		Manifests []struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal(b, &index); err != nil {
+		t.Fatalf("index.json: %v", err)
+	}
+	found := false
+	for _, m := range index.Manifests {
+		found = found || m.Annotations["org.opencontainers.image.ref.name"] == ref
+	}
+	if !found {
+		t.Fatalf("index.json names no manifest %q:\n%s", ref, b)
+	}
+	testenv.Run(t, "umoci", "unpack", "--image", layout+":"+ref, bundle)
+	rootfs := filepath.Join(bundle, "rootfs")
+	if got, want := findListing(t, rootfs), findListing(t, mnt); got != want {
+		t.Errorf("umoci's rootfs differs from the snapshot's mounts (- mount, + umoci):\n%s", lineDiff(want, got))
+	}
+	if out, err := exec.Command("diff", "-r", "--no-dereference", mnt, rootfs).CombinedOutput(); err != nil {
+		t.Errorf("diff -r --no-dereference mount umoci: %v\n%s", err, out)
+	}
+}
+
+// fuseMatches serves the archive on amber's read-only FUSE mount and
+// compares its tree at rootfs with the snapshot mounted at mnt by diff -r
+// --no-dereference: the view's content through the file system a user
+// reads, by a tool that is not amber's.
+func fuseMatches(t *testing.T, arch, rootfs, mnt string) {
+	t.Helper()
+	testenv.FUSE(t)
+	testenv.Tool(t, "diff")
+	a, err := archive.Open(arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	srv, err := fusefs.Mount(a, dir, fusefs.Options{})
+	if err != nil {
+		a.Close()
+		t.Fatalf("mount: %v", err)
+	}
+	defer func() {
+		for i := 0; i < 50 && srv.Unmount() != nil; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if fusefs.IsMountpoint(dir) {
+			fusefs.Unmount(dir)
+		}
+		a.Close()
+	}()
+	// This process serves the mount: go-fuse's poll hack must run first.
+	if err := srv.WaitMount(); err != nil {
+		t.Fatalf("wait mount: %v", err)
+	}
+	if out, err := exec.Command("diff", "-r", "--no-dereference", mnt, filepath.Join(dir, rootfs)).CombinedOutput(); err != nil {
+		t.Errorf("diff -r --no-dereference mount amber-fuse: %v\n%s", err, out)
+	}
+}
+
+// findListing lists a tree with find: type, mode, owner, size (not of
+// directories: that is the file system's), link target, mtime in whole
+// seconds, path; sorted.
+func findListing(t *testing.T, dir string) string {
+	t.Helper()
+	out := testenv.Run(t, "find", dir, "-mindepth", "1", "-printf", `%y|%m|%U|%G|%s|%l|%T@|%P\n`)
+	var keep []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.SplitN(l, "|", 8); len(f) == 8 {
+			if f[0] == "d" {
+				f[4] = "-"
+			}
+			f[6], _, _ = strings.Cut(f[6], ".")
+			l = strings.Join(f, "|")
+		}
+		keep = append(keep, l)
+	}
+	sort.Strings(keep)
+	return strings.Join(keep, "\n")
+}
+
+// lineDiff lists the lines of want missing from got (-) and of got
+// missing from want (+).
+func lineDiff(want, got string) string {
+	w, g := map[string]bool{}, map[string]bool{}
+	for _, l := range strings.Split(want, "\n") {
+		w[l] = true
+	}
+	for _, l := range strings.Split(got, "\n") {
+		g[l] = true
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(want, "\n") {
+		if !g[l] {
+			fmt.Fprintf(&b, "- %s\n", l)
+		}
+	}
+	for _, l := range strings.Split(got, "\n") {
+		if !w[l] {
+			fmt.Fprintf(&b, "+ %s\n", l)
+		}
+	}
+	return b.String()
 }
 
 // mountSnapshot mounts the container's active snapshot read-only at dir,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/engine"
+	"github.com/amber-forensics/amber/snapshot/freezer"
 	"github.com/amber-forensics/amber/snapshot/procmem"
 )
 
@@ -48,7 +49,7 @@ type Storage struct {
 	proc, cgroup  string
 	info          manifest.Engine
 	mu            sync.Mutex
-	frozen        map[string]freezer // the cgroup each paused container was frozen in
+	frozen        map[string]freezer.Freezer // the cgroup each paused container was frozen in
 }
 
 var _ engine.Runtime = (*Storage)(nil)
@@ -56,7 +57,7 @@ var _ engine.Runtime = (*Storage)(nil)
 // Open opens Podman's storage. Only the overlay driver is read: its
 // lists are <graphroot>/overlay-{containers,images,layers}.
 func Open(opts Options) (*Storage, error) {
-	s := &Storage{driver: "overlay", proc: opts.Proc, cgroup: opts.Cgroup, frozen: map[string]freezer{}}
+	s := &Storage{driver: "overlay", proc: opts.Proc, cgroup: opts.Cgroup, frozen: map[string]freezer.Freezer{}}
 	if s.proc == "" {
 		s.proc = "/proc"
 	}
@@ -222,8 +223,8 @@ func (s *Storage) state(id string) state {
 		return st
 	}
 	st.Status, st.Running, st.Pid = "running", true, pid
-	if fz, err := s.freezerOf(pid, id); err == nil {
-		if frozen, err := fz.frozen(); err == nil && frozen {
+	if fz, err := freezer.Of(s.proc, s.cgroup, pid, id); err == nil {
+		if frozen, err := fz.Frozen(); err == nil && frozen {
 			st.Status, st.Paused = "paused", true
 		}
 	}
