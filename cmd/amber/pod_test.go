@@ -122,8 +122,9 @@ func TestCapturePodByLabels(t *testing.T) {
 	r := testenv.CRI(t)
 	const ns, name, uid = "prod", "web-7d9f", "0b9a8c7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d"
 	p := r.RunPod(ns, name, uid,
-		testenv.CRIContainer{Name: "app", Command: []string{"sh", "-c", "echo planted > /tmp/planted; exec sleep 2147483647"}},
+		testenv.CRIContainer{Name: "app", Command: []string{"sh", "-c", "echo planted > /tmp/planted; echo app-by-labels; exec sleep 2147483647"}},
 		testenv.CRIContainer{Name: "sidecar", Command: []string{"sh", "-c", "exec sleep 2147483647"}})
+	testenv.Shell(t, `for i in $(seq 100); do grep -q app-by-labels `+filepath.Join(p.LogDir, "app", "0.log")+` 2>/dev/null && exit 0; sleep 0.1; done; exit 1`)
 	// Another pod of the same node: not to be taken.
 	other := r.RunPod(ns, "web-other", "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
 		testenv.CRIContainer{Name: "app", Command: []string{"sleep", "2147483647"}})
@@ -134,6 +135,11 @@ func TestCapturePodByLabels(t *testing.T) {
 		mustAmber(t, "verify", "--no-log", arch)
 		if got := mustAmber(t, "cat", arch, "containers/prod_web-7d9f_app/rootfs/tmp/planted"); got != "planted\n" {
 			t.Errorf("--cri %q: the app container's file: %q", cri, got)
+		}
+		// The log file the CRI plugin's own record names (containerd's
+		// container extension), read as through the CRI.
+		if out := mustAmber(t, "cat", arch, "containers/prod_web-7d9f_app/logs/stdout"); !strings.Contains(out, "app-by-labels") {
+			t.Errorf("--cri %q: app stdout found by labels: %q", cri, out)
 		}
 		var sb struct {
 			ID, FoundBy string

@@ -210,6 +210,10 @@ func (r *Runtime) lookup(ctx context.Context, ref string) (containers.Container,
 	return containers.Container{}, &engine.Fault{Kind: engine.ErrNoSuchObject, Err: fmt.Errorf("%s names %d containers: %s", ref, len(found), strings.Join(ids, ", "))}
 }
 
+// criMetadata is the extension where containerd's CRI plugin keeps its
+// record of a Kubernetes container.
+const criMetadata = "io.cri-containerd.container.metadata"
+
 // inspectRecord is a container as containerd describes it, stored as
 // inspect.json: its record, its active snapshot's mounts and its task.
 type inspectRecord struct {
@@ -227,8 +231,12 @@ type inspectRecord struct {
 	CreatedAt      time.Time         `json:"CreatedAt"`
 	UpdatedAt      time.Time         `json:"UpdatedAt"`
 	Extensions     []string          `json:"Extensions,omitempty"`
-	Spec           json.RawMessage   `json:"Spec,omitempty"`
-	Task           *taskRecord       `json:"Task"`
+	// CRIMetadata is the CRI plugin's own record of a Kubernetes
+	// container (extension io.cri-containerd.container.metadata), when it
+	// is JSON: its log path among other things.
+	CRIMetadata json.RawMessage `json:"CRIMetadata,omitempty"`
+	Spec        json.RawMessage `json:"Spec,omitempty"`
+	Task        *taskRecord     `json:"Task"`
 }
 
 type snapshotMount struct {
@@ -261,8 +269,11 @@ type dockerConfig struct {
 func (r *Runtime) inspect(ctx context.Context, rec containers.Container) (*engine.Container, error) {
 	ir := inspectRecord{Namespace: r.ns, ID: rec.ID, Labels: rec.Labels, Image: rec.Image, Runtime: rec.Runtime.Name,
 		Snapshotter: rec.Snapshotter, SnapshotKey: rec.SnapshotKey, SandboxID: rec.SandboxID, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt}
-	for k := range rec.Extensions {
+	for k, v := range rec.Extensions {
 		ir.Extensions = append(ir.Extensions, k)
+		if k == criMetadata && v != nil && len(v.GetValue()) <= 1<<20 && json.Valid(v.GetValue()) {
+			ir.CRIMetadata = v.GetValue()
+		}
 	}
 	slices.Sort(ir.Extensions)
 	c := &engine.Container{ID: rec.ID, Name: rec.ID, ImageRef: rec.Image, Driver: rec.Snapshotter,

@@ -68,6 +68,24 @@ type record struct {
 	Spec      struct {
 		Annotations map[string]string `json:"annotations"`
 	} `json:"Spec"`
+	// CRIMetadata is containerd's CRI plugin's record of the container
+	// ({"Version":"v1","Metadata":{...,"LogPath":...}}): where its log
+	// file is, as the runtime reports it (checked when opened).
+	CRIMetadata json.RawMessage `json:"CRIMetadata"`
+}
+
+// logPath is the log file the CRI plugin's record names ("" when the
+// record says none, or is not what it should be).
+func (r record) logPath() string {
+	var m struct {
+		Metadata struct {
+			LogPath string `json:"LogPath"`
+		} `json:"Metadata"`
+	}
+	if json.Unmarshal(r.CRIMetadata, &m) != nil {
+		return ""
+	}
+	return m.Metadata.LogPath
 }
 
 type labelled struct {
@@ -166,7 +184,7 @@ func FindPodByLabels(ctx context.Context, rt Labelled, namespace, name string) (
 		}
 		p.Containers = append(p.Containers, Container{ID: c.sum.ID, Name: cn, Image: c.rec.Image, ImageRef: c.rec.ImageID,
 			State: containerState(c.sum.State), CreatedAt: c.rec.CreatedAt.UTC(), Pid: c.sum.Pid,
-			Labels: c.rec.Labels, Annotations: c.rec.Spec.Annotations})
+			Labels: c.rec.Labels, Annotations: c.rec.Spec.Annotations, LogPath: c.rec.logPath()})
 	}
 	sort.SliceStable(p.Containers, func(i, j int) bool {
 		a, b := p.Containers[i], p.Containers[j]

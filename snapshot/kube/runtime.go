@@ -55,7 +55,7 @@ func (r *PodRuntime) Logs(ctx context.Context, id string, tty bool) (engine.LogS
 	if !ok || c.LogPath == "" {
 		why := fmt.Sprintf("the CRI reports no log file for container %s", id)
 		if r.Pod.Sandbox.FoundBy == FoundByLabels {
-			why = fmt.Sprintf("pod found by its labels, without the CRI: no log file known for container %s", id)
+			why = fmt.Sprintf("pod found by its labels, without the CRI: the runtime's record names no log file for container %s", id)
 		}
 		return nil, &engine.Unavailable{Why: why}
 	}
