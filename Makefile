@@ -51,7 +51,7 @@ $(STATICCHECK):
 ENGINE_PKGS := ./cmd/amber ./snapshot/docker ./snapshot/podman ./snapshot/containerd ./snapshot/kube ./internal/testenv
 
 unit:
-	$(GO) test -count=1 -timeout 12m $$($(GO) list ./... | grep -v -e /cmd/amber$$ -e /snapshot/docker$$ -e /snapshot/podman$$ -e /snapshot/containerd$$ -e /snapshot/kube$$ -e /internal/testenv$$)
+	$(GO) test -count=1 -timeout 12m $(filter-out $(shell $(GO) list $(ENGINE_PKGS)),$(shell $(GO) list ./...))
 	$(GO) test -count=1 -timeout 12m -p 1 $(ENGINE_PKGS)
 	$(GO) test -count=1 -timeout 5m -tags amber_purego ./archive/... ./fileindex ./snapshot
 

@@ -27,12 +27,19 @@ type Encoder struct {
 func Klauspost() *Encoder { return &Encoder{Name: "klauspost", New: newKlauspost} }
 
 func newKlauspost(level int) (FrameEncoder, error) {
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)), zstd.WithEncoderCRC(true),
-		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true))
+	enc, err := NewKlauspost(level, runtime.GOMAXPROCS(0))
 	if err != nil {
 		return nil, err
 	}
 	return pooledEncoder{enc}, nil
+}
+
+// NewKlauspost is klauspost's encoder as the archive's frames need it:
+// the zstd level, the content checksum, a frame even for no bytes, and
+// concurrency encodings at once (another encoder's fallback uses one).
+func NewKlauspost(level, concurrency int) (*zstd.Encoder, error) {
+	return zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)), zstd.WithEncoderCRC(true),
+		zstd.WithEncoderConcurrency(concurrency), zstd.WithZeroFrames(true))
 }
 
 type pooledEncoder struct{ e *zstd.Encoder }

@@ -248,6 +248,16 @@ func paxXattrs(h *tar.Header) string {
 	return string(encodeXattrs(xattrs))
 }
 
+// The markers of the OCI image spec's layer format ("Whiteouts",
+// https://github.com/opencontainers/image-spec/blob/main/layer.md): an entry
+// ".wh.NAME" deletes NAME of the layers below; ".wh..wh..opq" in a directory
+// hides everything the layers below have in it. Package layers applies
+// them; the index flags them (FlagWhiteout, FlagOpaque).
+const (
+	WhiteoutPrefix = ".wh."
+	OpaqueMarker   = ".wh..wh..opq"
+)
+
 // markers flags an opaque-directory marker or a whiteout by its name (OCI
 // image spec, layer.md "Whiteouts"), and records the ones no runtime can
 // apply as they stand.
@@ -256,14 +266,14 @@ func (b *IndexBuilder) markers(e *xEnt, p string) {
 	if p == "" {
 		base = ""
 	}
-	if base == ".wh..wh..opq" {
+	if base == OpaqueMarker {
 		e.flags |= FlagOpaque
 		if p == base {
 			b.anomaly(manifest.Anomaly{Path: p, Kind: "root-opaque", Detail: rootOpaqueDetail})
 		}
-	} else if strings.HasPrefix(base, ".wh.") {
+	} else if strings.HasPrefix(base, WhiteoutPrefix) {
 		e.flags |= FlagWhiteout
-		if w := base[len(".wh."):]; w == "" || w == "." || w == ".." {
+		if w := base[len(WhiteoutPrefix):]; w == "" || w == "." || w == ".." {
 			b.anomaly(manifest.Anomaly{Path: p, Kind: "bad-whiteout", Detail: badWhiteoutDetail(w)})
 		}
 	}

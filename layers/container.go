@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/internal/textsafe"
@@ -51,8 +50,9 @@ func ContainerChanges(pristine *Stack, changes *fileindex.Index) ([]Change, erro
 			switch {
 			case name == OpaqueMarker:
 				continue
-			case strings.HasPrefix(name, WhiteoutPrefix):
-				target := JoinRel(dirPath, strings.TrimPrefix(name, WhiteoutPrefix))
+			case IsMarker(name):
+				t, _ := WhiteoutTarget(name)
+				target := JoinRel(dirPath, t)
 				if _, ok, err := pristine.Lookup(target); err != nil {
 					return err
 				} else if ok {

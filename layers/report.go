@@ -146,7 +146,8 @@ func (lr *layerReport) entry(k uint32, r *fileindex.Record, dirPath string) erro
 	case name == OpaqueMarker:
 		return nil
 	case IsMarker(name):
-		target := JoinRel(dirPath, strings.TrimPrefix(name, WhiteoutPrefix))
+		t, _ := WhiteoutTarget(name)
+		target := JoinRel(dirPath, t)
 		old, ok, err := lr.below.Lookup(target)
 		if err != nil || !ok || lr.n == 0 {
 			return err

@@ -69,7 +69,7 @@ func walk(ix *fileindex.Index, comps []string) (rec uint32, st walkState, opaque
 		}
 		// Whiteouts and opaque markers hide lower layers only: an entry in
 		// this layer (checked above) wins over its own layer's markers.
-		if _, ok := ix.Child(cur, WhiteoutPrefix+c); ok || opaque {
+		if _, ok := ix.Child(cur, WhiteoutName(c)); ok || opaque {
 			return 0, stopped, opaque, nil
 		}
 		return 0, absent, opaque, nil
@@ -90,7 +90,7 @@ func (l *Stack) Lookup(p string) (Node, bool, error) {
 	}
 	comps := split(p)
 	for _, c := range comps {
-		if strings.HasPrefix(c, WhiteoutPrefix) {
+		if IsMarker(c) {
 			return Node{}, false, nil // markers are not part of a merged view
 		}
 	}
@@ -200,8 +200,9 @@ func (l *Stack) ReadDir(p string) ([]Node, error) {
 			case name == OpaqueMarker:
 				opaque = d != 0 // the root is never opaque (see walk)
 				continue
-			case strings.HasPrefix(name, WhiteoutPrefix):
-				wh = append(wh, strings.TrimPrefix(name, WhiteoutPrefix))
+			case IsMarker(name):
+				t, _ := WhiteoutTarget(name)
+				wh = append(wh, t)
 				continue
 			}
 			if seen[name] || deleted[name] {

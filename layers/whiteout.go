@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"strings"
 	"time"
+
+	"github.com/amber-forensics/amber/fileindex"
 )
 
 // The markers of the OCI image spec's layer format ("Whiteouts",
@@ -11,9 +13,10 @@ import (
 // entry ".wh.NAME" deletes NAME of the layers below; an entry
 // ".wh..wh..opq" in a directory hides everything the layers below have in
 // it. A marker is not itself a file of the merged tree.
+// They are fileindex's, which flags them in every index it builds.
 const (
-	WhiteoutPrefix = ".wh."
-	OpaqueMarker   = ".wh..wh..opq"
+	WhiteoutPrefix = fileindex.WhiteoutPrefix
+	OpaqueMarker   = fileindex.OpaqueMarker
 )
 
 // IsMarker reports whether name (one path component) is a whiteout or an

@@ -204,7 +204,6 @@ func (v *View) Stat(p string) (*Entry, error) {
 //	pods/NAME/{sandbox.json,containers.json}
 func (v *View) route(c []string) (*Entry, []string, error) {
 	full := strings.Join(c, "/")
-	notFound := fmt.Errorf("%w: %s", ErrNotFound, full)
 	if len(c) == 0 {
 		names := []string{"images", "manifest.json"}
 		for _, top := range []string{"containers", "volumes", "artifacts", "pods"} {
@@ -220,7 +219,7 @@ func (v *View) route(c []string) (*Entry, []string, error) {
 	}
 	kind := kindDirs[c[0]]
 	if kind == "" {
-		return nil, nil, notFound
+		return nil, nil, fmt.Errorf("%w: %s", ErrNotFound, full)
 	}
 	if len(c) == 1 {
 		return v.dir(full, c[0]), v.names(kind), nil

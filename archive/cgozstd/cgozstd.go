@@ -34,8 +34,7 @@ type cEncoder struct {
 }
 
 func newEncoder(level int) (archive.FrameEncoder, error) {
-	fb, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)), zstd.WithEncoderCRC(true),
-		zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true))
+	fb, err := archive.NewKlauspost(level, 1)
 	if err != nil {
 		return nil, err
 	}

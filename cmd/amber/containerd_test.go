@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,12 +21,8 @@ import (
 // snapshot/containerd's TestCaptureContainerd checks the captured tree
 // against the snapshot mounted read-only.
 func TestContainerdCommandLine(t *testing.T) {
-	save := dockerImage(t)
-	d := testenv.Containerd(t)
 	const ns = "amber-cli"
-	d.Ctr(t, ns, "images", "import", save)
-	h := sha256.Sum256([]byte(t.Name()))
-	id := hex.EncodeToString(h[:])
+	d, id := testContainerd(t, ns)
 	d.Ctr(t, ns, "run", "-d", "docker.io/library/amber-test:1", id, "sh", "-c", ctrCommand)
 	d.Ctr(t, ns, "tasks", "exec", "--exec-id", "attacker", id, "sh", "-c", "echo planted > /srv/planted")
 	flags := []string{"--address", d.Address}
@@ -66,4 +63,22 @@ func TestContainerdCommandLine(t *testing.T) {
 	if ls := mustAmber(t, "ls", arch, "containers/"+id+"/memory"); !strings.Contains(ls, "sh") {
 		t.Errorf("no process memory:\n%s", ls)
 	}
+}
+
+// testContainerd starts a containerd of the test's own with the test
+// image imported into namespace ns, and names a container ID for the test
+// (64 hex digits, from its name).
+func testContainerd(t *testing.T, ns string) (*testenv.ContainerdDaemon, string) {
+	t.Helper()
+	save := dockerImage(t)
+	d := testenv.Containerd(t)
+	d.Ctr(t, ns, "images", "import", save)
+	h := sha256.Sum256([]byte(t.Name()))
+	return d, hex.EncodeToString(h[:])
+}
+
+// ctrdCapture is amber capture container of id in d's namespace ns.
+func ctrdCapture(d *testenv.ContainerdDaemon, ns, id, out string, flags ...string) *exec.Cmd {
+	args := append([]string{"capture", "container", "--runtime", "containerd", "--address", d.Address, "--namespace", ns, id, "-o", out}, flags...)
+	return exec.Command(amberBin, args...)
 }

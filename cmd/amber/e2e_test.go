@@ -119,23 +119,7 @@ func dockerImage(t *testing.T) string {
 			imageErr = err
 			return
 		}
-		script := fmt.Sprintf(`set -e
-cd %q
-mkdir -p rootfs/bin rootfs/etc rootfs/tmp
-cp %q rootfs/bin/busybox
-for a in $(rootfs/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox rootfs/bin/$a; done
-echo 'root:x:0:0:root:/root:/bin/sh' > rootfs/etc/passwd
-tar -C rootfs -c . | docker import - amber-test-base:1 >/dev/null
-cat > Dockerfile <<'DOCKERFILE'
-%sDOCKERFILE
-docker build -q -t amber-test:1 . >/dev/null
-docker save -o image.tar amber-test:1
-`, dir, busybox, testDockerfile)
-		if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
-			imageErr = fmt.Errorf("building the test image: %v\n%s", err, out)
-			return
-		}
-		imageTar = filepath.Join(dir, "image.tar")
+		imageTar, imageErr = testenv.BusyboxImage(busybox, dir, "amber-test-base:1", "amber-test:1", testDockerfile, true)
 	})
 	if imageErr != nil {
 		t.Fatal(imageErr)

@@ -24,29 +24,17 @@ func (e *env) openAny(p string) (*archive.Archive, func(), error) {
 	return a, done, err
 }
 
-// openAnyPlain is openAny, and says whether p was a plain source.
+// openAnyPlain is openAny, and says whether p was a plain source (noted
+// for the person reading: a temporary archive is a view, not evidence).
 func (e *env) openAnyPlain(p string) (*archive.Archive, func(), bool, error) {
-	a, done, err := e.openArchiveOrSource(p)
+	a, plain, done, err := snapshot.OpenAny(e.ctx, p, manifest.Tool{Name: "amber", Version: version}, e.args, snapshot.Options{Encoder: cgozstd.Encoder()})
 	if err != nil {
 		return nil, nil, false, err
 	}
-	_, plain := e.plain[p]
-	return a, done, plain, nil
-}
-
-func (e *env) openArchiveOrSource(p string) (*archive.Archive, func(), error) {
-	a, plain, done, err := snapshot.OpenAny(e.ctx, p, manifest.Tool{Name: "amber", Version: version}, e.args, snapshot.Options{Encoder: cgozstd.Encoder()})
-	if err != nil {
-		return nil, nil, err
-	}
 	if plain {
 		e.notePlain(p)
-		if e.plain == nil {
-			e.plain = map[string]bool{}
-		}
-		e.plain[p] = true
 	}
-	return a, done, nil
+	return a, done, plain, nil
 }
 
 // notePlain says that p was indexed into a temporary archive.

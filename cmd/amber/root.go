@@ -22,8 +22,7 @@ type env struct {
 	ctx    context.Context
 	stdout io.Writer
 	stderr io.Writer
-	args   []string        // the whole command line, for the custody record
-	plain  map[string]bool // sources indexed into temporary archives
+	args   []string // the whole command line, for the custody record
 }
 
 func run(args []string) int {

@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"math/rand"
 	"os"
@@ -114,16 +112,11 @@ func outputsLeft(out string) []string {
 // sidecar); either way the container is not left frozen (its cgroup
 // freezer read directly): amber thaws it itself when containerd is gone.
 func TestCaptureContainerdStopped(t *testing.T) {
-	save := dockerImage(t)
-	d := testenv.Containerd(t)
 	const ns = "amber-fault"
-	h := sha256.Sum256([]byte(t.Name()))
-	id := hex.EncodeToString(h[:])
-	d.Ctr(t, ns, "images", "import", save)
+	d, id := testContainerd(t, ns)
 	dir := t.TempDir()
 	capture := func(out string) *exec.Cmd {
-		return exec.Command(amberBin, "capture", "container", "--runtime", "containerd", "--address", d.Address, "--namespace", ns,
-			id, "--pause", "-o", out)
+		return ctrdCapture(d, ns, id, out, "--pause")
 	}
 	pid := ctrVictim(t, d, ns, id)
 	start := time.Now()
@@ -202,15 +195,11 @@ func TestCaptureContainerdStopped(t *testing.T) {
 // fails as the container gone (exit 10) with nothing at the output name;
 // it never hangs.
 func TestCaptureContainerdTaskKilled(t *testing.T) {
-	save := dockerImage(t)
-	d := testenv.Containerd(t)
 	const ns = "amber-fault"
-	h := sha256.Sum256([]byte(t.Name()))
-	id := hex.EncodeToString(h[:])
-	d.Ctr(t, ns, "images", "import", save)
+	d, id := testContainerd(t, ns)
 	dir := t.TempDir()
 	capture := func(out string) *exec.Cmd {
-		return exec.Command(amberBin, "capture", "container", "--runtime", "containerd", "--address", d.Address, "--namespace", ns, id, "-o", out)
+		return ctrdCapture(d, ns, id, out)
 	}
 	ctrVictim(t, d, ns, id)
 	start := time.Now()
@@ -363,14 +352,10 @@ func sigintPaused(t *testing.T, capture func(out string) *exec.Cmd, pid func() i
 // --pause capture of a containerd task never leaves it frozen, nor paused
 // in containerd's record.
 func TestCaptureContainerdPauseInterrupted(t *testing.T) {
-	save := dockerImage(t)
-	d := testenv.Containerd(t)
 	const ns = "amber-fault"
-	h := sha256.Sum256([]byte(t.Name()))
-	id := hex.EncodeToString(h[:])
-	d.Ctr(t, ns, "images", "import", save)
+	d, id := testContainerd(t, ns)
 	sigintPaused(t, func(out string) *exec.Cmd {
-		return exec.Command(amberBin, "capture", "container", "--runtime", "containerd", "--address", d.Address, "--namespace", ns, id, "--pause", "-o", out)
+		return ctrdCapture(d, ns, id, out, "--pause")
 	}, func() int {
 		if _, st := ctrTask(t, d, ns, id); st != "" && st != "RUNNING" {
 			t.Errorf("containerd's record of the task after an interrupted capture: %s", st)

@@ -255,3 +255,33 @@ func Podman(t testing.TB) string {
 	Root(t)
 	return Tool(t, "podman")
 }
+
+// BusyboxImage builds a test image with the host's Docker engine (no
+// registry): a base image named base of busybox-static (the binary, its
+// applet links, /etc/passwd) from docker import, then image from
+// dockerfile (whose FROM names base) in dir, saved there with docker save;
+// it returns the tar's path. keep leaves both images in the engine (tests
+// that run containers of them); else they are removed once saved. busybox
+// is the static binary's path (Tool(t, "busybox")).
+func BusyboxImage(busybox, dir, base, image, dockerfile string, keep bool) (string, error) {
+	rmi := ""
+	if !keep {
+		rmi = fmt.Sprintf("docker rmi %s %s >/dev/null\n", image, base)
+	}
+	script := fmt.Sprintf(`set -e
+cd %q
+mkdir -p rootfs/bin rootfs/etc rootfs/tmp
+cp %q rootfs/bin/busybox
+for a in $(rootfs/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox rootfs/bin/$a; done
+echo 'root:x:0:0:root:/root:/bin/sh' > rootfs/etc/passwd
+tar -C rootfs -c . | docker import - %s >/dev/null
+cat > Dockerfile <<'DOCKERFILE'
+%sDOCKERFILE
+docker build -q -t %s . >/dev/null
+docker save -o image.tar %s
+%s`, dir, busybox, base, dockerfile, image, image, rmi)
+	if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the test image %s: %v\n%s", image, err, out)
+	}
+	return filepath.Join(dir, "image.tar"), nil
+}

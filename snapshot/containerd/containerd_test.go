@@ -69,23 +69,8 @@ func testImage(t *testing.T) string {
 			imageErr = err
 			return
 		}
-		script := fmt.Sprintf(`set -e
-cd %q
-mkdir -p rootfs/bin rootfs/etc rootfs/tmp
-cp %q rootfs/bin/busybox
-for a in $(rootfs/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox rootfs/bin/$a; done
-echo 'root:x:0:0:root:/root:/bin/sh' > rootfs/etc/passwd
-tar -C rootfs -c . | docker import - amber-containerd-test-base:1 >/dev/null
-printf 'FROM amber-containerd-test-base:1\nRUN mkdir -p /srv && echo hello > /srv/app && echo gone > /srv/old\n' > Dockerfile
-docker build -q -t amber-containerd-test:1 . >/dev/null
-docker save -o image.tar amber-containerd-test:1
-docker rmi amber-containerd-test:1 amber-containerd-test-base:1 >/dev/null
-`, dir, busybox)
-		if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
-			imageErr = fmt.Errorf("building the test image: %v\n%s", err, out)
-			return
-		}
-		imageTar = filepath.Join(dir, "image.tar")
+		imageTar, imageErr = testenv.BusyboxImage(busybox, dir, "amber-containerd-test-base:1", "amber-containerd-test:1",
+			"FROM amber-containerd-test-base:1\nRUN mkdir -p /srv && echo hello > /srv/app && echo gone > /srv/old\n", false)
 	})
 	if imageErr != nil {
 		t.Fatal(imageErr)

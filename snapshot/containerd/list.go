@@ -43,7 +43,7 @@ func (r *Runtime) List(ctx context.Context) ([]engine.Summary, error) {
 	for _, c := range cs {
 		s := engine.Summary{Runtime: "containerd", Namespace: r.ns, ID: c.ID, Name: c.ID, Image: c.Image, State: "created",
 			Pod: engine.PodOf(c.Labels)}
-		for _, l := range []string{"io.kubernetes.container.name", "nerdctl/name"} {
+		for _, l := range []string{engine.LabelContainerName, "nerdctl/name"} {
 			if n := c.Labels[l]; n != "" {
 				s.Name = n
 				break

@@ -285,10 +285,17 @@ type Lister interface {
 	List(ctx context.Context) ([]Summary, error)
 }
 
+// The labels kubelet sets on the containers it asks a runtime for.
+const (
+	LabelPodNamespace  = "io.kubernetes.pod.namespace"
+	LabelPodName       = "io.kubernetes.pod.name"
+	LabelContainerName = "io.kubernetes.container.name"
+)
+
 // PodOf is the pod ("namespace/name") that the labels a kubelet sets name,
 // or "".
 func PodOf(labels map[string]string) string {
-	ns, name := labels["io.kubernetes.pod.namespace"], labels["io.kubernetes.pod.name"]
+	ns, name := labels[LabelPodNamespace], labels[LabelPodName]
 	if name == "" {
 		return ""
 	}

@@ -22,10 +22,10 @@ import (
 // The labels kubelet puts on every sandbox and container it asks the
 // runtime for: how a pod's containers are found without the CRI too.
 const (
-	LabelPodNamespace  = "io.kubernetes.pod.namespace"
-	LabelPodName       = "io.kubernetes.pod.name"
+	LabelPodNamespace  = engine.LabelPodNamespace
+	LabelPodName       = engine.LabelPodName
 	LabelPodUID        = "io.kubernetes.pod.uid"
-	LabelContainerName = "io.kubernetes.container.name"
+	LabelContainerName = engine.LabelContainerName
 )
 
 // RuntimeService is the part of the CRI runtime service FindPod calls
@@ -248,13 +248,6 @@ func (p *Pod) sameLabels(l map[string]string, what string) error {
 		}
 	}
 	return nil
-}
-
-// PodOf reads kubelet's labels of a container (as containerd keeps them
-// on its own containers): the pod and container it belongs to.
-func PodOf(labels map[string]string) (namespace, pod, container string, ok bool) {
-	namespace, pod, container = labels[LabelPodNamespace], labels[LabelPodName], labels[LabelContainerName]
-	return namespace, pod, container, namespace != "" && pod != ""
 }
 
 func nanos(n int64) time.Time {

@@ -41,18 +41,11 @@ func testImage(t *testing.T) string {
 	t.Helper()
 	testenv.Docker(t)
 	busybox := testenv.Tool(t, "busybox")
-	dir := t.TempDir()
-	testenv.Shell(t, fmt.Sprintf(`cd %q
-mkdir -p rootfs/bin rootfs/etc rootfs/tmp
-cp %q rootfs/bin/busybox
-for a in $(rootfs/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox rootfs/bin/$a; done
-echo 'root:x:0:0:root:/root:/bin/sh' > rootfs/etc/passwd
-tar -C rootfs -c . | docker import - amber-podman-base:1 >/dev/null
-cat > Dockerfile <<'DOCKERFILE'
-%sDOCKERFILE
-docker build -q -t amber-podman-test:1 . >/dev/null
-docker save -o image.tar amber-podman-test:1`, dir, busybox, dockerfile))
-	return filepath.Join(dir, "image.tar")
+	p, err := testenv.BusyboxImage(busybox, t.TempDir(), "amber-podman-base:1", "amber-podman-test:1", dockerfile, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // privatePodman is podman with the test's own storage, run root and tmp
