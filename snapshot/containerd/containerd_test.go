@@ -91,6 +91,17 @@ func hexID(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
+// settledState is state once containerd has collected what nothing
+// references (a lease made and deleted with --sync runs its collector):
+// content an import left unreferenced would otherwise vanish during the
+// capture, when the capture's own lease is deleted and the collector runs.
+func settledState(t *testing.T, d *testenv.ContainerdDaemon) string {
+	t.Helper()
+	d.Ctr(t, ns, "leases", "create", "--id", "amber-settle")
+	d.Ctr(t, ns, "leases", "delete", "--sync", "amber-settle")
+	return state(t, d)
+}
+
 // state lists what containerd holds: every capture must leave it as found.
 func state(t *testing.T, d *testenv.ContainerdDaemon) string {
 	t.Helper()
@@ -124,7 +135,7 @@ func TestCaptureContainerd(t *testing.T) {
 	d.Ctr(t, ns, "images", "import", img)
 	id := hexID(t.Name())
 	running(t, d, id)
-	before := state(t, d)
+	before := settledState(t, d)
 
 	ctx := context.Background()
 	rt, err := containerd.Dial(ctx, d.Address, ns)
@@ -557,7 +568,7 @@ func TestContainerdLookups(t *testing.T) {
 	}
 	// A container with no task is captured without memory, through its
 	// snapshot's upper directory, and left as found.
-	before := state(t, d)
+	before := settledState(t, d)
 	res, err := snapshot.CaptureEngine(ctx, rt, snapshot.EngineRequest{Containers: []string{id}, Output: filepath.Join(t.TempDir(), "c.tar.zst"), Pause: true,
 		Tool: manifest.Tool{Name: "amber", Version: "test"}})
 	if err != nil {
@@ -605,7 +616,7 @@ func TestSaveCompressedImage(t *testing.T) {
 	}
 	testenv.Run(t, "tar", "-C", filepath.Join(dir, "layout"), "-cf", filepath.Join(dir, "layout.tar"), ".")
 	d.Ctr(t, ns, "images", "import", "--no-unpack", filepath.Join(dir, "layout.tar"))
-	before := state(t, d)
+	before := settledState(t, d)
 
 	ctx := context.Background()
 	rt, err := containerd.Dial(ctx, d.Address, ns)
@@ -673,7 +684,7 @@ func TestCaptureShortID(t *testing.T) {
 	d.Ctr(t, ns, "images", "import", img)
 	running(t, d, "web")
 	d.Ctr(t, ns, "run", "-d", imageName, "webapp", "sh", "-c", "while :; do sleep 3600; done")
-	before := state(t, d)
+	before := settledState(t, d)
 
 	ctx := context.Background()
 	rt, err := containerd.Dial(ctx, d.Address, ns)
@@ -748,7 +759,7 @@ func TestCaptureNativeSnapshotter(t *testing.T) {
 	id := "native-web"
 	d.Ctr(t, ns, "run", "-d", "--snapshotter", "native", imageName, id, "sh", "-c", ctrCommand)
 	d.Ctr(t, ns, "tasks", "exec", "--exec-id", "attacker", id, "sh", "-c", attack)
-	before := state(t, d)
+	before := settledState(t, d)
 
 	ctx := context.Background()
 	rt, err := containerd.Dial(ctx, d.Address, ns)

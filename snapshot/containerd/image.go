@@ -229,7 +229,7 @@ func (r *Runtime) blob(ctx context.Context, desc ocispec.Descriptor) ([]byte, er
 func (r *Runtime) Image(ctx context.Context, ref string) (*engine.Image, error) {
 	res, err := r.resolve(r.nsCtx(ctx), ref)
 	if err != nil {
-		return nil, r.fault(err)
+		return nil, r.wrap(err, "image "+ref+" in containerd")
 	}
 	ii := &engine.Image{ID: res.config.Digest.String()}
 	for _, d := range res.diffIDs {
@@ -248,7 +248,7 @@ func (r *Runtime) SaveImage(ctx context.Context, ref string) (io.ReadCloser, err
 	ctx = r.nsCtx(ctx)
 	img, _, err := r.findImage(ctx, ref)
 	if err != nil {
-		return nil, r.fault(err)
+		return nil, r.wrap(err, "image "+ref+" in containerd")
 	}
 	lm := r.c.LeasesService()
 	lease, err := lm.Create(ctx, leases.WithRandomID(), leases.WithExpiration(leaseLife),
@@ -276,7 +276,7 @@ func (r *Runtime) SaveImage(ctx context.Context, ref string) (io.ReadCloser, err
 		}
 	}
 	if err != nil {
-		return nil, errors.Join(r.fault(err), release())
+		return nil, errors.Join(r.wrap(err, "image "+ref+" in containerd"), release())
 	}
 	pr, pw := io.Pipe()
 	s := &saveStream{pr: pr, done: make(chan struct{}), release: release}
@@ -355,7 +355,8 @@ func (r *Runtime) writeLayer(ctx context.Context, tw *tar.Writer, name string, l
 	open := func() (io.ReadCloser, error) {
 		ra, err := r.c.ContentStore().ReaderAt(ctx, l)
 		if err != nil {
-			return nil, r.fault(err)
+			// Every failure says it is containerd's (its fault's note).
+			return nil, r.wrap(err, "opening "+l.Digest.String()+" in containerd's content store")
 		}
 		if ra.Size() != l.Size {
 			ra.Close()
