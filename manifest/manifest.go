@@ -97,6 +97,23 @@ type Engine struct {
 	// ("containerd"); Namespace the runtime's namespace captured from.
 	Runtime   string `json:"runtime,omitempty"`
 	Namespace string `json:"namespace,omitempty"`
+	// Offline is set when the runtime was not running: its state was read
+	// from its files on a disk (a dead host's image, mounted read-only).
+	Offline *Offline `json:"offline,omitempty"`
+}
+
+// Offline says where a dead host's runtime state was read from: the
+// directory given as the host's root, the runtime's data root inside it,
+// and the filesystem that holds it as this host's mount table showed it.
+type Offline struct {
+	Root     string `json:"root"`      // the host's root as given (amber capture host ROOT)
+	DataRoot string `json:"data_root"` // the runtime's root inside it ("/var/lib/docker")
+	Device   string `json:"device,omitempty"`
+	Mount    string `json:"mount,omitempty"` // the mount point holding DataRoot
+	FSType   string `json:"fs_type,omitempty"`
+	// Options are the mount's options ("ro,relatime"): "ro" shows the
+	// source could not be written.
+	Options string `json:"mount_options,omitempty"`
 }
 
 // Source is one input the capture read.

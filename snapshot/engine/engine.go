@@ -277,6 +277,11 @@ type Summary struct {
 	State string `json:"state"`
 	// Pid is the container's first process (0: none running).
 	Pid int `json:"pid,omitempty"`
+	// Created and Started are RFC 3339 times, when the runtime records
+	// them (a dead host's list: when each container was made and last
+	// started).
+	Created string `json:"created,omitempty"`
+	Started string `json:"started,omitempty"`
 }
 
 // Lister is a runtime that can list its containers: amber ps, and
