@@ -302,7 +302,13 @@ type Layer struct {
 	// Missing: the source did not hold the layer's bytes (a foreign layer,
 	// which docker save leaves out). Nothing is stored for it; its views
 	// are empty, and an anomaly says so.
-	Missing    bool           `json:"not_present,omitempty"`
+	Missing bool `json:"not_present,omitempty"`
+	// DiffID is the image config's digest of the layer when the layer
+	// stored differs from it: a layer the runtime's own store changed
+	// after the pull (found on disk, anomaly layer-modified-on-disk), or
+	// a mismatched layer kept with --keep-mismatched. The stored bytes
+	// are the layer as found; Digest is theirs.
+	DiffID     hashing.Digest `json:"claimed_diff_id,omitzero"`
 	Index      Descriptor     `json:"index"`
 	Files      int            `json:"files"`
 	MerkleRoot hashing.Digest `json:"merkle_root"`

@@ -39,6 +39,13 @@ type Options struct {
 	// layer's index (0: fileindex.DefaultMaxIndexStrings; negative: no
 	// limit): a hostile directory chain is refused past it.
 	MaxIndexStrings int64
+	// KeepMismatched keeps a layer of an image file (a docker-save
+	// tarball, an OCI layout) whose bytes do not match the digest its
+	// manifest or config gives: stored as found under its own digest and
+	// flagged (layer-digest-mismatch), where the capture otherwise refuses
+	// the source. Each such layer is read once more to learn its digest
+	// before it is stored.
+	KeepMismatched bool
 	// keepIndexes: every layer's parsed index is kept for later (a
 	// container's change list needs its image's): a large one is read in
 	// pages from a temp file.
@@ -338,7 +345,16 @@ func captureLayer(ctx context.Context, st source.Store, w *archive.Writer, ls so
 	if kind != "" && opts.MaxExpansion > 0 {
 		maxOut = max(ls.Size*opts.MaxExpansion, 64<<20)
 	}
-	if kind != "" || !ls.Digest.IsZero() && ls.Digest != diffID {
+	var mismatch []string // what did not match, with KeepMismatched
+	var claimed hashing.Digest
+	mismatched := func(format string, a ...any) error {
+		if !opts.KeepMismatched {
+			return fmt.Errorf("%w: "+format+" (--keep-mismatched keeps it, flagged)", append([]any{ErrDigestMismatch}, a...)...)
+		}
+		mismatch = append(mismatch, fmt.Sprintf(format, a...))
+		return nil
+	}
+	if kind != "" || !ls.Digest.IsZero() && ls.Digest != diffID || opts.KeepMismatched {
 		// A compressed layer's size is only known once it is decompressed,
 		// and a tar header needs it first: one pass to measure and check,
 		// one to store. The compressed bytes are hashed as they are
@@ -370,15 +386,25 @@ func captureLayer(ctx context.Context, st source.Store, w *archive.Writer, ls so
 		}
 		rawDigest = raw.SHA256()
 		if kind != "" && !ls.Digest.IsZero() && raw.SHA256() != ls.Digest {
-			return nil, fmt.Errorf("%w: stored bytes have digest %s, the manifest says %s", ErrDigestMismatch, raw.SHA256(), ls.Digest)
+			if err := mismatched("stored bytes have digest %s, the manifest says %s", raw.SHA256(), ls.Digest); err != nil {
+				return nil, err
+			}
 		}
-		if kind == "" && h.SHA256() != ls.Digest {
-			return nil, fmt.Errorf("%w: bytes have digest %s, the manifest says %s", ErrDigestMismatch, h.SHA256(), ls.Digest)
+		if kind == "" && !ls.Digest.IsZero() && h.SHA256() != ls.Digest {
+			if err := mismatched("bytes have digest %s, the manifest says %s", h.SHA256(), ls.Digest); err != nil {
+				return nil, err
+			}
 		}
 		if h.SHA256() != diffID {
-			return nil, fmt.Errorf("%w: uncompressed content has digest %s, the config's diff_id is %s", ErrDigestMismatch, h.SHA256(), diffID)
+			if err := mismatched("uncompressed content has digest %s, the config's diff_id is %s", h.SHA256(), diffID); err != nil {
+				return nil, err
+			}
 		}
 		size = h.Size()
+		if len(mismatch) > 0 {
+			// Kept as found: stored under the digest of what is there.
+			claimed, diffID = diffID, h.SHA256()
+		}
 	}
 	r, closeFn, err := openLayer(ctx, st, ls, kind)
 	if err != nil {
@@ -388,6 +414,13 @@ func captureLayer(ctx context.Context, st source.Store, w *archive.Writer, ls so
 	done, err := storeLayer(ctx, r, size, diffID, w, opts, opts.maxSparse(size))
 	if err != nil {
 		return nil, err
+	}
+	if len(mismatch) > 0 {
+		done.layer.DiffID = claimed
+		for _, m := range mismatch {
+			done.anomalies = append(done.anomalies, manifest.Anomaly{Kind: "layer-digest-mismatch",
+				Detail: m + ": kept as found (--keep-mismatched), stored as " + diffID.String()})
+		}
 	}
 	// Where the layer came from: its digest and media type as the source
 	// had them (a legacy tarball's uncompressed layer.tar: its diff_id).
@@ -406,6 +439,7 @@ func captureLayer(ctx context.Context, st source.Store, w *archive.Writer, ls so
 // container's changes, a volume; size bytes of digest sum) through the
 // same checks as an image's layers; name names it in messages.
 func captureFileLayer(ctx context.Context, path, name string, size int64, sum hashing.Digest, w *archive.Writer, opts Options) (*layerDone, error) {
+	opts.KeepMismatched = false // sum was just taken of these very bytes
 	return captureLayer(ctx, source.FileStore(path), w, source.Layer{Name: name, Size: size, Digest: sum}, sum, opts)
 }
 

@@ -53,6 +53,13 @@ type EngineRequest struct {
 	// Pods are Kubernetes pods whose containers are among Containers:
 	// each is recorded as a pod artifact (pods/<namespace>_<name>/).
 	Pods []PodRecord
+	// DiskImages, when set, opens the runtime's image store from its
+	// files on this host (a local Docker engine's data root): an image
+	// the engine refuses to save because a layer's files changed on disk
+	// ("file integrity checksum failed") is rebuilt from them and
+	// checked instead, and the layers found changed are recorded
+	// (layer-modified-on-disk), not refused.
+	DiskImages func() (engine.Runtime, error)
 	Options
 	WriteProgress func(int64)
 }
@@ -317,6 +324,8 @@ func (e *engineCapture) memory(c *ctrCapture) error {
 	switch {
 	case e.req.NoMemory:
 		cc.MemorySkipped = "not asked for (--no-memory)"
+	case e.info.Offline != nil:
+		cc.MemorySkipped = "read offline from a disk (" + e.info.Offline.Root + "): no process to read"
 	case !c.ci.Running || c.ci.Pid <= 0:
 		cc.MemorySkipped = "the container is not running"
 	case !e.info.Local:
@@ -390,8 +399,32 @@ func (e *engineCapture) saveImage(ref string, ls *layerSet) (*source.Source, err
 		diffIDs = append(diffIDs, d)
 	}
 	e.progress(fmt.Sprintf("image %s: saving from the engine", ref))
-	return saveStream(e.ctx, e.rt, ref, diffIDs, filepath.Dir(e.req.Output), e.w, ls, e.req.Options, e.progress)
+	src, err := saveStream(e.ctx, e.rt, ref, diffIDs, filepath.Dir(e.req.Output), e.w, ls, e.req.Options, e.progress)
+	if err == nil || e.req.DiskImages == nil || !strings.Contains(err.Error(), integrityRefusal) || e.ctx.Err() != nil {
+		return src, err
+	}
+	// The engine found a layer's files changed and refused the whole
+	// image; nothing of it was stored yet (a legacy save stream is
+	// written whole before it is sent). The same files, read and checked
+	// by amber, are the evidence.
+	disk, derr := e.req.DiskImages()
+	if derr != nil {
+		return nil, fmt.Errorf("%w (and its files cannot be read instead: %v)", err, derr)
+	}
+	defer disk.Close()
+	e.progress(fmt.Sprintf("image %s: the engine refuses to save it; rebuilding its layers from %s", ref, disk.Info().Host))
+	src, derr = saveStream(e.ctx, disk, ref, diffIDs, filepath.Dir(e.req.Output), e.w, ls, e.req.Options, e.progress)
+	if derr != nil {
+		return nil, fmt.Errorf("%w; rebuilding it from the engine's files: %w", err, derr)
+	}
+	e.m.Anomalies = append(e.m.Anomalies, manifest.Anomaly{Kind: "image-read-from-disk",
+		Detail: fmt.Sprintf("the engine refused to save image %s (%v): its layers were rebuilt from %s and checked against their diff_ids", ref, err, disk.Info().Host)})
+	return src, nil
 }
+
+// integrityRefusal is how a Docker engine refuses to save an image whose
+// layer files no longer match the layer's record (tar-split's checksums).
+const integrityRefusal = "file integrity checksum failed"
 
 // container stores one container: its filesystem, metadata and logs.
 func (e *engineCapture) container(c *ctrCapture, byID map[string]*manifest.Artifact) error {

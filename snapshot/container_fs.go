@@ -167,10 +167,20 @@ func (e *engineCapture) mounts(c *ctrCapture) error {
 			mt.Skipped = "volume contents not asked for (--volumes)"
 		default:
 			source, refused := m.Source, error(nil)
-			if e.info.Local && source != "" {
+			if e.info.Offline != nil {
+				// A dead host's path: only the runtime, which reads
+				// inside the host's root, knows where it lies here.
+				// The examiner's own file of that name is never read.
+				source, refused = e.rt.VolumeDir(m.Name, source)
+			} else if e.info.Local && source != "" {
 				if _, err := os.Lstat(source); err == nil {
 					source, refused = e.rt.VolumeDir(m.Name, source)
 				}
+			}
+			var un *engine.Unavailable
+			if errors.As(refused, &un) {
+				mt.Skipped = "not read: " + un.Why
+				break
 			}
 			if refused != nil {
 				mt.Skipped = "not read: " + refused.Error()

@@ -13,6 +13,7 @@ import (
 	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/internal/tmpfile"
+	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/engine"
 	"github.com/amber-forensics/amber/snapshot/source"
 )
@@ -35,9 +36,12 @@ func saveStream(ctx context.Context, rt engine.Runtime, ref string, diffIDs []ha
 	}
 	defer rc.Close()
 	sv := &saveReader{ctx: ctx, ref: ref, want: map[hashing.Digest]bool{}, spoolDir: spoolDir, w: w, layers: layers, opts: opts, progress: progress,
-		st: source.NewStreamStore()}
+		st: source.NewStreamStore(), found: map[hashing.Digest]*foundLayer{}}
 	for _, d := range diffIDs {
 		sv.want[d] = true
+	}
+	if err := sv.findings(rt, diffIDs); err != nil {
+		return nil, err
 	}
 	tr := tar.NewReader(engine.ContextReader(ctx, rc))
 	for {
@@ -69,6 +73,44 @@ type saveReader struct {
 	layers   *layerSet
 	opts     Options
 	progress func(string)
+	// found are the layers the runtime found changed in its own store
+	// (engine.LayerChecker), by the digest of the layer as found: the
+	// stream holds them as found, each stored under its own digest and
+	// recorded for its diff_id with the paths that differ.
+	found map[hashing.Digest]*foundLayer
+}
+
+// foundLayer is a layer of the stream that is not what its image's config
+// says: the runtime's own files changed after the pull.
+type foundLayer struct {
+	diffID  hashing.Digest
+	finding engine.LayerFinding
+}
+
+// maxFindingPaths bounds the anomalies one changed layer adds: past it,
+// one more says how many paths were left out of the record.
+const maxFindingPaths = 10000
+
+// findings asks a runtime that rebuilds its layers from its files which
+// of the image's layers it found changed.
+func (sv *saveReader) findings(rt engine.Runtime, diffIDs []hashing.Digest) error {
+	lc, ok := rt.(engine.LayerChecker)
+	if !ok {
+		return nil
+	}
+	for _, f := range lc.LayerFindings(sv.ref) {
+		diffID, err := hashing.Parse(f.DiffID)
+		if err != nil || !sv.want[diffID] {
+			return fmt.Errorf("%w: a layer finding of %s names layer %q, not one of the image's", ErrEngine, sv.ref, f.DiffID)
+		}
+		found, err := hashing.Parse(f.Found)
+		if err != nil || found == diffID {
+			return fmt.Errorf("%w: a layer finding of %s gives layer %s the digest %q as found", ErrEngine, sv.ref, f.DiffID, f.Found)
+		}
+		sv.want[found] = true
+		sv.found[found] = &foundLayer{diffID: diffID, finding: f}
+	}
+	return nil
 }
 
 // member reads one member of the stream: a layer goes into the archive
@@ -135,12 +177,16 @@ func digestNamed(name string) (string, bool) {
 // layer stores a layer of the stream, or checks it is the one stored
 // from an earlier image.
 func (sv *saveReader) layer(body io.Reader, size int64, layer hashing.Digest) error {
-	if ld, ok := sv.layers.done[layer]; ok {
+	key, fl := layer, sv.found[layer]
+	if fl != nil {
+		key = fl.diffID
+	}
+	if ld, ok := sv.layers.done[key]; ok {
 		hm := hashing.NewMulti(false, false)
 		if _, err := io.Copy(hm, body); err != nil {
 			return fmt.Errorf("%w: reading the save stream of %s: %v", ErrEngine, sv.ref, err)
 		}
-		if hm.SHA256() != layer || ld.layer.Size != size {
+		if hm.SHA256() != ld.layer.Digest || ld.layer.Size != size {
 			return fmt.Errorf("%w: a layer of %s has digest %s, expected %s", ErrDigestMismatch, sv.ref, hm.SHA256(), layer)
 		}
 		return nil
@@ -155,8 +201,35 @@ func (sv *saveReader) layer(body io.Reader, size int64, layer hashing.Digest) er
 		}
 		return fmt.Errorf("image %s, layer %s: %w", sv.ref, layer.Short(), err)
 	}
-	sv.layers.done[layer] = ld
+	if fl != nil {
+		ld.layer.DiffID = fl.diffID
+		ld.anomalies = append(ld.anomalies, modifiedOnDisk(fl, layer)...)
+	}
+	sv.layers.done[key] = ld
 	return nil
+}
+
+// modifiedOnDisk is the record of a layer found changed in the runtime's
+// store: one anomaly per path that differs (bounded), each saying what.
+func modifiedOnDisk(fl *foundLayer, found hashing.Digest) []manifest.Anomaly {
+	head := fmt.Sprintf("changed on disk after the pull: the layer (diff_id %s) is captured as found (%s)", fl.diffID, found)
+	var out []manifest.Anomaly
+	for i, p := range fl.finding.Paths {
+		if i == maxFindingPaths {
+			out = append(out, manifest.Anomaly{Kind: "layer-modified-on-disk",
+				Detail: fmt.Sprintf("%s; %d more paths differ, not listed", head, len(fl.finding.Paths)-i)})
+			break
+		}
+		d := head + ": " + p.What
+		if p.Detail != "" {
+			d += " (" + p.Detail + ")"
+		}
+		out = append(out, manifest.Anomaly{Kind: "layer-modified-on-disk", Path: p.Path, Detail: d})
+	}
+	if len(out) == 0 {
+		out = append(out, manifest.Anomaly{Kind: "layer-modified-on-disk", Detail: head + ": no path named (the layer's bytes differ)"})
+	}
+	return out
 }
 
 // source reads the stream's metadata (docker-save or OCI) and checks

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
@@ -369,5 +370,44 @@ func TestStreamedIndex(t *testing.T) {
 	}
 	if r, err := archive.Verify(streamed, archive.VerifyOptions{}); err != nil || !r.OK() {
 		t.Fatalf("the archive with streamed indexes does not verify: %v %v", err, r.Problems)
+	}
+}
+
+// TestKeepMismatched: with KeepMismatched a layer whose bytes are not its
+// diff_id's is stored as found, under its own digest, and flagged; the
+// archive verifies; without it the source is refused (above).
+func TestKeepMismatched(t *testing.T) {
+	dir := t.TempDir()
+	img := sampleImage()
+	img.BadDiffID = 2
+	src := filepath.Join(dir, "bad")
+	if err := fixture.OCILayout(src, fixture.Gzip, img); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "kept.tar.zst")
+	res, err := capture(t, src, out, snapshot.Options{KeepMismatched: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := res.Manifest.Artifacts[0].Layers[1]
+	want := hashing.Sum(img.Layers[1])
+	if l.Digest != want || l.DiffID.IsZero() || l.DiffID == want {
+		t.Errorf("layer 1 stored as %s claimed %s; want the found digest %s and the config's claim", l.Digest, l.DiffID, want)
+	}
+	if ok := res.Manifest.Artifacts[0].Layers[0].DiffID; !ok.IsZero() {
+		t.Errorf("layer 0 matches, yet has a claimed diff_id %s", ok)
+	}
+	var flagged []manifest.Anomaly
+	for _, a := range res.Manifest.Anomalies {
+		if a.Kind == "layer-digest-mismatch" {
+			flagged = append(flagged, a)
+		}
+	}
+	if len(flagged) != 1 || flagged[0].Layer != 1 || !strings.Contains(flagged[0].Detail, l.DiffID.String()) {
+		t.Errorf("anomalies %+v; want one layer-digest-mismatch on layer 1 naming the claimed diff_id", flagged)
+	}
+	rep, err := archive.Verify(out, archive.VerifyOptions{})
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify: %v %+v", err, rep)
 	}
 }

@@ -34,6 +34,9 @@ type captureOptions struct {
 	engine   bool
 	volumes  bool
 	runtime  runtimeFlags
+	// keepMismatched: an image file's layer that does not match its
+	// digest is kept, flagged, not refused
+	keepMismatched bool
 }
 
 func (o *captureOptions) addFlags(cmd *cobra.Command) {
@@ -67,8 +70,9 @@ Docker 25+ layout; an OCI archive tarball; or an OCI image layout directory)
 into one sealed archive. A SOURCE that is not a file or directory is an
 image reference or ID asked of the Docker engine (DOCKER_HOST, else the
 default socket; --engine forces this). Layers are stored uncompressed and
-checked against the config's diff_ids; each gets a file index with every
-file's SHA-256.
+checked against the config's diff_ids (a mismatch refuses the source;
+--keep-mismatched stores such a layer as found, flagged
+layer-digest-mismatch); each gets a file index with every file's SHA-256.
 
 The archive is written to a file with no name and linked as ARCHIVE once
 sealed (where the file system has no unnamed files, to ARCHIVE.partial,
@@ -92,6 +96,7 @@ they are made (about twice the index's size: ~400 MB for a million files).`,
 	}
 	o.addFlags(img)
 	img.Flags().BoolVar(&o.engine, "engine", false, "every SOURCE is an image in the Docker engine, even if a file of that name exists")
+	img.Flags().BoolVar(&o.keepMismatched, "keep-mismatched", false, "keep a layer whose bytes do not match its manifest's digest or the config's diff_id: stored as found under its own digest and flagged (layer-digest-mismatch), instead of refusing the source (one more read of each layer)")
 	co := &captureOptions{}
 	ctr := &cobra.Command{
 		Use:   "container CONTAINER... -o ARCHIVE.tar.zst",
@@ -340,7 +345,7 @@ func (e *env) printCapture(o *captureOptions, res *snapshot.Result) error {
 // snapshotOptions applies the limits of the command line.
 func (o *captureOptions) snapshotOptions() snapshot.Options {
 	lessGarbage()
-	opts := snapshot.Options{MaxExpansion: o.maxExpansion, MaxIndexStrings: o.maxIndexMiB << 20, Encoder: cgozstd.Encoder()}
+	opts := snapshot.Options{MaxExpansion: o.maxExpansion, MaxIndexStrings: o.maxIndexMiB << 20, Encoder: cgozstd.Encoder(), KeepMismatched: o.keepMismatched}
 	if o.maxIndexMiB == 0 {
 		opts.MaxIndexStrings = -1 // no limit
 	}
