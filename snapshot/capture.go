@@ -50,6 +50,9 @@ type Options struct {
 	// container's change list needs its image's): a large one is read in
 	// pages from a temp file.
 	keepIndexes bool
+	// ownLayer: the layer is amber's own (a container's changes, a
+	// volume), not an image file's
+	ownLayer bool
 }
 
 // maxSparse bounds the logical bytes of a layer's sparse files as the
@@ -412,6 +415,9 @@ func captureLayer(ctx context.Context, st source.Store, w *archive.Writer, ls so
 	}
 	defer closeFn()
 	done, err := storeLayer(ctx, r, size, diffID, w, opts, opts.maxSparse(size))
+	if errors.Is(err, ErrDigestMismatch) && !opts.ownLayer {
+		return nil, fmt.Errorf("%w (--keep-mismatched keeps it, flagged)", err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -439,7 +445,9 @@ func captureLayer(ctx context.Context, st source.Store, w *archive.Writer, ls so
 // container's changes, a volume; size bytes of digest sum) through the
 // same checks as an image's layers; name names it in messages.
 func captureFileLayer(ctx context.Context, path, name string, size int64, sum hashing.Digest, w *archive.Writer, opts Options) (*layerDone, error) {
-	opts.KeepMismatched = false // sum was just taken of these very bytes
+	// sum was just taken of these very bytes: a mismatch is a change
+	// while they were read, nothing to keep
+	opts.KeepMismatched, opts.ownLayer = false, true
 	return captureLayer(ctx, source.FileStore(path), w, source.Layer{Name: name, Size: size, Digest: sum}, sum, opts)
 }
 

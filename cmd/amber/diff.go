@@ -16,6 +16,7 @@ import (
 
 	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/internal/textsafe"
+	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/treediff"
 	"github.com/amber-forensics/amber/view"
 )
@@ -221,7 +222,73 @@ func (e *env) runDiff(o *diffOptions, args []string) error {
 			e.showContentDiff(ta, tb, va, vb, ra, rb, ch.Path)
 		}
 	}
+	return e.printFindings(o, []treeRef{ra, rb}, []*view.View{va, vb})
+}
+
+// findingKinds are the anomalies diff shows after the changes: what the
+// trees' own bytes cannot show. A lower layer changed in the runtime's
+// store is in both the pristine tree and the container's, so no tree
+// comparison finds it; the capture did, against the layer's record.
+var findingKinds = map[string]bool{"layer-modified-on-disk": true, "layer-digest-mismatch": true}
+
+// printFindings prints, after the changes, the findings of the archives
+// compared that concern the artifacts compared (a container's: its image's
+// too), one line each: "! PATH  [kind: where: detail]".
+func (e *env) printFindings(o *diffOptions, refs []treeRef, views []*view.View) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetEscapeHTML(false)
+	seen := map[string]bool{}
+	for i, v := range views {
+		if v == nil || v.A == nil || seen[refs[i].archive] {
+			continue
+		}
+		seen[refs[i].archive] = true
+		m := v.A.Manifest
+		names := artifactsOf(m, refs[i].path)
+		for _, an := range m.Anomalies {
+			if !findingKinds[an.Kind] || !names[an.Artifact] {
+				continue
+			}
+			if o.prefix != "" && !strings.HasPrefix(an.Path, strings.TrimSuffix(o.prefix, "/")) {
+				continue
+			}
+			where := anomalyWhere(m, an)
+			if o.json {
+				out := map[string]any{"kind": "!", "finding": an.Kind, "path": an.Path, "where": where, "detail": an.Detail}
+				if len(views) > 1 && refs[0].archive != refs[1].archive {
+					out["archive"] = refs[i].archive
+				}
+				if err := enc.Encode(out); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintf(e.stdout, "! %s  [%s: %s: %s]\n", escapeName(an.Path), an.Kind, escapeName(where), escapeName(an.Detail))
+		}
+	}
 	return nil
+}
+
+// artifactsOf names the artifacts a view path of the mount layout shows:
+// images/NAME/... its image, containers/NAME/... the container and its
+// image (the pristine tree and the layers under its changes).
+func artifactsOf(m *manifest.Manifest, p string) map[string]bool {
+	out := map[string]bool{}
+	parts := strings.SplitN(strings.Trim(p, "/"), "/", 3)
+	if len(parts) < 2 {
+		return out
+	}
+	out[parts[1]] = true
+	if parts[0] == "containers" {
+		if c, ok := m.Artifact(manifest.KindContainer, parts[1]); ok {
+			for _, a := range m.Artifacts {
+				if a.Kind == manifest.KindImage && !c.ImageID.IsZero() && a.ImageID == c.ImageID {
+					out[a.Name] = true
+				}
+			}
+		}
+	}
+	return out
 }
 
 func contains(l []string, s string) bool {
