@@ -162,6 +162,9 @@ func (layers *layerSet) capture(ctx context.Context, src *source.Source, w *arch
 				done[diffID] = ld
 			}
 			out.Indexes[diffID] = ld.index
+			// A layer kept as found is stored, and looked up, by its
+			// own digest.
+			out.Indexes[ld.layer.Digest] = ld.index
 			if !layers.reported[diffID] {
 				layers.reported[diffID] = true
 				for _, a := range ld.anomalies {

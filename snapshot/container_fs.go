@@ -25,8 +25,12 @@ func (e *engineCapture) captureContainerFS(c *ctrCapture, img manifest.Artifact)
 	cc := c.art.Container
 	cc.Image = img.Name
 	pristine := &layers.Stack{}
-	for _, l := range img.Layers {
-		pristine.Indexes = append(pristine.Indexes, e.indexes[l.Digest])
+	for i, l := range img.Layers {
+		ix := e.indexes[l.Digest]
+		if ix == nil {
+			return descriptor{}, fmt.Errorf("image %s: the index of layer %d (%s) was not kept", img.Name, i, l.Digest)
+		}
+		pristine.Indexes = append(pristine.Indexes, ix)
 	}
 	fs := c.fs
 	if fs.lf == nil {
