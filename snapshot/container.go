@@ -54,11 +54,14 @@ type EngineRequest struct {
 	// each is recorded as a pod artifact (pods/<namespace>_<name>/).
 	Pods []PodRecord
 	// DiskImages, when set, opens the runtime's image store from its
-	// files on this host (a local Docker engine's data root): an image
-	// the engine refuses to save because a layer's files changed on disk
-	// ("file integrity checksum failed") is rebuilt from them and
-	// checked instead, and the layers found changed are recorded
-	// (layer-modified-on-disk), not refused.
+	// files on this host (a local Docker engine's data root, read-only):
+	// images are rebuilt from them and checked, layer by layer, rather
+	// than saved through the engine. The engine's save refuses an image
+	// whose layer files changed on disk ("file integrity checksum
+	// failed") and leaves out a file added to a layer's directory; read
+	// from the files, such a layer is captured as found and every path
+	// that differs is recorded (layer-modified-on-disk). When they cannot
+	// be opened, the engine saves the images, as without it.
 	DiskImages func() (engine.Runtime, error)
 	Options
 	WriteProgress func(int64)
@@ -96,6 +99,10 @@ type engineCapture struct {
 	srcs    []*source.Source
 	// volumes captured so far: volume name -> artifact
 	volumes map[string]*manifest.Artifact
+	// disk is the engine's image store read from its files
+	// (EngineRequest.DiskImages), opened at the first image
+	disk      engine.Runtime
+	diskTried bool
 }
 
 // CaptureEngine captures containers and images from a container runtime:
@@ -140,6 +147,11 @@ func CaptureEngine(ctx context.Context, rt engine.Runtime, req EngineRequest) (r
 		return nil, err
 	}
 	defer e.abort()
+	defer func() {
+		if e.disk != nil {
+			e.disk.Close()
+		}
+	}()
 	// Pause, and always unpause: also on errors and cancellation.
 	defer func() {
 		if uerr := e.unpause(); uerr != nil {
@@ -398,33 +410,39 @@ func (e *engineCapture) saveImage(ref string, ls *layerSet) (*source.Source, err
 		}
 		diffIDs = append(diffIDs, d)
 	}
+	disk, err := e.diskImages()
+	if err != nil {
+		return nil, err
+	}
+	if disk != nil {
+		e.progress(fmt.Sprintf("image %s: rebuilding its layers from %s", ref, disk.Info().Host))
+		src, err := saveStream(e.ctx, disk, ref, diffIDs, filepath.Dir(e.req.Output), e.w, ls, e.req.Options, e.progress)
+		if err != nil {
+			return nil, fmt.Errorf("image %s, read from the engine's files: %w", ref, err)
+		}
+		return src, e.ev("image-read", map[string]string{"image": ref, "id": ii.ID, "from": disk.Info().Host,
+			"how": "each layer rebuilt from the engine's files with its tar-split record and checked against its diff_id"})
+	}
 	e.progress(fmt.Sprintf("image %s: saving from the engine", ref))
-	src, err := saveStream(e.ctx, e.rt, ref, diffIDs, filepath.Dir(e.req.Output), e.w, ls, e.req.Options, e.progress)
-	if err == nil || e.req.DiskImages == nil || !strings.Contains(err.Error(), integrityRefusal) || e.ctx.Err() != nil {
-		return src, err
-	}
-	// The engine found a layer's files changed and refused the whole
-	// image; nothing of it was stored yet (a legacy save stream is
-	// written whole before it is sent). The same files, read and checked
-	// by amber, are the evidence.
-	disk, derr := e.req.DiskImages()
-	if derr != nil {
-		return nil, fmt.Errorf("%w (and its files cannot be read instead: %v)", err, derr)
-	}
-	defer disk.Close()
-	e.progress(fmt.Sprintf("image %s: the engine refuses to save it; rebuilding its layers from %s", ref, disk.Info().Host))
-	src, derr = saveStream(e.ctx, disk, ref, diffIDs, filepath.Dir(e.req.Output), e.w, ls, e.req.Options, e.progress)
-	if derr != nil {
-		return nil, fmt.Errorf("%w; rebuilding it from the engine's files: %w", err, derr)
-	}
-	e.m.Anomalies = append(e.m.Anomalies, manifest.Anomaly{Kind: "image-read-from-disk",
-		Detail: fmt.Sprintf("the engine refused to save image %s (%v): its layers were rebuilt from %s and checked against their diff_ids", ref, err, disk.Info().Host)})
-	return src, nil
+	return saveStream(e.ctx, e.rt, ref, diffIDs, filepath.Dir(e.req.Output), e.w, ls, e.req.Options, e.progress)
 }
 
-// integrityRefusal is how a Docker engine refuses to save an image whose
-// layer files no longer match the layer's record (tar-split's checksums).
-const integrityRefusal = "file integrity checksum failed"
+// diskImages is the engine's image store read from its files, when the
+// request allows it and they can be opened (once; nil otherwise, the
+// reason in the custody log): the images are then rebuilt from them.
+func (e *engineCapture) diskImages() (engine.Runtime, error) {
+	if e.req.DiskImages == nil || e.diskTried {
+		return e.disk, nil
+	}
+	e.diskTried = true
+	disk, err := e.req.DiskImages()
+	if err != nil {
+		e.progress(fmt.Sprintf("the engine's files cannot be read (%v): images are saved through the engine", err))
+		return nil, e.ev("image-read", map[string]string{"from": e.info.Host, "how": "saved through the engine: its files cannot be read: " + err.Error()})
+	}
+	e.disk = disk
+	return disk, nil
+}
 
 // container stores one container: its filesystem, metadata and logs.
 func (e *engineCapture) container(c *ctrCapture, byID map[string]*manifest.Artifact) error {
