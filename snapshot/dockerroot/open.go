@@ -188,10 +188,12 @@ func openAt(dfd int, dir, rel string, flags int) (*os.File, error) {
 	if rel == "" {
 		rel = "."
 	}
-	how := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK),
+	how := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
 	if flags&unix.O_PATH == 0 {
-		how.Flags |= unix.O_NOATIME
+		// openat2 takes no other flag with O_PATH. O_NONBLOCK: a FIFO
+		// planted where a file is expected does not hang the open.
+		how.Flags |= unix.O_NOATIME | unix.O_NONBLOCK
 	}
 	fd, err := unix.Openat2(dfd, rel, &how)
 	if err == unix.EPERM && how.Flags&unix.O_NOATIME != 0 {
