@@ -182,14 +182,19 @@ func readHostname(root string) string {
 
 // openAt opens rel beneath the directory dfd (named dir in errors) as the
 // kernel resolves it: never above dfd, through no symbolic link, the
-// last element included (O_NOFOLLOW). A read (not O_PATH) keeps the
+// last element included (an O_PATH open of a non-directory opens a link
+// itself). A read (not O_PATH) keeps the
 // evidence's access time (O_NOATIME, dropped where it is refused).
 func openAt(dfd int, dir, rel string, flags int) (*os.File, error) {
 	if rel == "" {
 		rel = "."
 	}
-	how := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
+	how := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC),
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
+	if flags&(unix.O_PATH|unix.O_DIRECTORY) == unix.O_PATH {
+		// A symbolic link itself (to stat it, read its target).
+		how.Flags |= unix.O_NOFOLLOW
+	}
 	if flags&unix.O_PATH == 0 {
 		// openat2 takes no other flag with O_PATH. O_NONBLOCK: a FIFO
 		// planted where a file is expected does not hang the open.
