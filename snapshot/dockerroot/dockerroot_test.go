@@ -279,6 +279,40 @@ func TestDeadDockerRoot(t *testing.T) {
 		t.Errorf("reading the data root changed access times:\n%s", lineDiff(atimes, after))
 	}
 
+	// The data root bind-mounted read-only, as an evidence disk is: all
+	// of it reads.
+	ro := t.TempDir()
+	mnt := filepath.Join(ro, "var/lib/docker")
+	os.MkdirAll(mnt, 0o755)
+	testenv.Run(t, "mount", "--bind", root, mnt)
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	testenv.Run(t, "mount", "-o", "remount,ro,bind", mnt)
+	rs, err := Open(ro, "")
+	if err != nil {
+		t.Fatalf("Open of a read-only mount: %v", err)
+	}
+	if l, err := rs.List(ctx); err != nil || len(l) != 3 {
+		t.Errorf("List of a read-only mount: %v %v", l, err)
+	}
+	if c, err := rs.Container(ctx, "web"); err != nil {
+		t.Errorf("Container of a read-only mount: %v", err)
+	} else if dirs, err := rs.UpperDirs(c); err != nil || !strings.HasPrefix(dirs[0], mnt+"/") {
+		t.Errorf("UpperDirs of a read-only mount: %v %v", dirs, err)
+	}
+	if ls, err := rs.Logs(ctx, web, false); err != nil || ls.Copy(io.Discard, io.Discard) != nil {
+		t.Errorf("Logs of a read-only mount: %v", err)
+	}
+	if rc, err := rs.SaveImage(ctx, "amber-dr:1"); err != nil {
+		t.Errorf("SaveImage of a read-only mount: %v", err)
+	} else if _, ms, _ := readSave(t, rc); len(ms) != 4 || len(rs.LayerFindings(imageID)) != 0 {
+		t.Errorf("SaveImage of a read-only mount: %v %v", ms, rs.LayerFindings(imageID))
+	}
+	if info := rs.Info(); info.Host != "docker-root:/var/lib/docker" || info.Offline == nil || info.Offline.Mount != mnt || !strings.Contains(info.Offline.Options, "ro") {
+		t.Errorf("Info of a read-only mount: %+v %+v", info, info.Offline)
+	}
+	rs.Close()
+	exec.Command("umount", mnt).Run()
+
 	// An attacker edits the lower layers on disk.
 	lower, upper := graph.LowerDir, graph.UpperDir
 	if strings.Contains(lower, ":") || lower == "" || upper == "" {

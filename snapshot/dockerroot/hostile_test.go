@@ -353,3 +353,47 @@ func TestOtherDriver(t *testing.T) {
 		t.Errorf("UpperDirs: %v", err)
 	}
 }
+
+// TestLogsRotated: the json-file logs are read oldest first (a compressed
+// rotated file, a plain one, the live one), each record as docker logs
+// --timestamps prints it on its stream; lines that are no record (one not
+// JSON, one of 2 MiB) are counted and skipped. An ID prefix two
+// containers share is an error naming both.
+func TestLogsRotated(t *testing.T) {
+	c := newCrafted(t, "overlay2")
+	id := hexID(16)
+	c.container(id, "web", "", nil)
+	c.container(hexID(17), "db", "", nil)
+	rec := func(stream, log, ts string) string {
+		b, _ := json.Marshal(map[string]string{"log": log, "stream": stream, "time": ts})
+		return string(b) + "\n"
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(rec("stdout", "one\n", "2025-01-02T03:04:05.1Z")))
+	zw.Close()
+	base := "containers/" + id + "/" + id + "-json.log"
+	c.write(base+".2.gz", gz.String())
+	c.write(base+".1", rec("stderr", "two\n", "2025-01-02T03:04:06.123456789Z"))
+	c.write(base, rec("stdout", "three\n", "2025-01-02T03:04:07Z")+"not json\n"+strings.Repeat("x", 2<<20)+"\n"+rec("stdout", "four", "2025-01-02T03:04:08Z"))
+	s, err := Open(c.root, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ls, err := s.Logs(context.Background(), id, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if err := ls.Copy(&out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	wantOut := "2025-01-02T03:04:05.100000000Z one\n2025-01-02T03:04:07.000000000Z three\n2025-01-02T03:04:08.000000000Z four"
+	if out.String() != wantOut || errOut.String() != "2025-01-02T03:04:06.123456789Z two\n" || ls.(*logStream).Skipped != 2 {
+		t.Errorf("stdout %q\nstderr %q\nskipped %d", out.String(), errOut.String(), ls.(*logStream).Skipped)
+	}
+	if _, err := s.Container(context.Background(), "000000"); err == nil || !strings.Contains(err.Error(), id) || !strings.Contains(err.Error(), hexID(17)) {
+		t.Errorf("an ambiguous prefix: %v", err)
+	}
+}
