@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/vbatts/tar-split/tar/asm"
 	"github.com/vbatts/tar-split/tar/storage"
@@ -157,7 +159,7 @@ func watchCanary(t *testing.T, dir string) func() []string {
 				return seen
 			}
 			for off := 0; off+unix.SizeofInotifyEvent <= n; {
-				ev := (*unix.InotifyEvent)(unsafePointer(&buf[off]))
+				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
 				name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)]), "\x00")
 				seen = append(seen, fmt.Sprintf("mask %#x %s", ev.Mask, name))
 				off += unix.SizeofInotifyEvent + int(ev.Len)
@@ -330,13 +332,16 @@ func TestHostileDataRoot(t *testing.T) {
 func TestOtherDriver(t *testing.T) {
 	c := newCrafted(t, "vfs")
 	c.container(hexID(1), "web", "", nil)
+	os.MkdirAll(filepath.Join(c.root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(c.root, "etc/hostname"), []byte("deadhost\n"), 0o644)
 	s, err := Open(c.root, "/var/lib/docker")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if s.Driver() != "vfs" || s.Info().StorageDriver != "vfs" {
-		t.Errorf("driver %q", s.Driver())
+	if info := s.Info(); s.Driver() != "vfs" || info.StorageDriver != "vfs" || info.Name != "deadhost" || info.Runtime != "docker" || !info.Local ||
+		info.Host != "docker-root:/var/lib/docker" || info.Offline == nil || info.Offline.Root != c.root {
+		t.Errorf("driver %q, info %+v", s.Driver(), info)
 	}
 	if l, err := s.List(context.Background()); err != nil || len(l) != 1 || l[0].Name != "web" {
 		t.Errorf("List: %+v %v", l, err)
@@ -395,5 +400,49 @@ func TestLogsRotated(t *testing.T) {
 	}
 	if _, err := s.Container(context.Background(), "000000"); err == nil || !strings.Contains(err.Error(), id) || !strings.Contains(err.Error(), hexID(17)) {
 		t.Errorf("an ambiguous prefix: %v", err)
+	}
+}
+
+// TestListLarge: a data root of 1,000 containers and 5,000 images lists in
+// well under a second (no layer is read).
+func TestListLarge(t *testing.T) {
+	c := newCrafted(t, "overlay2")
+	for i := 0; i < 1000; i++ {
+		c.container(hexID(100000+i), fmt.Sprintf("c%d", i), hexID(200000+i), map[string]any{"/v": map[string]any{"Type": "volume", "Name": "v", "Destination": "/v"}})
+	}
+	repos := map[string]string{}
+	for i := 0; i < 5000; i++ {
+		ids := []string{"sha256:" + hexID(1), "sha256:" + hexID(2+i%7), "sha256:" + hexID(300000+i)}
+		cfg, _ := json.Marshal(map[string]any{"created": "2025-01-02T03:04:05Z", "rootfs": map[string]any{"type": "layers", "diff_ids": ids}})
+		id := sum(cfg)
+		c.write("image/overlay2/imagedb/content/sha256/"+id, string(cfg))
+		for _, ch := range chainIDs(ids) {
+			if _, err := os.Stat(filepath.Join(c.dr, "image/overlay2/layerdb/sha256", ch)); err != nil {
+				c.write("image/overlay2/layerdb/sha256/"+ch+"/size", "1000")
+			}
+		}
+		repos[fmt.Sprintf("img%d:1", i)] = "sha256:" + id
+	}
+	b, _ := json.Marshal(map[string]any{"Repositories": map[string]any{"img": repos}})
+	c.write("image/overlay2/repositories.json", string(b))
+	unix.Sync()
+	s, err := Open(c.root, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	l, err := s.List(context.Background())
+	if err != nil || len(l) != 1000 {
+		t.Fatalf("List: %d %v", len(l), err)
+	}
+	imgs, err := s.ListImages(context.Background())
+	if err != nil || len(imgs) != 5000 || imgs[0].Size != 3000 || len(imgs[0].Refs) != 1 {
+		t.Fatalf("ListImages: %d %v %+v", len(imgs), err, imgs[0])
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("listing 1,000 containers and 5,000 images took %v", took)
+	} else {
+		t.Logf("listing 1,000 containers and 5,000 images took %v", took)
 	}
 }

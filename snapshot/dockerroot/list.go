@@ -208,7 +208,9 @@ func (s *Store) Container(ctx context.Context, ref string) (*engine.Container, e
 	c.Storage = map[string]string{}
 	if mid, err := s.readID(path.Join("image", s.driver, "layerdb/mounts", id, "mount-id"), false); err == nil && s.driver != "" {
 		c.Storage["MountID"] = mid
-		c.Storage["UpperDir"] = path.Join(s.real, s.driver, mid, "diff")
+		if s.driver == "overlay2" {
+			c.Storage["UpperDir"] = path.Join(s.real, "overlay2", mid, "diff")
+		}
 		if iid, err := s.readFile(path.Join("image", s.driver, "layerdb/mounts", id, "init-id"), maxSmall); err == nil && string(bytes.TrimSpace(iid)) == mid+"-init" {
 			c.Storage["InitID"] = mid + "-init"
 		}
