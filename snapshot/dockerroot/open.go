@@ -239,13 +239,17 @@ func (s *Store) readFile(rel string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// The size first: a huge record is refused without reading it (a
+	// listing meets it every time).
+	if fi, err := f.Stat(); err == nil && fi.Size() > max {
+		return nil, fmt.Errorf("%s is %d bytes, over the bound of %d: refused", f.Name(), fi.Size(), max)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
 	}
 	if int64(len(b)) > max {
-		fi, _ := f.Stat()
-		return nil, fmt.Errorf("%s is %d bytes, over the bound of %d: refused", f.Name(), fi.Size(), max)
+		return nil, fmt.Errorf("%s is over the bound of %d bytes: refused", f.Name(), max)
 	}
 	return b, nil
 }
