@@ -48,7 +48,7 @@ $(STATICCHECK):
 # run one at a time, after the rest: each checks that the engine's lists
 # are as it left them, which another package building its test images at
 # the same moment would upset.
-ENGINE_PKGS := ./cmd/amber ./snapshot/docker ./snapshot/podman ./snapshot/containerd ./snapshot/kube ./internal/testenv
+ENGINE_PKGS := ./cmd/amber ./snapshot/docker ./snapshot/dockerroot ./snapshot/podman ./snapshot/containerd ./snapshot/kube ./internal/testenv
 
 unit:
 	$(GO) test -count=1 -timeout 12m $(filter-out $(shell $(GO) list $(ENGINE_PKGS)),$(shell $(GO) list ./...))

@@ -128,103 +128,6 @@ func TestMountsAndVerifyTogether(t *testing.T) {
 	}
 }
 
-// ownEngine is a dockerd of the test's own (data root, exec root with its
-// own containerd, socket), so that the test can stop it.
-type ownEngine struct {
-	t       *testing.T
-	dockerd string
-	dir     string
-	host    string
-	cmd     *exec.Cmd
-}
-
-const ownBridge = "amber-test0"
-
-func startOwnEngine(t *testing.T) *ownEngine {
-	t.Helper()
-	testenv.Root(t)
-	dockerd := testenv.Tool(t, "dockerd")
-	dir, err := os.MkdirTemp("", "amber-dockerd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &ownEngine{t: t, dockerd: dockerd, dir: dir, host: "unix://" + filepath.Join(dir, "sock")}
-	os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}\n"), 0o644)
-	// A bridge of its own: with --bridge none dockerd deletes the host's
-	// docker0, and sharing docker0 with the host's engine would clash.
-	exec.Command("ip", "link", "del", ownBridge).Run()
-	for _, c := range [][]string{{"link", "add", ownBridge, "type", "bridge"}, {"addr", "add", "10.213.77.1/24", "dev", ownBridge}, {"link", "set", ownBridge, "up"}} {
-		if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v %s", c, err, out)
-		}
-	}
-	t.Cleanup(func() {
-		e.stop(syscall.SIGKILL)
-		exec.Command("ip", "link", "del", ownBridge).Run()
-		// Its containerd, shims and mounts go with it.
-		exec.Command("pkill", "-9", "-f", dir).Run()
-		exec.Command("sh", "-c", fmt.Sprintf("grep -o ' %s[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l", dir)).Run()
-		os.RemoveAll(dir)
-	})
-	e.start()
-	return e
-}
-
-func (e *ownEngine) start() {
-	e.t.Helper()
-	d := e.dir
-	e.cmd = exec.Command(e.dockerd, "--config-file", filepath.Join(d, "daemon.json"),
-		"--data-root", filepath.Join(d, "root"), "--exec-root", filepath.Join(d, "exec"),
-		"--pidfile", filepath.Join(d, "pid"), "-H", e.host, "--bridge", ownBridge,
-		"--iptables=false", "--ip-masq=false", "--shutdown-timeout", "2")
-	logf, err := os.Create(filepath.Join(d, "dockerd.log"))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.cmd.Stdout, e.cmd.Stderr = logf, logf
-	if err := e.cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
-		if exec.Command("docker", "-H", e.host, "version").Run() == nil {
-			return
-		}
-		if time.Since(start) > 60*time.Second {
-			log, _ := os.ReadFile(filepath.Join(d, "dockerd.log"))
-			e.t.Fatalf("own dockerd did not come up:\n%s", log)
-		}
-	}
-}
-
-// stop signals dockerd and waits for it to exit.
-func (e *ownEngine) stop(sig syscall.Signal) {
-	if e.cmd == nil || e.cmd.Process == nil {
-		return
-	}
-	e.cmd.Process.Signal(sig)
-	e.cmd.Wait()
-	e.cmd = nil
-	if sig == syscall.SIGKILL {
-		// Its containerd outlives it and a new dockerd cannot take it
-		// over: stop it as a reboot would (the shims it leaves are taken
-		// over by the next containerd).
-		pat := filepath.Join(e.dir, "exec", "containerd", "containerd.toml")
-		exec.Command("pkill", "-f", pat).Run()
-		for i := 0; i < 100 && exec.Command("pgrep", "-f", pat).Run() == nil; i++ {
-			time.Sleep(100 * time.Millisecond)
-		}
-		// Its pid may live on as a zombie (this machine's init does not
-		// reap), which dockerd would take for a running containerd.
-		os.Remove(filepath.Join(e.dir, "exec", "containerd", "containerd.pid"))
-	}
-}
-
-// docker runs the docker CLI against this engine.
-func (e *ownEngine) docker(args ...string) string {
-	e.t.Helper()
-	return testenv.Run(e.t, "docker", append([]string{"-H", e.host}, args...)...)
-}
-
 // TestCaptureEngineStopped: the engine is stopped (SIGTERM, as systemctl
 // stop does, or SIGKILL) at random moments of a container capture: the
 // capture either finished before (and the archive verifies) or fails with
@@ -232,15 +135,15 @@ func (e *ownEngine) docker(args ...string) string {
 // output name and no partial or temporary file.
 func TestCaptureEngineStopped(t *testing.T) {
 	img := dockerImage(t)
-	e := startOwnEngine(t)
+	e := testenv.Dockerd(t)
 	dir := t.TempDir()
 	run := func() {
-		e.docker("load", "-q", "-i", img)
-		exec.Command("docker", "-H", e.host, "rm", "-f", "victim").Run()
-		e.docker("run", "-d", "--name", "victim", "--network", "none", "--stop-timeout", "1", "amber-test:1", "sh", "-c",
+		e.Docker("load", "-q", "-i", img)
+		exec.Command("docker", "-H", e.Host(), "rm", "-f", "victim").Run()
+		e.Docker("run", "-d", "--name", "victim", "--network", "none", "--stop-timeout", "1", "amber-test:1", "sh", "-c",
 			`x=$(head -c 100000000 /dev/zero | tr '\0' a); touch /tmp/ready; while :; do sleep 1; done`)
 		for i := 0; i < 200; i++ {
-			if exec.Command("docker", "-H", e.host, "exec", "victim", "test", "-e", "/tmp/ready").Run() == nil {
+			if exec.Command("docker", "-H", e.Host(), "exec", "victim", "test", "-e", "/tmp/ready").Run() == nil {
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -248,7 +151,7 @@ func TestCaptureEngineStopped(t *testing.T) {
 	}
 	capture := func(out string) *exec.Cmd {
 		cmd := exec.Command(amberBin, "capture", "container", "victim", "-o", out)
-		cmd.Env = append(os.Environ(), "DOCKER_HOST="+e.host)
+		cmd.Env = append(os.Environ(), "DOCKER_HOST="+e.Host())
 		return cmd
 	}
 	// A whole capture first: how long one takes on this engine.
@@ -263,7 +166,7 @@ func TestCaptureEngineStopped(t *testing.T) {
 	failed := 0
 	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL, syscall.SIGTERM, syscall.SIGKILL, syscall.SIGTERM} {
 		if i > 0 {
-			e.start()
+			e.Start()
 			run()
 		}
 		out := filepath.Join(dir, fmt.Sprintf("stopped%d.tar.zst", i))
@@ -275,7 +178,7 @@ func TestCaptureEngineStopped(t *testing.T) {
 		}
 		delay := time.Duration(rng.Int63n(int64(took)))
 		time.Sleep(delay)
-		e.stop(sig)
+		e.Stop(sig)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		var err error
