@@ -108,11 +108,11 @@ type dockerConfig struct {
 func (s *Store) Container(ctx context.Context, ref string) (*engine.Container, error) {
 	rec, err := s.findContainer(ref, true)
 	if err != nil {
-		return nil, engine.Wrap(err, "container "+ref+" in containerd's root "+s.dataRoot)
+		return nil, wrap(err, "container "+ref+" in containerd's root "+s.dataRoot)
 	}
 	what := fmt.Sprintf("container %s/%s in %s", rec.Namespace, rec.ID, metaDB)
 	if rec.Err != nil {
-		return nil, engine.Wrap(rec.Err, what)
+		return nil, wrap(rec.Err, what)
 	}
 	ir := inspectRecord{Namespace: rec.Namespace, ID: rec.ID, Labels: rec.Labels, Image: rec.Image, Runtime: rec.Runtime,
 		Snapshotter: rec.Snapshotter, SnapshotKey: rec.SnapshotKey, SandboxID: rec.SandboxID, CreatedAt: rec.CreatedAt,
@@ -156,7 +156,7 @@ func (s *Store) Container(ctx context.Context, ref string) (*engine.Container, e
 	if rec.Snapshotter != "" && rec.SnapshotKey != "" {
 		upper, id, err := s.upperDir(rec)
 		if err != nil && errors.Is(err, engine.ErrEngineClaim) {
-			return nil, engine.Wrap(err, what)
+			return nil, wrap(err, what)
 		}
 		if err != nil {
 			ir.SnapshotError, c.Storage["SnapshotError"] = err.Error(), err.Error()
@@ -172,7 +172,7 @@ func (s *Store) Container(ctx context.Context, ref string) (*engine.Container, e
 		case err == nil:
 			c.Image, ir.ImageID = res.config.Digest.String(), res.config.Digest.String()
 		case !errors.Is(err, engine.ErrNoSuchObject):
-			return nil, engine.Wrap(err, "the image "+rec.Image+" of "+what)
+			return nil, wrap(err, "the image "+rec.Image+" of "+what)
 		}
 	}
 	raw, err := json.MarshalIndent(ir, "", "  ")

@@ -56,10 +56,14 @@ type resolved struct {
 	diffIDs []digest.Digest
 }
 
+// isSHA256 says d is a valid sha256 digest (Validate first: Algorithm
+// panics on a digest without its ':').
+func isSHA256(d digest.Digest) bool { return d.Validate() == nil && d.Algorithm() == digest.SHA256 }
+
 // blobPath is a content blob's path under the data root; d is checked to
 // be a sha256 digest first (its hex is one path element).
 func blobPath(d digest.Digest) (string, error) {
-	if d.Algorithm() != digest.SHA256 || d.Validate() != nil {
+	if !isSHA256(d) {
 		return "", engine.Claimf("a blob named %q, not a sha256 digest", d)
 	}
 	return blobDir + "/" + d.Encoded(), nil
@@ -161,11 +165,11 @@ func (s *Store) resolve(im image, withConfig bool) (*resolved, error) {
 			return nil, engine.Claimf("image %s: manifest %s lists %d layers; amber reads at most %d", im.Name, desc.Digest, len(m.Layers), maxLayers)
 		}
 		for _, l := range m.Layers {
-			if l.Digest.Algorithm() != digest.SHA256 || l.Digest.Validate() != nil || l.Size < 0 {
+			if !isSHA256(l.Digest) || l.Size < 0 {
 				return nil, engine.Claimf("image %s: a layer %q of size %d", im.Name, l.Digest, l.Size)
 			}
 		}
-		if m.Config.Digest.Algorithm() != digest.SHA256 || m.Config.Digest.Validate() != nil {
+		if !isSHA256(m.Config.Digest) {
 			return nil, engine.Claimf("image %s: a config %q", im.Name, m.Config.Digest)
 		}
 		res.config, res.layers = m.Config, m.Layers
@@ -191,7 +195,7 @@ func (s *Store) resolve(im image, withConfig bool) (*resolved, error) {
 		return nil, engine.Claimf("image %s: config %s lists %d diff_ids for %d layers", im.Name, res.config.Digest, len(c.RootFS.DiffIDs), len(res.layers))
 	}
 	for _, d := range c.RootFS.DiffIDs {
-		if d.Algorithm() != digest.SHA256 || d.Validate() != nil {
+		if !isSHA256(d) {
 			return nil, engine.Claimf("image %s: config %s lists a diff_id %q", im.Name, res.config.Digest, d)
 		}
 	}
@@ -325,7 +329,7 @@ func (s *Store) findImage(ref string) (*resolved, error) {
 func (s *Store) Image(ctx context.Context, ref string) (*engine.Image, error) {
 	res, err := s.findImage(ref)
 	if err != nil {
-		return nil, engine.Wrap(err, "image "+ref+" in containerd's root "+s.dataRoot)
+		return nil, wrap(err, "image "+ref+" in containerd's root "+s.dataRoot)
 	}
 	ii := &engine.Image{ID: res.config.Digest.String()}
 	for _, d := range res.diffIDs {
@@ -344,16 +348,16 @@ func (s *Store) Image(ctx context.Context, ref string) (*engine.Image, error) {
 func (s *Store) SaveImage(ctx context.Context, ref string) (io.ReadCloser, error) {
 	res, err := s.findImage(ref)
 	if err != nil {
-		return nil, engine.Wrap(err, "image "+ref+" in containerd's root "+s.dataRoot)
+		return nil, wrap(err, "image "+ref+" in containerd's root "+s.dataRoot)
 	}
 	for i, l := range res.layers {
 		f, err := s.openBlob(l)
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, engine.Wrap(&engine.Fault{Kind: engine.ErrNoSuchObject, Err: fmt.Errorf("layer %d of %d (%s, diff_id %s) is not in the content store: containerd removed it (discard_unpacked_layers, or its collector); its files are only in the snapshots",
+			return nil, wrap(&engine.Fault{Kind: engine.ErrNoSuchObject, Err: fmt.Errorf("layer %d of %d (%s, diff_id %s) is not in the content store: containerd removed it (discard_unpacked_layers, or its collector); its files are only in the snapshots",
 				i+1, len(res.layers), l.Digest, res.diffIDs[i])}, "image "+ref+" in containerd's root "+s.dataRoot)
 		}
 		if err != nil {
-			return nil, engine.Wrap(err, "image "+ref+" in containerd's root "+s.dataRoot)
+			return nil, wrap(err, "image "+ref+" in containerd's root "+s.dataRoot)
 		}
 		f.Close()
 	}

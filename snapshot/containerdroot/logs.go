@@ -41,7 +41,7 @@ var rotated = regexp.MustCompile(`^\.[0-9]{8}-[0-9]{6}(\.gz)?$`)
 func (s *Store) Logs(ctx context.Context, id string, tty bool) (engine.LogStream, error) {
 	rec, err := s.findContainer(id, true)
 	if err != nil {
-		return nil, engine.Wrap(err, "the logs of container "+id+" in containerd's root "+s.dataRoot)
+		return nil, wrap(err, "the logs of container "+id+" in containerd's root "+s.dataRoot)
 	}
 	if rec.Err != nil {
 		return nil, fmt.Errorf("the logs of container %s/%s: its record in %s: %w", rec.Namespace, rec.ID, metaDB, rec.Err)

@@ -3,6 +3,7 @@ package containerdroot
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -309,4 +310,23 @@ func view(db *bolt.DB, what string, fn func(*bolt.Tx) error) error {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
+}
+
+// wrap gives an error the context of what was asked: a runtime's Fault
+// keeps its class (engine.Wrap), a claim refused stays one, a
+// cancellation stays one; anything else (the root's files cannot be
+// read) is an engine.ErrEngine.
+func wrap(err error, what string) error {
+	var f *engine.Fault
+	var u *engine.Unavailable
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &f):
+		return engine.Wrap(err, what)
+	case errors.Is(err, engine.ErrEngine), errors.As(err, &u),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%w: %s: %w", engine.ErrEngine, what, err)
 }
