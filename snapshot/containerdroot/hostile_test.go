@@ -658,3 +658,62 @@ func TestDatabasePastItsEnd(t *testing.T) {
 	_, err = s.List(context.Background())
 	mustFail(t, "List of a database whose root is past its end", err, "corrupt database")
 }
+
+// TestImagesScaleAndAmbiguity: 5,000 images, each its own manifest, list
+// in well under a second; a container ID in two namespaces needs its
+// namespace.
+func TestImagesScaleAndAmbiguity(t *testing.T) {
+	c := craft(t, craftOpts{})
+	db, err := bolt.Open(filepath.Join(c.data, metaDB), 0o644, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgSize := 0
+	if st, err := os.Stat(filepath.Join(c.data, blobDir, c.configHex)); err == nil {
+		cfgSize = int(st.Size())
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for i := 0; i < 5000; i++ {
+			mf := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` +
+				c.configHex + `","size":` + itoa(cfgSize) + `},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:` + c.layerHex + `","size":` + itoa(len(c.layer)+i) + `}]}`)
+			writeFile(t, filepath.Join(c.data, blobDir, sha(mf)), mf)
+			name := "docker.io/library/img:" + itoa(i)
+			tb := bucket(t, tx, "v1", "ns"+itoa(i%7), "images", name, "target")
+			put(t, tb, "digest", []byte("sha256:"+sha(mf)))
+			put(t, tb, "mediatype", []byte("application/vnd.oci.image.manifest.v1+json"))
+			put(t, tb, "size", binary.AppendVarint(nil, int64(len(mf))))
+		}
+		cb := bucket(t, tx, "v1", "other", "containers", "c1")
+		put(t, cb, "image", []byte("docker.io/library/x:1"))
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(c.host, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	ims, err := s.ListImages(context.Background())
+	took := time.Since(start)
+	if err != nil || len(ims) != 5001 {
+		t.Fatalf("ListImages: %d, %v", len(ims), err)
+	}
+	for _, im := range ims {
+		if im.ID != "sha256:"+c.configHex || im.Size < int64(len(c.layer)) {
+			t.Fatalf("ListImages: %+v", im)
+		}
+	}
+	t.Logf("listing 5,000 images: %v", took)
+	if took > 800*time.Millisecond {
+		t.Errorf("listing 5,000 images took %v", took)
+	}
+	_, err = s.Container(context.Background(), "c1")
+	mustFail(t, "an ID in two namespaces", err, "default", "other", "namespace/c1")
+	if ct, err := s.Container(context.Background(), "other/c1"); err != nil || ct.ID != "c1" {
+		t.Errorf("Container(other/c1) = %v, %v", ct, err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -59,7 +60,8 @@ func fileState(t *testing.T, dir string) string {
 		if err := syscall.Lstat(p, &st); err != nil {
 			return err
 		}
-		line := p + " " + d.Type().String()
+		// A write, or a change of mode or owner, changes the ctime.
+		line := fmt.Sprintf("%s %s %d %d.%d %d.%d", p, d.Type(), st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec)
 		if d.Type().IsRegular() {
 			f, err := os.Open(p)
 			if err != nil {
@@ -145,7 +147,8 @@ func TestOfflineRoot(t *testing.T) {
 	defer s.Close()
 	info := s.Info()
 	if info.Runtime != "containerd" || info.Host != "containerd-root:"+DefaultDataRoot || info.Name != "deadhost" || !info.Local ||
-		info.StorageDriver != "overlayfs" || info.Offline == nil || info.Offline.Root != ro {
+		info.StorageDriver != "overlayfs" || info.Offline == nil || info.Offline.Root != ro || info.Offline.DataRoot != DefaultDataRoot ||
+		info.Offline.Mount != ro || !slices.Contains(strings.Split(info.Offline.Options, ","), "ro") {
 		t.Errorf("Info() = %+v", info)
 	}
 

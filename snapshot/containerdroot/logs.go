@@ -32,11 +32,14 @@ const (
 // then .gz once compressed.
 var rotated = regexp.MustCompile(`^\.[0-9]{8}-[0-9]{6}(\.gz)?$`)
 
-// Logs opens a Kubernetes container's CRI log files under the host's
-// /var/log/pods (its links resolved inside the host's root): the file the
-// CRI plugin's record names, after its rotated files (<file>.<time>,
-// .gz), oldest first. Every file is opened beneath the pods' log
-// directory, through no symbolic link. A container that is no pod's has
+// logName is a container's log file in its directory: its restart count.
+var logName = regexp.MustCompile(`^[0-9]{1,9}\.log$`)
+
+// Logs opens a Kubernetes container's CRI log files, under the host's
+// /var/log/pods on a node: the file the CRI plugin's record names (in
+// kubelet's shape, its directory's links resolved inside the host's
+// root), after its rotated files (<file>.<time>, .gz), oldest first.
+// Every file is opened beneath that directory, through no symbolic link. A container that is no pod's has
 // none: containerd keeps no logs of its own.
 func (s *Store) Logs(ctx context.Context, id string, tty bool) (engine.LogStream, error) {
 	rec, err := s.findContainer(id, true)
@@ -61,22 +64,30 @@ func (s *Store) Logs(ctx context.Context, id string, tty bool) (engine.LogStream
 	if logPath == "" {
 		return nil, &engine.Unavailable{Why: "the CRI plugin's record of the container names no log file"}
 	}
-	rel, ok := strings.CutPrefix(filepath.Clean(logPath), kube.DefaultLogRoot+"/")
-	if !ok || !filepath.IsAbs(logPath) || strings.ContainsRune(logPath, 0) || strings.Count(rel, "/") < 1 {
-		return nil, engine.Claimf("the log file of container %s, %q, is not in a pod's directory under %s", rec.ID, logPath, kube.DefaultLogRoot)
+	// kubelet's shape, <log root>/<namespace>_<pod>_<uid>/<container>/<restart>.log
+	// (the log root is /var/log/pods unless kubelet's podLogsDir says
+	// otherwise): a record naming any other file of the host is refused.
+	clean := filepath.Clean(logPath)
+	dir, base := filepath.Dir(clean), filepath.Base(clean)
+	podDir := filepath.Base(filepath.Dir(dir))
+	if !filepath.IsAbs(logPath) || strings.ContainsRune(logPath, 0) || !logName.MatchString(base) ||
+		filepath.Base(dir) != rec.Labels[engine.LabelContainerName] ||
+		!strings.HasPrefix(podDir, rec.Labels[engine.LabelPodNamespace]+"_"+rec.Labels[engine.LabelPodName]+"_") {
+		return nil, engine.Claimf("the log file of container %s, %q, is not <log root>/<namespace>_<pod>_<uid>/<container>/<n>.log of its pod", rec.ID, logPath)
 	}
-	podsFD, err := unix.Openat2(s.rootFD, strings.TrimPrefix(kube.DefaultLogRoot, "/"), &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+	// The directory is the dead host's: its links resolved inside its
+	// root (never above it); the files in it are read through no link.
+	dirFD, err := unix.Openat2(s.rootFD, strings.TrimPrefix(dir, "/"), &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
 	if err != nil {
-		return nil, fmt.Errorf("the logs of container %s: %w", rec.ID, &os.PathError{Op: "open", Path: filepath.Join(s.root, kube.DefaultLogRoot), Err: err})
+		return nil, fmt.Errorf("the logs of container %s: %w", rec.ID, &os.PathError{Op: "open", Path: filepath.Join(s.root, dir), Err: err})
 	}
-	defer unix.Close(podsFD)
-	pods, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(podsFD))
+	defer unix.Close(dirFD)
+	real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(dirFD))
 	if err != nil {
 		return nil, err
 	}
-	dir, base := filepath.Dir(rel), filepath.Base(rel)
-	names, err := listDir(podsFD, pods, dir)
+	names, err := listDir(dirFD, real, ".")
 	if err != nil {
 		return nil, fmt.Errorf("the logs of container %s: %w", rec.ID, err)
 	}
@@ -92,7 +103,7 @@ func (s *Store) Logs(ctx context.Context, id string, tty bool) (engine.LogStream
 		files = append(files, base)
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("the logs of container %s: %w", rec.ID, &os.PathError{Op: "open", Path: filepath.Join(pods, rel), Err: os.ErrNotExist})
+		return nil, fmt.Errorf("the logs of container %s: %w", rec.ID, &os.PathError{Op: "open", Path: filepath.Join(real, base), Err: os.ErrNotExist})
 	}
 	if len(files) > maxLogFiles {
 		files = files[len(files)-maxLogFiles:]
@@ -100,7 +111,7 @@ func (s *Store) Logs(ctx context.Context, id string, tty bool) (engine.LogStream
 	ls := &logStream{}
 	var rs []io.Reader
 	for _, n := range files {
-		f, err := openBeneath(podsFD, pods, dir+"/"+n)
+		f, err := openBeneath(dirFD, real, n)
 		if err != nil {
 			ls.Close()
 			return nil, fmt.Errorf("the logs of container %s: %w", rec.ID, err)

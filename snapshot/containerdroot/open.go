@@ -115,8 +115,13 @@ func Open(root, dataRoot string) (*Store, error) {
 		// (images, the list) is still read.
 		s.overlay, s.overlayErr = nil, err
 	}
+	// DescribeRoot resolves its path's links on this host: it is given
+	// the data root as resolved inside root (a link of the evidence to
+	// /x is root's /x, not this host's), and records it as given.
+	off := engine.DescribeRoot(realRoot, "/"+strings.TrimPrefix(strings.TrimPrefix(s.realData, realRoot), "/"))
+	off.Root, off.DataRoot = root, dataRoot
 	s.info = manifest.Engine{Host: "containerd-root:" + dataRoot, Name: s.hostname(), StorageDriver: overlayfs, Local: true,
-		Runtime: "containerd", Offline: engine.DescribeRoot(root, dataRoot)}
+		Runtime: "containerd", Offline: off}
 	return s, nil
 }
 
