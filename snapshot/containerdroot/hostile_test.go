@@ -685,6 +685,9 @@ func TestImagesScaleAndAmbiguity(t *testing.T) {
 		}
 		cb := bucket(t, tx, "v1", "other", "containers", "c1")
 		put(t, cb, "image", []byte("docker.io/library/x:1"))
+		nb := bucket(t, tx, "v1", "other", "containers", "n1")
+		put(t, nb, "snapshotter", []byte("native"))
+		put(t, nb, "snapshotKey", []byte("n1"))
 		return nil
 	})
 	db.Close()
@@ -715,5 +718,14 @@ func TestImagesScaleAndAmbiguity(t *testing.T) {
 	mustFail(t, "an ID in two namespaces", err, "default", "other", "namespace/c1")
 	if ct, err := s.Container(context.Background(), "other/c1"); err != nil || ct.ID != "c1" {
 		t.Errorf("Container(other/c1) = %v, %v", ct, err)
+	}
+	// Another snapshotter: recognised, refused by name.
+	n1, err := s.Container(context.Background(), "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var u *engine.Unavailable
+	if _, err := s.UpperDirs(n1); !errors.As(err, &u) || !strings.Contains(err.Error(), "native") {
+		t.Errorf("UpperDirs of a native snapshot: %v", err)
 	}
 }

@@ -118,6 +118,11 @@ func TestOfflineRoot(t *testing.T) {
 	d.Ctr(t, liveNS, "tasks", "kill", "-s", "SIGKILL", "web")
 	testenv.Shell(t, "for i in $(seq 50); do ctr -a "+d.Address+" -n "+liveNS+" tasks ls | grep -q RUNNING || exit 0; sleep 0.1; done")
 	d.Ctr(t, liveNS, "tasks", "delete", "web")
+	// A containerd running on its root holds its database's lock: amber
+	// waits briefly, then says so.
+	if _, err := Open(filepath.Dir(d.Root), "/"+filepath.Base(d.Root)); err == nil || !strings.Contains(err.Error(), "locked") {
+		t.Errorf("Open of a running containerd's root: %v, want it said locked", err)
+	}
 	d.Kill(t, syscall.SIGTERM)
 
 	// The dead host: its root holds var/lib/containerd, a link to

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sys/unix"
 
 	"github.com/amber-forensics/amber/manifest"
@@ -289,6 +290,9 @@ func (s *Store) openDB(rel string) (db *bolt.DB, err error) {
 	if err != nil {
 		if !used {
 			f.Close()
+		}
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("containerd's database %s is locked (is a containerd running on it? amber reads a stopped one's): %w", f.Name(), err)
 		}
 		return nil, fmt.Errorf("containerd's database %s: %w", f.Name(), err)
 	}
