@@ -377,8 +377,17 @@ func TestHostileLayout(t *testing.T) {
 		c := craft(t, craftOpts{})
 		os.RemoveAll(filepath.Join(c.host, "var/lib/containerd"))
 		// An absolute target is the dead host's path, a relative one
-		// stops at its root: neither reaches the canary.
-		for _, target := range []string{can.dir, "../../../../../../../../" + can.dir} {
+		// stops at its root: neither reaches the canary, nor a whole
+		// containerd root (watched) outside the root.
+		bait := craft(t, craftOpts{})
+		watch := &canary{dir: filepath.Join(bait.data, filepath.Dir(metaDB))}
+		watch.fd, _ = unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+		defer unix.Close(watch.fd)
+		if _, err := unix.InotifyAddWatch(watch.fd, watch.dir, unix.IN_OPEN|unix.IN_ACCESS); err != nil {
+			t.Fatal(err)
+		}
+		defer watch.noTouch(t)
+		for _, target := range []string{can.dir, "../../../../../../../../" + can.dir, bait.data, "../../../../../../../../" + bait.data} {
 			os.Remove(filepath.Join(c.host, "var/lib/containerd"))
 			os.Symlink(target, filepath.Join(c.host, "var/lib/containerd"))
 			_, err := Open(c.host, "")
