@@ -48,6 +48,7 @@ type craftOpts struct {
 	ext       map[string][]byte // extensions (JSON values)
 	moreCtrs  int               // more containers, c2..
 	moreNames []string          // more container IDs
+	gzipLayer bool              // the layer blob gzip-compressed
 }
 
 func put(t *testing.T, b *bolt.Bucket, k string, v []byte) {
@@ -102,11 +103,20 @@ func craft(t *testing.T, o craftOpts) *crafted {
 	tw.WriteHeader(&tar.Header{Name: "etc/passwd", Mode: 0o644, Size: 5, Typeflag: tar.TypeReg})
 	tw.Write([]byte("root\n"))
 	tw.Close()
-	c.layer, c.layerHex = lb.Bytes(), sha(lb.Bytes())
-	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:` + c.layerHex + `"]}}`)
+	diffID := sha(lb.Bytes())
+	c.layer, c.layerHex = lb.Bytes(), diffID
+	layerType := "application/vnd.oci.image.layer.v1.tar"
+	if o.gzipLayer {
+		var zb bytes.Buffer
+		zw := gzip.NewWriter(&zb)
+		zw.Write(lb.Bytes())
+		zw.Close()
+		c.layer, c.layerHex, layerType = zb.Bytes(), sha(zb.Bytes()), layerType+"+gzip"
+	}
+	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:` + diffID + `"]}}`)
 	c.configHex = sha(cfg)
 	mf := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` +
-		c.configHex + `","size":` + itoa(len(cfg)) + `},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:` + c.layerHex + `","size":` + itoa(len(c.layer)) + `}]}`)
+		c.configHex + `","size":` + itoa(len(cfg)) + `},"layers":[{"mediaType":"` + layerType + `","digest":"sha256:` + c.layerHex + `","size":` + itoa(len(c.layer)) + `}]}`)
 	for _, b := range [][]byte{c.layer, cfg, mf} {
 		writeFile(t, filepath.Join(c.data, blobDir, sha(b)), b)
 	}
@@ -732,4 +742,59 @@ func TestImagesScaleAndAmbiguity(t *testing.T) {
 	if _, err := s.UpperDirs(n1); !errors.As(err, &u) || !strings.Contains(err.Error(), "native") {
 		t.Errorf("UpperDirs of a native snapshot: %v", err)
 	}
+}
+
+// TestCompressedLayer: a gzip layer is saved uncompressed, hashing to its
+// diff_id; changed on disk, the save fails naming its blob.
+func TestCompressedLayer(t *testing.T) {
+	c := craft(t, craftOpts{gzipLayer: true})
+	s, err := Open(c.host, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	im, err := s.Image(ctx, "x:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	save := func() (map[string][]byte, error) {
+		rc, err := s.SaveImage(ctx, "x:1")
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		m := map[string][]byte{}
+		tr := tar.NewReader(rc)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return m, nil
+			}
+			if err != nil {
+				return m, err
+			}
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				return m, err
+			}
+			m[h.Name] = b
+		}
+	}
+	m, err := save()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := m["blobs/sha256/"+strings.TrimPrefix(im.DiffIDs[0], "sha256:")]
+	if "sha256:"+sha(l) != im.DiffIDs[0] {
+		t.Errorf("the saved layer hashes to %s, not its diff_id %s", sha(l), im.DiffIDs[0])
+	}
+	// A byte of the gzip header's mtime changed: it still decompresses
+	// to the same layer, but is not the blob its manifest names.
+	b := bytes.Clone(c.layer)
+	b[5] ^= 1
+	lp := filepath.Join(c.data, blobDir, c.layerHex)
+	os.WriteFile(lp, b, 0o644)
+	_, err = save()
+	mustFail(t, "a gzip layer changed on disk", err, lp, "changed on disk")
 }
