@@ -49,6 +49,8 @@ $(STATICCHECK):
 # are as it left them, which another package building its test images at
 # the same moment would upset.
 ENGINE_PKGS := ./cmd/amber ./snapshot/docker ./snapshot/dockerroot ./snapshot/podman ./snapshot/containerd ./snapshot/kube ./internal/testenv
+# A dead host's containerd root, read from its own containerd's files.
+ENGINE_PKGS += ./snapshot/containerdroot
 
 unit:
 	$(GO) test -count=1 -timeout 12m $(filter-out $(shell $(GO) list $(ENGINE_PKGS)),$(shell $(GO) list ./...))
