@@ -14,6 +14,7 @@ import (
 	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
+	"github.com/amber-forensics/amber/snapshot/dockerroot"
 	"github.com/amber-forensics/amber/snapshot/engine"
 )
 
@@ -157,7 +158,7 @@ error; both are in the custody log.`,
 	ctr.Flags().BoolVar(&co.volumes, "volumes", false, "also capture the contents of the containers' volumes (bind mounts are recorded, never walked)")
 	ctr.Flags().StringVar(&co.route, "route", snapshot.RouteAuto, "how to read the filesystem: auto, upperdir (a local overlay upper directory) or export (through the engine); auto also reads a containerd snapshot mounted read-only when there is no upper directory")
 	co.runtime.add(ctr)
-	c.AddCommand(img, ctr, e.newCapturePodCmd())
+	c.AddCommand(img, ctr, e.newCapturePodCmd(), e.newCaptureHostCmd())
 	return c
 }
 
@@ -268,6 +269,18 @@ func (e *env) engineRequest(o *captureOptions, images, containers []string) (sna
 
 // captureWith runs a capture from rt and prints what it sealed.
 func (e *env) captureWith(o *captureOptions, rt engine.Runtime, req snapshot.EngineRequest) error {
+	// A local Docker engine on overlay2 refuses to save an image whose
+	// layer files changed on disk: its data root is read instead.
+	info := rt.Info()
+	if g, ok := rt.(interface{ GraphRoot() string }); ok && info.Runtime == "" && info.Local && info.StorageDriver == "overlay2" && g.GraphRoot() != "" {
+		req.DiskImages = func() (engine.Runtime, error) {
+			s, err := dockerroot.Open("/", g.GraphRoot())
+			if err != nil {
+				return nil, err
+			}
+			return s, nil
+		}
+	}
 	res, err := snapshot.CaptureEngine(e.ctx, rt, req)
 	if isTerminal(e.stderr) {
 		fmt.Fprint(e.stderr, "\r\033[K")

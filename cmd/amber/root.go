@@ -97,7 +97,7 @@ Linux, 130 interrupted.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(e.newCaptureCmd(), e.newVerifyCmd(), e.newLsCmd(), e.newCatCmd(), e.newLogCmd(), e.newMountCmd(), e.newUmountCmd())
 	root.AddCommand(e.newConfigCmds()...)
-	root.AddCommand(e.newTimelineCmd(), e.newDiffCmd(), e.newExtractCmd(), e.newPsCmd())
+	root.AddCommand(e.newTimelineCmd(), e.newDiffCmd(), e.newExtractCmd(), e.newPsCmd(), e.newHostCmd())
 	root.AddCommand(e.newLayersCmds()...)
 	return root
 }
