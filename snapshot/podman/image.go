@@ -237,3 +237,15 @@ func (s *Storage) assemble(ctx context.Context, layer, dir string, w io.Writer) 
 	})
 	return err
 }
+
+// LayerFindings lists the layers of ref that SaveImage found changed on
+// disk (none before SaveImage was asked).
+func (s *Storage) LayerFindings(ref string) []engine.LayerFinding {
+	rec, err := s.findImage(ref)
+	if err != nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.findings[rec.ID]
+}

@@ -50,3 +50,27 @@ func openBeneath(root, rel string, noatime bool) (*os.File, error) {
 	}
 	return os.NewFile(uintptr(fd), filepath.Join(root, rel)), nil
 }
+
+// dirBeneath checks that rel is a directory beneath root reached through
+// no symbolic link, as the kernel resolves it (openat2 RESOLVE_BENEATH):
+// nothing is opened on the examiner's host by a plain path.
+func dirBeneath(root, rel string) error {
+	dfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: root, Err: err}
+	}
+	defer unix.Close(dfd)
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_NOFOLLOW,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
+	fd, err := unix.Openat2(dfd, rel, &how)
+	switch err {
+	case nil:
+		unix.Close(fd)
+		return nil
+	case unix.ELOOP, unix.EXDEV:
+		return engine.Claimf("podman's storage places %s, through a symbolic link amber does not follow", filepath.Join(root, rel))
+	case unix.ENOTDIR:
+		return engine.Claimf("podman's storage places %s, which is not a directory", filepath.Join(root, rel))
+	}
+	return &os.PathError{Op: "open", Path: filepath.Join(root, rel), Err: err}
+}

@@ -11,3 +11,7 @@ import (
 func openBeneath(root, rel string, noatime bool) (*os.File, error) {
 	return nil, errors.New("reading podman's storage needs Linux")
 }
+
+func dirBeneath(root, rel string) error {
+	return errors.New("reading podman's storage needs Linux")
+}
