@@ -3,7 +3,9 @@
 package podman
 
 import (
+	"context"
 	"errors"
+	"io"
 	"os"
 )
 
@@ -14,4 +16,10 @@ func openBeneath(root, rel string, noatime bool) (*os.File, error) {
 
 func dirBeneath(root, rel string) error {
 	return errors.New("reading podman's storage needs Linux")
+}
+
+// SaveImage needs Linux's openat2 to read the layers beneath their
+// directories.
+func (s *Storage) SaveImage(ctx context.Context, ref string) (io.ReadCloser, error) {
+	return nil, errors.New("reading podman's storage needs Linux")
 }
