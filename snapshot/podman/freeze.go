@@ -25,6 +25,9 @@ func (s *Storage) containerFreezer(id string) (freezer.Freezer, error) {
 // Pause freezes the container's cgroup, as podman pause does, and
 // remembers it: Unpause thaws that same cgroup.
 func (s *Storage) Pause(ctx context.Context, id string) error {
+	if s.offline {
+		return &engine.Fault{Kind: engine.ErrEngine, Err: fmt.Errorf("container %s is on a dead host's disk: nothing runs to pause", id)}
+	}
 	fz, err := s.containerFreezer(id)
 	if err != nil {
 		return err
@@ -38,6 +41,9 @@ func (s *Storage) Pause(ctx context.Context, id string) error {
 // Unpause thaws the cgroup Pause froze; engine.ErrNotPaused when it was
 // not frozen.
 func (s *Storage) Unpause(ctx context.Context, id string) error {
+	if s.offline {
+		return engine.ErrNotPaused
+	}
 	s.mu.Lock()
 	fz, ok := s.frozen[id]
 	s.mu.Unlock()

@@ -3,6 +3,7 @@ package podman
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/amber-forensics/amber/snapshot/engine"
 )
@@ -36,6 +37,20 @@ func (s *Storage) List(ctx context.Context) ([]engine.Summary, error) {
 		}
 		st := s.state(r.ID)
 		sm.State, sm.Pid = st.Status, st.Pid
+		if t, err := time.Parse(time.RFC3339Nano, r.Created); err == nil {
+			sm.Created = rfc3339(t)
+		}
+		if s.offline {
+			// libpod's record has the start time too; its creation
+			// time is the container's, the storage's its layer's.
+			m, _ := s.loadLibpod()
+			if c := m[r.ID]; c != nil {
+				if c.Created != "" {
+					sm.Created = c.Created
+				}
+				sm.Started = c.Started
+			}
+		}
 		out = append(out, sm)
 	}
 	return out, nil

@@ -25,6 +25,21 @@ func (s *Storage) Logs(ctx context.Context, id string, tty bool) (engine.LogStre
 		return nil, engine.Claimf("container ID %q is not 64 hex digits", id)
 	}
 	rel := filepath.Join(s.driver+"-containers", id, "userdata", "ctr.log")
+	if s.offline {
+		// libpod's record names the log file: it must lie in the
+		// graph root (the dead host's path), read beneath it.
+		m, _ := s.loadLibpod()
+		if c := m[id]; c != nil && c.LogPath != "" {
+			if c.LogDriver != "" && c.LogDriver != "k8s-file" {
+				return nil, fmt.Errorf("container %s logs with podman's %s driver: only k8s-file logs are read offline", id, c.LogDriver)
+			}
+			r, ok := s.inGraph(c.LogPath)
+			if !ok {
+				return nil, engine.Claimf("libpod's database places the log of container %s at %s, outside the graph root %s: refused", id, c.LogPath, s.graphGiven)
+			}
+			rel = r
+		}
+	}
 	f, err := openBeneath(s.root, rel, true)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no k8s-file log at %s: podman's log driver for this container is journald (journalctl CONTAINER_ID_FULL=%s), none, or a --log-opt path amber does not read", filepath.Join(s.root, rel), id)

@@ -50,3 +50,65 @@ func openBeneath(root, rel string, noatime bool) (*os.File, error) {
 	}
 	return os.NewFile(uintptr(fd), filepath.Join(root, rel)), nil
 }
+
+// dirBeneath checks that rel is a directory beneath root reached through
+// no symbolic link, as the kernel resolves it (openat2 RESOLVE_BENEATH):
+// nothing is opened on the examiner's host by a plain path.
+func dirBeneath(root, rel string) error {
+	dfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: root, Err: err}
+	}
+	defer unix.Close(dfd)
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_NOFOLLOW,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
+	fd, err := unix.Openat2(dfd, rel, &how)
+	switch err {
+	case nil:
+		unix.Close(fd)
+		return nil
+	case unix.ELOOP, unix.EXDEV:
+		return engine.Claimf("podman's storage places %s, through a symbolic link amber does not follow", filepath.Join(root, rel))
+	case unix.ENOTDIR:
+		return engine.Claimf("podman's storage places %s, which is not a directory", filepath.Join(root, rel))
+	}
+	return &os.PathError{Op: "open", Path: filepath.Join(root, rel), Err: err}
+}
+
+// openAt opens rel beneath the directory dfd (named dir in errors) as the
+// kernel resolves it: never above dfd, through no symbolic link, the
+// last element included (O_NOFOLLOW). A read (not O_PATH) keeps the
+// evidence's access time (O_NOATIME, dropped where it is refused).
+func openAt(dfd int, dir, rel string, flags int) (*os.File, error) {
+	if rel == "" {
+		rel = "."
+	}
+	how := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
+	if flags&unix.O_PATH == 0 {
+		// openat2 takes no other flag with O_PATH. O_NONBLOCK: a FIFO
+		// planted where a file is expected does not hang the open.
+		how.Flags |= unix.O_NOATIME | unix.O_NONBLOCK
+	}
+	fd, err := unix.Openat2(dfd, rel, &how)
+	if err == unix.EPERM && how.Flags&unix.O_NOATIME != 0 {
+		how.Flags &^= unix.O_NOATIME
+		fd, err = unix.Openat2(dfd, rel, &how)
+	}
+	switch err {
+	case nil:
+	case unix.ELOOP, unix.EXDEV:
+		return nil, engine.Claimf("%s leads out of %s or through a symbolic link: refused", rel, dir)
+	default:
+		return nil, &os.PathError{Op: "open", Path: filepath.Join(dir, rel), Err: err}
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(dir, rel)), nil
+}
+
+// trunc shortens a hostile value for a message.
+func trunc(s string) string {
+	if len(s) > 100 {
+		return s[:100] + "..."
+	}
+	return s
+}

@@ -50,6 +50,19 @@ type Storage struct {
 	info          manifest.Engine
 	mu            sync.Mutex
 	frozen        map[string]freezer.Freezer // the cgroup each paused container was frozen in
+
+	// offline: a dead host's storage (OpenOffline), read inside
+	// hostRoot; graphGiven is the graph root as given, the path the
+	// dead host's own records use. libpod is its database's record of
+	// each container, read once (libpodNote: why it could not be).
+	offline    bool
+	hostRoot   string
+	graphGiven string
+	libpodOnce sync.Once
+	libpod     map[string]*libpodCtr
+	libpodNote string
+	libpodRoot string                           // the graph root libpod recorded
+	findings   map[string][]engine.LayerFinding // by image ID: layers SaveImage found changed on disk
 }
 
 var _ engine.Runtime = (*Storage)(nil)
@@ -57,7 +70,8 @@ var _ engine.Runtime = (*Storage)(nil)
 // Open opens Podman's storage. Only the overlay driver is read: its
 // lists are <graphroot>/overlay-{containers,images,layers}.
 func Open(opts Options) (*Storage, error) {
-	s := &Storage{driver: "overlay", proc: opts.Proc, cgroup: opts.Cgroup, frozen: map[string]freezer.Freezer{}}
+	s := &Storage{driver: "overlay", proc: opts.Proc, cgroup: opts.Cgroup, frozen: map[string]freezer.Freezer{},
+		findings: map[string][]engine.LayerFinding{}}
 	if s.proc == "" {
 		s.proc = "/proc"
 	}
@@ -204,6 +218,9 @@ func (s *Storage) Container(ctx context.Context, ref string) (*engine.Container,
 // container). Podman's own database is not read: its format changed
 // (BoltDB, then SQLite) and the kernel is the better witness.
 func (s *Storage) state(id string) state {
+	if s.offline {
+		return s.offlineState(id)
+	}
 	st := state{Status: "exited", Source: "pidfile"}
 	b, err := readFile(s.runRoot, filepath.Join(s.driver+"-containers", id, "userdata", "pidfile"), maxPID)
 	if err != nil {
@@ -245,9 +262,20 @@ func (s *Storage) mounts(id string, spec ociSpec) []engine.Mount {
 			}
 		}
 		em := engine.Mount{Source: m.Source, Destination: m.Destination, RW: rw}
+		vol, isVol := "", false
+		if m.Type == "bind" && strings.HasSuffix(m.Source, "/_data") {
+			if s.offline {
+				// The dead host's path: its graph root as it saw it.
+				if rel, ok := s.inGraph(m.Source); ok && strings.HasPrefix(rel, "volumes/") {
+					vol, isVol = strings.TrimSuffix(strings.TrimPrefix(rel, "volumes/"), "/_data"), true
+				}
+			} else if strings.HasPrefix(m.Source, vols) {
+				vol, isVol = strings.TrimSuffix(strings.TrimPrefix(m.Source, vols), "/_data"), true
+			}
+		}
 		switch {
-		case m.Type == "bind" && strings.HasPrefix(m.Source, vols) && strings.HasSuffix(m.Source, "/_data"):
-			em.Type, em.Name = "volume", strings.TrimSuffix(strings.TrimPrefix(m.Source, vols), "/_data")
+		case isVol:
+			em.Type, em.Name = "volume", vol
 		case m.Type == "bind" && strings.Contains(m.Source, "/"+s.driver+"-containers/"+id+"/"):
 			continue
 		case m.Type == "bind":
@@ -316,7 +344,17 @@ func (s *Storage) UpperDirs(c *engine.Container) ([]string, error) {
 }
 
 // VolumeDir checks a volume's place: <graphroot>/volumes/<name>/_data.
+// Offline, source is the dead host's path (its graph root as it saw it):
+// only a volume of the graph root is read, a bind mount of the dead
+// host's own files is refused (nothing outside the graph root is read).
 func (s *Storage) VolumeDir(name, source string) (string, error) {
+	if s.offline {
+		rel, ok := s.inGraph(source)
+		if !ok || name == "" || rel != filepath.Join("volumes", name, "_data") {
+			return "", engine.Claimf("podman places mount %q at %s, not at volumes/<name>/_data under its graph root %s: not read offline", name, source, s.graphGiven)
+		}
+		return dir(s.root, "volumes", name, "_data")
+	}
 	want := filepath.Join(s.root, "volumes", name, "_data")
 	if filepath.Clean(source) != want {
 		return "", engine.Claimf("podman places volume %s at %s, not at volumes/%s/_data under its graph root %s", name, source, name, s.root)
