@@ -17,13 +17,14 @@ import (
 	"github.com/amber-forensics/amber/snapshot/containerdroot"
 	"github.com/amber-forensics/amber/snapshot/dockerroot"
 	"github.com/amber-forensics/amber/snapshot/engine"
+	"github.com/amber-forensics/amber/snapshot/podman"
 )
 
 // hostFlags say where a dead host's runtimes keep their state, inside its
 // root.
 type hostFlags struct {
-	dockerRoot, containerdRoot string
-	runtime                    string // "" or auto: every one found; docker; containerd
+	dockerRoot, containerdRoot, podmanRoot string
+	runtime                                string // "" or auto: every one found; docker; containerd; podman
 }
 
 // The places a Linux host's runtimes keep their state by default.
@@ -37,7 +38,8 @@ func (h *hostFlags) add(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&h.dockerRoot, "docker-root", "", "Docker's data root inside ROOT (default "+defaultDockerRoot+", when it is there)")
 	f.StringVar(&h.containerdRoot, "containerd-root", "", "containerd's root inside ROOT (default "+defaultContainerdRoot+", when it is there)")
-	f.StringVar(&h.runtime, "runtime", "auto", "which runtime's state to read: auto (every one found), docker or containerd")
+	f.StringVar(&h.podmanRoot, "podman-root", "", "Podman's storage (graph root) inside ROOT (default "+defaultPodmanRoot+", when it is there)")
+	f.StringVar(&h.runtime, "runtime", "auto", "which runtime's state to read: auto (every one found), docker, containerd or podman")
 }
 
 // hostRuntime is one runtime's state found on a dead host's disk.
@@ -46,10 +48,8 @@ type hostRuntime struct {
 	DataRoot string            `json:"data_root"`
 	Driver   string            `json:"storage_driver,omitempty"`
 	Offline  *manifest.Offline `json:"offline,omitempty"`
-	// Error says why it was found but cannot be read; Note what amber
-	// does not do with it.
+	// Error says why it was found but cannot be read.
 	Error string         `json:"error,omitempty"`
-	Note  string         `json:"note,omitempty"`
 	rt    engine.Runtime `json:"-"`
 }
 
@@ -65,9 +65,9 @@ func openHost(root string, h hostFlags) ([]*hostRuntime, error) {
 		return nil, usageError{fmt.Errorf("ROOT %s is not a directory (mount the disk image first: mount -o ro,noload IMAGE DIR)", root)}
 	}
 	switch h.runtime {
-	case "", "auto", "docker", "containerd":
+	case "", "auto", "docker", "containerd", "podman":
 	default:
-		return nil, usageError{fmt.Errorf("--runtime %q: use auto, docker or containerd", h.runtime)}
+		return nil, usageError{fmt.Errorf("--runtime %q: use auto, docker, containerd or podman", h.runtime)}
 	}
 	want := func(name string) bool { return h.runtime == "" || h.runtime == "auto" || h.runtime == name }
 	var out []*hostRuntime
@@ -88,6 +88,13 @@ func openHost(root string, h hostFlags) ([]*hostRuntime, error) {
 				return nil, "", err
 			}
 			return s, "overlayfs", nil
+		}},
+		{"podman", h.podmanRoot, defaultPodmanRoot, func(root, data string) (engine.Runtime, string, error) {
+			s, err := podman.OpenOffline(root, data)
+			if err != nil {
+				return nil, "", err
+			}
+			return s, "overlay", nil
 		}},
 	} {
 		if !want(c.name) {
@@ -116,15 +123,9 @@ func openHost(root string, h hostFlags) ([]*hostRuntime, error) {
 		}
 		out = append(out, hr)
 	}
-	if want("podman") && h.runtime == "auto" {
-		if _, err := os.Lstat(filepath.Join(root, defaultPodmanRoot)); err == nil {
-			out = append(out, &hostRuntime{Name: "podman", DataRoot: defaultPodmanRoot,
-				Note: "Podman's storage is found; amber does not read it offline yet (its live storage: amber capture container --runtime podman --podman-root)"})
-		}
-	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: no container runtime's state under %s (looked for %s and %s; name another place with --docker-root or --containerd-root)",
-			engine.ErrNoSuchObject, root, defaultDockerRoot, defaultContainerdRoot)
+		return nil, fmt.Errorf("%w: no container runtime's state under %s (looked for %s, %s and %s; name another place with --docker-root, --containerd-root or --podman-root)",
+			engine.ErrNoSuchObject, root, defaultDockerRoot, defaultContainerdRoot, defaultPodmanRoot)
 	}
 	return out, nil
 }
@@ -209,9 +210,6 @@ func (e *env) runHost(root string, h hostFlags, asJSON bool) error {
 		fmt.Fprintln(w, line)
 		if r.Error != "" {
 			fmt.Fprintf(w, "             error: %s\n", escapeName(r.Error))
-		}
-		if r.Note != "" {
-			fmt.Fprintf(w, "             %s\n", escapeName(r.Note))
 		}
 	}
 	fmt.Fprintf(w, "\n%d containers\n", len(ctrs))

@@ -231,3 +231,57 @@ func TestCaptureHostContainerd(t *testing.T) {
 		t.Errorf("the attacker's file offline: %q", got)
 	}
 }
+
+// TestCaptureHostPodman: a Podman container of the test's own storage,
+// changed, captured live from the storage; then Podman stopped and its run
+// root deleted (a dead host has none): amber host lists it with the state
+// libpod recorded, and amber capture host gives the same trees.
+func TestCaptureHostPodman(t *testing.T) {
+	testenv.Podman(t)
+	testenv.FUSE(t)
+	save := dockerImage(t)
+	base := t.TempDir()
+	root, runRoot := filepath.Join(base, "root"), filepath.Join(base, "run")
+	pm := func(a ...string) string {
+		t.Helper()
+		return strings.TrimSpace(testenv.Run(t, "podman", append([]string{"--root", root, "--runroot", runRoot, "--tmpdir", filepath.Join(base, "tmp")}, a...)...))
+	}
+	t.Cleanup(func() {
+		exec.Command("podman", "--root", root, "--runroot", runRoot, "--tmpdir", filepath.Join(base, "tmp"), "rm", "-f", "-a", "-t", "0").Run()
+		exec.Command("podman", "--root", root, "--runroot", runRoot, "--tmpdir", filepath.Join(base, "tmp"), "system", "reset", "-f").Run()
+	})
+	const name = "amber-host-podman"
+	pm("load", "-q", "-i", save)
+	pm("run", "-d", "--name", name, "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "amber-test:1", "sh", "-c",
+		"echo planted > /srv/planted; rm -f /srv/data/a.txt; echo ready > /tmp/ready; exec sleep 1000")
+	testenv.Shell(t, `for i in $(seq 100); do podman --root '`+root+`' --runroot '`+runRoot+`' exec `+name+` test -f /tmp/ready && exit 0; sleep 0.1; done; exit 1`)
+	pm("stop", "-t", "0", name)
+	dir := t.TempDir()
+	live := filepath.Join(dir, "live.tar.zst")
+	mustAmber(t, "capture", "container", "--runtime", "podman", "--podman-root", root, "--podman-runroot", runRoot, name, "--no-memory", "-o", live)
+	os.RemoveAll(runRoot)
+
+	var listed struct {
+		Containers []struct{ Name, State, Runtime string } `json:"containers"`
+	}
+	if err := json.Unmarshal([]byte(mustAmber(t, "host", "/", "--runtime", "podman", "--podman-root", root, "--json")), &listed); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed.Containers) != 1 || listed.Containers[0].Name != name || listed.Containers[0].State != "exited" {
+		t.Errorf("amber host lists %+v; want %s, exited", listed.Containers, name)
+	}
+	dead := filepath.Join(dir, "dead.tar.zst")
+	mustAmber(t, "capture", "host", "/", "--runtime", "podman", "--podman-root", root, name, "-o", dead)
+	mustAmber(t, "verify", "--no-log", dead)
+	ma := mountArchive(t, live, filepath.Join(dir, "a"))
+	mb := mountArchive(t, dead, filepath.Join(dir, "b"))
+	for _, v := range []string{"rootfs", "pristine", "changes"} {
+		pa, pb := filepath.Join(ma, "containers", name, v), filepath.Join(mb, "containers", name, v)
+		if la, lb := findListing(t, pa, noSkip), findListing(t, pb, noSkip); la != lb {
+			t.Errorf("%s differs offline:\n%s", v, lineDiff(la, lb))
+		}
+	}
+	if got := mustAmber(t, "cat", dead, "containers/"+name+"/rootfs/srv/planted"); got != "planted\n" {
+		t.Errorf("the planted file offline: %q", got)
+	}
+}

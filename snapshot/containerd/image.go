@@ -184,12 +184,12 @@ func (r *Runtime) read(ctx context.Context, img images.Image, keep func(ocispec.
 		return nil, engine.Claimf("image %s: config %s lists %d diff_ids for %d layers", img.Name, res.config.Digest, len(c.RootFS.DiffIDs), len(res.layers))
 	}
 	for _, d := range c.RootFS.DiffIDs {
-		if d.Algorithm() != digest.SHA256 || d.Validate() != nil {
+		if d.Validate() != nil || d.Algorithm() != digest.SHA256 {
 			return nil, engine.Claimf("image %s: config %s lists a diff_id %q", img.Name, res.config.Digest, d)
 		}
 	}
 	for _, l := range res.layers {
-		if l.Digest.Algorithm() != digest.SHA256 || l.Digest.Validate() != nil || l.Size < 0 {
+		if l.Digest.Validate() != nil || l.Digest.Algorithm() != digest.SHA256 || l.Size < 0 {
 			return nil, engine.Claimf("image %s: a layer %q of size %d", img.Name, l.Digest, l.Size)
 		}
 	}
@@ -200,7 +200,7 @@ func (r *Runtime) read(ctx context.Context, img images.Image, keep func(ocispec.
 // blob reads a small blob of the content store (index, manifest, config)
 // whole: bounded, and checked against its digest.
 func (r *Runtime) blob(ctx context.Context, desc ocispec.Descriptor) ([]byte, error) {
-	if desc.Digest.Algorithm() != digest.SHA256 || desc.Digest.Validate() != nil {
+	if desc.Digest.Validate() != nil || desc.Digest.Algorithm() != digest.SHA256 {
 		return nil, engine.Claimf("a blob named %q", desc.Digest)
 	}
 	if desc.Size < 0 || desc.Size > maxMeta {

@@ -43,10 +43,27 @@ func (s *Store) findContainer(ref string, withSpec bool) (container, error) {
 			found = append(found, c)
 		}
 	}
+	if len(found) > 1 {
+		// The capture asks for a container's logs by its bare ID: the
+		// namespace it named when it inspected it decides.
+		s.mu.Lock()
+		want, ok := s.chosen[id]
+		s.mu.Unlock()
+		for _, c := range found {
+			if ok && c.Namespace == want {
+				return c, nil
+			}
+		}
+	}
 	switch len(found) {
 	case 0:
 		return container{}, &engine.Fault{Kind: engine.ErrNoSuchObject, Err: fmt.Errorf("no such container: %s", ref)}
 	case 1:
+		if qualified {
+			s.mu.Lock()
+			s.chosen[id] = ns
+			s.mu.Unlock()
+		}
 		return found[0], nil
 	}
 	var nss []string

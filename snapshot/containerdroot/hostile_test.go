@@ -733,6 +733,11 @@ func TestImagesScaleAndAmbiguity(t *testing.T) {
 	if ct, err := s.Container(context.Background(), "other/c1"); err != nil || ct.ID != "c1" {
 		t.Errorf("Container(other/c1) = %v, %v", ct, err)
 	}
+	// The capture's later calls name the bare ID: the namespace it was
+	// inspected in decides (its logs are asked by ID).
+	if rec, err := s.findContainer("c1", false); err != nil || rec.Namespace != "other" {
+		t.Errorf("c1 after other/c1 was inspected: %+v, %v", rec.Namespace, err)
+	}
 	// Another snapshotter: recognised, refused by name.
 	n1, err := s.Container(context.Background(), "n1")
 	if err != nil {

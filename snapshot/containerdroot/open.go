@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -57,6 +58,10 @@ type Store struct {
 	overlay    *bolt.DB
 	overlayErr error
 	info       manifest.Engine
+	// chosen is the namespace a container was asked for in ("ns/id"),
+	// by ID: the capture's later calls name the ID alone.
+	mu     sync.Mutex
+	chosen map[string]string
 }
 
 var (
@@ -85,7 +90,7 @@ func Open(root, dataRoot string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host root %s: %w", root, err)
 	}
-	s := &Store{root: root, dataRoot: dataRoot, rootFD: -1, dataFD: -1}
+	s := &Store{root: root, dataRoot: dataRoot, rootFD: -1, dataFD: -1, chosen: map[string]string{}}
 	fail := func(err error) (*Store, error) { s.Close(); return nil, err }
 	if s.rootFD, err = unix.Open(realRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 		return nil, fmt.Errorf("host root: %w", &os.PathError{Op: "open", Path: realRoot, Err: err})
@@ -116,11 +121,7 @@ func Open(root, dataRoot string) (*Store, error) {
 		// (images, the list) is still read.
 		s.overlay, s.overlayErr = nil, err
 	}
-	// DescribeRoot resolves its path's links on this host: it is given
-	// the data root as resolved inside root (a link of the evidence to
-	// /x is root's /x, not this host's), and records it as given.
-	off := engine.DescribeRoot(realRoot, "/"+strings.TrimPrefix(strings.TrimPrefix(s.realData, realRoot), "/"))
-	off.Root, off.DataRoot = root, dataRoot
+	off := engine.DescribeRoot(root, dataRoot, s.realData)
 	s.info = manifest.Engine{Host: "containerd-root:" + dataRoot, Name: s.hostname(), StorageDriver: overlayfs, Local: true,
 		Runtime: "containerd", Offline: off}
 	return s, nil

@@ -315,7 +315,7 @@ func (s *Store) Driver() string { return s.driver }
 // Info describes the data root for the acquisition record.
 func (s *Store) Info() manifest.Engine {
 	return manifest.Engine{Host: "docker-root:" + s.dataRoot, Name: s.hostname, StorageDriver: s.driver, Local: true,
-		Runtime: "docker", Offline: engine.DescribeRoot(s.root, s.dataRoot)}
+		Runtime: "docker", Offline: engine.DescribeRoot(s.root, s.dataRoot, s.real)}
 }
 
 // Close releases the data root.

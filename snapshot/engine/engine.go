@@ -238,7 +238,8 @@ func Wrap(err error, what string) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrEngineClaim):
+		// A claim refused keeps its class (and its ErrEngine).
 		return fmt.Errorf("%s: %w", what, err)
 	case errors.As(err, &f) && f.Note != "":
 		return fmt.Errorf("%w: %s: %s: %v", f.Kind, what, f.Note, f.Err)

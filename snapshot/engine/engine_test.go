@@ -20,7 +20,7 @@ func TestWrap(t *testing.T) {
 	}{
 		{&Fault{Kind: ErrNoSuchObject, Err: errors.New("no such container: x")}, []error{ErrNoSuchObject}, []error{ErrEngine}, "inspecting x: no such container: x"},
 		{&Fault{Kind: ErrEngine, Err: errors.New("dial unix"), Note: "is dockerd running?"}, []error{ErrEngine}, nil, "inspecting x: is dockerd running?: dial unix"},
-		{Claimf("a size of %d", -1), []error{ErrEngine}, nil, "inspecting x: a size of -1"},
+		{Claimf("a size of %d", -1), []error{ErrEngine, ErrEngineClaim}, []error{ErrNoSuchObject}, "inspecting x: a size of -1"},
 		{errors.New("reset by peer"), []error{ErrEngine}, []error{ErrNoSuchObject}, "inspecting x: reset by peer"},
 		{context.Canceled, []error{context.Canceled}, []error{ErrEngine}, "inspecting x: context canceled"},
 	} {

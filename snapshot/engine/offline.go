@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/amber-forensics/amber/manifest"
@@ -65,15 +64,13 @@ type LayerChecker interface {
 }
 
 // DescribeRoot is the acquisition record of a runtime read offline: root
-// as given, dataRoot inside it (a path under root), and the mount of this
-// host that holds dataRoot (from /proc/self/mountinfo; left empty where
-// it cannot be read).
-func DescribeRoot(root, dataRoot string) *manifest.Offline {
+// and dataRoot as given (dataRoot a path inside root), and the mount of
+// this host that holds real, the data root's real path here as the
+// runtime package resolved it inside root (its links are the evidence's:
+// following them on this host would lead elsewhere). The mount is read
+// from /proc/self/mountinfo; left empty where it cannot be.
+func DescribeRoot(root, dataRoot, real string) *manifest.Offline {
 	o := &manifest.Offline{Root: root, DataRoot: dataRoot}
-	real, err := filepath.EvalSymlinks(filepath.Join(root, dataRoot))
-	if err != nil {
-		real = filepath.Join(root, dataRoot)
-	}
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return o

@@ -64,11 +64,7 @@ func OpenOffline(root, graphRoot string) (*Storage, error) {
 		return nil, &engine.Fault{Kind: engine.ErrEngine, Note: "podman's storage with the overlay driver has overlay-containers, overlay-images or overlay-layers in its graph root",
 			Err: fmt.Errorf("%s (%s inside %s) holds none of them", real, graphRoot, root)}
 	}
-	// The mount is found from the graph root resolved inside root:
-	// DescribeRoot would follow its links on this host, where an
-	// absolute target leads elsewhere.
-	off := engine.DescribeRoot(root, "/"+strings.TrimPrefix(strings.TrimPrefix(real, filepath.Clean(root)), "/"))
-	off.DataRoot = graphRoot
+	off := engine.DescribeRoot(root, graphRoot, real)
 	s.info = manifest.Engine{Host: "containers-storage-root:" + graphRoot, Name: readHostname(root), StorageDriver: s.driver,
 		Local: true, Runtime: "podman", Offline: off}
 	return s, nil
