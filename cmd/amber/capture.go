@@ -14,7 +14,6 @@ import (
 	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
-	"github.com/amber-forensics/amber/snapshot/dockerroot"
 	"github.com/amber-forensics/amber/snapshot/engine"
 )
 
@@ -269,18 +268,7 @@ func (e *env) engineRequest(o *captureOptions, images, containers []string) (sna
 
 // captureWith runs a capture from rt and prints what it sealed.
 func (e *env) captureWith(o *captureOptions, rt engine.Runtime, req snapshot.EngineRequest) error {
-	// A local Docker engine on overlay2 refuses to save an image whose
-	// layer files changed on disk: its data root is read instead.
-	info := rt.Info()
-	if g, ok := rt.(interface{ GraphRoot() string }); ok && info.Runtime == "" && info.Local && info.StorageDriver == "overlay2" && g.GraphRoot() != "" {
-		req.DiskImages = func() (engine.Runtime, error) {
-			s, err := dockerroot.Open("/", g.GraphRoot())
-			if err != nil {
-				return nil, err
-			}
-			return s, nil
-		}
-	}
+	req.DiskImages = diskImagesFor(rt)
 	res, err := snapshot.CaptureEngine(e.ctx, rt, req)
 	if isTerminal(e.stderr) {
 		fmt.Fprint(e.stderr, "\r\033[K")

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -247,6 +249,26 @@ func humanSize(n int64) string {
 		return fmt.Sprintf("%.3gMB", float64(n)/1e6)
 	}
 	return fmt.Sprintf("%.3gGB", float64(n)/1e9)
+}
+
+// diskImagesFor is, for a local Docker engine on overlay2, its data root
+// read as a dead host's is (read-only, beneath it): the capture rebuilds
+// its images from the engine's files and checks every layer. docker save
+// refuses an image whose layer files changed on disk and leaves out a
+// file added to a layer's directory. nil for any other runtime.
+func diskImagesFor(rt engine.Runtime) func() (engine.Runtime, error) {
+	info := rt.Info()
+	g, ok := rt.(interface{ GraphRoot() string })
+	if !ok || info.Runtime != "" || !info.Local || info.StorageDriver != "overlay2" || g.GraphRoot() == "" {
+		return nil
+	}
+	return func() (engine.Runtime, error) {
+		s, err := dockerroot.Open("/", g.GraphRoot())
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
 }
 
 // newCaptureHostCmd is amber capture host.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package dockerroot
 
 import (
@@ -436,7 +438,7 @@ func (a *assembler) compare(h *tar.Header, listed, opaque map[string]bool) {
 		return
 	}
 	defer f.Close()
-	want := map[byte]uint32{tar.TypeReg: unix.S_IFREG, tar.TypeRegA: unix.S_IFREG, tar.TypeLink: unix.S_IFREG, tar.TypeDir: unix.S_IFDIR,
+	want := map[byte]uint32{tar.TypeReg: unix.S_IFREG, 0 /* TypeRegA, old tars */ : unix.S_IFREG, tar.TypeLink: unix.S_IFREG, tar.TypeDir: unix.S_IFDIR,
 		tar.TypeSymlink: unix.S_IFLNK, tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}
 	wt, ok := want[h.Typeflag]
 	if !ok {

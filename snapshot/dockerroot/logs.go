@@ -1,3 +1,5 @@
+//go:build linux
+
 package dockerroot
 
 import (
@@ -178,7 +180,6 @@ func readLine(br *bufio.Reader) ([]byte, bool, error) {
 		if len(buf)+len(chunk) <= maxLogLine {
 			buf = append(buf, chunk...)
 		} else {
-			buf = buf[:0]
 			for err == bufio.ErrBufferFull {
 				_, err = br.ReadSlice('\n')
 			}
