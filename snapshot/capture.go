@@ -122,6 +122,17 @@ func newLayerSet() *layerSet {
 	return &layerSet{done: map[hashing.Digest]*layerDone{}, reported: map[hashing.Digest]bool{}}
 }
 
+// lookup is the layer stored for an image's layer of diff_id diffID whose
+// source names its bytes stored (zero: not named): the layer kept as found
+// under that digest when it was found changed, else diffID's.
+func (layers *layerSet) lookup(diffID, stored hashing.Digest) (*layerDone, bool) {
+	if ld, ok := layers.done[stored]; ok && !stored.IsZero() && stored != diffID && ld.layer.DiffID == diffID {
+		return ld, true
+	}
+	ld, ok := layers.done[diffID]
+	return ld, ok
+}
+
 func (layers *layerSet) capture(ctx context.Context, src *source.Source, w *archive.Writer, opts Options) (*Captured, error) {
 	if !w.Has("oci-layout") {
 		if _, err := w.Add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`+"\n")); err != nil {
@@ -145,7 +156,7 @@ func (layers *layerSet) capture(ctx context.Context, src *source.Source, w *arch
 				return nil, err
 			}
 			diffID := img.DiffIDs[i]
-			ld, ok := done[diffID]
+			ld, ok := layers.lookup(diffID, ls.Digest)
 			if !ok && ls.Missing {
 				ld, ok = missingLayer(ls, diffID), true
 				done[diffID] = ld
@@ -165,8 +176,8 @@ func (layers *layerSet) capture(ctx context.Context, src *source.Source, w *arch
 			// A layer kept as found is stored, and looked up, by its
 			// own digest.
 			out.Indexes[ld.layer.Digest] = ld.index
-			if !layers.reported[diffID] {
-				layers.reported[diffID] = true
+			if !layers.reported[ld.layer.Digest] {
+				layers.reported[ld.layer.Digest] = true
 				for _, a := range ld.anomalies {
 					a.Artifact = art.Name
 					a.Layer = i

@@ -177,10 +177,10 @@ func digestNamed(name string) (string, bool) {
 // layer stores a layer of the stream, or checks it is the one stored
 // from an earlier image.
 func (sv *saveReader) layer(body io.Reader, size int64, layer hashing.Digest) error {
+	// Layers are kept by the digest of their bytes: a layer found changed
+	// is not its diff_id's (one image may hold a diff_id twice, one copy
+	// changed and one not).
 	key, fl := layer, sv.found[layer]
-	if fl != nil {
-		key = fl.diffID
-	}
 	if ld, ok := sv.layers.done[key]; ok {
 		hm := hashing.NewMulti(false, false)
 		if _, err := io.Copy(hm, body); err != nil {
@@ -245,7 +245,7 @@ func (sv *saveReader) source() (*source.Source, error) {
 	}
 	for _, img := range src.Images {
 		for i, l := range img.Layers {
-			if _, ok := sv.layers.done[img.DiffIDs[i]]; !ok {
+			if _, ok := sv.layers.lookup(img.DiffIDs[i], l.Digest); !ok {
 				return nil, fmt.Errorf("%w: layer %d of %s (%s) was not in the save stream as expected", ErrEngine, i, ref, l.Name)
 			}
 		}

@@ -222,7 +222,7 @@ func (e *env) runDiff(o *diffOptions, args []string) error {
 			e.showContentDiff(ta, tb, va, vb, ra, rb, ch.Path)
 		}
 	}
-	return e.printFindings(o, []treeRef{ra, rb}, []*view.View{va, vb})
+	return e.printFindings(o, opts.Prefix, []treeRef{ra, rb}, []*view.View{va, vb})
 }
 
 // findingKinds are the anomalies diff shows after the changes: what the
@@ -232,9 +232,11 @@ func (e *env) runDiff(o *diffOptions, args []string) error {
 var findingKinds = map[string]bool{"layer-modified-on-disk": true, "layer-digest-mismatch": true}
 
 // printFindings prints, after the changes, the findings of the archives
-// compared that concern the artifacts compared (a container's: its image's
-// too), one line each: "! PATH  [kind: where: detail]".
-func (e *env) printFindings(o *diffOptions, refs []treeRef, views []*view.View) error {
+// compared that concern the trees compared: those on a layer of theirs
+// (matched by the layer's digest: a layer shared by two images is
+// recorded once, against the first) and those on the artifacts
+// themselves, one line each: "! PATH  [kind: where: detail]".
+func (e *env) printFindings(o *diffOptions, prefix string, refs []treeRef, views []*view.View) error {
 	enc := json.NewEncoder(e.stdout)
 	enc.SetEscapeHTML(false)
 	seen := map[string]bool{}
@@ -244,12 +246,12 @@ func (e *env) printFindings(o *diffOptions, refs []treeRef, views []*view.View) 
 		}
 		seen[refs[i].archive] = true
 		m := v.A.Manifest
-		names := artifactsOf(m, refs[i].path)
+		names, digests := artifactsOf(m, refs[i].path)
 		for _, an := range m.Anomalies {
-			if !findingKinds[an.Kind] || !names[an.Artifact] {
+			if !findingKinds[an.Kind] || !names[an.Artifact] && !digests[layerOf(m, an)] {
 				continue
 			}
-			if o.prefix != "" && !strings.HasPrefix(an.Path, strings.TrimSuffix(o.prefix, "/")) {
+			if prefix != "" && prefix != "/" && an.Path != prefix && !strings.HasPrefix(an.Path, prefix+"/") {
 				continue
 			}
 			where := anomalyWhere(m, an)
@@ -269,26 +271,46 @@ func (e *env) printFindings(o *diffOptions, refs []treeRef, views []*view.View) 
 	return nil
 }
 
-// artifactsOf names the artifacts a view path of the mount layout shows:
-// images/NAME/... its image, containers/NAME/... the container and its
-// image (the pristine tree and the layers under its changes).
-func artifactsOf(m *manifest.Manifest, p string) map[string]bool {
-	out := map[string]bool{}
+// artifactsOf names the artifacts a view path of the mount layout shows,
+// and the digests of their layers: images/NAME/... its image,
+// containers/NAME/... the container and its image (the pristine tree and
+// the layers under its changes).
+func artifactsOf(m *manifest.Manifest, p string) (names, digests map[string]bool) {
+	names, digests = map[string]bool{}, map[string]bool{}
 	parts := strings.SplitN(strings.Trim(p, "/"), "/", 3)
 	if len(parts) < 2 {
-		return out
+		return names, digests
 	}
-	out[parts[1]] = true
-	if parts[0] == "containers" {
-		if c, ok := m.Artifact(manifest.KindContainer, parts[1]); ok {
-			for _, a := range m.Artifacts {
-				if a.Kind == manifest.KindImage && !c.ImageID.IsZero() && a.ImageID == c.ImageID {
-					out[a.Name] = true
-				}
+	add := func(a *manifest.Artifact) {
+		names[a.Name] = true
+		for _, l := range a.Layers {
+			digests[l.Digest.String()] = true
+		}
+	}
+	kind := map[string]string{"images": manifest.KindImage, "containers": manifest.KindContainer, "volumes": manifest.KindVolume}[parts[0]]
+	a, ok := m.Artifact(kind, parts[1])
+	if !ok {
+		return names, digests
+	}
+	add(a)
+	if a.Kind == manifest.KindContainer && !a.ImageID.IsZero() {
+		for i := range m.Artifacts {
+			if m.Artifacts[i].Kind == manifest.KindImage && m.Artifacts[i].ImageID == a.ImageID {
+				add(&m.Artifacts[i])
 			}
 		}
 	}
-	return out
+	return names, digests
+}
+
+// layerOf is the digest of the layer an anomaly is about ("" when none).
+func layerOf(m *manifest.Manifest, an manifest.Anomaly) string {
+	for _, a := range m.Artifacts {
+		if a.Name == an.Artifact && a.Kind != manifest.KindContainer && an.Layer >= 0 && an.Layer < len(a.Layers) {
+			return a.Layers[an.Layer].Digest.String()
+		}
+	}
+	return ""
 }
 
 func contains(l []string, s string) bool {

@@ -46,6 +46,10 @@ func TestCaptureHostDocker(t *testing.T) {
 	testenv.Run(t, "docker", "run", "-d", "--name", "web", "-v", "webdata:/data", "amber-host:1", "sh", "-c", hostCommand)
 	testenv.Run(t, "docker", "create", "--name", "db", "amber-host:1", "true")
 	testenv.Run(t, "docker", "run", "--name", "job", "amber-host:1", "sh", "-c", "echo done")
+	// Another image over the same layers: a finding on a shared layer is
+	// recorded once, and shown for both.
+	testenv.Shell(t, `printf 'FROM amber-host:1\nRUN echo two > /srv/two\n' | docker build -q -t amber-host:2 - >/dev/null`)
+	testenv.Run(t, "docker", "create", "--name", "db2", "amber-host:2", "true")
 	testenv.Shell(t, `for i in $(seq 100); do docker exec web test -f /tmp/ready && exit 0; sleep 0.1; done; exit 1`)
 	dir := t.TempDir()
 	live := filepath.Join(dir, "live.tar.zst")
@@ -127,9 +131,16 @@ func TestCaptureHostDocker(t *testing.T) {
 	}
 	os.WriteFile(edited, []byte("listen 80; backdoor\n"), 0o644)
 	edit := filepath.Join(dir, "edit.tar.zst")
-	mustAmber(t, "capture", "host", "/", "--docker-root", data, "web", "-o", edit)
+	mustAmber(t, "capture", "host", "/", "--docker-root", data, "web", "db2", "-o", edit)
 	mustAmber(t, "verify", "--no-log", edit)
-	findingOn(t, edit, "/etc/app/app.conf")
+	findingOn(t, edit, "web", "/etc/app/app.conf")
+	findingOn(t, edit, "db2", "/etc/app/app.conf")
+	if out := mustAmber(t, "diff", edit, "containers/db2", "--path", "etc"); !strings.Contains(out, "! /etc/app/app.conf") {
+		t.Errorf("amber diff --path etc hides the finding:\n%s", out)
+	}
+	if out := mustAmber(t, "diff", edit, "containers/db2", "--path", "/et"); strings.Contains(out, "! /etc/app/app.conf") {
+		t.Errorf("amber diff --path /et shows a finding under /etc:\n%s", out)
+	}
 
 	// The engine again: it refuses to save the image; the live capture
 	// does not refuse, it reads the layers from the engine's files.
@@ -139,7 +150,7 @@ func TestCaptureHostDocker(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("live capture of the edited image: exit %d\n%s", r.code, r.stderr)
 	}
-	findingOn(t, liveEdit, "/etc/app/app.conf")
+	findingOn(t, liveEdit, "web", "/etc/app/app.conf")
 	if log := mustAmber(t, "log", liveEdit); !strings.Contains(log, "image-read") || !strings.Contains(log, "tar-split") {
 		t.Errorf("the custody log does not say the image was rebuilt from the engine's files:\n%s", log)
 	}
@@ -173,8 +184,8 @@ func sameEvidence(t *testing.T, a, b, dir, tag string) {
 func noSkip(string) bool { return false }
 
 // findingOn checks that an archive reports layer-modified-on-disk for
-// path, and that amber diff of the container shows it.
-func findingOn(t *testing.T, arch, path string) {
+// path, and that amber diff of container ctr shows it.
+func findingOn(t *testing.T, arch, ctr, path string) {
 	t.Helper()
 	found := false
 	for _, an := range readManifest(t, arch).Anomalies {
@@ -185,7 +196,7 @@ func findingOn(t *testing.T, arch, path string) {
 	if !found {
 		t.Errorf("%s: no layer-modified-on-disk finding on %s: %+v", filepath.Base(arch), path, readManifest(t, arch).Anomalies)
 	}
-	if out := mustAmber(t, "diff", arch, "containers/web"); !strings.Contains(out, "! "+path+"  [layer-modified-on-disk") {
+	if out := mustAmber(t, "diff", arch, "containers/"+ctr); !strings.Contains(out, "! "+path+"  [layer-modified-on-disk") {
 		t.Errorf("amber diff does not show the finding on %s:\n%s", path, out)
 	}
 }
