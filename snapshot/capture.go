@@ -429,7 +429,7 @@ func captureLayer(ctx context.Context, st source.Store, w *archive.Writer, ls so
 	}
 	defer closeFn()
 	done, err := storeLayer(ctx, r, size, diffID, w, opts, opts.maxSparse(size))
-	if errors.Is(err, ErrDigestMismatch) && !opts.ownLayer {
+	if errors.Is(err, ErrDigestMismatch) && !opts.ownLayer && !opts.KeepMismatched {
 		return nil, fmt.Errorf("%w (--keep-mismatched keeps it, flagged)", err)
 	}
 	if err != nil {

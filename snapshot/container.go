@@ -415,6 +415,21 @@ func (e *engineCapture) saveImage(ref string, ls *layerSet) (*source.Source, err
 		return nil, err
 	}
 	if disk != nil {
+		// The files read must be this engine's: an engine reached through
+		// a socket of this host may keep its images elsewhere (Docker in
+		// Docker, a VM's socket forwarded). The engine's own image ID
+		// decides.
+		if di, err := disk.Image(e.ctx, ref); err != nil || di.ID != ii.ID {
+			why := fmt.Sprintf("they hold image %s as %v", ref, err)
+			if err == nil {
+				why = fmt.Sprintf("they hold %s as image %s, the engine as %s", ref, di.ID, ii.ID)
+			}
+			e.progress(fmt.Sprintf("image %s: saving from the engine (the engine's files are not read: %s)", ref, why))
+			if err := e.ev("image-read", map[string]string{"image": ref, "id": ii.ID, "from": e.info.Host, "how": "saved through the engine: the files at " + disk.Info().Host + " do not match: " + why}); err != nil {
+				return nil, err
+			}
+			return saveStream(e.ctx, e.rt, ref, diffIDs, filepath.Dir(e.req.Output), e.w, ls, e.req.Options, e.progress)
+		}
 		e.progress(fmt.Sprintf("image %s: rebuilding its layers from %s", ref, disk.Info().Host))
 		src, err := saveStream(e.ctx, disk, ref, diffIDs, filepath.Dir(e.req.Output), e.w, ls, e.req.Options, e.progress)
 		if err != nil {

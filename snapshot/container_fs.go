@@ -26,6 +26,9 @@ func (e *engineCapture) captureContainerFS(c *ctrCapture, img manifest.Artifact)
 	cc.Image = img.Name
 	pristine := &layers.Stack{}
 	for i, l := range img.Layers {
+		if l.Missing {
+			continue // not in the source: the merged views lack its files (layer-not-present)
+		}
 		ix := e.indexes[l.Digest]
 		if ix == nil {
 			return descriptor{}, fmt.Errorf("image %s: the index of layer %d (%s) was not kept", img.Name, i, l.Digest)
@@ -184,6 +187,13 @@ func (e *engineCapture) mounts(c *ctrCapture) error {
 			var un *engine.Unavailable
 			if errors.As(refused, &un) {
 				mt.Skipped = "not read: " + un.Why
+				break
+			}
+			if refused != nil && !errors.Is(refused, ErrEngineClaim) {
+				// Not a claim refused: the volume cannot be read
+				// (a dead host's volume directory missing).
+				mt.Skipped = "not read: " + refused.Error()
+				e.m.Anomalies = append(e.m.Anomalies, manifest.Anomaly{Artifact: c.name, Path: m.Destination, Kind: "volume-not-read", Detail: refused.Error()})
 				break
 			}
 			if refused != nil {

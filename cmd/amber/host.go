@@ -59,6 +59,16 @@ type hostRuntime struct {
 // data root named by a flag must be there; a default one that is not is
 // passed over.
 func openHost(root string, h hostFlags) ([]*hostRuntime, error) {
+	// ROOT is the examiner's own path (where the evidence is mounted):
+	// made absolute with its links resolved here, once, so that the
+	// mount recorded is the one that holds it.
+	abs, err := filepath.Abs(root)
+	if err == nil {
+		root, err = filepath.EvalSymlinks(abs)
+	}
+	if err != nil {
+		return nil, usageError{fmt.Errorf("ROOT %s: %w", root, err)}
+	}
 	st, err := os.Stat(root)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("ROOT %s: %w", root, err)}
@@ -102,25 +112,26 @@ func openHost(root string, h hostFlags) ([]*hostRuntime, error) {
 		if !want(c.name) {
 			continue
 		}
-		data := c.flag
-		if data == "" {
+		data, named := c.flag, c.flag != ""
+		if !named {
 			data = c.def
-			if _, err := os.Lstat(filepath.Join(root, data)); errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
 		}
 		if !filepath.IsAbs(data) {
 			data = "/" + data
 		}
 		hr := &hostRuntime{Name: c.name, DataRoot: data}
 		rt, driver, err := c.open(root, data)
-		if err != nil {
-			if c.flag != "" {
-				closeHost(out)
-				return nil, fmt.Errorf("--%s-root %s: %w", c.name, data, err)
-			}
+		switch {
+		case err != nil && !named && errors.Is(err, fs.ErrNotExist):
+			// Not on this disk, at its default place (resolved inside
+			// ROOT by the runtime package, not by this host's links).
+			continue
+		case err != nil && named:
+			closeHost(out)
+			return nil, fmt.Errorf("--%s-root %s: %w", c.name, data, err)
+		case err != nil:
 			hr.Error = err.Error()
-		} else {
+		default:
 			hr.rt, hr.Driver, hr.Offline = rt, driver, rt.Info().Offline
 		}
 		out = append(out, hr)
@@ -192,12 +203,21 @@ func (e *env) runHost(root string, h hostFlags, asJSON bool) error {
 			imgs = append(imgs, ii...)
 		}
 	}
+	read := 0
+	for _, r := range rts {
+		if r.rt != nil && r.Error == "" {
+			read++
+		}
+	}
 	sort.SliceStable(ctrs, func(i, j int) bool { return ctrs[i].Created < ctrs[j].Created })
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false)
-		return enc.Encode(map[string]any{"root": root, "runtimes": rts, "containers": ctrs, "images": imgs})
+		if err := enc.Encode(map[string]any{"root": root, "runtimes": rts, "containers": ctrs, "images": imgs}); err != nil {
+			return err
+		}
+		return nothingRead(read, rts)
 	}
 	w := e.stdout
 	fmt.Fprintf(w, "ROOT %s\n", escapeName(root))
@@ -233,7 +253,24 @@ func (e *env) runHost(root string, h hostFlags, asJSON bool) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", i.Runtime, dash(escapeName(i.Namespace)), escapeName(id),
 			dash(escapeName(strings.Join(i.Refs, ","))), humanSize(i.Size), dash(i.Created))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return nothingRead(read, rts)
+}
+
+// nothingRead fails amber host when a runtime's state was found and none
+// could be read: the lists shown are empty for that reason, not because
+// the disk holds nothing.
+func nothingRead(read int, rts []*hostRuntime) error {
+	if read > 0 {
+		return nil
+	}
+	var why []string
+	for _, r := range rts {
+		why = append(why, r.Name+" ("+r.DataRoot+"): "+r.Error)
+	}
+	return fmt.Errorf("%w: no runtime's state could be read: %s", engine.ErrEngine, strings.Join(why, "; "))
 }
 
 // humanSize is n bytes as docker images shows a size.
@@ -321,6 +358,9 @@ func (e *env) runCaptureHost(o *captureOptions, h hostFlags, root string, contai
 	if len(containers)+len(images) == 0 && !all {
 		return usageError{errors.New("name containers, --image, or --all (amber host ROOT lists them)")}
 	}
+	if err := o.check("host"); err != nil {
+		return err
+	}
 	rts, err := openHost(root, h)
 	if err != nil {
 		return err
@@ -334,6 +374,9 @@ func (e *env) runCaptureHost(o *captureOptions, h hostFlags, root string, contai
 		if containers, images, err = e.everything(rt); err != nil {
 			return err
 		}
+		if len(containers)+len(images) == 0 {
+			return fmt.Errorf("%w: %s holds no container or image", engine.ErrNoSuchObject, rt.Info().Host)
+		}
 	}
 	req, err := e.engineRequest(o, images, containers)
 	if err != nil {
@@ -343,14 +386,20 @@ func (e *env) runCaptureHost(o *captureOptions, h hostFlags, root string, contai
 }
 
 // hostRuntimeFor is the one runtime found under ROOT that knows every
-// container and image asked for.
+// container and image asked for (with --all: the one that holds any).
 func (e *env) hostRuntimeFor(rts []*hostRuntime, containers, images []string, all bool) (engine.Runtime, error) {
 	var ok []*hostRuntime
 	var why []string
 	for _, r := range rts {
 		if r.rt == nil {
-			if r.Error != "" {
-				why = append(why, r.Name+": "+r.Error)
+			why = append(why, r.Name+": "+r.Error)
+			continue
+		}
+		if all {
+			if c, i, err := e.everything(r.rt); err == nil && len(c)+len(i) > 0 {
+				ok = append(ok, r)
+			} else if err != nil {
+				why = append(why, r.Name+": "+err.Error())
 			}
 			continue
 		}
@@ -371,13 +420,6 @@ func (e *env) hostRuntimeFor(rts []*hostRuntime, containers, images []string, al
 				why = append(why, r.Name+": "+err.Error())
 			}
 		}
-		if all && knows {
-			if l, isL := r.rt.(engine.Lister); isL {
-				if ss, err := l.List(e.ctx); err == nil && len(ss) == 0 && len(rts) > 1 {
-					continue // nothing of this one's to take
-				}
-			}
-		}
 		if knows {
 			ok = append(ok, r)
 		}
@@ -386,13 +428,13 @@ func (e *env) hostRuntimeFor(rts []*hostRuntime, containers, images []string, al
 	case 1:
 		return ok[0].rt, nil
 	case 0:
-		return nil, fmt.Errorf("%w: no runtime on this disk knows them all: %s", engine.ErrNoSuchObject, strings.Join(why, "; "))
+		return nil, fmt.Errorf("%w: no runtime on this disk holds them: %s", engine.ErrNoSuchObject, strings.Join(why, "; "))
 	}
 	names := make([]string, len(ok))
 	for i, r := range ok {
 		names[i] = r.Name + " (" + r.DataRoot + ")"
 	}
-	return nil, usageError{fmt.Errorf("both %s hold them: choose one with --runtime (one archive holds one runtime's evidence)", strings.Join(names, " and "))}
+	return nil, usageError{fmt.Errorf("%d runtimes hold them, %s: choose one with --runtime (an archive holds one runtime's evidence)", len(ok), strings.Join(names, ", "))}
 }
 
 // everything is every container and image a runtime lists (--all).
@@ -417,14 +459,14 @@ func (e *env) everything(rt engine.Runtime) (containers, images []string, err er
 		}
 		for _, i := range ii {
 			ref := i.ID
-			if i.Namespace != "" && len(i.Refs) > 0 {
-				ref = i.Namespace + "/" + i.Refs[0]
+			if len(i.Refs) > 0 {
+				ref = i.Refs[0]
+			}
+			if i.Namespace != "" {
+				ref = i.Namespace + "/" + ref
 			}
 			images = append(images, ref)
 		}
-	}
-	if len(containers)+len(images) == 0 {
-		return nil, nil, fmt.Errorf("%w: %s holds no container or image", engine.ErrNoSuchObject, rt.Info().Host)
 	}
 	return containers, images, nil
 }

@@ -298,3 +298,59 @@ func TestCaptureHostPodman(t *testing.T) {
 		t.Errorf("the planted file offline: %q", got)
 	}
 }
+
+// TestHostCommandLine: amber host on a synthetic dead host (bench/fakehost:
+// records only, no layer) lists what its records say; the usage errors
+// and an unreadable state have their exit codes.
+func TestHostCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "host")
+	testenv.Run(t, "go", "run", "../../bench/fakehost", "-o", root, "-containers", "3", "-images", "5")
+	var listed struct {
+		Runtimes   []hostRuntime `json:"runtimes"`
+		Containers []struct{ Name, State, Pod, Runtime string }
+		Images     []struct{ Refs []string }
+	}
+	// ROOT given through a link and relative: resolved once, here.
+	os.Symlink(root, filepath.Join(dir, "link"))
+	cmd := exec.Command(amberBin, "host", "link", "--json")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("amber host: %v", err)
+	}
+	if err := json.Unmarshal(out, &listed); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed.Containers) != 3 || len(listed.Images) != 5 || len(listed.Runtimes) != 1 || listed.Runtimes[0].Name != "docker" {
+		t.Errorf("amber host lists %d containers, %d images, runtimes %+v; want 3, 5, docker", len(listed.Containers), len(listed.Images), listed.Runtimes)
+	}
+	if c := listed.Containers[0]; c.Name != "web-0" || c.State != "running" || c.Pod != "default/web-0" {
+		t.Errorf("first container %+v; want web-0, running at shutdown, pod default/web-0", c)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"host", t.TempDir()}, 5, "no container runtime's state"},
+		{[]string{"host", filepath.Join(root, "var/lib/docker/image/overlay2/repositories.json")}, exitUsage, "not a directory"},
+		{[]string{"capture", "host", root, "web-0"}, exitUsage, "capture host needs -o"},
+		{[]string{"capture", "host", root, "-o", filepath.Join(dir, "x.tar.zst")}, exitUsage, "--all"},
+		{[]string{"capture", "host", root, "nosuch", "-o", filepath.Join(dir, "x.tar.zst")}, 5, "no such container"},
+		{[]string{"host", root, "--runtime", "lxc"}, exitUsage, "--runtime"},
+		{[]string{"host", root, "--docker-root", "/nope"}, 5, "--docker-root /nope"},
+	} {
+		r := amber(t, tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.says) {
+			t.Errorf("amber %s: exit %d, %q; want %d saying %q", strings.Join(tc.args, " "), r.code, r.stderr, tc.code, tc.says)
+		}
+	}
+	// A data root whose state cannot be read: found, named, exit 8.
+	bad := filepath.Join(dir, "bad")
+	os.MkdirAll(filepath.Join(bad, "var/lib"), 0o755)
+	os.WriteFile(filepath.Join(bad, "var/lib/docker"), []byte("not a directory"), 0o644)
+	if r := amber(t, "host", bad); r.code != 8 || !strings.Contains(r.stderr, "no runtime's state could be read") {
+		t.Errorf("amber host of an unreadable data root: exit %d %q", r.code, r.stderr)
+	}
+}
