@@ -106,6 +106,7 @@ bench: deps build
 	./bench/mount.sh
 	./bench/container.sh
 	./bench/containerd.sh
+	./bench/host.sh
 	./bench/bounds.sh
 
 # 16 concurrent readers on the mounted corpus for SOAK_SECONDS (default
