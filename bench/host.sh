@@ -43,10 +43,12 @@ for i in $(seq "$RUNS"); do
 	rm -f live.tar.zst live.tar.zst.* dead.tar.zst dead.tar.zst.*
 	read -r s _ < <(time_of "$AMBER" capture container --runtime docker "$CTR" -o live.tar.zst); T[live]+="$s "
 	read -r s _ < <(time_of "$AMBER" capture host / --docker-root "$ROOTDIR" "$CTR" -o dead.tar.zst); T[dead]+="$s "
+	rm -f save.tar.zst save.tar.zst.*
+	read -r s _ < <(time_of "$AMBER" capture container --runtime docker --images-from engine "$CTR" -o save.tar.zst); T[save]+="$s "
 done
 # The same evidence both ways: the container's change layer and the image's.
-for a in live dead; do "$AMBER" ls --json "$a.tar.zst" | grep -o '"merkle_root": "[^"]*"' | sort > "$a.roots"; done
-same=$(cmp -s live.roots dead.roots && echo "same Merkle roots" || echo "DIFFERENT Merkle roots")
+for a in live dead save; do "$AMBER" ls --json "$a.tar.zst" | grep -o '"merkle_root": "[^"]*"' | sort > "$a.roots"; done
+same=$(cmp -s live.roots dead.roots && cmp -s live.roots save.roots && echo "same Merkle roots" || echo "DIFFERENT Merkle roots")
 
 ./fakehost -o fakeroot -containers 1000 -images 5000
 for i in $(seq "$RUNS"); do
@@ -61,6 +63,10 @@ r1=$(ratio "$(med dead)" "$(med live)")
 printf '\n%-60s %9s %9s %7s %8s\n' "figure (median of $RUNS runs)" amber baseline ratio target
 printf '%-60s %9s %9s %7s %8s %s\n' "capture host (offline) vs capture container (live) (s)" "$(med dead)" "$(med live)" "$r1" "<=1.20" \
 	"$(awk -v r="$r1" 'BEGIN { print (r <= 1.2) ? "ok" : "OVER" }')"
+r2=$(ratio "$(med dead)" "$(med save)")
+printf '%-60s %9s %9s %7s %8s %s\n' "capture host (offline) vs capture container --images-from engine" "$(med dead)" "$(med save)" "$r2" "<=1.20" \
+	"$(awk -v r="$r2" 'BEGIN { print (r <= 1.2) ? "ok" : "OVER" }')"
+printf '%-60s %9s %9s %7s %8s\n' "capture container: images from its files vs docker save (s)" "$(med live)" "$(med save)" "$(ratio "$(med live)" "$(med save)")" "-"
 printf '%-60s %9s %9s %7s %8s %s\n' "amber host, 1,000 containers + 5,000 images (s) vs cat" "$(med host)" "$(med cat)" "$(ratio "$(med host)" "$(med cat)")" "<=1s" \
 	"$(awk -v s="$(med host)" 'BEGIN { print (s <= 1.0) ? "ok" : "OVER" }')"
-echo "offline and live archives: $same; amber host listed $n entries (containers and images)"
+echo "offline, live (files) and live (docker save) archives: $same; amber host listed $n entries (containers and images)"

@@ -37,6 +37,9 @@ type captureOptions struct {
 	// keepMismatched: an image file's layer that does not match its
 	// digest is kept, flagged, not refused
 	keepMismatched bool
+	// imagesFrom: auto (a local Docker engine's images rebuilt from its
+	// files) or engine (always its save)
+	imagesFrom string
 }
 
 func (o *captureOptions) addFlags(cmd *cobra.Command) {
@@ -156,6 +159,7 @@ error; both are in the custody log.`,
 	ctr.Flags().BoolVar(&co.noMemory, "no-memory", false, "do not take the processes' memory")
 	ctr.Flags().BoolVar(&co.volumes, "volumes", false, "also capture the contents of the containers' volumes (bind mounts are recorded, never walked)")
 	ctr.Flags().StringVar(&co.route, "route", snapshot.RouteAuto, "how to read the filesystem: auto, upperdir (a local overlay upper directory) or export (through the engine); auto also reads a containerd snapshot mounted read-only when there is no upper directory")
+	ctr.Flags().StringVar(&co.imagesFrom, "images-from", "auto", "where the images come from: auto (a local Docker engine on overlay2: rebuilt from its own files and checked layer by layer, which finds a layer changed on disk; else the engine's save) or engine (always the engine's save, as docker save gives it)")
 	co.runtime.add(ctr)
 	c.AddCommand(img, ctr, e.newCapturePodCmd(), e.newCaptureHostCmd())
 	return c
@@ -268,7 +272,13 @@ func (e *env) engineRequest(o *captureOptions, images, containers []string) (sna
 
 // captureWith runs a capture from rt and prints what it sealed.
 func (e *env) captureWith(o *captureOptions, rt engine.Runtime, req snapshot.EngineRequest) error {
-	req.DiskImages = diskImagesFor(rt)
+	switch o.imagesFrom {
+	case "", "auto":
+		req.DiskImages = diskImagesFor(rt)
+	case "engine":
+	default:
+		return usageError{fmt.Errorf("--images-from %q: use auto or engine", o.imagesFrom)}
+	}
 	res, err := snapshot.CaptureEngine(e.ctx, rt, req)
 	if isTerminal(e.stderr) {
 		fmt.Fprint(e.stderr, "\r\033[K")

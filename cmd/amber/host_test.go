@@ -151,6 +151,11 @@ func TestCaptureHostDocker(t *testing.T) {
 		t.Fatalf("live capture of the edited image: exit %d\n%s", r.code, r.stderr)
 	}
 	findingOn(t, liveEdit, "web", "/etc/app/app.conf")
+	// Through the engine's save alone, the image cannot be had at all.
+	r = amber(t, "capture", "container", "--runtime", "docker", "--images-from", "engine", "web", "-o", filepath.Join(dir, "engine.tar.zst"))
+	if r.code != 8 || !strings.Contains(r.stderr, "file integrity checksum failed") {
+		t.Errorf("--images-from engine of the edited image: exit %d %s; want the engine's refusal (exit 8)", r.code, r.stderr)
+	}
 	if log := mustAmber(t, "log", liveEdit); !strings.Contains(log, "image-read") || !strings.Contains(log, "tar-split") {
 		t.Errorf("the custody log does not say the image was rebuilt from the engine's files:\n%s", log)
 	}
