@@ -205,7 +205,8 @@ func (s *Store) resolve(im image, withConfig bool) (*resolved, error) {
 	return res, nil
 }
 
-// ListImages lists every image of every namespace: its name, its ID (the
+// ListImages lists every image of every namespace but Docker's own
+// (moby): its name, its ID (the
 // digest of its config, when its manifest can be read) and the size of
 // its layers as its manifest records them. No layer is read.
 func (s *Store) ListImages(ctx context.Context) ([]engine.ImageSummary, error) {
@@ -222,6 +223,9 @@ func (s *Store) ListImages(ctx context.Context) ([]engine.ImageSummary, error) {
 	for _, im := range ims {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if im.Namespace == dockerNamespace {
+			continue
 		}
 		sum := engine.ImageSummary{Runtime: "containerd", Namespace: im.Namespace, Refs: []string{im.Name}}
 		if !im.CreatedAt.IsZero() {
@@ -252,30 +256,48 @@ var fullDigest = regexp.MustCompile(`^(sha256:)?[0-9a-f]{64}$`)
 // across namespaces (as containerd has it, or Docker-normalised:
 // busybox:1 is docker.io/library/busybox:1), or the digest of its config
 // (as Docker names images, and Container reports them) or of its target.
+// A bare name or digest passes over Docker's own namespace (moby), but
+// for the images a lookup by namespace reached there (the capture names
+// a moby container's image bare).
 func (s *Store) findImage(ref string) (*resolved, error) {
-	ims, err := s.images()
+	all, err := s.images()
 	if err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	ims := make([]image, 0, len(all))
+	for _, im := range all {
+		if im.Namespace != dockerNamespace || s.dockerImages[im.Digest] {
+			ims = append(ims, im)
+		}
+	}
+	s.mu.Unlock()
 	names := []string{ref}
 	if named, err := reference.ParseDockerRef(ref); err == nil && named.String() != ref {
 		names = append(names, named.String())
 	}
 	var found []image
 	if ns, rest, ok := strings.Cut(ref, "/"); ok {
-		for _, im := range ims {
+		for _, im := range all {
 			if im.Namespace == ns && im.Name == rest {
 				found = append(found, im)
 			}
 		}
 		if len(found) == 0 {
 			if named, err := reference.ParseDockerRef(rest); err == nil {
-				for _, im := range ims {
+				for _, im := range all {
 					if im.Namespace == ns && im.Name == named.String() {
 						found = append(found, im)
 					}
 				}
 			}
+		}
+		if len(found) > 0 && ns == dockerNamespace {
+			s.mu.Lock()
+			for _, im := range found {
+				s.dockerImages[im.Digest] = true
+			}
+			s.mu.Unlock()
 		}
 	}
 	if len(found) == 0 {

@@ -64,7 +64,17 @@ type Store struct {
 	// by ID: the capture's later calls name the ID alone.
 	mu     sync.Mutex
 	chosen map[string]string
+	// dockerImages are the targets of images of namespace moby that a
+	// lookup by namespace reached: the capture then names them bare.
+	dockerImages map[string]bool
 }
+
+// dockerNamespace is where a Docker engine that uses the host's
+// containerd keeps its own containers and images (the live runtime's
+// containerd.DockerNamespace): they are Docker's, captured through its
+// data root, so the listings and a bare ID or name pass over them, as the
+// live containerd runtime does; "moby/<id>" still reads them.
+const dockerNamespace = "moby"
 
 var (
 	_ engine.Runtime     = (*Store)(nil)
@@ -92,7 +102,7 @@ func Open(root, dataRoot string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host root %s: %w", root, err)
 	}
-	s := &Store{root: root, dataRoot: dataRoot, rootFD: -1, dataFD: -1, chosen: map[string]string{}}
+	s := &Store{root: root, dataRoot: dataRoot, rootFD: -1, dataFD: -1, chosen: map[string]string{}, dockerImages: map[string]bool{}}
 	fail := func(err error) (*Store, error) { s.Close(); return nil, err }
 	if s.rootFD, err = unix.Open(realRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 		return nil, fmt.Errorf("host root: %w", &os.PathError{Op: "open", Path: realRoot, Err: err})
