@@ -67,6 +67,9 @@ type Store struct {
 	// dockerImages are the targets of images of namespace moby that a
 	// lookup by namespace reached: the capture then names them bare.
 	dockerImages map[string]bool
+	// findings are SaveImage's layers found changed in their snapshots,
+	// by the image's namespace/target.
+	findings map[string][]engine.LayerFinding
 }
 
 // dockerNamespace is where a Docker engine that uses the host's
@@ -77,10 +80,11 @@ type Store struct {
 const dockerNamespace = "moby"
 
 var (
-	_ engine.Runtime     = (*Store)(nil)
-	_ engine.Lister      = (*Store)(nil)
-	_ engine.ImageLister = (*Store)(nil)
-	_ engine.IDChecker   = (*Store)(nil)
+	_ engine.Runtime      = (*Store)(nil)
+	_ engine.Lister       = (*Store)(nil)
+	_ engine.ImageLister  = (*Store)(nil)
+	_ engine.IDChecker    = (*Store)(nil)
+	_ engine.LayerChecker = (*Store)(nil)
 )
 
 // Open opens the containerd root dataRoot ("" is DefaultDataRoot) of the
@@ -102,7 +106,7 @@ func Open(root, dataRoot string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host root %s: %w", root, err)
 	}
-	s := &Store{root: root, dataRoot: dataRoot, rootFD: -1, dataFD: -1, chosen: map[string]string{}, dockerImages: map[string]bool{}}
+	s := &Store{root: root, dataRoot: dataRoot, rootFD: -1, dataFD: -1, chosen: map[string]string{}, dockerImages: map[string]bool{}, findings: map[string][]engine.LayerFinding{}}
 	fail := func(err error) (*Store, error) { s.Close(); return nil, err }
 	if s.rootFD, err = unix.Open(realRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 		return nil, fmt.Errorf("host root: %w", &os.PathError{Op: "open", Path: realRoot, Err: err})

@@ -1,0 +1,225 @@
+//go:build linux
+
+package containerdroot
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/amber-forensics/amber/internal/testenv"
+	"github.com/amber-forensics/amber/snapshot/containerd"
+	"github.com/amber-forensics/amber/snapshot/engine"
+)
+
+// save reads SaveImage's stream whole: its members, and manifest.json's
+// layer names in order.
+func save(t *testing.T, s *Store, ref string) (map[string][]byte, []string) {
+	t.Helper()
+	rc, err := s.SaveImage(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	members := map[string][]byte{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, dup := members[h.Name]; dup {
+			t.Errorf("the stream holds %s twice", h.Name)
+		}
+		if members[h.Name], err = io.ReadAll(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mj []struct{ Layers []string }
+	if err := json.Unmarshal(members["manifest.json"], &mj); err != nil || len(mj) != 1 {
+		t.Fatalf("manifest.json: %s, %v", members["manifest.json"], err)
+	}
+	return members, mj[0].Layers
+}
+
+// layerFindings asks the store as the capture does: as an
+// engine.LayerChecker.
+func layerFindings(t *testing.T, s *Store, ref string) []engine.LayerFinding {
+	t.Helper()
+	lc, ok := engine.Runtime(s).(engine.LayerChecker)
+	if !ok {
+		t.Fatal("the offline containerd root is no engine.LayerChecker")
+	}
+	return lc.LayerFindings(ref)
+}
+
+// layerFiles lists a layer tar's entries: name, type, mode, content.
+func layerFiles(t *testing.T, b []byte) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(tr)
+		out[strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")] = strconv.QuoteRune(rune(h.Typeflag)) + " " + strconv.FormatInt(h.Mode, 8) + " " + string(body)
+	}
+}
+
+// snapshotFS finds, in the test's own containerd root, the fs directory
+// of the committed snapshot of chain in namespace ns: read with bbolt
+// directly, not through the code under test.
+func snapshotFS(t *testing.T, root, ns, chain string) string {
+	t.Helper()
+	var name string
+	db, err := bolt.Open(filepath.Join(root, metaDB), 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket([]byte("v1")).Bucket([]byte(ns)).Bucket([]byte("snapshots")).Bucket([]byte("overlayfs")).Bucket([]byte(chain)); b != nil {
+			name = string(b.Get([]byte("name")))
+		}
+		return nil
+	})
+	db.Close()
+	if name == "" {
+		t.Fatalf("no snapshot %s in namespace %s", chain, ns)
+	}
+	var id uint64
+	odb, err := bolt.Open(filepath.Join(root, overlayDB), 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	odb.View(func(tx *bolt.Tx) error {
+		id, _ = binary.Uvarint(tx.Bucket([]byte("v1")).Bucket([]byte("snapshots")).Bucket([]byte(name)).Get([]byte("id")))
+		return nil
+	})
+	odb.Close()
+	return filepath.Join(root, overlayRoot, "snapshots", strconv.FormatUint(id, 10), "fs")
+}
+
+// TestLowerSnapshotEdited: a test's own containerd imports a two-layer
+// image and runs a container on it, and stops. Read offline, the image's
+// layers match their snapshots: no finding, each layer streamed as its
+// diff_id. Then an attacker with root edits the second layer's committed
+// snapshot under the container (a file's content, a file added, a mode
+// changed): LayerFindings names that layer and exactly those paths; the
+// stream holds that layer as found (its digest the finding's, its files
+// the edited ones), the first still as its diff_id; nothing of the root
+// changes.
+func TestLowerSnapshotEdited(t *testing.T) {
+	img := testImage(t)
+	d := testenv.Containerd(t)
+	ctx := context.Background()
+	d.Ctr(t, liveNS, "images", "import", img)
+	d.Ctr(t, liveNS, "run", "-d", imageName, "web", "sh", "-c", "while :; do sleep 3600; done")
+	live, err := containerd.Dial(ctx, d.Address, liveNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	li, err := live.Image(ctx, imageName)
+	live.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(li.DiffIDs) != 2 {
+		t.Fatalf("the test image has %d layers, want 2", len(li.DiffIDs))
+	}
+	d.Ctr(t, liveNS, "tasks", "kill", "-s", "SIGKILL", "web")
+	testenv.Shell(t, "for i in $(seq 50); do ctr -a "+d.Address+" -n "+liveNS+" tasks ls | grep -q RUNNING || exit 0; sleep 0.1; done")
+	d.Ctr(t, liveNS, "tasks", "delete", "web")
+	d.Kill(t, syscall.SIGTERM)
+	host, data := filepath.Dir(d.Root), "/"+filepath.Base(d.Root)
+
+	// Untouched: no finding, no false alarm on a real unpacked image.
+	s, err := Open(host, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, names := save(t, s, imageName)
+	if f := layerFindings(t, s, imageName); len(f) != 0 {
+		t.Errorf("LayerFindings of an untouched image: %+v", f)
+	}
+	want := []string{"blobs/sha256/" + strings.TrimPrefix(li.DiffIDs[0], "sha256:"), "blobs/sha256/" + strings.TrimPrefix(li.DiffIDs[1], "sha256:")}
+	if !slices.Equal(names, want) {
+		t.Errorf("untouched, the stream's layers are %v, want %v", names, want)
+	}
+	s.Close()
+
+	// The attacker edits the second layer's snapshot.
+	chain2 := sha256.Sum256([]byte(li.DiffIDs[0] + " " + li.DiffIDs[1]))
+	lower := snapshotFS(t, d.Root, liveNS, "sha256:"+hex.EncodeToString(chain2[:]))
+	if b, err := os.ReadFile(filepath.Join(lower, "srv/app")); err != nil || string(b) != "hello\n" {
+		t.Fatalf("the second layer's snapshot %s: srv/app %q, %v", lower, b, err)
+	}
+	if err := os.WriteFile(filepath.Join(lower, "srv/app"), []byte("HELLO\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(lower, "srv/evil"), []byte("implant\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(lower, "srv/old"), 0o755|os.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	before := fileState(t, d.Root)
+
+	s, err = Open(host, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	members, names := save(t, s, imageName)
+	findings := layerFindings(t, s, imageName)
+	if len(findings) != 1 {
+		t.Fatalf("LayerFindings: %+v, want the second layer's", findings)
+	}
+	f := findings[0]
+	var paths []string
+	for _, p := range f.Paths {
+		paths = append(paths, p.Path+" "+p.What)
+	}
+	if wantPaths := []string{"/srv/app content", "/srv/evil added", "/srv/old mode"}; f.DiffID != li.DiffIDs[1] || !slices.Equal(paths, wantPaths) {
+		t.Errorf("LayerFindings: %s %v, want %s %v", f.DiffID, paths, li.DiffIDs[1], wantPaths)
+	}
+	if len(names) != 2 || names[0] != want[0] || names[1] != "blobs/sha256/"+strings.TrimPrefix(f.Found, "sha256:") {
+		t.Fatalf("the stream's layers are %v; want %s and the layer as found, %s", names, want[0], f.Found)
+	}
+	for _, n := range names {
+		if sum := sha256.Sum256(members[n]); "blobs/sha256/"+hex.EncodeToString(sum[:]) != n {
+			t.Errorf("the stream's %s hashes to %x", n, sum)
+		}
+	}
+	files := layerFiles(t, members[names[1]])
+	for p, w := range map[string]string{"srv/app": "'0' 644 HELLO\n", "srv/evil": "'0' 755 implant\n", "srv/old": "'0' 4755 gone\n"} {
+		if files[p] != w {
+			t.Errorf("the layer as found: %s is %q, want %q", p, files[p], w)
+		}
+	}
+	s.Close()
+	if after := fileState(t, d.Root); after != before {
+		t.Errorf("the root changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
