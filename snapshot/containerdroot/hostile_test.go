@@ -49,6 +49,7 @@ type craftOpts struct {
 	moreCtrs  int               // more containers, c2..
 	moreNames []string          // more container IDs
 	gzipLayer bool              // the layer blob gzip-compressed
+	layerTar  []byte            // the layer (default: etc/passwd alone)
 }
 
 func put(t *testing.T, b *bolt.Bucket, k string, v []byte) {
@@ -103,6 +104,9 @@ func craft(t *testing.T, o craftOpts) *crafted {
 	tw.WriteHeader(&tar.Header{Name: "etc/passwd", Mode: 0o644, Size: 5, Typeflag: tar.TypeReg})
 	tw.Write([]byte("root\n"))
 	tw.Close()
+	if o.layerTar != nil {
+		lb = *bytes.NewBuffer(o.layerTar)
+	}
 	diffID := sha(lb.Bytes())
 	c.layer, c.layerHex = lb.Bytes(), diffID
 	layerType := "application/vnd.oci.image.layer.v1.tar"

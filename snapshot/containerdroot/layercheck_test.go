@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/amber-forensics/amber/internal/testenv"
 	"github.com/amber-forensics/amber/snapshot/containerd"
@@ -222,4 +223,189 @@ func TestLowerSnapshotEdited(t *testing.T) {
 	if after := fileState(t, d.Root); after != before {
 		t.Errorf("the root changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
+}
+
+// commit records, in the crafted root, a committed overlayfs snapshot of
+// its one layer (whose chain ID is its diff_id), number 2, and returns
+// its fs directory, made empty.
+func commit(t *testing.T, c *crafted, diffID string) string {
+	t.Helper()
+	name := "default/9/sha256:" + diffID
+	db, err := bolt.Open(filepath.Join(c.data, metaDB), 0o644, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		put(t, bucket(t, tx, "v1", "default", "snapshots", "overlayfs", "sha256:"+diffID), "name", []byte(name))
+		return nil
+	})
+	db.Close()
+	odb, err := bolt.Open(filepath.Join(c.data, overlayDB), 0o644, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	odb.Update(func(tx *bolt.Tx) error {
+		sb := bucket(t, tx, "v1", "snapshots", name)
+		put(t, sb, "id", binary.AppendUvarint(nil, 2))
+		put(t, sb, "kind", []byte{kindCommitted})
+		return nil
+	})
+	odb.Close()
+	fs := filepath.Join(c.data, overlayRoot, "snapshots/2/fs")
+	if err := os.MkdirAll(fs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// tarOf makes a layer tar of the headers (a regular file's body is its
+// Linkname when Size > 0, for brevity).
+func tarOf(t *testing.T, hs ...tar.Header) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, h := range hs {
+		body := ""
+		if h.Typeflag == tar.TypeReg {
+			body, h.Linkname = h.Linkname, ""
+			h.Size = int64(len(body))
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(tw, body)
+	}
+	tw.Close()
+	return b.Bytes()
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// findingPaths is "path what" of each path of the image's findings.
+func findingPaths(t *testing.T, s *Store, ref string) []string {
+	t.Helper()
+	var out []string
+	for _, f := range layerFindings(t, s, ref) {
+		for _, p := range f.Paths {
+			out = append(out, p.Path+" "+p.What)
+		}
+	}
+	return out
+}
+
+// TestCraftedSnapshotCheck: a crafted layer with a directory, files, a
+// hard link, a symbolic link, a whiteout and an opaque directory, and its
+// snapshot as containerd's overlay unpacker writes it (whiteout a 0/0
+// device, opaque an xattr, parents made): no finding. Then the snapshot
+// is edited every way: each path named with what differs, exactly; the
+// layer streamed as found, the edits in it, a symbolic link to the
+// canary outside the root recorded and never followed.
+func TestCraftedSnapshotCheck(t *testing.T) {
+	testenv.Root(t)
+	can := newCanary(t)
+	layer := tarOf(t,
+		tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755},
+		tar.Header{Name: "etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Linkname: "root\n"},
+		tar.Header{Name: "etc/.wh.shadow", Typeflag: tar.TypeReg, Mode: 0o600},
+		tar.Header{Name: "opt/.wh..wh..opq", Typeflag: tar.TypeReg, Mode: 0o600},
+		tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Linkname: "ELF\n"},
+		tar.Header{Name: "bin/ln", Typeflag: tar.TypeLink, Mode: 0o755, Linkname: "bin/busybox"},
+		tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Mode: 0o777, Linkname: "busybox"},
+		tar.Header{Name: "srv/data/", Typeflag: tar.TypeDir, Mode: 0o700, Uid: 1000, Gid: 1000},
+	)
+	c := craft(t, craftOpts{layerTar: layer})
+	fs := commit(t, c, sha(layer))
+	j := func(p string) string { return filepath.Join(fs, p) }
+	for _, d := range []string{"etc", "opt", "bin", "srv/data"} {
+		must(t, os.MkdirAll(j(d), 0o755))
+	}
+	must(t, os.Chmod(j("srv/data"), 0o700))
+	must(t, os.Chown(j("srv/data"), 1000, 1000))
+	must(t, os.WriteFile(j("etc/passwd"), []byte("root\n"), 0o644))
+	must(t, unix.Mknod(j("etc/shadow"), unix.S_IFCHR, 0))
+	must(t, unix.Setxattr(j("opt"), "trusted.overlay.opaque", []byte("y"), 0))
+	must(t, os.WriteFile(j("bin/busybox"), []byte("ELF\n"), 0o755))
+	must(t, os.Link(j("bin/busybox"), j("bin/ln")))
+	must(t, os.Symlink("busybox", j("bin/sh")))
+
+	s, err := Open(c.host, "")
+	must(t, err)
+	_, names := save(t, s, "docker.io/library/x:1")
+	if f := findingPaths(t, s, "docker.io/library/x:1"); len(f) != 0 || !slices.Equal(names, []string{"blobs/sha256/" + sha(layer)}) {
+		t.Errorf("a snapshot as the unpacker writes it: findings %v, layers %v", f, names)
+	}
+	s.Close()
+
+	// Every kind of edit.
+	must(t, os.Remove(j("etc/shadow")))                                        // the whiteout gone
+	must(t, unix.Removexattr(j("opt"), "trusted.overlay.opaque"))              // no longer opaque
+	must(t, os.Remove(j("bin/ln")))                                            // a copy, no longer the link
+	must(t, os.WriteFile(j("bin/ln"), []byte("ELF\n"), 0o755))                 //
+	must(t, os.Chown(j("bin/busybox"), 1, 1))                                  // owner
+	must(t, os.Remove(j("bin/sh")))                                            // a link out of the root
+	must(t, os.Symlink(can.file, j("bin/sh")))                                 //
+	must(t, os.Remove(j("etc/passwd")))                                        // a FIFO for a file
+	must(t, unix.Mkfifo(j("etc/passwd"), 0o644))                               //
+	must(t, os.MkdirAll(j("usr/lib"), 0o755))                                  // added, and opaque
+	must(t, unix.Setxattr(j("usr"), "trusted.overlay.opaque", []byte("y"), 0)) //
+	must(t, unix.Setxattr(j("srv/data"), "user.evil", []byte("1"), 0))         // an xattr
+
+	s, err = Open(c.host, "")
+	must(t, err)
+	defer s.Close()
+	members, names := save(t, s, "docker.io/library/x:1")
+	got := findingPaths(t, s, "docker.io/library/x:1")
+	want := []string{"/bin/busybox owner", "/bin/ln link", "/bin/sh link", "/etc/passwd type", "/etc/shadow removed",
+		"/opt/.wh..wh..opq removed", "/srv/data xattr", "/usr added", "/usr/.wh..wh..opq added", "/usr/lib added"}
+	if !slices.Equal(got, want) {
+		t.Errorf("findings:\n%v\nwant\n%v", got, want)
+	}
+	if len(names) != 1 || names[0] == "blobs/sha256/"+sha(layer) {
+		t.Fatalf("the stream's layers: %v", names)
+	}
+	found := layerFiles(t, members[names[0]])
+	for p, w := range map[string]string{"bin/sh": "'2' 777 ", "etc/passwd": "'6' 644 ", "usr/.wh..wh..opq": "'0' 0 ", "bin/ln": "'0' 755 ELF\n"} {
+		if found[p] != w {
+			t.Errorf("the layer as found: %s is %q, want %q", p, found[p], w)
+		}
+	}
+	if _, ok := found["etc/.wh.shadow"]; ok {
+		t.Error("the layer as found holds the removed whiteout")
+	}
+	can.noTouch(t)
+}
+
+// TestHostileSnapshots: a committed snapshot whose fs is a link out of
+// the root, or a directory deeper than the bound: SaveImage refuses,
+// naming it, before anything is streamed; the canary is never opened.
+func TestHostileSnapshots(t *testing.T) {
+	can := newCanary(t)
+	ctx := context.Background()
+
+	c := craft(t, craftOpts{})
+	fs := commit(t, c, c.layerHex)
+	must(t, os.Remove(fs))
+	must(t, os.Symlink(can.dir, fs))
+	s, err := Open(c.host, "")
+	must(t, err)
+	_, err = s.SaveImage(ctx, "docker.io/library/x:1")
+	mustFail(t, "a snapshot's fs a link out", err, "snapshots/2/fs", "refused")
+	s.Close()
+
+	c = craft(t, craftOpts{})
+	fs = commit(t, c, c.layerHex)
+	must(t, os.WriteFile(filepath.Join(fs, "etc"), nil, 0o644))
+	deep := filepath.Join(fs, strings.Repeat("d/", 1001))
+	must(t, os.MkdirAll(deep, 0o755))
+	s, err = Open(c.host, "")
+	must(t, err)
+	_, err = s.SaveImage(ctx, "docker.io/library/x:1")
+	mustFail(t, "a snapshot too deep", err, "directories deep")
+	s.Close()
+	can.noTouch(t)
 }
