@@ -230,13 +230,20 @@ func TestLowerSnapshotEdited(t *testing.T) {
 // its fs directory, made empty.
 func commit(t *testing.T, c *crafted, diffID string) string {
 	t.Helper()
-	name := "default/9/sha256:" + diffID
+	return commitChain(t, c, diffID, 2)
+}
+
+// commitChain records a committed snapshot of the layer chain (hex)
+// numbered id.
+func commitChain(t *testing.T, c *crafted, chain string, id uint64) string {
+	t.Helper()
+	name := "default/" + strconv.FormatUint(id+7, 10) + "/sha256:" + chain
 	db, err := bolt.Open(filepath.Join(c.data, metaDB), 0o644, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	db.Update(func(tx *bolt.Tx) error {
-		put(t, bucket(t, tx, "v1", "default", "snapshots", "overlayfs", "sha256:"+diffID), "name", []byte(name))
+		put(t, bucket(t, tx, "v1", "default", "snapshots", "overlayfs", "sha256:"+chain), "name", []byte(name))
 		return nil
 	})
 	db.Close()
@@ -246,12 +253,12 @@ func commit(t *testing.T, c *crafted, diffID string) string {
 	}
 	odb.Update(func(tx *bolt.Tx) error {
 		sb := bucket(t, tx, "v1", "snapshots", name)
-		put(t, sb, "id", binary.AppendUvarint(nil, 2))
+		put(t, sb, "id", binary.AppendUvarint(nil, id))
 		put(t, sb, "kind", []byte{kindCommitted})
 		return nil
 	})
 	odb.Close()
-	fs := filepath.Join(c.data, overlayRoot, "snapshots/2/fs")
+	fs := filepath.Join(c.data, overlayRoot, "snapshots", strconv.FormatUint(id, 10), "fs")
 	if err := os.MkdirAll(fs, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -408,4 +415,60 @@ func TestHostileSnapshots(t *testing.T) {
 	mustFail(t, "a snapshot too deep", err, "directories deep")
 	s.Close()
 	can.noTouch(t)
+}
+
+// TestSameLayerTwice: an image with one diff_id at two positions has two
+// snapshots (two chain IDs). Edited at the second, the finding names the
+// diff_id with the second's digest as found and manifest.json names, per
+// position, the blob of that position; edited differently at both, the
+// diff_id is listed twice with two digests; each blob is streamed once.
+func TestSameLayerTwice(t *testing.T) {
+	testenv.Root(t)
+	c := craft(t, craftOpts{twice: true})
+	chain2 := sha([]byte("sha256:" + c.layerHex + " sha256:" + c.layerHex))
+	fs1, fs2 := commitChain(t, c, c.layerHex, 2), commitChain(t, c, chain2, 3)
+	for _, fs := range []string{fs1, fs2} {
+		writeFile(t, filepath.Join(fs, "etc/passwd"), []byte("root\n"))
+	}
+	ref := "docker.io/library/x:1"
+	s, err := Open(c.host, "")
+	must(t, err)
+	members, names := save(t, s, ref)
+	orig := "blobs/sha256/" + c.layerHex
+	if f := layerFindings(t, s, ref); len(f) != 0 || !slices.Equal(names, []string{orig, orig}) || len(members) != 3 {
+		t.Errorf("untouched: findings %v, layers %v, %d members", f, names, len(members))
+	}
+	s.Close()
+
+	writeFile(t, filepath.Join(fs2, "etc/second"), []byte("2\n"))
+	s, err = Open(c.host, "")
+	must(t, err)
+	members, names = save(t, s, ref)
+	f := layerFindings(t, s, ref)
+	if len(f) != 1 || f[0].DiffID != "sha256:"+c.layerHex || len(f[0].Paths) != 1 || f[0].Paths[0].Path != "/etc/second" {
+		t.Fatalf("the second position edited: findings %+v", f)
+	}
+	if !slices.Equal(names, []string{orig, "blobs/sha256/" + strings.TrimPrefix(f[0].Found, "sha256:")}) || len(members) != 4 {
+		t.Errorf("the second position edited: layers %v, %d members", names, len(members))
+	}
+	s.Close()
+
+	writeFile(t, filepath.Join(fs1, "etc/first"), []byte("1\n"))
+	s, err = Open(c.host, "")
+	must(t, err)
+	defer s.Close()
+	members, names = save(t, s, ref)
+	f = layerFindings(t, s, ref)
+	if len(f) != 2 || f[0].DiffID != f[1].DiffID || f[0].Found == f[1].Found || f[0].Paths[0].Path != "/etc/first" {
+		t.Fatalf("both edited: findings %+v", f)
+	}
+	want := []string{"blobs/sha256/" + strings.TrimPrefix(f[0].Found, "sha256:"), "blobs/sha256/" + strings.TrimPrefix(f[1].Found, "sha256:")}
+	if !slices.Equal(names, want) || len(members) != 4 {
+		t.Errorf("both edited: layers %v, want %v; %d members", names, want, len(members))
+	}
+	for _, n := range names {
+		if sum := sha256.Sum256(members[n]); "blobs/sha256/"+hex.EncodeToString(sum[:]) != n {
+			t.Errorf("%s hashes to %x", n, sum)
+		}
+	}
 }
