@@ -192,6 +192,9 @@ func (s *Store) Container(ctx context.Context, ref string) (*engine.Container, e
 		switch {
 		case err == nil:
 			c.Image, ir.ImageID = res.config.Digest.String(), res.config.Digest.String()
+			s.mu.Lock()
+			s.imageNS[res.Digest] = rec.Namespace
+			s.mu.Unlock()
 		case !errors.Is(err, engine.ErrNoSuchObject):
 			return nil, wrap(err, "the image "+rec.Image+" of "+what)
 		}

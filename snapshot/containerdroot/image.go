@@ -345,7 +345,19 @@ func (s *Store) findImage(ref string) (*resolved, error) {
 			return nil, &engine.Fault{Kind: engine.ErrNoSuchObject, Err: fmt.Errorf("%s names %d different images: %s (give namespace/name)", ref, len(found), strings.Join(where, ", "))}
 		}
 	}
-	return s.resolve(found[0], true)
+	// Of one image in several namespaces, the one a container inspected
+	// runs on: SaveImage checks that namespace's snapshots.
+	pick := found[0]
+	s.mu.Lock()
+	ns, ok := s.imageNS[pick.Digest]
+	s.mu.Unlock()
+	for _, im := range found {
+		if ok && im.Namespace == ns {
+			pick = im
+			break
+		}
+	}
+	return s.resolve(pick, true)
 }
 
 // Image inspects an image: its ID is its config's digest, its layers the

@@ -472,3 +472,35 @@ func TestSameLayerTwice(t *testing.T) {
 		}
 	}
 }
+
+// TestImageInTwoNamespaces: one image in namespaces a and default, its
+// layer unpacked (and edited) in default only, where the container runs.
+// After the container is inspected, the save of its image (by the config
+// digest, as the capture asks) checks default's snapshots, not a's.
+func TestImageInTwoNamespaces(t *testing.T) {
+	c := craft(t, craftOpts{})
+	fs := commit(t, c, c.layerHex)
+	writeFile(t, filepath.Join(fs, "etc/passwd"), []byte("root\n"))
+	writeFile(t, filepath.Join(fs, "etc/implant"), []byte("x\n"))
+	db, err := bolt.Open(filepath.Join(c.data, metaDB), 0o644, nil)
+	must(t, err)
+	err = db.Update(func(tx *bolt.Tx) error {
+		src := tx.Bucket([]byte("v1")).Bucket([]byte("default")).Bucket([]byte("images")).Bucket([]byte("docker.io/library/x:1")).Bucket([]byte("target"))
+		tb := bucket(t, tx, "v1", "a", "images", "docker.io/library/x:1", "target")
+		for _, k := range []string{"digest", "mediatype", "size"} {
+			put(t, tb, k, append([]byte(nil), src.Get([]byte(k))...))
+		}
+		return nil
+	})
+	db.Close()
+	must(t, err)
+	s, err := Open(c.host, "")
+	must(t, err)
+	defer s.Close()
+	ct, err := s.Container(context.Background(), "c1")
+	must(t, err)
+	save(t, s, ct.Image)
+	if got := findingPaths(t, s, ct.Image); !slices.Equal(got, []string{"/etc/implant added"}) {
+		t.Errorf("findings of c1's image: %v, want default's snapshot's /etc/implant", got)
+	}
+}

@@ -70,6 +70,10 @@ type Store struct {
 	// findings are SaveImage's layers found changed in their snapshots,
 	// by the image's namespace/target.
 	findings map[string][]engine.LayerFinding
+	// imageNS is, by an image's target, the namespace of the container
+	// last inspected that runs it: of the image's records in several
+	// namespaces, that one is saved (its snapshots are checked).
+	imageNS map[string]string
 }
 
 // dockerNamespace is where a Docker engine that uses the host's
@@ -106,7 +110,7 @@ func Open(root, dataRoot string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host root %s: %w", root, err)
 	}
-	s := &Store{root: root, dataRoot: dataRoot, rootFD: -1, dataFD: -1, chosen: map[string]string{}, dockerImages: map[string]bool{}, findings: map[string][]engine.LayerFinding{}}
+	s := &Store{root: root, dataRoot: dataRoot, rootFD: -1, dataFD: -1, chosen: map[string]string{}, dockerImages: map[string]bool{}, findings: map[string][]engine.LayerFinding{}, imageNS: map[string]string{}}
 	fail := func(err error) (*Store, error) { s.Close(); return nil, err }
 	if s.rootFD, err = unix.Open(realRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 		return nil, fmt.Errorf("host root: %w", &os.PathError{Op: "open", Path: realRoot, Err: err})
