@@ -285,10 +285,9 @@ func (s *Store) checkLayer(ctx context.Context, sl *savedLayer, rel string) erro
 	}
 	defer dir.Close()
 	c := &comparer{idx: idx, seen: map[string]bool{}, changed: map[string]engine.ChangedPath{}, inodes: map[string][2]uint64{}}
-	h := sha256.New()
-	cnt := &counter{w: h}
-	w := &fsWalker{ctx: ctx, visit: c.visit}
-	if err := w.tar(dir, cnt); err != nil {
+	// The tar as found is hashed only for a layer that differs (the
+	// rare case): a second walk, not a second hash of every layer.
+	if err := (&fsWalker{ctx: ctx, visit: c.visit}).tar(dir, io.Discard); err != nil {
 		return err
 	}
 	c.finish()
@@ -299,6 +298,14 @@ func (s *Store) checkLayer(ctx context.Context, sl *savedLayer, rel string) erro
 		sl.paths = append(sl.paths, p)
 	}
 	slices.SortFunc(sl.paths, func(a, b engine.ChangedPath) int { return strings.Compare(a.Path, b.Path) })
+	h := sha256.New()
+	cnt := &counter{w: h}
+	if _, err := dir.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("%s: %w", dir.Name(), err)
+	}
+	if err := (&fsWalker{ctx: ctx}).tar(dir, cnt); err != nil {
+		return fmt.Errorf("%s: %w", dir.Name(), err)
+	}
 	sl.fs, sl.found, sl.digest, sl.size = rel, true, hex.EncodeToString(h.Sum(nil)), cnt.n
 	return nil
 }
