@@ -504,3 +504,32 @@ func TestImageInTwoNamespaces(t *testing.T) {
 		t.Errorf("findings of c1's image: %v, want default's snapshot's /etc/implant", got)
 	}
 }
+
+// TestCompressedLayerChecked: a gzip layer whose snapshot matches is
+// counted by the check and streamed once, decompressed, hashing to its
+// diff_id; its blob changed on disk is still refused.
+func TestCompressedLayerChecked(t *testing.T) {
+	c := craft(t, craftOpts{gzipLayer: true})
+	writeFile(t, filepath.Join(commit(t, c, sha(layerOfCraft(t))), "etc/passwd"), []byte("root\n"))
+	s, err := Open(c.host, "")
+	must(t, err)
+	defer s.Close()
+	members, names := save(t, s, "docker.io/library/x:1")
+	if len(names) != 1 || len(layerFindings(t, s, "docker.io/library/x:1")) != 0 {
+		t.Fatalf("layers %v, findings %v", names, layerFindings(t, s, "docker.io/library/x:1"))
+	}
+	if sum := sha256.Sum256(members[names[0]]); names[0] != "blobs/sha256/"+hex.EncodeToString(sum[:]) || names[0] != "blobs/sha256/"+sha(layerOfCraft(t)) {
+		t.Errorf("the layer streamed hashes to %x, named %s", sum, names[0])
+	}
+	blob := filepath.Join(c.data, blobDir, c.layerHex)
+	b, _ := os.ReadFile(blob)
+	b[len(b)-1] ^= 1
+	must(t, os.WriteFile(blob, b, 0o644))
+	_, err = s.SaveImage(context.Background(), "docker.io/library/x:1")
+	mustFail(t, "a changed gzip blob", err, c.layerHex)
+}
+
+// layerOfCraft is craft's default layer, uncompressed.
+func layerOfCraft(t *testing.T) []byte {
+	return tarOf(t, tar.Header{Name: "etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Linkname: "root\n"})
+}
