@@ -26,7 +26,8 @@ import (
 func (s *Store) CheckID(id string) error { return identifiers.Validate(id) }
 
 // findContainer finds the container ref names, "namespace/id" or an ID
-// unique across namespaces, and reads its whole record.
+// unique across namespaces but Docker's own (moby: unless it was first
+// asked for as moby/<id>), and reads its whole record.
 func (s *Store) findContainer(ref string, withSpec bool) (container, error) {
 	ns, id, qualified := strings.Cut(ref, "/")
 	if !qualified {
@@ -39,18 +40,19 @@ func (s *Store) findContainer(ref string, withSpec bool) (container, error) {
 	if err != nil {
 		return container{}, err
 	}
+	// The capture asks for a container's logs by its bare ID: the
+	// namespace it named when it inspected it decides.
+	s.mu.Lock()
+	want, ok := s.chosen[id]
+	s.mu.Unlock()
 	var found []container
 	for _, c := range cs {
-		if c.ID == id && (!qualified || c.Namespace == ns) {
-			found = append(found, c)
+		if c.ID != id || (qualified && c.Namespace != ns) || (!qualified && c.Namespace == dockerNamespace && want != dockerNamespace) {
+			continue
 		}
+		found = append(found, c)
 	}
 	if len(found) > 1 {
-		// The capture asks for a container's logs by its bare ID: the
-		// namespace it named when it inspected it decides.
-		s.mu.Lock()
-		want, ok := s.chosen[id]
-		s.mu.Unlock()
 		for _, c := range found {
 			if ok && c.Namespace == want {
 				return c, nil
@@ -190,6 +192,9 @@ func (s *Store) Container(ctx context.Context, ref string) (*engine.Container, e
 		switch {
 		case err == nil:
 			c.Image, ir.ImageID = res.config.Digest.String(), res.config.Digest.String()
+			s.mu.Lock()
+			s.imageNS[res.Digest] = rec.Namespace
+			s.mu.Unlock()
 		case !errors.Is(err, engine.ErrNoSuchObject):
 			return nil, wrap(err, "the image "+rec.Image+" of "+what)
 		}

@@ -10,7 +10,11 @@
 // snapshotter's database and directories
 // (io.containerd.snapshotter.v1.overlayfs: a container's active snapshot's
 // fs directory is its upper directory), and a Kubernetes container's CRI
-// log files under the host's /var/log/pods.
+// log files under the host's /var/log/pods. Each layer of an image saved
+// is compared with its committed snapshot's fs directory, the files its
+// containers run on: one edited on disk is saved as found and reported
+// (engine.LayerChecker). Docker's own namespace, moby, is passed over
+// unless named.
 //
 // The root is evidence and hostile: the data root is found with chroot
 // semantics (a symbolic link's absolute target is taken inside the root,

@@ -49,6 +49,8 @@ type craftOpts struct {
 	moreCtrs  int               // more containers, c2..
 	moreNames []string          // more container IDs
 	gzipLayer bool              // the layer blob gzip-compressed
+	layerTar  []byte            // the layer (default: etc/passwd alone)
+	twice     bool              // the image has the layer at two positions
 }
 
 func put(t *testing.T, b *bolt.Bucket, k string, v []byte) {
@@ -103,6 +105,9 @@ func craft(t *testing.T, o craftOpts) *crafted {
 	tw.WriteHeader(&tar.Header{Name: "etc/passwd", Mode: 0o644, Size: 5, Typeflag: tar.TypeReg})
 	tw.Write([]byte("root\n"))
 	tw.Close()
+	if o.layerTar != nil {
+		lb = *bytes.NewBuffer(o.layerTar)
+	}
 	diffID := sha(lb.Bytes())
 	c.layer, c.layerHex = lb.Bytes(), diffID
 	layerType := "application/vnd.oci.image.layer.v1.tar"
@@ -113,10 +118,15 @@ func craft(t *testing.T, o craftOpts) *crafted {
 		zw.Close()
 		c.layer, c.layerHex, layerType = zb.Bytes(), sha(zb.Bytes()), layerType+"+gzip"
 	}
-	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:` + diffID + `"]}}`)
+	diffIDs := `"sha256:` + diffID + `"`
+	layers := `{"mediaType":"` + layerType + `","digest":"sha256:` + c.layerHex + `","size":` + itoa(len(c.layer)) + `}`
+	if o.twice {
+		diffIDs, layers = diffIDs+","+diffIDs, layers+","+layers
+	}
+	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[` + diffIDs + `]}}`)
 	c.configHex = sha(cfg)
 	mf := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` +
-		c.configHex + `","size":` + itoa(len(cfg)) + `},"layers":[{"mediaType":"` + layerType + `","digest":"sha256:` + c.layerHex + `","size":` + itoa(len(c.layer)) + `}]}`)
+		c.configHex + `","size":` + itoa(len(cfg)) + `},"layers":[` + layers + `]}`)
 	for _, b := range [][]byte{c.layer, cfg, mf} {
 		writeFile(t, filepath.Join(c.data, blobDir, sha(b)), b)
 	}

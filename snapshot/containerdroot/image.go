@@ -205,7 +205,8 @@ func (s *Store) resolve(im image, withConfig bool) (*resolved, error) {
 	return res, nil
 }
 
-// ListImages lists every image of every namespace: its name, its ID (the
+// ListImages lists every image of every namespace but Docker's own
+// (moby): its name, its ID (the
 // digest of its config, when its manifest can be read) and the size of
 // its layers as its manifest records them. No layer is read.
 func (s *Store) ListImages(ctx context.Context) ([]engine.ImageSummary, error) {
@@ -222,6 +223,9 @@ func (s *Store) ListImages(ctx context.Context) ([]engine.ImageSummary, error) {
 	for _, im := range ims {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if im.Namespace == dockerNamespace {
+			continue
 		}
 		sum := engine.ImageSummary{Runtime: "containerd", Namespace: im.Namespace, Refs: []string{im.Name}}
 		if !im.CreatedAt.IsZero() {
@@ -252,30 +256,48 @@ var fullDigest = regexp.MustCompile(`^(sha256:)?[0-9a-f]{64}$`)
 // across namespaces (as containerd has it, or Docker-normalised:
 // busybox:1 is docker.io/library/busybox:1), or the digest of its config
 // (as Docker names images, and Container reports them) or of its target.
+// A bare name or digest passes over Docker's own namespace (moby), but
+// for the images a lookup by namespace reached there (the capture names
+// a moby container's image bare).
 func (s *Store) findImage(ref string) (*resolved, error) {
-	ims, err := s.images()
+	all, err := s.images()
 	if err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	ims := make([]image, 0, len(all))
+	for _, im := range all {
+		if im.Namespace != dockerNamespace || s.dockerImages[im.Digest] {
+			ims = append(ims, im)
+		}
+	}
+	s.mu.Unlock()
 	names := []string{ref}
 	if named, err := reference.ParseDockerRef(ref); err == nil && named.String() != ref {
 		names = append(names, named.String())
 	}
 	var found []image
 	if ns, rest, ok := strings.Cut(ref, "/"); ok {
-		for _, im := range ims {
+		for _, im := range all {
 			if im.Namespace == ns && im.Name == rest {
 				found = append(found, im)
 			}
 		}
 		if len(found) == 0 {
 			if named, err := reference.ParseDockerRef(rest); err == nil {
-				for _, im := range ims {
+				for _, im := range all {
 					if im.Namespace == ns && im.Name == named.String() {
 						found = append(found, im)
 					}
 				}
 			}
+		}
+		if len(found) > 0 && ns == dockerNamespace {
+			s.mu.Lock()
+			for _, im := range found {
+				s.dockerImages[im.Digest] = true
+			}
+			s.mu.Unlock()
 		}
 	}
 	if len(found) == 0 {
@@ -323,7 +345,19 @@ func (s *Store) findImage(ref string) (*resolved, error) {
 			return nil, &engine.Fault{Kind: engine.ErrNoSuchObject, Err: fmt.Errorf("%s names %d different images: %s (give namespace/name)", ref, len(found), strings.Join(where, ", "))}
 		}
 	}
-	return s.resolve(found[0], true)
+	// Of one image in several namespaces, the one a container inspected
+	// runs on: SaveImage checks that namespace's snapshots.
+	pick := found[0]
+	s.mu.Lock()
+	ns, ok := s.imageNS[pick.Digest]
+	s.mu.Unlock()
+	for _, im := range found {
+		if ok && im.Namespace == ns {
+			pick = im
+			break
+		}
+	}
+	return s.resolve(pick, true)
 }
 
 // Image inspects an image: its ID is its config's digest, its layers the
@@ -346,7 +380,10 @@ func (s *Store) Image(ctx context.Context, ref string) (*engine.Image, error) {
 // each layer against its diff_id. Each blob is checked against its digest
 // as it is read. A layer missing from the content store (containerd
 // removes layers once unpacked when discard_unpacked_layers is set) is an
-// error naming it, before anything is streamed.
+// error naming it, before anything is streamed. Before it returns, every
+// layer unpacked in the image's namespace is compared with its committed
+// snapshot (layercheck.go): a layer whose snapshot differs is streamed as
+// found, at blobs/sha256/<its digest>, and listed by LayerFindings.
 func (s *Store) SaveImage(ctx context.Context, ref string) (io.ReadCloser, error) {
 	res, err := s.findImage(ref)
 	if err != nil {
@@ -363,11 +400,18 @@ func (s *Store) SaveImage(ctx context.Context, ref string) (io.ReadCloser, error
 		}
 		f.Close()
 	}
+	layers, findings, err := s.checkLayers(ctx, res)
+	if err != nil {
+		return nil, wrap(err, "image "+ref+" in containerd's root "+s.dataRoot)
+	}
+	s.mu.Lock()
+	s.findings[res.Namespace+"/"+res.Digest] = findings
+	s.mu.Unlock()
 	pr, pw := io.Pipe()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pw.CloseWithError(s.writeSave(ctx, res, pw))
+		pw.CloseWithError(s.writeSave(ctx, res, layers, pw))
 	}()
 	return &saveStream{pr: pr, done: done}, nil
 }
@@ -393,24 +437,46 @@ type dockerSaveEntry struct {
 	Layers   []string
 }
 
+// LayerFindings lists the layers of ref that SaveImage found changed in
+// their snapshots (nothing before SaveImage was asked). One diff_id may
+// be listed twice, found differently at two positions of the image.
+func (s *Store) LayerFindings(ref string) []engine.LayerFinding {
+	res, err := s.findImage(ref)
+	if err != nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.findings[res.Namespace+"/"+res.Digest]
+}
+
 // writeSave writes the image as a docker-save tar: each distinct layer
-// once, uncompressed, then the config and manifest.json.
-func (s *Store) writeSave(ctx context.Context, res *resolved, w io.Writer) error {
+// once (uncompressed, or as found), then the config and manifest.json
+// naming, per position, the layer streamed for it.
+func (s *Store) writeSave(ctx context.Context, res *resolved, layers []*savedLayer, w io.Writer) error {
 	tw := tar.NewWriter(w)
 	entry := dockerSaveEntry{Config: "blobs/sha256/" + res.config.Digest.Encoded()}
 	if named, err := reference.ParseDockerRef(res.Name); err == nil {
 		entry.RepoTags = []string{reference.FamiliarString(named)}
 	}
-	written := map[digest.Digest]bool{}
-	for i, l := range res.layers {
-		name := "blobs/sha256/" + res.diffIDs[i].Encoded()
+	written := map[string]bool{}
+	for _, sl := range layers {
+		name := "blobs/sha256/" + sl.digest
 		entry.Layers = append(entry.Layers, name)
-		if written[res.diffIDs[i]] {
+		if written[sl.digest] {
 			continue
 		}
-		written[res.diffIDs[i]] = true
-		if err := s.writeLayer(ctx, tw, name, l); err != nil {
-			return fmt.Errorf("image %s, layer %s: %w", res.Name, l.Digest, err)
+		written[sl.digest] = true
+		var err error
+		if sl.found {
+			if err = tw.WriteHeader(&tar.Header{Name: name, Mode: 0o444, Size: sl.size, Typeflag: tar.TypeReg}); err == nil {
+				err = s.streamFound(ctx, sl, tw)
+			}
+		} else {
+			err = s.writeLayer(ctx, tw, name, sl.desc, sl.size)
+		}
+		if err != nil {
+			return fmt.Errorf("image %s, layer %s: %w", res.Name, sl.desc.Digest, err)
 		}
 	}
 	mj, err := json.Marshal([]dockerSaveEntry{entry})
@@ -431,46 +497,57 @@ func (s *Store) writeSave(ctx context.Context, res *resolved, w io.Writer) error
 	return tw.Close()
 }
 
+// openLayer gives the layer's blob decompressed (bounded), and the
+// compressed bytes' reader (what the decompressor leaves unread is hashed
+// too); h (nil: none) hashes the compressed bytes.
+func (s *Store) openLayer(ctx context.Context, l ocispec.Descriptor, h hash.Hash) (io.ReadCloser, io.Reader, error) {
+	f, err := s.openBlob(l)
+	if err != nil {
+		return nil, nil, err
+	}
+	var src io.Reader = f
+	if h != nil {
+		src = io.TeeReader(f, h)
+	}
+	br := bufio.NewReaderSize(engine.ContextReader(ctx, src), 1<<20)
+	rd, err := decompress(l.MediaType, br)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("layer %s: %w", f.Name(), err)
+	}
+	// A decompression bomb stops at a bound far above any real layer's
+	// ratio.
+	limit := l.Size*1024 + 1<<30
+	return readCloser{&boundReader{r: rd, left: limit, what: f.Name()}, func() error { rd.Close(); return f.Close() }}, br, nil
+}
+
+// checkBlob checks the hash of a blob's bytes against its digest.
+func (s *Store) checkBlob(l ocispec.Descriptor, h hash.Hash) error {
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != l.Digest.String() {
+		return engine.Claimf("blob %s of the content store (%s/%s) has digest %s: changed on disk", l.Digest, s.realData, blobDir+"/"+l.Digest.Encoded(), got)
+	}
+	return nil
+}
+
 // writeLayer writes one layer uncompressed. An uncompressed layer is
 // hashed as it streams; a compressed one's size is known only once
-// decompressed: it is read twice, the first time to count and to check
-// its digest (no copy of it is kept anywhere).
-func (s *Store) writeLayer(ctx context.Context, tw *tar.Writer, name string, l ocispec.Descriptor) error {
-	// open gives the layer decompressed, and the compressed bytes'
-	// reader (what the decompressor leaves unread is hashed too).
-	open := func(h hash.Hash) (io.ReadCloser, io.Reader, error) {
-		f, err := s.openBlob(l)
-		if err != nil {
-			return nil, nil, err
-		}
-		var src io.Reader = f
-		if h != nil {
-			src = io.TeeReader(f, h)
-		}
-		br := bufio.NewReaderSize(engine.ContextReader(ctx, src), 1<<20)
-		rd, err := decompress(l.MediaType, br)
-		if err != nil {
-			f.Close()
-			return nil, nil, fmt.Errorf("layer %s: %w", f.Name(), err)
-		}
-		// A decompression bomb stops at a bound far above any real
-		// layer's ratio.
-		limit := l.Size*1024 + 1<<30
-		return readCloser{&boundReader{r: rd, left: limit, what: f.Name()}, func() error { rd.Close(); return f.Close() }}, br, nil
-	}
-	check := func(h hash.Hash) error {
-		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != l.Digest.String() {
-			return engine.Claimf("blob %s of the content store (%s/%s) has digest %s: changed on disk", l.Digest, s.realData, blobDir+"/"+l.Digest.Encoded(), got)
-		}
-		return nil
-	}
+// decompressed: unless the check of its snapshot counted it (size >= 0),
+// it is read twice, the first time to count and to check its digest (no
+// copy of it is kept anywhere).
+func (s *Store) writeLayer(ctx context.Context, tw *tar.Writer, name string, l ocispec.Descriptor, size int64) error {
+	open := func(h hash.Hash) (io.ReadCloser, io.Reader, error) { return s.openLayer(ctx, l, h) }
+	check := func(h hash.Hash) error { return s.checkBlob(l, h) }
 	h := sha256.New()
 	rc, src, err := open(h)
 	if err != nil {
 		return err
 	}
-	size := l.Size
-	if compressed(l.MediaType) {
+	switch {
+	case !compressed(l.MediaType):
+		size = l.Size
+	case size >= 0:
+		// Counted by the check; hashed again as it streams.
+	default:
 		size, err = io.Copy(io.Discard, rc)
 		if err == nil {
 			_, err = io.Copy(io.Discard, src)
@@ -483,7 +560,7 @@ func (s *Store) writeLayer(ctx context.Context, tw *tar.Writer, name string, l o
 			return err
 		}
 		h = nil
-		if rc, _, err = open(nil); err != nil {
+		if rc, src, err = open(nil); err != nil {
 			return err
 		}
 	}
@@ -494,10 +571,13 @@ func (s *Store) writeLayer(ctx context.Context, tw *tar.Writer, name string, l o
 	if _, err := io.Copy(tw, rc); err != nil {
 		return err
 	}
-	if h != nil {
-		return check(h)
+	if h == nil {
+		return nil
 	}
-	return nil
+	if _, err := io.Copy(io.Discard, src); err != nil {
+		return fmt.Errorf("reading the blob: %w", err)
+	}
+	return check(h)
 }
 
 // boundReader fails once more than left bytes are read.

@@ -28,11 +28,11 @@ func nameOf(c container) string {
 	return c.ID
 }
 
-// List lists every container of every namespace, from the metadata
-// database alone (no spec, no layer is read): its namespace, image name,
-// pod, creation time; its state is StateOffline. A record that cannot be
-// read whole is listed with what could be, its state saying what is
-// wrong.
+// List lists every container of every namespace but Docker's own (moby),
+// from the metadata database alone (no spec, no layer is read): its
+// namespace, image name, pod, creation time; its state is StateOffline. A
+// record that cannot be read whole is listed with what could be, its
+// state saying what is wrong.
 func (s *Store) List(ctx context.Context) ([]engine.Summary, error) {
 	cs, err := s.containers(false)
 	if err != nil {
@@ -43,6 +43,9 @@ func (s *Store) List(ctx context.Context) ([]engine.Summary, error) {
 	}
 	out := make([]engine.Summary, 0, len(cs))
 	for _, c := range cs {
+		if c.Namespace == dockerNamespace {
+			continue
+		}
 		sum := engine.Summary{Runtime: "containerd", Namespace: c.Namespace, ID: c.ID, Name: nameOf(c), Image: c.Image,
 			State: StateOffline, Pod: engine.PodOf(c.Labels)}
 		if !c.CreatedAt.IsZero() {

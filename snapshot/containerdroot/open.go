@@ -64,13 +64,31 @@ type Store struct {
 	// by ID: the capture's later calls name the ID alone.
 	mu     sync.Mutex
 	chosen map[string]string
+	// dockerImages are the targets of images of namespace moby that a
+	// lookup by namespace reached: the capture then names them bare.
+	dockerImages map[string]bool
+	// findings are SaveImage's layers found changed in their snapshots,
+	// by the image's namespace/target.
+	findings map[string][]engine.LayerFinding
+	// imageNS is, by an image's target, the namespace of the container
+	// last inspected that runs it: of the image's records in several
+	// namespaces, that one is saved (its snapshots are checked).
+	imageNS map[string]string
 }
 
+// dockerNamespace is where a Docker engine that uses the host's
+// containerd keeps its own containers and images (the live runtime's
+// containerd.DockerNamespace): they are Docker's, captured through its
+// data root, so the listings and a bare ID or name pass over them, as the
+// live containerd runtime does; "moby/<id>" still reads them.
+const dockerNamespace = "moby"
+
 var (
-	_ engine.Runtime     = (*Store)(nil)
-	_ engine.Lister      = (*Store)(nil)
-	_ engine.ImageLister = (*Store)(nil)
-	_ engine.IDChecker   = (*Store)(nil)
+	_ engine.Runtime      = (*Store)(nil)
+	_ engine.Lister       = (*Store)(nil)
+	_ engine.ImageLister  = (*Store)(nil)
+	_ engine.IDChecker    = (*Store)(nil)
+	_ engine.LayerChecker = (*Store)(nil)
 )
 
 // Open opens the containerd root dataRoot ("" is DefaultDataRoot) of the
@@ -92,7 +110,7 @@ func Open(root, dataRoot string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host root %s: %w", root, err)
 	}
-	s := &Store{root: root, dataRoot: dataRoot, rootFD: -1, dataFD: -1, chosen: map[string]string{}}
+	s := &Store{root: root, dataRoot: dataRoot, rootFD: -1, dataFD: -1, chosen: map[string]string{}, dockerImages: map[string]bool{}, findings: map[string][]engine.LayerFinding{}, imageNS: map[string]string{}}
 	fail := func(err error) (*Store, error) { s.Close(); return nil, err }
 	if s.rootFD, err = unix.Open(realRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 		return nil, fmt.Errorf("host root: %w", &os.PathError{Op: "open", Path: realRoot, Err: err})
