@@ -248,6 +248,23 @@ func TestCaptureHostContainerd(t *testing.T) {
 	if got := mustAmber(t, "cat", dead, "containers/"+id+"/rootfs/srv/planted"); got != "planted\n" {
 		t.Errorf("the attacker's file offline: %q", got)
 	}
+	amber(t, "umount", ma)
+	amber(t, "umount", mb)
+
+	// An attacker with root edits the image's unpacked layer on disk:
+	// every container on it sees the change, its blob does not.
+	lowers, _ := filepath.Glob(filepath.Join(d.Root, "io.containerd.snapshotter.v1.overlayfs/snapshots/*/fs/srv/data/creds"))
+	if len(lowers) != 1 {
+		t.Fatalf("the image's unpacked layer holding srv/data/creds: %v", lowers)
+	}
+	os.WriteFile(lowers[0], []byte("backdoor\n"), 0o600)
+	edit := filepath.Join(dir, "edit.tar.zst")
+	mustAmber(t, "capture", "host", "/", "--runtime", "containerd", "--containerd-root", d.Root, ns+"/"+id, "-o", edit)
+	mustAmber(t, "verify", "--no-log", edit)
+	findingOn(t, edit, id, "/srv/data/creds")
+	if got := mustAmber(t, "cat", edit, "containers/"+id+"/pristine/srv/data/creds"); got != "backdoor\n" {
+		t.Errorf("the pristine tree holds the layer as found? %q", got)
+	}
 }
 
 // TestCaptureHostPodman: a Podman container of the test's own storage,

@@ -47,7 +47,8 @@ type LayerFinding struct {
 }
 
 // ChangedPath is one path of a LayerFinding. What says how it differs:
-// "content", "size", "type", "added", "removed", "link", "mode", "owner".
+// "content", "size", "type", "added", "removed", "link", "mode", "owner",
+// "xattr".
 type ChangedPath struct {
 	Path   string `json:"path"`
 	What   string `json:"what"`
