@@ -153,7 +153,8 @@ func (s *Store) findImage(ref string) (string, error) {
 		return "", err
 	}
 	if hex64.MatchString(h) {
-		if _, err := s.open(path.Join(dir, "imagedb/content/sha256", h)); err == nil {
+		if f, err := s.open(path.Join(dir, "imagedb/content/sha256", h)); err == nil {
+			f.Close()
 			return h, nil
 		}
 	}

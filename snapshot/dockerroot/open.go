@@ -73,7 +73,18 @@ func Open(root, dataRoot string) (*Store, error) {
 	if dataRoot == "" {
 		dataRoot = DefaultDataRoot
 	}
-	real, err := resolveIn(root, dataRoot)
+	// root is the examiner's own path: made absolute and its links (this
+	// host's) resolved once, so that the data root's real path names the
+	// mount that holds it.
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("host root %s: %w", root, err)
+	}
+	realRoot, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, fmt.Errorf("host root %s: %w", root, err)
+	}
+	real, err := resolveIn(realRoot, dataRoot)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +103,7 @@ func Open(root, dataRoot string) (*Store, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%s (%s inside %s) holds neither image/<driver> nor containers: not a Docker data root", real, dataRoot, root)
 	}
-	s.hostname = readHostname(root)
+	s.hostname = readHostname(realRoot)
 	return s, nil
 }
 
