@@ -19,6 +19,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,8 +49,14 @@ const (
 	maxSplit     = 4 << 30
 )
 
+// maxClaimed bounds the bytes of files a tar-split may claim for a layer
+// whose size the layer store does not record: each claimed byte is read
+// (or, for a file gone or shorter, padded with zeros) and hashed.
+const maxClaimed = 1 << 40
+
 const (
 	whPrefix = ".wh."
+	whMeta   = ".wh..wh."
 	whOpaque = ".wh..wh..opq"
 )
 
@@ -64,6 +71,9 @@ type layer struct {
 	digest  string // hex of the tar streamed
 	size    int64
 	paths   []engine.ChangedPath
+	// limit bounds the bytes of files the tar-split may claim: the
+	// layer store's record of the layer's size.
+	limit int64
 }
 
 // rootFD opens the graph root for reads beneath it.
@@ -95,19 +105,20 @@ func (s *Storage) diffDir(id string) (string, *os.File, error) {
 
 // checkLayer checks one layer: its size and digest as it will be
 // streamed, and the paths where its directory differs from the record.
-func (s *Storage) checkLayer(ctx context.Context, diffID, id string) (*layer, error) {
+func (s *Storage) checkLayer(ctx context.Context, diffID, id string, limit int64) (*layer, error) {
 	rel, dir, err := s.diffDir(id)
 	if err != nil {
 		return nil, err
 	}
 	defer dir.Close()
-	l := &layer{diffID: diffID, id: id, diff: rel}
+	l := &layer{diffID: diffID, id: id, diff: rel, limit: limit}
 	ts, err := s.openSplit(id)
 	if err != nil {
 		return nil, err
 	}
 	defer ts.Close()
-	a := &assembler{ctx: ctx, split: ts, dir: dir, check: true, changed: map[string]engine.ChangedPath{}}
+	a := &assembler{ctx: ctx, split: ts, dir: dir, check: true, changed: map[string]engine.ChangedPath{}, limit: limit}
+	defer a.close()
 	h := sha256.New()
 	cnt := &counter{w: h}
 	tee := io.TeeReader(a, cnt)
@@ -127,7 +138,9 @@ func (s *Storage) checkLayer(ctx context.Context, diffID, id string) (*layer, er
 			a.note("", "content", "containers/storage's tar-split does not make a tar: "+err.Error())
 			break
 		}
-		a.compare(hdr, listed, opaque)
+		if err := a.compare(hdr, listed, opaque); err != nil {
+			return nil, err
+		}
 		if _, err := io.Copy(io.Discard, tr); err != nil {
 			if a.err != nil {
 				return nil, a.err
@@ -164,6 +177,16 @@ func (s *Storage) checkLayer(ctx context.Context, diffID, id string) (*layer, er
 	}
 	l.digest, l.size = hex.EncodeToString(h.Sum(nil)), cnt.n
 	return l, nil
+}
+
+// claimLimit is the bound of the bytes of files a layer's tar-split may
+// claim: the layer's size as layers.json records it (diff-size, the
+// bytes of its whole tar), maxClaimed where none is recorded.
+func claimLimit(diffSize *int64) int64 {
+	if diffSize == nil || *diffSize < 0 {
+		return maxClaimed
+	}
+	return *diffSize
 }
 
 // openSplit opens a layer's tar-split, decompressed and bounded.
@@ -254,6 +277,10 @@ type assembler struct {
 	check   bool
 	changed map[string]engine.ChangedPath
 	err     error
+	// limit bounds the bytes of files the tar-split claims (claimed):
+	// a hostile record claiming more, padded with zeros, would keep
+	// the hash busy without end.
+	limit, claimed int64
 
 	pending []byte
 	file    io.Reader
@@ -261,9 +288,20 @@ type assembler struct {
 	done    bool
 }
 
+// note records how a path differs, the first difference found but for
+// an mtime, which any other replaces (a file whose content changed has
+// its mtime changed too: the content is what to report).
 func (a *assembler) note(p, what, detail string) {
-	if _, ok := a.changed[p]; !ok {
+	if old, ok := a.changed[p]; !ok || old.What == "mtime" && what != "mtime" {
 		a.changed[p] = engine.ChangedPath{Path: "/" + p, What: what, Detail: detail}
+	}
+}
+
+// close closes the file being read, if the tar was not read to its end.
+func (a *assembler) close() {
+	if a.closer != nil {
+		a.closer.Close()
+		a.file, a.closer = nil, nil
 	}
 }
 
@@ -315,6 +353,11 @@ func (a *assembler) Read(p []byte) (int, error) {
 			if e.Size == 0 {
 				continue
 			}
+			if e.Size > a.limit-a.claimed {
+				a.err = engine.Claimf("the layer's tar-split claims more than %d bytes of files (%q of %d bytes at the end), more than the layer store records for the layer: refused", a.limit, trunc(e.GetName()), e.Size)
+				return 0, a.err
+			}
+			a.claimed += e.Size
 			a.err = a.openFile(e)
 		default:
 			a.err = fmt.Errorf("the tar-split lists an entry of type %d", e.Type)
@@ -323,7 +366,9 @@ func (a *assembler) Read(p []byte) (int, error) {
 }
 
 // openFile starts a file's bytes: read from the directory, checked by
-// size and CRC-64 as they are read.
+// size and CRC-64 as they are read. The path is looked at before it is
+// opened: what is no longer a regular file (a device, a FIFO planted in
+// its place) is never opened.
 func (a *assembler) openFile(e *storage.Entry) error {
 	// containers/storage refuses ".." when it unpacks a layer: a record
 	// that names one is not its own.
@@ -333,28 +378,35 @@ func (a *assembler) openFile(e *storage.Entry) error {
 		}
 	}
 	name := cleanName(e.GetName())
-	f, err := openAt(int(a.dir.Fd()), a.dir.Name(), orDot(name), unix.O_RDONLY)
-	var size int64 = -1
+	st, pf, err := lstatAt(a.dir, name)
 	if err == nil {
-		if fi, serr := f.Stat(); serr != nil || !fi.Mode().IsRegular() {
-			f.Close()
-			f, err = nil, fmt.Errorf("not a regular file")
-		} else {
-			size = fi.Size()
+		pf.Close()
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			err = fmt.Errorf("%s, not a regular file", typeName(st.Mode&unix.S_IFMT))
+		}
+	} else if _, ok := missing(err); !ok {
+		return fmt.Errorf("layer file %s: %w", name, err)
+	}
+	var f *os.File
+	if err == nil {
+		if f, err = openAt(int(a.dir.Fd()), a.dir.Name(), name, unix.O_RDONLY); err != nil {
+			// It was there a moment ago: not the evidence's doing.
+			return fmt.Errorf("layer file %s: %w", name, err)
 		}
 	}
 	if err != nil {
 		if !a.check {
 			return fmt.Errorf("layer file %s: %w", name, err)
 		}
-		if errors.Is(err, os.ErrNotExist) {
-			a.note(name, "removed", "")
-		} else {
-			a.note(name, "type", err.Error())
+		what, ok := missing(err)
+		if !ok {
+			what = "type"
 		}
-		a.file, a.closer = io.LimitReader(zeros{}, e.Size), io.NopCloser(nil)
+		a.note(name, what, detailOf(what, err))
+		a.file, a.closer = engine.ContextReader(a.ctx, io.LimitReader(zeros{}, e.Size)), io.NopCloser(nil)
 		return nil
 	}
+	size := st.Size
 	if size != e.Size {
 		if !a.check {
 			f.Close()
@@ -363,8 +415,32 @@ func (a *assembler) openFile(e *storage.Entry) error {
 		a.note(name, "size", fmt.Sprintf("%d bytes, recorded %d", size, e.Size))
 	}
 	cr := &crcReader{r: io.LimitReader(io.MultiReader(f, zeros{}), e.Size), crc: crc64.New(crcTable), want: e.Payload, name: name, a: a}
-	a.file, a.closer = cr, f
+	// The context is checked on every read: a file claimed huge is
+	// read (or padded) in one entry.
+	a.file, a.closer = engine.ContextReader(a.ctx, cr), f
 	return nil
+}
+
+// missing says whether err, met opening a path of a layer's directory,
+// is a difference of the directory from the record: the path is gone
+// ("removed"), or a parent is no longer a directory or is a symbolic
+// link ("type"). Any other error (permission, too many open files, I/O)
+// is the examiner's trouble, not a finding.
+func missing(err error) (string, bool) {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "removed", true
+	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.ELOOP), errors.Is(err, engine.ErrEngineClaim):
+		return "type", true
+	}
+	return "", false
+}
+
+func detailOf(what string, err error) string {
+	if what == "removed" {
+		return ""
+	}
+	return err.Error()
 }
 
 func orDot(p string) string {
@@ -417,9 +493,27 @@ func lstatAt(dir *os.File, rel string) (*unix.Stat_t, *os.File, error) {
 	return &st, f, nil
 }
 
+// fileTypes are the tar entry types containers/storage extracts, with the file type
+// each makes on disk. Any other (a PAX global header, a GNU volume
+// label) is never extracted: it is nothing to find in the directory.
+var fileTypes = map[byte]uint32{tar.TypeReg: unix.S_IFREG, 0 /* TypeRegA, old tars */ : unix.S_IFREG, tar.TypeLink: unix.S_IFREG, tar.TypeDir: unix.S_IFDIR,
+	tar.TypeSymlink: unix.S_IFLNK, tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}
+
 // compare checks one header of the tar-split's tar against the directory.
-func (a *assembler) compare(h *tar.Header, listed, opaque map[string]bool) {
+// An error is one of the examiner's (the directory cannot be read), not a
+// difference.
+func (a *assembler) compare(h *tar.Header, listed, opaque map[string]bool) error {
+	wt, ok := fileTypes[h.Typeflag]
+	if !ok {
+		return nil
+	}
 	name := cleanName(h.Name)
+	if name == "" {
+		// The layer's own directory ("./"): containers/storage makes
+		// it itself and does not give it the mode and owner of the
+		// tar's "./" entry: not the record's to check.
+		return nil
+	}
 	for p := path.Dir(name); p != "." && p != "/" && !listed[p]; p = path.Dir(p) {
 		listed[p] = true
 	}
@@ -427,47 +521,56 @@ func (a *assembler) compare(h *tar.Header, listed, opaque map[string]bool) {
 	if dir == "." {
 		dir = ""
 	}
+	if strings.HasPrefix(name, whMeta) && name != whOpaque {
+		// AUFS's own metadata (.wh..wh.plnk, .wh..wh.aufs): Docker's
+		// and containers/storage's unpackers skip it.
+		listed[name] = true
+		return nil
+	}
 	switch {
 	case base == whOpaque:
 		opaque[dir] = true
-		if v, _ := getxattr(a.dir, dir, "trusted.overlay.opaque"); v != "y" {
+		v, err := getxattr(a.dir, dir, "trusted.overlay.opaque")
+		if err != nil && !errors.Is(err, unix.ENODATA) {
+			if _, ok := missing(err); !ok {
+				return fmt.Errorf("layer directory /%s: %w", dir, err)
+			}
+		}
+		if v != "y" {
 			a.note(name, "removed", "the directory is not opaque")
 		}
-		return
+		return nil
 	case strings.HasPrefix(base, whPrefix):
 		target := path.Join(dir, strings.TrimPrefix(base, whPrefix))
 		listed[target] = true
 		st, f, err := lstatAt(a.dir, target)
 		if err != nil {
+			if _, ok := missing(err); !ok {
+				return fmt.Errorf("layer path /%s: %w", target, err)
+			}
 			a.note(target, "removed", "whiteout "+name)
-			return
+			return nil
 		}
 		f.Close()
 		if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
 			a.note(target, "type", "whiteout "+name+" is not one on disk")
 		}
-		return
+		return nil
 	}
 	listed[name] = true
 	st, f, err := lstatAt(a.dir, name)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			a.note(name, "removed", "")
-		} else {
-			a.note(name, "type", err.Error())
+		what, ok := missing(err)
+		if !ok {
+			return fmt.Errorf("layer path /%s: %w", name, err)
 		}
-		return
+		a.note(name, what, detailOf(what, err))
+		return nil
 	}
 	defer f.Close()
-	want := map[byte]uint32{tar.TypeReg: unix.S_IFREG, 0 /* TypeRegA, old tars */ : unix.S_IFREG, tar.TypeLink: unix.S_IFREG, tar.TypeDir: unix.S_IFDIR,
-		tar.TypeSymlink: unix.S_IFLNK, tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}
-	wt, ok := want[h.Typeflag]
-	if !ok {
-		return
-	}
 	if st.Mode&unix.S_IFMT != wt {
 		a.note(name, "type", fmt.Sprintf("%s on disk, recorded %s", typeName(st.Mode&unix.S_IFMT), typeName(wt)))
-		return
+		return nil
 	}
 	switch h.Typeflag {
 	case tar.TypeSymlink:
@@ -476,7 +579,7 @@ func (a *assembler) compare(h *tar.Header, listed, opaque map[string]bool) {
 		if err != nil || string(buf[:n]) != h.Linkname {
 			a.note(name, "link", fmt.Sprintf("links to %q, recorded %q", string(buf[:max(n, 0)]), h.Linkname))
 		}
-		return
+		return nil
 	case tar.TypeLink:
 		tst, tf, err := lstatAt(a.dir, cleanName(h.Linkname))
 		if err != nil || tst.Ino != st.Ino || tst.Dev != st.Dev {
@@ -485,23 +588,126 @@ func (a *assembler) compare(h *tar.Header, listed, opaque map[string]bool) {
 		if err == nil {
 			tf.Close()
 		}
-		return
+		return nil
 	case tar.TypeChar, tar.TypeBlock:
 		if unix.Major(st.Rdev) != uint32(h.Devmajor) || unix.Minor(st.Rdev) != uint32(h.Devminor) {
 			a.note(name, "type", fmt.Sprintf("device %d:%d, recorded %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev), h.Devmajor, h.Devminor))
 		}
-	}
-	if name == "" {
-		// containers/storage makes the layer's directory itself and
-		// does not give it the mode and owner of the tar's "./" entry:
-		// the directory is not the record's to check.
-		return
 	}
 	if int64(st.Mode&07777) != h.Mode&07777 {
 		a.note(name, "mode", fmt.Sprintf("%04o, recorded %04o", st.Mode&07777, h.Mode&07777))
 	} else if int(st.Uid) != h.Uid || int(st.Gid) != h.Gid {
 		a.note(name, "owner", fmt.Sprintf("%d:%d, recorded %d:%d", st.Uid, st.Gid, h.Uid, h.Gid))
 	}
+	found, err := xattrs(f)
+	if err != nil {
+		return fmt.Errorf("layer path /%s: %w", name, err)
+	}
+	if d := xattrDiff(found, h.PAXRecords); d != "" {
+		a.note(name, "xattr", d)
+	}
+	// Docker and containers/storage set each file's mtime from its
+	// header: one changed with the content left alone is a file
+	// touched (or put back) after the pull. Directories are not
+	// compared: adding or removing a file changes its directory's
+	// mtime, and that path is reported itself.
+	if wt == unix.S_IFREG && st.Mtim.Sec != h.ModTime.Unix() {
+		a.note(name, "mtime", fmt.Sprintf("%s, recorded %s", time.Unix(st.Mtim.Sec, 0).UTC().Format(time.RFC3339), h.ModTime.UTC().Format(time.RFC3339)))
+	}
+	return nil
+}
+
+// layerXattr says whether an extended attribute is one a layer carries
+// (SCHILY.xattr.* in its tar: security.capability, user.*, ACLs...), not
+// overlay's own (whiteouts and opaque directories, checked by name) nor
+// a label this host's security module gives every file it creates.
+func layerXattr(name string) bool {
+	switch {
+	case strings.HasPrefix(name, "trusted.overlay."), strings.HasPrefix(name, "user.overlay."),
+		name == "security.selinux", name == "security.apparmor", name == "security.ima", name == "security.evm",
+		strings.HasPrefix(name, "security.SMACK64"):
+		return false
+	}
+	return true
+}
+
+const paxXattr = "SCHILY.xattr."
+
+// xattrDiff compares a path's extended attributes on disk with its
+// header's PAX records: "" when the layer's own are the same.
+func xattrDiff(found map[string]string, pax map[string]string) string {
+	var diffs []string
+	for k, v := range pax {
+		x, ok := strings.CutPrefix(k, paxXattr)
+		if !ok || !layerXattr(x) {
+			continue
+		}
+		switch got, ok := found[x]; {
+		case !ok:
+			diffs = append(diffs, x+" removed")
+		case got != v:
+			diffs = append(diffs, x+" changed")
+		}
+	}
+	for x := range found {
+		if _, ok := pax[paxXattr+x]; !ok && layerXattr(x) {
+			diffs = append(diffs, x+" added")
+		}
+	}
+	sort.Strings(diffs)
+	return strings.Join(diffs, ", ")
+}
+
+// xattrs reads the extended attributes of f (opened O_PATH: a file, a
+// directory, a device or a FIFO never opened for reading) through its
+// /proc/self/fd link.
+func xattrs(f *os.File) (map[string]string, error) {
+	p := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	list, err := sized(func(b []byte) (int, error) { return unix.Listxattr(p, b) })
+	if errors.Is(err, unix.ENOTSUP) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing extended attributes: %w", err)
+	}
+	var out map[string]string
+	for _, x := range strings.Split(string(list), "\x00") {
+		if x == "" {
+			continue
+		}
+		v, err := sized(func(b []byte) (int, error) { return unix.Getxattr(p, x, b) })
+		if errors.Is(err, unix.ENODATA) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("extended attribute %s: %w", x, err)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[x] = string(v)
+	}
+	return out, nil
+}
+
+// sized calls an xattr call with a small buffer, then with one of the
+// size the kernel asks (at most its own bound, 64 KiB).
+func sized(call func([]byte) (int, error)) ([]byte, error) {
+	buf := make([]byte, 256)
+	for range 3 {
+		n, err := call(buf)
+		if err == nil {
+			return buf[:n], nil
+		}
+		if !errors.Is(err, unix.ERANGE) {
+			return nil, err
+		}
+		if n, err = call(nil); err != nil {
+			return nil, err
+		}
+		buf = make([]byte, min(max(n, len(buf)*2), 64<<10))
+	}
+	return nil, unix.ERANGE
 }
 
 func typeName(t uint32) string {
@@ -622,6 +828,7 @@ func freshTar(ctx context.Context, dir *os.File, w io.Writer) error {
 		h := &tar.Header{Name: rel, Mode: int64(st.Mode & 07777), Uid: int(st.Uid), Gid: int(st.Gid),
 			ModTime: time.Unix(st.Mtim.Sec, 0).UTC(), Format: tar.FormatPAX}
 		var body *os.File
+		xf := d // the open path whose extended attributes the header carries
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
 			h.Typeflag, h.Name = tar.TypeDir, rel+"/"
@@ -639,7 +846,7 @@ func freshTar(ctx context.Context, dir *os.File, w io.Writer) error {
 				return err
 			}
 			defer f.Close()
-			h.Typeflag, h.Size, body = tar.TypeReg, st.Size, f
+			h.Typeflag, h.Size, body, xf = tar.TypeReg, st.Size, f, f
 		case unix.S_IFLNK:
 			f, err := openAt(int(dir.Fd()), dir.Name(), rel, unix.O_PATH)
 			if err != nil {
@@ -667,6 +874,32 @@ func freshTar(ctx context.Context, dir *os.File, w io.Writer) error {
 			h.Typeflag = tar.TypeFifo
 		default:
 			return nil // a socket is no part of a layer
+		}
+		if xf == nil && (h.Typeflag == tar.TypeChar || h.Typeflag == tar.TypeBlock || h.Typeflag == tar.TypeFifo) {
+			// A device or FIFO: looked at (O_PATH), never opened.
+			f, err := openAt(int(dir.Fd()), dir.Name(), rel, unix.O_PATH)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			xf = f
+		}
+		if xf != nil && h.Typeflag != tar.TypeLink {
+			// The layer's extended attributes as found (ping's
+			// security.capability, or one planted), as Docker's
+			// tar carries them.
+			xs, err := xattrs(xf)
+			if err != nil {
+				return fmt.Errorf("/%s: %w", rel, err)
+			}
+			for k, v := range xs {
+				if layerXattr(k) {
+					if h.PAXRecords == nil {
+						h.PAXRecords = map[string]string{}
+					}
+					h.PAXRecords[paxXattr+k] = v
+				}
+			}
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			return err
@@ -711,7 +944,9 @@ func (s *Storage) streamLayer(ctx context.Context, l *layer, w io.Writer) error 
 			return err
 		}
 		defer ts.Close()
-		_, err = io.CopyBuffer(mw, &assembler{ctx: ctx, split: ts, dir: dir}, make([]byte, 1<<20))
+		a := &assembler{ctx: ctx, split: ts, dir: dir, limit: l.limit}
+		defer a.close()
+		_, err = io.CopyBuffer(mw, a, make([]byte, 1<<20))
 	}
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", l.diffID, err)
@@ -733,21 +968,24 @@ func (s *Storage) SaveImage(ctx context.Context, ref string) (io.ReadCloser, err
 	if err != nil {
 		return nil, err
 	}
-	var layers []*layer
-	byDiff := map[string]*layer{}
+	var layers []*layer // each blob to stream, once
+	streamed := map[string]bool{}
 	var findings []engine.LayerFinding
 	names := make([]string, len(img.layers))
 	for i, lr := range img.layers {
-		l, ok := byDiff[lr.DiffDigest]
-		if !ok {
-			if l, err = s.checkLayer(ctx, lr.DiffDigest, lr.ID); err != nil {
-				return nil, wrap(err, fmt.Sprintf("image %s, layer %d (%s)", ref, i, lr.ID))
-			}
-			byDiff[lr.DiffDigest] = l
+		// Each position is checked on its own, by its layer ID: one
+		// diff_id twice in an image (the empty layer) is two layers of
+		// the storage, each with its own directory, either one changed.
+		l, err := s.checkLayer(ctx, lr.DiffDigest, lr.ID, claimLimit(lr.DiffSize))
+		if err != nil {
+			return nil, wrap(err, fmt.Sprintf("image %s, layer %d (%s)", ref, i, lr.ID))
+		}
+		if l.changed {
+			findings = append(findings, engine.LayerFinding{DiffID: lr.DiffDigest, Found: "sha256:" + l.digest, Paths: l.paths})
+		}
+		if !streamed[l.digest] {
+			streamed[l.digest] = true
 			layers = append(layers, l)
-			if l.changed {
-				findings = append(findings, engine.LayerFinding{DiffID: lr.DiffDigest, Found: "sha256:" + l.digest, Paths: l.paths})
-			}
 		}
 		names[i] = "blobs/sha256/" + l.digest
 	}
@@ -763,7 +1001,9 @@ func (s *Storage) SaveImage(ctx context.Context, ref string) (io.ReadCloser, err
 		return nil, err
 	}
 	pr, pw := io.Pipe()
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		tw := tar.NewWriter(pw)
 		put := func(name string, size int64, body func(io.Writer) error) error {
 			if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: size, ModTime: time.Unix(0, 0).UTC()}); err != nil {
@@ -789,7 +1029,23 @@ func (s *Storage) SaveImage(ctx context.Context, ref string) (io.ReadCloser, err
 		}
 		pw.CloseWithError(err)
 	}()
-	return pr, nil
+	return &saveStream{pr: pr, done: done}, nil
+}
+
+// saveStream is a save being read: Close stops the writer and waits for
+// it, so that nothing reads the data root once Close has returned (the
+// Store may be closed next).
+type saveStream struct {
+	pr   *io.PipeReader
+	done chan struct{}
+}
+
+func (s *saveStream) Read(p []byte) (int, error) { return s.pr.Read(p) }
+
+func (s *saveStream) Close() error {
+	s.pr.Close()
+	<-s.done
+	return nil
 }
 
 // boundedReader ends a decompression past its bound with an error.

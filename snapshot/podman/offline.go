@@ -48,6 +48,17 @@ func OpenOffline(root, graphRoot string) (*Storage, error) {
 	if graphRoot == "" {
 		graphRoot = DefaultGraphRoot
 	}
+	// root is the examiner's own path: made absolute and its links (this
+	// host's) resolved once, so that the graph root's real path names the
+	// mount that holds it.
+	given := root
+	abs, err := filepath.Abs(root)
+	if err == nil {
+		root, err = filepath.EvalSymlinks(abs)
+	}
+	if err != nil {
+		return nil, &engine.Fault{Kind: engine.ErrEngine, Note: "the host's root", Err: fmt.Errorf("host root %s: %w", given, err)}
+	}
 	real, err := resolveIn(root, graphRoot)
 	if err != nil {
 		return nil, &engine.Fault{Kind: engine.ErrEngine, Note: "is this podman's storage? (its graph root inside the host's root)", Err: err}
@@ -64,7 +75,7 @@ func OpenOffline(root, graphRoot string) (*Storage, error) {
 		return nil, &engine.Fault{Kind: engine.ErrEngine, Note: "podman's storage with the overlay driver has overlay-containers, overlay-images or overlay-layers in its graph root",
 			Err: fmt.Errorf("%s (%s inside %s) holds none of them", real, graphRoot, root)}
 	}
-	off := engine.DescribeRoot(root, graphRoot, real)
+	off := engine.DescribeRoot(given, graphRoot, real)
 	s.info = manifest.Engine{Host: "containers-storage-root:" + graphRoot, Name: readHostname(root), StorageDriver: s.driver,
 		Local: true, Runtime: "podman", Offline: off}
 	return s, nil
