@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime/debug"
 	"sort"
@@ -45,7 +46,7 @@ func unpack(t *testing.T, dir string, layer []byte) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		name := cleanName(h.Name)
+		name := tarName(h.Name)
 		if h.Typeflag == tar.TypeXGlobalHeader || name == "" || strings.HasPrefix(name, ".wh..wh.") {
 			continue
 		}
@@ -77,11 +78,14 @@ func unpack(t *testing.T, dir string, layer []byte) {
 	}
 	for i := len(times) - 1; i >= 0; i-- {
 		h := times[i]
-		if err := os.Chtimes(filepath.Join(dir, cleanName(h.Name)), h.ModTime, h.ModTime); err != nil {
+		if err := os.Chtimes(filepath.Join(dir, tarName(h.Name)), h.ModTime, h.ModTime); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
+
+// tarName is a tar name as a path of the layer ("" for its top).
+func tarName(n string) string { return strings.TrimPrefix(path.Clean("/"+n), "/") }
 
 // fileBytes is what Docker records as a layer's size: its files' bytes.
 func fileBytes(layer []byte) int64 {

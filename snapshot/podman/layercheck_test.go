@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -44,7 +45,7 @@ func unpackLayer(t *testing.T, dir string, layer []byte) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		name := cleanName(h.Name)
+		name := tarName(h.Name)
 		if h.Typeflag == tar.TypeXGlobalHeader || name == "" || strings.HasPrefix(name, ".wh..wh.") {
 			continue
 		}
@@ -69,9 +70,12 @@ func unpackLayer(t *testing.T, dir string, layer []byte) {
 		done = append(done, h)
 	}
 	for i := len(done) - 1; i >= 0; i-- {
-		os.Chtimes(filepath.Join(dir, cleanName(done[i].Name)), done[i].ModTime, done[i].ModTime)
+		os.Chtimes(filepath.Join(dir, tarName(done[i].Name)), done[i].ModTime, done[i].ModTime)
 	}
 }
+
+// tarName is a tar name as a path of the layer ("" for its top).
+func tarName(n string) string { return strings.TrimPrefix(path.Clean("/"+n), "/") }
 
 // layerStorage is a made-up storage holding one image (localhost/x:1) of
 // the given layers, each unpacked into its own directory with its
