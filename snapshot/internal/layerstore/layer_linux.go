@@ -283,6 +283,8 @@ type assembler struct {
 	// the hash busy without end.
 	limit, claimed int64
 
+	looked *looked // see look
+
 	pending []byte
 	file    io.Reader
 	closer  io.Closer
@@ -300,6 +302,10 @@ func (a *assembler) note(p, what, detail string) {
 
 // close closes the file being read, if the tar was not read to its end.
 func (a *assembler) close() {
+	if a.looked != nil {
+		a.looked.f.Close()
+		a.looked = nil
+	}
 	if a.closer != nil {
 		a.closer.Close()
 		a.file, a.closer = nil, nil
@@ -379,26 +385,41 @@ func (a *assembler) openFile(e *storage.Entry) error {
 		}
 	}
 	name := cleanName(e.GetName())
-	st, pf, err := lstatAt(a.dir, name)
-	if err == nil {
-		pf.Close()
-		if st.Mode&unix.S_IFMT != unix.S_IFREG {
-			err = fmt.Errorf("%s, not a regular file", typeName(st.Mode&unix.S_IFMT))
+	if !a.check {
+		// The stream of a layer checked unchanged: each file was a
+		// regular file of its recorded size a moment ago.
+		f, err := OpenAt(int(a.dir.Fd()), a.dir.Name(), name, unix.O_RDONLY)
+		if err != nil {
+			return fmt.Errorf("layer file %s: %w", name, err)
 		}
-	} else if _, ok := missing(err); !ok {
-		return fmt.Errorf("layer file %s: %w", name, err)
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != e.Size {
+			f.Close()
+			return fmt.Errorf("layer file %s is no longer the regular file of %d bytes it was", name, e.Size)
+		}
+		cr := &crcReader{r: io.LimitReader(f, e.Size), crc: crc64.New(crcTable), want: e.Payload, name: name, a: a}
+		a.file, a.closer = engine.ContextReader(a.ctx, cr), f
+		return nil
+	}
+	st, pf, err := a.look(name)
+	if err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+		pf.Close()
+		err = fmt.Errorf("%s, not a regular file", typeName(st.Mode&unix.S_IFMT))
+	} else if err != nil {
+		if _, ok := missing(err); !ok {
+			return fmt.Errorf("layer file %s: %w", name, err)
+		}
 	}
 	var f *os.File
 	if err == nil {
-		if f, err = OpenAt(int(a.dir.Fd()), a.dir.Name(), name, unix.O_RDONLY); err != nil {
+		f, err = reopen(pf)
+		pf.Close()
+		if err != nil {
 			// It was there a moment ago: not the evidence's doing.
 			return fmt.Errorf("layer file %s: %w", name, err)
 		}
 	}
 	if err != nil {
-		if !a.check {
-			return fmt.Errorf("layer file %s: %w", name, err)
-		}
 		what, ok := missing(err)
 		if !ok {
 			what = "type"
@@ -407,19 +428,51 @@ func (a *assembler) openFile(e *storage.Entry) error {
 		a.file, a.closer = engine.ContextReader(a.ctx, io.LimitReader(zeros{}, e.Size)), io.NopCloser(nil)
 		return nil
 	}
-	size := st.Size
-	if size != e.Size {
-		if !a.check {
-			f.Close()
-			return fmt.Errorf("layer file %s is %d bytes, not %d", name, size, e.Size)
-		}
-		a.note(name, "size", fmt.Sprintf("%d bytes, recorded %d", size, e.Size))
+	if st.Size != e.Size {
+		a.note(name, "size", fmt.Sprintf("%d bytes, recorded %d", st.Size, e.Size))
 	}
 	cr := &crcReader{r: io.LimitReader(io.MultiReader(f, zeros{}), e.Size), crc: crc64.New(crcTable), want: e.Payload, name: name, a: a}
 	// The context is checked on every read: a file claimed huge is
 	// read (or padded) in one entry.
 	a.file, a.closer = engine.ContextReader(a.ctx, cr), f
 	return nil
+}
+
+// look is the lstat of name and its O_PATH descriptor: the one compare
+// kept when it looked at the same path's header just before, else a new
+// look.
+func (a *assembler) look(name string) (*unix.Stat_t, *os.File, error) {
+	if l := a.looked; l != nil {
+		a.looked = nil
+		if l.name == name {
+			return l.st, l.f, nil
+		}
+		l.f.Close()
+	}
+	return lstatAt(a.dir, name)
+}
+
+// looked is a regular file compare looked at, kept for openFile.
+type looked struct {
+	name string
+	st   *unix.Stat_t
+	f    *os.File
+}
+
+// reopen opens for reading the file an O_PATH descriptor refers to,
+// through its /proc/self/fd link (the file found beneath the layer's
+// directory, not a path resolved again), keeping its access time.
+func reopen(pf *os.File) (*os.File, error) {
+	p := "/proc/self/fd/" + strconv.Itoa(int(pf.Fd()))
+	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_NOATIME
+	fd, err := unix.Open(p, flags, 0)
+	if err == unix.EPERM {
+		fd, err = unix.Open(p, flags&^unix.O_NOATIME, 0)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: pf.Name(), Err: err}
+	}
+	return os.NewFile(uintptr(fd), pf.Name()), nil
 }
 
 // missing says whether err, met opening a path of a layer's directory,
@@ -568,7 +621,12 @@ func (a *assembler) compare(h *tar.Header, listed, opaque map[string]bool) error
 		a.note(name, what, detailOf(what, err))
 		return nil
 	}
-	defer f.Close()
+	kept := false
+	defer func() {
+		if !kept {
+			f.Close()
+		}
+	}()
 	if st.Mode&unix.S_IFMT != wt {
 		a.note(name, "type", fmt.Sprintf("%s on disk, recorded %s", typeName(st.Mode&unix.S_IFMT), typeName(wt)))
 		return nil
@@ -614,6 +672,13 @@ func (a *assembler) compare(h *tar.Header, listed, opaque map[string]bool) error
 	// mtime, and that path is reported itself.
 	if wt == unix.S_IFREG && st.Mtim.Sec != h.ModTime.Unix() {
 		a.note(name, "mtime", fmt.Sprintf("%s, recorded %s", time.Unix(st.Mtim.Sec, 0).UTC().Format(time.RFC3339), h.ModTime.UTC().Format(time.RFC3339)))
+	}
+	if wt == unix.S_IFREG && h.Size > 0 {
+		// Its bytes come next: openFile reads the file looked at here.
+		if a.looked != nil {
+			a.looked.f.Close()
+		}
+		a.looked, kept = &looked{name: name, st: st, f: f}, true
 	}
 	return nil
 }
