@@ -685,11 +685,14 @@ func (a *assembler) compare(h *tar.Header, listed, opaque map[string]bool) error
 
 // layerXattr says whether an extended attribute is one a layer carries
 // (SCHILY.xattr.* in its tar: security.capability, user.*, ACLs...), not
-// overlay's own (whiteouts and opaque directories, checked by name) nor
-// a label this host's security module gives every file it creates.
+// overlay's own (whiteouts and opaque directories, checked by name), nor
+// the ownership a rootless store records in place of chown
+// (fuse-overlayfs's, containers/storage's override_stat), nor a label
+// this host's security module gives every file it creates.
 func layerXattr(name string) bool {
 	switch {
 	case strings.HasPrefix(name, "trusted.overlay."), strings.HasPrefix(name, "user.overlay."),
+		strings.HasPrefix(name, "user.fuseoverlayfs."), strings.HasPrefix(name, "user.containers."),
 		name == "security.selinux", name == "security.apparmor", name == "security.ima", name == "security.evm",
 		strings.HasPrefix(name, "security.SMACK64"):
 		return false
