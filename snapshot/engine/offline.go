@@ -48,8 +48,7 @@ type LayerFinding struct {
 
 // ChangedPath is one path of a LayerFinding. What says how it differs:
 // "content", "size", "type", "added", "removed", "link", "mode", "owner",
-// "xattr" (an extended attribute such as security.capability added,
-// removed or changed), "mtime" (a file's mtime alone).
+// "xattr".
 type ChangedPath struct {
 	Path   string `json:"path"`
 	What   string `json:"what"`
