@@ -196,6 +196,7 @@ func TestHostileDataRoot(t *testing.T) {
 	os.Chmod(d, 0o755)
 	os.WriteFile(filepath.Join(d, "motd"), []byte("hi\n"), 0o644)
 	os.Chmod(filepath.Join(d, "motd"), 0o644)
+	os.Chtimes(filepath.Join(d, "motd"), fixture.Epoch, fixture.Epoch) // as Docker unpacks it
 	c.write("overlay2/"+cacheGood+"/link", "../../../canary")
 	c.write("overlay2/"+cacheGood+"/lower", "../../../canary:"+canary)
 	split := tarSplit(t, layer)

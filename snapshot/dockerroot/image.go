@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/amber-forensics/amber/snapshot/engine"
+	"github.com/amber-forensics/amber/snapshot/internal/layerstore"
 )
 
 // imageConfig is what amber reads of an image config.
@@ -71,7 +72,7 @@ func (s *Store) imageIDs() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := openAt(s.dfd, s.real, path.Join(dir, "imagedb/content/sha256"), unix.O_RDONLY|unix.O_DIRECTORY)
+	f, err := layerstore.OpenAt(s.dfd, s.real, path.Join(dir, "imagedb/content/sha256"), unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil
@@ -153,7 +154,8 @@ func (s *Store) findImage(ref string) (string, error) {
 		return "", err
 	}
 	if hex64.MatchString(h) {
-		if _, err := s.open(path.Join(dir, "imagedb/content/sha256", h)); err == nil {
+		if f, err := s.open(path.Join(dir, "imagedb/content/sha256", h)); err == nil {
+			f.Close()
 			return h, nil
 		}
 	}

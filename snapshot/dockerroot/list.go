@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/amber-forensics/amber/snapshot/engine"
+	"github.com/amber-forensics/amber/snapshot/internal/layerstore"
 )
 
 // record is what amber reads of a container's config.v2.json.
@@ -66,7 +67,7 @@ func (r *record) status() string {
 // containerIDs lists the data root's containers/ directory: the names
 // that are container IDs.
 func (s *Store) containerIDs() ([]string, error) {
-	f, err := openAt(s.dfd, s.real, "containers", unix.O_RDONLY|unix.O_DIRECTORY)
+	f, err := layerstore.OpenAt(s.dfd, s.real, "containers", unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/amber-forensics/amber/snapshot/engine"
+	"github.com/amber-forensics/amber/snapshot/internal/layerstore"
 )
 
 // Bounds of the logs: a json-file line holds at most 16 KiB of the
@@ -49,7 +50,7 @@ func (s *Store) Logs(ctx context.Context, id string, tty bool) (engine.LogStream
 			return nil, &engine.Unavailable{Why: "the container's log driver is " + hc.LogConfig.Type + ": only json-file logs are read offline"}
 		}
 	}
-	f, err := openAt(s.dfd, s.real, dir, unix.O_RDONLY|unix.O_DIRECTORY)
+	f, err := layerstore.OpenAt(s.dfd, s.real, dir, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return nil, fmt.Errorf("container %s's logs: %w", id, err)
 	}

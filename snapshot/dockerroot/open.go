@@ -17,6 +17,7 @@ import (
 
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/engine"
+	"github.com/amber-forensics/amber/snapshot/internal/layerstore"
 )
 
 // DefaultDataRoot is Docker's data root when none is given.
@@ -28,9 +29,6 @@ const DefaultDataRoot = "/var/lib/docker"
 const (
 	maxJSON  = 16 << 20
 	maxSmall = 4 << 10
-	// maxLinks bounds the symbolic links resolved in the data root's
-	// path, as the kernel's own bound (ELOOP after 40).
-	maxLinks = 40
 	// maxChain bounds a layer's parent chain.
 	maxChain = 1000
 )
@@ -73,7 +71,14 @@ func Open(root, dataRoot string) (*Store, error) {
 	if dataRoot == "" {
 		dataRoot = DefaultDataRoot
 	}
-	real, err := resolveIn(root, dataRoot)
+	// root is the examiner's own path: made absolute and its links (this
+	// host's) resolved once, so that the data root's real path names the
+	// mount that holds it.
+	realRoot, err := layerstore.RealRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	real, err := layerstore.ResolveIn(realRoot, dataRoot)
 	if err != nil {
 		return nil, err
 	}
@@ -92,134 +97,13 @@ func Open(root, dataRoot string) (*Store, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%s (%s inside %s) holds neither image/<driver> nor containers: not a Docker data root", real, dataRoot, root)
 	}
-	s.hostname = readHostname(root)
+	s.hostname = layerstore.ReadHostname(realRoot)
 	return s, nil
-}
-
-// resolveIn resolves p inside root as a chroot would: each symbolic link
-// met is read (at most maxLinks of them), an absolute target starts again
-// from root, and ".." stops at root. It returns the real path, root
-// joined with a path of no symbolic link.
-func resolveIn(root, p string) (string, error) {
-	var done []string // resolved components: real directories under root
-	todo := splitPath(p)
-	links := 0
-	for len(todo) > 0 {
-		c := todo[0]
-		todo = todo[1:]
-		switch c {
-		case ".":
-			continue
-		case "..":
-			if len(done) > 0 {
-				done = done[:len(done)-1]
-			}
-			continue
-		}
-		cur := filepath.Join(append([]string{root}, append(done, c)...)...)
-		fi, err := os.Lstat(cur)
-		if err != nil {
-			return "", fmt.Errorf("resolving %s inside %s: %w", p, root, err)
-		}
-		if fi.Mode()&os.ModeSymlink == 0 {
-			done = append(done, c)
-			continue
-		}
-		if links++; links > maxLinks {
-			return "", fmt.Errorf("resolving %s inside %s: more than %d symbolic links", p, root, maxLinks)
-		}
-		target, err := os.Readlink(cur)
-		if err != nil {
-			return "", fmt.Errorf("resolving %s inside %s: %w", p, root, err)
-		}
-		if strings.HasPrefix(target, "/") {
-			done = nil
-		}
-		todo = append(splitPath(target), todo...)
-	}
-	real := filepath.Join(append([]string{root}, done...)...)
-	if fi, err := os.Lstat(real); err != nil {
-		return "", fmt.Errorf("resolving %s inside %s: %w", p, root, err)
-	} else if !fi.IsDir() {
-		return "", fmt.Errorf("%s (%s inside %s) is not a directory", real, p, root)
-	}
-	return real, nil
-}
-
-func splitPath(p string) []string {
-	var out []string
-	for _, c := range strings.Split(p, "/") {
-		if c != "" {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// readHostname is the dead host's name from its etc/hostname, read beneath
-// root through no symbolic link; "" when there is none.
-func readHostname(root string) string {
-	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return ""
-	}
-	defer unix.Close(fd)
-	f, err := openAt(fd, root, "etc/hostname", unix.O_RDONLY)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	b, _ := io.ReadAll(io.LimitReader(f, 256))
-	h := strings.TrimSpace(string(b))
-	if i := strings.IndexByte(h, '\n'); i >= 0 {
-		h = h[:i]
-	}
-	for _, r := range h {
-		if r < 0x20 || r == 0x7f {
-			return ""
-		}
-	}
-	return h
-}
-
-// openAt opens rel beneath the directory dfd (named dir in errors) as the
-// kernel resolves it: never above dfd, through no symbolic link, the
-// last element included (an O_PATH open of a non-directory opens a link
-// itself). A read (not O_PATH) keeps the
-// evidence's access time (O_NOATIME, dropped where it is refused).
-func openAt(dfd int, dir, rel string, flags int) (*os.File, error) {
-	if rel == "" {
-		rel = "."
-	}
-	how := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC),
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
-	if flags&(unix.O_PATH|unix.O_DIRECTORY) == unix.O_PATH {
-		// A symbolic link itself (to stat it, read its target).
-		how.Flags |= unix.O_NOFOLLOW
-	}
-	if flags&unix.O_PATH == 0 {
-		// openat2 takes no other flag with O_PATH. O_NONBLOCK: a FIFO
-		// planted where a file is expected does not hang the open.
-		how.Flags |= unix.O_NOATIME | unix.O_NONBLOCK
-	}
-	fd, err := unix.Openat2(dfd, rel, &how)
-	if err == unix.EPERM && how.Flags&unix.O_NOATIME != 0 {
-		how.Flags &^= unix.O_NOATIME
-		fd, err = unix.Openat2(dfd, rel, &how)
-	}
-	switch err {
-	case nil:
-	case unix.ELOOP, unix.EXDEV:
-		return nil, engine.Claimf("%s leads out of %s or through a symbolic link: refused", rel, dir)
-	default:
-		return nil, &os.PathError{Op: "open", Path: filepath.Join(dir, rel), Err: err}
-	}
-	return os.NewFile(uintptr(fd), filepath.Join(dir, rel)), nil
 }
 
 // open opens a regular file rel of the data root for reading.
 func (s *Store) open(rel string) (*os.File, error) {
-	f, err := openAt(s.dfd, s.real, rel, unix.O_RDONLY)
+	f, err := layerstore.OpenAt(s.dfd, s.real, rel, unix.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +171,7 @@ func trunc(s string) string {
 
 // isDir says whether rel is a directory of the data root (no link).
 func (s *Store) isDir(rel string) bool {
-	f, err := openAt(s.dfd, s.real, rel, unix.O_PATH|unix.O_DIRECTORY)
+	f, err := layerstore.OpenAt(s.dfd, s.real, rel, unix.O_PATH|unix.O_DIRECTORY)
 	if err != nil {
 		return false
 	}
@@ -298,7 +182,7 @@ func (s *Store) isDir(rel string) bool {
 // realDir checks that rel is a directory beneath the data root reached
 // through no symbolic link and returns its real path.
 func (s *Store) realDir(rel string) (string, error) {
-	f, err := openAt(s.dfd, s.real, rel, unix.O_PATH|unix.O_DIRECTORY)
+	f, err := layerstore.OpenAt(s.dfd, s.real, rel, unix.O_PATH|unix.O_DIRECTORY)
 	if err != nil {
 		if errors.Is(err, unix.ENOTDIR) {
 			return "", engine.Claimf("%s is not a directory: refused", filepath.Join(s.real, rel))

@@ -60,6 +60,11 @@ type ChangedPath struct {
 // its diff_id. Every layer of ref is checked before SaveImage returns, so
 // LayerFindings, asked after SaveImage and before its stream is read,
 // lists the layers that stream holds as found rather than as recorded.
+// Each position of the image is checked on its own: one diff_id at two
+// positions (the empty layer) may be listed twice, with different Found
+// digests, or once while its other position is as recorded. The
+// stream's manifest.json names each position's blob as found, and holds
+// each distinct blob once.
 type LayerChecker interface {
 	LayerFindings(ref string) []LayerFinding
 }

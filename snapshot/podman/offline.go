@@ -17,6 +17,7 @@ import (
 
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/engine"
+	"github.com/amber-forensics/amber/snapshot/internal/layerstore"
 )
 
 // A dead host's Podman storage, read from its disk mounted at a root: the
@@ -25,11 +26,9 @@ import (
 // state each container had at shutdown is libpod's word, read from its
 // BoltDB database (libpod/bolt_state.db) when there is one.
 
-// Bounds of the offline reads: the symbolic links of the graph root's
-// path (the kernel's own bound), libpod's database, a layer's parent
+// Bounds of the offline reads: libpod's database, a layer's parent
 // chain.
 const (
-	maxLinks    = 40
 	maxLibpodDB = 4 << 30
 	maxChain    = 1000
 )
@@ -48,7 +47,15 @@ func OpenOffline(root, graphRoot string) (*Storage, error) {
 	if graphRoot == "" {
 		graphRoot = DefaultGraphRoot
 	}
-	real, err := resolveIn(root, graphRoot)
+	// root is the examiner's own path: made absolute and its links (this
+	// host's) resolved once, so that the graph root's real path names the
+	// mount that holds it.
+	given := root
+	root, err := layerstore.RealRoot(root)
+	if err != nil {
+		return nil, &engine.Fault{Kind: engine.ErrEngine, Note: "the host's root", Err: err}
+	}
+	real, err := layerstore.ResolveIn(root, graphRoot)
 	if err != nil {
 		return nil, &engine.Fault{Kind: engine.ErrEngine, Note: "is this podman's storage? (its graph root inside the host's root)", Err: err}
 	}
@@ -64,70 +71,10 @@ func OpenOffline(root, graphRoot string) (*Storage, error) {
 		return nil, &engine.Fault{Kind: engine.ErrEngine, Note: "podman's storage with the overlay driver has overlay-containers, overlay-images or overlay-layers in its graph root",
 			Err: fmt.Errorf("%s (%s inside %s) holds none of them", real, graphRoot, root)}
 	}
-	off := engine.DescribeRoot(root, graphRoot, real)
+	off := engine.DescribeRoot(given, graphRoot, real)
 	s.info = manifest.Engine{Host: "containers-storage-root:" + graphRoot, Name: readHostname(root), StorageDriver: s.driver,
 		Local: true, Runtime: "podman", Offline: off}
 	return s, nil
-}
-
-// resolveIn resolves p inside root as a chroot would: each symbolic link
-// met is read (at most maxLinks), an absolute target starts again from
-// root, and ".." stops at root. It returns root joined with a path of no
-// symbolic link, which must be a directory.
-func resolveIn(root, p string) (string, error) {
-	var done []string // resolved components: real directories under root
-	todo := splitPath(p)
-	links := 0
-	for len(todo) > 0 {
-		c := todo[0]
-		todo = todo[1:]
-		switch c {
-		case ".":
-			continue
-		case "..":
-			if len(done) > 0 {
-				done = done[:len(done)-1]
-			}
-			continue
-		}
-		cur := filepath.Join(append([]string{root}, append(done, c)...)...)
-		fi, err := os.Lstat(cur)
-		if err != nil {
-			return "", fmt.Errorf("resolving %s inside %s: %w", p, root, err)
-		}
-		if fi.Mode()&os.ModeSymlink == 0 {
-			done = append(done, c)
-			continue
-		}
-		if links++; links > maxLinks {
-			return "", fmt.Errorf("resolving %s inside %s: more than %d symbolic links", p, root, maxLinks)
-		}
-		target, err := os.Readlink(cur)
-		if err != nil {
-			return "", fmt.Errorf("resolving %s inside %s: %w", p, root, err)
-		}
-		if strings.HasPrefix(target, "/") {
-			done = nil
-		}
-		todo = append(splitPath(target), todo...)
-	}
-	real := filepath.Join(append([]string{root}, done...)...)
-	if fi, err := os.Lstat(real); err != nil {
-		return "", fmt.Errorf("resolving %s inside %s: %w", p, root, err)
-	} else if !fi.IsDir() {
-		return "", fmt.Errorf("%s (%s inside %s) is not a directory", real, p, root)
-	}
-	return real, nil
-}
-
-func splitPath(p string) []string {
-	var out []string
-	for _, c := range strings.Split(p, "/") {
-		if c != "" {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // readHostname is the dead host's name from its etc/hostname, read beneath
