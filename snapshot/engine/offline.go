@@ -48,7 +48,7 @@ type LayerFinding struct {
 
 // ChangedPath is one path of a LayerFinding. What says how it differs:
 // "content", "size", "type", "added", "removed", "link", "mode", "owner",
-// "xattr".
+// "xattr", "mtime".
 type ChangedPath struct {
 	Path   string `json:"path"`
 	What   string `json:"what"`
