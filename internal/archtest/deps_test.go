@@ -40,12 +40,18 @@ var allowed = map[string][]string{
 	"snapshot/freezer": {"snapshot/engine"},
 	// Podman's storage read directly: the container's PID is checked
 	// against its cgroup as procmem checks it.
-	"snapshot/podman": {"manifest", "hashing", "snapshot/engine", "snapshot/procmem", "snapshot/freezer"},
+	"snapshot/podman": {"manifest", "hashing", "snapshot/engine", "snapshot/procmem", "snapshot/freezer", "snapshot/internal/layerstore"},
+	// A dead host's runtime state read from its files (amber host, capture
+	// host): each one more implementation of the seam, the layer checks of
+	// the stores that keep tar-split records in one place.
+	"snapshot/dockerroot":          {"manifest", "hashing", "snapshot/engine", "snapshot/internal/layerstore"},
+	"snapshot/containerdroot":      {"manifest", "hashing", "snapshot/engine", "snapshot/kube"},
+	"snapshot/internal/layerstore": {"manifest", "hashing", "snapshot/engine"},
 	// Kubernetes pods through the CRI: finding a pod's containers, their logs.
 	"snapshot/kube": {"snapshot/engine"},
 	// Process memory and ELF cores: the standard library and x/sys only.
 	"snapshot/procmem": {},
-	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/kube", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
+	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/kube", "snapshot/dockerroot", "snapshot/containerdroot", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
 	// The one escaping of evidence strings printed for a person.
 	"internal/textsafe": {},
 	// Building blocks of archive and fileindex.
@@ -59,6 +65,8 @@ var allowed = map[string][]string{
 	"internal/fixture/bounds": {},
 	"internal/testenv":        {},
 	"internal/archtest":       {},
+	// The benchmarks' generator of a synthetic dead host.
+	"bench/fakehost": {},
 
 	// Image sources over amber's hardened stores, as go-containerregistry
 	// types; they read sources, never write archives.
@@ -69,7 +77,7 @@ var allowed = map[string][]string{
 // containerd; only snapshot to go-containerregistry.
 var external = map[string][]string{
 	"github.com/docker/":                     {"snapshot/docker"},
-	"github.com/containerd/containerd/":      {"snapshot/containerd"},
+	"github.com/containerd/containerd/":      {"snapshot/containerd", "snapshot/containerdroot"},
 	"github.com/google/go-containerregistry": {"snapshot", "snapshot/source"},
 }
 
@@ -84,7 +92,10 @@ var ociTypes = map[string][]string{
 // the amber packages allowed above, only modules under these prefixes.
 var onlyModules = map[string][]string{
 	"snapshot/procmem": {"golang.org/x/sys/"},
-	"snapshot/podman":  {"golang.org/x/sys/", "github.com/vbatts/tar-split/"},
+	"snapshot/podman":  {"golang.org/x/sys/", "github.com/vbatts/tar-split/", "go.etcd.io/bbolt"},
+	// Docker's files: tar-split records and the kernel's openat2 only.
+	"snapshot/dockerroot":          {"golang.org/x/sys/"},
+	"snapshot/internal/layerstore": {"golang.org/x/sys/", "github.com/vbatts/tar-split/"},
 }
 
 func TestImportDirection(t *testing.T) {
