@@ -184,6 +184,42 @@ func (v *verifier) checkImageManifest(a manifest.Artifact) {
 	}
 	if !ok {
 		v.add(where, "image manifest %s does not list the config and layers the amber manifest records", a.Manifest.Digest)
+		return
+	}
+	v.checkDiffIDs(a, where)
+}
+
+// checkDiffIDs checks each layer against the config's diff_ids: a layer
+// is its diff_id's, or records the diff_id it claims (claimed_diff_id: a
+// layer found changed on disk, or kept mismatched), so that no stored
+// layer stands for a config's layer it is not recorded as differing from.
+func (v *verifier) checkDiffIDs(a manifest.Artifact, where string) {
+	cb, err := v.a.ReadEntry(manifest.BlobName(a.Config.Digest), 16<<20)
+	if err != nil {
+		v.add(where, "config: %v", err)
+		return
+	}
+	var cfg struct {
+		RootFS struct {
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+	}
+	if err := json.Unmarshal(cb, &cfg); err != nil {
+		v.add(where, "config %s is not valid JSON: %v", a.Config.Digest, err)
+		return
+	}
+	if len(cfg.RootFS.DiffIDs) != len(a.Layers) {
+		v.add(where, "config %s lists %d diff_ids for %d layers", a.Config.Digest, len(cfg.RootFS.DiffIDs), len(a.Layers))
+		return
+	}
+	for i, l := range a.Layers {
+		want := l.Digest
+		if !l.DiffID.IsZero() {
+			want = l.DiffID
+		}
+		if cfg.RootFS.DiffIDs[i] != want.String() {
+			v.add(fmt.Sprintf("%s/layers/%d", where, i), "layer %s stands for the config's diff_id %s and records no difference from it", l.Digest, cfg.RootFS.DiffIDs[i])
+		}
 	}
 }
 
