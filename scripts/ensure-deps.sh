@@ -6,10 +6,10 @@
 # otherwise it says what is missing.
 set -eu
 
-PKGS="file docker.io containerd runc podman fuse3 busybox-static zstd umoci skopeo squashfs-tools squashfuse sleuthkit attr hyperfine"
+PKGS="file docker.io containerd runc podman fuse3 busybox-static zstd umoci skopeo squashfs-tools squashfuse sleuthkit attr hyperfine docker-registry apache2-utils curl"
 need=""
 for pair in docker:docker.io dockerd:docker.io containerd:containerd ctr:containerd runc:runc podman:podman fusermount3:fuse3 busybox:busybox-static zstd:zstd umoci:umoci \
-            skopeo:skopeo mksquashfs:squashfs-tools squashfuse_ll:squashfuse mactime:sleuthkit getfattr:attr hyperfine:hyperfine; do
+            skopeo:skopeo mksquashfs:squashfs-tools squashfuse_ll:squashfuse mactime:sleuthkit getfattr:attr hyperfine:hyperfine docker-registry:docker-registry htpasswd:apache2-utils curl:curl; do
 	cmd=${pair%%:*}; pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done
