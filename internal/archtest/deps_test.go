@@ -47,11 +47,14 @@ var allowed = map[string][]string{
 	"snapshot/dockerroot":          {"manifest", "hashing", "snapshot/engine", "snapshot/internal/layerstore"},
 	"snapshot/containerdroot":      {"manifest", "hashing", "snapshot/engine", "snapshot/kube"},
 	"snapshot/internal/layerstore": {"manifest", "hashing", "snapshot/engine"},
+	// An OCI registry: images to capture, and the shared store of sealed
+	// evidence (pushed, pulled, read lazily).
+	"snapshot/registry": {"archive", "manifest", "hashing", "snapshot/source"},
 	// Kubernetes pods through the CRI: finding a pod's containers, their logs.
 	"snapshot/kube": {"snapshot/engine"},
 	// Process memory and ELF cores: the standard library and x/sys only.
 	"snapshot/procmem": {},
-	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/kube", "snapshot/dockerroot", "snapshot/containerdroot", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
+	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/kube", "snapshot/dockerroot", "snapshot/containerdroot", "snapshot/registry", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "internal/textsafe"},
 	// The one escaping of evidence strings printed for a person.
 	"internal/textsafe": {},
 	// Building blocks of archive and fileindex.
@@ -78,7 +81,7 @@ var allowed = map[string][]string{
 var external = map[string][]string{
 	"github.com/docker/":                     {"snapshot/docker"},
 	"github.com/containerd/containerd/":      {"snapshot/containerd", "snapshot/containerdroot"},
-	"github.com/google/go-containerregistry": {"snapshot", "snapshot/source"},
+	"github.com/google/go-containerregistry": {"snapshot", "snapshot/source", "snapshot/registry"},
 }
 
 // ociTypes are the go-containerregistry packages that are only OCI types
