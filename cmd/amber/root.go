@@ -87,7 +87,7 @@ engine unreachable or failing, 9 /proc of the container unreadable,
 10 container gone during the capture, 11 needs the engine's own host,
 12 extract destination exists, 13 extract incomplete (entries the file
 system refused, named), 14 not an amber mount (umount --force), 15 needs
-Linux, 130 interrupted.`,
+Linux, 16 a registry refused the credentials, 130 interrupted.`,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -99,6 +99,7 @@ Linux, 130 interrupted.`,
 	root.AddCommand(e.newConfigCmds()...)
 	root.AddCommand(e.newTimelineCmd(), e.newDiffCmd(), e.newExtractCmd(), e.newPsCmd(), e.newHostCmd())
 	root.AddCommand(e.newLayersCmds()...)
+	root.AddCommand(e.newPushCmd(), e.newPullCmd())
 	return root
 }
 

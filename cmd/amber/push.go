@@ -1,0 +1,189 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/registry"
+)
+
+type pushOptions struct {
+	json     bool
+	insecure bool
+	custody  bool
+}
+
+func (e *env) newPushCmd() *cobra.Command {
+	o := &pushOptions{}
+	c := &cobra.Command{
+		Use:   "push ARCHIVE docker://REGISTRY/REPO:TAG",
+		Short: "Put a sealed archive and its sidecars into an OCI registry",
+		Long: `push verifies the archive, then uploads it unchanged to a registry as an
+OCI artifact (an image manifest with artifactType ` + registry.ArtifactType + `):
+the archive byte for byte as the first layer, so that the registry's digest
+of it is the archive's SHA-256 (its .sha256 sidecar); the sidecars present
+(.sha256, .md5, .sha1, .custody.jsonl, signatures *.sig) as further layers
+titled with their file names; annotations with the case, exhibit, examiner,
+the time and amber's version. The manifest is pushed last: a push that fails
+leaves no tag.
+
+It appends a "pushed" event (registry, repository, tag, manifest digest) to
+ARCHIVE.custody.jsonl and prints the manifest digest.
+
+--custody pushes a new manifest version with the current custody sidecar
+(events recorded since, such as "pushed" and "pulled"): the archive blob,
+which the registry must already hold, is checked and not uploaded again.
+
+Credentials come from the Docker config (DOCKER_CONFIG, ~/.docker/config.json
+and its credential helpers); a private CA through SSL_CERT_FILE.
+Exit 3: the archive does not verify. Exit 16: the registry refused the
+credentials. Exit 5: no such repository or blob.`,
+		Example: `  amber push case.tar.zst docker://evidence.example/case-2026-041/e1:web
+  amber push --custody case.tar.zst docker://evidence.example/case-2026-041/e1:web`,
+		Args: argsRange(2, 2),
+		RunE: func(cmd *cobra.Command, args []string) error { return e.runPush(o, args[0], args[1]) },
+	}
+	c.Flags().BoolVar(&o.json, "json", false, "print the result as JSON")
+	c.Flags().BoolVar(&o.insecure, "insecure", false, "allow plain HTTP and an unverified certificate (loopback, labs)")
+	c.Flags().BoolVar(&o.custody, "custody", false, "push a new manifest version with the current custody sidecar; the archive blob must be in the registry already")
+	return c
+}
+
+// registryOptions are the options every registry command shares.
+func registryOptions(insecure bool) registry.Options {
+	return registry.Options{Insecure: insecure, UserAgent: "amber/" + version}
+}
+
+func (e *env) runPush(o *pushOptions, path, dest string) error {
+	ropts := registryOptions(o.insecure)
+	tag, err := registry.ParseTag(dest, ropts)
+	if err != nil {
+		return usageError{err}
+	}
+	// The evidence is pushed only when it holds: a registry copy of a
+	// damaged archive would carry the damage to every examiner.
+	r, err := archive.Verify(path, archive.VerifyOptions{Ctx: e.ctx})
+	if err != nil {
+		return err
+	}
+	if !r.OK() {
+		for _, p := range r.Problems {
+			fmt.Fprintf(e.stderr, "FAIL %s\n", escapeName(p.String()))
+		}
+		return fmt.Errorf("%w: %s has %d problem(s); run amber verify; nothing was pushed", errTampered, path, len(r.Problems))
+	}
+	if b, err := os.ReadFile(path + ".sha256"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 0 || f[0] != r.SHA256.Hex() {
+			return fmt.Errorf("%w: %s.sha256 does not hold the archive's SHA-256 %s; nothing was pushed", errTampered, path, r.SHA256.Hex())
+		}
+	}
+	base := filepath.Base(path)
+	var side []registry.PushFile
+	for _, s := range []struct{ suf, mt string }{
+		{".sha256", registry.MediaTypeDigests}, {".md5", registry.MediaTypeDigests}, {".sha1", registry.MediaTypeDigests},
+		{".custody.jsonl", registry.MediaTypeCustody},
+	} {
+		if st, err := os.Stat(path + s.suf); err == nil && st.Mode().IsRegular() {
+			side = append(side, registry.PushFile{Path: path + s.suf, Title: base + s.suf, MediaType: s.mt})
+		}
+	}
+	sigs, _ := filepath.Glob(escapeGlob(path) + "*.sig")
+	for _, s := range sigs {
+		if st, err := os.Stat(s); err == nil && st.Mode().IsRegular() {
+			if _, ok := registry.SidecarSuffix(base, filepath.Base(s)); ok {
+				side = append(side, registry.PushFile{Path: s, Title: filepath.Base(s), MediaType: registry.MediaTypeSignature})
+			}
+		}
+	}
+	m := r.Manifest
+	ann := map[string]string{
+		registry.AnnotationCreated:       time.Now().UTC().Format(time.RFC3339),
+		registry.AnnotationVersion:       version,
+		registry.AnnotationArchiveSHA256: r.SHA256.Hex(),
+		registry.AnnotationTitle:         base,
+	}
+	for k, v := range map[string]string{registry.AnnotationCase: m.Case.Case, registry.AnnotationExhibit: m.Case.Exhibit, registry.AnnotationExaminer: m.Case.Examiner} {
+		if v != "" {
+			ann[k] = v
+		}
+	}
+	req := registry.PushRequest{
+		Archive: path, SHA256: r.SHA256, Size: r.Size, Sidecars: side,
+		Config:         registry.Config{Name: base, Size: r.Size, SHA256: r.SHA256.Hex(), Version: version},
+		Annotations:    ann,
+		ArchivePresent: o.custody,
+	}
+	prog := isTerminal(e.stderr)
+	if prog {
+		last := time.Time{}
+		req.Progress = func(done, total int64) {
+			if time.Since(last) > 200*time.Millisecond || done == total {
+				last = time.Now()
+				fmt.Fprintf(e.stderr, "\r\033[Kpushing: %d%% of %d MiB", done*100/max(total, 1), total>>20)
+			}
+		}
+	}
+	p, err := registry.Push(e.ctx, tag, req, ropts)
+	if prog {
+		fmt.Fprint(e.stderr, "\r\033[K")
+	}
+	if err != nil {
+		return err
+	}
+	action := "pushed"
+	if o.custody {
+		action = "pushed custody"
+	}
+	_, _, err = manifest.NewRecorder().Record(path, m, "pushed", map[string]string{
+		"registry": p.Registry, "repository": p.Repository, "tag": p.Tag, "manifest": p.Digest.String(),
+		"sha256": r.SHA256.Hex(), "what": action, "tool": "amber " + version,
+	})
+	if err != nil {
+		// The push happened: say so, and that the local log lacks it.
+		fmt.Fprintf(e.stderr, "amber: warning: pushed, but could not record it in %s.custody.jsonl: %s\n", escapeName(path), escapeName(err.Error()))
+	}
+	if o.json {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			*registry.Pushed
+			SHA256   string   `json:"sha256"`
+			Sidecars []string `json:"sidecars"`
+		}{p, r.SHA256.Hex(), titles(side)})
+	}
+	fmt.Fprintf(e.stdout, "%s\n", p.Digest)
+	what := "archive uploaded"
+	if p.Skipped {
+		what = "archive already in the registry, not uploaded"
+	}
+	fmt.Fprintf(e.stderr, "pushed %s to docker://%s (%s; sidecars %s)\n", escapeName(base), escapeName(tag.Name()), what, escapeName(strings.Join(titles(side), ", ")))
+	return nil
+}
+
+func titles(fs []registry.PushFile) []string {
+	t := []string{}
+	for _, f := range fs {
+		t = append(t, f.Title)
+	}
+	return t
+}
+
+// escapeGlob quotes the glob metacharacters of a path.
+func escapeGlob(p string) string {
+	var b strings.Builder
+	for _, r := range p {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
