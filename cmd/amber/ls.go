@@ -58,6 +58,9 @@ line; --json has the exact strings.`,
   amber ls --sha256sum case.tar.zst images/app_v1/rootfs > rootfs.sha256`,
 		Args: argsRange(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if ok, err := e.lsRepository(cmd, args); ok {
+				return err
+			}
 			p := ""
 			if len(args) == 2 {
 				p = args[1]

@@ -128,8 +128,8 @@ func custodyActions(t *testing.T, p string) []string {
 // as an artifact whose first layer's digest is the .sha256 sidecar (the
 // manifest fetched with curl); pulled back, the archive and its digest
 // sidecars are byte for byte the pushed ones, it verifies, and the
-// custody logs record pushed and pulled; --custody pushes the newer
-// custody log.
+// custody logs record pushed and pulled; ls of the repository lists both
+// tags with their annotations; --custody pushes the newer custody log.
 func TestPushPull(t *testing.T) {
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Auth: true})
 	env := regEnv(t, reg, reg.Password)
@@ -209,6 +209,28 @@ func TestPushPull(t *testing.T) {
 		t.Errorf("after push --custody, the pulled log is %v; want the log before the push, the first push, and the pull", a)
 	}
 
+	// A second exhibit under another tag; ls lists the repository.
+	arch2 := filepath.Join(dir, "db.tar.zst")
+	captureWebapp(t, arch2, "--case", "2026-041", "--exhibit", "E2", "--examiner", "A. N. Other")
+	mustAmberEnv(t, env, "push", arch2, "docker://"+reg.Host+"/case-2026-041/e1:db")
+	ls := mustAmberEnv(t, env, "ls", "docker://"+reg.Host+"/case-2026-041/e1")
+	t.Logf("ls:\n%s", ls)
+	lines := strings.Split(strings.TrimSpace(ls), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "db\t") || !strings.Contains(lines[0], "exhibit=E2") || !strings.Contains(lines[0], `examiner="A. N. Other"`) ||
+		!strings.HasPrefix(lines[1], "web\t") || !strings.Contains(lines[1], "exhibit=E1") || !strings.Contains(lines[1], "sha256="+side) ||
+		!strings.Contains(lines[1], "case=2026-041") || !strings.Contains(lines[1], "created=20") {
+		t.Errorf("ls of the repository:\n%s", ls)
+	}
+	var l struct {
+		Tag, Exhibit, Created string
+		SHA256                string `json:"archive_sha256"`
+		Size                  int64
+	}
+	js := mustAmberEnv(t, env, "ls", "--json", "docker://"+reg.Host+"/case-2026-041/e1")
+	if err := json.Unmarshal([]byte(strings.Split(js, "\n")[1]), &l); err != nil || l.Tag != "web" || l.SHA256 != side || l.Size != fileSize(t, arch) {
+		t.Errorf("ls --json: %s (%v)", js, err)
+	}
+
 	// No such tag.
 	if r := amberEnv(t, env, "pull", "docker://"+reg.Host+"/case-2026-041/e1:nope", "-o", filepath.Join(dir, "x.tar.zst")); r.code != exitNotFound {
 		t.Errorf("pull of a missing tag: exit %d, want %d\n%s", r.code, exitNotFound, r.stderr)
@@ -225,6 +247,7 @@ func TestPushWrongPassword(t *testing.T) {
 	for _, args := range [][]string{
 		{"push", arch, "docker://" + reg.Host + "/case/e1:web"},
 		{"pull", "docker://" + reg.Host + "/case/e1:web", "-o", arch + ".pulled"},
+		{"ls", "docker://" + reg.Host + "/case/e1"},
 	} {
 		r := amberEnv(t, env, args...)
 		t.Logf("amber %s: exit %d: %s", args[0], r.code, r.stderr)
@@ -458,4 +481,12 @@ func sha256Bytes(b []byte) string {
 func lastLine(t *testing.T, p string) string {
 	l := readLines(t, p)
 	return l[len(l)-1]
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
 }
