@@ -209,6 +209,15 @@ func TestPushPull(t *testing.T) {
 		t.Errorf("after push --custody, the pulled log is %v; want the log before the push, the first push, and the pull", a)
 	}
 
+	// --custody where the registry lacks the archive: refused (a HEAD,
+	// no upload), no tag.
+	if r := amberEnv(t, env, "push", "--custody", arch, "docker://"+reg.Host+"/elsewhere/e1:web"); r.code != exitNotFound || !strings.Contains(r.stderr, "push the archive itself first") {
+		t.Errorf("push --custody without the archive in the registry: exit %d, want %d\n%s", r.code, exitNotFound, r.stderr)
+	}
+	if code, _ := curlReg(t, reg, "/v2/elsewhere/e1/manifests/web"); code != "404" {
+		t.Errorf("a refused push --custody left a tag (%s)", code)
+	}
+
 	// A second exhibit under another tag; ls lists the repository.
 	arch2 := filepath.Join(dir, "db.tar.zst")
 	captureWebapp(t, arch2, "--case", "2026-041", "--exhibit", "E2", "--examiner", "A. N. Other")
@@ -441,13 +450,21 @@ func TestPushParallel(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res[i] = amberEnv(t, env, "push", a, fmt.Sprintf("docker://%s/case/fleet:node%d", reg.Host, i))
+			res[i] = amberEnv(t, env, "push", "--json", a, fmt.Sprintf("docker://%s/case/fleet:node%d", reg.Host, i))
 		}()
 	}
 	wg.Wait()
 	for i, a := range archs {
 		if res[i].code != 0 {
 			t.Fatalf("parallel push %d: exit %d\n%s", i, res[i].code, res[i].stderr)
+		}
+		t.Logf("push --json: %s", res[i].stdout)
+		var p struct{ Digest, SHA256, Tag string }
+		if err := json.Unmarshal([]byte(res[i].stdout), &p); err != nil || p.SHA256 != sha256File(t, a) || p.Tag != fmt.Sprintf("node%d", i) {
+			t.Errorf("push --json: %s (%v)", res[i].stdout, err)
+		}
+		if _, raw := curlReg(t, reg, fmt.Sprintf("/v2/case/fleet/manifests/node%d", i)); "sha256:"+sha256Bytes(raw) != p.Digest {
+			t.Errorf("push --json digest %s is not the registry's manifest's", p.Digest)
 		}
 		out := filepath.Join(t.TempDir(), "p.tar.zst")
 		mustAmberEnv(t, env, "pull", fmt.Sprintf("docker://%s/case/fleet:node%d", reg.Host, i), "-o", out)
