@@ -11,7 +11,10 @@ import (
 )
 
 // maxTags bounds a repository's listing: a registry's answer is hostile.
-const maxTags = 100000
+const (
+	maxTags     = 100000
+	maxTagPages = 1000
+)
 
 // Listed is one tag of a repository of evidence.
 type Listed struct {
@@ -32,12 +35,9 @@ type Listed struct {
 // List lists a repository's tags with their evidence annotations, sorted
 // by tag. A tag that is not amber evidence is listed with its Problem.
 func List(ctx context.Context, repo name.Repository, opts Options) ([]Listed, error) {
-	tags, err := remote.List(repo, append(opts.Remote(), remote.WithContext(ctx))...)
+	tags, err := listTags(ctx, repo, opts)
 	if err != nil {
-		return nil, fmt.Errorf("docker://%s: listing tags: %w", repo.Name(), classify(repo, opts, err))
-	}
-	if len(tags) > maxTags {
-		return nil, fmt.Errorf("docker://%s: %w: %d tags (at most %d listed)", repo.Name(), ErrNotEvidence, len(tags), maxTags)
+		return nil, fmt.Errorf("docker://%s: listing tags: %w", repo.Name(), err)
 	}
 	sort.Strings(tags)
 	var out []Listed
@@ -59,4 +59,31 @@ func List(ctx context.Context, repo name.Repository, opts Options) ([]Listed, er
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// listTags pages through the repository's tags, bounded: a registry that
+// pages forever or names too many tags is refused.
+func listTags(ctx context.Context, repo name.Repository, opts Options) ([]string, error) {
+	p, err := remote.NewPuller(opts.bounded(ctx)...)
+	if err != nil {
+		return nil, err
+	}
+	l, err := p.Lister(ctx, repo)
+	if err != nil {
+		return nil, classify(repo, opts, err)
+	}
+	var tags []string
+	for pages := 0; ; pages++ {
+		if len(tags) > maxTags || pages > maxTagPages {
+			return nil, fmt.Errorf("%w: more than %d tags or %d pages of them", ErrNotEvidence, maxTags, maxTagPages)
+		}
+		page, err := l.Next(ctx)
+		if err != nil {
+			return nil, classify(repo, opts, err)
+		}
+		tags = append(tags, page.Tags...)
+		if !l.HasNext() {
+			return tags, nil
+		}
+	}
 }

@@ -28,6 +28,7 @@ const (
 	// maxConfig and maxSidecar bound the small blobs read into memory.
 	maxConfig  = 64 << 10
 	maxSidecar = 256 << 20
+	maxTagPage = 16 << 20
 )
 
 // Artifact is an evidence artifact's manifest, checked.
@@ -47,29 +48,38 @@ type Artifact struct {
 // is read whole (go-containerregistry allows 100 MiB).
 type boundedManifests struct{ base http.RoundTripper }
 
-var errManifestSize = fmt.Errorf("%w: a manifest larger than %d bytes", ErrNotEvidence, MaxManifest)
+var (
+	errManifestSize = fmt.Errorf("%w: a manifest larger than %d bytes", ErrNotEvidence, MaxManifest)
+	errTagPage      = fmt.Errorf("%w: a page of tags larger than %d bytes", ErrNotEvidence, maxTagPage)
+)
 
 func (b boundedManifests) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := b.base.RoundTrip(req)
-	if err != nil || req.Method != http.MethodGet || !strings.Contains(req.URL.Path, "/manifests/") {
+	if err != nil || req.Method != http.MethodGet {
 		return resp, err
 	}
-	if resp.ContentLength > MaxManifest {
-		resp.Body.Close()
-		return nil, errManifestSize
+	switch {
+	case strings.Contains(req.URL.Path, "/manifests/"):
+		if resp.ContentLength > MaxManifest {
+			resp.Body.Close()
+			return nil, errManifestSize
+		}
+		resp.Body = &boundedBody{r: resp.Body, left: MaxManifest, err: errManifestSize}
+	case strings.HasSuffix(req.URL.Path, "/tags/list"):
+		resp.Body = &boundedBody{r: resp.Body, left: maxTagPage, err: errTagPage}
 	}
-	resp.Body = &boundedBody{r: resp.Body, left: MaxManifest}
 	return resp, nil
 }
 
 type boundedBody struct {
 	r    io.ReadCloser
 	left int64
+	err  error
 }
 
 func (b *boundedBody) Read(p []byte) (int, error) {
 	if b.left <= 0 {
-		return 0, errManifestSize
+		return 0, b.err
 	}
 	if int64(len(p)) > b.left {
 		p = p[:b.left+1]
@@ -77,7 +87,7 @@ func (b *boundedBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.left -= int64(n)
 	if b.left < 0 {
-		return 0, errManifestSize
+		return 0, b.err
 	}
 	return n, err
 }

@@ -246,6 +246,9 @@ func putBlob(repo name.Repository, b []byte, mediaType string, ropts []remote.Op
 // tells (ErrAuth, ErrNotFound, ErrUnreachable); for a refusal it names
 // the registry and the user it refused.
 func classify(repo name.Repository, opts Options, err error) error {
+	if errors.Is(err, ErrNotEvidence) || errors.Is(err, context.Canceled) {
+		return err // already told, or stopped by the user
+	}
 	var te *transport.Error
 	switch {
 	case errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden):
