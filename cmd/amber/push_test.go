@@ -167,6 +167,7 @@ func TestPushPull(t *testing.T) {
 	if code, blob := curlReg(t, reg, "/v2/case-2026-041/e1/blobs/sha256:"+side); code != "200" || !bytes.Equal(blob, must(os.ReadFile(arch))) {
 		t.Errorf("the registry's archive blob (%s, %d bytes) is not the archive", code, len(blob))
 	}
+	mustAmber(t, "verify", "--no-log", arch) // the pushed event keeps the local log's chain
 	acts := custodyActions(t, arch+".custody.jsonl")
 	if acts[len(acts)-1] != "pushed" || !strings.Contains(lastLine(t, arch+".custody.jsonl"), digest) {
 		t.Errorf("local custody log ends %v, want a pushed event naming %s", acts, digest)
@@ -373,7 +374,7 @@ func TestPullAlteredBlob(t *testing.T) {
 	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	var mu sync.Mutex
 	flip := ""
-	big := false
+	big, truncate := false, false
 	proxy.ModifyResponse = func(resp *http.Response) error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -391,7 +392,13 @@ func TestPullAlteredBlob(t *testing.T) {
 				return err
 			}
 			resp.Body.Close()
-			b[len(b)/2] ^= 1
+			if truncate {
+				b = b[:len(b)/2]
+				resp.ContentLength = int64(len(b))
+				resp.Header.Set("Content-Length", fmt.Sprint(len(b)))
+			} else {
+				b[len(b)/2] ^= 1
+			}
 			resp.Body = io.NopCloser(bytes.NewReader(b))
 		}
 		return nil
@@ -419,6 +426,19 @@ func TestPullAlteredBlob(t *testing.T) {
 		if left, _ := filepath.Glob(filepath.Join(filepath.Dir(out), "*")); len(left) != 0 {
 			t.Errorf("a refused pull left %v", left)
 		}
+	}
+	// A truncated archive blob is refused too.
+	mu.Lock()
+	flip, truncate = "sha256:"+side, true
+	mu.Unlock()
+	trunc := filepath.Join(t.TempDir(), "e1.tar.zst")
+	if r := amberEnv(t, penv, "pull", "--insecure", "docker://"+host+"/case/e1:web", "-o", trunc); r.code != exitTampered {
+		t.Errorf("pull of a truncated blob: exit %d, want %d\n%s", r.code, exitTampered, r.stderr)
+	} else {
+		t.Logf("truncated: %s", r.stderr)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(trunc), "*")); len(left) != 0 {
+		t.Errorf("a refused pull left %v", left)
 	}
 	// A manifest larger than 4 MiB is refused, not read whole.
 	mu.Lock()
