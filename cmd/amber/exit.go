@@ -12,6 +12,7 @@ import (
 	"github.com/amber-forensics/amber/fusefs"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
+	"github.com/amber-forensics/amber/snapshot/registry"
 	"github.com/amber-forensics/amber/view"
 )
 
@@ -34,6 +35,7 @@ const (
 	exitIncomplete   = 13  // extract: entries the destination refused (named) were skipped; the rest was extracted and recorded
 	exitForeignMount = 14  // umount: the mount point is not an amber mount (--force unmounts it)
 	exitNeedsLinux   = 15  // mount, umount and capture container (and so memory) run on Linux only; this build is for another system
+	exitAuth         = 16  // the registry refused the credentials (401/403): check the Docker config's login for it
 	exitInterrupted  = 130 // stopped by SIGINT/SIGTERM; nothing partial left behind
 )
 
@@ -67,6 +69,12 @@ func exitCode(err error) int {
 		return exitIncomplete
 	case errors.Is(err, fusefs.ErrForeign):
 		return exitForeignMount
+	case errors.Is(err, registry.ErrAuth):
+		return exitAuth
+	case errors.Is(err, registry.ErrRef):
+		return exitUsage
+	case errors.Is(err, registry.ErrNotFound):
+		return exitNotFound
 	case errors.Is(err, errNeedsLinux):
 		return exitNeedsLinux
 	case errors.Is(err, fusefs.ErrBusy), errors.Is(err, fusefs.ErrStale):
