@@ -1,18 +1,21 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -22,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/amber-forensics/amber/internal/testenv"
 )
@@ -292,5 +296,55 @@ func TestCaptureRegistryRefusals(t *testing.T) {
 	}
 	if v := mustAmber(t, "verify", out); !strings.HasPrefix(v, "OK ") {
 		t.Errorf("verify of the kept capture:\n%s", v)
+	}
+}
+
+// TestCaptureRegistryForeignLayer: a foreign (non-distributable) layer is
+// recorded, not fetched (even where the registry holds it), as docker
+// save's are:
+// not_present with its URL, and a layer-not-present anomaly.
+func TestCaptureRegistryForeignLayer(t *testing.T) {
+	r, _, img := registryImage(t)
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	tw.WriteHeader(&tar.Header{Name: "foreign.txt", Mode: 0o644, Size: 3, Typeflag: tar.TypeReg})
+	tw.Write([]byte("abc"))
+	tw.Close()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tb.Bytes())), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	const url = "https://foreign.example/layer.tar.gz"
+	fimg, err := mutate.Append(img, mutate.Addendum{Layer: l, MediaType: types.DockerForeignLayer, URLs: []string{url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// distribution refuses a manifest with URLs unless its configuration
+	// allows them.
+	cfgPath := filepath.Join(r.Dir, "config.yml")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = append(cfg, "validation:\n  manifests:\n    urls:\n      allow:\n        - ^https://\n"...)
+	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.Stop(syscall.SIGTERM)
+	r.Start(t)
+	ref, _ := name.ParseReference(r.Host + "/case/foreign:v1")
+	// The layer's bytes are uploaded too (the layer object is an ordinary
+	// one; only the manifest calls it foreign): amber must still not fetch
+	// them, as docker pull does not.
+	if err := remote.Write(ref, fimg, pushOpts(t, r)...); err != nil {
+		t.Fatal(err)
+	}
+	c := captureJSON(t, regEnv(t, r, r.Password), "docker://"+ref.String(), "-o", filepath.Join(t.TempDir(), "f.tar.zst"))
+	found := false
+	for _, a := range c.Anomalies {
+		found = found || a.Kind == "layer-not-present" && strings.Contains(a.Detail, url)
+	}
+	if !found || len(c.Artifacts) != 1 || len(c.Artifacts[0].Layers) != 4 {
+		t.Errorf("foreign layer: anomalies %+v, artifacts %+v", c.Anomalies, c.Artifacts)
 	}
 }
