@@ -162,6 +162,31 @@ func TestCaptureFromRegistry(t *testing.T) {
 	if len(a.Anomalies) != 0 {
 		t.Errorf("anomalies: %+v", a.Anomalies)
 	}
+	// The same layers under OCI media types (an OCI manifest, config and
+	// layers, as BuildKit pushes them) are the same layers captured.
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	oci := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	for _, l := range layers {
+		if oci, err = mutate.Append(oci, mutate.Addendum{Layer: l, MediaType: types.OCILayer}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ociRef, _ := name.ParseReference(r.Host + "/case/app-oci:v1")
+	if err := remote.Write(ociRef, oci, pushOpts(t, r)...); err != nil {
+		t.Fatal(err)
+	}
+	o := captureJSON(t, env, "docker://"+ociRef.String(), "-o", filepath.Join(dir, "oci.tar.zst"))
+	if len(o.Artifacts) != 1 || len(o.Artifacts[0].Layers) != len(ta.Layers) {
+		t.Fatalf("OCI image: %+v", o.Artifacts)
+	}
+	for i, l := range o.Artifacts[0].Layers {
+		if l != ta.Layers[i] {
+			t.Errorf("OCI image, layer %d: %+v, tarball %+v", i, l, ta.Layers[i])
+		}
+	}
 	// The acquisition record names the reference and its digest.
 	m := mustAmber(t, "cat", fromReg, "manifest.json")
 	if want := fmt.Sprintf(`"path": "%s@%s"`, ref, md); !strings.Contains(m, want) || !strings.Contains(m, `"kind": "registry"`) {
