@@ -128,6 +128,7 @@ type remoteStore struct {
 	spool     *os.File
 	spoolPath string // set while the spool could not be unlinked
 	spoolName string // the blob the spool holds, once whole
+	gen       int    // counts the blobs the spool has held
 }
 
 func (st *remoteStore) where() string {
@@ -556,15 +557,23 @@ type lazyBlob struct {
 	name string
 	size int64
 	r    *io.SectionReader
+	gen  int
 }
 
 func (l *lazyBlob) Read(p []byte) (int, error) {
 	if l.r == nil {
-		f, err := l.st.fetchBlob(l.name, l.size)
+		f, gen, err := l.st.fetchBlob(l.name, l.size)
 		if err != nil {
 			return 0, err
 		}
-		l.r = io.NewSectionReader(f, 0, l.size)
+		l.r, l.gen = io.NewSectionReader(f, 0, l.size), gen
+	}
+	// The spool holds one blob: a reader of a blob it no longer holds
+	// fails rather than read another's bytes.
+	l.st.mu.Lock()
+	defer l.st.mu.Unlock()
+	if l.st.gen != l.gen {
+		return 0, fmt.Errorf("%s: blob %s was read again while another was fetched", l.st.where(), l.name)
 	}
 	return l.r.Read(p)
 }
@@ -577,16 +586,16 @@ func (l *lazyBlob) Close() error { return nil }
 // every layer against its digest and diff_id, and keeps a changed one
 // flagged when told to (--keep-mismatched); a config is checked by the
 // walk.
-func (st *remoteStore) fetchBlob(n string, size int64) (*os.File, error) {
+func (st *remoteStore) fetchBlob(n string, size int64) (*os.File, int, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.spoolName == n && st.spool != nil {
-		return st.spool, nil
+		return st.spool, st.gen, nil
 	}
 	if st.spool == nil {
 		f, err := os.CreateTemp(st.spoolDir, ".amber-blob-*")
 		if err != nil {
-			return nil, fmt.Errorf("spooling a blob from %s: %w", st.where(), err)
+			return nil, 0, fmt.Errorf("spooling a blob from %s: %w", st.where(), err)
 		}
 		// Unlinked at once where the system allows (Windows does not,
 		// while it is open): nothing is left if the capture is killed.
@@ -596,28 +605,29 @@ func (st *remoteStore) fetchBlob(n string, size int64) (*os.File, error) {
 		st.spool = f
 	}
 	st.spoolName = ""
+	st.gen++
 	if err := st.spool.Truncate(0); err != nil {
-		return nil, fmt.Errorf("spooling a blob from %s: %w", st.where(), err)
+		return nil, 0, fmt.Errorf("spooling a blob from %s: %w", st.where(), err)
 	}
 	if _, err := st.spool.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("spooling a blob from %s: %w", st.where(), err)
+		return nil, 0, fmt.Errorf("spooling a blob from %s: %w", st.where(), err)
 	}
 	digest := "sha256:" + strings.TrimPrefix(n, "blobs/sha256/")
 	resp, err := st.get("blobs", digest, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer resp.Body.Close()
 	if resp.ContentLength >= 0 && resp.ContentLength != size {
-		return nil, fmt.Errorf("%w: %s: blob %s is %d bytes, its descriptor says %d", source.ErrSource, st.where(), digest, resp.ContentLength, size)
+		return nil, 0, fmt.Errorf("%w: %s: blob %s is %d bytes, its descriptor says %d", source.ErrSource, st.where(), digest, resp.ContentLength, size)
 	}
 	got, err := io.CopyBuffer(st.spool, io.LimitReader(resp.Body, size+1), make([]byte, 1<<20))
 	if err != nil {
-		return nil, st.classify(err, "reading blob "+digest)
+		return nil, 0, st.classify(err, "reading blob "+digest)
 	}
 	if got != size {
-		return nil, fmt.Errorf("%w: %s: blob %s: served %d bytes, its descriptor says %d", source.ErrSource, st.where(), digest, got, size)
+		return nil, 0, fmt.Errorf("%w: %s: blob %s: served %d bytes, its descriptor says %d", source.ErrSource, st.where(), digest, got, size)
 	}
 	st.spoolName = n
-	return st.spool, nil
+	return st.spool, st.gen, nil
 }
