@@ -285,6 +285,23 @@ func TestCaptureRegistryRefusals(t *testing.T) {
 		t.Errorf("wrong password: exit %d, want 16 naming %s:\n%s", res.code, r.Host, res.stderr)
 	}
 	env := regEnv(t, r, r.Password)
+	// Without its CA the registry's certificate is refused; --insecure
+	// takes it unverified.
+	var noCA []string
+	for _, e := range env {
+		if !strings.HasPrefix(e, "SSL_CERT_FILE=") {
+			noCA = append(noCA, e)
+		}
+	}
+	if res := amberIn(t, noCA, "capture", "image", ref, "-o", out); res.code == 0 || !strings.Contains(res.stderr, "certificate") || !strings.Contains(res.stderr, r.Host) {
+		t.Errorf("untrusted certificate: exit %d:\n%s", res.code, res.stderr)
+	}
+	if res := amberIn(t, noCA, "capture", "image", ref, "--insecure", "-o", out); res.code != 0 {
+		t.Errorf("--insecure: exit %d:\n%s", res.code, res.stderr)
+	}
+	os.Remove(out)
+	os.Remove(out + ".sha256")
+	os.Remove(out + ".custody.jsonl")
 	if res := amberIn(t, env, "capture", "image", "docker://alpine:3", "-o", out); res.code != exitUsage || !strings.Contains(res.stderr, "never guesses docker.io") {
 		t.Errorf("short name: exit %d:\n%s", res.code, res.stderr)
 	}
