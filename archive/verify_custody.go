@@ -107,7 +107,9 @@ func (v *verifier) checkCustody(path string) {
 	for _, p := range manifest.TimeOrder(evs, len(v.sealed)) {
 		v.addProblem(p)
 	}
-	if w, ok := manifest.Renamed(evs, base); ok && path != "" {
+	// Only a file has a name to compare (not a blob read from elsewhere,
+	// whose sidecars are kept under another name).
+	if w, ok := manifest.Renamed(evs, base); ok && path != "" && path == v.r.Path {
 		v.r.Warnings = append(v.r.Warnings, w)
 	}
 	if chainOK && len(evs) > 0 {

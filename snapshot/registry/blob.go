@@ -5,11 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +19,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/amber-forensics/amber/manifest"
 )
 
 const (
@@ -35,8 +37,9 @@ const (
 	tinyRead = 64
 )
 
-// ErrNotEvidence reports a manifest that is no amber evidence artifact.
-var ErrNotEvidence = errors.New("not amber evidence")
+// ErrNotEvidence reports a manifest that is no amber evidence artifact:
+// to a reader, it is not an archive (manifest.ErrNotArchive).
+var ErrNotEvidence = fmt.Errorf("%w: not an amber evidence artifact", manifest.ErrNotArchive)
 
 // Blob is the archive layer of an evidence artifact in a registry, read
 // lazily through HTTP Range requests: an io.ReaderAt over the blob whose
@@ -442,7 +445,7 @@ func (b *Blob) downloadWhole(body io.Reader) error {
 	if b.Warn != nil {
 		b.Warn(fmt.Sprintf("%s ignores Range requests: downloading the whole blob (%d bytes) into the cache at %s", b.Ref.Context().RegistryStr(), b.Size, b.cache.dir))
 	}
-	dir := b.cache.blobsDir() + "/" + b.hex
+	dir := filepath.Join(b.cache.blobsDir(), b.hex)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
@@ -517,15 +520,16 @@ func (b *Blob) Close() error {
 	return nil
 }
 
-// CustodyPath is where the custody events of this blob, read from a
-// registry, are kept: DIR/custody/sha256-HEX.custody.jsonl under the
-// cache, keyed by the blob digest (the archive's SHA-256).
-func (b *Blob) CustodyPath() string {
-	return CustodyPath(b.cache.dir, b.hex)
-}
-
-// CustodyPath is the custody sidecar of the blob of SHA-256 hex under
-// the cache dir.
-func CustodyPath(dir, hex string) string {
-	return dir + "/custody/sha256-" + hex + ".custody.jsonl"
+// CustodyBase is where the custody events of this blob, read from a
+// registry, are kept, as the path of an archive whose sidecar it is:
+// CACHE/custody/sha256-HEX (the events go to CACHE/custody/
+// sha256-HEX.custody.jsonl), keyed by the blob digest, the archive's
+// SHA-256, so every reference to the same evidence shares one log. The
+// directory is made (0700) if need be.
+func (b *Blob) CustodyBase() (string, error) {
+	dir := filepath.Join(b.cache.dir, "custody")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("custody log under the cache: %w", err)
+	}
+	return filepath.Join(dir, "sha256-"+b.hex), nil
 }
