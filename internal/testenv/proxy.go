@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -75,6 +76,8 @@ func StartProxy(t testing.TB, r *Registry) *Proxy {
 			}
 		},
 		Transport: &http.Transport{TLSClientConfig: insecureTLS()},
+		// A registry stopped on purpose is no news: the client sees 502.
+		ErrorLog: log.New(io.Discard, "", 0),
 		ModifyResponse: func(resp *http.Response) error {
 			if !strings.Contains(resp.Request.URL.Path, "/blobs/") || resp.Request.Method != http.MethodGet {
 				return nil
