@@ -111,8 +111,10 @@ func TestRegistryRead(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); r.code != 0 || err != nil || !rep.OK() {
 		t.Fatalf("verify %s: exit %d %v\n%s%s", ref, r.code, err, r.stdout, r.stderr)
 	}
-	// Read once: no byte of the blob fetched twice.
-	if rep.Registry.BytesFetched != rep.Registry.BlobSize {
+	// Read once: no chunk of the blob fetched twice (the zstd magic and
+	// the seek table's footer, a few bytes read before anything else,
+	// are fetched as asked and not kept).
+	if f := rep.Registry.BytesFetched; f < rep.Registry.BlobSize || f > rep.Registry.BlobSize+64 {
 		t.Errorf("verify fetched %d bytes of a %d-byte blob", rep.Registry.BytesFetched, rep.Registry.BlobSize)
 	}
 	if "sha256:"+rep.SHA256.Hex() != rep.Registry.BlobDigest || rep.SHA256.Hex() != strings.Fields(readString(t, arch+".sha256"))[0] {
