@@ -27,6 +27,9 @@ type Proxy struct {
 	// FlipAt, when not negative, is a blob offset whose byte is flipped
 	// in every blob body that holds it.
 	FlipAt atomic.Int64
+	// TruncateAt, when positive, ends every blob body at that blob
+	// offset (a truncated blob whose headers still claim the whole).
+	TruncateAt atomic.Int64
 	// IgnoreRange drops Range headers: the registry answers 200 with the
 	// whole blob, as some servers do.
 	IgnoreRange atomic.Bool
@@ -118,6 +121,12 @@ type proxyBody struct {
 }
 
 func (b *proxyBody) Read(buf []byte) (int, error) {
+	if t := b.p.TruncateAt.Load(); t > 0 && b.off+int64(len(buf)) > t {
+		if b.off >= t {
+			return 0, io.ErrUnexpectedEOF
+		}
+		buf = buf[:t-b.off]
+	}
 	n, err := b.rc.Read(buf)
 	if at := b.p.FlipAt.Load(); at >= b.off && at < b.off+int64(n) {
 		buf[at-b.off] ^= 0x01

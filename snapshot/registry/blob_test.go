@@ -167,6 +167,18 @@ func TestOpenEvidenceLazily(t *testing.T) {
 	}
 	_ = b3
 
+	// A truncated blob: its end (the seek table) is missing, so nothing
+	// of it opens, and the error says what could not be read.
+	proxy.TruncateAt.Store(int64(fr.CompressedOffset) + 100)
+	b5, err := registry.OpenEvidence(ctx, ref, registry.Options{}, registry.CacheOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := archive.OpenReaderAt(b5, b5.Size, b5.Name()); err == nil || !strings.Contains(err.Error(), "seek table") || !strings.Contains(err.Error(), b5.Digest.String()) {
+		t.Errorf("a truncated blob opened: %v", err)
+	}
+	proxy.TruncateAt.Store(0)
+
 	// A server that ignores Range: one whole download, said so.
 	proxy.IgnoreRange.Store(true)
 	proxy.Reset()
