@@ -24,9 +24,7 @@ import (
 )
 
 const (
-	// MaxManifest bounds an evidence manifest: a few layers and
-	// annotations are a few KiB; a registry's answer is not trusted.
-	MaxManifest = 4 << 20
+	// (MaxManifest, source.go, bounds an evidence manifest too.)
 	// MaxRedirects bounds the redirects followed to a blob (registries
 	// send blobs to object storage; a loop ends here).
 	MaxRedirects = 10
