@@ -29,8 +29,11 @@ type Archive struct {
 	// ManifestBytes are the manifest exactly as stored.
 	ManifestBytes []byte
 
-	f     *os.File
-	cache *bufpool.Cache
+	// f holds the compressed bytes: the file (Open) or any ReaderAt
+	// (OpenReaderAt: a blob in a registry); closer closes it, when it can.
+	f      io.ReaderAt
+	closer io.Closer
+	cache  *bufpool.Cache
 	// pagedMin is the index size read in pages (SetPagedIndexMin).
 	pagedMin int64
 	// prefetch, when set, bounds how many next frames are decoded ahead.
@@ -114,15 +117,47 @@ func Open(path string) (*Archive, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening archive: %w", err)
 	}
-	a, err := open(f, path)
+	a, err := openFile(f, path)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	a.closer = f
 	return a, nil
 }
 
-func open(f *os.File, path string) (*Archive, error) {
+// ReaderWillNeed is a ReaderAt that can be told, ahead of time, which of
+// its bytes are about to be read (a blob fetched over the network): Warm
+// asks it for a frame range in one go, as it asks the kernel of a file.
+type ReaderWillNeed interface {
+	WillNeed(off, n int64)
+}
+
+// ReaderForget is a ReaderAt that keeps bytes it has read (an on-disk
+// cache of a remote blob): a frame whose bytes fail their check is
+// forgotten, so that a later read fetches it afresh instead of failing
+// for ever on a damaged copy.
+type ReaderForget interface {
+	Forget(off, n int64)
+}
+
+// OpenReaderAt opens an archive of size bytes read through r (a blob in a
+// registry, read lazily): only the end (seek table, trailer, manifest)
+// is read now, frames as they are needed, each checked as Open's are.
+// name stands for the archive in messages. Close closes r when r is an
+// io.Closer.
+func OpenReaderAt(r io.ReaderAt, size int64, name string) (*Archive, error) {
+	a, err := open(r, size, name)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := r.(io.Closer); ok {
+		a.closer = c
+	}
+	return a, nil
+}
+
+func openFile(f *os.File, path string) (*Archive, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("opening archive: %w", err)
@@ -130,7 +165,12 @@ func open(f *os.File, path string) (*Archive, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: %s is not a regular file", manifest.ErrNotArchive, path)
 	}
-	a := &Archive{Path: path, Size: st.Size(), f: f, idx: map[hashing.Digest]*fileindex.Index{}, pagedMin: DefaultPagedIndexMin}
+	return open(f, st.Size(), path)
+}
+
+func open(f io.ReaderAt, size int64, path string) (*Archive, error) {
+	var err error
+	a := &Archive{Path: path, Size: size, f: f, idx: map[hashing.Digest]*fileindex.Index{}, pagedMin: DefaultPagedIndexMin}
 	a.setCache(32)
 	a.Table, err = ReadSeekTable(f, a.Size)
 	if err != nil {
@@ -219,15 +259,25 @@ func (a *Archive) frame(fr Frame) (*bufpool.Item, error) {
 			return nil, &FrameError{fr, fmt.Errorf("the sealed frame digests cannot be read: %w", err)}
 		}
 		if fr.ID < int64(len(digests)) && hashing.Sum(src) != digests[fr.ID] {
+			a.forget(fr)
 			return nil, &FrameError{fr, fmt.Errorf("its bytes do not match the sealed frame digest (%s)", FrameDigestsName)}
 		}
 		dst := bufpool.Get(int(min(fr.DecompressedSize, MaxFrameSize)))
 		out, err := decodeFrameBytes(src, fr, dst)
 		if err != nil {
+			a.forget(fr)
 			bufpool.Put(dst)
 		}
 		return out, err
 	})
+}
+
+// forget tells a reader that keeps what it read that fr's bytes failed
+// their check.
+func (a *Archive) forget(fr Frame) {
+	if r, ok := a.f.(ReaderForget); ok {
+		r.Forget(int64(fr.CompressedOffset), int64(fr.CompressedSize))
+	}
 }
 
 // FramesSealed reports whether every frame holding member content is
@@ -301,7 +351,12 @@ func (a *Archive) Warm(off, n int64, ahead int) {
 	// cache.
 	if last, ok := a.Table.EntryByDecompressedOffset(uint64(off + n - 1)); ok {
 		end := int64(last.CompressedOffset) + int64(last.CompressedSize)
-		bufpool.WillNeed(a.f, int64(first.CompressedOffset), end-int64(first.CompressedOffset))
+		switch r := a.f.(type) {
+		case *os.File:
+			bufpool.WillNeed(r, int64(first.CompressedOffset), end-int64(first.CompressedOffset))
+		case ReaderWillNeed:
+			r.WillNeed(int64(first.CompressedOffset), end-int64(first.CompressedOffset))
+		}
 	}
 	for id, k := first.ID, 0; k < ahead; id, k = id+1, k+1 {
 		fr, ok := a.Table.EntryByID(id)
@@ -345,10 +400,13 @@ func (a *Archive) FramesDecoded() (int64, []int64) {
 	return a.decoded.Load(), ids
 }
 
-// Close releases the file.
+// Close releases the file (the reader, when it is an io.Closer).
 func (a *Archive) Close() error {
 	a.cache.Close()
-	return a.f.Close()
+	if a.closer == nil {
+		return nil
+	}
+	return a.closer.Close()
 }
 
 // File is the underlying file, for verification.

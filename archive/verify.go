@@ -81,11 +81,15 @@ type VerifyOptions struct {
 	// million files is read (tests; by default only indexes of
 	// DefaultPagedIndexMin bytes and more are).
 	PageIndexes bool
+	// SidecarPath is where the sidecars are looked for (PATH.sha256,
+	// PATH.custody.jsonl, ...): Verify's path by default; VerifyReaderAt
+	// looks for none unless it is set.
+	SidecarPath string
 }
 
 type verifier struct {
 	r   *Report
-	f   *os.File
+	f   io.ReaderAt
 	a   *Archive // nil when the manifest could not be read
 	tab *SeekTable
 	// fatal is a fault of this machine (no temp space to rebuild an
@@ -130,24 +134,40 @@ func Verify(path string, opts VerifyOptions) (*Report, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: %s is not a regular file", manifest.ErrNotArchive, path)
 	}
-	v := &verifier{r: &Report{Path: path, Size: st.Size()}, f: f, opts: opts}
-	v.tab, err = ReadSeekTable(f, st.Size())
+	if opts.SidecarPath == "" {
+		opts.SidecarPath = path
+	}
+	return verify(f, st.Size(), path, opts)
+}
+
+// VerifyReaderAt is Verify of an archive of size bytes read through r (a
+// blob in a registry): r is read once, front to back, frame by frame.
+// name stands for the archive in the report; sidecars are checked only
+// when opts.SidecarPath says where they are.
+func VerifyReaderAt(r io.ReaderAt, size int64, name string, opts VerifyOptions) (*Report, error) {
+	return verify(r, size, name, opts)
+}
+
+func verify(f io.ReaderAt, size int64, path string, opts VerifyOptions) (*Report, error) {
+	var err error
+	v := &verifier{r: &Report{Path: path, Size: size}, f: f, opts: opts}
+	v.tab, err = ReadSeekTable(f, size)
 	if err != nil {
 		if errors.Is(err, manifest.ErrNotArchive) {
 			return nil, err
 		}
 		v.add("seek table", "%v", err)
-		sum, err := hashWhole(f)
+		sum, err := hashWhole(f, size)
 		if err != nil {
 			return nil, err
 		}
 		v.r.SHA256 = sum
-		v.checkSidecars(path)
+		v.checkSidecars(opts.SidecarPath)
 		return v.r, nil
 	}
 	v.r.Frames = v.tab.NumFrames()
 	v.r.TarSize = int64(v.tab.SeekTable.Size())
-	if a, err := open(f, path); err != nil {
+	if a, err := open(f, size, path); err != nil {
 		if errors.Is(err, manifest.ErrUnsupportedVersion) {
 			return nil, err
 		}
@@ -170,13 +190,13 @@ func Verify(path string, opts VerifyOptions) (*Report, error) {
 	if v.a != nil {
 		v.checkModel()
 	}
-	v.checkSidecars(path)
+	v.checkSidecars(opts.SidecarPath)
 	return v.r, nil
 }
 
-func hashWhole(f *os.File) (hashing.Digest, error) {
+func hashWhole(f io.ReaderAt, size int64) (hashing.Digest, error) {
 	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, 1<<62)); err != nil {
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
 		return hashing.Digest{}, fmt.Errorf("reading archive: %w", err)
 	}
 	return hashing.FromHash(h), nil

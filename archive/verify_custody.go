@@ -18,7 +18,8 @@ import (
 // what happened to it after sealing.
 
 // checkSidecars compares the whole-file digests with NAME.sha256 (.md5,
-// .sha1) and checks the custody log.
+// .sha1) and checks the custody log; with no path (an archive read from
+// elsewhere than a file), only the sealed custody log.
 func (v *verifier) checkSidecars(path string) {
 	base := filepath.Base(path)
 	for _, s := range []struct {
@@ -26,6 +27,9 @@ func (v *verifier) checkSidecars(path string) {
 		h   func() hash.Hash
 		got *string
 	}{{".sha256", nil, nil}, {".md5", md5.New, &v.md5}, {".sha1", sha1.New, &v.sha1}} {
+		if path == "" {
+			break
+		}
 		b, err := os.ReadFile(path + s.ext)
 		if err != nil {
 			continue
@@ -74,7 +78,7 @@ func (v *verifier) checkCustody(path string) {
 	evs := append([]manifest.Event(nil), v.sealed...)
 	head, chainOK := m.Custody.Head, v.sealedOK
 	cp := path + ".custody.jsonl"
-	if _, err := os.Stat(cp); err == nil {
+	if _, err := os.Stat(cp); err == nil && path != "" {
 		v.r.Sidecars = append(v.r.Sidecars, filepath.Base(cp))
 		side, h, err := manifest.ParseCustodyFile(cp, m.Custody.Head, m.Custody.Events)
 		v.r.SidecarEvents = len(side)
@@ -103,7 +107,9 @@ func (v *verifier) checkCustody(path string) {
 	for _, p := range manifest.TimeOrder(evs, len(v.sealed)) {
 		v.addProblem(p)
 	}
-	if w, ok := manifest.Renamed(evs, base); ok {
+	// Only a file has a name to compare (not a blob read from elsewhere,
+	// whose sidecars are kept under another name).
+	if w, ok := manifest.Renamed(evs, base); ok && path != "" && path == v.r.Path {
 		v.r.Warnings = append(v.r.Warnings, w)
 	}
 	if chainOK && len(evs) > 0 {

@@ -35,6 +35,11 @@ type Request struct {
 	// Now dates the acquisition, its custody events (sealed and in the
 	// sidecar) and the archive's tar headers (nil: time.Now).
 	Now func() time.Time
+	// OpenRef opens a source that is no file (a registry's image:
+	// snapshot/registry's, which snapshot does not import); it returns
+	// nil, nil for a path, which is opened as a file. Such a source is
+	// recorded by its Path (the reference and the digest it resolved to).
+	OpenRef func(ctx context.Context, ref string) (*source.Source, error)
 	// Host is who captures where (nil: this host and user, HostInfo).
 	// With Now fixed too, the same sources give the same archive byte for
 	// byte: the golden digests of testdata/golden/archive-digests.txt.
@@ -82,8 +87,9 @@ func Actor(c manifest.Case, a manifest.Acquisition) string {
 	return a.User
 }
 
-// CaptureImageFiles captures docker-save tarballs and OCI layouts into a
-// sealed archive with its sidecars. On any error, and on cancellation,
+// CaptureImageFiles captures docker-save tarballs and OCI layouts (and
+// the sources req.OpenRef opens: a registry's images) into a sealed
+// archive with its sidecars. On any error, and on cancellation,
 // nothing is left at the output name.
 func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 	s := newSession(req.Tool, req.Case, req.CommandLine, req.Now, req.Host)
@@ -94,8 +100,23 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 			s.Close()
 		}
 	}()
-	for _, p := range req.Sources {
-		src, err := source.Open(p)
+	remote := make([]bool, len(req.Sources))
+	for i, p := range req.Sources {
+		var src *source.Source
+		var err error
+		if req.OpenRef != nil {
+			src, err = req.OpenRef(ctx, p)
+			if err != nil {
+				return nil, err
+			}
+		}
+		if src != nil {
+			srcs = append(srcs, src)
+			remote[i] = true
+			acq.Sources = append(acq.Sources, manifest.Source{Kind: src.Kind, Path: src.Path})
+			continue
+		}
+		src, err = source.Open(p)
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +127,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 		}
 		acq.Sources = append(acq.Sources, rec)
 	}
-	waitSums := hashSources(ctx, req, acq.Sources)
+	waitSums := hashSources(ctx, req, acq.Sources, remote)
 	if err := s.begin(req.CommandLine, nil, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Encoder: req.Encoder}, req.Output); err != nil {
 		return nil, err
 	}
@@ -145,7 +166,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 // hashSources starts hashing each source tarball as a whole when asked
 // (req.HashSources), alongside the capture; the function it returns
 // waits for the hashes and records them in recs.
-func hashSources(ctx context.Context, req Request, recs []manifest.Source) func() error {
+func hashSources(ctx context.Context, req Request, recs []manifest.Source, remote []bool) func() error {
 	type srcSum struct {
 		d   hashing.Digest
 		err error
@@ -153,7 +174,7 @@ func hashSources(ctx context.Context, req Request, recs []manifest.Source) func(
 	sums := make([]chan srcSum, len(req.Sources))
 	for i, p := range req.Sources {
 		sums[i] = make(chan srcSum, 1)
-		if !req.HashSources || recs[i].Size == 0 && recs[i].Kind == source.KindOCILayout {
+		if !req.HashSources || remote[i] || recs[i].Size == 0 && recs[i].Kind == source.KindOCILayout {
 			sums[i] <- srcSum{}
 			continue
 		}

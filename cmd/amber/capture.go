@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
 	"github.com/amber-forensics/amber/snapshot/engine"
+	"github.com/amber-forensics/amber/snapshot/registry"
 )
 
 type captureOptions struct {
@@ -40,6 +42,11 @@ type captureOptions struct {
 	// imagesFrom: auto (a local Docker engine's images rebuilt from its
 	// files) or engine (always its save)
 	imagesFrom string
+	// a registry's images (docker://)
+	platform     string
+	allPlatforms bool
+	insecure     bool
+	cache        string
 }
 
 func (o *captureOptions) addFlags(cmd *cobra.Command) {
@@ -67,10 +74,18 @@ func (e *env) newCaptureCmd() *cobra.Command {
 	o := &captureOptions{}
 	img := &cobra.Command{
 		Use:   "image SOURCE... -o ARCHIVE.tar.zst",
-		Short: "Capture images from the Docker engine, docker-save tarballs or OCI layouts",
+		Short: "Capture images from a registry, the Docker engine, docker-save tarballs or OCI layouts",
 		Long: `Capture every image of each SOURCE (a 'docker save' tarball, legacy or
 Docker 25+ layout; an OCI archive tarball; or an OCI image layout directory)
-into one sealed archive. A SOURCE that is not a file or directory is an
+into one sealed archive. A SOURCE docker://HOST[:PORT]/REPO[:TAG|@sha256:...]
+is an image in a registry (the registry must be named: a short name such as
+alpine is refused): of a multi-platform index, the image of --platform (default:
+this host's) or, with --all-platforms, every one; the digest the reference
+resolved to is recorded; foreign (non-distributable) layers are recorded, not
+fetched. Credentials come from the Docker config (DOCKER_CONFIG, else
+~/.docker/config.json, and its credential helpers); a custom CA through
+SSL_CERT_FILE; --insecure allows plain HTTP and an unverified certificate.
+A SOURCE that is not a file or directory is an
 image reference or ID asked of the Docker engine (DOCKER_HOST, else the
 default socket; --engine forces this). Layers are stored uncompressed and
 checked against the config's diff_ids (a mismatch refuses the source;
@@ -91,7 +106,8 @@ they are made (about twice the index's size: ~400 MB for a million files).`,
 		Example: `  amber capture image app.tar -o case.tar.zst --case 2026-041 --exhibit E1 \
       --examiner "J. Doe" --notes "seized from host web-3"
   amber capture image ./oci-layout -o image.tar.zst --md5 --sha1
-  amber capture image lamp-wordpress:v2 -o image.tar.zst     # from the engine`,
+  amber capture image lamp-wordpress:v2 -o image.tar.zst     # from the engine
+  amber capture image docker://registry.example/app:v2 --platform linux/arm64 -o app.tar.zst`,
 		Args: argsRange(1, -1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return e.runCaptureImage(o, args)
@@ -99,7 +115,11 @@ they are made (about twice the index's size: ~400 MB for a million files).`,
 	}
 	o.addFlags(img)
 	img.Flags().BoolVar(&o.engine, "engine", false, "every SOURCE is an image in the Docker engine, even if a file of that name exists")
-	img.Flags().BoolVar(&o.keepMismatched, "keep-mismatched", false, "keep a layer whose bytes do not match its manifest's digest or the config's diff_id: stored as found under its own digest and flagged (layer-digest-mismatch), instead of refusing the source (one more read of each layer)")
+	img.Flags().BoolVar(&o.keepMismatched, "keep-mismatched", false, "keep a layer (of an image file or a registry) whose bytes do not match its manifest's digest or the config's diff_id: stored as found under its own digest and flagged (layer-digest-mismatch), instead of refusing the source (one more read of each layer)")
+	img.Flags().StringVar(&o.platform, "platform", "", "of a registry's multi-platform image, the one to take: os/arch[/variant] (default: this host's, "+registry.HostPlatform()+")")
+	img.Flags().BoolVar(&o.allPlatforms, "all-platforms", false, "of a registry's multi-platform image, take every platform")
+	img.Flags().BoolVar(&o.insecure, "insecure", false, "reach the registry over plain HTTP or with a certificate that is not verified (loopback and labs)")
+	img.Flags().StringVar(&o.cache, "cache", "", "where a registry's blob is kept while it is captured, unlinked (default: the archive's directory)")
 	co := &captureOptions{}
 	ctr := &cobra.Command{
 		Use:   "container CONTAINER... -o ARCHIVE.tar.zst",
@@ -185,13 +205,30 @@ func (e *env) runCaptureImage(o *captureOptions, sources []string) error {
 	if err := o.check("image"); err != nil {
 		return err
 	}
-	var files, refs []string
+	if o.platform != "" && o.allPlatforms {
+		return usageError{fmt.Errorf("--platform and --all-platforms: choose one")}
+	}
+	if o.platform != "" {
+		if _, _, _, err := registry.ParsePlatform(o.platform); err != nil {
+			return usageError{err}
+		}
+	}
+	var files, refs, remote []string
 	for _, s := range sources {
-		if !o.engine && isPath(s) {
+		switch {
+		case !o.engine && registry.IsRef(s):
+			remote = append(remote, s)
+		case !o.engine && isPath(s):
 			files = append(files, s)
-		} else {
+		default:
 			refs = append(refs, s)
 		}
+	}
+	if len(remote) > 0 && len(refs) > 0 {
+		return usageError{fmt.Errorf("capture image: %s are in a registry and %s are engine images; capture them into separate archives", strings.Join(remote, ", "), strings.Join(refs, ", "))}
+	}
+	if (o.platform != "" || o.allPlatforms || o.insecure || o.cache != "") && len(remote) == 0 {
+		return usageError{fmt.Errorf("--platform, --all-platforms, --insecure and --cache are for images in a registry (docker://HOST/REPO:TAG)")}
 	}
 	if len(refs) > 0 {
 		if len(files) > 0 {
@@ -203,6 +240,14 @@ func (e *env) runCaptureImage(o *captureOptions, sources []string) error {
 		Sources: sources, Output: o.output, Case: o.c, CommandLine: e.args,
 		Tool: manifest.Tool{Name: "amber", Version: version}, MD5: o.md5, SHA1: o.sha1, HashSources: o.hashSource, Level: o.level,
 		Options: o.snapshotOptions(),
+	}
+	if len(remote) > 0 {
+		ropts := registry.SourceOptions{Options: registry.Options{Insecure: o.insecure, UserAgent: "amber/" + version},
+			Platform: o.platform, AllPlatforms: o.allPlatforms, SpoolDir: o.cache}
+		if ropts.SpoolDir == "" {
+			ropts.SpoolDir = filepath.Dir(o.output)
+		}
+		req.OpenRef = ropts.Opener()
 	}
 	prog := isTerminal(e.stderr)
 	start := time.Now()

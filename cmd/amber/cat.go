@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
@@ -35,7 +34,7 @@ reported at the end (exit 3). Symlinks are shown, never followed.`,
 const catBuffer = 64 << 20
 
 func (e *env) runCat(archivePath, p string) error {
-	a, err := archive.Open(archivePath)
+	a, err := e.openArchive(archivePath)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/internal/textsafe"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/registry"
 	"github.com/amber-forensics/amber/treediff"
 	"github.com/amber-forensics/amber/view"
 )
@@ -79,6 +80,12 @@ func parseDiffArgs(args []string) (a, b treeRef, err error) {
 	split := func(s string) (treeRef, bool) {
 		i := strings.LastIndex(s, ":")
 		if i <= 0 {
+			return treeRef{}, false
+		}
+		// docker://HOST:PORT/REPO:TAG has colons of its own: a view
+		// follows only as a path (images/NAME...), never a bare word like
+		// a tag or a digest's hex.
+		if registry.IsRef(s) && !strings.Contains(s[i+1:], "/") {
 			return treeRef{}, false
 		}
 		return treeRef{archive: s[:i], path: s[i+1:]}, true

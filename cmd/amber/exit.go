@@ -35,7 +35,7 @@ const (
 	exitIncomplete   = 13  // extract: entries the destination refused (named) were skipped; the rest was extracted and recorded
 	exitForeignMount = 14  // umount: the mount point is not an amber mount (--force unmounts it)
 	exitNeedsLinux   = 15  // mount, umount and capture container (and so memory) run on Linux only; this build is for another system
-	exitAuth         = 16  // a registry refused the credentials (401/403); the message names the registry and the user
+	exitAuth         = 16  // a registry refused the credentials (401/403): the message names the registry and the user; check the Docker config's login for it
 	exitInterrupted  = 130 // stopped by SIGINT/SIGTERM; nothing partial left behind
 )
 
@@ -63,20 +63,20 @@ func exitCode(err error) int {
 		return exitTampered
 	case errors.Is(err, manifest.ErrNotArchive), errors.Is(err, manifest.ErrUnsupportedVersion):
 		return exitUnreadable
-	case errors.Is(err, registry.ErrAuth):
-		return exitAuth
 	case errors.Is(err, registry.ErrAltered):
 		return exitTampered
-	case errors.Is(err, registry.ErrNotEvidence):
-		return exitUnreadable
-	case errors.Is(err, registry.ErrNotFound):
-		return exitNotFound
 	case errors.Is(err, extract.ErrExists), errors.Is(err, registry.ErrExists):
 		return exitExists
 	case errors.Is(err, extract.ErrIncomplete):
 		return exitIncomplete
 	case errors.Is(err, fusefs.ErrForeign):
 		return exitForeignMount
+	case errors.Is(err, registry.ErrAuth):
+		return exitAuth
+	case errors.Is(err, registry.ErrRef):
+		return exitUsage
+	case errors.Is(err, registry.ErrNotFound):
+		return exitNotFound
 	case errors.Is(err, errNeedsLinux):
 		return exitNeedsLinux
 	case errors.Is(err, fusefs.ErrBusy), errors.Is(err, fusefs.ErrStale):

@@ -14,6 +14,7 @@ import (
 	"github.com/amber-forensics/amber/internal/textsafe"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
+	"github.com/amber-forensics/amber/snapshot/registry"
 	"github.com/amber-forensics/amber/view"
 )
 
@@ -27,6 +28,13 @@ func (e *env) openAny(p string) (*archive.Archive, func(), error) {
 // openAnyPlain is openAny, and says whether p was a plain source (noted
 // for the person reading: a temporary archive is a view, not evidence).
 func (e *env) openAnyPlain(p string) (*archive.Archive, func(), bool, error) {
+	if registry.IsRef(p) {
+		a, _, err := e.openRemote(p)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		return a, func() { a.Close() }, false, nil
+	}
 	a, plain, done, err := snapshot.OpenAny(e.ctx, p, manifest.Tool{Name: "amber", Version: version}, e.args, snapshot.Options{Encoder: cgozstd.Encoder()})
 	if err != nil {
 		return nil, nil, false, err

@@ -152,7 +152,7 @@ func toLsEntry(en *view.Entry, rel string) lsEntry {
 func escapeName(s string) string { return textsafe.Escape(s) }
 
 func (e *env) runLs(o *lsOptions, archivePath, p string) error {
-	a, err := archive.Open(archivePath)
+	a, err := e.openArchive(archivePath)
 	if err != nil {
 		return err
 	}

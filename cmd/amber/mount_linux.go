@@ -19,6 +19,7 @@ import (
 	"github.com/amber-forensics/amber/fusefs"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
+	"github.com/amber-forensics/amber/snapshot/registry"
 )
 
 // rebasedNote says how a mount with --rebase-links shows symlinks.
@@ -72,7 +73,22 @@ func (e *env) runMount(o *mountOptions, archivePath, dir string) error {
 	var a *archive.Archive
 	closeArchive := func() {}
 	defer func() { closeArchive() }()
+	// The custody events of evidence read from a registry go to a sidecar
+	// under the cache (registry.Blob.CustodyBase).
+	recordAt := archivePath
 	open := func() (*archive.Archive, error) {
+		if registry.IsRef(archivePath) {
+			ra, blob, err := e.openRemote(archivePath)
+			if err != nil {
+				return nil, err
+			}
+			if recordAt, err = blob.CustodyBase(); err != nil {
+				ra.Close()
+				return nil, err
+			}
+			a, closeArchive = ra, func() { ra.Close() }
+			return a, nil
+		}
 		var plain bool
 		var err error
 		a, plain, closeArchive, err = snapshot.OpenAny(e.ctx, archivePath, manifest.Tool{Name: "amber", Version: version}, e.args, snapshot.Options{Encoder: cgozstd.Encoder()})
@@ -112,7 +128,7 @@ func (e *env) runMount(o *mountOptions, archivePath, dir string) error {
 		if o.rebaseLinks {
 			details["rebase_links"] = "true"
 		}
-		e.custodyEvent(archivePath, a, "mounted", details)
+		e.custodyEvent(recordAt, a, "mounted", details)
 	}
 	ready(nil)
 	if os.Getenv(readyFDEnv) == "" {
@@ -129,7 +145,7 @@ func (e *env) runMount(o *mountOptions, archivePath, dir string) error {
 		}
 	}
 	if !o.noLog {
-		e.custodyEvent(archivePath, a, "unmounted", map[string]string{"mountpoint": absDir, "pid": fmt.Sprint(os.Getpid())})
+		e.custodyEvent(recordAt, a, "unmounted", map[string]string{"mountpoint": absDir, "pid": fmt.Sprint(os.Getpid())})
 	}
 	return nil
 }

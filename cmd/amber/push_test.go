@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,40 +25,9 @@ import (
 	"github.com/amber-forensics/amber/internal/testenv"
 )
 
-// regEnv is the environment in which the amber binary reaches a test
-// registry: its CA trusted through SSL_CERT_FILE, the password given
-// through a Docker config of the test's own.
-func regEnv(t *testing.T, r *testenv.Registry, password string) []string {
+func mustAmberEnv(t *testing.T, env []string, args ...string) string {
 	t.Helper()
-	dir := t.TempDir()
-	auth := base64.StdEncoding.EncodeToString([]byte(r.User + ":" + password))
-	cfg := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, r.Host, auth)
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return append(os.Environ(), "DOCKER_CONFIG="+dir, "SSL_CERT_FILE="+r.CAFile)
-}
-
-// amberEnv runs the amber binary with env.
-func amberEnv(t testing.TB, env []string, args ...string) result {
-	t.Helper()
-	cmd := exec.Command(amberBin, args...)
-	cmd.Env = env
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{code, o.String(), e.String()}
-}
-
-func mustAmberEnv(t testing.TB, env []string, args ...string) string {
-	t.Helper()
-	r := amberEnv(t, env, args...)
+	r := amberIn(t, env, args...)
 	if r.code != 0 {
 		t.Fatalf("amber %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 	}
@@ -173,6 +141,13 @@ func TestPushPull(t *testing.T) {
 		t.Errorf("local custody log ends %v, want a pushed event naming %s", acts, digest)
 	}
 
+	// What amber push put there, the lazy reader reads as the file (but
+	// for the first line, which names where it reads).
+	rest := func(s string) string { _, r, _ := strings.Cut(s, "\n"); return r }
+	if got, want := mustAmberEnv(t, env, "ls", "--cache", t.TempDir(), dest), mustAmber(t, "ls", arch); rest(got) != rest(want) || rest(want) == "" {
+		t.Errorf("ls of the pushed artifact:\n%s\nls of the file:\n%s", got, want)
+	}
+
 	pulled := filepath.Join(t.TempDir(), "e1.tar.zst")
 	out = mustAmberEnv(t, env, "pull", dest, "-o", pulled)
 	if !strings.HasPrefix(out, "OK ") {
@@ -194,7 +169,7 @@ func TestPushPull(t *testing.T) {
 	mustAmber(t, "verify", pulled)
 
 	// Pull never overwrites.
-	if r := amberEnv(t, env, "pull", dest, "-o", pulled); r.code != exitExists {
+	if r := amberIn(t, env, "pull", dest, "-o", pulled); r.code != exitExists {
 		t.Errorf("pull onto an existing file: exit %d, want %d\n%s", r.code, exitExists, r.stderr)
 	}
 
@@ -212,7 +187,7 @@ func TestPushPull(t *testing.T) {
 
 	// --custody where the registry lacks the archive: refused (a HEAD,
 	// no upload), no tag.
-	if r := amberEnv(t, env, "push", "--custody", arch, "docker://"+reg.Host+"/elsewhere/e1:web"); r.code != exitNotFound || !strings.Contains(r.stderr, "push the archive itself first") {
+	if r := amberIn(t, env, "push", "--custody", arch, "docker://"+reg.Host+"/elsewhere/e1:web"); r.code != exitNotFound || !strings.Contains(r.stderr, "push the archive itself first") {
 		t.Errorf("push --custody without the archive in the registry: exit %d, want %d\n%s", r.code, exitNotFound, r.stderr)
 	}
 	if code, _ := curlReg(t, reg, "/v2/elsewhere/e1/manifests/web"); code != "404" {
@@ -242,7 +217,7 @@ func TestPushPull(t *testing.T) {
 	}
 
 	// No such tag.
-	if r := amberEnv(t, env, "pull", "docker://"+reg.Host+"/case-2026-041/e1:nope", "-o", filepath.Join(dir, "x.tar.zst")); r.code != exitNotFound {
+	if r := amberIn(t, env, "pull", "docker://"+reg.Host+"/case-2026-041/e1:nope", "-o", filepath.Join(dir, "x.tar.zst")); r.code != exitNotFound {
 		t.Errorf("pull of a missing tag: exit %d, want %d\n%s", r.code, exitNotFound, r.stderr)
 	}
 }
@@ -259,7 +234,7 @@ func TestPushWrongPassword(t *testing.T) {
 		{"pull", "docker://" + reg.Host + "/case/e1:web", "-o", arch + ".pulled"},
 		{"ls", "docker://" + reg.Host + "/case/e1"},
 	} {
-		r := amberEnv(t, env, args...)
+		r := amberIn(t, env, args...)
 		t.Logf("amber %s: exit %d: %s", args[0], r.code, r.stderr)
 		if r.code != exitAuth || !strings.Contains(r.stderr, reg.Host) || !strings.Contains(r.stderr, `"examiner"`) {
 			t.Errorf("amber %s with a wrong password: exit %d, want %d naming %s and the user\n%s", args[0], r.code, exitAuth, reg.Host, r.stderr)
@@ -280,7 +255,7 @@ func TestPushUnreachable(t *testing.T) {
 	reg.Stop(syscall.SIGKILL)
 	arch := filepath.Join(t.TempDir(), "case.tar.zst")
 	captureWebapp(t, arch)
-	r := amberEnv(t, env, "push", arch, "docker://"+reg.Host+"/case/e1:web")
+	r := amberIn(t, env, "push", arch, "docker://"+reg.Host+"/case/e1:web")
 	t.Logf("exit %d: %s", r.code, r.stderr)
 	if r.code != exitError || !strings.Contains(r.stderr, "registry unreachable") || !strings.Contains(r.stderr, reg.Host) {
 		t.Errorf("push to a stopped registry: exit %d\n%s", r.code, r.stderr)
@@ -418,7 +393,7 @@ func TestPullAlteredBlob(t *testing.T) {
 		flip = d
 		mu.Unlock()
 		out := filepath.Join(t.TempDir(), "e1.tar.zst")
-		r := amberEnv(t, penv, "pull", "--insecure", "docker://"+host+"/case/e1:web", "-o", out)
+		r := amberIn(t, penv, "pull", "--insecure", "docker://"+host+"/case/e1:web", "-o", out)
 		t.Logf("exit %d: %s", r.code, r.stderr)
 		if r.code != exitTampered || !strings.Contains(r.stderr, d) {
 			t.Errorf("pull of a changed blob %s: exit %d, want %d naming it\n%s", d, r.code, exitTampered, r.stderr)
@@ -432,7 +407,7 @@ func TestPullAlteredBlob(t *testing.T) {
 	flip, truncate = "sha256:"+side, true
 	mu.Unlock()
 	trunc := filepath.Join(t.TempDir(), "e1.tar.zst")
-	if r := amberEnv(t, penv, "pull", "--insecure", "docker://"+host+"/case/e1:web", "-o", trunc); r.code != exitTampered {
+	if r := amberIn(t, penv, "pull", "--insecure", "docker://"+host+"/case/e1:web", "-o", trunc); r.code != exitTampered {
 		t.Errorf("pull of a truncated blob: exit %d, want %d\n%s", r.code, exitTampered, r.stderr)
 	} else {
 		t.Logf("truncated: %s", r.stderr)
@@ -445,7 +420,7 @@ func TestPullAlteredBlob(t *testing.T) {
 	flip, big = "", true
 	mu.Unlock()
 	out := filepath.Join(t.TempDir(), "e1.tar.zst")
-	r := amberEnv(t, penv, "pull", "--insecure", "docker://"+host+"/case/e1:web", "-o", out)
+	r := amberIn(t, penv, "pull", "--insecure", "docker://"+host+"/case/e1:web", "-o", out)
 	t.Logf("exit %d: %s", r.code, r.stderr)
 	if r.code != exitUnreadable || !strings.Contains(r.stderr, "manifest larger than") {
 		t.Errorf("pull of a 5 MiB manifest: exit %d, want %d\n%s", r.code, exitUnreadable, r.stderr)
@@ -470,7 +445,7 @@ func TestPushParallel(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res[i] = amberEnv(t, env, "push", "--json", a, fmt.Sprintf("docker://%s/case/fleet:node%d", reg.Host, i))
+			res[i] = amberIn(t, env, "push", "--json", a, fmt.Sprintf("docker://%s/case/fleet:node%d", reg.Host, i))
 		}()
 	}
 	wg.Wait()

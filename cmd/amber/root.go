@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -23,6 +24,9 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	args   []string // the whole command line, for the custody record
+	// remote are the registry flags of the command run (--insecure,
+	// --cache), for an archive given as docker://REF.
+	remote remoteFlags
 }
 
 func run(args []string) int {
@@ -99,6 +103,15 @@ Linux, 16 a registry refused the credentials, 130 interrupted.`,
 	root.AddCommand(e.newConfigCmds()...)
 	root.AddCommand(e.newTimelineCmd(), e.newDiffCmd(), e.newExtractCmd(), e.newPsCmd(), e.newHostCmd())
 	root.AddCommand(e.newLayersCmds()...)
+	for _, c := range root.Commands() {
+		// Every command that opens an archive reads docker://REF too
+		// (log and capture keep files: their sidecars are local).
+		if strings.Contains(c.Use, "ARCHIVE") && c.Name() != "log" {
+			e.addRemoteFlags(c)
+		}
+	}
+	// push and pull name an archive file and a registry reference: their
+	// flags are their own (no --cache: they read no frames).
 	root.AddCommand(e.newPushCmd(), e.newPullCmd())
 	return root
 }

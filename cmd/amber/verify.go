@@ -14,6 +14,7 @@ import (
 	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/registry"
 )
 
 type verifyOptions struct {
@@ -84,9 +85,23 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 	if err != nil {
 		return err
 	}
+	// A docker://REF is read once, front to back, from the registry; its
+	// custody events go to a sidecar under the cache (recordAt).
+	recordAt := path
+	var blob *registry.Blob
+	if registry.IsRef(path) {
+		blob, err = e.openBlob(path)
+		if err != nil {
+			return err
+		}
+		defer blob.Close()
+		if recordAt, err = blob.CustodyBase(); err != nil {
+			return err
+		}
+	}
 	// A layer of many files is re-indexed in memory: collect garbage
 	// sooner then (for the others Go's default is a few percent faster).
-	if a, err := archive.Open(path); err == nil {
+	if a, err := e.openForVerify(path, blob); err == nil {
 		for _, art := range a.Manifest.Artifacts {
 			for _, l := range art.Layers {
 				if l.Files > manyFiles {
@@ -108,7 +123,17 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 			}
 		}
 	}
-	r, err := archive.Verify(path, opts)
+	var r *archive.Report
+	if blob != nil {
+		opts.SidecarPath = recordAt
+		r, err = archive.VerifyReaderAt(blob, blob.Size, path, opts)
+		if err == nil && r.SHA256.Hex() != blob.Digest.Hex {
+			r.Problems = append(r.Problems, manifest.Problem{Where: "registry blob",
+				Detail: fmt.Sprintf("its SHA-256 is %s; the registry's manifest names it %s", r.SHA256.Hex(), blob.Digest)})
+		}
+	} else {
+		r, err = archive.Verify(path, opts)
+	}
 	if prog {
 		fmt.Fprint(e.stderr, "\r\033[K")
 	}
@@ -120,8 +145,12 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 		if !r.OK() {
 			result = fmt.Sprintf("FAILED (%d problems)", len(r.Problems))
 		}
-		head, seq, err := manifest.NewRecorder().Record(path, r.Manifest, "verified",
-			map[string]string{"result": result, "sha256": r.SHA256.Hex(), "tool": "amber " + version, "seconds": fmt.Sprintf("%.1f", time.Since(start).Seconds())})
+		details := map[string]string{"result": result, "sha256": r.SHA256.Hex(), "tool": "amber " + version, "seconds": fmt.Sprintf("%.1f", time.Since(start).Seconds())}
+		if blob != nil {
+			details["registry_ref"] = path
+			details["manifest_digest"] = blob.ManifestDigest.String()
+		}
+		head, seq, err := manifest.NewRecorder().Record(recordAt, r.Manifest, "verified", details)
 		switch {
 		case err == nil:
 			if !r.CustodyHead.IsZero() {
@@ -142,7 +171,15 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 		if r.Warnings == nil {
 			r.Warnings = []manifest.Problem{}
 		}
-		if err := enc.Encode(r); err != nil {
+		out := struct {
+			*archive.Report
+			// Registry says what was read from a registry, and how much.
+			Registry *remoteStat `json:"registry,omitempty"`
+		}{Report: r}
+		if blob != nil {
+			out.Registry = newRemoteStat(blob, recordAt)
+		}
+		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	} else {
@@ -160,9 +197,13 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 			status = "TAMPERED"
 		}
 		fmt.Fprintf(w, "%s %s: %d bytes, sha256 %s\n", status, escapeName(r.Path), r.Size, r.SHA256.Hex())
+		if blob != nil {
+			fmt.Fprintf(w, "  registry blob %s (manifest %s); %d bytes fetched; custody events in %s.custody.jsonl\n", blob.Digest, blob.ManifestDigest, blob.Stats().BytesFetched, recordAt)
+		}
 		fmt.Fprintf(w, "  %d frames, %d tar members, %d artifacts, %d layers, %d files re-hashed, %d+%d custody events\n",
 			r.Frames, r.Members, r.Artifacts, r.Layers, r.Files, r.SealedEvents, r.SidecarEvents)
-		if len(r.Sidecars) > 0 {
+		if blob != nil {
+		} else if len(r.Sidecars) > 0 {
 			fmt.Fprintf(w, "  sidecars checked: %s\n", escapeName(fmt.Sprint(r.Sidecars)))
 		} else {
 			fmt.Fprintf(w, "  no sidecars found: compare the sha256 above with the one recorded at capture\n")

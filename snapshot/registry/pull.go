@@ -21,10 +21,8 @@ import (
 	"github.com/amber-forensics/amber/hashing"
 )
 
+// MaxManifest (source.go) bounds an evidence manifest too.
 const (
-	// MaxManifest bounds an evidence manifest: ours are a few KiB, and a
-	// registry's answer is hostile.
-	MaxManifest = 4 << 20
 	// maxConfig and maxSidecar bound the small blobs read into memory.
 	maxConfig  = 64 << 10
 	maxSidecar = 256 << 20

@@ -22,18 +22,12 @@ import (
 	"github.com/amber-forensics/amber/hashing"
 )
 
-// Errors of a registry's answers, for the command's exit code.
+// More errors of a registry's answers (ErrAuth and ErrNotFound are in
+// errors.go, ErrNotEvidence in blob.go).
 var (
-	// ErrAuth: the registry refused the credentials (401 or 403).
-	ErrAuth = errors.New("registry refused access")
-	// ErrNotFound: no such repository, tag, manifest or blob.
-	ErrNotFound = errors.New("not in the registry")
 	// ErrUnreachable: no answer from the registry (refused, reset, timed
 	// out, TLS failure).
 	ErrUnreachable = errors.New("registry unreachable")
-	// ErrNotEvidence: what the reference names is not an amber evidence
-	// artifact, or breaks its own description (sizes, digests, types).
-	ErrNotEvidence = errors.New("not amber evidence")
 	// ErrAltered: a blob the registry serves is not the bytes of its
 	// digest (changed or truncated in the registry or on the way).
 	ErrAltered = errors.New("altered in the registry")

@@ -22,6 +22,8 @@ const (
 	KindOCIArchive    = "oci-archive"
 	KindOCILayout     = "oci-layout"
 	KindDockerEngine  = "docker-engine"
+	// KindRegistry is an image in a registry (snapshot/registry).
+	KindRegistry = "registry"
 )
 
 // MaxJSON bounds any JSON document read from a source.
@@ -155,6 +157,22 @@ func FromStore(st Store, kind, path string) (*Source, error) {
 		err = fmt.Errorf("%w: %s has neither manifest.json nor index.json", ErrSource, path)
 	}
 	if err != nil {
+		return nil, err
+	}
+	return src, nil
+}
+
+// OpenStore reads the images of st, an OCI layout's files (index.json,
+// blobs/sha256/...) served from elsewhere (a registry), as Open reads a
+// layout directory; closing the source closes st through closer.
+func OpenStore(st Store, closer io.Closer, kind, path string) (*Source, error) {
+	src := &Source{Kind: kind, Path: path, store: st, closer: closer}
+	err := src.readOCI()
+	if err == nil && len(src.Images) == 0 && len(src.Artifacts) == 0 {
+		err = fmt.Errorf("%w: %s holds no image", ErrSource, path)
+	}
+	if err != nil {
+		closer.Close()
 		return nil, err
 	}
 	return src, nil
