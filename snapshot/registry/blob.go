@@ -59,6 +59,7 @@ type Blob struct {
 	Warn func(string)
 
 	client *http.Client
+	opts   Options // to name the user a refused login was for
 	url    string
 	cache  *cache
 	hex    string
@@ -112,6 +113,9 @@ func OpenEvidence(ctx context.Context, ref string, opts Options, copts CacheOpti
 	}
 	rt, err := transport.NewWithContext(ctx, r.Context().Registry, auth, opts.transport(), []string{r.Scope(transport.PullScope)})
 	if err != nil {
+		if a := refused(r.Context(), opts, err); a != nil {
+			return nil, fmt.Errorf("%s: %w", ref, a) // a token service's refusal
+		}
 		return nil, fmt.Errorf("%s: registry %s: %w", ref, r.Context().RegistryStr(), err)
 	}
 	if opts.UserAgent != "" {
@@ -126,6 +130,11 @@ func OpenEvidence(ctx context.Context, ref string, opts Options, copts CacheOpti
 	base := fmt.Sprintf("%s://%s/v2/%s", r.Context().Registry.Scheme(), r.Context().RegistryStr(), r.Context().RepositoryStr())
 	m, mdig, err := fetchManifest(ctx, client, base+"/manifests/"+r.Identifier(), r)
 	if err != nil {
+		// A refused login is told as push and pull tell it (exit code
+		// for auth), naming the user.
+		if a := refused(r.Context(), opts, err); a != nil {
+			return nil, fmt.Errorf("%s: %w", ref, a)
+		}
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	if m.ArtifactType != ArtifactType && m.Config.MediaType != MediaTypeConfig {
@@ -146,7 +155,7 @@ func OpenEvidence(ctx context.Context, ref string, opts Options, copts CacheOpti
 	}
 	b := &Blob{
 		Ref: r, Digest: layer.Digest, Size: layer.Size, ManifestDigest: mdig, Annotations: m.Annotations,
-		client: client, url: base + "/blobs/" + layer.Digest.String(), cache: c, hex: layer.Digest.Hex,
+		client: client, opts: opts, url: base + "/blobs/" + layer.Digest.String(), cache: c, hex: layer.Digest.Hex,
 		inflight: map[int64]chan struct{}{}, bg: make(chan struct{}, 2),
 	}
 	if f, err := os.Open(c.fullPath(b.hex)); err == nil {
@@ -366,6 +375,9 @@ func (b *Blob) get(ctx context.Context, from, to int64) (*http.Response, error) 
 	}
 	if err := transport.CheckError(resp, http.StatusOK, http.StatusPartialContent); err != nil {
 		resp.Body.Close()
+		if a := refused(b.Ref.Context(), b.opts, err); a != nil {
+			err = a // a login refused after the manifest (a token expired)
+		}
 		return nil, fmt.Errorf("%s: fetching bytes %d-%d of blob %s from %s: %w", b.Name(), from, to-1, b.Digest, b.Ref.Context().RegistryStr(), err)
 	}
 	return resp, nil

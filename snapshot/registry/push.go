@@ -243,10 +243,11 @@ func classify(repo name.Repository, opts Options, err error) error {
 	if errors.Is(err, ErrNotEvidence) || errors.Is(err, context.Canceled) {
 		return err // already told, or stopped by the user
 	}
+	if r := refused(repo, opts, err); r != nil {
+		return r
+	}
 	var te *transport.Error
 	switch {
-	case errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden):
-		return fmt.Errorf("%w: registry %s refused %s (%d %s): %v", ErrAuth, repo.RegistryStr(), whom(repo, opts), te.StatusCode, http.StatusText(te.StatusCode), err)
 	case errors.As(err, &te) && te.StatusCode == http.StatusNotFound:
 		return fmt.Errorf("%w: %v", ErrNotFound, err)
 	case errors.As(err, &te):
@@ -254,8 +255,6 @@ func classify(repo name.Repository, opts Options, err error) error {
 			switch d.Code {
 			case transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode, transport.BlobUnknownErrorCode:
 				return fmt.Errorf("%w: %v", ErrNotFound, err)
-			case transport.UnauthorizedErrorCode, transport.DeniedErrorCode:
-				return fmt.Errorf("%w: registry %s refused %s: %v", ErrAuth, repo.RegistryStr(), whom(repo, opts), err)
 			}
 		}
 		return err
@@ -266,6 +265,25 @@ func classify(repo name.Repository, opts Options, err error) error {
 		return fmt.Errorf("%w: %s: %v", ErrUnreachable, repo.RegistryStr(), err)
 	}
 	return err
+}
+
+// refused tells a registry's refusal of the credentials (401, 403, or an
+// UNAUTHORIZED or DENIED error code) as ErrAuth, naming the registry and
+// the user it refused; nil for any other error.
+func refused(repo name.Repository, opts Options, err error) error {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return nil
+	}
+	if te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden {
+		return fmt.Errorf("%w: registry %s refused %s (%d %s): %v", ErrAuth, repo.RegistryStr(), whom(repo, opts), te.StatusCode, http.StatusText(te.StatusCode), err)
+	}
+	for _, d := range te.Errors {
+		if d.Code == transport.UnauthorizedErrorCode || d.Code == transport.DeniedErrorCode {
+			return fmt.Errorf("%w: registry %s refused %s: %v", ErrAuth, repo.RegistryStr(), whom(repo, opts), err)
+		}
+	}
+	return nil
 }
 
 // whom names the user the keychain presents to the registry.
