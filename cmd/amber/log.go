@@ -16,6 +16,7 @@ import (
 	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot/registry"
 )
 
 type logOptions struct {
@@ -43,10 +44,15 @@ SHA-256 of its own line (line_sha256): the last one is the head.
 
 An archive whose custody log records another file name (renamed after
 capture) gets a "WARN archive name" line; that alone is no failure.
-'amber verify' also checks the archive digests the events record.`,
+'amber verify' also checks the archive digests the events record.
+
+For a docker://REF the later events are those recorded under --cache
+(CACHE/custody/sha256-HEX.custody.jsonl: verified, mounted from the
+registry), not the custody sidecar pushed beside the archive.`,
 		Example: `  amber log case.tar.zst
   amber log --expect-head sha256:3f1c... case.tar.zst
-  amber log --json case.tar.zst | jq -r '.action'`,
+  amber log --json case.tar.zst | jq -r '.action'
+  amber log --cache ~/cases/041/cache docker://evidence.example/case-2026-041/e1:web`,
 		Args: argsRange(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error { return e.runLog(o, args[0]) },
 	}
@@ -60,8 +66,24 @@ func (e *env) runLog(o *logOptions, path string) error {
 	if err != nil {
 		return err
 	}
-	a, err := archive.Open(path)
-	if err != nil {
+	// A docker://REF: the sealed log is read lazily from the registry, and
+	// the later events are those kept under the cache (verify, mount),
+	// where the sidecar of a file would be.
+	sidecar, name := path, filepath.Base(path)
+	var a *archive.Archive
+	if registry.IsRef(path) {
+		var b *registry.Blob
+		if a, b, err = e.openRemote(path); err != nil {
+			return err
+		}
+		defer b.Close()
+		if sidecar, err = b.CustodyBase(); err != nil {
+			a.Close()
+			return err
+		}
+		// The file name it was pushed as; without one, no rename check.
+		name = b.Title
+	} else if a, err = archive.Open(path); err != nil {
 		return err
 	}
 	defer a.Close()
@@ -78,7 +100,7 @@ func (e *env) runLog(o *logOptions, path string) error {
 	var sideErr error
 	if err == nil {
 		var h hashing.Digest
-		side, h, sideErr = manifest.ParseCustodyFile(path+".custody.jsonl", m.Custody.Head, m.Custody.Events)
+		side, h, sideErr = manifest.ParseCustodyFile(sidecar+".custody.jsonl", m.Custody.Head, m.Custody.Events)
 		if errors.Is(sideErr, os.ErrNotExist) {
 			sideErr = nil
 		} else {
@@ -122,7 +144,7 @@ func (e *env) runLog(o *logOptions, path string) error {
 		return err
 	}
 	if sideErr != nil {
-		return fmt.Errorf("%s.custody.jsonl: %w", path, sideErr)
+		return fmt.Errorf("%s.custody.jsonl: %w", sidecar, sideErr)
 	}
 	problems := manifest.TimeOrder(all, len(sealed))
 	var found *int
@@ -133,7 +155,8 @@ func (e *env) runLog(o *logOptions, path string) error {
 			problems = append(problems, manifest.HeadMissing(expect, true))
 		}
 	}
-	warn, renamed := manifest.Renamed(all, filepath.Base(path))
+	warn, renamed := manifest.Renamed(all, name)
+	renamed = renamed && name != ""
 	if o.json {
 		if renamed {
 			fmt.Fprintf(e.stderr, "amber: warning: %s\n", warn)

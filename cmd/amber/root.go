@@ -105,8 +105,8 @@ Linux, 16 a registry refused the credentials, 130 interrupted.`,
 	root.AddCommand(e.newLayersCmds()...)
 	for _, c := range root.Commands() {
 		// Every command that opens an archive reads docker://REF too
-		// (log and capture keep files: their sidecars are local).
-		if strings.Contains(c.Use, "ARCHIVE") && c.Name() != "log" {
+		// (capture keeps files: its sidecars are local).
+		if strings.Contains(c.Use, "ARCHIVE") {
 			e.addRemoteFlags(c)
 		}
 	}

@@ -54,6 +54,9 @@ type Blob struct {
 	ManifestDigest v1.Hash
 	// Annotations are the manifest's.
 	Annotations map[string]string
+	// Title is the archive layer's file name (its OCI title annotation),
+	// the name the archive was pushed as; "" when it has none.
+	Title string
 	// Warn, when set, is told things the user should know (a server that
 	// ignores Range).
 	Warn func(string)
@@ -154,7 +157,7 @@ func OpenEvidence(ctx context.Context, ref string, opts Options, copts CacheOpti
 		return nil, fmt.Errorf("%w: %s: archive layer digest %q", ErrNotEvidence, ref, layer.Digest)
 	}
 	b := &Blob{
-		Ref: r, Digest: layer.Digest, Size: layer.Size, ManifestDigest: mdig, Annotations: m.Annotations,
+		Ref: r, Digest: layer.Digest, Size: layer.Size, ManifestDigest: mdig, Annotations: m.Annotations, Title: layer.Annotations[AnnotationTitle],
 		client: client, opts: opts, url: base + "/blobs/" + layer.Digest.String(), cache: c, hex: layer.Digest.Hex,
 		inflight: map[int64]chan struct{}{}, bg: make(chan struct{}, 2),
 	}
