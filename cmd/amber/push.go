@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/registry"
 )
@@ -68,22 +70,32 @@ func (e *env) runPush(o *pushOptions, path, dest string) error {
 	if err != nil {
 		return usageError{err}
 	}
-	// The evidence is pushed only when it holds: a registry copy of a
-	// damaged archive would carry the damage to every examiner.
-	r, err := archive.Verify(path, archive.VerifyOptions{Ctx: e.ctx})
+	// The evidence is tagged only when it holds: a registry copy of a
+	// damaged archive would carry the damage to every examiner. With its
+	// .sha256 sidecar the archive is verified while it uploads (the
+	// registry checks the uploaded bytes against that digest; the
+	// manifest waits for the verification); without it, first.
+	verify := func(ctx context.Context) (*archive.Report, error) {
+		r, err := archive.Verify(path, archive.VerifyOptions{Ctx: ctx})
+		if err != nil {
+			return nil, err
+		}
+		if !r.OK() {
+			for _, p := range r.Problems {
+				fmt.Fprintf(e.stderr, "FAIL %s\n", escapeName(p.String()))
+			}
+			return nil, fmt.Errorf("%w: %s has %d problem(s); run amber verify; nothing was pushed", errTampered, path, len(r.Problems))
+		}
+		if b, err := os.ReadFile(path + ".sha256"); err == nil {
+			if f := strings.Fields(string(b)); len(f) == 0 || f[0] != r.SHA256.Hex() {
+				return nil, fmt.Errorf("%w: %s.sha256 does not hold the archive's SHA-256 %s; nothing was pushed", errTampered, path, r.SHA256.Hex())
+			}
+		}
+		return r, nil
+	}
+	r, ready, err := e.verifyWhilePushing(path, verify)
 	if err != nil {
 		return err
-	}
-	if !r.OK() {
-		for _, p := range r.Problems {
-			fmt.Fprintf(e.stderr, "FAIL %s\n", escapeName(p.String()))
-		}
-		return fmt.Errorf("%w: %s has %d problem(s); run amber verify; nothing was pushed", errTampered, path, len(r.Problems))
-	}
-	if b, err := os.ReadFile(path + ".sha256"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 0 || f[0] != r.SHA256.Hex() {
-			return fmt.Errorf("%w: %s.sha256 does not hold the archive's SHA-256 %s; nothing was pushed", errTampered, path, r.SHA256.Hex())
-		}
 	}
 	base := filepath.Base(path)
 	var side []registry.PushFile
@@ -120,6 +132,7 @@ func (e *env) runPush(o *pushOptions, path, dest string) error {
 		Config:         registry.Config{Name: base, Size: r.Size, SHA256: r.SHA256.Hex(), Version: version},
 		Annotations:    ann,
 		ArchivePresent: o.custody,
+		Ready:          ready,
 	}
 	prog := isTerminal(e.stderr)
 	if prog {
@@ -186,4 +199,53 @@ func escapeGlob(p string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// verifyWhilePushing starts verify: in the background when the archive's
+// .sha256 sidecar names its digest (what the upload needs first), the push
+// then waiting for it before the manifest (ready); else at once. It
+// returns what the push needs of the archive: its digest and size, and its
+// manifest (read from its end, which the verification checks).
+func (e *env) verifyWhilePushing(path string, verify func(context.Context) (*archive.Report, error)) (*archive.Report, func() error, error) {
+	b, err := os.ReadFile(path + ".sha256")
+	f := strings.Fields(string(b))
+	sum, perr := hashing.Parse("sha256:" + firstOr(f, ""))
+	st, serr := os.Stat(path)
+	if err != nil || perr != nil || serr != nil {
+		r, err := verify(e.ctx)
+		return r, nil, err
+	}
+	a, err := archive.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	m := a.Manifest
+	a.Close()
+	done := make(chan error, 1)
+	var checked *archive.Report
+	go func() {
+		r, err := verify(e.ctx)
+		if err == nil && (r.SHA256 != sum || r.Size != st.Size()) {
+			err = fmt.Errorf("%w: %s changed while it was pushed; nothing was tagged", errTampered, path)
+		}
+		checked = r
+		done <- err
+	}()
+	ready := func() error {
+		if err := <-done; err != nil {
+			return err
+		}
+		if checked.Manifest == nil || checked.Manifest.Case != m.Case {
+			return fmt.Errorf("%w: %s changed while it was pushed; nothing was tagged", errTampered, path)
+		}
+		return nil
+	}
+	return &archive.Report{SHA256: sum, Size: st.Size(), Manifest: m}, ready, nil
+}
+
+func firstOr(f []string, def string) string {
+	if len(f) == 0 {
+		return def
+	}
+	return f[0]
 }

@@ -502,3 +502,37 @@ func fileSize(t *testing.T, p string) int64 {
 	}
 	return st.Size()
 }
+
+// TestPushDamaged: an archive damaged on disk whose .sha256 sidecar was
+// made to match it (bit rot copied, or a forger) uploads — the registry
+// checks the bytes against that digest only — but is verified while it
+// uploads, and nothing is tagged; so is one with no sidecar (verified
+// first).
+func TestPushDamaged(t *testing.T) {
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Auth: true})
+	env := regEnv(t, reg, reg.Password)
+	dir := t.TempDir()
+	arch := filepath.Join(dir, "case.tar.zst")
+	captureWebapp(t, arch)
+	b := must(os.ReadFile(arch))
+	b[len(b)/3] ^= 0x40
+	if err := os.WriteFile(arch, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(arch+".sha256", []byte(sha256Bytes(b)+"  case.tar.zst\n"), 0o600)
+	r := amberIn(t, env, "push", arch, "docker://"+reg.Host+"/case/damaged:v1")
+	if r.code != 3 || !strings.Contains(r.stderr, "nothing") {
+		t.Errorf("push of a damaged archive: exit %d %s; want 3, nothing tagged", r.code, r.stderr)
+	}
+	if code, _ := curlReg(t, reg, "/v2/case/damaged/manifests/v1"); code != "404" {
+		t.Errorf("the damaged archive was tagged: %s", code)
+	}
+	os.Remove(arch + ".sha256")
+	r = amberIn(t, env, "push", arch, "docker://"+reg.Host+"/case/damaged:v2")
+	if r.code != 3 {
+		t.Errorf("push of a damaged archive with no sidecar: exit %d %s; want 3", r.code, r.stderr)
+	}
+	if code, _ := curlReg(t, reg, "/v2/case/damaged/manifests/v2"); code != "404" {
+		t.Errorf("the damaged archive was tagged: %s", code)
+	}
+}

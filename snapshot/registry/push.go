@@ -66,6 +66,10 @@ type PushRequest struct {
 	ArchivePresent bool
 	// Progress is called with archive bytes uploaded so far.
 	Progress func(done, total int64)
+	// Ready, when set, is asked after every blob is in the registry and
+	// before the manifest is put: an error stops the push with no tag
+	// (amber push verifies the archive while it uploads).
+	Ready func() error
 }
 
 // Pushed is the outcome of Push.
@@ -213,6 +217,11 @@ func Push(ctx context.Context, ref name.Tag, req PushRequest, opts Options) (*Pu
 	raw, err := json.Marshal(m)
 	if err != nil {
 		return nil, err
+	}
+	if req.Ready != nil {
+		if err := req.Ready(); err != nil {
+			return nil, fmt.Errorf("push to %s: nothing tagged: %w", where, err)
+		}
 	}
 	if err := remote.Put(ref, rawManifest{raw}, ropts...); err != nil {
 		return nil, fail("putting the manifest", err)
