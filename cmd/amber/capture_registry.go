@@ -1,0 +1,126 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/amber-forensics/amber/manifest"
+	"github.com/amber-forensics/amber/snapshot"
+	"github.com/amber-forensics/amber/snapshot/registry"
+)
+
+// captureTo runs capture with its archive written to o.output: a file,
+// or, for -o docker://REG/REPO:TAG, straight into the registry. There the
+// archive is streamed into a blob upload session while it is written (no
+// local copy: the staging directory, removed at the end, holds only
+// index spills and the small sidecars); once sealed the blob is
+// committed under its SHA-256, the sidecars are uploaded and the manifest
+// put last, so a capture that fails or is interrupted tags nothing and
+// its upload session is abandoned. output and opts are the request's.
+func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Options, capture func() (*snapshot.Result, error)) error {
+	if !registry.IsRef(o.output) {
+		res, err := capture()
+		if err != nil {
+			return err
+		}
+		return e.printCapture(o, res)
+	}
+	ropts := registryOptions(o.insecure)
+	ropts.Transport = o.transport
+	tag, err := registry.ParseTag(o.output, ropts)
+	if err != nil {
+		return usageError{err}
+	}
+	staging, err := os.MkdirTemp("", "amber-capture-")
+	if err != nil {
+		return fmt.Errorf("staging directory: %w", err)
+	}
+	defer os.RemoveAll(staging)
+	*output = filepath.Join(staging, ArtifactFileName(tag.Context().RepositoryStr(), tag.TagStr()))
+	up, err := registry.StartUpload(e.ctx, tag, ropts, staging, func(msg string) {
+		fmt.Fprintf(e.stderr, "amber: %s\n", escapeName(msg))
+	})
+	if err != nil {
+		return err
+	}
+	defer up.Abort() // after Commit, nothing
+	opts.Stream = up
+	res, err := capture()
+	if err != nil {
+		return err
+	}
+	if err := up.Commit(res.Sealed.SHA256); err != nil {
+		return fmt.Errorf("sealing %s: %w; nothing was tagged", o.output, err)
+	}
+	p, err := e.pushCaptured(tag, ropts, res)
+	if err != nil {
+		return fmt.Errorf("sealing %s: %w; nothing was tagged", o.output, err)
+	}
+	return e.printPushedCapture(o, res, p)
+}
+
+// ArtifactFileName is the archive's file name in a capture to
+// REPO:TAG (recorded in the archive, the config and the title): the last
+// path element of the repository and the tag, e.g. node7-web.tar.zst.
+func ArtifactFileName(repo, tag string) string {
+	return repo[strings.LastIndex(repo, "/")+1:] + "-" + tag + ".tar.zst"
+}
+
+// pushCaptured tags the sealed capture: its sidecars and the manifest
+// (the archive blob, committed, is HEAD-checked, not uploaded again);
+// then the "pushed" event, with that manifest's digest, goes into the
+// custody log, and a second version of the manifest carries that log (as
+// amber push --custody would). The tag's final digest is the second's.
+func (e *env) pushCaptured(tag interface{ String() string }, ropts registry.Options, res *snapshot.Result) (*registry.Pushed, error) {
+	t, err := registry.ParseTag(registry.Prefix+tag.String(), ropts)
+	if err != nil {
+		return nil, err
+	}
+	s := res.Sealed
+	req := pushRequest(s.Path, res.Manifest, s.SHA256, s.Size)
+	req.ArchivePresent = true
+	p, err := registry.Push(e.ctx, t, req, ropts)
+	if err != nil {
+		return nil, err
+	}
+	_, _, err = manifest.NewRecorder().Record(s.Path, res.Manifest, "pushed", map[string]string{
+		"registry": p.Registry, "repository": p.Repository, "tag": p.Tag, "manifest": p.Digest.String(),
+		"sha256": s.SHA256.Hex(), "what": "captured to the registry", "tool": "amber " + version,
+	})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "amber: warning: pushed %s, but could not record it in the custody log: %s\n", p.Digest, escapeName(err.Error()))
+		return p, nil
+	}
+	req = pushRequest(s.Path, res.Manifest, s.SHA256, s.Size)
+	req.ArchivePresent = true
+	req.Annotations[registry.AnnotationCreated] = time.Now().UTC().Format(time.RFC3339)
+	p2, err := registry.Push(e.ctx, t, req, ropts)
+	if err != nil {
+		return nil, fmt.Errorf("the capture is tagged %s, but its custody log with the pushed event is not: %w", p.Digest, err)
+	}
+	return p2, nil
+}
+
+// printPushedCapture tells what a capture to a registry sealed and where.
+func (e *env) printPushedCapture(o *captureOptions, res *snapshot.Result, p *registry.Pushed) error {
+	where := registry.Prefix + p.Registry + "/" + p.Repository + ":" + p.Tag
+	sides := []string{}
+	for _, s := range res.Sidecars {
+		sides = append(sides, filepath.Base(s))
+	}
+	if o.json {
+		res.Sealed.Path = where
+		res.Sidecars = sides
+		return e.printCaptureWith(o, res, map[string]any{"registry": p})
+	}
+	res.Sealed.Path = where
+	res.Sidecars = nil
+	if err := e.printCapture(o, res); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "pushed manifest %s (sidecars %s)\n", p.Digest, escapeName(strings.Join(sides, ", ")))
+	return nil
+}
