@@ -298,3 +298,26 @@ func TestCaptureToRegistryInterrupted(t *testing.T) {
 		t.Errorf("after a killed capture the tag answers %s: %s", code, body)
 	}
 }
+
+// TestCaptureToRegistryNoChunks: a registry (a proxy in front of the
+// real one) that refuses chunked uploads: the capture says so, spools
+// the archive and uploads it whole; the tag is there and verifies.
+func TestCaptureToRegistryNoChunks(t *testing.T) {
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Auth: true})
+	proxy := testenv.StartProxy(t, reg)
+	proxy.RefuseChunks.Store(true)
+	registryLogin(t, reg, proxy.Host)
+	src := randomSource(t, t.TempDir(), 20<<20)
+	ref := "docker://" + proxy.Host + "/case/mono:v1"
+	r := amberIn(t, os.Environ(), "capture", "image", src, "-o", ref)
+	t.Logf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+	if r.code != 0 || !strings.Contains(r.stderr, "refused a chunked upload") || !strings.Contains(r.stderr, proxy.Host) {
+		t.Fatalf("capture to a registry refusing chunks: exit %d\n%s", r.code, r.stderr)
+	}
+	code, body := curlReg(t, reg, "/v2/case/mono/manifests/v1")
+	var m ociManifest
+	if code != "200" || json.Unmarshal(body, &m) != nil || len(m.Layers) == 0 || m.Layers[0].Size < 20<<20 {
+		t.Fatalf("the tag: %s %s", code, body)
+	}
+	mustAmber(t, "verify", ref)
+}
