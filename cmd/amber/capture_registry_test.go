@@ -321,3 +321,47 @@ func TestCaptureToRegistryNoChunks(t *testing.T) {
 	}
 	mustAmber(t, "verify", ref)
 }
+
+// TestCaptureToRegistryWrongPassword: a refused login stops the capture
+// before anything is captured: exit 16, the registry named, no tag.
+func TestCaptureToRegistryWrongPassword(t *testing.T) {
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Auth: true})
+	src, err := filepath.Abs(filepath.Join("..", "..", "testdata", "images", "webapp-docker-save.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	env := append(regEnv(t, reg, "wrong"), "TMPDIR="+tmp)
+	r := amberIn(t, env, "capture", "image", src, "-o", "docker://"+reg.Host+"/case/pw:v1")
+	t.Logf("exit %d: %s", r.code, r.stderr)
+	if r.code != exitAuth || !strings.Contains(r.stderr, reg.Host) {
+		t.Errorf("capture with a wrong password: exit %d, want %d\n%s", r.code, exitAuth, r.stderr)
+	}
+	if code, body := curlReg(t, reg, "/v2/case/pw/manifests/v1"); code != "404" {
+		t.Errorf("the tag answers %s: %s", code, body)
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Errorf("the staging directory is left: %v", ents)
+	}
+}
+
+// TestCaptureContainerToRegistry: capture container -o docker:// (the
+// engine's path, shared by pod and host captures) tags a capture that
+// verifies from the registry and, pulled, holds the container.
+func TestCaptureContainerToRegistry(t *testing.T) {
+	testenv.Root(t)
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Auth: true})
+	registryLogin(t, reg)
+	testContainer(t, "amber-ctr-reg")
+	ref := "docker://" + reg.Host + "/case/node7:web"
+	r := amber(t, "capture", "container", "amber-ctr-reg", "--no-memory", "-o", ref)
+	if r.code != 0 {
+		t.Fatalf("capture container -o %s: exit %d\n%s%s", ref, r.code, r.stdout, r.stderr)
+	}
+	mustAmber(t, "verify", ref)
+	pulled := filepath.Join(t.TempDir(), "node7.tar.zst")
+	mustAmber(t, "pull", ref, "-o", pulled)
+	if _, ok := readManifest(t, pulled).Artifact(manifest.KindContainer, "amber-ctr-reg"); !ok {
+		t.Errorf("the pulled capture has no container amber-ctr-reg")
+	}
+}
