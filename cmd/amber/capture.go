@@ -106,7 +106,8 @@ expansion limit allows (--max-expansion, times the layer's size, at least
 64 MiB) is refused: their holes would be hashed as zeros.
 A layer's file index is built in bounded memory: a large one (a layer of
 a million files) spills into temp files beside the archive, unlinked as
-they are made (about twice the index's size: ~400 MB for a million files).`,
+they are made (about twice the index's size: ~400 MB for a million files).
+` + toRegistryHelp,
 		Example: `  amber capture image app.tar -o case.tar.zst --case 2026-041 --exhibit E1 \
       --examiner "J. Doe" --notes "seized from host web-3"
   amber capture image ./oci-layout -o image.tar.zst --md5 --sha1
@@ -161,7 +162,8 @@ counts once, as podman. amber ps lists them.
 Nothing is written to the container, its image or the engine: no image,
 container or volume is created. --pause freezes the containers for a
 consistent capture and always unpauses them, also on Ctrl-C, SIGTERM or an
-error; both are in the custody log.`,
+error; both are in the custody log.
+` + toRegistryHelp,
 		Example: `  amber capture container wordpress -o case.tar.zst --case 2026-041 --examiner "J. Doe"
   amber capture container wordpress db cache -o case.tar.zst
   amber capture container wordpress --no-memory --pause -o case.tar.zst

@@ -12,6 +12,20 @@ import (
 	"github.com/amber-forensics/amber/snapshot/registry"
 )
 
+// toRegistryHelp is the capture commands' word on -o docker://.
+const toRegistryHelp = `
+-o docker://REGISTRY/REPO:TAG captures straight into a registry: the archive
+streams into a chunked blob upload while it is written (no copy on local
+disk; index spills and the small sidecars go to a staging directory under
+TMPDIR, removed at the end), as REPO's last element-TAG.tar.zst. Once
+sealed, the sidecars and the manifest are pushed as amber push would, the
+manifest last: a capture that fails or is interrupted tags nothing and its
+upload session is abandoned. The custody log records the push with the
+manifest's digest, in a second version of the manifest (as push --custody).
+A registry that refuses chunks gets the archive spooled to a temp file
+and uploaded whole (said on stderr). Credentials from the Docker config;
+--insecure for plain HTTP or an unverified certificate.`
+
 // captureTo runs capture with its archive written to o.output: a file,
 // or, for -o docker://REG/REPO:TAG, straight into the registry. There the
 // archive is streamed into a blob upload session while it is written (no
