@@ -48,6 +48,8 @@ type captureOptions struct {
 	allPlatforms bool
 	insecure     bool
 	cache        string
+	// keepLocal: with -o docker://, a directory that keeps a local copy
+	keepLocal string
 	// transport, in tests, reaches a registry with the test's CA.
 	transport http.RoundTripper
 }
@@ -55,6 +57,7 @@ type captureOptions struct {
 func (o *captureOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVarP(&o.output, "output", "o", "", "archive to write (NAME.tar.zst; never overwritten), or docker://REGISTRY/REPO:TAG to stream it straight into a registry")
+	f.StringVar(&o.keepLocal, "keep-local", "", "with -o docker://: also keep the archive and its sidecars in this directory")
 	f.BoolVar(&o.insecure, "insecure", false, "reach the registry (a docker:// source or -o) over plain HTTP or with a certificate that is not verified (loopback and labs)")
 	f.StringVar(&o.c.Case, "case", "", "case identifier")
 	f.StringVar(&o.c.Exhibit, "exhibit", "", "exhibit identifier")

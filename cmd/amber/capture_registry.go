@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,9 @@ disk; index spills and the small sidecars go to a staging directory under
 TMPDIR, removed at the end), as REPO's last element-TAG.tar.zst. Once
 sealed, the sidecars and the manifest are pushed as amber push would, the
 manifest last: a capture that fails or is interrupted tags nothing and its
-upload session is abandoned. The custody log records the push with the
+upload session is abandoned. --keep-local DIR also keeps the archive and
+its sidecars in DIR under that name (written as it streams, to
+NAME.partial, named once the registry holds the tag). The custody log records the push with the
 manifest's digest, in a second version of the manifest (as push --custody).
 A registry that refuses chunks gets the archive spooled to a temp file
 and uploaded whole (said on stderr). Credentials from the Docker config;
@@ -36,6 +39,9 @@ and uploaded whole (said on stderr). Credentials from the Docker config;
 // its upload session is abandoned. output and opts are the request's.
 func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Options, capture func() (*snapshot.Result, error)) error {
 	if !registry.IsRef(o.output) {
+		if o.keepLocal != "" {
+			return usageError{fmt.Errorf("--keep-local is for a capture to a registry (-o docker://REGISTRY/REPO:TAG)")}
+		}
 		res, err := capture()
 		if err != nil {
 			return err
@@ -62,6 +68,14 @@ func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Option
 	}
 	defer up.Abort() // after Commit, nothing
 	opts.Stream = up
+	var keep *keptCopy
+	if o.keepLocal != "" {
+		if keep, err = newKeptCopy(o.keepLocal, filepath.Base(*output), opts.Perm); err != nil {
+			return err
+		}
+		defer keep.discard() // after keep, nothing
+		opts.Stream = io.MultiWriter(up, keep.f)
+	}
 	res, err := capture()
 	if err != nil {
 		return err
@@ -73,7 +87,94 @@ func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Option
 	if err != nil {
 		return fmt.Errorf("sealing %s: %w; nothing was tagged", o.output, err)
 	}
-	return e.printPushedCapture(o, res, p)
+	var kept []string
+	if keep != nil {
+		if kept, err = keep.keep(res.Sidecars); err != nil {
+			return fmt.Errorf("%s is tagged %s, but the local copy was not kept: %w", o.output, p.Digest, err)
+		}
+	}
+	if err := e.printPushedCapture(o, res, p); err != nil {
+		return err
+	}
+	for _, k := range kept {
+		fmt.Fprintf(e.stderr, "kept %s\n", escapeName(k))
+	}
+	return nil
+}
+
+// keptCopy is the local copy --keep-local asks for: the archive written
+// to DIR/NAME.partial as it streams, renamed to NAME with its sidecars
+// once the registry holds the tag; removed on any failure.
+type keptCopy struct {
+	f       *os.File
+	final   string
+	partial string
+	perm    os.FileMode
+	done    bool
+}
+
+func newKeptCopy(dir, name string, perm os.FileMode) (*keptCopy, error) {
+	if perm == 0 {
+		perm = 0o600
+	}
+	k := &keptCopy{final: filepath.Join(dir, name), partial: filepath.Join(dir, name+".partial"), perm: perm}
+	for _, p := range []string{k.final, k.final + ".sha256", k.final + ".custody.jsonl"} {
+		if _, err := os.Lstat(p); err == nil {
+			return nil, fmt.Errorf("--keep-local: %s already exists; amber never overwrites evidence", p)
+		}
+	}
+	f, err := os.OpenFile(k.partial, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return nil, fmt.Errorf("--keep-local: %w", err)
+	}
+	k.f = f
+	return k, nil
+}
+
+// keep syncs the archive, names it and copies the sidecars beside it.
+func (k *keptCopy) keep(sidecars []string) ([]string, error) {
+	if err := k.f.Sync(); err != nil {
+		return nil, err
+	}
+	if err := k.f.Close(); err != nil {
+		return nil, err
+	}
+	if _, err := os.Lstat(k.final); err == nil {
+		return nil, fmt.Errorf("%s appeared during the capture; amber never overwrites evidence", k.final)
+	}
+	if err := os.Rename(k.partial, k.final); err != nil {
+		return nil, err
+	}
+	k.done = true
+	out := []string{k.final}
+	for _, s := range sidecars {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			return out, err
+		}
+		p := filepath.Join(filepath.Dir(k.final), filepath.Base(s))
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, k.perm)
+		if err != nil {
+			return out, err
+		}
+		_, err = f.Write(b)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (k *keptCopy) discard() {
+	if k.done {
+		return
+	}
+	k.f.Close()
+	os.Remove(k.partial)
 }
 
 // ArtifactFileName is the archive's file name in a capture to

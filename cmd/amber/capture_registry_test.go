@@ -365,3 +365,59 @@ func TestCaptureContainerToRegistry(t *testing.T) {
 		t.Errorf("the pulled capture has no container amber-ctr-reg")
 	}
 }
+
+// TestCaptureToRegistryKeepLocal: --keep-local DIR keeps the archive
+// and its sidecars under the artifact's name: sha256sum -c accepts
+// them, the digest is the registry's first layer's, it verifies, and its
+// custody log has the pushed event; an interrupted capture keeps
+// nothing.
+func TestCaptureToRegistryKeepLocal(t *testing.T) {
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Auth: true})
+	registryLogin(t, reg)
+	src, err := filepath.Abs(filepath.Join("..", "..", "testdata", "images", "webapp-docker-save.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := t.TempDir()
+	mustAmber(t, "capture", "image", src, "-o", "docker://"+reg.Host+"/case/e1:web", "--keep-local", keep)
+	arch := filepath.Join(keep, ArtifactFileName("case/e1", "web"))
+	cmd := exec.Command(testenv.Tool(t, "sha256sum"), "-c", "--strict", filepath.Base(arch)+".sha256")
+	cmd.Dir = keep
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sha256sum -c: %v\n%s", err, out)
+	}
+	code, body := curlReg(t, reg, "/v2/case/e1/manifests/web")
+	var m ociManifest
+	sum := strings.Fields(readLines(t, arch+".sha256")[0])[0]
+	if code != "200" || json.Unmarshal(body, &m) != nil || len(m.Layers) == 0 || m.Layers[0].Digest != "sha256:"+sum {
+		t.Fatalf("the tag (%s) is not the kept archive %s: %s", code, sum, body)
+	}
+	if a := custodyActions(t, arch+".custody.jsonl"); a[len(a)-1] != "pushed" {
+		t.Errorf("the kept custody log ends with %v", a)
+	}
+	mustAmber(t, "verify", arch)
+	if r := amber(t, "capture", "image", src, "-o", filepath.Join(keep, "x.tar.zst"), "--keep-local", keep); r.code != exitUsage {
+		t.Errorf("--keep-local with a file -o: exit %d\n%s", r.code, r.stderr)
+	}
+
+	big := randomSource(t, t.TempDir(), 120<<20)
+	keep2 := t.TempDir()
+	c := exec.Command(amberBin, "capture", "image", big, "-o", "docker://"+reg.Host+"/case/k2:v1", "--keep-local", keep2)
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !waitUpload(t, reg, "case/k2", 8<<20) {
+		c.Process.Kill()
+		t.Fatalf("the upload was never seen in progress\n%s", stderr.String())
+	}
+	c.Process.Signal(syscall.SIGINT)
+	err = c.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitInterrupted {
+		t.Errorf("interrupted: %v\n%s", err, stderr.String())
+	}
+	if ents, _ := os.ReadDir(keep2); len(ents) != 0 {
+		t.Errorf("an interrupted capture kept %v", ents)
+	}
+}
