@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -64,23 +65,26 @@ type WriterOptions struct {
 type Writer struct {
 	final, partial string
 	unnamed        bool
-	perm           os.FileMode
-	f              *os.File
-	sum            *hashing.Multi
-	sink           *sink
-	tw             *tar.Writer
-	entries        []manifest.Entry
-	cur            *manifest.Entry
-	curHash        hash.Hash
-	curLeft        int64
-	modTime        time.Time
-	cancel         context.CancelFunc
-	wmErr          chan error
-	closed         bool
-	level          int
-	encoder        string
-	compressedOut  int64
-	mu             sync.Mutex
+	// streaming: the archive goes to a stream (CreateStream), not a
+	// file; cleared once sealed or aborted.
+	streaming     bool
+	perm          os.FileMode
+	f             *os.File
+	sum           *hashing.Multi
+	sink          *sink
+	tw            *tar.Writer
+	entries       []manifest.Entry
+	cur           *manifest.Entry
+	curHash       hash.Hash
+	curLeft       int64
+	modTime       time.Time
+	cancel        context.CancelFunc
+	wmErr         chan error
+	closed        bool
+	level         int
+	encoder       string
+	compressedOut int64
+	mu            sync.Mutex
 }
 
 // Create starts an archive at path. Nothing appears at path until Seal.
@@ -110,11 +114,33 @@ func Create(path string, opts WriterOptions) (*Writer, error) {
 			return nil, fmt.Errorf("%s already exists; amber never overwrites evidence", path)
 		}
 	}
+	return start(&Writer{final: path, partial: partial, unnamed: unnamed, perm: perm, f: f}, f, opts)
+}
+
+// CreateStream starts an archive written to out as it is made (a
+// registry's upload session): the bytes are only ever appended, none
+// read back or rewritten, so out need not be a file. name is the
+// archive's file name (Sealed.Path; its directory is TempDir, where index
+// spills go). Seal ends the stream and reports its SHA-256 and size,
+// hashed as the bytes went out; Abort stops writing (out's owner abandons
+// what it received).
+func CreateStream(name string, out io.Writer, opts WriterOptions) (*Writer, error) {
+	perm := opts.Perm
+	if perm == 0 {
+		perm = 0o600
+	}
+	return start(&Writer{final: name, perm: perm, streaming: true}, out, opts)
+}
+
+// start sets up the compression of a Writer whose output is out (its file
+// f, when it is one).
+func start(w *Writer, out io.Writer, opts WriterOptions) (*Writer, error) {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	w := &Writer{final: path, partial: partial, unnamed: unnamed, perm: perm, f: f, sum: hashing.NewMulti(opts.MD5, opts.SHA1), modTime: now().UTC().Truncate(time.Second)}
+	w.sum = hashing.NewMulti(opts.MD5, opts.SHA1)
+	w.modTime = now().UTC().Truncate(time.Second)
 	level := opts.Level
 	if level == 0 {
 		level = DefaultLevel
@@ -133,7 +159,7 @@ func Create(path string, opts WriterOptions) (*Writer, error) {
 		w.abort()
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
-	fs := &frameSink{w: f, f: f, h: w.sum, n: &w.compressedOut}
+	fs := &frameSink{w: out, f: w.f, h: w.sum, n: &w.compressedOut}
 	fs.cond = sync.NewCond(&fs.mu)
 	sw, err := seekable.NewWriter(nil, &dstEncoder{enc}, seekable.WithWriterEnvironment(fs))
 	if err != nil {
@@ -369,6 +395,10 @@ func (w *Writer) Seal(m *manifest.Manifest, custody *manifest.Chain) (*Sealed, e
 		w.abort()
 		return nil, fmt.Errorf("compressing archive: %w", err)
 	}
+	if w.streaming {
+		w.streaming = false
+		return w.sealed(me.SHA256, t), nil
+	}
 	if err := w.f.Sync(); err != nil {
 		w.abort()
 		return nil, fmt.Errorf("syncing archive: %w", err)
@@ -409,7 +439,11 @@ func (w *Writer) Seal(m *manifest.Manifest, custody *manifest.Chain) (*Sealed, e
 		d.Sync()
 		d.Close()
 	}
-	return &Sealed{Path: w.final, Perm: w.perm, Size: w.compressedOut, SHA256: w.sum.SHA256(), MD5: w.sum.MD5Hex(), SHA1: w.sum.SHA1Hex(), ManifestSHA256: me.SHA256, Trailer: t}, nil
+	return w.sealed(me.SHA256, t), nil
+}
+
+func (w *Writer) sealed(manifestSHA256 hashing.Digest, t Trailer) *Sealed {
+	return &Sealed{Path: w.final, Perm: w.perm, Size: w.compressedOut, SHA256: w.sum.SHA256(), MD5: w.sum.MD5Hex(), SHA1: w.sum.SHA1Hex(), ManifestSHA256: manifestSHA256, Trailer: t}
 }
 
 func (w *Writer) fail(err error) error {
@@ -424,9 +458,10 @@ func (w *Writer) Abort() { w.abort() }
 func (w *Writer) abort() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.f == nil {
+	if w.f == nil && !w.streaming {
 		return
 	}
+	w.streaming = false
 	if w.cancel != nil {
 		w.cancel()
 	}
@@ -434,6 +469,9 @@ func (w *Writer) abort() {
 		w.closed = true
 		close(w.sink.fr.out)
 		<-w.wmErr
+	}
+	if w.f == nil {
+		return // a stream: its owner abandons it
 	}
 	w.f.Close()
 	if !w.unnamed {

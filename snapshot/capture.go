@@ -46,6 +46,11 @@ type Options struct {
 	// the source. Each such layer is read once more to learn its digest
 	// before it is stored.
 	KeepMismatched bool
+	// Stream, when set, receives the archive as it is written (a
+	// registry's upload session) instead of a file at the output: the
+	// output's directory is then only the staging directory (spills,
+	// sidecars). Nothing is written at the output's name.
+	Stream io.Writer
 	// keepIndexes: every layer's parsed index is kept for later (a
 	// container's change list needs its image's): a large one is read in
 	// pages from a temp file.

@@ -143,7 +143,7 @@ func CaptureEngine(ctx context.Context, rt engine.Runtime, req EngineRequest) (r
 	for i, p := range req.Pods {
 		extra[fmt.Sprintf("pod_%d", i)] = p.Namespace + "/" + p.Name + " sandbox " + p.SandboxID
 	}
-	if err := e.begin(req.CommandLine, extra, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Encoder: req.Encoder}, req.Output); err != nil {
+	if err := e.begin(req.CommandLine, extra, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Encoder: req.Encoder}, req.Output, req.Stream); err != nil {
 		return nil, err
 	}
 	defer e.abort()

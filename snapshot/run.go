@@ -128,7 +128,7 @@ func CaptureImageFiles(ctx context.Context, req Request) (*Result, error) {
 		acq.Sources = append(acq.Sources, rec)
 	}
 	waitSums := hashSources(ctx, req, acq.Sources, remote)
-	if err := s.begin(req.CommandLine, nil, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Encoder: req.Encoder}, req.Output); err != nil {
+	if err := s.begin(req.CommandLine, nil, archive.WriterOptions{MD5: req.MD5, SHA1: req.SHA1, Progress: req.WriteProgress, Level: req.Level, Perm: req.Perm, Encoder: req.Encoder}, req.Output, req.Stream); err != nil {
 		return nil, err
 	}
 	defer s.abort()

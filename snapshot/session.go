@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"time"
 
@@ -53,7 +54,7 @@ func (s *session) ev(action string, details map[string]string) error {
 // begin records the acquisition-started event (the command line, the
 // output, every source of the acquisition record, and extra) and creates
 // the archive. From here on, abort must be deferred.
-func (s *session) begin(cmdline []string, extra map[string]string, opts archive.WriterOptions, output string) error {
+func (s *session) begin(cmdline []string, extra map[string]string, opts archive.WriterOptions, output string, stream io.Writer) error {
 	details := map[string]string{"command_line": ShellJoin(cmdline), "output": filepath.Base(output)}
 	for k, v := range extra {
 		details[k] = v
@@ -65,7 +66,13 @@ func (s *session) begin(cmdline []string, extra map[string]string, opts archive.
 		return err
 	}
 	opts.Now = s.now
-	w, err := archive.Create(output, opts)
+	var w *archive.Writer
+	var err error
+	if stream != nil {
+		w, err = archive.CreateStream(output, stream, opts)
+	} else {
+		w, err = archive.Create(output, opts)
+	}
 	if err != nil {
 		return err
 	}

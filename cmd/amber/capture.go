@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -47,11 +48,17 @@ type captureOptions struct {
 	allPlatforms bool
 	insecure     bool
 	cache        string
+	// keepLocal: with -o docker://, a directory that keeps a local copy
+	keepLocal string
+	// transport, in tests, reaches a registry with the test's CA.
+	transport http.RoundTripper
 }
 
 func (o *captureOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVarP(&o.output, "output", "o", "", "archive to write (NAME.tar.zst); never overwritten")
+	f.StringVarP(&o.output, "output", "o", "", "archive to write (NAME.tar.zst; never overwritten), or docker://REGISTRY/REPO:TAG to stream it straight into a registry")
+	f.StringVar(&o.keepLocal, "keep-local", "", "with -o docker://: also keep the archive and its sidecars in this directory")
+	f.BoolVar(&o.insecure, "insecure", false, "reach the registry (a docker:// source or -o) over plain HTTP or with a certificate that is not verified (loopback and labs)")
 	f.StringVar(&o.c.Case, "case", "", "case identifier")
 	f.StringVar(&o.c.Exhibit, "exhibit", "", "exhibit identifier")
 	f.StringVar(&o.c.Examiner, "examiner", "", "examiner's name (default: the OS user)")
@@ -102,7 +109,8 @@ expansion limit allows (--max-expansion, times the layer's size, at least
 64 MiB) is refused: their holes would be hashed as zeros.
 A layer's file index is built in bounded memory: a large one (a layer of
 a million files) spills into temp files beside the archive, unlinked as
-they are made (about twice the index's size: ~400 MB for a million files).`,
+they are made (about twice the index's size: ~400 MB for a million files).
+` + toRegistryHelp,
 		Example: `  amber capture image app.tar -o case.tar.zst --case 2026-041 --exhibit E1 \
       --examiner "J. Doe" --notes "seized from host web-3"
   amber capture image ./oci-layout -o image.tar.zst --md5 --sha1
@@ -118,7 +126,6 @@ they are made (about twice the index's size: ~400 MB for a million files).`,
 	img.Flags().BoolVar(&o.keepMismatched, "keep-mismatched", false, "keep a layer (of an image file or a registry) whose bytes do not match its manifest's digest or the config's diff_id: stored as found under its own digest and flagged (layer-digest-mismatch), instead of refusing the source (one more read of each layer)")
 	img.Flags().StringVar(&o.platform, "platform", "", "of a registry's multi-platform image, the one to take: os/arch[/variant] (default: this host's, "+registry.HostPlatform()+")")
 	img.Flags().BoolVar(&o.allPlatforms, "all-platforms", false, "of a registry's multi-platform image, take every platform")
-	img.Flags().BoolVar(&o.insecure, "insecure", false, "reach the registry over plain HTTP or with a certificate that is not verified (loopback and labs)")
 	img.Flags().StringVar(&o.cache, "cache", "", "where a registry's blob is kept while it is captured, unlinked (default: the archive's directory)")
 	co := &captureOptions{}
 	ctr := &cobra.Command{
@@ -158,7 +165,8 @@ counts once, as podman. amber ps lists them.
 Nothing is written to the container, its image or the engine: no image,
 container or volume is created. --pause freezes the containers for a
 consistent capture and always unpauses them, also on Ctrl-C, SIGTERM or an
-error; both are in the custody log.`,
+error; both are in the custody log.
+` + toRegistryHelp,
 		Example: `  amber capture container wordpress -o case.tar.zst --case 2026-041 --examiner "J. Doe"
   amber capture container wordpress db cache -o case.tar.zst
   amber capture container wordpress --no-memory --pause -o case.tar.zst
@@ -227,7 +235,7 @@ func (e *env) runCaptureImage(o *captureOptions, sources []string) error {
 	if len(remote) > 0 && len(refs) > 0 {
 		return usageError{fmt.Errorf("capture image: %s are in a registry and %s are engine images; capture them into separate archives", strings.Join(remote, ", "), strings.Join(refs, ", "))}
 	}
-	if (o.platform != "" || o.allPlatforms || o.insecure || o.cache != "") && len(remote) == 0 {
+	if (o.platform != "" || o.allPlatforms || (o.insecure && !registry.IsRef(o.output)) || o.cache != "") && len(remote) == 0 {
 		return usageError{fmt.Errorf("--platform, --all-platforms, --insecure and --cache are for images in a registry (docker://HOST/REPO:TAG)")}
 	}
 	if len(refs) > 0 {
@@ -241,11 +249,18 @@ func (e *env) runCaptureImage(o *captureOptions, sources []string) error {
 		Tool: manifest.Tool{Name: "amber", Version: version}, MD5: o.md5, SHA1: o.sha1, HashSources: o.hashSource, Level: o.level,
 		Options: o.snapshotOptions(),
 	}
+	return e.captureTo(o, &req.Output, &req.Options, func() (*snapshot.Result, error) {
+		return e.captureImageFiles(o, req, remote)
+	})
+}
+
+// captureImageFiles captures image files and a registry's images.
+func (e *env) captureImageFiles(o *captureOptions, req snapshot.Request, remote []string) (*snapshot.Result, error) {
 	if len(remote) > 0 {
 		ropts := registry.SourceOptions{Options: registry.Options{Insecure: o.insecure, UserAgent: "amber/" + version},
 			Platform: o.platform, AllPlatforms: o.allPlatforms, SpoolDir: o.cache}
 		if ropts.SpoolDir == "" {
-			ropts.SpoolDir = filepath.Dir(o.output)
+			ropts.SpoolDir = filepath.Dir(req.Output)
 		}
 		req.OpenRef = ropts.Opener()
 	}
@@ -261,10 +276,7 @@ func (e *env) runCaptureImage(o *captureOptions, sources []string) error {
 	if prog {
 		fmt.Fprint(e.stderr, "\r\033[K")
 	}
-	if err != nil {
-		return err
-	}
-	return e.printCapture(o, res)
+	return res, err
 }
 
 func (e *env) runCaptureEngine(o *captureOptions, images, containers []string) error {
@@ -324,17 +336,21 @@ func (e *env) captureWith(o *captureOptions, rt engine.Runtime, req snapshot.Eng
 	default:
 		return usageError{fmt.Errorf("--images-from %q: use auto or engine", o.imagesFrom)}
 	}
-	res, err := snapshot.CaptureEngine(e.ctx, rt, req)
-	if isTerminal(e.stderr) {
-		fmt.Fprint(e.stderr, "\r\033[K")
-	}
-	if err != nil {
-		return err
-	}
-	return e.printCapture(o, res)
+	return e.captureTo(o, &req.Output, &req.Options, func() (*snapshot.Result, error) {
+		res, err := snapshot.CaptureEngine(e.ctx, rt, req)
+		if isTerminal(e.stderr) {
+			fmt.Fprint(e.stderr, "\r\033[K")
+		}
+		return res, err
+	})
 }
 
 func (e *env) printCapture(o *captureOptions, res *snapshot.Result) error {
+	return e.printCaptureWith(o, res, nil)
+}
+
+// printCaptureWith prints a capture; extra are more fields of --json.
+func (e *env) printCaptureWith(o *captureOptions, res *snapshot.Result, extra map[string]any) error {
 	if o.json {
 		out := map[string]any{
 			"archive": res.Sealed.Path, "size": res.Sealed.Size, "sha256": res.Sealed.SHA256.Hex(),
@@ -346,6 +362,9 @@ func (e *env) printCapture(o *captureOptions, res *snapshot.Result) error {
 		}
 		if res.Sealed.SHA1 != "" {
 			out["sha1"] = res.Sealed.SHA1
+		}
+		for k, v := range extra {
+			out[k] = v
 		}
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")

@@ -97,43 +97,10 @@ func (e *env) runPush(o *pushOptions, path, dest string) error {
 	if err != nil {
 		return err
 	}
-	base := filepath.Base(path)
-	var side []registry.PushFile
-	for _, s := range []struct{ suf, mt string }{
-		{".sha256", registry.MediaTypeDigests}, {".md5", registry.MediaTypeDigests}, {".sha1", registry.MediaTypeDigests},
-		{".custody.jsonl", registry.MediaTypeCustody},
-	} {
-		if st, err := os.Stat(path + s.suf); err == nil && st.Mode().IsRegular() {
-			side = append(side, registry.PushFile{Path: path + s.suf, Title: base + s.suf, MediaType: s.mt})
-		}
-	}
-	sigs, _ := filepath.Glob(escapeGlob(path) + "*.sig")
-	for _, s := range sigs {
-		if st, err := os.Stat(s); err == nil && st.Mode().IsRegular() {
-			if _, ok := registry.SidecarSuffix(base, filepath.Base(s)); ok {
-				side = append(side, registry.PushFile{Path: s, Title: filepath.Base(s), MediaType: registry.MediaTypeSignature})
-			}
-		}
-	}
-	m := r.Manifest
-	ann := map[string]string{
-		registry.AnnotationCreated:       time.Now().UTC().Format(time.RFC3339),
-		registry.AnnotationVersion:       version,
-		registry.AnnotationArchiveSHA256: r.SHA256.Hex(),
-		registry.AnnotationTitle:         base,
-	}
-	for k, v := range map[string]string{registry.AnnotationCase: m.Case.Case, registry.AnnotationExhibit: m.Case.Exhibit, registry.AnnotationExaminer: m.Case.Examiner} {
-		if v != "" {
-			ann[k] = v
-		}
-	}
-	req := registry.PushRequest{
-		Archive: path, SHA256: r.SHA256, Size: r.Size, Sidecars: side,
-		Config:         registry.Config{Name: base, Size: r.Size, SHA256: r.SHA256.Hex(), Version: version},
-		Annotations:    ann,
-		ArchivePresent: o.custody,
-		Ready:          ready,
-	}
+	req := pushRequest(path, r.Manifest, r.SHA256, r.Size)
+	req.ArchivePresent = o.custody
+	req.Ready = ready
+	m, base, side := r.Manifest, filepath.Base(path), req.Sidecars
 	prog := isTerminal(e.stderr)
 	if prog {
 		last := time.Time{}
@@ -179,6 +146,48 @@ func (e *env) runPush(o *pushOptions, path, dest string) error {
 	}
 	fmt.Fprintf(e.stderr, "pushed %s to docker://%s (%s; sidecars %s)\n", escapeName(base), escapeName(tag.Name()), what, escapeName(strings.Join(titles(side), ", ")))
 	return nil
+}
+
+// pushRequest is the evidence artifact of the sealed archive at path
+// (manifest m, SHA-256 sum, size bytes): its sidecars present beside it,
+// the annotations, the config. amber push and a capture to a registry
+// push the same.
+func pushRequest(path string, m *manifest.Manifest, sum hashing.Digest, size int64) registry.PushRequest {
+	base := filepath.Base(path)
+	var side []registry.PushFile
+	for _, s := range []struct{ suf, mt string }{
+		{".sha256", registry.MediaTypeDigests}, {".md5", registry.MediaTypeDigests}, {".sha1", registry.MediaTypeDigests},
+		{".custody.jsonl", registry.MediaTypeCustody},
+	} {
+		if st, err := os.Stat(path + s.suf); err == nil && st.Mode().IsRegular() {
+			side = append(side, registry.PushFile{Path: path + s.suf, Title: base + s.suf, MediaType: s.mt})
+		}
+	}
+	sigs, _ := filepath.Glob(escapeGlob(path) + "*.sig")
+	for _, s := range sigs {
+		if st, err := os.Stat(s); err == nil && st.Mode().IsRegular() {
+			if _, ok := registry.SidecarSuffix(base, filepath.Base(s)); ok {
+				side = append(side, registry.PushFile{Path: s, Title: filepath.Base(s), MediaType: registry.MediaTypeSignature})
+			}
+		}
+	}
+	ann := map[string]string{
+		registry.AnnotationCreated:       time.Now().UTC().Format(time.RFC3339),
+		registry.AnnotationVersion:       version,
+		registry.AnnotationArchiveSHA256: sum.Hex(),
+		registry.AnnotationTitle:         base,
+	}
+	for k, v := range map[string]string{registry.AnnotationCase: m.Case.Case, registry.AnnotationExhibit: m.Case.Exhibit, registry.AnnotationExaminer: m.Case.Examiner} {
+		if v != "" {
+			ann[k] = v
+		}
+	}
+	req := registry.PushRequest{
+		Archive: path, SHA256: sum, Size: size, Sidecars: side,
+		Config:      registry.Config{Name: base, Size: size, SHA256: sum.Hex(), Version: version},
+		Annotations: ann,
+	}
+	return req
 }
 
 func titles(fs []registry.PushFile) []string {

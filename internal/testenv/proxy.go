@@ -33,6 +33,11 @@ type Proxy struct {
 	// IgnoreRange drops Range headers: the registry answers 200 with the
 	// whole blob, as some servers do.
 	IgnoreRange atomic.Bool
+	// RefuseChunks answers a blob upload's PATCH that carries a
+	// Content-Range with 416, as registries that take only monolithic
+	// or streamed uploads do; the registry's upload URLs then name the
+	// proxy, so that every PATCH comes through it.
+	RefuseChunks atomic.Bool
 
 	blobBytes atomic.Int64
 	mu        sync.Mutex
@@ -69,6 +74,14 @@ func StartProxy(t testing.TB, r *Registry) *Proxy {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
+			if p.RefuseChunks.Load() {
+				proto := "http"
+				if pr.In.TLS != nil {
+					proto = "https"
+				}
+				pr.Out.Header.Set("X-Forwarded-Host", pr.In.Host)
+				pr.Out.Header.Set("X-Forwarded-Proto", proto)
+			}
 			if strings.Contains(pr.In.URL.Path, "/blobs/") {
 				p.mu.Lock()
 				p.ranges = append(p.ranges, pr.In.Header.Get("Range"))
@@ -96,7 +109,13 @@ func StartProxy(t testing.TB, r *Registry) *Proxy {
 			return nil
 		},
 	}
-	srv := httptest.NewUnstartedServer(rp)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.RefuseChunks.Load() && r.Method == http.MethodPatch && r.Header.Get("Content-Range") != "" {
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
 	if r.CAFile != "" {
 		cert, err := tls.LoadX509KeyPair(r.CAFile, filepath.Join(filepath.Dir(r.CAFile), "registry.key"))
 		if err != nil {
