@@ -16,10 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/amber-forensics/amber/snapshot/engine"
-	"github.com/amber-forensics/amber/snapshot/internal/layerstore"
 )
 
 // imageConfig is what amber reads of an image config.
@@ -72,26 +69,7 @@ func (s *Store) imageIDs() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := layerstore.OpenAt(s.dfd, s.real, path.Join(dir, "imagedb/content/sha256"), unix.O_RDONLY|unix.O_DIRECTORY)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("listing images: %w", err)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", f.Name(), err)
-	}
-	ids := names[:0]
-	for _, n := range names {
-		if hex64.MatchString(n) {
-			ids = append(ids, n)
-		}
-	}
-	sort.Strings(ids)
-	return ids, nil
+	return s.hexNames(path.Join(dir, "imagedb/content/sha256"), "images")
 }
 
 // repositories reads repositories.json: each image ID's references.

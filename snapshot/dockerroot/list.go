@@ -66,13 +66,17 @@ func (r *record) status() string {
 
 // containerIDs lists the data root's containers/ directory: the names
 // that are container IDs.
-func (s *Store) containerIDs() ([]string, error) {
-	f, err := layerstore.OpenAt(s.dfd, s.real, "containers", unix.O_RDONLY|unix.O_DIRECTORY)
+func (s *Store) containerIDs() ([]string, error) { return s.hexNames("containers", "containers") }
+
+// hexNames lists the names in rel (under the data root) that are 64 hex
+// digits, sorted; none when rel is not there. what names it in errors.
+func (s *Store) hexNames(rel, what string) ([]string, error) {
+	f, err := layerstore.OpenAt(s.dfd, s.real, rel, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("listing containers: %w", err)
+		return nil, fmt.Errorf("listing %s: %w", what, err)
 	}
 	defer f.Close()
 	names, err := f.Readdirnames(-1)
