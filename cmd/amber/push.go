@@ -21,6 +21,7 @@ type pushOptions struct {
 	json     bool
 	insecure bool
 	custody  bool
+	full     bool
 }
 
 func (e *env) newPushCmd() *cobra.Command {
@@ -28,7 +29,7 @@ func (e *env) newPushCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "push ARCHIVE docker://REGISTRY/REPO:TAG",
 		Short: "Put a sealed archive and its sidecars into an OCI registry",
-		Long: `push verifies the archive, then uploads it unchanged to a registry as an
+		Long: `push uploads a sealed archive unchanged to a registry as an
 OCI artifact (an image manifest with artifactType ` + registry.ArtifactType + `):
 the archive byte for byte as the first layer, so that the registry's digest
 of it is the archive's SHA-256 (its .sha256 sidecar); the sidecars present
@@ -39,6 +40,14 @@ leaves no tag.
 
 It appends a "pushed" event (registry, repository, tag, manifest digest) to
 ARCHIVE.custody.jsonl and prints the manifest digest.
+
+While it uploads, push checks the archive as it was sealed: every frame's
+bytes against its sealed digest, the seek table, trailer and manifest, the
+file indexes and Merkle roots, and the sidecars; a byte changed since sealing
+stops it before the tag (exit 3). --full also re-derives every file's hash and
+every layer's digest from the content, as amber verify does (it costs as much
+CPU as the upload takes time). An archive without a .sha256 sidecar is checked
+before the upload instead.
 
 --custody pushes a new manifest version with the current custody sidecar
 (events recorded since, such as "pushed" and "pulled"): the archive blob,
@@ -55,6 +64,7 @@ credentials. Exit 5: no such repository or blob.`,
 	}
 	c.Flags().BoolVar(&o.json, "json", false, "print the result as JSON")
 	c.Flags().BoolVar(&o.insecure, "insecure", false, "allow plain HTTP and an unverified certificate (loopback, labs)")
+	c.Flags().BoolVar(&o.full, "full", false, "check every file's content and layer digest too (as amber verify), not only the sealed frames")
 	c.Flags().BoolVar(&o.custody, "custody", false, "push a new manifest version with the current custody sidecar; the archive blob must be in the registry already")
 	return c
 }
@@ -76,7 +86,7 @@ func (e *env) runPush(o *pushOptions, path, dest string) error {
 	// registry checks the uploaded bytes against that digest; the
 	// manifest waits for the verification); without it, first.
 	verify := func(ctx context.Context) (*archive.Report, error) {
-		r, err := archive.Verify(path, archive.VerifyOptions{Ctx: ctx})
+		r, err := archive.Verify(path, archive.VerifyOptions{Ctx: ctx, Sealed: !o.full})
 		if err != nil {
 			return nil, err
 		}
