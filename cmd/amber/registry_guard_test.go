@@ -264,9 +264,10 @@ func TestRegistryReadStalled(t *testing.T) {
 }
 
 // TestRegistryCacheBound: with --cache-max 6M, cat of 24 files of 1 MiB
-// each (random, so the archive is about 24 MiB) from the registry: each
-// output's SHA-256 is its file's, and the cache directory never holds
-// more than the bound after a command.
+// each (random, so the archive is about 36 MiB with a 12 MiB file) from
+// the registry: each output's SHA-256 is its file's, and the cache
+// directory never holds more than the bound after a command; so with the
+// 12 MiB file through a 4 MiB cache; a bound under 4M is refused.
 func TestRegistryCacheBound(t *testing.T) {
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Auth: true})
 	registryLogin(t, reg)
@@ -282,6 +283,9 @@ func TestRegistryCacheBound(t *testing.T) {
 		h := sha256.Sum256(b)
 		sums[p] = hex.EncodeToString(h[:])
 	}
+	big := make([]byte, 12<<20)
+	rng.Read(big)
+	es = append(es, fixture.File("data/big.bin", string(big)))
 	src := filepath.Join(dir, "rand.tar")
 	if err := fixture.DockerSave(src, fixture.Image{Tags: []string{"rand:1"}, Layers: [][]byte{fixture.Layer(es...)}}); err != nil {
 		t.Fatal(err)
@@ -301,6 +305,16 @@ func TestRegistryCacheBound(t *testing.T) {
 		if n := dirSize(filepath.Join(cache, "blobs")); n > bound {
 			t.Errorf("after cat %s the cache holds %d bytes, more than its bound %d", p, n, bound)
 		}
+	}
+	// A file three times the smallest bound, read in order (the read
+	// ahead grows to 16 MiB): the cache still keeps to 4 MiB and the bytes
+	// are the file's.
+	out := mustAmber(t, "cat", "--cache", cache, "--cache-max", "4M", ref, "images/rand_1/rootfs/data/big.bin")
+	if got, want := sha256Bytes([]byte(out)), sha256Bytes(big); got != want {
+		t.Errorf("cat of a 12 MiB file through a 4 MiB cache: sha256 %s, want %s", got, want)
+	}
+	if n := dirSize(filepath.Join(cache, "blobs")); n > 4<<20 {
+		t.Errorf("after cat of a 12 MiB file the cache holds %d bytes, more than its bound %d", n, 4<<20)
 	}
 	if r := amber(t, "cat", "--cache", cache, "--cache-max", "1M", ref, "images/rand_1/rootfs/data/r00.bin"); r.code != exitUsage {
 		t.Errorf("--cache-max 1M: exit %d, want %d (too small)\n%s", r.code, exitUsage, r.stderr)
