@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -67,10 +69,14 @@ func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Option
 	// registry untagged (until its garbage collection).
 	where := registry.Prefix + tag.Name()
 	var committed, tagged bool
+	var sum hashing.Digest
 	defer func() {
 		left := "nothing was tagged at " + where + "; the upload session was abandoned"
 		if committed {
 			left = "nothing was tagged at " + where + "; the archive's blob, uploaded, stays in the registry, untagged, until its garbage collection"
+			if d, ok := e.landedAnyway(err, func(ctx context.Context) (*registry.Tagged, error) { return registry.Existing(ctx, tag, ropts) }, sum); ok {
+				left = where + " was tagged (manifest " + d + ") as the interruption came, without the custody log that records the push"
+			}
 		}
 		if tagged {
 			left = where + " is tagged, but not with the custody log that records the push"
@@ -117,6 +123,7 @@ func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Option
 	if err != nil {
 		return err
 	}
+	sum = res.Sealed.SHA256
 	if err := up.Commit(res.Sealed.SHA256); err != nil {
 		return fmt.Errorf("sealing %s: %w; nothing was tagged", o.output, err)
 	}
@@ -144,6 +151,23 @@ func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Option
 		fmt.Fprintf(e.stderr, "kept %s\n", escapeName(k))
 	}
 	return nil
+}
+
+// landedAnyway says, for a push interrupted (err) while its manifest was
+// on its way, whether the tag names the archive sum after all: the
+// registry took the manifest as the interruption came. It asks again
+// with a context of its own (the command's is cancelled), briefly.
+func (e *env) landedAnyway(err error, existing func(context.Context) (*registry.Tagged, error), sum hashing.Digest) (string, bool) {
+	if err == nil || sum.IsZero() || (!errors.Is(err, context.Canceled) && e.ctx.Err() == nil) {
+		return "", false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t, terr := existing(ctx)
+	if terr != nil || t == nil || t.Archive.Hex != sum.Hex() {
+		return "", false
+	}
+	return t.Digest.String(), true
 }
 
 // keptCopy is the local copy --keep-local asks for: the archive written

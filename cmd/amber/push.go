@@ -155,7 +155,16 @@ func (e *env) runPush(o *pushOptions, path, dest string) error {
 		fmt.Fprint(e.stderr, "\r\033[K")
 	}
 	if err != nil {
-		return interruptedAt(e, err, "nothing was tagged at "+registry.Prefix+tag.Name()+"; the blobs uploaded by then stay in the registry, untagged, until its garbage collection")
+		where := registry.Prefix + tag.Name()
+		left := "nothing was tagged at " + where + "; the blobs uploaded by then stay in the registry, untagged, until its garbage collection"
+		// Without --custody or --force the tag did not name this archive
+		// before: if it does now, the manifest landed.
+		if !o.custody && !o.force {
+			if d, ok := e.landedAnyway(err, func(ctx context.Context) (*registry.Tagged, error) { return registry.Existing(ctx, tag, ropts) }, r.SHA256); ok {
+				left = where + " was tagged (manifest " + d + ") as the interruption came; the custody log does not record the push"
+			}
+		}
+		return interruptedAt(e, err, left)
 	}
 	action := "pushed"
 	if o.custody {

@@ -152,12 +152,44 @@ func holdManifest(proxy *testenv.Proxy, repo string) chan []byte {
 	return held
 }
 
+// landManifest makes proxy put the first manifest PUT to repo into the
+// registry itself, then hold the client's request until it gives up: a
+// registry that took the manifest as the client was interrupted.
+func landManifest(t *testing.T, proxy *testenv.Proxy, reg *testenv.Registry, repo string) chan []byte {
+	held := make(chan []byte, 1)
+	client := &http.Client{Transport: caTransport(t, reg)}
+	hook := func(r *http.Request, body []byte) bool {
+		if !strings.Contains(r.URL.Path, "/v2/"+repo+"/manifests/") {
+			return true
+		}
+		req, _ := http.NewRequest(http.MethodPut, reg.URL()+r.URL.Path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
+		req.SetBasicAuth(reg.User, reg.Password)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+		}
+		select {
+		case held <- body:
+		default:
+		}
+		select {
+		case <-r.Context().Done():
+		case <-time.After(30 * time.Second):
+		}
+		return false
+	}
+	proxy.OnManifestPut.Store(&hook)
+	return held
+}
+
 // TestRegistryInterruptedBeforeTag: SIGINT while the manifest of a
 // capture -o docker:// (and of a push) is on its way, every blob already
 // committed: exit 130, no tag, a message naming the reference and that
 // nothing was tagged (not an "output name"); the archive blob stays in
 // the registry, untagged (distribution keeps it until its garbage
-// collection), as the help says.
+// collection), as the help says. When the registry took the manifest as
+// the interruption came (the proxy puts it, then holds the answer), the
+// message says the tag is there, with its digest.
 func TestRegistryInterruptedBeforeTag(t *testing.T) {
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Auth: true})
 	proxy := testenv.StartProxy(t, reg)
@@ -170,13 +202,21 @@ func TestRegistryInterruptedBeforeTag(t *testing.T) {
 	arch := filepath.Join(t.TempDir(), "e1.tar.zst")
 	captureWebapp(t, arch)
 	for _, c := range []struct {
-		repo string
-		args []string
+		repo   string
+		args   []string
+		landed bool
 	}{
-		{"case/win", []string{"capture", "image", src, "-o", "docker://" + proxy.Host + "/case/win:v1"}},
-		{"case/wpush", []string{"push", arch, "docker://" + proxy.Host + "/case/wpush:v1"}},
+		{"case/win", []string{"capture", "image", src, "-o", "docker://" + proxy.Host + "/case/win:v1"}, false},
+		{"case/wpush", []string{"push", arch, "docker://" + proxy.Host + "/case/wpush:v1"}, false},
+		// The registry took the manifest, the answer was lost to the
+		// interruption: the message says the tag is there.
+		{"case/wland", []string{"capture", "image", src, "-o", "docker://" + proxy.Host + "/case/wland:v1"}, true},
+		{"case/wlandp", []string{"push", arch, "docker://" + proxy.Host + "/case/wlandp:v1"}, true},
 	} {
 		held := holdManifest(proxy, c.repo)
+		if c.landed {
+			held = landManifest(t, proxy, reg, c.repo)
+		}
 		cmd := exec.Command(amberBin, c.args...)
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stderr, &stderr
@@ -204,6 +244,13 @@ func TestRegistryInterruptedBeforeTag(t *testing.T) {
 		ref := c.args[len(c.args)-1]
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitInterrupted {
 			t.Errorf("amber %s interrupted: %v, want exit %d", c.args[0], err, exitInterrupted)
+		}
+		if c.landed {
+			d, _ := tagDigest(t, reg, c.repo, "v1")
+			if s := stderr.String(); d == "" || !strings.Contains(s, ref+" was tagged (manifest "+d+")") {
+				t.Errorf("amber %s interrupted as the registry took its manifest (tag %q) says %q; want it to say %s was tagged", c.args[0], d, s, ref)
+			}
+			continue
 		}
 		if s := stderr.String(); !strings.Contains(s, "nothing was tagged at "+ref) || strings.Contains(s, "output name") {
 			t.Errorf("amber %s interrupted says %q; want it to name %s and say nothing was tagged", c.args[0], s, ref)
