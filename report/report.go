@@ -577,8 +577,8 @@ func files(a *archive.Archive) ([]LayerFiles, error) {
 					if err != nil {
 						return nil, fmt.Errorf("the file index of layer %s: %w", l.Digest, err)
 					}
-					if rec.Path == "" || rec.Has(fileindex.FlagImplicit) {
-						continue // the root and parents no tar entry holds
+					if rec.Has(fileindex.FlagImplicit) {
+						continue // a parent no tar entry holds: not a file of the layer
 					}
 					fh := FileHash{Path: "/" + rec.Path, Type: view.TypeName(rec.Type), Size: rec.Size, Link: rec.Linkname}
 					if rec.Type == fileindex.TypeReg || rec.Type == fileindex.TypeLink {
