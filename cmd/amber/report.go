@@ -191,14 +191,11 @@ func (e *env) runReport(o *reportOptions, path string) error {
 	if o.pdf != "" {
 		pdfErr = e.renderPDF(buf.Bytes(), htmlPath, o.pdf, o.json)
 	}
-	if !vr.OK() {
-		fmt.Fprintf(e.stderr, "amber: the verification at report time failed (%d problems): the report names them\n", len(vr.Problems))
-	}
 	if pdfErr != nil {
 		return pdfErr
 	}
 	if !vr.OK() {
-		return fmt.Errorf("%w: %d problem(s) in %s", errTampered, len(vr.Problems), path)
+		return fmt.Errorf("%w at report time: %d problem(s) in %s, each named in the report", errTampered, len(vr.Problems), path)
 	}
 	return nil
 }

@@ -362,3 +362,40 @@ func TestReportWithoutChromium(t *testing.T) {
 		t.Errorf("report --json: %+v", model)
 	}
 }
+
+// TestReportTampered: an archive that fails verification still gets its
+// report, which says so first and names the failure; exit 3.
+func TestReportTampered(t *testing.T) {
+	dir := t.TempDir()
+	arch := fixture.Capture(t, dir, "case", fixture.Webapp())
+	bad := strings.Repeat("0", 64) + "  case.tar.zst\n"
+	if err := os.WriteFile(arch+".sha256", []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	page := filepath.Join(dir, "r.html")
+	r := amber(t, "report", arch, "-o", page)
+	if r.code != exitTampered || !strings.Contains(r.stderr, "each named in the report") {
+		t.Errorf("report of a tampered archive: exit %d, want %d\n%s", r.code, exitTampered, r.stderr)
+	}
+	b, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := html.Parse(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := domByID(doc, "verification-result"); !strings.HasPrefix(got, "FAILED") {
+		t.Errorf("verification result %q", got)
+	}
+	if p := domRows(doc, "problem"); len(p) != 1 || !strings.Contains(p[0].cells[1], strings.Repeat("0", 64)) {
+		t.Errorf("problem rows %+v", p)
+	}
+	differs := false
+	for _, h := range domRows(doc, "hash") {
+		differs = differs || h.cells[2] == "case.tar.zst.sha256" && strings.HasPrefix(h.cells[3], "DIFFERS")
+	}
+	if !differs {
+		t.Errorf("the sidecar's hash is not shown as differing: %+v", domRows(doc, "hash"))
+	}
+}
