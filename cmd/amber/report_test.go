@@ -399,3 +399,51 @@ func TestReportTampered(t *testing.T) {
 		t.Errorf("the sidecar's hash is not shown as differing: %+v", domRows(doc, "hash"))
 	}
 }
+
+// TestReportFromRegistry: the report of docker://REF is the local file's:
+// the same hash, verification, artifacts and findings; its verification is
+// recorded under the cache, as verify's is.
+func TestReportFromRegistry(t *testing.T) {
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Auth: true})
+	registryLogin(t, reg)
+	dir := t.TempDir()
+	arch := fixture.Capture(t, dir, "case", fixture.Webapp())
+	pushTo(t, reg, arch, "case/e1:web")
+	ref := "docker://" + reg.Host + "/case/e1:web"
+	type model struct {
+		Archive struct {
+			Hashes []struct{ Value string }
+		}
+		Verification struct{ Result string }
+		Artifacts    []struct {
+			Name       string
+			MerkleRoot string `json:"merkle_root"`
+			Files      int
+		}
+		Findings json.RawMessage
+	}
+	read := func(args ...string) model {
+		t.Helper()
+		var m model
+		if err := json.Unmarshal([]byte(mustAmber(t, append([]string{"report", "--json"}, args...)...)), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	local := read("--no-log", arch)
+	cache := filepath.Join(dir, "cache")
+	remote := read("--cache", cache, "-o", filepath.Join(dir, "r.html"), ref)
+	sum := strings.Fields(readString(t, arch+".sha256"))[0]
+	if len(remote.Archive.Hashes) == 0 || remote.Archive.Hashes[0].Value != sum || remote.Verification.Result != "intact" {
+		t.Errorf("report of %s: hashes %+v, verification %q; the file's SHA-256 is %s", ref, remote.Archive.Hashes, remote.Verification.Result, sum)
+	}
+	la, _ := json.Marshal(local.Artifacts)
+	ra, _ := json.Marshal(remote.Artifacts)
+	if string(la) != string(ra) || string(local.Findings) != string(remote.Findings) {
+		t.Errorf("artifacts or findings differ:\nlocal  %s\nremote %s", la, ra)
+	}
+	logs, _ := filepath.Glob(filepath.Join(cache, "custody", "*.custody.jsonl"))
+	if len(logs) != 1 || !strings.Contains(readString(t, logs[0]), `"for":"amber report"`) {
+		t.Errorf("no verified event of the report under the cache: %v", logs)
+	}
+}
