@@ -70,11 +70,14 @@ the PDF was not made, with exit 1: a script that asked for a PDF must not
 take its absence for success.
 
 Like verify, the verification run appends a "verified" event to
-ARCHIVE.custody.jsonl (--no-log: don't); the report shows it.
+ARCHIVE.custody.jsonl (--no-log: don't); the report shows it. For a
+docker://REF, the custody events are those kept under --cache, as for
+verify and log.
 
 Exit 0: report written, archive intact. Exit 3: report written, and the
-verification failed (the report names each failure). Exit 1: the report
-or the PDF could not be written.`,
+verification failed (the report names each failure). Exit 4: not an amber
+archive. Exit 5: no such archive. Exit 1: the report or the PDF could not
+be written.`,
 		Example: `  amber report case.tar.zst -o case-report.html
   amber report case.tar.zst -o case-report.html --pdf case-report.pdf --files
   amber report case.tar.zst --json | jq '.findings.container_changes[].content_only'
@@ -116,6 +119,14 @@ func (e *env) runReport(o *reportOptions, path string) error {
 	}
 	defer a.Close()
 
+	// As verify: a layer of many files is re-indexed in memory.
+	for _, art := range a.Manifest.Artifacts {
+		for _, l := range art.Layers {
+			if l.Files > manyFiles {
+				lessGarbage()
+			}
+		}
+	}
 	at := time.Now().UTC()
 	vr, secs, err := e.verifyForReport(path, blob, recordAt)
 	if err != nil {
