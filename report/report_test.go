@@ -48,8 +48,9 @@ func build(t *testing.T) (string, *archive.Report, *report.Report, []byte) {
 	}
 	a := fixture.Open(t, arch)
 	at := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	sigs := []report.Signature{{KeyID: "<b>key</b>", Problem: "not checked"}, {KeyID: "k2", Checked: true, Valid: true, Timestamp: &at, TSA: "tsa.example"}}
 	r, err := report.Build(report.Input{Archive: a, Name: arch, Sidecars: arch, Verification: vr, VerifiedAt: at, VerifySeconds: 0.5,
-		Signatures: []report.Signature{{KeyID: "<b>key</b>", Problem: "not checked"}}, Files: true, Generated: at, GeneratedBy: "amber test"})
+		Signatures: sigs, Files: true, Generated: at, GeneratedBy: "amber test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,8 @@ func TestReportHTML(t *testing.T) {
 		t.Errorf("layer rows %q lack the step %q", layers, hostileStep)
 	}
 	sig := rows(doc, "signature")
-	if len(sig) != 1 || sig[0][0] != "<b>key</b>" || !strings.Contains(sig[0][3], "not checked") {
+	if len(sig) != 2 || sig[0][0] != "<b>key</b>" || !strings.Contains(sig[0][3], "not checked") ||
+		sig[1][3] != "valid" || sig[1][4] != "2026-12-02T08:00:00Z" || sig[1][5] != "tsa.example" {
 		t.Errorf("signature rows: %q", sig)
 	}
 }

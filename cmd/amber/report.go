@@ -361,6 +361,9 @@ func (e *env) renderPDF(html []byte, htmlPath, pdf string, quiet bool) error {
 	if os.Geteuid() == 0 {
 		args = append([]string{"--no-sandbox"}, args...) // Chromium refuses to run as root with its sandbox
 	}
+	if isTerminal(e.stderr) {
+		fmt.Fprintf(e.stderr, "rendering the PDF with %s ...\n", bin)
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
