@@ -95,6 +95,8 @@ type Hash struct {
 	// the value computed now.
 	Status string `json:"status,omitempty"`
 	OK     bool   `json:"ok"`
+	// sidecar: Source is a sum sidecar, which verify checks.
+	sidecar bool
 }
 
 // Verification is the run made at report time, as amber verify makes it.
@@ -318,7 +320,7 @@ func archiveFile(in Input, evs []manifest.Event) ArchiveFile {
 			continue
 		}
 		want, _, _ := strings.Cut(strings.TrimRight(string(b), "\n"), "  ")
-		h := Hash{Algorithm: s.alg, Value: strings.TrimSpace(want), Source: base + s.ext}
+		h := Hash{Algorithm: s.alg, Value: strings.TrimSpace(want), Source: base + s.ext, sidecar: true}
 		h.Status, h.OK = recordedStatus(in.Verification, s.alg, h.Value, computed, base+s.ext)
 		f.Hashes = append(f.Hashes, h)
 	}
@@ -331,6 +333,9 @@ func archiveFile(in Input, evs []manifest.Event) ArchiveFile {
 			if v := e.Details[k.key]; v != "" {
 				h := Hash{Algorithm: k.alg, Value: v, Source: fmt.Sprintf("custody log seq %d (sealed, %s)", e.Seq, e.Time.UTC().Format(time.RFC3339))}
 				h.Status, h.OK = recordedStatus(in.Verification, k.alg, v, computed, "")
+				if k.alg != "SHA-256" {
+					h.Status, h.OK = eventStatus(in.Verification, f.Hashes, e, k.alg)
+				}
 				f.Hashes = append(f.Hashes, h)
 			}
 		}
@@ -362,6 +367,28 @@ func recordedStatus(vr *archive.Report, alg, value, computed, sidecar string) (s
 		}
 	}
 	return "matches the file (checked by the verification run)", true
+}
+
+// eventStatus says whether the MD5 or SHA-1 the sealed event records is
+// the file's: verify computes them only when their sidecar is there, and
+// then checks every event's against the file, naming the event when one
+// differs.
+func eventStatus(vr *archive.Report, hs []Hash, e manifest.Event, alg string) (string, bool) {
+	if vr == nil {
+		return "not checked (no verification run)", false
+	}
+	where := manifest.CustodyWhere(e, false)
+	for _, p := range vr.Problems {
+		if p.Where == where && strings.Contains(p.Detail, strings.ReplaceAll(alg, "-", "")) {
+			return "DIFFERS from the file: " + p.Detail, false
+		}
+	}
+	for _, h := range hs {
+		if h.Algorithm == alg && h.sidecar {
+			return "matches the file (checked by the verification run)", true
+		}
+	}
+	return "recorded; not checked (no " + strings.ToLower(strings.ReplaceAll(alg, "-", "")) + " sidecar for the verification run to compute it)", false
 }
 
 // custody reads the sealed log and the sidecar's, as amber log does.

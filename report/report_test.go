@@ -2,6 +2,8 @@ package report_test
 
 import (
 	"bytes"
+	"crypto/md5"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -293,4 +295,55 @@ func TestReportFailures(t *testing.T) {
 		t.Errorf("problem rows %q", p)
 	}
 	checkNoMarkup(t, doc)
+}
+
+// TestReportLegacyHashes: the frozen v1 archive has .md5 and .sha1
+// sidecars: the report shows them, equal to md5 and sha1 of the file, as
+// the verification run checked them; a wrong .md5 is shown as differing.
+func TestReportLegacyHashes(t *testing.T) {
+	dir := t.TempDir()
+	arch := dir + "/webapp.tar.zst"
+	for _, ext := range []string{"", ".sha256", ".md5", ".sha1", ".custody.jsonl"} {
+		b, err := os.ReadFile("../testdata/v1/webapp.tar.zst" + ext)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(arch+ext, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file, _ := os.ReadFile(arch)
+	m5, s1 := md5.Sum(file), sha1.Sum(file)
+	want := map[string]string{"MD5": hex.EncodeToString(m5[:]), "SHA-1": hex.EncodeToString(s1[:])}
+	hashes := func() []report.Hash {
+		vr, err := archive.Verify(arch, archive.VerifyOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := report.Build(report.Input{Archive: fixture.Open(t, arch), Name: arch, Sidecars: arch, Verification: vr, Generated: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Archive.Hashes
+	}
+	seen := map[string]int{}
+	for _, h := range hashes() {
+		if w, ok := want[h.Algorithm]; ok {
+			seen[h.Algorithm]++
+			if h.Value != w || !h.OK || !strings.HasPrefix(h.Status, "matches the file") {
+				t.Errorf("%s from %s: %s (%s), the file's is %s", h.Algorithm, h.Source, h.Value, h.Status, w)
+			}
+		}
+	}
+	if seen["MD5"] != 2 || seen["SHA-1"] != 2 { // the sidecar's and the sealed event's
+		t.Errorf("legacy hashes shown: %v", seen)
+	}
+	if err := os.WriteFile(arch+".md5", []byte(strings.Repeat("0", 32)+"  webapp.tar.zst\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hashes() {
+		if h.Source == "webapp.tar.zst.md5" && (h.OK || !strings.HasPrefix(h.Status, "DIFFERS")) {
+			t.Errorf("a wrong .md5 shown as %q", h.Status)
+		}
+	}
 }
