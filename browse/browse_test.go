@@ -285,3 +285,19 @@ func TestProgram(t *testing.T) {
 		t.Fatalf("final model: quitting %v, selection %d", fm.quitting, fm.lsel)
 	}
 }
+
+// TestEmptyAndDamaged: an empty layer and an image without layers take
+// every key without a panic.
+func TestEmptyAndDamaged(t *testing.T) {
+	empty := fixture.Image{Tags: []string{"empty:v1"}, Layers: [][]byte{fixture.Layer()}}
+	a := fixture.Open(t, fixture.Capture(t, t.TempDir(), "empty", empty))
+	m, err := New(a, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"enter", "space", "b", "e", "enter", "w", "C", "s", "c", "tab", "enter", "space", "b", "e", "esc", "/", "x", "enter", "G", "pgdown", "up", "tab", "k", "k", "enter", "tab", "space"} {
+		press(m, k)
+		screen(t, m)
+	}
+	wantOn(t, screen(t, m), "images/empty_v1")
+}

@@ -187,8 +187,9 @@ func New(a *archive.Archive, opts Options) (*Model, error) {
 // start selects the artifact (and layer or stage) named by p.
 func (m *Model) start(p string) error {
 	p = strings.Trim(p, "/")
-	// The first layer row by default.
-	m.lsel = 1
+	// The first layer row by default (an image of a config alone has
+	// none).
+	m.lsel = min(1, len(m.left)-1)
 	if p == "" {
 		return nil
 	}

@@ -5,6 +5,7 @@ package browse
 // index: a row is decoded when it is drawn.
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"regexp"
@@ -165,6 +166,9 @@ func (t *tree) rows() int {
 
 // rowAt returns visible row i, its depth, and whether it is unfolded.
 func (t *tree) rowAt(i int) (row, int, bool, error) {
+	if i < 0 || i >= t.rows() {
+		return row{}, 0, false, errNoRow
+	}
 	if t.filtered != nil {
 		r, err := t.filtered.At(i)
 		return r, 0, false, err
@@ -175,9 +179,12 @@ func (t *tree) rowAt(i int) (row, int, bool, error) {
 	return r, depth, open, err
 }
 
+// errNoRow: a key on an empty pane.
+var errNoRow = errors.New("nothing here")
+
 // toggle folds or unfolds the directory at visible row i.
 func (t *tree) toggle(i int) error {
-	if t.filtered != nil {
+	if t.filtered != nil || i < 0 || i >= t.rows() {
 		return nil
 	}
 	d, c, _ := t.root.at(i, 0)
