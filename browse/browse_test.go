@@ -152,7 +152,10 @@ func TestCredentialsStory(t *testing.T) {
 	if l := rowOf(scr, "index.html"); !strings.HasPrefix(right(l), "> ~ -rw-r--r--") {
 		t.Fatalf("layer 2's index.html: %q; want marked modified\n%s", l, scr)
 	}
-	press(m, "enter")
+	press(m, "w")
+	wantOn(t, screen(t, m), "wasted space: 94 bytes in 3 layers", "layer 1: 51 bytes wasted", "        51  /srv/.aws/credentials  (deleted in layer 2)",
+		"        28  /etc/app.conf  (overwritten in layer 1)")
+	press(m, "q", "enter")
 	wantOn(t, screen(t, m), "diff /srv/index.html", "against layer 0's version", "--- layers/0/srv/index.html", "+++ layers/2/srv/index.html", "-<h1>hello</h1>", "+<h1>hello, v1</h1>")
 }
 
@@ -300,4 +303,27 @@ func TestEmptyAndDamaged(t *testing.T) {
 		screen(t, m)
 	}
 	wantOn(t, screen(t, m), "images/empty_v1")
+}
+
+// TestCountOnRequest: an artifact over the limit is not counted at start
+// (a million-file layer would be walked whole); C counts it.
+func TestCountOnRequest(t *testing.T) {
+	a := fixture.Open(t, testArchive(t))
+	m, err := New(a, Options{CountLimit: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd := m.Init(); cmd != nil {
+		t.Fatalf("Init counts artifacts over the limit")
+	}
+	scr := screen(t, m)
+	wantOn(t, scr, "0 9216     ? ADD", "(23 entries: C counts)")
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("C")})
+	wantOn(t, screen(t, m), "counting...")
+	m.Update(cmd())
+	scr = screen(t, m)
+	wantOn(t, scr, "0 9216 +11~0-0", "11 added 0 modified 0 deleted, 43 bytes wasted")
+	if strings.Contains(scr, "counting") {
+		t.Fatalf("still counting:\n%s", scr)
+	}
 }

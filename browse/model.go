@@ -265,6 +265,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case countedMsg:
 		msg.art.counting, msg.art.reports, msg.art.countErr = false, msg.r, msg.err
+		if m.status == "counting..." {
+			m.status = ""
+		}
 		return m, nil
 	case tea.KeyMsg:
 		if m.prompt != nil {
