@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -127,6 +129,10 @@ func TestBrowseTerminal(t *testing.T) {
 		fixture.Dir("x/"), fixture.File("x/evil\x1b[31mred", "e\n"), fixture.File("x/new\nline", "n\n"),
 	)}}
 	arch := fixture.Capture(t, dir, "case", fixture.Webapp(), hostile)
+	// Not a terminal: refused, a usage error.
+	if r := amber(t, "browse", arch); r.code != exitUsage || !strings.Contains(r.stderr, "browse needs a terminal") {
+		t.Errorf("amber browse without a terminal: exit %d %q; want %d, needs a terminal", r.code, r.stderr, exitUsage)
+	}
 	tm := newTerm(t)
 	cmdline := "amber browse " + arch
 	tm.typeText(cmdline)
@@ -143,6 +149,14 @@ func TestBrowseTerminal(t *testing.T) {
 	tm.wait("/srv/.aws/credentials  51 bytes  verified sha256:", "     2  aws_access_key_id = AKIAIOSFODNN7EXAMPLE")
 	tm.keys("q")
 	tm.waitGone("aws_access_key_id")
+	// Extracted, checked, and recorded in the custody log.
+	dest := t.TempDir()
+	tm.keys("e")
+	tm.wait("extract to directory: .")
+	tm.keys("C-u")
+	tm.typeText(dest)
+	tm.keys("Enter")
+	tm.wait("extracted images/webapp_v1/layers/1/srv/.aws/credentials")
 
 	// Layer 2 removes them; folded and unfolded.
 	tm.keys("Tab", "j", "Tab", "Space", "j")
@@ -180,6 +194,13 @@ func TestBrowseTerminal(t *testing.T) {
 		t.Errorf("the escape sequence of a name reached the terminal")
 	}
 	tm.quit(cmdline)
+	sum := sha256.Sum256([]byte("[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n"))
+	if got := testenv.Run(t, "sha256sum", filepath.Join(dest, "credentials")); !strings.HasPrefix(got, hex.EncodeToString(sum[:])) {
+		t.Errorf("sha256sum of the extracted credentials: %s", got)
+	}
+	if log := mustAmber(t, "log", arch); !strings.Contains(log, "extracted") || !strings.Contains(log, "images/webapp_v1/layers/1/srv/.aws/credentials") {
+		t.Errorf("the custody log does not record the extraction:\n%s", log)
+	}
 }
 
 // TestBrowseContainer: a captured container opens at its changes against
@@ -225,5 +246,24 @@ func TestBrowseContainer(t *testing.T) {
 	tm.wait("process ", "mappings")
 	tm.keys("Tab")
 	scr = tm.wait("core")
+	tm.quit(cmdline)
+}
+
+// TestBrowseRegistry: docker://REF is browsed as amber ls reads it (only
+// the frames read are fetched, each checked), a file's content included.
+func TestBrowseRegistry(t *testing.T) {
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Auth: true})
+	registryLogin(t, reg)
+	arch := fixture.Capture(t, t.TempDir(), "case", fixture.Webapp())
+	pushTo(t, reg, arch, "case/e1:web")
+	tm := newTerm(t)
+	cmdline := "amber browse --cache " + filepath.Join(t.TempDir(), "cache") + " docker://" + reg.Host + "/case/e1:web"
+	tm.typeText(cmdline)
+	tm.keys("Enter")
+	tm.wait("images/webapp_v1", "1 4096 +2~1-0")
+	tm.keys("j", "Tab", "j", "Space", "j", "Space", "j", "Enter")
+	tm.wait("/srv/.aws/credentials  51 bytes  verified sha256:", "     2  aws_access_key_id = AKIAIOSFODNN7EXAMPLE")
+	tm.keys("q")
+	tm.waitGone("aws_access_key_id")
 	tm.quit(cmdline)
 }
