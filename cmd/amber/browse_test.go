@@ -144,7 +144,7 @@ func TestBrowseTerminal(t *testing.T) {
 
 	// Layer 1 adds the credentials.
 	tm.keys("j", "Tab", "j", "Space", "j", "Space", "j")
-	scr = tm.wait("> + -rw-r--r--  0:0    51       credentials")
+	tm.wait("> + -rw-r--r--  0:0    51       credentials")
 	tm.keys("Enter")
 	tm.wait("/srv/.aws/credentials  51 bytes  verified sha256:", "     2  aws_access_key_id = AKIAIOSFODNN7EXAMPLE")
 	tm.keys("q")
@@ -160,7 +160,7 @@ func TestBrowseTerminal(t *testing.T) {
 
 	// Layer 2 removes them; folded and unfolded.
 	tm.keys("Tab", "j", "Tab", "Space", "j")
-	scr = tm.wait("> - drwxr-xr-x  0:0     -   ▸ .aws", "~ -rw-r--r--  0:0    19     index.html", "2560 bytes  0 added 1 modified 1 deleted")
+	tm.wait("> - drwxr-xr-x  0:0     -   ▸ .aws", "~ -rw-r--r--  0:0    19     index.html", "2560 bytes  0 added 1 modified 1 deleted")
 	tm.keys("k", "Space")
 	scr = tm.waitGone(".aws")
 	if !strings.Contains(scr, "▸ srv") {
@@ -236,7 +236,7 @@ func TestBrowseContainer(t *testing.T) {
 		tm.keys("j")
 	}
 	tm.keys("Space", "j")
-	scr = tm.wait("> ~ -rw-r--r--", "creds")
+	tm.wait("> ~ -rw-r--r--", "creds")
 	tm.keys("Enter")
 	tm.wait("diff /srv/data/creds", "-AKIAEXAMPLEKEY", "+AKIAEXAMPLEKEZ")
 	tm.keys("q")
@@ -245,7 +245,7 @@ func TestBrowseContainer(t *testing.T) {
 	tm.keys("Tab", "G")
 	tm.wait("process ", "mappings")
 	tm.keys("Tab")
-	scr = tm.wait("core")
+	tm.wait("core")
 	tm.quit(cmdline)
 }
 
