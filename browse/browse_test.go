@@ -183,6 +183,20 @@ func TestFoldFilterChanges(t *testing.T) {
 		t.Fatalf("the regex matches app2:\n%s", scr)
 	}
 	press(m, "esc")
+	// In a stage, a path of several layers is one match; a removed one
+	// is marked so.
+	press(m, "tab", "j", "j", "s", "/", "*.html", "enter")
+	scr = screen(t, m)
+	wantOn(t, scr, "stage 2", "/srv/index.html", "1 match(es)")
+	if l := rowOf(scr, "/srv/index.html"); !strings.Contains(l, "> ~ -rw-r--r--") {
+		t.Fatalf("index.html in stage 2: %q", l)
+	}
+	press(m, "esc", "/", "re:cred", "enter")
+	scr = screen(t, m)
+	if l := rowOf(scr, "/srv/.aws/credentials"); !strings.Contains(l, "> - -rw-r--r--") {
+		t.Fatalf("the credentials in stage 2's filter: %q\n%s", l, scr)
+	}
+	press(m, "esc", "s", "tab", "k", "k", "tab")
 	// Stage 2, changes only: srv (changed below), not etc or usr.
 	press(m, "tab", "j", "j", "s", "c")
 	scr = screen(t, m)

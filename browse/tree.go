@@ -5,6 +5,7 @@ package browse
 // index: a row is decoded when it is drawn.
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path"
@@ -421,25 +422,43 @@ func (t *tree) setFilter(p string) error {
 		t.filter, t.filtered = p, &pathRows{l: l}
 		return nil
 	}
-	set := map[string]bool{}
+	// The matches of every layer, packed in one buffer (a million paths
+	// as Go strings in a set cost more than the 200 MB amber browse may
+	// use), then sorted and deduplicated when several layers have some.
+	ps := &stagePaths{t: t}
+	layersWith := 0
 	for n := 0; n <= t.layer; n++ {
 		ix := t.art.ixs[n]
+		before := len(ps.ends)
 		for k := uint32(1); k < ix.TreeLen(); k++ {
 			q, err := ix.Path(k)
 			if err != nil {
 				return err
 			}
 			if !layers.IsMarker(path.Base(q)) && match(q) {
-				set[q] = true
+				ps.buf = append(ps.buf, q...)
+				ps.ends = append(ps.ends, uint32(len(ps.buf)))
 			}
 		}
+		if len(ps.ends) > before {
+			layersWith++
+		}
 	}
-	paths := make([]string, 0, len(set))
-	for q := range set {
-		paths = append(paths, q)
+	ps.order = make([]uint32, len(ps.ends))
+	for i := range ps.order {
+		ps.order[i] = uint32(i)
 	}
-	sort.Strings(paths)
-	t.filter, t.filtered = p, &stagePaths{t: t, paths: paths}
+	if layersWith > 1 {
+		sort.Slice(ps.order, func(a, b int) bool { return bytes.Compare(ps.path(ps.order[a]), ps.path(ps.order[b])) < 0 })
+		out := ps.order[:0]
+		for i, k := range ps.order {
+			if i == 0 || !bytes.Equal(ps.path(k), ps.path(out[len(out)-1])) {
+				out = append(out, k)
+			}
+		}
+		ps.order = out
+	}
+	t.filter, t.filtered = p, ps
 	return nil
 }
 
@@ -453,15 +472,26 @@ func (p *pathRows) At(i int) (row, error) {
 	return r, err
 }
 
-// stagePaths are the matches of a filter over a stage, resolved when drawn.
+// stagePaths are the matches of a filter over a stage, resolved when
+// drawn: path k is buf[ends[k-1]:ends[k]], shown in the order of order.
 type stagePaths struct {
 	t     *tree
-	paths []string
+	buf   []byte
+	ends  []uint32
+	order []uint32
 }
 
-func (s *stagePaths) Len() int { return len(s.paths) }
+func (s *stagePaths) path(k uint32) []byte {
+	start := uint32(0)
+	if k > 0 {
+		start = s.ends[k-1]
+	}
+	return s.buf[start:s.ends[k]]
+}
+
+func (s *stagePaths) Len() int { return len(s.order) }
 func (s *stagePaths) At(i int) (row, error) {
-	p := s.paths[i]
+	p := string(s.path(s.order[i]))
 	n, ok, err := s.t.cur.Lookup(p)
 	if err != nil {
 		return row{}, err

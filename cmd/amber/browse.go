@@ -46,6 +46,9 @@ is shown escaped (textsafe): evidence is hostile.`,
 			if !term.IsTerminal(os.Stdin.Fd()) || !term.IsTerminal(os.Stdout.Fd()) {
 				return usageError{errors.New("browse needs a terminal (stdin and stdout); for scripts use amber ls, cat, layers, diff")}
 			}
+			// Scrolling a million rows makes garbage of every record
+			// decoded: collected sooner, as capture and verify do.
+			lessGarbage()
 			a, done, plain, err := e.openAnyPlain(args[0])
 			if err != nil {
 				return err
