@@ -166,7 +166,9 @@ func TestFoldFilterChanges(t *testing.T) {
 	press(m, "tab", "space")
 	scr := screen(t, m)
 	wantOn(t, scr, "▾ etc", "app.conf", "passwd")
-	press(m, "space")
+	press(m, "j", "j", "j", "j", "space", "j", "space")
+	wantOn(t, screen(t, m), "app2 => usr/bin/app", "start -> app")
+	press(m, "space", "k", "space", "k", "k", "k", "k", "space")
 	if scr := screen(t, m); strings.Contains(scr, "passwd") || !strings.Contains(scr, "▸ etc") {
 		t.Fatalf("etc folded still shows its files:\n%s", scr)
 	}
@@ -340,4 +342,22 @@ func TestCountOnRequest(t *testing.T) {
 	if strings.Contains(scr, "counting") {
 		t.Fatalf("still counting:\n%s", scr)
 	}
+}
+
+// TestContentChecked: content whose SHA-256 is not the index's is not
+// shown; the error says which digest was found and which was recorded.
+func TestContentChecked(t *testing.T) {
+	m := newModel(t, Options{})
+	press(m, "j", "tab", "j", "space", "j", "space", "j")
+	tr := m.currentTree()
+	r, _, _, err := tr.rowAt(m.rsel)
+	if err != nil || r.rel != "srv/.aws/credentials" {
+		t.Fatalf("selected %q, %v", r.rel, err)
+	}
+	r.rec.SHA256[0] ^= 1
+	m.showContent(tr, r)
+	if m.overlay != nil {
+		t.Fatalf("content shown though its SHA-256 differs from the record: %q", m.overlay.lines)
+	}
+	wantOn(t, screen(t, m), "error: manifest: ", "/srv/.aws/credentials has SHA-256 9ca53a33")
 }

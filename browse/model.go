@@ -842,6 +842,9 @@ func (m *Model) details(t *tree, r row) string {
 	if r.rec.Type == fileindex.TypeSymlink {
 		s += " -> " + safe(r.rec.Linkname)
 	}
+	if r.rec.Type == fileindex.TypeLink || r.rec.Has(fileindex.FlagHardlink) {
+		s += " (hard link to /" + safe(r.rec.Linkname) + ")"
+	}
 	s += fmt.Sprintf("  %s %d:%d %d bytes", typ, r.rec.UID, r.rec.GID, r.rec.Size)
 	if r.layer >= 0 && !t.stage && r.layer != t.layer {
 		s += fmt.Sprintf(" (version of layer %d)", r.layer)
@@ -892,8 +895,8 @@ func rowText(r row, depth int, open bool, width int) string {
 	if r.rec.Type == fileindex.TypeSymlink {
 		name += " -> " + safe(r.rec.Linkname)
 	}
-	if r.rec.Type == fileindex.TypeLink {
-		name += " => " + safe(r.rec.Linkname)
+	if r.rec.Type == fileindex.TypeLink || r.rec.Has(fileindex.FlagHardlink) {
+		name += " => " + safe(r.rec.Linkname) // a hard link, as amber ls says "link to"
 	}
 	return fmt.Sprintf("%c %s %4s %5s %s%s%s", r.mark, view.ModeString(r.rec.Type, r.rec.Mode), fmt.Sprintf("%d:%d", r.rec.UID, r.rec.GID), size, strings.Repeat(" ", 2*min(depth, 20)), fold, name)
 }
