@@ -232,7 +232,7 @@ func (m *Model) diffLines(t *tree, r row, b []byte, size int64) ([]string, bool)
 	lines = append(lines, "")
 	whole := size <= int64(len(b)) && psize <= int64(len(pb))
 	if whole && isText(b) && isText(pb) {
-		la, lb := fmt.Sprintf("layers/%d/%s", n.Layer, r.rel), fmt.Sprintf("layers/%d/%s", r.layer, r.rel)
+		la, lb := safe(fmt.Sprintf("layers/%d/%s", n.Layer, r.rel)), safe(fmt.Sprintf("layers/%d/%s", r.layer, r.rel))
 		if m.opts.Diff != nil {
 			for _, l := range strings.Split(strings.TrimSuffix(string(m.opts.Diff(la, lb, pb, b)), "\n"), "\n") {
 				// The mark of the line stays in front of its escaped body.

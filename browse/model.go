@@ -254,7 +254,8 @@ func (m *Model) Init() tea.Cmd {
 			cmds = append(cmds, count(a))
 		}
 	}
-	return tea.Batch(cmds...)
+	// One after the other: each count holds its artifact's changes.
+	return tea.Sequence(cmds...)
 }
 
 // Update handles a key, a resize or a finished count.
