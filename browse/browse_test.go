@@ -361,3 +361,31 @@ func TestContentChecked(t *testing.T) {
 	}
 	wantOn(t, screen(t, m), "error: manifest: ", "/srv/.aws/credentials has SHA-256 9ca53a33")
 }
+
+// TestStartAt: a view path opens at its artifact, layer or stage, its
+// directories unfolded down to the path, which is selected.
+func TestStartAt(t *testing.T) {
+	a := fixture.Open(t, testArchive(t))
+	for _, c := range []struct{ start, title, sel string }{
+		{"images/webapp_v1/layers/1/srv/.aws/credentials", "images/webapp_v1  layer 1", "> + -rw-r--r--  0:0    51       credentials"},
+		{"images/webapp_v1/stages/2/usr/bin/su", "images/webapp_v1  stage 2", ">   -rwsr-xr-x  0:0    14       su"},
+		{"images/webapp_v1/rootfs/etc", "images/webapp_v1  stage 2", ">   drwxr-xr-x  0:0     - ▸ etc"},
+		{"images/webapp_v1/layers/2", "images/webapp_v1  layer 2", "*   drwxr-xr-x  0:0     - ▸ srv"},
+		{"images/hostile_v1", "images/hostile_v1  layer 0", "* + drwxr-xr-x  0:0     - ▸ x"},
+	} {
+		m, err := New(a, Options{Start: c.start})
+		if err != nil {
+			t.Fatalf("%s: %v", c.start, err)
+		}
+		scr := screen(t, m)
+		wantOn(t, scr, c.title)
+		if !strings.Contains(scr, "│"+c.sel) && !strings.Contains(scr, "│  "+strings.TrimPrefix(c.sel, "> ")) {
+			t.Errorf("%s: no %q:\n%s", c.start, c.sel, scr)
+		}
+	}
+	for _, bad := range []string{"images/nope", "images/webapp_v1/layers/3", "images/webapp_v1/layers/1/nope", "volumes/x", "images/webapp_v1/config.json"} {
+		if _, err := New(a, Options{Start: bad}); err == nil {
+			t.Errorf("start at %s: no error", bad)
+		}
+	}
+}

@@ -184,7 +184,9 @@ func New(a *archive.Archive, opts Options) (*Model, error) {
 	return m, nil
 }
 
-// start selects the artifact (and layer or stage) named by p.
+// start selects the artifact, layer or stage, and the path in it, that
+// p (a view path) names: images/NAME[/layers/N|/stages/N|/rootfs][/PATH],
+// containers/NAME[/changes|/rootfs|/pristine][/PATH].
 func (m *Model) start(p string) error {
 	p = strings.Trim(p, "/")
 	// The first layer row by default (an image of a config alone has
@@ -193,32 +195,92 @@ func (m *Model) start(p string) error {
 	if p == "" {
 		return nil
 	}
+	usage := fmt.Errorf("%w: %q: give images/NAME[/layers/N|/stages/N|/rootfs][/PATH] or containers/NAME[/changes|/rootfs|/pristine][/PATH]", view.ErrNotFound, p)
 	c := strings.Split(p, "/")
 	kind := map[string]string{"images": manifest.KindImage, "containers": manifest.KindContainer}[c[0]]
 	if len(c) < 2 || kind == "" {
-		return fmt.Errorf("%w: %q: give images/NAME or containers/NAME[/layers/N|/stages/N]", view.ErrNotFound, p)
+		return usage
 	}
 	for i, l := range m.left {
 		if l.art.memory != "" || l.art.a.Kind != kind || l.art.a.Name != c[1] || l.layer < 0 {
 			continue
 		}
-		want := len(l.art.a.Layers) - 1
-		if kind == manifest.KindImage {
-			want = 0
+		nl := len(l.art.a.Layers)
+		want, rest := 0, c[2:]
+		if kind == manifest.KindContainer {
+			want = nl - 1 // its changes
 		}
-		if len(c) == 4 && (c[2] == "layers" || c[2] == "stages") {
-			n, err := strconv.Atoi(c[3])
-			if err != nil || n < 0 || n >= len(l.art.a.Layers) {
-				return fmt.Errorf("%w: %s (layers 0 to %d)", view.ErrNotFound, p, len(l.art.a.Layers)-1)
+		switch {
+		case len(rest) == 0:
+		case kind == manifest.KindImage && len(rest) >= 2 && (rest[0] == "layers" || rest[0] == "stages"):
+			n, err := strconv.Atoi(rest[1])
+			if err != nil || n < 0 || n >= nl || strconv.Itoa(n) != rest[1] {
+				return fmt.Errorf("%w: %s (layers 0 to %d)", view.ErrNotFound, p, nl-1)
 			}
-			want, m.stage = n, c[2] == "stages"
-		} else if len(c) != 2 {
-			return fmt.Errorf("%w: %q: give images/NAME or containers/NAME[/layers/N|/stages/N]", view.ErrNotFound, p)
+			want, m.stage, rest = n, rest[0] == "stages", rest[2:]
+		case rest[0] == "rootfs":
+			want, m.stage, rest = nl-1, true, rest[1:]
+		case kind == manifest.KindContainer && rest[0] == "changes":
+			rest = rest[1:]
+		case kind == manifest.KindContainer && rest[0] == "pristine" && nl >= 2:
+			want, m.stage, rest = nl-2, true, rest[1:]
+		default:
+			return usage
 		}
 		m.lsel = i + want
+		if len(rest) > 0 {
+			m.focus = paneRight
+			return m.reveal(strings.Join(rest, "/"))
+		}
 		return nil
 	}
 	return fmt.Errorf("%w: %s", view.ErrNotFound, p)
+}
+
+// reveal unfolds the directories above rel in the current tree and
+// selects it.
+func (m *Model) reveal(rel string) error {
+	t := m.currentTree()
+	if t == nil {
+		return fmt.Errorf("%w: %s", view.ErrNotFound, rel)
+	}
+	d, row := t.root, -1 // row: d's own visible row (-1: the root)
+	comps := strings.Split(rel, "/")
+	for j, name := range comps {
+		c := -1
+		for k := 0; k < d.list.Len(); k++ {
+			if r, err := d.list.At(k); err == nil && r.name == name {
+				c = k
+				break
+			}
+		}
+		if c < 0 {
+			return fmt.Errorf("%w: %s is not in this layer or stage", view.ErrNotFound, safe(rel))
+		}
+		// Its visible row: after d's, the children before it and what
+		// is unfolded below them.
+		row += 1 + c
+		for _, oc := range d.order {
+			if oc < c {
+				row += d.open[oc].total
+			}
+		}
+		if j == len(comps)-1 {
+			break
+		}
+		if _, open := d.open[c]; !open {
+			if err := t.toggle(row); err != nil {
+				return err
+			}
+		}
+		sub, ok := d.open[c]
+		if !ok {
+			return fmt.Errorf("%w: %s: not a directory", view.ErrNotFound, safe(rel))
+		}
+		d = sub
+	}
+	m.rsel = row
+	return nil
 }
 
 type countedMsg struct {

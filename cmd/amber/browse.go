@@ -16,7 +16,7 @@ import (
 
 func (e *env) newBrowseCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "browse ARCHIVE [images/NAME|containers/NAME[/layers/N|/stages/N]]",
+		Use:   "browse ARCHIVE [VIEWPATH]",
 		Short: "Explore an archive interactively: layers, stages, containers, memory, content",
 		Long: `browse opens a terminal explorer of an archive (or a docker-save tarball or
 OCI layout, indexed into a temporary archive as amber layers does, or
@@ -34,12 +34,17 @@ it (recorded in the custody log, as amber extract does), c shows the
 changes only, / filters by path (glob, re:REGEX or text), w the wasted
 space as amber layers counts it, ? the keys, q quits.
 
+VIEWPATH, a path of the mount layout, is where to start:
+images/NAME[/layers/N|/stages/N|/rootfs][/PATH] or
+containers/NAME[/changes|/rootfs|/pristine][/PATH] (a container alone
+starts at its changes), its directories unfolded down to PATH.
+
 Directories are read when unfolded, and in a single layer only the rows on
 screen are decoded: a layer of a million files opens at once. Every name
 is shown escaped (textsafe): evidence is hostile.`,
 		Example: `  amber browse case.tar.zst
   amber browse case.tar.zst containers/web          # its changes against its image
-  amber browse case.tar.zst images/app_v1/stages/3
+  amber browse case.tar.zst images/app_v1/layers/3/etc/passwd
   amber browse image.tar                            # a docker-save tarball`,
 		Args: argsRange(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
