@@ -248,7 +248,16 @@ func (m *Model) reveal(rel string) error {
 	comps := strings.Split(rel, "/")
 	for j, name := range comps {
 		c := -1
-		for k := 0; k < d.list.Len(); k++ {
+		if l, ok := d.list.(*layerList); ok && l.idx == nil {
+			// A layer's directory: its children are sorted, looked up
+			// in the index (a million of them are not read one by one).
+			if dir, ok := l.t.ix().Lookup(d.rel); ok {
+				if k, ok := l.t.ix().Child(dir, name); ok && k >= l.first && int(k-l.first) < l.n {
+					c = int(k - l.first)
+				}
+			}
+		}
+		for k := 0; c < 0 && k < d.list.Len(); k++ {
 			if r, err := d.list.At(k); err == nil && r.name == name {
 				c = k
 				break
