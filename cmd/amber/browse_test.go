@@ -184,6 +184,13 @@ func TestBrowseTerminal(t *testing.T) {
 	tm.keys("Escape")
 	tm.waitGone("[filter")
 
+	// Resized: drawn again at the new size (the left pane wider: the
+	// whole instruction shows), and back.
+	tm.run("resize-window", "-t", "0", "-x", "120", "-y", "40")
+	tm.wait("0 9216 +11~0-0 ADD file:base /  ")
+	tm.run("resize-window", "-t", "0", "-x", "80", "-y", "24")
+	tm.wait("0 9216 +11~0-0 ADD file:…")
+
 	// Hostile names, escaped on the screen.
 	tm.keys("Tab", "G", "Tab", "Space")
 	scr = tm.wait(`"evil\x1b[31mred"`, `"new\nline"`)
