@@ -233,8 +233,12 @@ func (m *Model) diffLines(t *tree, r row, b []byte, size int64) ([]string, bool)
 	whole := size <= int64(len(b)) && psize <= int64(len(pb))
 	if whole && isText(b) && isText(pb) {
 		la, lb := safe(fmt.Sprintf("layers/%d/%s", n.Layer, r.rel)), safe(fmt.Sprintf("layers/%d/%s", r.layer, r.rel))
+		var out []byte
 		if m.opts.Diff != nil {
-			for _, l := range strings.Split(strings.TrimSuffix(string(m.opts.Diff(la, lb, pb, b)), "\n"), "\n") {
+			out = m.opts.Diff(la, lb, pb, b)
+		}
+		if len(out) > 0 {
+			for _, l := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
 				// The mark of the line stays in front of its escaped body.
 				if l != "" && strings.IndexByte(" +-@", l[0]) >= 0 {
 					lines = append(lines, l[:1]+safeLine(l[1:]))

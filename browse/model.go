@@ -24,14 +24,13 @@ import (
 
 // Options configure a browser.
 type Options struct {
-	// Start is where to begin: images/NAME or containers/NAME (a
-	// container starts at its changes layer), optionally followed by
-	// layers/N or stages/N.
+	// Start is where to begin, a view path (Model.start): an artifact,
+	// a layer or stage of it, and a path there to unfold and select.
 	Start string
 	// ExtractDir is the directory e proposes (default ".").
 	ExtractDir string
 	// Diff renders a unified diff of two text files (labels, contents);
-	// nil shows how many lines differ.
+	// nil (or an empty result: no diff(1)) shows the line counts.
 	Diff func(labelA, labelB string, a, b []byte) []byte
 	// Extracted is called after e wrote VIEWPATH to target: the caller
 	// records it in the custody log, as amber extract does.
