@@ -303,6 +303,11 @@ func fileSize(r *fileindex.Record) int64 {
 	return 0
 }
 
+// DirDiffers reports whether a directory's own metadata changed between
+// two records of it, as layers counts a modified directory (its mtime,
+// which every write below it moves, does not count).
+func DirDiffers(a, b *fileindex.Record) bool { return dirDiffers(a, b) }
+
 func dirDiffers(a, b *fileindex.Record) bool {
 	return a.Mode != b.Mode || a.UID != b.UID || a.GID != b.GID || !fileindex.SameXattrs(a.Xattrs, b.Xattrs)
 }

@@ -368,16 +368,22 @@ func (e *env) showContentDiff(ta, tb treediff.Tree, va, vb *view.View, ra, rb tr
 		fmt.Fprintln(e.stdout, "    (not shown: binary or over 64 KiB)")
 		return
 	}
+	e.stdout.Write(printableDiff(unifiedDiff(escapeName(la), escapeName(lb), ba, bb)))
+}
+
+// unifiedDiff is diff -u of two contents under two labels (nil when it
+// cannot run): amber diff --content and amber browse show the same.
+func unifiedDiff(la, lb string, ba, bb []byte) []byte {
 	dir, err := os.MkdirTemp("", "amber-diff")
 	if err != nil {
-		return
+		return nil
 	}
 	defer os.RemoveAll(dir)
 	fa, fb := dir+"/a", dir+"/b"
 	os.WriteFile(fa, ba, 0o600)
 	os.WriteFile(fb, bb, 0o600)
-	out, _ := exec.Command("diff", "-u", "--label", escapeName(la), "--label", escapeName(lb), fa, fb).Output()
-	e.stdout.Write(printableDiff(out))
+	out, _ := exec.Command("diff", "-u", "--label", la, "--label", lb, fa, fb).Output()
+	return out
 }
 
 // printableDiff quotes the lines of a content diff that hold control

@@ -105,6 +105,7 @@ credentials, 130 interrupted.`,
 	root.AddCommand(e.newTimelineCmd(), e.newDiffCmd(), e.newExtractCmd(), e.newPsCmd(), e.newHostCmd())
 	root.AddCommand(e.newLayersCmds()...)
 	root.AddCommand(e.newReportCmd())
+	root.AddCommand(e.newBrowseCmd())
 	for _, c := range root.Commands() {
 		// Every command that opens an archive reads docker://REF too
 		// (capture keeps files: its sidecars are local).

@@ -31,6 +31,9 @@ var allowed = map[string][]string{
 	"fusefs":   {"view", "archive", "fileindex", "manifest", "hashing", "internal/textsafe"},
 	// The examiner's report: a data view over the examination packages.
 	"report": {"view", "archive", "fileindex", "manifest", "hashing", "layers", "treediff", "imageconfig", "internal/textsafe"},
+	// The interactive explorer (amber browse): the examination packages
+	// under a terminal interface; never snapshot.
+	"browse": {"view", "archive", "fileindex", "manifest", "hashing", "layers", "imageconfig", "extract", "internal/textsafe"},
 	// Acquisition never imports the mount layout (view) or fusefs.
 	"snapshot": {"archive", "fileindex", "manifest", "hashing", "layers", "internal/textsafe", "internal/tmpfile", "snapshot/procmem", "snapshot/source", "snapshot/engine"},
 	// The seam to container runtimes: a leaf that snapshot and every
@@ -58,7 +61,7 @@ var allowed = map[string][]string{
 	"snapshot/kube": {"snapshot/engine"},
 	// Process memory and ELF cores: the standard library and x/sys only.
 	"snapshot/procmem": {},
-	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/kube", "snapshot/dockerroot", "snapshot/containerdroot", "snapshot/registry", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "report", "internal/textsafe"},
+	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/kube", "snapshot/dockerroot", "snapshot/containerdroot", "snapshot/registry", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "report", "internal/textsafe", "browse"},
 	// The one escaping of evidence strings printed for a person.
 	"internal/textsafe": {},
 	// Building blocks of archive and fileindex.
