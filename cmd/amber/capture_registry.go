@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/amber-forensics/amber/attest"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
 	"github.com/amber-forensics/amber/snapshot/registry"
@@ -38,12 +39,20 @@ and uploaded whole (said on stderr). Credentials from the Docker config;
 // put last, so a capture that fails or is interrupted tags nothing and
 // its upload session is abandoned. output and opts are the request's.
 func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Options, capture func() (*snapshot.Result, error)) error {
+	// The key is read before the capture: a bad one stops it at once.
+	key, err := o.sign.load("sign-key")
+	if err != nil {
+		return err
+	}
 	if !registry.IsRef(o.output) {
 		if o.keepLocal != "" {
 			return usageError{fmt.Errorf("--keep-local is for a capture to a registry (-o docker://REGISTRY/REPO:TAG)")}
 		}
 		res, err := capture()
 		if err != nil {
+			return err
+		}
+		if err := e.attestCapture(o, key, res); err != nil {
 			return err
 		}
 		return e.printCapture(o, res)
@@ -82,6 +91,11 @@ func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Option
 	}
 	if err := up.Commit(res.Sealed.SHA256); err != nil {
 		return fmt.Errorf("sealing %s: %w; nothing was tagged", o.output, err)
+	}
+	// Signed in the staging directory, before the manifest is pushed:
+	// the signature and token go up as sidecars with the rest.
+	if err := e.attestCapture(o, key, res); err != nil {
+		return fmt.Errorf("%w; nothing was tagged", err)
 	}
 	p, err := e.pushCaptured(tag, ropts, res)
 	if err != nil {
@@ -237,5 +251,23 @@ func (e *env) printPushedCapture(o *captureOptions, res *snapshot.Result, p *reg
 		return err
 	}
 	fmt.Fprintf(e.stdout, "pushed manifest %s (sidecars %s)\n", p.Digest, escapeName(strings.Join(sides, ", ")))
+	return nil
+}
+
+// attestCapture signs and timestamps a sealed capture as its flags ask,
+// adding the files written to its sidecars. A failure leaves the archive
+// sealed, and says so.
+func (e *env) attestCapture(o *captureOptions, key *attest.Key, res *snapshot.Result) error {
+	if !o.sign.wanted() {
+		return nil
+	}
+	s := res.Sealed
+	out, err := e.attestArchive(s.Path, res.Manifest, s.SHA256, s.ManifestSHA256, key, o.sign.tsa, s.Perm, e.stderr)
+	if out != nil {
+		res.Sidecars = append(res.Sidecars, out.Files...)
+	}
+	if err != nil {
+		return fmt.Errorf("%s is sealed (sha256 %s), but: %w", s.Path, s.SHA256.Hex(), err)
+	}
 	return nil
 }
