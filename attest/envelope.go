@@ -14,6 +14,8 @@ import (
 	"os"
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
+
+	"github.com/amber-forensics/amber/hashing"
 )
 
 // CertChainKind is the kind of the DSSE signature extension that carries
@@ -129,6 +131,9 @@ type Line struct {
 	N        int
 	Envelope *Envelope
 	Err      error
+	// SHA256 is the line's (without its newline), as the signed custody
+	// event records it.
+	SHA256 hashing.Digest
 }
 
 // ReadEnvelopes reads the signature sidecar, one envelope per line; a
@@ -153,7 +158,7 @@ func ReadEnvelopes(path string) ([]Line, error) {
 		if len(out) >= maxEnvelopes {
 			return out, fmt.Errorf("%s: more than %d envelopes", path, maxEnvelopes)
 		}
-		l := Line{N: n}
+		l := Line{N: n, SHA256: hashing.Sum(line)}
 		var e Envelope
 		if err := json.Unmarshal(line, &e); err != nil {
 			l.Err = fmt.Errorf("not a DSSE envelope: %v", err)

@@ -133,7 +133,7 @@ func (e *env) attestArchive(path string, m *manifest.Manifest, sum, msum hashing
 	if k != nil {
 		over = fmt.Sprintf("the signature of line %d (key %s)", out.Line, k.ID)
 	}
-	d := map[string]string{"tsa": tsa, "time": ts.Time.UTC().Format(time.RFC3339Nano), "file": filepath.Base(tsPath),
+	d := map[string]string{"tsa": tsa, "time": ts.Time.UTC().Format(time.RFC3339Nano), "file": filepath.Base(tsPath), "sha256": sum.Hex(),
 		"over": over, "imprint_sha256": fmt.Sprintf("%x", message), "tool": "amber " + version}
 	if ts.SerialNumber != nil {
 		d["serial"] = ts.SerialNumber.String()
@@ -347,6 +347,12 @@ func (e *env) checkAttest(path string, r *archive.Report, o attest.CheckOptions)
 		msum = a.Trailer.ManifestSHA256
 		a.Close()
 	}
+	if r.Manifest != nil {
+		// Only a chain that holds dates anything; verify reports it.
+		if evs, _, err := manifest.ParseCustodyFile(path+".custody.jsonl", r.Manifest.Custody.Head, r.Manifest.Custody.Events); err == nil {
+			o.Custody = evs
+		}
+	}
 	res, err := attest.Check(e.ctx, path, r.SHA256, msum, o)
 	if err != nil {
 		r.Problems = append(r.Problems, manifest.Problem{Where: "signature", Detail: err.Error()})
@@ -369,6 +375,9 @@ func printAttest(w interface{ Write([]byte) (int, error) }, res *attest.Result, 
 		}
 		if s.Examiner != "" {
 			fmt.Fprintf(w, ", examiner %q", escapeName(s.Examiner))
+		}
+		if !s.Signed.IsZero() {
+			fmt.Fprintf(w, ", signed %s by %s (custody log)", s.Signed.Format(time.RFC3339), escapeName(s.SignedBy))
 		}
 		switch s.Status {
 		case attest.StatusVerified:

@@ -95,8 +95,8 @@ func TestSignOpenSSL(t *testing.T) {
 		t.Errorf("custody actions %v, want two signed events", acts)
 	}
 	r := amber(t, "verify", "--no-log", arch)
-	if r.code != 0 || strings.Count(r.stdout, "NOT CHECKED") != 2 {
-		t.Errorf("verify without a key: exit %d, want 0 and two NOT CHECKED\n%s%s", r.code, r.stdout, r.stderr)
+	if r.code != 0 || strings.Count(r.stdout, "NOT CHECKED") != 2 || strings.Count(r.stdout, "(custody log)") != 2 {
+		t.Errorf("verify without a key: exit %d, want 0 and two NOT CHECKED, each dated by its signed event\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = amber(t, "verify", "--no-log", "--json", arch, "--key", filepath.Join(dir, "ed.pub"), "--key", filepath.Join(dir, "p256.pub"))
 	var js struct {
@@ -420,4 +420,66 @@ func TestTimestamp(t *testing.T) {
 	if r.code != exitTampered || strings.Count(r.stdout, "the token is over another message") < 2 {
 		t.Errorf("verify of swapped tokens: exit %d, want %d and both named\n%s%s", r.code, exitTampered, r.stdout, r.stderr)
 	}
+}
+
+// TestSignedToRegistry: a capture straight into a registry with
+// --sign-key and --tsa is signed and timestamped before its manifest is
+// pushed: the tag carries NAME.intoto.jsonl and NAME.<keyid16>.tsr as
+// titled layers, amber pull restores them beside the pulled archive
+// (renamed with it), and the pulled copy verifies with the key and the
+// TSA's root. A local archive signed and timestamped later is pushed and
+// pulled with its signature and tokens byte for byte.
+func TestSignedToRegistry(t *testing.T) {
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Auth: true})
+	renv := regEnv(t, reg, reg.Password)
+	url, tsaDir := testTSA(t)
+	tsaCA := filepath.Join(tsaDir, "tsa-ca.crt")
+	dir := t.TempDir()
+	testKeys(t, dir)
+	src := filepath.Join("..", "..", "testdata", "images", "webapp-docker-save.tar")
+	ref := "docker://" + reg.Host + "/case/e1:web"
+	r := amberIn(t, renv, "capture", "image", src, "-o", ref, "--sign-key", filepath.Join(dir, "ed.key"), "--tsa", url)
+	if r.code != 0 {
+		t.Fatalf("capture -o %s --sign-key --tsa: exit %d\n%s%s", ref, r.code, r.stdout, r.stderr)
+	}
+	code, raw := curlReg(t, reg, "/v2/case/e1/manifests/web")
+	var m ociManifest
+	if err := json.Unmarshal(raw, &m); code != "200" || err != nil {
+		t.Fatalf("manifest: %s %v %s", code, err, raw)
+	}
+	types := map[string]string{}
+	for _, l := range m.Layers {
+		types[l.Annotations["org.opencontainers.image.title"]] = l.MediaType
+	}
+	name := ArtifactFileName("case/e1", "web")
+	if types[name+".intoto.jsonl"] != "application/vnd.amber.intoto.v1+jsonl" {
+		t.Errorf("the tag's layers %v: no %s.intoto.jsonl", types, name)
+	}
+	pulled := filepath.Join(t.TempDir(), "e1.tar.zst")
+	mustAmberEnv(t, renv, "pull", ref, "-o", pulled)
+	keyid := envelopes(t, pulled+".intoto.jsonl")[0].Signatures[0].KeyID
+	if types[name+"."+keyid[:16]+".tsr"] != "application/timestamp-reply" {
+		t.Errorf("the tag's layers %v: no token over the signature", types)
+	}
+	if acts := strings.Join(custodyActions(t, pulled+".custody.jsonl"), " "); !strings.Contains(acts, "sealed signed timestamped pushed") {
+		t.Errorf("pulled custody log: %s; want signed and timestamped before pushed", acts)
+	}
+	r = amber(t, "verify", "--no-log", pulled, "--key", filepath.Join(dir, "ed.pub"), "--tsa-ca", tsaCA)
+	if r.code != 0 || !strings.Contains(r.stdout, "verified with") || !strings.Contains(r.stdout, "verified: the TSA's chain") || !strings.Contains(r.stdout, "renamed") {
+		t.Errorf("verify of the pulled copy: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	arch := filepath.Join(dir, "case.tar.zst")
+	captureWebapp(t, arch)
+	mustAmber(t, "sign", arch, "--key", filepath.Join(dir, "p256.key"), "--tsa", url)
+	mustAmber(t, "sign", arch, "--tsa", url)
+	dest := "docker://" + reg.Host + "/case/e2:later"
+	mustAmberEnv(t, renv, "push", arch, dest)
+	back := filepath.Join(t.TempDir(), "case.tar.zst")
+	mustAmberEnv(t, renv, "pull", dest, "-o", back)
+	keyid = envelopes(t, arch+".intoto.jsonl")[0].Signatures[0].KeyID
+	for _, s := range []string{".intoto.jsonl", "." + keyid[:16] + ".tsr", ".tsr"} {
+		testenv.Run(t, "cmp", arch+s, back+s)
+	}
+	mustAmber(t, "verify", "--no-log", back, "--key", filepath.Join(dir, "p256.pub"), "--tsa-ca", tsaCA)
 }
