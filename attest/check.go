@@ -70,7 +70,7 @@ type SigResult struct {
 // TSResult is one timestamp found and what became of it.
 type TSResult struct {
 	File   string    `json:"file"`
-	Time   time.Time `json:"time"`
+	Time   time.Time `json:"time,omitzero"`
 	Over   string    `json:"over"`
 	TSA    string    `json:"tsa,omitempty"`
 	Serial string    `json:"serial,omitempty"`
@@ -279,7 +279,7 @@ func checkTimestamps(path string, sum hashing.Digest, res *Result, o CheckOption
 			r.Over = "the archive (sha256 " + sum.Hex() + ")"
 			over = tok.Over(nil, sum[:])
 		} else {
-			r.Over = "no signature: no signature by a key " + k + "..."
+			r.Over = "a signature by a key " + k + "... (none in " + SignaturesPath(base) + ")"
 			for _, s := range res.Signatures {
 				if strings.HasPrefix(s.KeyID, k) && s.raw != nil {
 					r.Over = fmt.Sprintf("the signature of line %d (key %s)", s.Line, short16(s.KeyID))

@@ -40,7 +40,7 @@ and uploaded whole (said on stderr). Credentials from the Docker config;
 // its upload session is abandoned. output and opts are the request's.
 func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Options, capture func() (*snapshot.Result, error)) error {
 	// The key is read before the capture: a bad one stops it at once.
-	key, err := o.sign.load("sign-key")
+	key, err := o.sign.load("sign-key", "sign-cert")
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Option
 	// Signed in the staging directory, before the manifest is pushed:
 	// the signature and token go up as sidecars with the rest.
 	if err := e.attestCapture(o, key, res); err != nil {
-		return fmt.Errorf("%w; nothing was tagged", err)
+		return fmt.Errorf("the archive was uploaded (sha256 %s), but nothing was tagged: %w", res.Sealed.SHA256.Hex(), err)
 	}
 	p, err := e.pushCaptured(tag, ropts, res)
 	if err != nil {
@@ -265,6 +265,9 @@ func (e *env) attestCapture(o *captureOptions, key *attest.Key, res *snapshot.Re
 	out, err := e.attestArchive(s.Path, res.Manifest, s.SHA256, s.ManifestSHA256, key, o.sign.tsa, s.Perm, e.stderr)
 	if out != nil {
 		res.Sidecars = append(res.Sidecars, out.Files...)
+	}
+	if err != nil && registry.IsRef(o.output) {
+		return err // the caller says what became of the upload
 	}
 	if err != nil {
 		return fmt.Errorf("%s is sealed (sha256 %s), but: %w", s.Path, s.SHA256.Hex(), err)

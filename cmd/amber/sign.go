@@ -30,10 +30,11 @@ type signFlags struct {
 
 func (f *signFlags) wanted() bool { return f.key != "" || f.tsa != "" }
 
-// load reads the signing key (and chain) before any long work.
-func (f *signFlags) load(keyFlag string) (*attest.Key, error) {
+// load reads the signing key (and chain) before any long work; keyFlag
+// and certFlag are the flags' names on this command.
+func (f *signFlags) load(keyFlag, certFlag string) (*attest.Key, error) {
 	if f.cert != "" && f.key == "" {
-		return nil, usageError{fmt.Errorf("--%s-cert needs %s", strings.TrimSuffix(keyFlag, "-key"), "--"+keyFlag)}
+		return nil, usageError{fmt.Errorf("--%s needs --%s", certFlag, keyFlag)}
 	}
 	if f.key == "" {
 		return nil, nil
@@ -201,7 +202,7 @@ func (e *env) runSign(o *signOptions, path string) error {
 	if !o.wanted() {
 		return usageError{errors.New("sign needs --key KEY, --tsa URL, or both")}
 	}
-	k, err := o.load("key")
+	k, err := o.load("key", "cert")
 	if err != nil {
 		return err
 	}
@@ -209,7 +210,21 @@ func (e *env) runSign(o *signOptions, path string) error {
 	if err != nil {
 		return err
 	}
-	r, err := archive.Verify(path, archive.VerifyOptions{Ctx: e.ctx})
+	opts := archive.VerifyOptions{Ctx: e.ctx}
+	prog := isTerminal(e.stderr)
+	if prog {
+		last := time.Time{}
+		opts.Progress = func(done, total int64) {
+			if time.Since(last) > 200*time.Millisecond {
+				last = time.Now()
+				fmt.Fprintf(e.stderr, "\r\033[Kverifying before signing: %d%% of %d MiB", done*100/max(total, 1), total>>20)
+			}
+		}
+	}
+	r, err := archive.Verify(path, opts)
+	if prog {
+		fmt.Fprint(e.stderr, "\r\033[K")
+	}
 	if err != nil {
 		return err
 	}
@@ -366,7 +381,8 @@ func (e *env) checkAttest(path string, r *archive.Report, o attest.CheckOptions)
 // printAttest prints the signatures and timestamps found.
 func printAttest(w interface{ Write([]byte) (int, error) }, res *attest.Result, checking bool) {
 	for _, s := range res.Signatures {
-		fmt.Fprintf(w, "  signature line %d: key %s", s.Line, s.KeyID)
+		// The keyid is the envelope's, as found: evidence.
+		fmt.Fprintf(w, "  signature line %d: key %s", s.Line, escapeName(s.KeyID))
 		if s.Algorithm != "" {
 			fmt.Fprintf(w, " (%s)", s.Algorithm)
 		}

@@ -483,3 +483,32 @@ func TestSignedToRegistry(t *testing.T) {
 	}
 	mustAmber(t, "verify", "--no-log", back, "--key", filepath.Join(dir, "p256.pub"), "--tsa-ca", tsaCA)
 }
+
+// TestKeygen: amber keygen writes a PKCS#8 key (0600) openssl reads as
+// ED25519 or EC P-256, its public key beside it, and prints the keyid
+// that openssl's DER public key hashes to; it overwrites nothing.
+func TestKeygen(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ typ, openssl string }{{"ed25519", "ED25519"}, {"p256", "prime256v1"}} {
+		key := filepath.Join(dir, c.typ+".key")
+		out := mustAmber(t, "keygen", "-o", key, "--type", c.typ)
+		st, err := os.Stat(key)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v, mode %v; want 0600", key, err, st.Mode())
+		}
+		if txt := openssl(t, dir, "pkey", "-in", key, "-text", "-noout"); !strings.Contains(txt, c.openssl) {
+			t.Errorf("openssl pkey -text of %s: %s", key, txt)
+		}
+		if b := readLines(t, key)[0]; b != "-----BEGIN PRIVATE KEY-----" {
+			t.Errorf("%s starts %q, want PKCS#8", key, b)
+		}
+		pub := filepath.Join(dir, c.typ+".pub")
+		id := strings.Fields(testenv.Shell(t, fmt.Sprintf("openssl pkey -pubin -in %q -outform DER | sha256sum", pub)))[0]
+		if !strings.Contains(out, "keyid "+id) {
+			t.Errorf("keygen printed %q; openssl's DER public key hashes to %s", out, id)
+		}
+		if r := amber(t, "keygen", "-o", key, "--type", c.typ); r.code != exitExists {
+			t.Errorf("keygen over an existing key: exit %d, want %d", r.code, exitExists)
+		}
+	}
+}
