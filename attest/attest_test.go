@@ -132,6 +132,16 @@ func TestReadEnvelopesBounded(t *testing.T) {
 	if _, err := ReadEnvelopes(p); err == nil || !strings.Contains(err.Error(), "over") {
 		t.Errorf("ReadEnvelopes of an overlong line: %v", err)
 	}
+	// Many lines, each under the limit, add up to a bound too.
+	line := `{"payloadType":"x","payload":"` + strings.Repeat("A", 1<<20) + `","signatures":[{"keyid":"k","sig":"AA=="}]}` + "\n"
+	os.WriteFile(p, []byte(strings.Repeat(line, 70)), 0o600)
+	if ls, err := ReadEnvelopes(p); err == nil || len(ls) > 64 {
+		t.Errorf("ReadEnvelopes of 70 MiB of envelopes: %d lines, %v; want at most 64 MiB read", len(ls), err)
+	}
+	os.WriteFile(p, []byte(strings.Repeat("{}\n", maxEnvelopes+1)), 0o600)
+	if _, err := ReadEnvelopes(p); err == nil {
+		t.Errorf("ReadEnvelopes of %d lines: no error", maxEnvelopes+1)
+	}
 }
 
 // TestLoadKeyRefuses: keys openssl writes that amber does not sign with

@@ -26,6 +26,8 @@ const CertChainKind = "application/vnd.amber.x509-chain.v1+json"
 const (
 	maxEnvelope  = 4 << 20
 	maxEnvelopes = 1024
+	// maxSignatures bounds the whole sidecar held in memory.
+	maxSignatures = 64 << 20
 )
 
 // ErrExists: the key has signed this archive already, or a timestamp
@@ -147,16 +149,18 @@ func ReadEnvelopes(path string) ([]Line, error) {
 	defer f.Close()
 	var out []Line
 	r := bufio.NewReader(f)
+	total := 0
 	for n := 1; ; n++ {
 		line, err := readLine(r, maxEnvelope)
+		total += len(line)
 		if err == io.EOF {
 			return out, nil
 		}
 		if err != nil {
 			return out, fmt.Errorf("%s line %d: %w", path, n, err)
 		}
-		if len(out) >= maxEnvelopes {
-			return out, fmt.Errorf("%s: more than %d envelopes", path, maxEnvelopes)
+		if len(out) >= maxEnvelopes || total > maxSignatures {
+			return out, fmt.Errorf("%s: more than %d envelopes or %d MiB", path, maxEnvelopes, maxSignatures>>20)
 		}
 		l := Line{N: n, SHA256: hashing.Sum(line)}
 		var e Envelope
