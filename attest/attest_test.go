@@ -167,3 +167,33 @@ func TestLoadKeyRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckOtherArchive: a signature that holds, over a statement about
+// another file or another manifest, fails with a key; without one it is
+// a warning.
+func TestCheckOtherArchive(t *testing.T) {
+	arch, sum, msum, _, pk := signed(t)
+	other := hashing.Sum([]byte("other"))
+	for name, c := range map[string]struct {
+		sum, msum hashing.Digest
+		want      string
+	}{
+		"file":     {other, msum, "it signs a file of sha256 " + sum.Hex()},
+		"manifest": {sum, other, "manifest sha256 is " + msum.Hex()},
+	} {
+		res, err := Check(context.Background(), arch, c.sum, c.msum, CheckOptions{Keys: []PublicKey{pk}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Problems) == 0 || !strings.Contains(res.Problems[0].Detail, c.want) || res.Signatures[0].Status != StatusFailed {
+			t.Errorf("another %s: %+v, want a failure saying %q", name, res.Problems, c.want)
+		}
+		res, _ = Check(context.Background(), arch, c.sum, c.msum, CheckOptions{})
+		if len(res.Problems) != 0 || len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0].Detail, c.want) {
+			t.Errorf("another %s, no key: problems %v, warnings %v", name, res.Problems, res.Warnings)
+		}
+	}
+	if res, _ := Check(context.Background(), arch, sum, msum, CheckOptions{Keys: []PublicKey{pk}}); len(res.Problems) != 0 {
+		t.Errorf("the archive signed: %v", res.Problems)
+	}
+}
