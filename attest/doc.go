@@ -37,13 +37,15 @@
 // (openssl pkey -pubout -outform DER | sha256sum).
 //
 // An X.509 certificate chain (PEM, leaf first) is carried in the
-// signature's "extension" field, the one extension point the DSSE
-// envelope specification defines (envelope.md, "extension": {"kind",
-// "ext"}), of kind CertChainKind with ext {"certificates": [PEM...]}.
-// The "cert" field some tools read was proposed to DSSE and never
-// merged; the extension is unauthenticated by design (the chain is
-// checked against the root the verifier is given, and the leaf's key
-// must be the key that signed).
+// signature's "extension" field: DSSE 1.1's signature extension
+// (protocol.md: EXTENSION, an unauthenticated object identified by its
+// kind; envelope.proto: extension {kind, ext}), the extension point the
+// specification defines, of kind CertChainKind with ext
+// {"certificates": [PEM...]}. The "cert" field some tools read was
+// proposed to DSSE (dsse PR 50) and never merged. As DSSE requires of an
+// unauthenticated chain, it never supplies the trust: the root comes
+// only from verify --ca (certificates of the chain serve as
+// intermediates), and the leaf's key must be the key that signed.
 //
 // # The timestamps
 //
