@@ -194,7 +194,16 @@ func Check(ctx context.Context, path string, sum, msum hashing.Digest, o CheckOp
 				for _, c := range chain[1:] {
 					inter.AddCert(c)
 				}
-				if _, err := chain[0].Verify(x509.VerifyOptions{Roots: o.Roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+				// An examiner's certificate outlives few archives: with a
+				// trusted token over this signature, the chain is checked
+				// at the token's time, when the signature existed.
+				at, ok := trustedTime(path, s.KeyID, raw, o)
+				if ok {
+					r.By += " at its timestamp's time " + at.UTC().Format(time.RFC3339)
+				} else {
+					at = time.Now()
+				}
+				if _, err := chain[0].Verify(x509.VerifyOptions{Roots: o.Roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}, CurrentTime: at}); err != nil {
 					fail("its certificate %q does not chain to %s: %v", r.Signer, o.RootsName, err)
 					break
 				}
@@ -235,6 +244,20 @@ func Check(ctx context.Context, path string, sum, msum hashing.Digest, o CheckOp
 	}
 	checkTimestamps(path, sum, res, o, finding)
 	return res, nil
+}
+
+// trustedTime is the time of the token over the signature raw by keyid
+// (NAME.<keyid16>.tsr), when its TSA chains to --tsa-ca.
+func trustedTime(path, keyid string, raw []byte, o CheckOptions) (time.Time, bool) {
+	// The keyid is the envelope's: a name only when it is hex.
+	if o.TSARoots == nil || raw == nil || len(keyid) != 64 || strings.Trim(keyid, "0123456789abcdef") != "" {
+		return time.Time{}, false
+	}
+	tok, err := ReadToken(TimestampPath(path, keyid))
+	if err != nil || !tok.Over(raw, nil) || tok.CheckChain(o.TSARoots) != nil {
+		return time.Time{}, false
+	}
+	return tok.TS.Time, true
 }
 
 // hasFailed: a signature of keyid (any, when empty) already failed, so

@@ -58,7 +58,8 @@ and RFC 3161 timestamps (ARCHIVE*.tsr) are listed with their key IDs,
 certificates and times. Without --key or --ca they are not checked (said so;
 the exit code does not depend on them). With --key (repeatable: each key
 must have signed) or --ca (a signature's certificate chain must lead to that
-root and be for the key that signed), a missing or bad signature is exit 3,
+root and be for the key that signed; at the time of a token over that
+signature whose TSA --tsa-ca trusts, else today), a missing or bad signature is exit 3,
 named by its line; so is a statement whose subject is not this file's
 SHA-256 or whose manifest digest is not this archive's manifest's. A
 timestamp's imprint must be its signature's (NAME.tsr: the archive's
