@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/internal/testenv"
@@ -195,5 +197,30 @@ func TestCheckOtherArchive(t *testing.T) {
 	}
 	if res, _ := Check(context.Background(), arch, sum, msum, CheckOptions{Keys: []PublicKey{pk}}); len(res.Problems) != 0 {
 		t.Errorf("the archive signed: %v", res.Problems)
+	}
+}
+
+// TestCheckFIFO: a FIFO in place of the signature sidecar or of a token
+// is a finding, not a verify that waits forever for a writer.
+func TestCheckFIFO(t *testing.T) {
+	arch, sum, msum, k, pk := signed(t)
+	os.Remove(SignaturesPath(arch))
+	for _, p := range []string{SignaturesPath(arch), TimestampPath(arch, k.ID)} {
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Skip(err)
+		}
+	}
+	done := make(chan *Result, 1)
+	go func() {
+		res, _ := Check(context.Background(), arch, sum, msum, CheckOptions{Keys: []PublicKey{pk}})
+		done <- res
+	}()
+	select {
+	case res := <-done:
+		if len(res.Problems) < 2 || !strings.Contains(res.Problems[0].Detail, "not a regular file") {
+			t.Errorf("FIFOs: %v", res.Problems)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Check blocked on a FIFO")
 	}
 }

@@ -142,7 +142,7 @@ type Line struct {
 // line that is no envelope is returned with its error. A missing file is
 // os.ErrNotExist.
 func ReadEnvelopes(path string) ([]Line, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
@@ -248,4 +248,25 @@ func verifySig(ctx context.Context, e *Envelope, s Signature, pub PublicKey) err
 	d := &dsse.Envelope{PayloadType: e.PayloadType, Payload: e.Payload, Signatures: []dsse.Signature{{KeyID: s.KeyID, Sig: s.Sig}}}
 	_, err = ev.Verify(ctx, d)
 	return err
+}
+
+// openRegular opens a sidecar for reading only when it is a regular file:
+// a FIFO put in its place would block the open, a device feed it forever.
+func openRegular(path string) (*os.File, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", path, st.Mode().Type())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return f, nil
 }

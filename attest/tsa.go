@@ -160,7 +160,7 @@ type Token struct {
 // ReadToken reads a stored reply (or a bare token) and checks the TSA's
 // signature with the certificate it carries.
 func ReadToken(path string) (*Token, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
