@@ -51,8 +51,8 @@ type attested struct {
 	KeyID      string    `json:"keyid,omitempty"`
 	Algorithm  string    `json:"algorithm,omitempty"`
 	Line       int       `json:"line,omitempty"`
-	Signatures string    `json:"signatures,omitempty"`
-	Timestamp  string    `json:"timestamp,omitempty"`
+	Signatures string    `json:"signatures_file,omitempty"`
+	Timestamp  string    `json:"timestamp_file,omitempty"`
 	Time       time.Time `json:"time,omitzero"`
 	TSA        string    `json:"tsa,omitempty"`
 	Files      []string  `json:"-"`
@@ -379,7 +379,7 @@ func (e *env) checkAttest(path string, r *archive.Report, o attest.CheckOptions)
 }
 
 // printAttest prints the signatures and timestamps found.
-func printAttest(w interface{ Write([]byte) (int, error) }, res *attest.Result, checking bool) {
+func printAttest(w io.Writer, res *attest.Result, checking bool) {
 	for _, s := range res.Signatures {
 		// The keyid is the envelope's, as found: evidence.
 		fmt.Fprintf(w, "  signature line %d: key %s", s.Line, escapeName(s.KeyID))

@@ -290,7 +290,18 @@ func TestSignCertChain(t *testing.T) {
 		t.Errorf("sign with a certificate of another key: exit %d, want %d\n%s", r.code, exitUsage, r.stderr)
 	}
 	testenv.Shell(t, fmt.Sprintf("cd %q && cat ed.crt examiners-ca.crt > chain.pem", dir))
-	mustAmber(t, "sign", arch, "--key", filepath.Join(dir, "ed.key"), "--cert", filepath.Join(dir, "chain.pem"))
+	var signed struct {
+		KeyID string `json:"keyid"`
+		Line  int    `json:"line"`
+		File  string `json:"signatures_file"`
+	}
+	out := mustAmber(t, "sign", "--json", arch, "--key", filepath.Join(dir, "ed.key"), "--cert", filepath.Join(dir, "chain.pem"))
+	if err := json.Unmarshal([]byte(out), &signed); err != nil || signed.Line != 1 || signed.File != arch+".intoto.jsonl" || len(signed.KeyID) != 64 {
+		t.Errorf("sign --json: %s (%v)", out, err)
+	}
+	if r := amber(t, "sign", "docker://127.0.0.1:1/x/y:z", "--key", filepath.Join(dir, "ed.key")); r.code != exitUsage {
+		t.Errorf("sign of a registry reference: exit %d, want %d", r.code, exitUsage)
+	}
 	r := amber(t, "verify", "--no-log", arch)
 	if r.code != 0 || !strings.Contains(r.stdout, `certificate "CN=J. Doe,O=Lab"`) {
 		t.Errorf("verify lists no certificate subject: exit %d\n%s", r.code, r.stdout)
