@@ -310,6 +310,15 @@ func TestSignCertChain(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "verified with certificate chain to") {
 		t.Errorf("verify --ca of the examiners' CA: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// A key and a root for the same signature: both checked.
+	r = amber(t, "verify", "--no-log", arch, "--key", filepath.Join(dir, "ed.pub"), "--ca", filepath.Join(dir, "examiners-ca.crt"))
+	if r.code != 0 || !strings.Contains(r.stdout, "ed.pub and certificate chain to") {
+		t.Errorf("verify --key --ca of one signer: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = amber(t, "verify", "--no-log", arch, "--key", filepath.Join(dir, "ed.pub"), "--ca", filepath.Join(dir, "other-ca.crt"))
+	if r.code != exitTampered {
+		t.Errorf("verify --key --ca of another CA: exit %d, want %d\n%s", r.code, exitTampered, r.stdout)
+	}
 	r = amber(t, "verify", "--no-log", arch, "--ca", filepath.Join(dir, "other-ca.crt"))
 	if r.code != exitTampered || !strings.Contains(r.stdout, "does not chain to") {
 		t.Errorf("verify --ca of another CA: exit %d, want %d\n%s%s", r.code, exitTampered, r.stdout, r.stderr)
