@@ -54,6 +54,27 @@ func TestRoundTripAndFrames(t *testing.T) {
 	}
 }
 
+// TestVerifySealed: push's check (frames against their sealed digests, none
+// decompressed) passes a fresh archive with the full check's digest and
+// counts, and says it was the sealed check.
+func TestVerifySealed(t *testing.T) {
+	p := captureBig(t)
+	full, err := archive.Verify(p, archive.VerifyOptions{})
+	if err != nil || !full.OK() {
+		t.Fatalf("full: %v %v", err, full.Problems)
+	}
+	r, err := archive.Verify(p, archive.VerifyOptions{Sealed: true})
+	if err != nil || !r.OK() {
+		t.Fatalf("sealed: %v %v", err, r.Problems)
+	}
+	if !r.Sealed || full.Sealed {
+		t.Errorf("sealed flag: sealed check %v, full check %v", r.Sealed, full.Sealed)
+	}
+	if r.SHA256 != full.SHA256 || r.Frames != full.Frames || r.Artifacts != full.Artifacts || len(r.Sidecars) != len(full.Sidecars) {
+		t.Errorf("sealed report %+v differs from the full one %+v", r, full)
+	}
+}
+
 func TestReadsOnlyWhatItNeeds(t *testing.T) {
 	p := captureBig(t)
 	a := fixture.Open(t, p)
@@ -132,24 +153,28 @@ func TestTamperAnywhere(t *testing.T) {
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		r, err := archive.Verify(p, archive.VerifyOptions{})
-		if err != nil {
-			// Only damage that makes the file unrecognisable may be an error.
-			if !errors.Is(err, manifest.ErrNotArchive) && !errors.Is(err, manifest.ErrCorrupt) {
-				t.Errorf("byte %d: %v", tg.off, err)
+		// The full check, and push's sealed check (no frame decompressed):
+		// each catches every flipped byte.
+		for _, sealed := range []bool{false, true} {
+			r, err := archive.Verify(p, archive.VerifyOptions{Sealed: sealed})
+			if err != nil {
+				// Only damage that makes the file unrecognisable may be an error.
+				if !errors.Is(err, manifest.ErrNotArchive) && !errors.Is(err, manifest.ErrCorrupt) {
+					t.Errorf("byte %d (sealed %v): %v", tg.off, sealed, err)
+				}
+				continue
 			}
-			continue
-		}
-		if r.OK() {
-			t.Errorf("byte %d of %d flipped: verify passed", tg.off, len(orig))
-			continue
-		}
-		var all []string
-		for _, pr := range r.Problems {
-			all = append(all, pr.String())
-		}
-		if tg.want != "" && !strings.Contains(strings.Join(all, "\n"), tg.want) {
-			t.Errorf("byte %d: report does not mention %q:\n%s", tg.off, tg.want, strings.Join(all, "\n"))
+			if r.OK() {
+				t.Errorf("byte %d of %d flipped: verify (sealed %v) passed", tg.off, len(orig), sealed)
+				continue
+			}
+			var all []string
+			for _, pr := range r.Problems {
+				all = append(all, pr.String())
+			}
+			if tg.want != "" && !strings.Contains(strings.Join(all, "\n"), tg.want) {
+				t.Errorf("byte %d (sealed %v): report does not mention %q:\n%s", tg.off, sealed, tg.want, strings.Join(all, "\n"))
+			}
 		}
 		os.Remove(p)
 	}

@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
-# ssh-fanout.sh: capture containers on many hosts at once, each into the
-# case's repository in one registry: docker://REGISTRY/CASE/<host>:TAG.
+# ssh-fanout.sh: capture containers on many hosts at once, each straight
+# into the case's repository in one registry: docker://REGISTRY/CASE/<host>:TAG.
 #
 #   deploy/ssh-fanout.sh -f hosts.txt -r evidence.example -c case-2026-041 \
-#       -t web [-j 8] [-e "J. Doe"] [-k] -- web db
+#       -t web [-j 8] [-e "J. Doe"] [-d DIR] [-s] -- web db
 #
 # hosts.txt holds one ssh destination a line ([user@]host; # comments and
 # blank lines skipped). On each host, as the ssh user (root, or sudo -n
 # with -s), it runs
-#   amber capture container CONTAINER... -o DIR/CASE-<host>-TAG.tar.zst
-#   amber push that archive docker://REGISTRY/CASE/<host>:TAG
-# at most -j hosts at a time (default 4). Until `amber capture ... -o
-# docker://` lands, the archive is written on the host (DIR: -d, default
-# /var/tmp) and kept there after the push (-k removes it once pushed).
-# Each host's output goes to LOGDIR/<host>.log (-l, default
-# ./amber-fanout-<time>); a summary of every host's exit code is printed
-# at the end, and the script exits 1 if any host failed.
+#   amber capture container CONTAINER... -o docker://REGISTRY/CASE/<host>:TAG
+# at most -j hosts at a time (default 4): the archive streams into the
+# registry while it is written and is tagged once sealed (nothing is
+# tagged on failure; a tag that exists is refused, exit 12). -d DIR also
+# keeps a copy on the host in DIR (--keep-local). Each host's output goes
+# to LOGDIR/<host>.log (-l, default ./amber-fanout-<time>); a summary of
+# every host's exit code is printed at the end, and the script exits 1 if
+# any host failed.
 # Every host needs amber on its PATH and a login for REGISTRY in its
 # Docker config (DOCKER_CONFIG or ~/.docker/config.json of the user amber
 # runs as). amber's exit codes: README.md ("Exit codes"); 16 is a login
@@ -23,12 +23,12 @@
 set -euo pipefail
 
 usage() {
-	sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
-hosts_file="" registry="" case_id="" tag="" jobs=4 examiner="" dir=/var/tmp keep=1 sudo="" logdir=""
-while getopts "f:r:c:t:j:e:d:l:ksh" opt; do
+hosts_file="" registry="" case_id="" tag="" jobs=4 examiner="" dir="" sudo="" logdir=""
+while getopts "f:r:c:t:j:e:d:l:sh" opt; do
 	case $opt in
 	f) hosts_file=$OPTARG ;;
 	r) registry=$OPTARG ;;
@@ -38,7 +38,6 @@ while getopts "f:r:c:t:j:e:d:l:ksh" opt; do
 	e) examiner=$OPTARG ;;
 	d) dir=$OPTARG ;;
 	l) logdir=$OPTARG ;;
-	k) keep=0 ;;
 	s) sudo="sudo -n" ;;
 	*) usage ;;
 	esac
@@ -63,19 +62,17 @@ quote() {
 
 # capture runs on one host and records its exit code in LOGDIR/<host>.rc.
 capture() {
-	local host=$1 name out ref remote
+	local host=$1 name ref remote
 	shift
 	name=${host#*@}          # user@host -> host
 	name=${name//[^a-zA-Z0-9._-]/_}
-	out="$dir/$case_id-$name-$tag.tar.zst"
 	ref="docker://$registry/$case_id/${name,,}:$tag"
-	remote="$sudo amber capture container $(quote "$@") -o $(quote "$out") --case $(quote "$case_id") --exhibit $(quote "$name:$tag")"
+	remote="$sudo amber capture container $(quote "$@") -o $(quote "$ref") --case $(quote "$case_id") --exhibit $(quote "$name:$tag")"
 	if [ -n "$examiner" ]; then
 		remote+=" --examiner $(quote "$examiner")"
 	fi
-	remote+=" && $sudo amber push $(quote "$out" "$ref")"
-	if [ "$keep" = 0 ]; then
-		remote+=" && $sudo rm -f -- $(quote "$out" "$out.sha256" "$out.custody.jsonl")"
+	if [ -n "$dir" ]; then
+		remote+=" --keep-local $(quote "$dir")"
 	fi
 	local rc=0
 	ssh -n -o BatchMode=yes -o ConnectTimeout=15 "$host" "$remote" >"$logdir/$name.log" 2>&1 || rc=$?

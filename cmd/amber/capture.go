@@ -50,6 +50,8 @@ type captureOptions struct {
 	cache        string
 	// keepLocal: with -o docker://, a directory that keeps a local copy
 	keepLocal string
+	// force: with -o docker://, replace a tag that exists
+	force bool
 	// transport, in tests, reaches a registry with the test's CA.
 	transport http.RoundTripper
 	// sign: sign (and timestamp) the sealed archive
@@ -60,6 +62,7 @@ func (o *captureOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVarP(&o.output, "output", "o", "", "archive to write (NAME.tar.zst; never overwritten), or docker://REGISTRY/REPO:TAG to stream it straight into a registry")
 	f.StringVar(&o.keepLocal, "keep-local", "", "with -o docker://: also keep the archive and its sidecars in this directory")
+	f.BoolVar(&o.force, "force", false, "with -o docker://: replace the tag if it names something already (what it named stays in the registry under its digest)")
 	f.BoolVar(&o.insecure, "insecure", false, "reach the registry (a docker:// source or -o) over plain HTTP or with a certificate that is not verified (loopback and labs)")
 	f.StringVar(&o.c.Case, "case", "", "case identifier")
 	f.StringVar(&o.c.Exhibit, "exhibit", "", "exhibit identifier")
@@ -262,7 +265,7 @@ func (e *env) runCaptureImage(o *captureOptions, sources []string) error {
 // captureImageFiles captures image files and a registry's images.
 func (e *env) captureImageFiles(o *captureOptions, req snapshot.Request, remote []string) (*snapshot.Result, error) {
 	if len(remote) > 0 {
-		ropts := registry.SourceOptions{Options: registry.Options{Insecure: o.insecure, UserAgent: "amber/" + version},
+		ropts := registry.SourceOptions{Options: registryOptions(o.insecure),
 			Platform: o.platform, AllPlatforms: o.allPlatforms, SpoolDir: o.cache}
 		if ropts.SpoolDir == "" {
 			ropts.SpoolDir = filepath.Dir(req.Output)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/amber-forensics/amber/attest"
+	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
 	"github.com/amber-forensics/amber/snapshot/registry"
@@ -22,9 +25,13 @@ disk; index spills and the small sidecars go to a staging directory under
 TMPDIR, removed at the end), as REPO's last element-TAG.tar.zst. Once
 sealed, the sidecars and the manifest are pushed as amber push would, the
 manifest last: a capture that fails or is interrupted tags nothing and its
-upload session is abandoned. --keep-local DIR also keeps the archive and
-its sidecars in DIR under that name (written as it streams, to
-NAME.partial, named once the registry holds the tag). The custody log records the push with the
+upload session is abandoned (a capture interrupted after the archive's
+blob is committed leaves that blob in the registry, untagged, until its
+garbage collection). A tag that names something already is never moved:
+the capture is refused before it starts (exit 12) unless --force.
+--keep-local DIR also keeps the archive and its sidecars in DIR under
+that name (written as it streams, to NAME.partial, named once the
+registry holds the tag). The custody log records the push with the
 manifest's digest, in a second version of the manifest (as push --custody).
 A registry that refuses chunks gets the archive spooled to a temp file
 and uploaded whole (said on stderr). Credentials from the Docker config;
@@ -38,7 +45,7 @@ and uploaded whole (said on stderr). Credentials from the Docker config;
 // committed under its SHA-256, the sidecars are uploaded and the manifest
 // put last, so a capture that fails or is interrupted tags nothing and
 // its upload session is abandoned. output and opts are the request's.
-func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Options, capture func() (*snapshot.Result, error)) error {
+func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Options, capture func() (*snapshot.Result, error)) (err error) {
 	// The key is read before the capture: a bad one stops it at once.
 	key, err := o.sign.load("sign-key", "sign-cert")
 	if err != nil {
@@ -47,6 +54,9 @@ func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Option
 	if !registry.IsRef(o.output) {
 		if o.keepLocal != "" {
 			return usageError{fmt.Errorf("--keep-local is for a capture to a registry (-o docker://REGISTRY/REPO:TAG)")}
+		}
+		if o.force {
+			return usageError{fmt.Errorf("--force is for a capture to a registry (-o docker://REGISTRY/REPO:TAG); amber never overwrites an archive file")}
 		}
 		res, err := capture()
 		if err != nil {
@@ -62,6 +72,39 @@ func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Option
 	tag, err := registry.ParseTag(o.output, ropts)
 	if err != nil {
 		return usageError{err}
+	}
+	// An interruption names what it left: the registry reference has no
+	// file to speak of, and the archive blob, once committed, stays in the
+	// registry untagged (until its garbage collection).
+	where := registry.Prefix + tag.Name()
+	var committed, tagged bool
+	var sum hashing.Digest
+	defer func() {
+		left := "nothing was tagged at " + where + "; the upload session was abandoned"
+		if committed {
+			left = "nothing was tagged at " + where + "; the archive's blob, uploaded, stays in the registry, untagged, until its garbage collection"
+			if d, ok := e.landedAnyway(err, func(ctx context.Context) (*registry.Tagged, error) { return registry.Existing(ctx, tag, ropts) }, sum); ok {
+				left = where + " was tagged (manifest " + d + ") as the interruption came, without the custody log that records the push"
+			}
+		}
+		if tagged {
+			left = where + " is tagged, but not with the custody log that records the push"
+		}
+		if o.keepLocal != "" && !tagged {
+			left += "; nothing was kept in " + o.keepLocal
+		}
+		err = interruptedAt(e, err, left)
+	}()
+	// A tag is moved only when asked: checked before the capture starts
+	// (no capture wasted), and again before the manifest.
+	noOverwrite := func() error {
+		if o.force {
+			return nil
+		}
+		return registry.NoOverwrite(e.ctx, tag, ropts, hashing.Digest{}, false)
+	}
+	if err := noOverwrite(); err != nil {
+		return err
 	}
 	staging, err := os.MkdirTemp("", "amber-capture-")
 	if err != nil {
@@ -89,16 +132,24 @@ func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Option
 	if err != nil {
 		return err
 	}
+	sum = res.Sealed.SHA256
 	if err := up.Commit(res.Sealed.SHA256); err != nil {
 		return fmt.Errorf("sealing %s: %w; nothing was tagged", o.output, err)
 	}
+	committed = true
 	// Signed in the staging directory, before the manifest is pushed:
 	// the signature and token go up as sidecars with the rest.
 	if err := e.attestCapture(o, key, res); err != nil {
-		return fmt.Errorf("the archive was uploaded (sha256 %s), but nothing was tagged: %w", res.Sealed.SHA256.Hex(), err)
+		return fmt.Errorf("nothing was tagged at %s; the archive's blob (sha256 %s), uploaded, stays in the registry, untagged, until its garbage collection: %w", o.output, res.Sealed.SHA256.Hex(), err)
 	}
-	p, err := e.pushCaptured(tag, ropts, res)
+	p, err := e.pushCaptured(tag, ropts, res, noOverwrite)
+	if p != nil {
+		tagged = true
+	}
 	if err != nil {
+		if tagged {
+			return fmt.Errorf("sealing %s: %w", o.output, err)
+		}
 		return fmt.Errorf("sealing %s: %w; nothing was tagged", o.output, err)
 	}
 	var kept []string
@@ -114,6 +165,23 @@ func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Option
 		fmt.Fprintf(e.stderr, "kept %s\n", escapeName(k))
 	}
 	return nil
+}
+
+// landedAnyway says, for a push interrupted (err) while its manifest was
+// on its way, whether the tag names the archive sum after all: the
+// registry took the manifest as the interruption came. It asks again
+// with a context of its own (the command's is cancelled), briefly.
+func (e *env) landedAnyway(err error, existing func(context.Context) (*registry.Tagged, error), sum hashing.Digest) (string, bool) {
+	if err == nil || sum.IsZero() || (!errors.Is(err, context.Canceled) && e.ctx.Err() == nil) {
+		return "", false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t, terr := existing(ctx)
+	if terr != nil || t == nil || t.Archive.Hex != sum.Hex() {
+		return "", false
+	}
+	return t.Digest.String(), true
 }
 
 // keptCopy is the local copy --keep-local asks for: the archive written
@@ -203,7 +271,10 @@ func ArtifactFileName(repo, tag string) string {
 // then the "pushed" event, with that manifest's digest, goes into the
 // custody log, and a second version of the manifest carries that log (as
 // amber push --custody would). The tag's final digest is the second's.
-func (e *env) pushCaptured(tag interface{ String() string }, ropts registry.Options, res *snapshot.Result) (*registry.Pushed, error) {
+// ready is asked before the first manifest is put (the tag still free?).
+// When the first is tagged and the second fails, it returns the first
+// with the error.
+func (e *env) pushCaptured(tag interface{ String() string }, ropts registry.Options, res *snapshot.Result, ready func() error) (*registry.Pushed, error) {
 	t, err := registry.ParseTag(registry.Prefix+tag.String(), ropts)
 	if err != nil {
 		return nil, err
@@ -211,6 +282,7 @@ func (e *env) pushCaptured(tag interface{ String() string }, ropts registry.Opti
 	s := res.Sealed
 	req := pushRequest(s.Path, res.Manifest, s.SHA256, s.Size)
 	req.ArchivePresent = true
+	req.Ready = ready
 	p, err := registry.Push(e.ctx, t, req, ropts)
 	if err != nil {
 		return nil, err
@@ -228,7 +300,7 @@ func (e *env) pushCaptured(tag interface{ String() string }, ropts registry.Opti
 	req.Annotations[registry.AnnotationCreated] = time.Now().UTC().Format(time.RFC3339)
 	p2, err := registry.Push(e.ctx, t, req, ropts)
 	if err != nil {
-		return nil, fmt.Errorf("the capture is tagged %s, but its custody log with the pushed event is not: %w", p.Digest, err)
+		return p, fmt.Errorf("the capture is tagged %s, but its custody log with the pushed event is not: %w", p.Digest, err)
 	}
 	return p2, nil
 }

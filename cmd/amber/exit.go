@@ -32,7 +32,7 @@ const (
 	exitProcAccess   = 9   // the container's processes cannot be read in /proc (run as root on the engine's host)
 	exitGone         = 10  // the container stopped existing during the capture
 	exitNotLocal     = 11  // asked for something only the engine's own host can do (--route upperdir on a remote engine)
-	exitExists       = 12  // extract: the destination exists (--force replaces it); sign: the key signed already, or the timestamp file exists
+	exitExists       = 12  // extract: the destination exists; push, capture -o docker://: the tag exists (--force replaces it); sign: the key signed already, or the timestamp file exists
 	exitIncomplete   = 13  // extract: entries the destination refused (named) were skipped; the rest was extracted and recorded
 	exitForeignMount = 14  // umount: the mount point is not an amber mount (--force unmounts it)
 	exitNeedsLinux   = 15  // mount, umount and capture container (and so memory) run on Linux only; this build is for another system
@@ -101,6 +101,29 @@ func exitCode(err error) int {
 	return exitError
 }
 
+// interrupted is an interruption that says what it left behind, for the
+// line report prints: a registry has no output name, and what an
+// interrupted push leaves there is the user's to know.
+type interrupted struct {
+	err  error // wraps context.Canceled
+	left string
+}
+
+func (i *interrupted) Error() string { return i.err.Error() }
+func (i *interrupted) Unwrap() error { return i.err }
+
+// interruptedAt tells err, when it is an interruption (a signal came,
+// whatever then failed), with left; any other err as it is.
+func interruptedAt(e *env, err error, left string) error {
+	if err == nil || (!errors.Is(err, context.Canceled) && e.ctx.Err() == nil) {
+		return err
+	}
+	if !errors.Is(err, context.Canceled) {
+		err = fmt.Errorf("%w: %v", context.Canceled, err)
+	}
+	return &interrupted{err: err, left: left}
+}
+
 var (
 	errTampered   = errors.New("verification failed")
 	errNeedsLinux = errors.New("needs Linux")
@@ -115,7 +138,12 @@ func report(stderr io.Writer, err error) int {
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "amber: %s\nRun 'amber --help' for usage.\n", escapeName(err.Error()))
 		} else if code == exitInterrupted {
-			fmt.Fprintln(stderr, "amber: interrupted; nothing was left at the output name")
+			var in *interrupted
+			if errors.As(err, &in) {
+				fmt.Fprintf(stderr, "amber: interrupted; %s\n", escapeName(in.left))
+			} else {
+				fmt.Fprintln(stderr, "amber: interrupted; nothing was left at the output name")
+			}
 		} else {
 			fmt.Fprintf(stderr, "amber: %s\n", escapeName(err.Error()))
 		}

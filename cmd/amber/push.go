@@ -21,6 +21,8 @@ type pushOptions struct {
 	json     bool
 	insecure bool
 	custody  bool
+	full     bool
+	force    bool
 }
 
 func (e *env) newPushCmd() *cobra.Command {
@@ -28,7 +30,7 @@ func (e *env) newPushCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "push ARCHIVE docker://REGISTRY/REPO:TAG",
 		Short: "Put a sealed archive and its sidecars into an OCI registry",
-		Long: `push verifies the archive, then uploads it unchanged to a registry as an
+		Long: `push uploads a sealed archive unchanged to a registry as an
 OCI artifact (an image manifest with artifactType ` + registry.ArtifactType + `):
 the archive byte for byte as the first layer, so that the registry's digest
 of it is the archive's SHA-256 (its .sha256 sidecar); the sidecars present
@@ -38,8 +40,20 @@ titled with their file names; annotations with the case, exhibit, examiner,
 the time and amber's version. The manifest is pushed last: a push that fails
 leaves no tag.
 
+A tag that names something already is never moved: push refuses (exit 12)
+unless --force (what the tag named stays in the registry under its digest,
+untagged); --custody may replace a tag that names the same archive.
+
 It appends a "pushed" event (registry, repository, tag, manifest digest) to
 ARCHIVE.custody.jsonl and prints the manifest digest.
+
+While it uploads, push checks the archive as it was sealed: every frame's
+bytes against its sealed digest, the seek table, trailer and manifest, the
+file indexes and Merkle roots, and the sidecars; a byte changed since sealing
+stops it before the tag (exit 3). --full also re-derives every file's hash and
+every layer's digest from the content, as amber verify does (it costs as much
+CPU as the upload takes time). An archive without a .sha256 sidecar is checked
+before the upload instead.
 
 --custody pushes a new manifest version with the current custody sidecar
 (events recorded since, such as "pushed" and "pulled"): the archive blob,
@@ -48,21 +62,38 @@ which the registry must already hold, is checked and not uploaded again.
 Credentials come from the Docker config (DOCKER_CONFIG, ~/.docker/config.json
 and its credential helpers); a private CA through SSL_CERT_FILE.
 Exit 3: the archive does not verify. Exit 16: the registry refused the
-credentials. Exit 5: no such repository or blob.`,
+credentials. Exit 5: no such repository or blob. Exit 12: the tag exists (--force).
+Exit 130: interrupted (Ctrl-C); nothing is tagged, but the blobs uploaded
+by then stay in the registry, untagged, until its garbage collection.`,
 		Example: `  amber push case.tar.zst docker://evidence.example/case-2026-041/e1:web
-  amber push --custody case.tar.zst docker://evidence.example/case-2026-041/e1:web`,
+  amber push --custody case.tar.zst docker://evidence.example/case-2026-041/e1:web
+  amber push --force case.tar.zst docker://evidence.example/case-2026-041/e1:web   # move the tag`,
 		Args: argsRange(2, 2),
 		RunE: func(cmd *cobra.Command, args []string) error { return e.runPush(o, args[0], args[1]) },
 	}
 	c.Flags().BoolVar(&o.json, "json", false, "print the result as JSON")
 	c.Flags().BoolVar(&o.insecure, "insecure", false, "allow plain HTTP and an unverified certificate (loopback, labs)")
+	c.Flags().BoolVar(&o.full, "full", false, "check every file's content and layer digest too (as amber verify), not only the sealed frames")
 	c.Flags().BoolVar(&o.custody, "custody", false, "push a new manifest version with the current custody sidecar; the archive blob must be in the registry already")
+	c.Flags().BoolVar(&o.force, "force", false, "replace the tag if it names something already (what it named stays in the registry under its digest)")
 	return c
 }
 
-// registryOptions are the options every registry command shares.
+// registryOptions are the options every registry command shares. The
+// environment's AMBER_REGISTRY_TIMEOUT (a Go duration: 30s, 2m) bounds
+// how long a registry may keep amber waiting (registry.Options.Timeout:
+// for an answer, and for each KiB a second of a body), default 60s.
 func registryOptions(insecure bool) registry.Options {
-	return registry.Options{Insecure: insecure, UserAgent: "amber/" + version}
+	o := registry.Options{Insecure: insecure, UserAgent: "amber/" + version}
+	if v := os.Getenv("AMBER_REGISTRY_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			fmt.Fprintf(os.Stderr, "amber: AMBER_REGISTRY_TIMEOUT=%q is not a positive duration (like 30s); waiting up to %s\n", escapeName(v), registry.DefaultTimeout)
+		} else {
+			o.Timeout = d
+		}
+	}
+	return o
 }
 
 func (e *env) runPush(o *pushOptions, path, dest string) error {
@@ -77,7 +108,7 @@ func (e *env) runPush(o *pushOptions, path, dest string) error {
 	// registry checks the uploaded bytes against that digest; the
 	// manifest waits for the verification); without it, first.
 	verify := func(ctx context.Context) (*archive.Report, error) {
-		r, err := archive.Verify(path, archive.VerifyOptions{Ctx: ctx})
+		r, err := archive.Verify(path, archive.VerifyOptions{Ctx: ctx, Sealed: !o.full})
 		if err != nil {
 			return nil, err
 		}
@@ -98,9 +129,27 @@ func (e *env) runPush(o *pushOptions, path, dest string) error {
 	if err != nil {
 		return err
 	}
+	// A tag is moved only when asked: checked before the upload, and
+	// again before the manifest (another push may have come meanwhile).
+	noOverwrite := func() error {
+		if o.force {
+			return nil
+		}
+		return registry.NoOverwrite(e.ctx, tag, ropts, r.SHA256, o.custody)
+	}
+	if err := noOverwrite(); err != nil {
+		return err
+	}
 	req := pushRequest(path, r.Manifest, r.SHA256, r.Size)
 	req.ArchivePresent = o.custody
-	req.Ready = ready
+	req.Ready = func() error {
+		if ready != nil {
+			if err := ready(); err != nil {
+				return err
+			}
+		}
+		return noOverwrite()
+	}
 	m, base, side := r.Manifest, filepath.Base(path), req.Sidecars
 	prog := isTerminal(e.stderr)
 	if prog {
@@ -117,7 +166,16 @@ func (e *env) runPush(o *pushOptions, path, dest string) error {
 		fmt.Fprint(e.stderr, "\r\033[K")
 	}
 	if err != nil {
-		return err
+		where := registry.Prefix + tag.Name()
+		left := "nothing was tagged at " + where + "; the blobs uploaded by then stay in the registry, untagged, until its garbage collection"
+		// Without --custody or --force the tag did not name this archive
+		// before: if it does now, the manifest landed.
+		if !o.custody && !o.force {
+			if d, ok := e.landedAnyway(err, func(ctx context.Context) (*registry.Tagged, error) { return registry.Existing(ctx, tag, ropts) }, r.SHA256); ok {
+				left = where + " was tagged (manifest " + d + ") as the interruption came; the custody log does not record the push"
+			}
+		}
+		return interruptedAt(e, err, left)
 	}
 	action := "pushed"
 	if o.custody {

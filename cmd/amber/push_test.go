@@ -527,6 +527,10 @@ func TestPushDamaged(t *testing.T) {
 	if code, _ := curlReg(t, reg, "/v2/case/damaged/manifests/v1"); code != "404" {
 		t.Errorf("the damaged archive was tagged: %s", code)
 	}
+	r = amberIn(t, env, "push", "--full", arch, "docker://"+reg.Host+"/case/damaged:v3")
+	if r.code != 3 {
+		t.Errorf("push --full of a damaged archive: exit %d %s; want 3", r.code, r.stderr)
+	}
 	os.Remove(arch + ".sha256")
 	r = amberIn(t, env, "push", arch, "docker://"+reg.Host+"/case/damaged:v2")
 	if r.code != 3 {

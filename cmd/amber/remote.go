@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -19,19 +22,53 @@ import (
 type remoteFlags struct {
 	insecure bool
 	cache    string
+	cacheMax string
 }
+
+// minCacheMax is the smallest --cache-max: a few frames (1 MiB each at
+// most) and the archive's tail must fit at once.
+const minCacheMax = 4 << 20
 
 // addRemoteFlags gives a command that opens archives --insecure and
 // --cache, for an ARCHIVE given as docker://HOST/REPO:TAG.
 func (e *env) addRemoteFlags(c *cobra.Command) {
 	c.Flags().BoolVar(&e.remote.insecure, "insecure", false, "for a docker:// archive: allow plain HTTP and an unverified certificate (loopback and labs)")
-	c.Flags().StringVar(&e.remote.cache, "cache", "", "for a docker:// archive: keep fetched bytes in this directory (default $XDG_CACHE_HOME/amber or ~/.cache/amber; at most 1 GiB, the least recently used go first)")
+	c.Flags().StringVar(&e.remote.cache, "cache", "", "for a docker:// archive: keep fetched bytes in this directory (default $XDG_CACHE_HOME/amber or ~/.cache/amber; at most --cache-max, the least recently used go first)")
+	c.Flags().StringVar(&e.remote.cacheMax, "cache-max", "", "for a docker:// archive: the most the cache keeps, in bytes or with K, M, G, T (powers of 1024; at least 4M; default 1G)")
+}
+
+// parseSize reads a size: bytes, or a number with K, M, G or T (and an
+// optional "iB" or "B"), powers of 1024.
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSpace(s), "B"), "i")
+	mult := int64(1)
+	if t != "" {
+		if i := strings.IndexByte("KMGT", t[len(t)-1]); i >= 0 {
+			mult = 1 << (10 * (i + 1))
+			t = t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is not a size (like 512M, 4G or a number of bytes)", s)
+	}
+	return n * mult, nil
 }
 
 // openBlob resolves ref (docker://...) to its archive blob, read lazily.
 func (e *env) openBlob(ref string) (*registry.Blob, error) {
-	b, err := registry.OpenEvidence(e.ctx, ref, registry.Options{Insecure: e.remote.insecure, UserAgent: "amber/" + version},
-		registry.CacheOptions{Dir: e.remote.cache})
+	copts := registry.CacheOptions{Dir: e.remote.cache}
+	if e.remote.cacheMax != "" {
+		n, err := parseSize(e.remote.cacheMax)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--cache-max: %w", err)}
+		}
+		if n < minCacheMax {
+			return nil, usageError{fmt.Errorf("--cache-max %s: at least %d MiB (a few frames and the archive's tail)", e.remote.cacheMax, minCacheMax>>20)}
+		}
+		copts.MaxBytes = n
+	}
+	b, err := registry.OpenEvidence(e.ctx, ref, registryOptions(e.remote.insecure), copts)
 	if err != nil {
 		if errors.Is(err, registry.ErrRef) {
 			return nil, usageError{err}

@@ -89,9 +89,10 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 tampered or damaged evidence,
 container, image), 6 bad source, 7 mount point busy or stale, 8 Docker
 engine unreachable or failing, 9 /proc of the container unreadable,
 10 container gone during the capture, 11 needs the engine's own host,
-12 extract destination exists, 13 extract incomplete (entries the file
-system refused, named), 14 not an amber mount (umount --force), 15 needs
-Linux, 16 a registry refused the credentials, 130 interrupted.`,
+12 extract destination or registry tag exists (--force), 13 extract
+incomplete (entries the file system refused, named), 14 not an amber
+mount (umount --force), 15 needs Linux, 16 a registry refused the
+credentials, 130 interrupted.`,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -103,6 +104,7 @@ Linux, 16 a registry refused the credentials, 130 interrupted.`,
 	root.AddCommand(e.newConfigCmds()...)
 	root.AddCommand(e.newTimelineCmd(), e.newDiffCmd(), e.newExtractCmd(), e.newPsCmd(), e.newHostCmd())
 	root.AddCommand(e.newLayersCmds()...)
+	root.AddCommand(e.newReportCmd())
 	for _, c := range root.Commands() {
 		// Every command that opens an archive reads docker://REF too
 		// (capture keeps files: its sidecars are local).

@@ -28,9 +28,11 @@ var allowed = map[string][]string{
 	"timeline": {"view", "archive", "fileindex", "manifest", "hashing"},
 	"treediff": {"view", "archive", "fileindex", "manifest", "hashing"},
 	"extract":  {"view", "archive", "fileindex", "manifest", "hashing"},
+	"fusefs":   {"view", "archive", "fileindex", "manifest", "hashing", "internal/textsafe"},
+	// The examiner's report: a data view over the examination packages.
+	"report": {"view", "archive", "fileindex", "manifest", "hashing", "layers", "treediff", "imageconfig", "internal/textsafe"},
 	// Signatures and trusted time of a sealed archive (amber sign, verify --key).
 	"attest": {"archive", "manifest", "hashing"},
-	"fusefs": {"view", "archive", "fileindex", "manifest", "hashing", "internal/textsafe"},
 	// Acquisition never imports the mount layout (view) or fusefs.
 	"snapshot": {"archive", "fileindex", "manifest", "hashing", "layers", "internal/textsafe", "internal/tmpfile", "snapshot/procmem", "snapshot/source", "snapshot/engine"},
 	// The seam to container runtimes: a leaf that snapshot and every
@@ -58,7 +60,7 @@ var allowed = map[string][]string{
 	"snapshot/kube": {"snapshot/engine"},
 	// Process memory and ELF cores: the standard library and x/sys only.
 	"snapshot/procmem": {},
-	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/kube", "snapshot/dockerroot", "snapshot/containerdroot", "snapshot/registry", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "attest", "internal/textsafe"},
+	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/kube", "snapshot/dockerroot", "snapshot/containerdroot", "snapshot/registry", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "report", "attest", "internal/textsafe"},
 	// The one escaping of evidence strings printed for a person.
 	"internal/textsafe": {},
 	// Building blocks of archive and fileindex.

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Proxy is an HTTP reverse proxy in front of a test's registry that
@@ -38,6 +40,19 @@ type Proxy struct {
 	// or streamed uploads do; the registry's upload URLs then name the
 	// proxy, so that every PATCH comes through it.
 	RefuseChunks atomic.Bool
+	// Forwarded tells the registry the proxy's address (X-Forwarded-Host),
+	// so that its upload URLs name the proxy and every request of a push
+	// comes through it (RefuseChunks does too).
+	Forwarded atomic.Bool
+	// TrickleEvery, when positive, is the pause (in nanoseconds) before
+	// each single byte of a blob body: a server that answers at once and
+	// then sends next to nothing.
+	TrickleEvery atomic.Int64
+	// OnManifestPut, when set, is asked about every manifest PUT (with
+	// its body) before it goes on to the registry; false answers 503
+	// and the registry never sees it. A test holds a push there, in the
+	// window between its blobs and its tag.
+	OnManifestPut atomic.Pointer[func(r *http.Request, body []byte) bool]
 
 	blobBytes atomic.Int64
 	mu        sync.Mutex
@@ -74,7 +89,7 @@ func StartProxy(t testing.TB, r *Registry) *Proxy {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
-			if p.RefuseChunks.Load() {
+			if p.RefuseChunks.Load() || p.Forwarded.Load() {
 				proto := "http"
 				if pr.In.TLS != nil {
 					proto = "https"
@@ -106,6 +121,12 @@ func StartProxy(t testing.TB, r *Registry) *Proxy {
 				}
 			}
 			resp.Body = &proxyBody{rc: resp.Body, p: p, off: start}
+			if p.TrickleEvery.Load() > 0 {
+				// Of unknown length, the proxy sends each byte as it
+				// comes (else the headers wait for a buffer to fill).
+				resp.ContentLength = -1
+				resp.Header.Del("Content-Length")
+			}
 			return nil
 		},
 	}
@@ -113,6 +134,18 @@ func StartProxy(t testing.TB, r *Registry) *Proxy {
 		if p.RefuseChunks.Load() && r.Method == http.MethodPatch && r.Header.Get("Content-Range") != "" {
 			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
 			return
+		}
+		if hook := p.OnManifestPut.Load(); hook != nil && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
+			body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+			if err != nil {
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+			if !(*hook)(r, body) {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
 		}
 		rp.ServeHTTP(w, r)
 	}))
@@ -140,6 +173,10 @@ type proxyBody struct {
 }
 
 func (b *proxyBody) Read(buf []byte) (int, error) {
+	if d := b.p.TrickleEvery.Load(); d > 0 && len(buf) > 1 {
+		time.Sleep(time.Duration(d))
+		buf = buf[:1]
+	}
 	if t := b.p.TruncateAt.Load(); t > 0 && b.off+int64(len(buf)) > t {
 		if b.off >= t {
 			return 0, io.ErrUnexpectedEOF

@@ -284,6 +284,9 @@ func (b *Blob) fill(off, n int64) error {
 		ahead = b.ahead / ChunkSize
 	}
 	b.mu.Unlock()
+	// What is fetched ahead stays well inside the cache's bound: in a
+	// small cache it would evict the chunks this very read needs.
+	ahead = min(ahead, b.cache.max/4/ChunkSize)
 	return b.fetchChunks(first, last, last+ahead)
 }
 
@@ -496,6 +499,7 @@ func (b *Blob) WillNeed(off, n int64) {
 	if b.fullFile() != nil || n <= 0 || off >= b.Size {
 		return
 	}
+	n = min(n, max(b.cache.max/4, ChunkSize)) // as fill's read-ahead
 	select {
 	case b.bg <- struct{}{}:
 	default:

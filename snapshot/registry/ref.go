@@ -35,6 +35,10 @@ type Options struct {
 	Transport http.RoundTripper
 	// UserAgent names amber to the registry.
 	UserAgent string
+	// Timeout bounds the wait for a registry (DefaultTimeout when 0): for
+	// an answer's headers, and for each MinRate bytes a second of its
+	// body, so that a server that stops or trickles fails, naming itself.
+	Timeout time.Duration
 }
 
 // ParseRef parses docker://HOST[:PORT]/REPO[:TAG|@DIGEST]. The registry
@@ -83,17 +87,22 @@ func ParseRepo(s string, opts Options) (name.Repository, error) {
 
 // Transport is the HTTP transport for a registry: Go's defaults (which
 // honour SSL_CERT_FILE and the proxy variables), certificates unverified
-// when Insecure, bounded waits for a registry that does not answer.
+// when Insecure, bounded waits for a registry that does not answer or
+// stalls in the middle of a body (Timeout).
 func (o Options) transport() http.RoundTripper {
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
 	if o.Transport != nil {
-		return o.Transport
+		return stallGuard{base: o.Transport, timeout: timeout}
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.ResponseHeaderTimeout = 60 * time.Second
+	t.ResponseHeaderTimeout = timeout
 	if o.Insecure {
 		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for: --insecure
 	}
-	return t
+	return stallGuard{base: t, timeout: timeout}
 }
 
 // Remote is the go-containerregistry remote options for o.
