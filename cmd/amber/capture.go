@@ -54,6 +54,8 @@ type captureOptions struct {
 	force bool
 	// transport, in tests, reaches a registry with the test's CA.
 	transport http.RoundTripper
+	// sign: sign (and timestamp) the sealed archive
+	sign signFlags
 }
 
 func (o *captureOptions) addFlags(cmd *cobra.Command) {
@@ -73,6 +75,9 @@ func (o *captureOptions) addFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.hashSource, "hash-source", false, "also record each source tarball's SHA-256 (one more read of it)")
 	f.Int64Var(&o.maxExpansion, "max-expansion", snapshot.DefaultMaxExpansion, "refuse a compressed layer that expands more than this many times (0: no limit)")
 	f.BoolVar(&o.shared, "shared", false, "write the archive and its sidecars as readable as the umask allows (0666 &^ umask, e.g. 0644), not 0600: it holds memory, environments and logs")
+	f.StringVar(&o.sign.key, "sign-key", "", "sign the sealed archive with this PKCS#8 PEM key (Ed25519 or ECDSA P-256), as amber sign does: NAME.intoto.jsonl")
+	f.StringVar(&o.sign.cert, "sign-cert", "", "with --sign-key: its X.509 certificate chain (PEM), carried in the signature")
+	f.StringVar(&o.sign.tsa, "tsa", "", "RFC 3161 time-stamping authority URL: timestamp the signature (or, without --sign-key, the archive): NAME.*.tsr")
 	f.Int64Var(&o.maxIndexMiB, "max-index-mib", fileindex.DefaultMaxIndexStrings>>20, "refuse a layer whose paths, link targets and xattrs add up to more than this many MiB (a hostile directory chain; 0: no limit)")
 }
 

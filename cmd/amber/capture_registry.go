@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/amber-forensics/amber/attest"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot"
@@ -45,6 +46,11 @@ and uploaded whole (said on stderr). Credentials from the Docker config;
 // put last, so a capture that fails or is interrupted tags nothing and
 // its upload session is abandoned. output and opts are the request's.
 func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Options, capture func() (*snapshot.Result, error)) (err error) {
+	// The key is read before the capture: a bad one stops it at once.
+	key, err := o.sign.load("sign-key", "sign-cert")
+	if err != nil {
+		return err
+	}
 	if !registry.IsRef(o.output) {
 		if o.keepLocal != "" {
 			return usageError{fmt.Errorf("--keep-local is for a capture to a registry (-o docker://REGISTRY/REPO:TAG)")}
@@ -54,6 +60,9 @@ func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Option
 		}
 		res, err := capture()
 		if err != nil {
+			return err
+		}
+		if err := e.attestCapture(o, key, res); err != nil {
 			return err
 		}
 		return e.printCapture(o, res)
@@ -128,6 +137,11 @@ func (e *env) captureTo(o *captureOptions, output *string, opts *snapshot.Option
 		return fmt.Errorf("sealing %s: %w; nothing was tagged", o.output, err)
 	}
 	committed = true
+	// Signed in the staging directory, before the manifest is pushed:
+	// the signature and token go up as sidecars with the rest.
+	if err := e.attestCapture(o, key, res); err != nil {
+		return fmt.Errorf("nothing was tagged at %s; the archive's blob (sha256 %s), uploaded, stays in the registry, untagged, until its garbage collection: %w", o.output, res.Sealed.SHA256.Hex(), err)
+	}
 	p, err := e.pushCaptured(tag, ropts, res, noOverwrite)
 	if p != nil {
 		tagged = true
@@ -309,5 +323,26 @@ func (e *env) printPushedCapture(o *captureOptions, res *snapshot.Result, p *reg
 		return err
 	}
 	fmt.Fprintf(e.stdout, "pushed manifest %s (sidecars %s)\n", p.Digest, escapeName(strings.Join(sides, ", ")))
+	return nil
+}
+
+// attestCapture signs and timestamps a sealed capture as its flags ask,
+// adding the files written to its sidecars. A failure leaves the archive
+// sealed, and says so.
+func (e *env) attestCapture(o *captureOptions, key *attest.Key, res *snapshot.Result) error {
+	if !o.sign.wanted() {
+		return nil
+	}
+	s := res.Sealed
+	out, err := e.attestArchive(s.Path, res.Manifest, s.SHA256, s.ManifestSHA256, key, o.sign.tsa, s.Perm, e.stderr)
+	if out != nil {
+		res.Sidecars = append(res.Sidecars, out.Files...)
+	}
+	if err != nil && registry.IsRef(o.output) {
+		return err // the caller says what became of the upload
+	}
+	if err != nil {
+		return fmt.Errorf("%s is sealed (sha256 %s), but: %w", s.Path, s.SHA256.Hex(), err)
+	}
 	return nil
 }

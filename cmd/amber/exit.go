@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/amber-forensics/amber/attest"
 	"github.com/amber-forensics/amber/extract"
 	"github.com/amber-forensics/amber/fileindex"
 	"github.com/amber-forensics/amber/fusefs"
@@ -31,7 +32,7 @@ const (
 	exitProcAccess   = 9   // the container's processes cannot be read in /proc (run as root on the engine's host)
 	exitGone         = 10  // the container stopped existing during the capture
 	exitNotLocal     = 11  // asked for something only the engine's own host can do (--route upperdir on a remote engine)
-	exitExists       = 12  // extract: the destination exists; push, capture -o docker://: the tag exists (--force replaces it)
+	exitExists       = 12  // extract: the destination exists; push, capture -o docker://: the tag exists (--force replaces it); sign: the key signed already, or the timestamp file exists
 	exitIncomplete   = 13  // extract: entries the destination refused (named) were skipped; the rest was extracted and recorded
 	exitForeignMount = 14  // umount: the mount point is not an amber mount (--force unmounts it)
 	exitNeedsLinux   = 15  // mount, umount and capture container (and so memory) run on Linux only; this build is for another system
@@ -65,7 +66,7 @@ func exitCode(err error) int {
 		return exitUnreadable
 	case errors.Is(err, registry.ErrAltered):
 		return exitTampered
-	case errors.Is(err, extract.ErrExists), errors.Is(err, registry.ErrExists):
+	case errors.Is(err, extract.ErrExists), errors.Is(err, registry.ErrExists), errors.Is(err, attest.ErrExists):
 		return exitExists
 	case errors.Is(err, extract.ErrIncomplete):
 		return exitIncomplete

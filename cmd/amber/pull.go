@@ -29,6 +29,7 @@ func (e *env) newPullCmd() *cobra.Command {
 archive to NAME (written to a temporary file, hashed while it downloads, and
 named NAME only once whole and its SHA-256 is the registry's digest of it),
 its sidecars beside it (NAME.sha256, .md5, .sha1, .custody.jsonl, *.sig,
+the signatures .intoto.jsonl and timestamps *.tsr,
 each checked against its digest), then verifies the archive as amber verify
 does and appends a "pulled" event to NAME.custody.jsonl. Nothing that exists
 is overwritten; a pull that fails leaves nothing at NAME.

@@ -34,7 +34,8 @@ func (e *env) newPushCmd() *cobra.Command {
 OCI artifact (an image manifest with artifactType ` + registry.ArtifactType + `):
 the archive byte for byte as the first layer, so that the registry's digest
 of it is the archive's SHA-256 (its .sha256 sidecar); the sidecars present
-(.sha256, .md5, .sha1, .custody.jsonl, signatures *.sig) as further layers
+(.sha256, .md5, .sha1, .custody.jsonl, signatures .intoto.jsonl and *.sig,
+timestamps *.tsr) as further layers
 titled with their file names; annotations with the case, exhibit, examiner,
 the time and amber's version. The manifest is pushed last: a push that fails
 leaves no tag.
@@ -215,17 +216,19 @@ func pushRequest(path string, m *manifest.Manifest, sum hashing.Digest, size int
 	var side []registry.PushFile
 	for _, s := range []struct{ suf, mt string }{
 		{".sha256", registry.MediaTypeDigests}, {".md5", registry.MediaTypeDigests}, {".sha1", registry.MediaTypeDigests},
-		{".custody.jsonl", registry.MediaTypeCustody},
+		{".custody.jsonl", registry.MediaTypeCustody}, {".intoto.jsonl", registry.MediaTypeAttestation},
 	} {
 		if st, err := os.Stat(path + s.suf); err == nil && st.Mode().IsRegular() {
 			side = append(side, registry.PushFile{Path: path + s.suf, Title: base + s.suf, MediaType: s.mt})
 		}
 	}
-	sigs, _ := filepath.Glob(escapeGlob(path) + "*.sig")
-	for _, s := range sigs {
-		if st, err := os.Stat(s); err == nil && st.Mode().IsRegular() {
-			if _, ok := registry.SidecarSuffix(base, filepath.Base(s)); ok {
-				side = append(side, registry.PushFile{Path: s, Title: filepath.Base(s), MediaType: registry.MediaTypeSignature})
+	for _, g := range []struct{ pat, mt string }{{"*.sig", registry.MediaTypeSignature}, {"*.tsr", registry.MediaTypeTimestamp}} {
+		sigs, _ := filepath.Glob(escapeGlob(path) + g.pat)
+		for _, s := range sigs {
+			if st, err := os.Stat(s); err == nil && st.Mode().IsRegular() {
+				if _, ok := registry.SidecarSuffix(base, filepath.Base(s)); ok {
+					side = append(side, registry.PushFile{Path: s, Title: filepath.Base(s), MediaType: g.mt})
+				}
 			}
 		}
 	}

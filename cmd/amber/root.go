@@ -116,6 +116,7 @@ credentials, 130 interrupted.`,
 	// push and pull name an archive file and a registry reference: their
 	// flags are their own (no --cache: they read no frames).
 	root.AddCommand(e.newPushCmd(), e.newPullCmd())
+	root.AddCommand(e.newSignCmd(), e.newKeygenCmd())
 	return root
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/attest"
 	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/manifest"
 	"github.com/amber-forensics/amber/snapshot/registry"
@@ -21,6 +22,7 @@ type verifyOptions struct {
 	json       bool
 	noLog      bool
 	expectHead string
+	attest     verifyAttestFlags
 }
 
 func (e *env) newVerifyCmd() *cobra.Command {
@@ -51,19 +53,38 @@ An archive whose custody log records another file name (renamed after
 capture, with its sidecars) verifies as intact, with a "WARN archive name"
 line: renaming changes no byte.
 
+Signatures (ARCHIVE.intoto.jsonl, made by amber sign or capture --sign-key)
+and RFC 3161 timestamps (ARCHIVE*.tsr) are listed with their key IDs,
+certificates and times. Without --key or --ca they are not checked (said so;
+the exit code does not depend on them). With --key (repeatable: each key
+must have signed) or --ca (a signature's certificate chain must lead to that
+root and be for the key that signed; at the time of a token over that
+signature whose TSA --tsa-ca trusts, else today), a missing or bad signature is exit 3,
+named by its line; so is a statement whose subject is not this file's
+SHA-256 or whose manifest digest is not this archive's manifest's. A
+timestamp's imprint must be its signature's (NAME.tsr: the archive's
+SHA-256); --tsa-ca also checks the TSA's certificate chain (timeStamping
+extended key usage) up to that root.
+
 Exit 0: intact (warnings, if any, are WARN lines). Exit 3: tampered or
-damaged, the archive or its custody log (each failure is named).
+damaged, the archive or its custody log (each failure is named), or a
+signature or timestamp checked with --key, --ca or --tsa-ca fails.
 Exit 4: not an amber archive or an unsupported version.
 Exit 1: this machine failed, e.g. no room in TMPDIR, where a large layer's
 index is rebuilt (temp files, unlinked as they are made): not a finding.`,
 		Example: `  amber verify case.tar.zst
   amber verify --expect-head sha256:3f1c... case.tar.zst   # the head noted last time
-  amber verify --json case.tar.zst | jq .problems`,
+  amber verify --json case.tar.zst | jq .problems
+  amber verify case.tar.zst --key examiner.pub --key second.pub --tsa-ca tsa-root.pem
+  amber verify case.tar.zst --ca examiners-root.pem`,
 		Args: argsRange(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error { return e.runVerify(o, args[0]) },
 	}
 	c.Flags().BoolVar(&o.json, "json", false, "print the report as JSON")
 	c.Flags().BoolVar(&o.noLog, "no-log", false, "do not append to the custody log")
+	c.Flags().StringArrayVar(&o.attest.keys, "key", nil, "a public key (PEM; or a certificate, or the private key) that must have signed the archive (repeatable)")
+	c.Flags().StringVar(&o.attest.ca, "ca", "", "root certificate(s) (PEM) a signature's certificate chain must lead to")
+	c.Flags().StringVar(&o.attest.tsaCA, "tsa-ca", "", "root certificate(s) (PEM) the timestamps' TSA certificate must chain to")
 	c.Flags().StringVar(&o.expectHead, "expect-head", "", "a custody head noted earlier (sha256:HEX): fail unless the log still holds that line unchanged")
 	return c
 }
@@ -84,6 +105,13 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 	expect, err := parseHead(o.expectHead)
 	if err != nil {
 		return err
+	}
+	checkOpts, err := o.attest.checkOptions()
+	if err != nil {
+		return err
+	}
+	if o.attest.any() && registry.IsRef(path) {
+		return usageError{fmt.Errorf("--key, --ca and --tsa-ca check the signatures beside a file: amber pull %s, then verify the file", path)}
 	}
 	// A docker://REF is read once, front to back, from the registry; its
 	// custody events go to a sidecar under the cache (recordAt).
@@ -140,12 +168,21 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 	if err != nil {
 		return err
 	}
+	// Signatures and timestamps: before the verified event, which says
+	// how they fared.
+	var att *attest.Result
+	if blob == nil {
+		att = e.checkAttest(path, r, checkOpts)
+	}
 	if !o.noLog && r.Manifest != nil {
 		result := "intact"
 		if !r.OK() {
 			result = fmt.Sprintf("FAILED (%d problems)", len(r.Problems))
 		}
 		details := map[string]string{"result": result, "sha256": r.SHA256.Hex(), "tool": "amber " + version, "seconds": fmt.Sprintf("%.1f", time.Since(start).Seconds())}
+		if att != nil && len(att.Signatures)+len(att.Timestamps) > 0 {
+			details["signatures"] = sigSummary(att)
+		}
 		if blob != nil {
 			details["registry_ref"] = path
 			details["manifest_digest"] = blob.ManifestDigest.String()
@@ -175,7 +212,13 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 			*archive.Report
 			// Registry says what was read from a registry, and how much.
 			Registry *remoteStat `json:"registry,omitempty"`
+			// Signatures and Timestamps are those found beside the file.
+			Signatures []attest.SigResult `json:"signatures"`
+			Timestamps []attest.TSResult  `json:"timestamps"`
 		}{Report: r}
+		if att != nil {
+			out.Signatures, out.Timestamps = att.Signatures, att.Timestamps
+		}
 		if blob != nil {
 			out.Registry = newRemoteStat(blob, recordAt)
 		}
@@ -208,8 +251,13 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 		} else {
 			fmt.Fprintf(w, "  no sidecars found: compare the sha256 above with the one recorded at capture\n")
 		}
+		if att != nil {
+			printAttest(w, att, checkOpts.Checking())
+		}
 		printHead(w, r.CustodyHead, r.CustodyHeadSeq, expect, r.ExpectedHeadSeq)
-		if !r.OK() && r.ArchiveOK() {
+		if !r.OK() && onlyAttest(r.Problems) {
+			fmt.Fprintf(w, "  the archive's own hashes hold; what fails is a signature or timestamp beside it\n")
+		} else if !r.OK() && r.ArchiveOK() {
 			fmt.Fprintf(w, "  the archive's own hashes hold; what fails is its custody log, the record of what was done with it after sealing\n")
 		}
 	}

@@ -17,7 +17,7 @@ var allowed = map[string][]string{
 	// The per-layer file index and the archive container. archive writes
 	// and verifies indexes, so it may use fileindex; never the reverse.
 	"fileindex":       {"manifest", "hashing", "internal/extsort", "internal/bufpool"},
-	"archive":         {"manifest", "hashing", "fileindex", "internal/extsort", "internal/bufpool", "internal/tmpfile"},
+	"archive":         {"manifest", "hashing", "fileindex", "internal/extsort", "internal/bufpool", "internal/tmpfile", "github.com/google/go-containerregistry/pkg/v1", "github.com/google/go-containerregistry/pkg/v1/types"},
 	"archive/cgozstd": {"archive"},
 	"imageconfig":     {"internal/textsafe"},
 	// OCI layer semantics in one place; acquisition uses them, not the
@@ -34,6 +34,8 @@ var allowed = map[string][]string{
 	// The interactive explorer (amber browse): the examination packages
 	// under a terminal interface; never snapshot.
 	"browse": {"view", "archive", "fileindex", "manifest", "hashing", "layers", "imageconfig", "extract", "internal/textsafe"},
+	// Signatures and trusted time of a sealed archive (amber sign, verify --key).
+	"attest": {"archive", "manifest", "hashing"},
 	// Acquisition never imports the mount layout (view) or fusefs.
 	"snapshot": {"archive", "fileindex", "manifest", "hashing", "layers", "internal/textsafe", "internal/tmpfile", "snapshot/procmem", "snapshot/source", "snapshot/engine"},
 	// The seam to container runtimes: a leaf that snapshot and every
@@ -45,13 +47,13 @@ var allowed = map[string][]string{
 	"snapshot/freezer": {"snapshot/engine"},
 	// Podman's storage read directly: the container's PID is checked
 	// against its cgroup as procmem checks it.
-	"snapshot/podman": {"manifest", "hashing", "snapshot/engine", "snapshot/procmem", "snapshot/freezer", "snapshot/internal/layerstore"},
+	"snapshot/podman": {"manifest", "hashing", "snapshot/engine", "snapshot/procmem", "snapshot/freezer", "snapshot/internal/layerstore", "golang.org/x/sys/", "github.com/vbatts/tar-split/", "go.etcd.io/bbolt"},
 	// A dead host's runtime state read from its files (amber host, capture
 	// host): each one more implementation of the seam, the layer checks of
 	// the stores that keep tar-split records in one place.
-	"snapshot/dockerroot":          {"manifest", "hashing", "snapshot/engine", "snapshot/internal/layerstore"},
+	"snapshot/dockerroot":          {"manifest", "hashing", "snapshot/engine", "snapshot/internal/layerstore", "golang.org/x/sys/"},
 	"snapshot/containerdroot":      {"manifest", "hashing", "snapshot/engine", "snapshot/kube"},
-	"snapshot/internal/layerstore": {"manifest", "hashing", "snapshot/engine"},
+	"snapshot/internal/layerstore": {"manifest", "hashing", "snapshot/engine", "golang.org/x/sys/", "github.com/vbatts/tar-split/"},
 	// An OCI registry: images to capture, and the shared store of sealed
 	// evidence (pushed, pulled, read lazily).
 	"snapshot/registry": {"archive", "manifest", "hashing", "snapshot/source"},
@@ -60,8 +62,8 @@ var allowed = map[string][]string{
 	// Kubernetes pods through the CRI: finding a pod's containers, their logs.
 	"snapshot/kube": {"snapshot/engine"},
 	// Process memory and ELF cores: the standard library and x/sys only.
-	"snapshot/procmem": {},
-	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/kube", "snapshot/dockerroot", "snapshot/containerdroot", "snapshot/registry", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "report", "internal/textsafe", "browse"},
+	"snapshot/procmem": {"golang.org/x/sys/"},
+	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/kube", "snapshot/dockerroot", "snapshot/containerdroot", "snapshot/registry", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "report", "internal/textsafe", "browse", "attest"},
 	// The one escaping of evidence strings printed for a person.
 	"internal/textsafe": {},
 	// Building blocks of archive and fileindex.
@@ -94,18 +96,12 @@ var external = map[string][]string{
 // ociTypes are the go-containerregistry packages that are only OCI types
 // (DESIGN.md: one set of OCI types everywhere), which a reader may use
 // without talking to a registry.
-var ociTypes = map[string][]string{
-	"archive": {"github.com/google/go-containerregistry/pkg/v1", "github.com/google/go-containerregistry/pkg/v1/types"},
-}
+var ociTypes = map[string][]string{}
 
 // onlyModules: these packages import, besides the standard library and
 // the amber packages allowed above, only modules under these prefixes.
 var onlyModules = map[string][]string{
-	"snapshot/procmem": {"golang.org/x/sys/"},
-	"snapshot/podman":  {"golang.org/x/sys/", "github.com/vbatts/tar-split/", "go.etcd.io/bbolt"},
 	// Docker's files: tar-split records and the kernel's openat2 only.
-	"snapshot/dockerroot":          {"golang.org/x/sys/"},
-	"snapshot/internal/layerstore": {"golang.org/x/sys/", "github.com/vbatts/tar-split/"},
 }
 
 func TestImportDirection(t *testing.T) {

@@ -25,6 +25,12 @@ const (
 	MediaTypeDigests = "application/vnd.amber.digests.v1+text"
 	// MediaTypeSignature is a signature sidecar, when there is one.
 	MediaTypeSignature = "application/vnd.amber.signature.v1"
+	// MediaTypeAttestation is NAME.intoto.jsonl: DSSE envelopes over
+	// in-toto statements, one a line (amber sign).
+	MediaTypeAttestation = "application/vnd.amber.intoto.v1+jsonl"
+	// MediaTypeTimestamp is an RFC 3161 reply (NAME.tsr,
+	// NAME.<keyid16>.tsr), the type RFC 3161 registers for it.
+	MediaTypeTimestamp = "application/timestamp-reply"
 )
 
 // Annotations on the evidence manifest (and, with the OCI title, on each

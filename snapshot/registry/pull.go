@@ -170,18 +170,19 @@ func safeName(s string) bool {
 }
 
 // SidecarSuffix says whether title is a sidecar of the archive called
-// name (NAME.sha256, .md5, .sha1, .custody.jsonl, a signature NAME*.sig)
-// and returns its suffix.
+// name (NAME.sha256, .md5, .sha1, .custody.jsonl, a signature NAME*.sig,
+// the in-toto signatures NAME.intoto.jsonl, a timestamp NAME*.tsr) and
+// returns its suffix.
 func SidecarSuffix(name, title string) (string, bool) {
 	suf, ok := strings.CutPrefix(title, name)
 	if !ok || !safeName(title) {
 		return "", false
 	}
 	switch suf {
-	case ".sha256", ".md5", ".sha1", ".custody.jsonl":
+	case ".sha256", ".md5", ".sha1", ".custody.jsonl", ".intoto.jsonl":
 		return suf, true
 	}
-	if strings.HasPrefix(suf, ".") && strings.HasSuffix(suf, ".sig") {
+	if strings.HasPrefix(suf, ".") && (strings.HasSuffix(suf, ".sig") || strings.HasSuffix(suf, ".tsr")) {
 		return suf, true
 	}
 	return "", false
