@@ -26,14 +26,18 @@ import (
 // checked it (or did not: Checked false). The report shows it; it does
 // not verify it.
 type Signature struct {
-	KeyID     string     `json:"key_id"`
-	Signer    string     `json:"signer,omitempty"` // the signer's certificate subject, when the envelope carries one
-	Algorithm string     `json:"algorithm,omitempty"`
-	Checked   bool       `json:"checked"`
-	Valid     bool       `json:"valid"`
-	Problem   string     `json:"problem,omitempty"`
-	Timestamp *time.Time `json:"timestamp,omitempty"` // an RFC 3161 token's time, when one was found
-	TSA       string     `json:"tsa,omitempty"`
+	KeyID  string `json:"key_id"`
+	Signer string `json:"signer,omitempty"` // the signer's certificate subject, when the envelope carries one
+	// Examiner is who the signed statement names; VerifiedWith what the
+	// signature was checked with (a key file, the --ca root).
+	Examiner     string     `json:"examiner,omitempty"`
+	VerifiedWith string     `json:"verified_with,omitempty"`
+	Algorithm    string     `json:"algorithm,omitempty"`
+	Checked      bool       `json:"checked"`
+	Valid        bool       `json:"valid"`
+	Problem      string     `json:"problem,omitempty"`
+	Timestamp    *time.Time `json:"timestamp,omitempty"` // an RFC 3161 token's time, when one was found
+	TSA          string     `json:"tsa,omitempty"`
 }
 
 // Input is what Build reads besides the archive's own members.

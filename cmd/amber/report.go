@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -18,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/amber-forensics/amber/archive"
+	"github.com/amber-forensics/amber/attest"
 	"github.com/amber-forensics/amber/internal/textsafe"
 	"github.com/amber-forensics/amber/manifest"
 	rpt "github.com/amber-forensics/amber/report"
@@ -30,6 +30,7 @@ type reportOptions struct {
 	files  bool
 	json   bool
 	noLog  bool
+	attest verifyAttestFlags
 }
 
 func (e *env) newReportCmd() *cobra.Command {
@@ -46,7 +47,10 @@ the network) that prints clean to PDF. It holds:
     and API version, command line, UTC start and end, sources);
   the archive's SHA-256, as computed now and as ARCHIVE.sha256 (.md5,
     .sha1) and the custody log's sealed event record it;
-  the signatures found in ARCHIVE.intoto.jsonl (shown, not checked yet);
+  the signatures found in ARCHIVE.intoto.jsonl and the RFC 3161
+    timestamps (ARCHIVE*.tsr), checked as 'amber verify' checks them with
+    --key, --ca and --tsa-ca (a failure is the verification's: exit 3),
+    listed as not checked without;
   a verification run made now, as 'amber verify' makes it: its date,
     result, and every failure named;
   the custody log, sealed and later events, with its chain status;
@@ -80,6 +84,7 @@ archive. Exit 5: no such archive. Exit 1: the report or the PDF could not
 be written.`,
 		Example: `  amber report case.tar.zst -o case-report.html
   amber report case.tar.zst -o case-report.html --pdf case-report.pdf --files
+  amber report case.tar.zst -o case-report.html --key examiner.pub --tsa-ca tsa-root.pem
   amber report case.tar.zst --json | jq '.findings.container_changes[].content_only'
   amber report --insecure docker://evidence.example/case-041/e1:web -o e1-report.html`,
 		Args: argsRange(1, 1),
@@ -91,6 +96,7 @@ be written.`,
 	f.BoolVar(&o.files, "files", false, "append every file of every layer with its SHA-256")
 	f.BoolVar(&o.json, "json", false, "print the report's data as JSON on stdout")
 	f.BoolVar(&o.noLog, "no-log", false, "do not append the verification to the custody log")
+	o.attest.addFlags(c)
 	return c
 }
 
@@ -98,13 +104,19 @@ func (e *env) runReport(o *reportOptions, path string) error {
 	if o.output == "" && o.pdf == "" && !o.json {
 		return usageError{errors.New("report: give -o REPORT.html, --pdf REPORT.pdf or --json")}
 	}
+	checkOpts, err := o.attest.checkOptions()
+	if err != nil {
+		return err
+	}
+	if o.attest.any() && registry.IsRef(path) {
+		return usageError{fmt.Errorf("--key, --ca and --tsa-ca check the signatures beside a file: amber pull %s, then report on the file", path)}
+	}
 	if o.output != "" && o.output == o.pdf {
 		return usageError{errors.New("report: -o and --pdf name the same file")}
 	}
 	recordAt := path
 	var blob *registry.Blob
 	var a *archive.Archive
-	var err error
 	if registry.IsRef(path) {
 		if blob, err = e.openBlob(path); err != nil {
 			return err
@@ -152,10 +164,13 @@ func (e *env) runReport(o *reportOptions, path string) error {
 			fmt.Fprintf(e.stderr, "amber: warning: could not record the verification: %s\n", escapeName(err.Error()))
 		}
 	}
+	// Signatures and timestamps, checked as verify checks them (with
+	// --key, --ca, --tsa-ca; listed as not checked without): their
+	// failures are the verification's.
 	sigFile := recordAt + ".intoto.jsonl"
-	sigs, err := readSignatures(sigFile)
-	if err != nil {
-		return err
+	var sigs []rpt.Signature
+	if blob == nil {
+		sigs = reportSignatures(e.checkAttest(path, vr, checkOpts))
 	}
 	sidecars := recordAt
 	name := path
@@ -245,56 +260,52 @@ func (e *env) verifyForReport(path string, blob *registry.Blob, recordAt string)
 	return r, time.Since(start).Seconds(), err
 }
 
-// maxSignatures bounds the signature file read: it is beside the evidence,
-// writable by whoever could write the archive.
-const maxSignatures = 16 << 20
-
-// readSignatures lists the signatures of the DSSE envelopes in path (one
-// per line), read minimally: key IDs, shown as not checked. The signing
-// code will check them; until then the report says so rather than guess.
-func readSignatures(path string) ([]rpt.Signature, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+// reportSignatures turns what attest.Check found into the report's rows:
+// one per signature, with the timestamp over it (NAME.<keyid16>.tsr); a
+// timestamp over the archive itself (NAME.tsr) as a row of its own.
+func reportSignatures(res *attest.Result) []rpt.Signature {
+	out := []rpt.Signature{}
+	used := map[int]bool{}
+	stamp := func(row *rpt.Signature, t attest.TSResult) {
+		if !t.Time.IsZero() {
+			tm := t.Time.UTC()
+			row.Timestamp = &tm
+		}
+		row.TSA = t.TSA
+		if t.Status != attest.StatusVerified {
+			row.TSA = strings.TrimSpace(t.TSA + " (timestamp " + t.Status + ")")
+		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("reading signatures: %w", err)
-	}
-	defer f.Close()
-	var out []rpt.Signature
-	sc := bufio.NewScanner(io.LimitReader(f, maxSignatures))
-	sc.Buffer(make([]byte, 64<<10), maxSignatures)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
+	for _, s := range res.Signatures {
+		row := rpt.Signature{KeyID: s.KeyID, Signer: s.Signer, Algorithm: s.Algorithm, Examiner: s.Examiner, VerifiedWith: s.By,
+			Checked: s.Status != attest.StatusNotChecked, Valid: s.Status == attest.StatusVerified}
+		if s.Status == attest.StatusFailed {
+			row.Problem = s.Detail
 		}
-		var env struct {
-			PayloadType string `json:"payloadType"`
-			Payload     string `json:"payload"`
-			Signatures  []struct {
-				KeyID string `json:"keyid"`
-				Sig   string `json:"sig"`
-			} `json:"signatures"`
-		}
-		if err := json.Unmarshal(line, &env); err != nil || len(env.Signatures) == 0 {
-			out = append(out, rpt.Signature{KeyID: "-", Problem: fmt.Sprintf("line %d of %s is not a DSSE envelope with a signature", n, filepath.Base(path))})
-			continue
-		}
-		for _, s := range env.Signatures {
-			k := s.KeyID
-			if k == "" {
-				k = "(no key ID)"
+		if len(s.KeyID) >= 16 {
+			for i, t := range res.Timestamps {
+				if !used[i] && strings.HasSuffix(t.File, "."+s.KeyID[:16]+".tsr") {
+					used[i] = true
+					stamp(&row, t)
+					break
+				}
 			}
-			out = append(out, rpt.Signature{KeyID: k, Problem: "over " + env.PayloadType + "; not checked here: amber verify --key checks it"})
 		}
+		out = append(out, row)
 	}
-	if err := sc.Err(); err != nil {
-		return out, fmt.Errorf("reading signatures %s: %w", path, err)
+	for i, t := range res.Timestamps {
+		if used[i] {
+			continue
+		}
+		row := rpt.Signature{Signer: "(no signature: an RFC 3161 timestamp, " + t.File + ", over " + t.Over + ")",
+			Checked: t.Status != attest.StatusNotChecked, Valid: t.Status == attest.StatusVerified}
+		if t.Status == attest.StatusFailed {
+			row.Problem = t.Detail
+		}
+		stamp(&row, t)
+		out = append(out, row)
 	}
-	return out, nil
+	return out
 }
 
 // writeFileAtomic writes b to path through a temporary file in the same

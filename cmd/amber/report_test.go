@@ -133,13 +133,15 @@ func TestReportInBrowser(t *testing.T) {
 	dir := t.TempDir()
 	arch := filepath.Join(dir, "case.tar.zst")
 	mustAmber(t, "capture", "container", "amber-report-a", "-o", arch, "--case", "R-19", "--exhibit", "E-7", "--examiner", "E. Xaminer", "--notes", "report test")
-	// A signature envelope beside it (DSSE, one per line): shown, not checked.
-	env := `{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"SHA256:test-key-1","sig":"AAAA"}]}` + "\n"
-	if err := os.WriteFile(arch+".intoto.jsonl", []byte(env), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	// Signed by an examiner's key made by openssl; the report checks the
+	// signature as verify --key does. Its key ID: SHA-256 of the public
+	// key's DER, computed by openssl and sha256sum, not by amber.
+	key := filepath.Join(dir, "examiner.key")
+	testenv.Run(t, "openssl", "genpkey", "-algorithm", "ed25519", "-out", key)
+	mustAmber(t, "sign", arch, "--key", key)
+	keyID := strings.Fields(string(testenv.Run(t, "sh", "-c", `openssl pkey -in "$0" -pubout -outform DER | sha256sum`, key)))[0]
 	page, pdf := filepath.Join(dir, "case-report.html"), filepath.Join(dir, "case-report.pdf")
-	r := amber(t, "report", arch, "-o", page, "--pdf", pdf, "--files")
+	r := amber(t, "report", arch, "-o", page, "--pdf", pdf, "--files", "--key", key)
 	if r.code != 0 {
 		t.Fatalf("report: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -266,7 +268,7 @@ func TestReportInBrowser(t *testing.T) {
 			t.Errorf("core %s (%s) not shown", mb.Path, mb.SHA256)
 		}
 	}
-	if s := domRows(doc, "signature"); len(s) != 1 || s[0].cells[0] != "SHA256:test-key-1" || !strings.Contains(s[0].cells[3], "not checked") {
+	if s := domRows(doc, "signature"); len(s) != 1 || s[0].cells[0] != keyID || !strings.Contains(s[0].cells[4], "valid") || strings.Contains(s[0].cells[4], "INVALID") || s[0].cells[2] != "E. Xaminer" {
 		t.Errorf("signature rows: %+v", s)
 	}
 	if f := domRows(doc, "file"); len(f) < ca.Files {

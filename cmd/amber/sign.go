@@ -310,6 +310,13 @@ type verifyAttestFlags struct {
 	ca, tsaCA string
 }
 
+// addFlags adds --key, --ca and --tsa-ca (verify, report).
+func (f *verifyAttestFlags) addFlags(c *cobra.Command) {
+	c.Flags().StringArrayVar(&f.keys, "key", nil, "a public key (PEM; or a certificate, or the private key) that must have signed the archive (repeatable)")
+	c.Flags().StringVar(&f.ca, "ca", "", "root certificate(s) (PEM) a signature's certificate chain must lead to")
+	c.Flags().StringVar(&f.tsaCA, "tsa-ca", "", "root certificate(s) (PEM) the timestamps' TSA certificate must chain to")
+}
+
 func (f verifyAttestFlags) any() bool { return len(f.keys) > 0 || f.ca != "" || f.tsaCA != "" }
 
 func loadPool(flag, path string) (*x509.CertPool, error) {

@@ -82,9 +82,7 @@ index is rebuilt (temp files, unlinked as they are made): not a finding.`,
 	}
 	c.Flags().BoolVar(&o.json, "json", false, "print the report as JSON")
 	c.Flags().BoolVar(&o.noLog, "no-log", false, "do not append to the custody log")
-	c.Flags().StringArrayVar(&o.attest.keys, "key", nil, "a public key (PEM; or a certificate, or the private key) that must have signed the archive (repeatable)")
-	c.Flags().StringVar(&o.attest.ca, "ca", "", "root certificate(s) (PEM) a signature's certificate chain must lead to")
-	c.Flags().StringVar(&o.attest.tsaCA, "tsa-ca", "", "root certificate(s) (PEM) the timestamps' TSA certificate must chain to")
+	o.attest.addFlags(c)
 	c.Flags().StringVar(&o.expectHead, "expect-head", "", "a custody head noted earlier (sha256:HEX): fail unless the log still holds that line unchanged")
 	return c
 }
