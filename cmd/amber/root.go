@@ -103,6 +103,7 @@ Linux, 16 a registry refused the credentials, 130 interrupted.`,
 	root.AddCommand(e.newConfigCmds()...)
 	root.AddCommand(e.newTimelineCmd(), e.newDiffCmd(), e.newExtractCmd(), e.newPsCmd(), e.newHostCmd())
 	root.AddCommand(e.newLayersCmds()...)
+	root.AddCommand(e.newExportCmd())
 	for _, c := range root.Commands() {
 		// Every command that opens an archive reads docker://REF too
 		// (capture keeps files: its sidecars are local).
