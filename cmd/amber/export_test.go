@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/amber-forensics/amber/internal/testenv"
+)
+
+// exportedFile is one fileobject as export/testdata/dfxml/list.py reads
+// it back with Python's XML parser (the name's exact bytes in base64).
+type exportedFile struct {
+	PathB64 string `json:"path_b64"`
+	Type    string `json:"type"`
+	SHA256  string `json:"sha256"`
+}
+
+func (f exportedFile) path() string {
+	b, _ := base64.StdEncoding.DecodeString(f.PathB64)
+	return string(b)
+}
+
+type exportedDFXML struct {
+	Volumes []struct {
+		Label string         `json:"label"`
+		Files []exportedFile `json:"files"`
+	} `json:"volumes"`
+	Files []exportedFile `json:"files"`
+}
+
+// TestExportContainer: a real container (its image built on the engine,
+// then changed: a name with a newline, '<' and '&', an escape sequence;
+// its image has invalid UTF-8) captured with its image, exported as DFXML
+// and CASE/UCO. The DFXML is valid against dfxml.xsd (xmllint); read back
+// by Python's XML parser, each layer's (name, sha256) set is the set amber
+// ls -r --json gives for the same tree, and a sample of the hashes is
+// sha256sum of amber cat; the archive's own digests are its sidecars'.
+// The CASE/UCO JSON-LD, parsed by rdflib, has the acquisition, amber and
+// its version as the instrument, and the sidecar's SHA-256.
+func TestExportContainer(t *testing.T) {
+	testenv.Root(t)
+	xmllint := testenv.Tool(t, "xmllint")
+	py := testenv.RDFLib(t)
+	id := testContainer(t, "amber-ctr-export")
+	testenv.Run(t, "docker", "exec", id, "sh", "-c", `printf lt > '/srv/a<b&c>'; printf esc > "/srv/$(printf 'esc\033[31m')"`)
+	dir := t.TempDir()
+	arch := filepath.Join(dir, "case.tar.zst")
+	mustAmber(t, "capture", "container", "amber-ctr-export", "-o", arch, "--no-memory", "--case", "T-19", "--examiner", "E. <Xaminer>", "--md5", "--sha1")
+
+	doc := filepath.Join(dir, "case.dfxml")
+	mustAmber(t, "export", arch, "--format", "dfxml", "-o", doc)
+	if out, err := exec.Command(xmllint, "--noout", "--schema", "../../export/testdata/dfxml/dfxml.xsd", doc).CombinedOutput(); err != nil {
+		t.Fatalf("xmllint --schema dfxml.xsd: %v\n%s", err, out)
+	}
+	// stdout gives the same document (but for its start time).
+	if r := amber(t, "export", arch, "--format", "dfxml"); r.code != 0 || !strings.Contains(r.stdout, "</dfxml>") {
+		t.Fatalf("export to stdout: exit %d %s", r.code, r.stderr)
+	}
+	out, err := exec.Command(py, "../../export/testdata/dfxml/list.py", doc).Output()
+	if err != nil {
+		t.Fatalf("list.py: %v", err)
+	}
+	var d exportedDFXML
+	if err := json.Unmarshal(out, &d); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]bool{}
+	var sample []string // VIEWPATH sha256
+	seen := map[string]bool{}
+	for _, v := range d.Volumes {
+		label := strings.Split(strings.TrimPrefix(v.Label, "OCI layer tar "), ", ")[0]
+		labels[label] = true
+		got := map[string]string{}
+		for _, f := range v.Files {
+			got[f.path()] = f.SHA256
+			seen[f.path()] = true
+			if f.SHA256 != "" && len(sample) < 8 && (len(sample) < 4 || (strings.ContainsAny(f.path(), "<\n\x1b") || !utf8.ValidString(f.path()))) {
+				sample = append(sample, label+"/"+f.path()+"\x00"+f.SHA256)
+			}
+		}
+		want := map[string]string{}
+		for _, l := range lsJSONFlags(t, arch, label) {
+			if l.Path == "." || slices.Contains(l.Flags, "implicit") {
+				continue // the tree's root and implied directories: no tar entry
+			}
+			want[l.Path] = l.SHA256
+		}
+		if len(got) != len(want) || len(want) == 0 {
+			t.Errorf("%s: %d files in the DFXML, amber ls -r --json lists %d", label, len(got), len(want))
+		}
+		for p, s := range want {
+			if g, ok := got[p]; !ok || g != s {
+				t.Errorf("%s/%q: DFXML sha256 %q (present %v), ls %q", label, p, g, ok, s)
+			}
+		}
+	}
+	if !labels["images/amber-test_1/layers/0"] || !labels["containers/amber-ctr-export/changes"] {
+		t.Errorf("volumes %v: want the image's layers and the container's changes", labels)
+	}
+	for _, n := range []string{"srv/a<b&c>", "srv/new\nline2", "srv/esc\x1b[31m", "srv/bad\xffbyte", "srv/added.txt"} {
+		if !seen[n] {
+			t.Errorf("%q is in no volume", n)
+		}
+	}
+	// Independent check of a sample of hashes: the bytes amber cat gives.
+	for _, s := range sample {
+		vp, want, _ := strings.Cut(s, "\x00")
+		content := mustAmber(t, "cat", arch, vp)
+		if h := sha256.Sum256([]byte(content)); hex.EncodeToString(h[:]) != want {
+			t.Errorf("%q: DFXML sha256 %s, cat | sha256sum %x", vp, want, h)
+		}
+	}
+	if len(sample) < 5 {
+		t.Errorf("only %d files sampled", len(sample))
+	}
+	side := map[string]string{}
+	for _, ext := range []string{"sha256", "md5", "sha1"} {
+		b, err := os.ReadFile(arch + "." + ext)
+		if err != nil {
+			t.Fatal(err)
+		}
+		side[ext] = strings.Fields(string(b))[0]
+	}
+	if len(d.Files) != 1 || d.Files[0].SHA256 != side["sha256"] || d.Files[0].SHA256 != sha256File(t, arch) {
+		t.Errorf("the archive's fileobject %+v, sidecar %s", d.Files, side["sha256"])
+	}
+
+	// CASE/UCO, read by rdflib.
+	r := amber(t, "export", arch, "--format", "case-uco")
+	if r.code != 0 {
+		t.Fatalf("export case-uco: exit %d\n%s", r.code, r.stderr)
+	}
+	cmd := exec.Command(py, "-c", exportSPARQL)
+	cmd.Stdin = strings.NewReader(r.stdout)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	got, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("rdflib: %v\n%s", err, stderr.String())
+	}
+	want := "acquired|amber|" + amberVersion(t) + "|" + side["sha256"] + "|" + side["md5"] + "|" + side["sha1"] + "|E. <Xaminer>\n"
+	if lines := strings.SplitAfter(string(got), "\n"); lines[0] != want || !strings.Contains(string(got), "sealed:") {
+		t.Errorf("rdflib:\n%s\nwant first line:\n%s", got, want)
+	}
+}
+
+// exportSPARQL prints "ACTION|TOOL|VERSION|SHA256|MD5|SHA1|PERFORMER" of
+// the acquisition, then the other actions on the archive as NAME:ACTOR.
+const exportSPARQL = `
+import sys, rdflib
+g = rdflib.Graph()
+g.parse(data=sys.stdin.read(), format="json-ld")
+P = """PREFIX ci: <https://ontology.caseontology.org/case/investigation/>
+PREFIX ua: <https://ontology.unifiedcyberontology.org/uco/action/>
+PREFIX uc: <https://ontology.unifiedcyberontology.org/uco/core/>
+PREFIX ut: <https://ontology.unifiedcyberontology.org/uco/tool/>
+PREFIX uo: <https://ontology.unifiedcyberontology.org/uco/observable/>
+PREFIX ty: <https://ontology.unifiedcyberontology.org/uco/types/>
+"""
+def h(m):
+    return """?cd uo:hash ?h%s . ?h%s ty:hashMethod ?m%s ; ty:hashValue ?v%s . FILTER(str(?m%s) = "%s")""" % (m, m, m, m, m, m)
+q = P + """SELECT ?name ?tname ?tver ?vSHA256 ?vMD5 ?vSHA1 ?who WHERE {
+  ?act a ci:InvestigativeAction ; uc:name ?name ; ua:instrument ?tool ; ua:performer ?p ; ua:result ?f ; ua:startTime ?s ; ua:endTime ?e .
+  ?p uc:name ?who . ?tool a ut:Tool ; uc:name ?tname ; ut:version ?tver .
+  ?f a uo:File ; uc:hasFacet ?cd . ?cd a uo:ContentDataFacet .
+  """ + h("SHA256") + h("MD5") + h("SHA1") + "}"
+for r in g.query(q):
+    print("|".join(str(x) for x in r))
+ev = P + """SELECT ?name ?who WHERE { ?act a ci:InvestigativeAction ; uc:name ?name ; ua:performer ?p ; ua:object ?f . ?f a uo:File . ?p uc:name ?who . }"""
+print(",".join(sorted("%s:%s" % (r[0], r[1]) for r in g.query(ev))))
+`
+
+// amberVersion is the version the test binary reports (amber --version).
+func amberVersion(t *testing.T) string {
+	t.Helper()
+	f := strings.Fields(mustAmber(t, "--version"))
+	return f[len(f)-1]
+}
+
+type lsFlagsLine struct {
+	Path   string   `json:"path"`
+	Path64 []byte   `json:"path_base64"`
+	SHA256 string   `json:"sha256"`
+	Flags  []string `json:"flags"`
+}
+
+// lsJSONFlags is amber ls -r --json ARCH VIEWPATH, with exact names.
+func lsJSONFlags(t *testing.T, arch, vp string) []lsFlagsLine {
+	t.Helper()
+	var ls []lsFlagsLine
+	sc := bufio.NewScanner(strings.NewReader(mustAmber(t, "ls", "-r", "--json", arch, vp)))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var l lsFlagsLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("ls --json line %q: %v", sc.Text(), err)
+		}
+		if l.Path64 != nil {
+			l.Path = string(l.Path64)
+		}
+		ls = append(ls, l)
+	}
+	return ls
+}
