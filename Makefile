@@ -109,6 +109,7 @@ bench: deps build
 	./bench/host.sh
 	./bench/bounds.sh
 	./bench/registry.sh
+	./bench/export.sh
 
 # 16 concurrent readers on the mounted corpus for SOAK_SECONDS (default
 # 120); every byte checked, RSS and open fds must not grow. Then
