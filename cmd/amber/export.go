@@ -59,7 +59,7 @@ A string that is not valid UTF-8 is written with the same \xNN escape.`,
 			if write == nil {
 				return usageError{fmt.Errorf("--format %q: dfxml or case-uco", format)}
 			}
-			return e.runExport(args[0], output, write)
+			return e.runExport(args[0], output, format == "case-uco", write)
 		},
 	}
 	c.Flags().StringVar(&format, "format", "", "dfxml (DFXML 1.2.0) or case-uco (CASE/UCO JSON-LD)")
@@ -67,7 +67,7 @@ A string that is not valid UTF-8 is written with the same \xNN escape.`,
 	return c
 }
 
-func (e *env) runExport(name, output string, write func(io.Writer, *archive.Archive, export.Options) error) error {
+func (e *env) runExport(name, output string, custody bool, write func(io.Writer, *archive.Archive, export.Options) error) error {
 	start := time.Now().UTC()
 	host, _ := os.Hostname()
 	opts := export.Options{
@@ -93,11 +93,15 @@ func (e *env) runExport(name, output string, write func(io.Writer, *archive.Arch
 		opts.SHA256, opts.MD5, opts.SHA1 = sidecarSum(name, ".sha256", 64), sidecarSum(name, ".md5", 32), sidecarSum(name, ".sha1", 40)
 	}
 	defer a.Close()
-	evs, err := custodyEvents(name, a)
-	if err != nil {
-		return err
+	if custody {
+		// Only CASE/UCO reports custody; a broken chain fails it (exit 3)
+		// rather than hand a case tool events that cannot be trusted.
+		evs, err := custodyEvents(name, a)
+		if err != nil {
+			return err
+		}
+		opts.Custody, opts.Sealed = evs, min(a.Manifest.Custody.Events, len(evs))
 	}
-	opts.Custody, opts.Sealed = evs, min(a.Manifest.Custody.Events, len(evs))
 	if output == "" {
 		return write(e.stdout, a, opts)
 	}
