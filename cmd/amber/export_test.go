@@ -15,6 +15,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/internal/testenv"
 )
 
@@ -212,4 +213,37 @@ func lsJSONFlags(t *testing.T, arch, vp string) []lsFlagsLine {
 		ls = append(ls, l)
 	}
 	return ls
+}
+
+// TestExportRegistry: an archive read from a registry (docker://REF)
+// exports the same volumes as the local file, and the registry's digest of
+// the blob stands for the archive's SHA-256 (its sidecar's) in both
+// formats.
+func TestExportRegistry(t *testing.T) {
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: true, Auth: true})
+	registryLogin(t, reg)
+	dir := t.TempDir()
+	arch := fixture.Capture(t, dir, "small", fixture.Webapp())
+	pushTo(t, reg, arch, "case/export:1")
+	ref := "docker://" + reg.Host + "/case/export:1"
+	sidecar := strings.Fields(readString(t, arch+".sha256"))[0]
+	volumes := func(doc string) string {
+		i, j := strings.Index(doc, "  <volume"), strings.LastIndex(doc, "</volume>")
+		if i < 0 || j < i {
+			t.Fatalf("no volumes in\n%s", doc)
+		}
+		return doc[i:j]
+	}
+	local := mustAmber(t, "export", arch, "--format", "dfxml")
+	remote := mustAmber(t, "export", "--cache", filepath.Join(dir, "cache"), ref, "--format", "dfxml")
+	if volumes(local) != volumes(remote) {
+		t.Errorf("the registry's volumes differ from the file's:\n%s", lineDiff(volumes(local), volumes(remote)))
+	}
+	tail := remote[strings.LastIndex(remote, "</volume>"):]
+	if !strings.Contains(tail, "<filename>"+ref+"</filename>") || !strings.Contains(tail, `<hashdigest type="sha256">`+sidecar+"</hashdigest>") {
+		t.Errorf("the archive's fileobject, read from %s, is not its blob with the sidecar's SHA-256 %s:\n%s", ref, sidecar, tail)
+	}
+	if c := mustAmber(t, "export", "--cache", filepath.Join(dir, "cache"), ref, "--format", "case-uco"); !strings.Contains(c, `"@value": "`+sidecar+`"`) {
+		t.Errorf("CASE/UCO of %s lacks the SHA-256 %s:\n%s", ref, sidecar, c)
+	}
 }
