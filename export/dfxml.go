@@ -169,8 +169,11 @@ func (w *dfxmlWriter) hash(indent, typ, hex string) {
 // <source> (the archive as given, then the mount-layout path of each
 // image, container and volume it holds); one <volume> per layer, as
 // layers lists them, holding one <fileobject> per entry of the layer's
-// tar; last, a <fileobject> for the archive file itself (its name, size
-// and the digests its sidecars record).
+// tar; then a <fileobject> for each file stored outside the layers (a
+// container's inspect.json, changes.txt, logs and memory dumps, a pod's
+// records: filename its mount-layout path, containers/NAME/...; size;
+// SHA-256); last, a <fileobject> for the archive file itself (its name,
+// size and the digests its sidecars record).
 //
 // A volume's <byte_runs> place the layer blob in the archive's tar stream
 // (img_offset, len, in bytes of the decompressed tar) with its SHA-256
@@ -230,7 +233,20 @@ func WriteDFXML(out io.Writer, a *archive.Archive, opts Options) error {
 			return fmt.Errorf("%s: %w", lv.labels[0], err)
 		}
 	}
-	// After the volumes, as the schema orders them: the archive file itself, with the digests that speak for it.
+	// After the volumes, as the schema orders them: the files of the
+	// archive outside any layer (a container's inspect.json, logs and
+	// memory dumps, a pod's records), named by their mount-layout path.
+	for _, art := range m.Artifacts {
+		for _, mb := range art.Members() {
+			w.WriteString("  <fileobject>\n")
+			w.elem("    ", "filename", art.Kind+"s/"+art.Name+"/"+mb.Path)
+			w.elem("    ", "name_type", "r")
+			w.num("    ", "filesize", uint64(max(mb.Size, 0)))
+			w.hash("    ", "sha256", mb.SHA256.Hex())
+			w.WriteString("  </fileobject>\n")
+		}
+	}
+	// Last, the archive file itself, with the digests that speak for it.
 	w.WriteString("  <fileobject>\n")
 	w.elem("    ", "filename", opts.Name)
 	w.elem("    ", "name_type", "r")

@@ -29,14 +29,16 @@ and the file indexes are read: no file content is decompressed.
 
 --format dfxml: Digital Forensics XML 1.x (dfxml_schema's dfxml.xsd, version
 1.2.0): the export's <creator> (amber, version, command line), the <source>
-(the archive, and each image, container and volume in it), a <fileobject>
-for the archive file with the digests its sidecars record, then one <volume>
+(the archive, and each image, container and volume in it), one <volume>
 per layer (images/NAME/layers/N, containers/NAME/changes, volumes/NAME: its
 <ftype_str> names them; its <byte_run> places the layer in the archive's
 tar stream with its SHA-256) holding one <fileobject> per tar entry:
 filename (relative to the layer root), partition (the volume's number),
 name_type (w for a whiteout), filesize, inode, mode, nlink, uid, gid,
-mtime, ctime, atime (UTC), link_target, and <hashdigest type="sha256">.
+mtime, ctime, atime (UTC), link_target, and <hashdigest type="sha256">;
+then a <fileobject> (mount-layout path, size, SHA-256) for each file kept
+outside the layers (a container's inspect.json, changes.txt, logs, memory);
+last, one for the archive file with the digests its sidecars record.
 A name XML cannot carry is escaped: in every string from the evidence a
 backslash is written \\ and each byte XML 1.0 cannot hold (C0 controls
 other than TAB/LF/CR, DEL, invalid UTF-8) \xNN; TAB, LF and CR are

@@ -46,7 +46,9 @@ type exportedDFXML struct {
 // and CASE/UCO. The DFXML is valid against dfxml.xsd (xmllint); read back
 // by Python's XML parser, each layer's (name, sha256) set is the set amber
 // ls -r --json gives for the same tree, and a sample of the hashes is
-// sha256sum of amber cat; the archive's own digests are its sidecars'.
+// sha256sum of amber cat, as are the container's files outside its layers
+// (inspect.json, changes.txt, logs, memory dumps); the archive's own digests are its
+// sidecars'.
 // The CASE/UCO JSON-LD, parsed by rdflib, has the acquisition, amber and
 // its version as the instrument, and the sidecar's SHA-256.
 func TestExportContainer(t *testing.T) {
@@ -57,7 +59,7 @@ func TestExportContainer(t *testing.T) {
 	testenv.Run(t, "docker", "exec", id, "sh", "-c", `printf lt > '/srv/a<b&c>'; printf esc > "/srv/$(printf 'esc\033[31m')"`)
 	dir := t.TempDir()
 	arch := filepath.Join(dir, "case.tar.zst")
-	mustAmber(t, "capture", "container", "amber-ctr-export", "-o", arch, "--no-memory", "--case", "T-19", "--examiner", "E. <Xaminer>", "--md5", "--sha1")
+	mustAmber(t, "capture", "container", "amber-ctr-export", "-o", arch, "--case", "T-19", "--examiner", "E. <Xaminer>", "--md5", "--sha1")
 
 	doc := filepath.Join(dir, "case.dfxml")
 	mustAmber(t, "export", arch, "--format", "dfxml", "-o", doc)
@@ -133,8 +135,25 @@ func TestExportContainer(t *testing.T) {
 		}
 		side[ext] = strings.Fields(string(b))[0]
 	}
-	if len(d.Files) != 1 || d.Files[0].SHA256 != side["sha256"] || d.Files[0].SHA256 != sha256File(t, arch) {
-		t.Errorf("the archive's fileobject %+v, sidecar %s", d.Files, side["sha256"])
+	n := len(d.Files)
+	if n < 2 || d.Files[n-1].SHA256 != side["sha256"] || d.Files[n-1].SHA256 != sha256File(t, arch) {
+		t.Fatalf("the archive's fileobject (last) %+v, sidecar %s", d.Files, side["sha256"])
+	}
+	// The container's files outside its layers, each as amber cat gives it.
+	members := map[string]bool{}
+	for _, f := range d.Files[:n-1] {
+		members[f.path()] = true
+		content := mustAmber(t, "cat", arch, f.path())
+		if h := sha256.Sum256([]byte(content)); hex.EncodeToString(h[:]) != f.SHA256 {
+			t.Errorf("%q: DFXML sha256 %s, cat | sha256sum %x", f.path(), f.SHA256, h)
+		}
+	}
+	memory := false
+	for p := range members {
+		memory = memory || strings.HasPrefix(p, "containers/amber-ctr-export/memory/") && strings.HasSuffix(p, "/core")
+	}
+	if !memory || !members["containers/amber-ctr-export/inspect.json"] || !members["containers/amber-ctr-export/changes.txt"] {
+		t.Errorf("the container's members: %v", members)
 	}
 
 	// CASE/UCO, read by rdflib.
