@@ -77,8 +77,11 @@ func hashNode(method, hex string) map[string]any {
 //     ("acquired"): performer the examiner, instrument amber, start and
 //     end times, its objects the sources the capture read (each a
 //     uco-observable:ObservableObject named "KIND PATH", a File with its
-//     SHA-256 when the source was one file), its results the archive and
-//     a case-investigation:ProvenanceRecord (exhibit number, notes);
+//     SHA-256 when the source was one file) and what it took from them
+//     (each image, container, volume: an ObservableObject named by its
+//     mount-layout path, images/NAME, with its IDs, file count and Merkle
+//     root), its results the archive and a
+//     case-investigation:ProvenanceRecord (exhibit number, notes);
 //   - the archive as a uco-observable:File with a FileFacet (name, size)
 //     and a ContentDataFacet holding the hashes its sidecars record
 //     (SHA256, and MD5 and SHA1 when recorded);
@@ -173,6 +176,27 @@ func WriteCASE(out io.Writer, a *archive.Archive, opts Options) error {
 		}
 		add(n)
 		sources = append(sources, ref(sid))
+	}
+	// What was taken from them: each image, container, volume, pod and
+	// OCI artifact, as the archive holds it.
+	for i, art := range m.Artifacts {
+		aid := "kb:artifact-" + strconv.Itoa(i+1)
+		desc := art.Kind
+		if art.Container != nil {
+			desc += " " + art.Container.ID + " of image " + art.Container.ImageRef + ", state " + art.Container.State + ", read by " + art.Container.Route
+		}
+		if len(art.Refs) > 0 {
+			desc += " " + strings.Join(art.Refs, " ")
+		}
+		if !art.ImageID.IsZero() {
+			desc += ", image ID " + art.ImageID.String()
+		}
+		if !art.MerkleRoot.IsZero() {
+			desc += fmt.Sprintf(", %d files, Merkle root %s", art.Files, art.MerkleRoot.String())
+		}
+		add(map[string]any{"@id": aid, "@type": "uco-observable:ObservableObject",
+			"uco-core:name": jsonText(art.Kind + "s/" + art.Name), "uco-core:description": jsonText(desc)})
+		sources = append(sources, ref(aid))
 	}
 	acq := m.Acquisition
 	action := map[string]any{

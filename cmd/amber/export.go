@@ -46,7 +46,8 @@ character references. The document is streamed: any number of files.
 
 --format case-uco: CASE 1.x / UCO 1.x JSON-LD: the acquisition as a
 case-investigation:InvestigativeAction (performer the examiner, instrument
-amber and its version, start and end time, the sources as its objects),
+amber and its version, start and end time; its objects the sources and
+each image, container and volume taken),
 its result the archive as a uco-observable:File with a ContentDataFacet
 holding the SHA-256 (and MD5, SHA-1) its sidecars record; each custody
 event (sealed, then the sidecar's) as a further InvestigativeAction.

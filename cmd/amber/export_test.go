@@ -50,7 +50,8 @@ type exportedDFXML struct {
 // (inspect.json, changes.txt, logs, memory dumps); the archive's own digests are its
 // sidecars'.
 // The CASE/UCO JSON-LD, parsed by rdflib, has the acquisition, amber and
-// its version as the instrument, and the sidecar's SHA-256.
+// its version as the instrument, the container and its image among its
+// objects, and the sidecar's SHA-256.
 func TestExportContainer(t *testing.T) {
 	testenv.Root(t)
 	xmllint := testenv.Tool(t, "xmllint")
@@ -170,13 +171,15 @@ func TestExportContainer(t *testing.T) {
 		t.Fatalf("rdflib: %v\n%s", err, stderr.String())
 	}
 	want := "acquired|amber|" + amberVersion(t) + "|" + side["sha256"] + "|" + side["md5"] + "|" + side["sha1"] + "|E. <Xaminer>\n"
-	if lines := strings.SplitAfter(string(got), "\n"); lines[0] != want || !strings.Contains(string(got), "sealed:") {
+	if lines := strings.SplitAfter(string(got), "\n"); lines[0] != want || !strings.Contains(string(got), "sealed:") ||
+		!strings.Contains(string(got), "containers/amber-ctr-export") || !strings.Contains(string(got), "images/amber-test_1") {
 		t.Errorf("rdflib:\n%s\nwant first line:\n%s", got, want)
 	}
 }
 
 // exportSPARQL prints "ACTION|TOOL|VERSION|SHA256|MD5|SHA1|PERFORMER" of
-// the acquisition, then the other actions on the archive as NAME:ACTOR.
+// the acquisition, then the other actions on the archive as NAME:ACTOR,
+// then the names of the acquisition's objects (sources, what was taken).
 const exportSPARQL = `
 import sys, rdflib
 g = rdflib.Graph()
@@ -199,6 +202,8 @@ for r in g.query(q):
     print("|".join(str(x) for x in r))
 ev = P + """SELECT ?name ?who WHERE { ?act a ci:InvestigativeAction ; uc:name ?name ; ua:performer ?p ; ua:object ?f . ?f a uo:File . ?p uc:name ?who . }"""
 print(",".join(sorted("%s:%s" % (r[0], r[1]) for r in g.query(ev))))
+obj = P + """SELECT ?n WHERE { ?act a ci:InvestigativeAction ; uc:name "acquired" ; ua:object ?o . ?o uc:name ?n . }"""
+print("objects|" + ",".join(sorted(str(r[0]) for r in g.query(obj))))
 `
 
 // amberVersion is the version the test binary reports (amber --version).
