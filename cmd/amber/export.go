@@ -47,10 +47,10 @@ character references. The document is streamed: any number of files.
 --format case-uco: CASE 1.x / UCO 1.x JSON-LD: the acquisition as a
 case-investigation:InvestigativeAction (performer the examiner, instrument
 amber and its version, start and end time; its objects the sources and
-each image, container and volume taken),
-its result the archive as a uco-observable:File with a ContentDataFacet
-holding the SHA-256 (and MD5, SHA-1) its sidecars record; each custody
-event (sealed, then the sidecar's) as a further InvestigativeAction.
+each image, container and volume taken), its result the archive as a
+uco-observable:File with a ContentDataFacet holding the SHA-256 (and MD5,
+SHA-1) its sidecars record; each custody event (sealed, then the
+sidecar's) as a further InvestigativeAction.
 A string that is not valid UTF-8 is written with the same \xNN escape.`,
 		Example: `  amber export case.tar.zst --format dfxml > case.dfxml
   amber export case.tar.zst --format dfxml -o case.dfxml && xmllint --noout --schema dfxml.xsd case.dfxml
