@@ -112,7 +112,7 @@ func (e *env) runExport(name, output string, custody bool, write func(io.Writer,
 	// that fails leaves nothing that looks like one.
 	f, err := os.CreateTemp(filepath.Dir(output), "."+filepath.Base(output)+".*.partial")
 	if err != nil {
-		return fmt.Errorf("export: %w", err)
+		return fmt.Errorf("export: writing %s: %w", output, err)
 	}
 	ok := false
 	defer func() {
@@ -125,13 +125,13 @@ func (e *env) runExport(name, output string, custody bool, write func(io.Writer,
 		return err
 	}
 	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("export: %w", err)
+		return fmt.Errorf("export: writing %s: %w", output, err)
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("export: writing %s: %w", output, err)
 	}
 	if err := os.Rename(f.Name(), output); err != nil {
-		return fmt.Errorf("export: %w", err)
+		return fmt.Errorf("export: writing %s: %w", output, err)
 	}
 	ok = true
 	fmt.Fprintf(e.stderr, "amber: wrote %s\n", escapeName(output))
