@@ -7,16 +7,19 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/internal/testenv"
+	"github.com/amber-forensics/amber/manifest"
 )
 
 // exportedFile is one fileobject as export/testdata/dfxml/list.py reads
@@ -269,5 +272,44 @@ func TestExportRegistry(t *testing.T) {
 	}
 	if c := mustAmber(t, "export", "--cache", filepath.Join(dir, "cache"), ref, "--format", "case-uco"); !strings.Contains(c, `"@value": "`+sidecar+`"`) {
 		t.Errorf("CASE/UCO of %s lacks the SHA-256 %s:\n%s", ref, sidecar, c)
+	}
+}
+
+// TestExportDamaged: an archive whose file index is damaged (one bit of
+// the frame holding it) fails the export with exit 3, and -o leaves
+// nothing behind: no FILE, no partial one.
+func TestExportDamaged(t *testing.T) {
+	dir := t.TempDir()
+	var entries []fixture.Entry
+	for i := range 3000 {
+		entries = append(entries, fixture.File(fmt.Sprintf("srv/f%04d", i), strconv.Itoa(i)))
+	}
+	arch := fixture.Capture(t, dir, "d", fixture.Image{Tags: []string{"d:1"}, Layers: [][]byte{fixture.Layer(entries...)}})
+	a := fixture.Open(t, arch)
+	ie, ok := a.Manifest.Entry(manifest.IndexName(a.Manifest.Artifacts[0].Layers[0].Digest))
+	if !ok {
+		t.Fatal("no index entry")
+	}
+	fr, _ := a.Table.EntryByDecompressedOffset(uint64(ie.Offset + ie.Size/2))
+	b, err := os.ReadFile(arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[int64(fr.CompressedOffset)+int64(fr.CompressedSize)/2] ^= 0x01
+	bad := filepath.Join(dir, "bad.tar.zst")
+	if err := os.WriteFile(bad, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out", "bad.dfxml")
+	os.Mkdir(filepath.Dir(out), 0o755)
+	r := amber(t, "export", bad, "--format", "dfxml", "-o", out)
+	if r.code != exitTampered || strings.Contains(r.stderr, "panic") {
+		t.Fatalf("export of a damaged archive: exit %d, want %d\n%s", r.code, exitTampered, r.stderr)
+	}
+	if left, _ := os.ReadDir(filepath.Dir(out)); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	if r := amber(t, "export", arch, "--format", "dfxml", "-o", out); r.code != 0 {
+		t.Fatalf("export of the intact archive: exit %d\n%s", r.code, r.stderr)
 	}
 }
