@@ -182,9 +182,10 @@ func (w *dfxmlWriter) hash(indent, typ, hex string) {
 // <filename> (its path in the layer, relative to the layer root),
 // <partition> (the 1-based number of its volume in the document, for
 // readers that flatten volumes), <name_type> (r, d, l, c, b, p; w for an
-// OCI whiteout or opaque marker), <filesize>, <inode> (the file's number in
-// its layer, as timeline's: hard links share one), <mode> (permission bits with setuid/setgid/sticky, decimal),
-// <nlink>, <uid>, <gid>, <mtime>, <ctime>, <atime> (UTC, as the tar
+// OCI whiteout or opaque marker), <filesize>, <inode> (the file's number
+// in its layer, as timeline's: hard links share one), <mode> (permission
+// bits with setuid/setgid/sticky, decimal), <nlink>, <uid>, <gid>,
+// <mtime>, <ctime>, <atime> (UTC, as the tar
 // header recorded them; absent when it did not), <link_target> for a
 // symlink, and <hashdigest type="sha256"> for a regular file (a hard
 // link's is its target's). Directories the layer implies without a tar
