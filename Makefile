@@ -111,6 +111,7 @@ bench: deps build
 	./bench/registry.sh
 	./bench/report.sh
 	./bench/browse.sh
+	./bench/export.sh
 
 # 16 concurrent readers on the mounted corpus for SOAK_SECONDS (default
 # 120); every byte checked, RSS and open fds must not grow. Then

@@ -106,6 +106,7 @@ credentials, 130 interrupted.`,
 	root.AddCommand(e.newLayersCmds()...)
 	root.AddCommand(e.newReportCmd())
 	root.AddCommand(e.newBrowseCmd())
+	root.AddCommand(e.newExportCmd())
 	for _, c := range root.Commands() {
 		// Every command that opens an archive reads docker://REF too
 		// (capture keeps files: its sidecars are local).

@@ -28,6 +28,7 @@ var allowed = map[string][]string{
 	"timeline": {"view", "archive", "fileindex", "manifest", "hashing"},
 	"treediff": {"view", "archive", "fileindex", "manifest", "hashing"},
 	"extract":  {"view", "archive", "fileindex", "manifest", "hashing"},
+	"export":   {"view", "archive", "fileindex", "manifest", "hashing", "layers"},
 	"fusefs":   {"view", "archive", "fileindex", "manifest", "hashing", "internal/textsafe"},
 	// The examiner's report: a data view over the examination packages.
 	"report": {"view", "archive", "fileindex", "manifest", "hashing", "layers", "treediff", "imageconfig", "internal/textsafe"},
@@ -63,7 +64,7 @@ var allowed = map[string][]string{
 	"snapshot/kube": {"snapshot/engine"},
 	// Process memory and ELF cores: the standard library and x/sys only.
 	"snapshot/procmem": {"golang.org/x/sys/"},
-	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/kube", "snapshot/dockerroot", "snapshot/containerdroot", "snapshot/registry", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "report", "internal/textsafe", "browse", "attest"},
+	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/kube", "snapshot/dockerroot", "snapshot/containerdroot", "snapshot/registry", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "report", "internal/textsafe", "browse", "attest", "export"},
 	// The one escaping of evidence strings printed for a person.
 	"internal/textsafe": {},
 	// Building blocks of archive and fileindex.
@@ -152,7 +153,7 @@ func TestImportDirection(t *testing.T) {
 // zstd encoder (DESIGN.md: readers are pure Go; cmd/amber chooses the
 // encoder for capture).
 func TestReadersPureGo(t *testing.T) {
-	readers := []string{"archive", "fileindex", "manifest", "layers", "view", "fusefs", "treediff", "timeline", "extract"}
+	readers := []string{"archive", "fileindex", "manifest", "layers", "view", "fusefs", "treediff", "timeline", "extract", "export"}
 	for _, r := range readers {
 		out, err := exec.Command("go", "list", "-deps", mod+r).Output()
 		if err != nil {
