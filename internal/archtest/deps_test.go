@@ -17,7 +17,7 @@ var allowed = map[string][]string{
 	// The per-layer file index and the archive container. archive writes
 	// and verifies indexes, so it may use fileindex; never the reverse.
 	"fileindex":       {"manifest", "hashing", "internal/extsort", "internal/bufpool"},
-	"archive":         {"manifest", "hashing", "fileindex", "internal/extsort", "internal/bufpool", "internal/tmpfile", "github.com/google/go-containerregistry/pkg/v1", "github.com/google/go-containerregistry/pkg/v1/types"},
+	"archive":         {"manifest", "hashing", "fileindex", "internal/extsort", "internal/bufpool", "internal/tmpfile"},
 	"archive/cgozstd": {"archive"},
 	"imageconfig":     {"internal/textsafe"},
 	// OCI layer semantics in one place; acquisition uses them, not the
@@ -48,13 +48,13 @@ var allowed = map[string][]string{
 	"snapshot/freezer": {"snapshot/engine"},
 	// Podman's storage read directly: the container's PID is checked
 	// against its cgroup as procmem checks it.
-	"snapshot/podman": {"manifest", "hashing", "snapshot/engine", "snapshot/procmem", "snapshot/freezer", "snapshot/internal/layerstore", "golang.org/x/sys/", "github.com/vbatts/tar-split/", "go.etcd.io/bbolt"},
+	"snapshot/podman": {"manifest", "hashing", "snapshot/engine", "snapshot/procmem", "snapshot/freezer", "snapshot/internal/layerstore"},
 	// A dead host's runtime state read from its files (amber host, capture
 	// host): each one more implementation of the seam, the layer checks of
 	// the stores that keep tar-split records in one place.
-	"snapshot/dockerroot":          {"manifest", "hashing", "snapshot/engine", "snapshot/internal/layerstore", "golang.org/x/sys/"},
+	"snapshot/dockerroot":          {"manifest", "hashing", "snapshot/engine", "snapshot/internal/layerstore"},
 	"snapshot/containerdroot":      {"manifest", "hashing", "snapshot/engine", "snapshot/kube"},
-	"snapshot/internal/layerstore": {"manifest", "hashing", "snapshot/engine", "golang.org/x/sys/", "github.com/vbatts/tar-split/"},
+	"snapshot/internal/layerstore": {"manifest", "hashing", "snapshot/engine"},
 	// An OCI registry: images to capture, and the shared store of sealed
 	// evidence (pushed, pulled, read lazily).
 	"snapshot/registry": {"archive", "manifest", "hashing", "snapshot/source"},
@@ -63,7 +63,7 @@ var allowed = map[string][]string{
 	// Kubernetes pods through the CRI: finding a pod's containers, their logs.
 	"snapshot/kube": {"snapshot/engine"},
 	// Process memory and ELF cores: the standard library and x/sys only.
-	"snapshot/procmem": {"golang.org/x/sys/"},
+	"snapshot/procmem": {},
 	"cmd/amber":        {"archive", "archive/cgozstd", "fileindex", "manifest", "hashing", "snapshot", "snapshot/engine", "snapshot/docker", "snapshot/containerd", "snapshot/podman", "snapshot/kube", "snapshot/dockerroot", "snapshot/containerdroot", "snapshot/registry", "snapshot/procmem", "view", "layers", "fusefs", "imageconfig", "timeline", "treediff", "extract", "report", "internal/textsafe", "browse", "attest", "export"},
 	// The one escaping of evidence strings printed for a person.
 	"internal/textsafe": {},
@@ -97,12 +97,18 @@ var external = map[string][]string{
 // ociTypes are the go-containerregistry packages that are only OCI types
 // (DESIGN.md: one set of OCI types everywhere), which a reader may use
 // without talking to a registry.
-var ociTypes = map[string][]string{}
+var ociTypes = map[string][]string{
+	"archive": {"github.com/google/go-containerregistry/pkg/v1", "github.com/google/go-containerregistry/pkg/v1/types"},
+}
 
 // onlyModules: these packages import, besides the standard library and
 // the amber packages allowed above, only modules under these prefixes.
 var onlyModules = map[string][]string{
+	"snapshot/procmem": {"golang.org/x/sys/"},
+	"snapshot/podman":  {"golang.org/x/sys/", "github.com/vbatts/tar-split/", "go.etcd.io/bbolt"},
 	// Docker's files: tar-split records and the kernel's openat2 only.
+	"snapshot/dockerroot":          {"golang.org/x/sys/"},
+	"snapshot/internal/layerstore": {"golang.org/x/sys/", "github.com/vbatts/tar-split/"},
 }
 
 func TestImportDirection(t *testing.T) {
