@@ -58,10 +58,21 @@ func TestCaptureUpperSwapRace(t *testing.T) {
 		if bytes.Contains(out, []byte(secret)) {
 			t.Fatalf("capture %d holds the host directory's secret: a path through the swapped symlink was followed", i)
 		}
-		if !bytes.Contains(out, []byte("container\n")) {
-			t.Errorf("capture %d holds none of the container's files under /w", i)
-		}
 		mustAmber(t, "verify", "--no-log", arch)
+		if !bytes.Contains(out, []byte("container\n")) {
+			// The walk listed /w with d in it, then found d a symlink (not
+			// followed) and d.x not yet listed: the capture must say the
+			// tree changed under it, and that capture does not count.
+			vanished := false
+			for _, an := range readManifest(t, arch).Anomalies {
+				vanished = vanished || an.Kind == "vanished" && strings.HasPrefix(strings.TrimPrefix(an.Path, "/"), "w/")
+			}
+			if !vanished {
+				t.Errorf("capture %d holds none of the container's files under /w and records nothing vanished there", i)
+			}
+			t.Logf("capture %d: /w/d was swapped while it was read (recorded vanished); again", i)
+			ok--
+		}
 	}
 	if ok < 3 {
 		t.Fatalf("%d of 30 captures succeeded; the engine's change list failed on the others", ok)
