@@ -18,6 +18,7 @@ import (
 
 	"github.com/amber-forensics/amber/archive"
 	"github.com/amber-forensics/amber/attest"
+	"github.com/amber-forensics/amber/hashing"
 	"github.com/amber-forensics/amber/internal/textsafe"
 	"github.com/amber-forensics/amber/manifest"
 	rpt "github.com/amber-forensics/amber/report"
@@ -140,7 +141,7 @@ func (e *env) runReport(o *reportOptions, path string) error {
 		}
 	}
 	at := time.Now().UTC()
-	vr, secs, err := e.verifyForReport(path, blob, recordAt)
+	vr, secs, err := e.verification(path, blob, recordAt, hashing.Digest{})
 	if err != nil {
 		return err
 	}
@@ -224,40 +225,6 @@ func (e *env) runReport(o *reportOptions, path string) error {
 		return fmt.Errorf("%w at report time: %d problem(s) in %s, each named in the report", errTampered, len(vr.Problems), path)
 	}
 	return nil
-}
-
-// verifyForReport runs what amber verify runs (archive.Verify over the
-// file, or over the registry blob with its sidecars under the cache) and
-// says how long it took.
-func (e *env) verifyForReport(path string, blob *registry.Blob, recordAt string) (*archive.Report, float64, error) {
-	opts := archive.VerifyOptions{Ctx: e.ctx}
-	prog := isTerminal(e.stderr)
-	if prog {
-		last := time.Time{}
-		opts.Progress = func(done, total int64) {
-			if time.Since(last) > 200*time.Millisecond {
-				last = time.Now()
-				fmt.Fprintf(e.stderr, "\r\033[Kverifying: %d%% of %d MiB", done*100/max(total, 1), total>>20)
-			}
-		}
-	}
-	start := time.Now()
-	var r *archive.Report
-	var err error
-	if blob != nil {
-		opts.SidecarPath = recordAt
-		r, err = archive.VerifyReaderAt(blob, blob.Size, path, opts)
-		if err == nil && r.SHA256.Hex() != blob.Digest.Hex {
-			r.Problems = append(r.Problems, manifest.Problem{Where: "registry blob",
-				Detail: fmt.Sprintf("its SHA-256 is %s; the registry's manifest names it %s", r.SHA256.Hex(), blob.Digest)})
-		}
-	} else {
-		r, err = archive.Verify(path, opts)
-	}
-	if prog {
-		fmt.Fprint(e.stderr, "\r\033[K")
-	}
-	return r, time.Since(start).Seconds(), err
 }
 
 // reportSignatures turns what attest.Check found into the report's rows:

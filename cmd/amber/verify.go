@@ -137,32 +137,8 @@ func (e *env) runVerify(o *verifyOptions, path string) error {
 		}
 		a.Close()
 	}
-	opts := archive.VerifyOptions{ExpectHead: expect, Ctx: e.ctx}
-	prog := isTerminal(e.stderr)
 	start := time.Now()
-	if prog {
-		last := time.Time{}
-		opts.Progress = func(done, total int64) {
-			if time.Since(last) > 200*time.Millisecond {
-				last = time.Now()
-				fmt.Fprintf(e.stderr, "\r\033[Kverifying: %d%% of %d MiB", done*100/max(total, 1), total>>20)
-			}
-		}
-	}
-	var r *archive.Report
-	if blob != nil {
-		opts.SidecarPath = recordAt
-		r, err = archive.VerifyReaderAt(blob, blob.Size, path, opts)
-		if err == nil && r.SHA256.Hex() != blob.Digest.Hex {
-			r.Problems = append(r.Problems, manifest.Problem{Where: "registry blob",
-				Detail: fmt.Sprintf("its SHA-256 is %s; the registry's manifest names it %s", r.SHA256.Hex(), blob.Digest)})
-		}
-	} else {
-		r, err = archive.Verify(path, opts)
-	}
-	if prog {
-		fmt.Fprint(e.stderr, "\r\033[K")
-	}
+	r, _, err := e.verification(path, blob, recordAt, expect)
 	if err != nil {
 		return err
 	}
@@ -274,4 +250,39 @@ func printHead(w io.Writer, head hashing.Digest, seq int, expect hashing.Digest,
 	if found != nil {
 		fmt.Fprintf(w, "  expected head %s found: the line of seq %d, unchanged with all before it\n", expect, *found)
 	}
+}
+
+// verification runs the verification of amber verify (and of amber
+// report): archive.Verify over the file, or over the registry blob with
+// its sidecars under the cache (recordAt), with progress on a terminal,
+// and says how long it took.
+func (e *env) verification(path string, blob *registry.Blob, recordAt string, expect hashing.Digest) (*archive.Report, float64, error) {
+	opts := archive.VerifyOptions{ExpectHead: expect, Ctx: e.ctx}
+	prog := isTerminal(e.stderr)
+	if prog {
+		last := time.Time{}
+		opts.Progress = func(done, total int64) {
+			if time.Since(last) > 200*time.Millisecond {
+				last = time.Now()
+				fmt.Fprintf(e.stderr, "\r\033[Kverifying: %d%% of %d MiB", done*100/max(total, 1), total>>20)
+			}
+		}
+	}
+	start := time.Now()
+	var r *archive.Report
+	var err error
+	if blob != nil {
+		opts.SidecarPath = recordAt
+		r, err = archive.VerifyReaderAt(blob, blob.Size, path, opts)
+		if err == nil && r.SHA256.Hex() != blob.Digest.Hex {
+			r.Problems = append(r.Problems, manifest.Problem{Where: "registry blob",
+				Detail: fmt.Sprintf("its SHA-256 is %s; the registry's manifest names it %s", r.SHA256.Hex(), blob.Digest)})
+		}
+	} else {
+		r, err = archive.Verify(path, opts)
+	}
+	if prog {
+		fmt.Fprint(e.stderr, "\r\033[K")
+	}
+	return r, time.Since(start).Seconds(), err
 }
