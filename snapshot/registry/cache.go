@@ -1,11 +1,13 @@
 package registry
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +55,49 @@ type cache struct {
 	// used is an estimate of the bytes held (measured at open, kept up
 	// by puts); eviction measures again.
 	used int64
+	// recent are the last chunks put or read, in memory, oldest first: a
+	// frame spanning two chunks and the frames after it read them again
+	// at once, and a chunk just fetched is read back at once.
+	recent []recentChunk
+}
+
+// recentChunks is how many chunks the cache keeps in memory (4 MiB).
+const recentChunks = 16
+
+type recentChunk struct {
+	path string
+	b    []byte
+}
+
+// remembered returns the chunk at path if it is among the recent ones.
+func (c *cache) remembered(path string, n int) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, r := range c.recent {
+		if r.path == path && len(r.b) == n {
+			c.recent = append(append(c.recent[:i:i], c.recent[i+1:]...), r)
+			return r.b, true
+		}
+	}
+	return nil, false
+}
+
+// remember keeps b (not retained: copied) as the newest recent chunk.
+func (c *cache) remember(path string, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.recent = slices.DeleteFunc(c.recent, func(r recentChunk) bool { return r.path == path })
+	if len(c.recent) >= recentChunks {
+		c.recent = slices.Delete(c.recent, 0, 1)
+	}
+	c.recent = append(c.recent, recentChunk{path, bytes.Clone(b)})
+}
+
+// unremember drops the chunk at path from the recent ones.
+func (c *cache) unremember(path string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.recent = slices.DeleteFunc(c.recent, func(r recentChunk) bool { return r.path == path })
 }
 
 func openCache(o CacheOptions) (*cache, error) {
@@ -93,6 +138,9 @@ func (c *cache) fullPath(hex string) string { return filepath.Join(c.blobsDir(),
 // whole; a short or unreadable file is dropped.
 func (c *cache) get(hex string, off int64, n int) ([]byte, bool) {
 	p := c.chunkPath(hex, off)
+	if b, ok := c.remembered(p, n); ok {
+		return b, true
+	}
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return nil, false
@@ -103,6 +151,7 @@ func (c *cache) get(hex string, off int64, n int) ([]byte, bool) {
 	}
 	now := time.Now()
 	_ = os.Chtimes(p, now, now) // used now: last to be evicted
+	c.remember(p, b)
 	return b, true
 }
 
@@ -133,6 +182,7 @@ func (c *cache) put(hex string, off int64, b []byte) error {
 		os.Remove(f.Name())
 		return fmt.Errorf("cache: %w", err)
 	}
+	c.remember(c.chunkPath(hex, off), b)
 	c.grew(int64(len(b)), dir)
 	return nil
 }
@@ -154,6 +204,7 @@ func (c *cache) grew(n int64, keep string) {
 func (c *cache) forget(hex string, off, n int64) {
 	for o := off / ChunkSize * ChunkSize; o < off+n; o += ChunkSize {
 		os.Remove(c.chunkPath(hex, o))
+		c.unremember(c.chunkPath(hex, o))
 	}
 	os.Remove(c.fullPath(hex))
 }
