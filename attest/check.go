@@ -25,7 +25,8 @@ type CheckOptions struct {
 	// names them in the report (the --ca file).
 	Roots     *x509.CertPool
 	RootsName string
-	// TSARoots: each timestamp's TSA must chain to one of them.
+	// TSARoots: each timestamp's TSA must chain to one of them, and at
+	// least one token must be over the archive or a verified signature.
 	TSARoots *x509.CertPool
 	// Custody are the archive's custody events: a signed event that
 	// names a line's SHA-256 dates its signature (a claim of the log, not
@@ -313,16 +314,20 @@ func checkTimestamps(path string, sum hashing.Digest, res *Result, o CheckOption
 			r.TSA = s.Subject.String()
 		}
 		over := false
+		// A token over a signature dates the archive only through that
+		// signature: over bytes nothing checked (or that failed), it
+		// dates those bytes alone.
+		var sig *SigResult
 		if k == "" {
 			r.Over = "the archive (sha256 " + sum.Hex() + ")"
 			over = tok.Over(nil, sum[:])
 		} else {
 			r.Over = "a signature by a key " + k + "... (none in " + SignaturesPath(base) + ")"
-			for _, s := range res.Signatures {
+			for i, s := range res.Signatures {
 				if strings.HasPrefix(s.KeyID, k) && s.raw != nil {
 					r.Over = fmt.Sprintf("the signature of line %d (key %s)", s.Line, short16(s.KeyID))
 					if tok.Over(s.raw, nil) {
-						over = true
+						over, sig = true, &res.Signatures[i]
 						break
 					}
 				}
@@ -336,6 +341,12 @@ func checkTimestamps(path string, sum hashing.Digest, res *Result, o CheckOption
 			if err := tok.CheckChain(o.TSARoots); err != nil {
 				r.Status, r.Detail = StatusFailed, "the TSA's certificate does not hold: "+err.Error()
 				finding(where, "%s", r.Detail)
+			} else if sig != nil && sig.Status == StatusFailed {
+				r.Status, r.Detail = StatusFailed, "the TSA's chain leads to --tsa-ca, over a signature that does not hold"
+				finding(where, "%s", r.Detail)
+			} else if sig != nil && sig.Status != StatusVerified {
+				r.Detail = "the TSA's chain leads to --tsa-ca, over a signature not checked (give --key or --ca): it dates those bytes, not the archive"
+				res.Warnings = append(res.Warnings, manifest.Problem{Where: where, Detail: r.Detail})
 			} else {
 				r.Status, r.Detail = StatusVerified, "the TSA's chain leads to --tsa-ca"
 			}
@@ -343,6 +354,17 @@ func checkTimestamps(path string, sum hashing.Digest, res *Result, o CheckOption
 			r.Detail = "its imprint matches and its signature holds; the TSA's certificate is not checked (give --tsa-ca)"
 		}
 		res.Timestamps = append(res.Timestamps, r)
+	}
+	// --tsa-ca asks for a trusted time, as --ca asks for a signer.
+	if o.TSARoots != nil {
+		found, failed := false, false
+		for _, t := range res.Timestamps {
+			found = found || t.Status == StatusVerified
+			failed = failed || t.Status == StatusFailed
+		}
+		if !found && !failed {
+			res.Problems = append(res.Problems, manifest.Problem{Where: "timestamp", Detail: "no timestamp of the archive, or of a signature that holds, chains to --tsa-ca"})
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -175,5 +176,62 @@ func TestChainAtTimestamp(t *testing.T) {
 	}
 	if res := check(now.Add(-30 * time.Minute)); res.Signatures[0].Status != StatusFailed {
 		t.Errorf("stamped after the certificate expired: %+v", res.Signatures[0])
+	}
+}
+
+// TestTokenOverUncheckedSignature: a token from a trusted TSA over the
+// bytes of a signature that nothing checked dates those bytes, not the
+// archive: anyone can put an old token's message in an envelope's sig
+// over a statement of a new archive. verify --tsa-ca must not call it a
+// verified time of the archive; and --tsa-ca with no timestamp that
+// holds is a failure, as --ca with no signer is.
+func TestTokenOverUncheckedSignature(t *testing.T) {
+	arch, sum, msum, _, _ := signed(t)
+	// A forged line: a statement of this archive, a "signature" that is
+	// only bytes a TSA once stamped, under a keyid of hex.
+	forged := []byte("bytes a TSA stamped long ago")
+	payload, _ := Statement(Subject{Name: "case.tar.zst", SHA256: sum, ManifestSHA256: msum, Manifest: &manifest.Manifest{}})
+	keyid := strings.Repeat("ab", 32)
+	e := &Envelope{PayloadType: PayloadType, Payload: base64.StdEncoding.EncodeToString(payload),
+		Signatures: []Signature{{KeyID: keyid, Sig: base64.StdEncoding.EncodeToString(forged)}}}
+	os.Remove(SignaturesPath(arch))
+	if _, _, err := Append(SignaturesPath(arch), e, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256(forged)
+	url, tsaCert := fakeTSAWithCert(t, func(*timestamp.Timestamp) []byte { return nil })
+	reply, _, err := Stamp(context.Background(), http.DefaultClient, url, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(TimestampPath(arch, keyid), reply, 0o600)
+	tsaRoots := x509.NewCertPool()
+	tsaRoots.AddCert(tsaCert)
+	res, err := Check(context.Background(), arch, sum, msum, CheckOptions{TSARoots: tsaRoots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Timestamps) != 1 || res.Timestamps[0].Status == StatusVerified {
+		t.Errorf("a token over an unchecked signature: %+v, want it not verified", res.Timestamps)
+	}
+	if len(res.Problems) == 0 {
+		t.Errorf("--tsa-ca with no timestamp that holds for the archive: no problem (warnings %v)", res.Warnings)
+	}
+
+	// No timestamp at all: --tsa-ca fails.
+	os.Remove(TimestampPath(arch, keyid))
+	if res, _ := Check(context.Background(), arch, sum, msum, CheckOptions{TSARoots: tsaRoots}); len(res.Problems) == 0 {
+		t.Errorf("--tsa-ca and no timestamp: no problem")
+	}
+
+	// A token over the archive itself still holds with --tsa-ca alone.
+	reply, _, err = Stamp(context.Background(), http.DefaultClient, url, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(TimestampPath(arch, ""), reply, 0o600)
+	res, _ = Check(context.Background(), arch, sum, msum, CheckOptions{TSARoots: tsaRoots})
+	if len(res.Problems) != 0 {
+		t.Errorf("a token over the archive: %v", res.Problems)
 	}
 }
