@@ -345,3 +345,31 @@ func TestPreload(t *testing.T) {
 		t.Errorf("the indexes were read again after preload: %d frames, then %d", n, m)
 	}
 }
+
+// TestSeekTableUnusedBits: the seek table's descriptor byte has bits
+// amber always writes zero (reserved 6-2, unused 1-0); a flip of an
+// unused bit changed no decoded byte, so both the full and the sealed
+// check passed a file whose bytes are not the sealed ones. Each such
+// flip is now damage, in both modes.
+func TestSeekTableUnusedBits(t *testing.T) {
+	src := fixture.Capture(t, t.TempDir(), "small", fixture.WhiteoutImage())
+	orig, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "t.tar.zst")
+	desc := len(orig) - 5 // footer: frames (4), descriptor (1), magic (4)
+	for bit := 0; bit < 7; bit++ {
+		b := bytes.Clone(orig)
+		b[desc] ^= 1 << bit
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, sealed := range []bool{false, true} {
+			r, err := archive.Verify(p, archive.VerifyOptions{Sealed: sealed})
+			if err == nil && r.OK() {
+				t.Errorf("descriptor bit %d flipped: verify (sealed %v) passed", bit, sealed)
+			}
+		}
+	}
+}

@@ -54,6 +54,12 @@ func ReadSeekTable(r io.ReaderAt, size int64) (*SeekTable, error) {
 	}
 	n := int64(binary.LittleEndian.Uint32(foot[0:]))
 	desc := foot[4]
+	// Bits 6-0 are reserved or unused, and amber writes them zero: a
+	// decoder ignores the unused ones, so a flipped one would change the
+	// file and nothing it decodes to.
+	if desc&0x7f != 0 {
+		return nil, fmt.Errorf("%w: seek table descriptor (byte %d) is %#02x: reserved or unused bits set", manifest.ErrCorrupt, size-5, desc)
+	}
 	es := int64(8)
 	if desc&0x80 != 0 {
 		es = 12

@@ -94,10 +94,15 @@ type VerifyOptions struct {
 	// Sealed checks what sealing fixed, without decompressing a frame:
 	// the seek table, trailer and manifest, every frame's compressed bytes
 	// against the sealed frame digests, the stored indexes and Merkle
-	// roots, the whole file's SHA-256 and the sidecars. Any byte changed
-	// since sealing is caught and named by frame; what it does not
-	// re-derive is the capture's own work (each file's hash recomputed
-	// from its content, each layer's digest from its tar). amber push's
+	// roots, the whole file's SHA-256 and the sidecars. Any byte of a
+	// sealed frame changed since sealing is caught and named by frame; the
+	// frames after them (frame digests, manifest, trailer) are checked as
+	// they decode, and a change there that decodes to the same bytes (a
+	// compressed stream has such) only the whole file's SHA-256 against
+	// a sidecar, a custody event or a signature catches, in either mode.
+	// What it does not re-derive is the capture's own work (each file's
+	// hash recomputed from its content, each layer's digest from its
+	// tar). amber push's
 	// gate; an archive without sealed frame digests gets the full check.
 	Sealed bool
 }
