@@ -148,11 +148,28 @@ func (w *dfxmlWriter) time(indent, name string, t time.Time) {
 	w.WriteByte('<')
 	w.WriteString(name)
 	w.WriteByte('>')
-	w.scratch = t.UTC().AppendFormat(w.scratch[:0], time.RFC3339Nano)
+	w.scratch = appendDateTime(w.scratch[:0], t)
 	w.Write(w.scratch)
 	w.WriteString("</")
 	w.WriteString(name)
 	w.WriteString(">\n")
+}
+
+// appendDateTime appends t as an XSD 1.0 xs:dateTime, which has no year
+// 0000 (xmllint refuses it): a tar header may say any year, and Go's
+// year 0 is 1 BCE, XSD 1.0's -0001 (Go's year y <= 0 is -(1-y)).
+func appendDateTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	y := t.Year()
+	if y > 0 {
+		return t.AppendFormat(b, time.RFC3339Nano)
+	}
+	// Formatted 400*k years later (the Gregorian calendar repeats every
+	// 400 years, leap days included), the year field swapped.
+	k := (400 - y) / 400
+	s := t.AddDate(400*k, 0, 0).Format(time.RFC3339Nano)
+	b = fmt.Appendf(b, "-%04d", 1-y)
+	return append(b, s[strings.IndexByte(s, '-'):]...)
 }
 
 func (w *dfxmlWriter) hash(indent, typ, hex string) {

@@ -6,12 +6,15 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/amber-forensics/amber/export"
 	"github.com/amber-forensics/amber/internal/fixture"
@@ -240,4 +243,39 @@ func runSPARQL(t *testing.T, py string, doc []byte) string {
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	sort.Strings(lines)
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// TestDFXMLHostileTimes: a tar header's time is evidence too: one of year
+// 0 (no xs:dateTime in XSD 1.0), before it, or past 9999 still gives a
+// document valid against dfxml.xsd.
+func TestDFXMLHostileTimes(t *testing.T) {
+	var entries []fixture.Entry
+	for i, at := range []time.Time{time.Date(0, 6, 1, 0, 0, 0, 0, time.UTC), time.Date(-40, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(12345, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		e := fixture.File(fmt.Sprintf("f%d", i), "x")
+		e.ModTime = at
+		entries = append(entries, e)
+	}
+	arch := fixture.Capture(t, t.TempDir(), "times", fixture.Image{Tags: []string{"times:1"}, Layers: [][]byte{fixture.Layer(entries...)}})
+	a := fixture.Open(t, arch)
+	doc := filepath.Join(t.TempDir(), "out.dfxml")
+	f, err := os.Create(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := export.WriteDFXML(f, a, export.Options{Tool: manifest.Tool{Name: "amber", Version: "test"}, Name: arch}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	b, _ := os.ReadFile(doc)
+	got := regexp.MustCompile(`<mtime>([^<]*)</mtime>`).FindAllSubmatch(b, -1)
+	// XSD 1.0 has no year 0: Go's year 0 is 1 BCE, -0001; year -40 is -0041.
+	want := []string{"-0001-06-01T00:00:00Z", "-0041-01-01T00:00:00Z", "12345-01-01T00:00:00Z"}
+	for i, w := range want {
+		if i >= len(got) || string(got[i][1]) != w {
+			t.Errorf("mtimes %q, want %q first", got, want)
+			break
+		}
+	}
+	checkDFXML(t, doc)
 }
