@@ -52,8 +52,10 @@ func jsonText(s string) string {
 	return b.String()
 }
 
+// dateTime is t as an xsd:dateTime literal, written as DFXML writes its
+// times (XSD has no year 0000: a manifest's times are evidence too).
 func dateTime(t time.Time) map[string]any {
-	return map[string]any{"@type": "xsd:dateTime", "@value": t.UTC().Format(time.RFC3339Nano)}
+	return map[string]any{"@type": "xsd:dateTime", "@value": string(appendDateTime(nil, t))}
 }
 
 func ref(id string) map[string]any { return map[string]any{"@id": id} }
