@@ -207,7 +207,7 @@ func TestCheckFIFO(t *testing.T) {
 	os.Remove(SignaturesPath(arch))
 	for _, p := range []string{SignaturesPath(arch), TimestampPath(arch, k.ID)} {
 		if err := syscall.Mkfifo(p, 0o600); err != nil {
-			t.Skip(err)
+			t.Fatal(err)
 		}
 	}
 	done := make(chan *Result, 1)

@@ -6,7 +6,7 @@
 # otherwise it says what is missing.
 set -eu
 
-PKGS="file docker.io containerd runc podman fuse3 busybox-static zstd umoci skopeo squashfs-tools squashfuse sleuthkit attr hyperfine docker-registry apache2-utils curl openssl chromium libxml2-utils poppler-utils python3-rdflib tmux"
+PKGS="file docker.io containerd runc podman fuse3 busybox-static zstd umoci skopeo squashfs-tools squashfuse sleuthkit attr hyperfine docker-registry apache2-utils curl openssl chromium libxml2-utils poppler-utils python3-rdflib python3-yaml tmux"
 need=""
 for pair in docker:docker.io dockerd:docker.io containerd:containerd ctr:containerd runc:runc podman:podman fusermount3:fuse3 busybox:busybox-static zstd:zstd umoci:umoci \
             skopeo:skopeo mksquashfs:squashfs-tools squashfuse_ll:squashfuse mactime:sleuthkit getfattr:attr hyperfine:hyperfine docker-registry:docker-registry htpasswd:apache2-utils curl:curl \
@@ -14,9 +14,10 @@ for pair in docker:docker.io dockerd:docker.io containerd:containerd ctr:contain
 	cmd=${pair%%:*}; pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done
-# rdflib for the CASE/UCO export's test: Debian's python3, whatever python3
+# rdflib for the CASE/UCO export's test, yaml for deploy/'s: Debian's python3, whatever python3
 # is first on PATH.
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import rdflib' >/dev/null 2>&1 || need="$need python3-rdflib"
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need="$need python3-yaml"
 # busybox-static specifically: a dynamic busybox cannot run in an empty image.
 if command -v busybox >/dev/null 2>&1 && ! file -L "$(command -v busybox)" 2>/dev/null | grep -q static; then
 	[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || need="$need busybox-static"

@@ -20,13 +20,7 @@ import (
 // parser) and returns its documents as JSON values.
 func yamlDocs(t *testing.T, p string) []map[string]any {
 	t.Helper()
-	py := "/usr/bin/python3" // Debian's, with python3-yaml (not a pyenv's)
-	if err := exec.Command(py, "-c", "import yaml").Run(); err != nil {
-		if testenv.InCI() {
-			t.Fatalf("CI: %s has no yaml module (python3-yaml): %v", py, err)
-		}
-		t.Skipf("%s has no yaml module (python3-yaml): %v", py, err)
-	}
+	py := testenv.PythonModule(t, "yaml", "python3-yaml")
 	out, err := exec.Command(py, "-c", "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]))", p).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s is not valid YAML: %v\n%s", p, err, out)
