@@ -49,6 +49,29 @@ amber_pid() {
 }
 
 first=() ls=() rss=() lsrss=() filt=() srss=() sfilt=()
+
+# filter_to_end [KEYS]: in the browse session on screen (after KEYS, e.g. s
+# for the stage), filter every file (f*), page through the 1,000,000 rows
+# to the end and quit; sets FILT (the filter's seconds) and PEAK (amber's
+# peak RSS, MB). Run in this shell, so that a screen never shown exits.
+filter_to_end() {
+	local pid s e
+	pid=$(amber_pid)
+	tm send-keys -t 0 ${1:-} Tab /
+	until_shows "filter (glob"
+	tm send-keys -t 0 -l 'f*'
+	s=$EPOCHREALTIME
+	tm send-keys -t 0 Enter
+	until_shows "1000000 match(es)"
+	e=$EPOCHREALTIME
+	for _ in $(seq 20); do tm send-keys -t 0 PgDn; done
+	tm send-keys -t 0 G
+	until_shows "/d0999/f0999999  file"
+	PEAK=$(awk '/VmHWM/ {print int($2/1024)}' /proc/"$pid"/status)
+	tm send-keys -t 0 q
+	for _ in $(seq 500); do kill -0 "$pid" 2>/dev/null || break; sleep 0.01; done
+	FILT=$(echo "$e - $s" | bc)
+}
 for _ in $(seq "$RUNS"); do
 	s=$EPOCHREALTIME
 	"$AMBER" ls "$ARCH" "$LAYER" >/dev/null
@@ -63,44 +86,18 @@ for _ in $(seq "$RUNS"); do
 	until_shows "d0000"
 	e=$EPOCHREALTIME
 	first+=("$(echo "$e - $s" | bc)")
-	pid=$(amber_pid)
 	# Every file: 1,000,000 rows, then to the end, a page at a time and
 	# at once.
-	tm send-keys -t 0 Tab /
-	until_shows "filter (glob"
-	tm send-keys -t 0 -l 'f*'
-	s=$EPOCHREALTIME
-	tm send-keys -t 0 Enter
-	until_shows "1000000 match(es)"
-	e=$EPOCHREALTIME
-	filt+=("$(echo "$e - $s" | bc)")
-	for _ in $(seq 20); do tm send-keys -t 0 PgDn; done
-	tm send-keys -t 0 G
-	until_shows "/d0999/f0999999  file"
-	rss+=("$(awk '/VmHWM/ {print int($2/1024)}' /proc/"$pid"/status)")
-	tm send-keys -t 0 q
-	for _ in $(seq 500); do kill -0 "$pid" 2>/dev/null || break; sleep 0.01; done
+	filter_to_end
+	filt+=("$FILT"); rss+=("$PEAK")
 
 	# The same over the stage (s: the layers merged; paths are matched
 	# in every layer, deduplicated).
 	tm kill-server 2>/dev/null || true
 	tm new-session -d -x 80 -y 24 "$AMBER browse $ARCH $LAYER"
 	until_shows "d0000"
-	pid=$(amber_pid)
-	tm send-keys -t 0 s Tab /
-	until_shows "filter (glob"
-	tm send-keys -t 0 -l 'f*'
-	s=$EPOCHREALTIME
-	tm send-keys -t 0 Enter
-	until_shows "1000000 match(es)"
-	e=$EPOCHREALTIME
-	sfilt+=("$(echo "$e - $s" | bc)")
-	for _ in $(seq 20); do tm send-keys -t 0 PgDn; done
-	tm send-keys -t 0 G
-	until_shows "/d0999/f0999999  file"
-	srss+=("$(awk '/VmHWM/ {print int($2/1024)}' /proc/"$pid"/status)")
-	tm send-keys -t 0 q
-	for _ in $(seq 500); do kill -0 "$pid" 2>/dev/null || break; sleep 0.01; done
+	filter_to_end s
+	sfilt+=("$FILT"); srss+=("$PEAK")
 done
 
 F=$(printf '%s\n' "${first[@]}" | median); L=$(printf '%s\n' "${ls[@]}" | median)

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/amber-forensics/amber/export"
+	"github.com/amber-forensics/amber/export/dfxmltest"
 	"github.com/amber-forensics/amber/internal/fixture"
 	"github.com/amber-forensics/amber/internal/testenv"
 	"github.com/amber-forensics/amber/manifest"
@@ -34,49 +34,6 @@ var hostile = []string{
 func sum(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
-}
-
-type dfxmlFile struct {
-	PathB64 string `json:"path_b64"`
-	Type    string `json:"type"`
-	SHA256  string `json:"sha256"`
-	LinkB64 string `json:"link_b64"`
-	MD5     string `json:"md5"`
-	SHA1    string `json:"sha1"`
-}
-
-func (f dfxmlFile) path() string {
-	b, _ := base64.StdEncoding.DecodeString(f.PathB64)
-	return string(b)
-}
-
-type dfxmlDoc struct {
-	Volumes []struct {
-		Label  string      `json:"label"`
-		Digest string      `json:"digest"`
-		Files  []dfxmlFile `json:"files"`
-	} `json:"volumes"`
-	Files []dfxmlFile `json:"files"`
-}
-
-// checkDFXML validates doc against the DFXML schema with xmllint and
-// reads it back with Python's XML parser (testdata/dfxml/list.py).
-func checkDFXML(t *testing.T, doc string) dfxmlDoc {
-	t.Helper()
-	xmllint := testenv.Tool(t, "xmllint")
-	py := testenv.Tool(t, testenv.DebianPython)
-	if out, err := exec.Command(xmllint, "--noout", "--schema", "testdata/dfxml/dfxml.xsd", doc).CombinedOutput(); err != nil {
-		t.Fatalf("xmllint --schema dfxml.xsd: %v\n%s", err, out)
-	}
-	out, err := exec.Command(py, "testdata/dfxml/list.py", doc).Output()
-	if err != nil {
-		t.Fatalf("list.py: %v", err)
-	}
-	var d dfxmlDoc
-	if err := json.Unmarshal(out, &d); err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 func hostileArchive(t *testing.T) (string, [][]fixture.Entry) {
@@ -108,7 +65,7 @@ func TestDFXMLSchemaAndFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	d := checkDFXML(t, doc)
+	d := dfxmltest.Check(t, doc)
 	if len(d.Volumes) != len(layers) {
 		t.Fatalf("%d volumes, want %d", len(d.Volumes), len(layers))
 	}
@@ -132,7 +89,7 @@ func TestDFXMLSchemaAndFiles(t *testing.T) {
 		}
 		got := map[string]string{}
 		for _, f := range d.Volumes[i].Files {
-			got[f.path()] = f.Type + " " + f.SHA256
+			got[f.Path()] = f.Type + " " + f.SHA256
 			if f.Type == "l" {
 				if l, _ := base64.StdEncoding.DecodeString(f.LinkB64); string(l) != "../tar\x01get\xff" {
 					t.Errorf("link target %q", l)
@@ -146,7 +103,7 @@ func TestDFXMLSchemaAndFiles(t *testing.T) {
 			t.Errorf("volume %d: digest %s label %q, want layer %s", i, d.Volumes[i].Digest, d.Volumes[i].Label, l)
 		}
 	}
-	if len(d.Files) != 1 || d.Files[0].path() != arch+"\xff" || d.Files[0].SHA256 != sum("whatever") {
+	if len(d.Files) != 1 || d.Files[0].Path() != arch+"\xff" || d.Files[0].SHA256 != sum("whatever") {
 		t.Errorf("the archive's fileobject: %+v", d.Files)
 	}
 }
@@ -277,5 +234,5 @@ func TestDFXMLHostileTimes(t *testing.T) {
 			break
 		}
 	}
-	checkDFXML(t, doc)
+	dfxmltest.Check(t, doc)
 }

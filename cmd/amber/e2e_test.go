@@ -138,12 +138,13 @@ func sha256File(t *testing.T, p string) string {
 }
 
 type lsLine struct {
-	Path   string `json:"path"`
-	Path64 []byte `json:"path_base64"`
-	Type   string `json:"type"`
-	SHA256 string `json:"sha256"`
-	Link   string `json:"link"`
-	Perm   string `json:"perm"`
+	Path   string   `json:"path"`
+	Path64 []byte   `json:"path_base64"`
+	Type   string   `json:"type"`
+	SHA256 string   `json:"sha256"`
+	Link   string   `json:"link"`
+	Perm   string   `json:"perm"`
+	Flags  []string `json:"flags"`
 }
 
 func lsJSON(t *testing.T, args ...string) []lsLine {

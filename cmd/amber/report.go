@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -211,7 +210,7 @@ func (e *env) runReport(o *reportOptions, path string) error {
 			return fmt.Errorf("writing the report: %w", err)
 		}
 		if !o.json {
-			fmt.Fprintf(e.stdout, "report %s: %d bytes, sha256 %x\n", escapeName(htmlPath), buf.Len(), sha256Of(buf.Bytes()))
+			fmt.Fprintf(e.stdout, "report %s: %d bytes, sha256 %s\n", escapeName(htmlPath), buf.Len(), hashing.Sum(buf.Bytes()).Hex())
 		}
 	}
 	var pdfErr error
@@ -362,7 +361,7 @@ func (e *env) renderPDF(html []byte, htmlPath, pdf string, quiet bool) error {
 		return fmt.Errorf("writing the PDF: %w", err)
 	}
 	if !quiet {
-		fmt.Fprintf(e.stdout, "pdf %s: %d bytes, sha256 %x\n", escapeName(pdf), len(b), sha256Of(b))
+		fmt.Fprintf(e.stdout, "pdf %s: %d bytes, sha256 %s\n", escapeName(pdf), len(b), hashing.Sum(b).Hex())
 	}
 	return nil
 }
@@ -385,9 +384,4 @@ func lastLines(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
-}
-
-func sha256Of(b []byte) []byte {
-	s := sha256.Sum256(b)
-	return s[:]
 }

@@ -210,21 +210,7 @@ func (e *env) runSign(o *signOptions, path string) error {
 	if err != nil {
 		return err
 	}
-	opts := archive.VerifyOptions{Ctx: e.ctx}
-	prog := isTerminal(e.stderr)
-	if prog {
-		last := time.Time{}
-		opts.Progress = func(done, total int64) {
-			if time.Since(last) > 200*time.Millisecond {
-				last = time.Now()
-				fmt.Fprintf(e.stderr, "\r\033[Kverifying before signing: %d%% of %d MiB", done*100/max(total, 1), total>>20)
-			}
-		}
-	}
-	r, err := archive.Verify(path, opts)
-	if prog {
-		fmt.Fprint(e.stderr, "\r\033[K")
-	}
+	r, _, err := e.verification(path, nil, path, hashing.Digest{})
 	if err != nil {
 		return err
 	}

@@ -77,7 +77,9 @@ var allowed = map[string][]string{
 	"internal/fixture/gen":    {"internal/fixture", "manifest", "hashing", "snapshot"},
 	"internal/fixture/bounds": {},
 	"internal/testenv":        {},
-	"internal/archtest":       {},
+	// The DFXML check shared by export's and cmd/amber's tests.
+	"export/dfxmltest":  {"internal/testenv"},
+	"internal/archtest": {},
 	// The benchmarks' generator of a synthetic dead host.
 	"bench/fakehost": {},
 
